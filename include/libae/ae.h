@@ -1,0 +1,435 @@
+/*
+ * libae - train and run autoencoders from C.
+ *
+ * This is the one header users include. It declares the whole public API:
+ * status codes, the allocator hook, the configuration builder, the model,
+ * and (through the topic headers it includes) datasets.
+ *
+ * Principles that hold for every call:
+ * - Handles are opaque. Every *_create has a *_destroy that accepts NULL.
+ * - Every call that can fail returns ae_status; AE_OK is 0. A failed call
+ *   changes nothing: the handle stays as it was and usable. The detailed
+ *   message of the last failure on a handle is ae_*_last_error(handle).
+ * - Thread safety: a handle is used by one thread at a time; separate
+ *   handles are independent and may be used from different threads at once.
+ * - Data crosses the API as caller-owned float arrays, row-major, batch
+ *   first (images NCHW). The library never keeps a pointer it was handed
+ *   beyond the call unless the call's documentation says so.
+ * - Same seed, same data, same thread count: bitwise the same results.
+ */
+#ifndef LIBAE_AE_H
+#define LIBAE_AE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libae/version.h>
+
+#if defined(_WIN32) && defined(AE_BUILDING_LIBRARY)
+#define AE_API __declspec(dllexport)
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#define AE_API __attribute__((visibility("default")))
+#else
+#define AE_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------
+ * Status codes
+ * ------------------------------------------------------------------------ */
+
+/*
+ * X(name, value, description). The numbers are frozen: a code keeps its
+ * number in every later release, and new codes get new numbers.
+ */
+#define AE_STATUS_MAP(X)                                                       \
+    X(AE_OK, 0, "success")                                                     \
+    X(AE_ERR_INVALID_ARG, 1, "invalid argument")                               \
+    X(AE_ERR_OUT_OF_MEMORY, 2, "out of memory")                                \
+    X(AE_ERR_SHAPE, 3, "size or shape mismatch")                               \
+    X(AE_ERR_RANGE, 4, "setting out of range")                                 \
+    X(AE_ERR_STATE, 5, "call not allowed in the current state")                \
+    X(AE_ERR_NUMERIC, 6, "NaN or infinity met")                                \
+    X(AE_ERR_IO, 7, "input/output error")                                      \
+    X(AE_ERR_FORMAT, 8, "malformed data or file")                              \
+    X(AE_ERR_UNSUPPORTED, 9, "unsupported feature")                            \
+    X(AE_ERR_VERSION, 10, "unsupported format version")                        \
+    X(AE_ERR_CHECKSUM, 11, "checksum mismatch")
+
+#define AE_STATUS_ENUM_ENTRY_(name, value, desc) name = value,
+/** Result of every call that can fail. Since 0.1.0. */
+typedef enum ae_status { AE_STATUS_MAP(AE_STATUS_ENUM_ENTRY_) } ae_status;
+#undef AE_STATUS_ENUM_ENTRY_
+
+/**
+ * The name of a status code ("AE_ERR_SHAPE"), or "AE_UNKNOWN_STATUS" for a
+ * number that is not a code. The string is static. Since 0.1.0.
+ */
+AE_API const char *ae_status_name(ae_status code);
+
+/**
+ * A short English description of a status code ("size or shape mismatch").
+ * The string is static. Since 0.1.0.
+ */
+AE_API const char *ae_status_string(ae_status code);
+
+/* ------------------------------------------------------------------------
+ * Version
+ * ------------------------------------------------------------------------ */
+
+/** The library's version at run time, e.g. "0.1.0". Static. Since 0.1.0. */
+AE_API const char *ae_version_string(void);
+
+/** The library's version at run time as AE_VERSION_NUMBER encodes it. Since 0.1.0. */
+AE_API uint32_t ae_version_number(void);
+
+/* ------------------------------------------------------------------------
+ * Memory
+ * ------------------------------------------------------------------------ */
+
+/**
+ * An allocator hook. Pass one to ae_config_create or ae_dataset_create to
+ * route every allocation of that handle (and of models created from the
+ * config) through it. `struct_size` must be sizeof(ae_allocator).
+ * `alloc` returns NULL on failure; `release` accepts NULL. Both receive
+ * `user_data`. The library copies the struct; the functions and user_data
+ * must stay valid while any handle created with them lives.
+ * Since 0.1.0.
+ */
+typedef struct ae_allocator {
+    size_t struct_size;
+    void *(*alloc)(void *user_data, size_t size);
+    void (*release)(void *user_data, void *ptr);
+    void *user_data;
+} ae_allocator;
+
+/* ------------------------------------------------------------------------
+ * Enumerations (numbers frozen)
+ * ------------------------------------------------------------------------ */
+
+/** Element-wise activations. Since 0.1.0. */
+typedef enum ae_activation {
+    AE_ACT_IDENTITY = 0,
+    AE_ACT_RELU = 1,
+    AE_ACT_LEAKY_RELU = 2, /* slope: AE_LAYER_LEAKY_SLOPE, default 0.01 */
+    AE_ACT_SIGMOID = 3,
+    AE_ACT_TANH = 4,
+    AE_ACT_GELU = 5, /* exact (erf) form, as PyTorch's default */
+    AE_ACT_SOFTPLUS = 6,
+    AE_ACT_ELU = 7 /* alpha 1 */
+} ae_activation;
+
+/** Reconstruction losses. Since 0.1.0. */
+typedef enum ae_loss {
+    AE_LOSS_MSE = 0,
+    /* Binary cross-entropy. When the output activation is sigmoid it is
+       computed from the logits (stable form); otherwise log is clamped at
+       -100 as PyTorch does, and the outputs must lie in [0, 1]. */
+    AE_LOSS_BCE = 1
+} ae_loss;
+
+/** How a loss is reduced over elements. Since 0.1.0. */
+typedef enum ae_reduction {
+    AE_REDUCE_MEAN = 0, /* mean over all elements of the batch */
+    AE_REDUCE_SUM = 1   /* sum over all elements of the batch */
+} ae_reduction;
+
+/** Optimizers, with PyTorch's update rules. Since 0.1.0. */
+typedef enum ae_optimizer {
+    AE_OPT_SGD = 0,  /* momentum, Nesterov, weight decay (L2 on the gradient) */
+    AE_OPT_ADAM = 1, /* weight decay is L2 added to the gradient */
+    AE_OPT_ADAMW = 2 /* weight decay is decoupled */
+} ae_optimizer;
+
+/** Layer kinds, as reported by ae_model_layer_info. Since 0.1.0. */
+typedef enum ae_layer_kind {
+    AE_LAYER_DENSE = 0
+} ae_layer_kind;
+
+/**
+ * Model settings. Each has a type (int or float), bounds, a default, and
+ * says whether it may change after the model is created. Set them on a
+ * config with ae_config_set_int / ae_config_set_float, and (where allowed)
+ * on a model with ae_model_set_int / ae_model_set_float. ae_param_bounds
+ * gives the bounds at run time. Since 0.1.0 unless noted.
+ */
+typedef enum ae_param {
+    /* int, ae_loss, default AE_LOSS_MSE. Fixed at creation. */
+    AE_P_LOSS = 1,
+    /* int, ae_reduction, default AE_REDUCE_MEAN. Fixed at creation. */
+    AE_P_REDUCTION = 2,
+    /* int, ae_optimizer, default AE_OPT_ADAM. Fixed at creation. */
+    AE_P_OPTIMIZER = 3,
+    /* int, [0, 2^63-1], default 0: seeds the model's RNG (initialisation,
+       and every random draw the model makes). Fixed at creation. */
+    AE_P_SEED = 4,
+    /* float, [0, 1e6], default 1e-3. Changeable between steps. */
+    AE_P_LEARNING_RATE = 10,
+    /* float, [0, 1), default 0 (SGD only). Changeable. */
+    AE_P_MOMENTUM = 11,
+    /* int, 0 or 1, default 0 (SGD only; needs momentum > 0). Changeable. */
+    AE_P_NESTEROV = 12,
+    /* float, [0, 1e6], default 0 (AdamW in PyTorch defaults to 1e-2; libae
+       uses 0 unless set, for every optimizer). Changeable. */
+    AE_P_WEIGHT_DECAY = 13,
+    /* float, [0, 1), default 0.9 (Adam, AdamW). Changeable. */
+    AE_P_BETA1 = 14,
+    /* float, [0, 1), default 0.999 (Adam, AdamW). Changeable. */
+    AE_P_BETA2 = 15,
+    /* float, (0, 1], default 1e-8 (Adam, AdamW). Changeable. */
+    AE_P_EPSILON = 16,
+    /* float, [0, 1e12], default 0 = off: clip the gradient by its global
+       L2 norm before the update. Changeable. */
+    AE_P_GRAD_CLIP_NORM = 17,
+    /* float, [0, 1e6], default 0: SGD dampening (PyTorch's meaning). Changeable. */
+    AE_P_DAMPENING = 18
+} ae_param;
+
+/**
+ * Per-layer settings of a config, applied with ae_config_layer_set_* to a
+ * layer already added. Since 0.1.0.
+ */
+typedef enum ae_layer_param {
+    /* int, 0 or 1, default 1: the layer has a bias. */
+    AE_LAYER_BIAS = 1,
+    /* float, [0, 1e3], default 0.01: negative slope of AE_ACT_LEAKY_RELU. */
+    AE_LAYER_LEAKY_SLOPE = 2
+} ae_layer_param;
+
+/** Refers to the layer added last, where a layer index is expected. */
+#define AE_LAST_LAYER ((size_t)-1)
+
+/**
+ * The bounds of a setting: whether it is an int (*is_int = 1) or a float,
+ * its smallest and largest allowed values, and whether it may change after
+ * creation. Any out pointer may be NULL. Returns AE_ERR_INVALID_ARG for an
+ * unknown setting. Since 0.1.0.
+ */
+AE_API ae_status ae_param_bounds(ae_param param, int *is_int, double *min_value,
+                                 double *max_value, int *changeable);
+
+/* ------------------------------------------------------------------------
+ * Configuration builder
+ * ------------------------------------------------------------------------ */
+
+/** Describes a model before it is created. Since 0.1.0. */
+typedef struct ae_config ae_config;
+
+/**
+ * Creates an empty configuration. `alloc` may be NULL (the C library's
+ * malloc/free); otherwise it is copied and used for this config and for
+ * every model created from it. Errors: AE_ERR_INVALID_ARG (out NULL, or
+ * alloc with a wrong struct_size or NULL functions), AE_ERR_OUT_OF_MEMORY.
+ * On failure *out is set to NULL. Since 0.1.0.
+ */
+AE_API ae_status ae_config_create(ae_config **out, const ae_allocator *alloc);
+
+/** Frees a configuration. Accepts NULL. Since 0.1.0. */
+AE_API void ae_config_destroy(ae_config *cfg);
+
+/**
+ * The message of the last failed call on `cfg`, or "" if none; also of a
+ * failed ae_model_create(…, cfg). Owned by the config, valid until its next
+ * call. Returns a static message for cfg NULL. Since 0.1.0.
+ */
+AE_API const char *ae_config_last_error(const ae_config *cfg);
+
+/**
+ * Sets the number of input features of a dense model (1 to 2^24).
+ * Must be called before any layer is added. Errors: AE_ERR_INVALID_ARG,
+ * AE_ERR_RANGE, AE_ERR_STATE (layers already added). Since 0.1.0.
+ */
+AE_API ae_status ae_config_set_input_size(ae_config *cfg, size_t features);
+
+/**
+ * Appends a dense layer y = act(x Wᵀ + b) with `units` outputs
+ * (1 to 2^24), W of shape [units, inputs] as PyTorch's nn.Linear.
+ * Layers added before ae_config_mark_code form the encoder; layers after it
+ * the decoder. Errors: AE_ERR_INVALID_ARG (unknown activation),
+ * AE_ERR_RANGE, AE_ERR_STATE (no input size set, or a mirrored decoder was
+ * already added). Since 0.1.0.
+ */
+AE_API ae_status ae_config_add_dense(ae_config *cfg, size_t units, ae_activation act);
+
+/**
+ * Sets a per-layer setting of layer `layer` (0-based, counting every layer
+ * added, or AE_LAST_LAYER). Errors: AE_ERR_INVALID_ARG (unknown setting or
+ * a setting the layer does not have), AE_ERR_RANGE (bad value or index).
+ * Since 0.1.0.
+ */
+AE_API ae_status ae_config_layer_set_int(ae_config *cfg, size_t layer, ae_layer_param param,
+                                         int64_t value);
+/** As ae_config_layer_set_int, for float settings. Since 0.1.0. */
+AE_API ae_status ae_config_layer_set_float(ae_config *cfg, size_t layer, ae_layer_param param,
+                                           double value);
+
+/**
+ * Marks the output of the layers added so far as the code (bottleneck).
+ * ae_encode runs the layers up to here, ae_decode the rest. Errors:
+ * AE_ERR_STATE (no layer yet, or the code is already marked). Since 0.1.0.
+ */
+AE_API ae_status ae_config_mark_code(ae_config *cfg);
+
+/**
+ * Appends a decoder that mirrors the encoder: for encoder widths
+ * in-h1-…-code it adds code-…-h1-in, each hidden layer with the activation
+ * of the encoder layer of the same width, each layer with the bias setting
+ * of its encoder partner, and `output_act` on the last layer. Marks the
+ * code first if it is not marked. Errors: AE_ERR_STATE (no encoder layer,
+ * or decoder layers were already added), AE_ERR_INVALID_ARG. Since 0.1.0.
+ */
+AE_API ae_status ae_config_mirror_decoder(ae_config *cfg, ae_activation output_act);
+
+/**
+ * Sets a model setting (see ae_param) on the config. Errors:
+ * AE_ERR_INVALID_ARG (unknown setting, or a float setting given as int or
+ * the reverse), AE_ERR_RANGE (out of bounds; the message names the setting
+ * and its range). Since 0.1.0.
+ */
+AE_API ae_status ae_config_set_int(ae_config *cfg, ae_param param, int64_t value);
+/** As ae_config_set_int, for float settings. Since 0.1.0. */
+AE_API ae_status ae_config_set_float(ae_config *cfg, ae_param param, double value);
+/** Reads a setting of the config. Errors as ae_config_set_int. Since 0.1.0. */
+AE_API ae_status ae_config_get_int(const ae_config *cfg, ae_param param, int64_t *value);
+/** Reads a float setting of the config. Since 0.1.0. */
+AE_API ae_status ae_config_get_float(const ae_config *cfg, ae_param param, double *value);
+
+/* ------------------------------------------------------------------------
+ * Model
+ * ------------------------------------------------------------------------ */
+
+/** A model: its layers, parameters, optimizer state and RNG. Since 0.1.0. */
+typedef struct ae_model ae_model;
+
+/**
+ * Creates a model from a config: checks the architecture, allocates the
+ * parameters, and initialises them as PyTorch's nn.Linear (U(-1/√in, 1/√in)
+ * for W and b) from the model's RNG seeded with AE_P_SEED. The model does
+ * not keep `cfg`; the config may be destroyed or reused afterwards.
+ * Errors (message in ae_config_last_error(cfg)): AE_ERR_INVALID_ARG,
+ * AE_ERR_STATE (no input size, no layers, no code marked, an empty
+ * decoder), AE_ERR_SHAPE (the decoder's output size differs from the input
+ * size), AE_ERR_OUT_OF_MEMORY. On failure *out is NULL. Since 0.1.0.
+ */
+AE_API ae_status ae_model_create(ae_model **out, const ae_config *cfg);
+
+/** Frees a model. Accepts NULL. Since 0.1.0. */
+AE_API void ae_model_destroy(ae_model *m);
+
+/**
+ * The message of the last failed call on `m`, or "" if none. Owned by the
+ * model; valid until the next call on it. Static message for NULL. Since 0.1.0.
+ */
+AE_API const char *ae_model_last_error(const ae_model *m);
+
+/**
+ * One training step on a batch: forward, loss, backward, optimizer update.
+ * `x` is [batch, input_size]; `target` is [batch, output_size], or NULL to
+ * reconstruct `x`. `loss` (may be NULL) receives the loss of the batch
+ * before the update. Neither array is modified or kept.
+ * The first step at a new largest batch size allocates the workspace; later
+ * steps at that size or smaller allocate nothing.
+ * Errors: AE_ERR_INVALID_ARG (NULL, batch 0), AE_ERR_RANGE (batch over
+ * 2^24), AE_ERR_NUMERIC (NaN or infinity in the data, the loss or the
+ * gradients: the parameters and optimizer state stay exactly as before),
+ * AE_ERR_OUT_OF_MEMORY. Since 0.1.0.
+ */
+AE_API ae_status ae_train_step(ae_model *m, const float *x, const float *target, size_t batch,
+                               float *loss);
+
+/**
+ * The loss of a batch without any update (inference mode). Arguments and
+ * errors as ae_train_step. Since 0.1.0.
+ */
+AE_API ae_status ae_evaluate(ae_model *m, const float *x, const float *target, size_t batch,
+                             float *loss);
+
+/**
+ * Runs the encoder: `x` [batch, input_size] to `code` [batch, code_size].
+ * Errors: AE_ERR_INVALID_ARG, AE_ERR_RANGE, AE_ERR_OUT_OF_MEMORY. Since 0.1.0.
+ */
+AE_API ae_status ae_encode(ae_model *m, const float *x, size_t batch, float *code);
+
+/** Runs the decoder: `code` [batch, code_size] to `out` [batch, output_size]. Since 0.1.0. */
+AE_API ae_status ae_decode(ae_model *m, const float *code, size_t batch, float *out);
+
+/** Encodes and decodes: `x` [batch, input_size] to `out` [batch, output_size]. Since 0.1.0. */
+AE_API ae_status ae_reconstruct(ae_model *m, const float *x, size_t batch, float *out);
+
+/** Number of input features. 0 for NULL. Since 0.1.0. */
+AE_API size_t ae_model_input_size(const ae_model *m);
+/** Width of the code. 0 for NULL. Since 0.1.0. */
+AE_API size_t ae_model_code_size(const ae_model *m);
+/** Number of output features (equals the input size). 0 for NULL. Since 0.1.0. */
+AE_API size_t ae_model_output_size(const ae_model *m);
+/** Number of layers, encoder and decoder. 0 for NULL. Since 0.1.0. */
+AE_API size_t ae_model_layer_count(const ae_model *m);
+/** Index of the first decoder layer (= number of encoder layers). Since 0.1.0. */
+AE_API size_t ae_model_code_layer(const ae_model *m);
+/** Number of trainable parameters (a tied weight counts once). Since 0.1.0. */
+AE_API size_t ae_model_param_count(const ae_model *m);
+/** Number of training steps taken. Since 0.1.0. */
+AE_API uint64_t ae_model_step_count(const ae_model *m);
+
+/**
+ * What ae_model_layer_info reports. The caller sets struct_size to
+ * sizeof(ae_layer_info); fields added in later versions go at the end.
+ * Since 0.1.0.
+ */
+typedef struct ae_layer_info {
+    size_t struct_size;
+    ae_layer_kind kind;
+    ae_activation activation;
+    size_t in_size;      /* input features per sample */
+    size_t out_size;     /* output features per sample */
+    size_t weight_count; /* elements of W ([out, in] for dense); 0 if none */
+    size_t bias_count;   /* elements of b; 0 if none */
+} ae_layer_info;
+
+/**
+ * Describes layer `layer`. Errors: AE_ERR_INVALID_ARG (NULL, or a
+ * struct_size smaller than the 0.1.0 struct), AE_ERR_RANGE. Since 0.1.0.
+ */
+AE_API ae_status ae_model_layer_info(const ae_model *m, size_t layer, ae_layer_info *info);
+
+/**
+ * Copies a layer's weight (row-major, [out, in] for dense) into `dst`, which
+ * holds `count` floats; `count` must equal the layer's weight_count.
+ * Errors: AE_ERR_INVALID_ARG, AE_ERR_RANGE (layer), AE_ERR_SHAPE (count).
+ * Since 0.1.0.
+ */
+AE_API ae_status ae_model_get_weights(const ae_model *m, size_t layer, float *dst, size_t count);
+/**
+ * Overwrites a layer's weight from `src` (`count` floats, all finite).
+ * Optimizer state is kept. Errors as ae_model_get_weights, and
+ * AE_ERR_NUMERIC for a non-finite value (nothing is written). Since 0.1.0.
+ */
+AE_API ae_status ae_model_set_weights(ae_model *m, size_t layer, const float *src, size_t count);
+/** Copies a layer's bias; as ae_model_get_weights. Since 0.1.0. */
+AE_API ae_status ae_model_get_bias(const ae_model *m, size_t layer, float *dst, size_t count);
+/** Overwrites a layer's bias; as ae_model_set_weights. Since 0.1.0. */
+AE_API ae_status ae_model_set_bias(ae_model *m, size_t layer, const float *src, size_t count);
+
+/**
+ * Changes a setting of a created model. Only settings marked changeable
+ * may change (AE_ERR_STATE otherwise, e.g. the loss or the optimizer);
+ * the rest as ae_config_set_int. Since 0.1.0.
+ */
+AE_API ae_status ae_model_set_int(ae_model *m, ae_param param, int64_t value);
+/** As ae_model_set_int, for float settings (e.g. the learning rate). Since 0.1.0. */
+AE_API ae_status ae_model_set_float(ae_model *m, ae_param param, double value);
+/** Reads a setting of the model. Since 0.1.0. */
+AE_API ae_status ae_model_get_int(const ae_model *m, ae_param param, int64_t *value);
+/** Reads a float setting of the model. Since 0.1.0. */
+AE_API ae_status ae_model_get_float(const ae_model *m, ae_param param, double *value);
+
+#ifdef __cplusplus
+}
+#endif
+
+#include <libae/data.h>
+
+#endif /* LIBAE_AE_H */

@@ -1,0 +1,77 @@
+/* Internal core: status messages, allocation, RNG, BLAS wrapper, numeric helpers.
+ * Every other module includes this; it includes nothing of theirs. */
+#ifndef AE_CORE_H
+#define AE_CORE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libae/ae.h>
+
+#define AE_ALIGN 64
+/* Largest batch and layer width accepted: keeps every size product and
+ * every BLAS dimension (int) far from overflow. */
+#define AE_MAX_DIM ((size_t)1 << 24)
+
+#if defined(__GNUC__)
+#define AE_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define AE_PRINTF(a, b)
+#endif
+
+/* ---- errors ---- */
+typedef struct ae_errbuf {
+    char msg[320];
+} ae_errbuf;
+
+/* Formats the message into e (if not NULL) and returns code. */
+ae_status ae_error(ae_errbuf *e, ae_status code, const char *fmt, ...) AE_PRINTF(3, 4);
+ae_status ae_verror(ae_errbuf *e, ae_status code, const char *fmt, va_list ap);
+
+/* ---- allocation (every block 64-byte aligned) ---- */
+/* Copies `src` (or the malloc default when NULL) into dst; INVALID_ARG when malformed. */
+ae_status ae_allocator_init(ae_allocator *dst, const ae_allocator *src);
+void *ae_alloc(const ae_allocator *a, size_t bytes);
+void *ae_calloc(const ae_allocator *a, size_t count, size_t size);
+void ae_free(const ae_allocator *a, void *p);
+
+/* Overflow-checked products: return 0 and set *out, or return 1 on overflow. */
+static inline int ae_mul_overflow(size_t a, size_t b, size_t *out) {
+    if (a != 0 && b > SIZE_MAX / a) return 1;
+    *out = a * b;
+    return 0;
+}
+
+/* ---- RNG: xoshiro256** seeded through splitmix64. ---- */
+typedef struct ae_rng {
+    uint64_t s[4];
+} ae_rng;
+
+void ae_rng_seed(ae_rng *r, uint64_t seed);
+uint64_t ae_rng_next(ae_rng *r);
+/* Uniform in [0, 1) with 24 random bits. */
+float ae_rng_uniform(ae_rng *r);
+/* Uniform double in [0, 1) with 53 random bits. */
+double ae_rng_uniform_double(ae_rng *r);
+/* Uniform integer in [0, n), unbiased; n > 0. */
+uint64_t ae_rng_below(ae_rng *r, uint64_t n);
+/* Standard normal (Box-Muller, one value per call). */
+float ae_rng_normal(ae_rng *r);
+
+/* ---- BLAS (row-major) ---- */
+typedef enum { AE_NO_TRANS = 0, AE_TRANS = 1 } ae_trans;
+/* C[M,N] = alpha * op(A)[M,K] op(B)[K,N] + beta * C */
+void ae_sgemm(ae_trans ta, ae_trans tb, size_t M, size_t N, size_t K, float alpha, const float *A,
+              size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc);
+/* y[M] = alpha * op(A) x + beta * y, A stored [rows, cols] */
+void ae_sgemv(ae_trans ta, size_t rows, size_t cols, float alpha, const float *A, size_t lda,
+              const float *x, float beta, float *y);
+
+/* ---- numeric helpers ---- */
+/* 1 when all n values are finite. */
+int ae_all_finite(const float *p, size_t n);
+/* Index of the first non-finite value, or n. */
+size_t ae_first_nonfinite(const float *p, size_t n);
+
+#endif

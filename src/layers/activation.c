@@ -1,0 +1,86 @@
+#include <math.h>
+
+#include "layers.h"
+
+int ae_act_valid(int act) { return act >= AE_ACT_IDENTITY && act <= AE_ACT_ELU; }
+
+const char *ae_act_name(ae_activation act) {
+    static const char *const names[] = {"identity", "relu",     "leaky_relu", "sigmoid",
+                                        "tanh",     "gelu",     "softplus",   "elu"};
+    return ae_act_valid((int)act) ? names[act] : "unknown";
+}
+
+int ae_act_needs_pre(ae_activation act) { return act == AE_ACT_GELU; }
+
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* PyTorch's softplus (beta 1, threshold 20): linear above the threshold. */
+static inline float softplusf(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+
+float ae_act_value(ae_activation act, float slope, float x) {
+    switch (act) {
+    case AE_ACT_IDENTITY: return x;
+    case AE_ACT_RELU: return x > 0.0f ? x : 0.0f;
+    case AE_ACT_LEAKY_RELU: return x > 0.0f ? x : x * slope;
+    case AE_ACT_SIGMOID: return sigmoidf(x);
+    case AE_ACT_TANH: return tanhf(x);
+    case AE_ACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    case AE_ACT_SOFTPLUS: return softplusf(x);
+    case AE_ACT_ELU: return x > 0.0f ? x : expm1f(x);
+    }
+    return x;
+}
+
+void ae_act_forward(ae_activation act, float slope, const float *pre, float *y, size_t n) {
+    switch (act) {
+    case AE_ACT_IDENTITY:
+        if (y != pre)
+            for (size_t i = 0; i < n; i++) y[i] = pre[i];
+        return;
+    case AE_ACT_RELU:
+        for (size_t i = 0; i < n; i++) y[i] = pre[i] > 0.0f ? pre[i] : 0.0f;
+        return;
+    case AE_ACT_LEAKY_RELU:
+        for (size_t i = 0; i < n; i++) y[i] = pre[i] > 0.0f ? pre[i] : pre[i] * slope;
+        return;
+    default:
+        for (size_t i = 0; i < n; i++) y[i] = ae_act_value(act, slope, pre[i]);
+        return;
+    }
+}
+
+void ae_act_backward(ae_activation act, float slope, const float *pre, const float *y, float *d,
+                     size_t n) {
+    switch (act) {
+    case AE_ACT_IDENTITY: return;
+    case AE_ACT_RELU:
+        for (size_t i = 0; i < n; i++) d[i] = y[i] > 0.0f ? d[i] : 0.0f;
+        return;
+    case AE_ACT_LEAKY_RELU:
+        /* The sign of y is the sign of pre for a non-negative slope. */
+        for (size_t i = 0; i < n; i++) d[i] = y[i] > 0.0f ? d[i] : d[i] * slope;
+        return;
+    case AE_ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++) d[i] *= y[i] * (1.0f - y[i]);
+        return;
+    case AE_ACT_TANH:
+        for (size_t i = 0; i < n; i++) d[i] *= 1.0f - y[i] * y[i];
+        return;
+    case AE_ACT_GELU:
+        for (size_t i = 0; i < n; i++) {
+            float x = pre[i];
+            float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+            float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
+            d[i] *= cdf + x * pdf;
+        }
+        return;
+    case AE_ACT_SOFTPLUS:
+        /* softplus' = sigmoid(x) = 1 - exp(-y) */
+        for (size_t i = 0; i < n; i++) d[i] *= y[i] > 20.0f ? 1.0f : -expm1f(-y[i]);
+        return;
+    case AE_ACT_ELU:
+        /* for x <= 0: y = exp(x) - 1, so y' = y + 1 */
+        for (size_t i = 0; i < n; i++) d[i] *= y[i] > 0.0f ? 1.0f : y[i] + 1.0f;
+        return;
+    }
+}

@@ -1,0 +1,69 @@
+/* Internal layer interface. Each layer kind implements ae_layer_ops in its
+ * own file and is listed in the registry (layers.c). Parameters and their
+ * gradients live in the model's arenas; a layer holds offsets into them. */
+#ifndef AE_LAYERS_H
+#define AE_LAYERS_H
+
+#include "core/core.h"
+
+/* ---- activations ---- */
+/* y = act(pre). pre and y may alias. */
+void ae_act_forward(ae_activation act, float slope, const float *pre, float *y, size_t n);
+/* d *= act'(pre) given pre and y = act(pre) (pre may be NULL unless
+ * ae_act_needs_pre(act)). */
+void ae_act_backward(ae_activation act, float slope, const float *pre, const float *y, float *d,
+                     size_t n);
+/* 1 when the derivative cannot be computed from the output alone. */
+int ae_act_needs_pre(ae_activation act);
+/* Scalar forms, for tests and the loss. */
+float ae_act_value(ae_activation act, float slope, float x);
+const char *ae_act_name(ae_activation act);
+int ae_act_valid(int act);
+
+typedef struct ae_layer ae_layer;
+
+/* One layer's view of a forward or backward pass over a batch. */
+typedef struct ae_layer_io {
+    size_t batch;
+    int train;
+    const float *x; /* input [batch, in] */
+    float *pre;     /* pre-activation [batch, out], or NULL when not kept */
+    float *y;       /* output [batch, out] */
+    float *dy;      /* backward: gradient w.r.t. y (or pre, see dy_is_dpre); overwritten */
+    float *dx;      /* backward: gradient w.r.t. x [batch, in]; NULL when not needed */
+    int dy_is_dpre; /* backward: dy already holds the gradient w.r.t. pre */
+    float *scratch; /* ops->scratch_floats(batch) floats */
+} ae_layer_io;
+
+typedef struct ae_layer_ops {
+    const char *name;
+    /* Extra floats of workspace the layer needs at this batch size. */
+    size_t (*scratch_floats)(const ae_layer *L, size_t batch);
+    /* Draws initial parameters into params (the model's arena). */
+    void (*init)(const ae_layer *L, float *params, ae_rng *rng);
+    void (*forward)(const ae_layer *L, const float *params, ae_layer_io *io);
+    /* Writes the parameter gradients into grads (accumulating into a weight
+     * range when accumulate_w is set, as a tied weight's second user does)
+     * unless the layer is frozen, and dx when io->dx is set. */
+    void (*backward)(const ae_layer *L, const float *params, float *grads, ae_layer_io *io,
+                     int accumulate_w);
+} ae_layer_ops;
+
+struct ae_layer {
+    const ae_layer_ops *ops;
+    ae_layer_kind kind;
+    size_t in, out;    /* features per sample */
+    ae_activation act; /* applied to the layer's output */
+    float slope;       /* LeakyReLU slope */
+    int has_bias;
+    size_t w_off, w_count; /* weight range in the parameter arena */
+    size_t b_off, b_count; /* bias range (b_count 0 without bias) */
+    int w_transposed;      /* the weight is read transposed (a tied decoder layer) */
+    int frozen;            /* parameters receive no gradient and no update */
+    int keep_pre;          /* the forward pass stores the pre-activation */
+};
+
+const ae_layer_ops *ae_layer_ops_for(ae_layer_kind kind);
+const char *ae_layer_kind_name(ae_layer_kind kind);
+
+#endif

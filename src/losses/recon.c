@@ -1,0 +1,59 @@
+#include <math.h>
+
+#include "losses.h"
+
+int ae_loss_wants_logits(ae_loss kind, ae_activation out_act) {
+    return kind == AE_LOSS_BCE && out_act == AE_ACT_SIGMOID;
+}
+
+static double mse(const ae_loss_input *in, float *dpre) {
+    double acc = 0.0;
+    float scale = in->reduction == AE_REDUCE_MEAN ? 2.0f / (float)in->n : 2.0f;
+    const float *y = in->y, *t = in->target;
+    for (size_t i = 0; i < in->n; i++) {
+        float e = y[i] - t[i];
+        acc += (double)(e * e);
+        if (dpre) dpre[i] = scale * e;
+    }
+    if (dpre) ae_act_backward(in->out_act, in->out_slope, in->pre, y, dpre, in->n);
+    return in->reduction == AE_REDUCE_MEAN ? acc / (double)in->n : acc;
+}
+
+/* BCE from the logits z: max(z,0) - z t + log(1 + e^-|z|); d/dz = σ(z) - t. */
+static double bce_logits(const ae_loss_input *in, float *dpre) {
+    double acc = 0.0;
+    float scale = in->reduction == AE_REDUCE_MEAN ? 1.0f / (float)in->n : 1.0f;
+    const float *z = in->pre, *y = in->y, *t = in->target;
+    for (size_t i = 0; i < in->n; i++) {
+        float zi = z[i];
+        acc += (double)(fmaxf(zi, 0.0f) - zi * t[i] + log1pf(expf(-fabsf(zi))));
+        if (dpre) dpre[i] = scale * (y[i] - t[i]);
+    }
+    return in->reduction == AE_REDUCE_MEAN ? acc / (double)in->n : acc;
+}
+
+/* BCE on probabilities, log clamped at -100 as PyTorch's BCELoss. */
+static double bce_probs(const ae_loss_input *in, float *dpre) {
+    double acc = 0.0;
+    float scale = in->reduction == AE_REDUCE_MEAN ? 1.0f / (float)in->n : 1.0f;
+    const float *y = in->y, *t = in->target;
+    for (size_t i = 0; i < in->n; i++) {
+        float yi = y[i];
+        if (!(yi >= 0.0f && yi <= 1.0f)) return NAN;
+        float ly = fmaxf(logf(yi), -100.0f), l1y = fmaxf(logf(1.0f - yi), -100.0f);
+        acc -= (double)(t[i] * ly + (1.0f - t[i]) * l1y);
+        if (dpre) dpre[i] = scale * (yi - t[i]) / fmaxf((1.0f - yi) * yi, 1e-12f);
+    }
+    if (dpre) ae_act_backward(in->out_act, in->out_slope, in->pre, y, dpre, in->n);
+    return in->reduction == AE_REDUCE_MEAN ? acc / (double)in->n : acc;
+}
+
+double ae_loss_eval(const ae_loss_input *in, float *dpre) {
+    switch (in->kind) {
+    case AE_LOSS_MSE: return mse(in, dpre);
+    case AE_LOSS_BCE:
+        return ae_loss_wants_logits(in->kind, in->out_act) && in->pre ? bce_logits(in, dpre)
+                                                                       : bce_probs(in, dpre);
+    }
+    return NAN;
+}

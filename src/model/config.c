@@ -1,0 +1,302 @@
+#include <stddef.h>
+#include <string.h>
+
+#include "model.h"
+
+/* ---- the settings table: one row per ae_param ---- */
+typedef struct param_row {
+    ae_param id;
+    const char *name;
+    int is_int;
+    double lo, hi;
+    int lo_open, hi_open; /* bound excluded */
+    int changeable;
+    size_t off;
+} param_row;
+
+#define ROW_I(id, name, lo, hi, ch, field) {id, name, 1, lo, hi, 0, 0, ch, offsetof(ae_settings, field)}
+#define ROW_F(id, name, lo, hi, lo_open, hi_open, ch, field) \
+    {id, name, 0, lo, hi, lo_open, hi_open, ch, offsetof(ae_settings, field)}
+
+static const param_row param_table[] = {
+    ROW_I(AE_P_LOSS, "AE_P_LOSS", 0, 1, 0, loss),
+    ROW_I(AE_P_REDUCTION, "AE_P_REDUCTION", 0, 1, 0, reduction),
+    ROW_I(AE_P_OPTIMIZER, "AE_P_OPTIMIZER", 0, 2, 0, optimizer),
+    ROW_I(AE_P_SEED, "AE_P_SEED", 0, 9223372036854775807.0, 0, seed),
+    ROW_F(AE_P_LEARNING_RATE, "AE_P_LEARNING_RATE", 0, 1e6, 0, 0, 1, lr),
+    ROW_F(AE_P_MOMENTUM, "AE_P_MOMENTUM", 0, 1, 0, 1, 1, momentum),
+    ROW_I(AE_P_NESTEROV, "AE_P_NESTEROV", 0, 1, 1, nesterov),
+    ROW_F(AE_P_WEIGHT_DECAY, "AE_P_WEIGHT_DECAY", 0, 1e6, 0, 0, 1, weight_decay),
+    ROW_F(AE_P_BETA1, "AE_P_BETA1", 0, 1, 0, 1, 1, beta1),
+    ROW_F(AE_P_BETA2, "AE_P_BETA2", 0, 1, 0, 1, 1, beta2),
+    ROW_F(AE_P_EPSILON, "AE_P_EPSILON", 0, 1, 1, 0, 1, eps),
+    ROW_F(AE_P_GRAD_CLIP_NORM, "AE_P_GRAD_CLIP_NORM", 0, 1e12, 0, 0, 1, clip_norm),
+    ROW_F(AE_P_DAMPENING, "AE_P_DAMPENING", 0, 1e6, 0, 0, 1, dampening),
+};
+
+static const param_row *find_param(ae_param p) {
+    for (size_t i = 0; i < sizeof param_table / sizeof param_table[0]; i++)
+        if (param_table[i].id == p) return &param_table[i];
+    return NULL;
+}
+
+void ae_settings_default(ae_settings *s) {
+    memset(s, 0, sizeof *s);
+    s->loss = AE_LOSS_MSE;
+    s->reduction = AE_REDUCE_MEAN;
+    s->optimizer = AE_OPT_ADAM;
+    s->lr = 1e-3;
+    s->beta1 = 0.9;
+    s->beta2 = 0.999;
+    s->eps = 1e-8;
+}
+
+ae_status ae_param_bounds(ae_param param, int *is_int, double *min_value, double *max_value,
+                          int *changeable) {
+    const param_row *r = find_param(param);
+    if (!r) return AE_ERR_INVALID_ARG;
+    if (is_int) *is_int = r->is_int;
+    if (min_value) *min_value = r->lo;
+    if (max_value) *max_value = r->hi;
+    if (changeable) *changeable = r->changeable;
+    return AE_OK;
+}
+
+ae_status ae_settings_set(ae_settings *s, ae_errbuf *err, ae_param p, int is_int, int64_t iv,
+                          double fv, int created) {
+    const param_row *r = find_param(p);
+    if (!r) return ae_error(err, AE_ERR_INVALID_ARG, "unknown setting %d", (int)p);
+    if (r->is_int != is_int)
+        return ae_error(err, AE_ERR_INVALID_ARG, "%s is %s setting: use ae_*_set_%s", r->name,
+                        r->is_int ? "an int" : "a float", r->is_int ? "int" : "float");
+    if (created && !r->changeable)
+        return ae_error(err, AE_ERR_STATE, "%s is fixed when the model is created", r->name);
+    char *field = (char *)s + r->off;
+    if (is_int) {
+        if ((double)iv < r->lo || (double)iv > r->hi)
+            return ae_error(err, AE_ERR_RANGE, "%s must be in [%.0f, %.0f], got %lld", r->name,
+                            r->lo, r->hi, (long long)iv);
+        memcpy(field, &iv, sizeof iv);
+    } else {
+        int ok = fv == fv && (r->lo_open ? fv > r->lo : fv >= r->lo) &&
+                 (r->hi_open ? fv < r->hi : fv <= r->hi);
+        if (!ok)
+            return ae_error(err, AE_ERR_RANGE, "%s must be in %c%g, %g%c, got %g", r->name,
+                            r->lo_open ? '(' : '[', r->lo, r->hi, r->hi_open ? ')' : ']', fv);
+        memcpy(field, &fv, sizeof fv);
+    }
+    return AE_OK;
+}
+
+ae_status ae_settings_get(const ae_settings *s, ae_errbuf *err, ae_param p, int is_int,
+                          int64_t *iv, double *fv) {
+    const param_row *r = find_param(p);
+    if (!r) return ae_error(err, AE_ERR_INVALID_ARG, "unknown setting %d", (int)p);
+    if (r->is_int != is_int)
+        return ae_error(err, AE_ERR_INVALID_ARG, "%s is %s setting", r->name,
+                        r->is_int ? "an int" : "a float");
+    const char *field = (const char *)s + r->off;
+    if (is_int)
+        memcpy(iv, field, sizeof *iv);
+    else
+        memcpy(fv, field, sizeof *fv);
+    return AE_OK;
+}
+
+void ae_settings_to_optim(const ae_settings *s, ae_optim_settings *o) {
+    o->kind = (ae_optimizer)s->optimizer;
+    o->lr = s->lr;
+    o->momentum = s->momentum;
+    o->dampening = s->dampening;
+    o->weight_decay = s->weight_decay;
+    o->beta1 = s->beta1;
+    o->beta2 = s->beta2;
+    o->eps = s->eps;
+    o->nesterov = (int)s->nesterov;
+    o->clip_norm = s->clip_norm;
+}
+
+/* ---- the builder ---- */
+
+static const char null_cfg_msg[] = "config is NULL";
+
+ae_status ae_config_create(ae_config **out, const ae_allocator *alloc) {
+    if (!out) return AE_ERR_INVALID_ARG;
+    *out = NULL;
+    ae_allocator a;
+    if (ae_allocator_init(&a, alloc) != AE_OK) return AE_ERR_INVALID_ARG;
+    ae_config *c = ae_calloc(&a, 1, sizeof *c);
+    if (!c) return AE_ERR_OUT_OF_MEMORY;
+    c->alloc = a;
+    ae_settings_default(&c->s);
+    *out = c;
+    return AE_OK;
+}
+
+void ae_config_destroy(ae_config *cfg) {
+    if (!cfg) return;
+    ae_allocator a = cfg->alloc;
+    ae_free(&a, cfg->layers);
+    ae_free(&a, cfg);
+}
+
+const char *ae_config_last_error(const ae_config *cfg) { return cfg ? cfg->err.msg : null_cfg_msg; }
+
+ae_status ae_config_set_input_size(ae_config *cfg, size_t features) {
+    if (!cfg) return AE_ERR_INVALID_ARG;
+    if (cfg->nlayers)
+        return ae_error(&cfg->err, AE_ERR_STATE, "the input size must be set before adding layers");
+    if (features == 0 || features > AE_MAX_DIM)
+        return ae_error(&cfg->err, AE_ERR_RANGE, "input size must be in [1, %zu], got %zu",
+                        AE_MAX_DIM, features);
+    cfg->input_size = features;
+    return AE_OK;
+}
+
+static ae_status push_layer(ae_config *cfg, const ae_layer_spec *spec) {
+    if (cfg->nlayers == cfg->cap) {
+        size_t cap = cfg->cap ? cfg->cap * 2 : 8;
+        ae_layer_spec *n = ae_alloc(&cfg->alloc, cap * sizeof *n);
+        if (!n) return ae_error(&cfg->err, AE_ERR_OUT_OF_MEMORY, "out of memory adding a layer");
+        if (cfg->nlayers) memcpy(n, cfg->layers, cfg->nlayers * sizeof *n);
+        ae_free(&cfg->alloc, cfg->layers);
+        cfg->layers = n;
+        cfg->cap = cap;
+    }
+    cfg->layers[cfg->nlayers++] = *spec;
+    return AE_OK;
+}
+
+ae_status ae_config_add_dense(ae_config *cfg, size_t units, ae_activation act) {
+    if (!cfg) return AE_ERR_INVALID_ARG;
+    if (!cfg->input_size)
+        return ae_error(&cfg->err, AE_ERR_STATE, "set the input size before adding layers");
+    if (cfg->mirrored)
+        return ae_error(&cfg->err, AE_ERR_STATE,
+                        "the decoder was mirrored from the encoder; no layer can follow it");
+    if (!ae_act_valid((int)act))
+        return ae_error(&cfg->err, AE_ERR_INVALID_ARG, "unknown activation %d", (int)act);
+    if (units == 0 || units > AE_MAX_DIM)
+        return ae_error(&cfg->err, AE_ERR_RANGE, "dense units must be in [1, %zu], got %zu",
+                        AE_MAX_DIM, units);
+    ae_layer_spec spec = {AE_LAYER_DENSE, units, act, 0.01f, 1};
+    return push_layer(cfg, &spec);
+}
+
+static ae_status layer_index(ae_config *cfg, size_t *layer) {
+    if (*layer == AE_LAST_LAYER) {
+        if (!cfg->nlayers) return ae_error(&cfg->err, AE_ERR_STATE, "no layer added yet");
+        *layer = cfg->nlayers - 1;
+    }
+    if (*layer >= cfg->nlayers)
+        return ae_error(&cfg->err, AE_ERR_RANGE, "layer %zu does not exist (the config has %zu)",
+                        *layer, cfg->nlayers);
+    return AE_OK;
+}
+
+ae_status ae_config_layer_set_int(ae_config *cfg, size_t layer, ae_layer_param param,
+                                  int64_t value) {
+    if (!cfg) return AE_ERR_INVALID_ARG;
+    ae_status st = layer_index(cfg, &layer);
+    if (st) return st;
+    switch (param) {
+    case AE_LAYER_BIAS:
+        if (value != 0 && value != 1)
+            return ae_error(&cfg->err, AE_ERR_RANGE, "AE_LAYER_BIAS must be 0 or 1, got %lld",
+                            (long long)value);
+        cfg->layers[layer].bias = (int)value;
+        return AE_OK;
+    case AE_LAYER_LEAKY_SLOPE:
+        return ae_error(&cfg->err, AE_ERR_INVALID_ARG,
+                        "AE_LAYER_LEAKY_SLOPE is a float setting: use ae_config_layer_set_float");
+    }
+    return ae_error(&cfg->err, AE_ERR_INVALID_ARG, "unknown layer setting %d", (int)param);
+}
+
+ae_status ae_config_layer_set_float(ae_config *cfg, size_t layer, ae_layer_param param,
+                                    double value) {
+    if (!cfg) return AE_ERR_INVALID_ARG;
+    ae_status st = layer_index(cfg, &layer);
+    if (st) return st;
+    switch (param) {
+    case AE_LAYER_LEAKY_SLOPE:
+        if (!(value >= 0.0 && value <= 1e3))
+            return ae_error(&cfg->err, AE_ERR_RANGE, "AE_LAYER_LEAKY_SLOPE must be in [0, 1000], got %g",
+                            value);
+        cfg->layers[layer].slope = (float)value;
+        return AE_OK;
+    case AE_LAYER_BIAS:
+        return ae_error(&cfg->err, AE_ERR_INVALID_ARG,
+                        "AE_LAYER_BIAS is an int setting: use ae_config_layer_set_int");
+    }
+    return ae_error(&cfg->err, AE_ERR_INVALID_ARG, "unknown layer setting %d", (int)param);
+}
+
+ae_status ae_config_mark_code(ae_config *cfg) {
+    if (!cfg) return AE_ERR_INVALID_ARG;
+    if (!cfg->nlayers) return ae_error(&cfg->err, AE_ERR_STATE, "add encoder layers before the code");
+    if (cfg->code_marked) return ae_error(&cfg->err, AE_ERR_STATE, "the code is already marked");
+    cfg->code_marked = 1;
+    cfg->code_at = cfg->nlayers;
+    return AE_OK;
+}
+
+ae_status ae_config_mirror_decoder(ae_config *cfg, ae_activation output_act) {
+    if (!cfg) return AE_ERR_INVALID_ARG;
+    if (!ae_act_valid((int)output_act))
+        return ae_error(&cfg->err, AE_ERR_INVALID_ARG, "unknown activation %d", (int)output_act);
+    if (!cfg->nlayers) return ae_error(&cfg->err, AE_ERR_STATE, "add encoder layers before mirroring");
+    if (cfg->mirrored || (cfg->code_marked && cfg->nlayers > cfg->code_at))
+        return ae_error(&cfg->err, AE_ERR_STATE, "the config already has decoder layers");
+    size_t n = cfg->nlayers;
+    for (size_t i = 0; i < n; i++)
+        if (cfg->layers[i].kind != AE_LAYER_DENSE)
+            return ae_error(&cfg->err, AE_ERR_STATE, "only a dense encoder can be mirrored");
+    size_t old_n = cfg->nlayers, old_code = cfg->code_at;
+    int old_marked = cfg->code_marked;
+    if (!cfg->code_marked) {
+        cfg->code_marked = 1;
+        cfg->code_at = n;
+    }
+    /* Decoder layer j (of n) maps the width of encoder layer n-1-j's output
+     * back to its input; its activation is that of the encoder layer
+     * producing the same width, the output activation last. */
+    for (size_t j = 0; j < n; j++) {
+        const ae_layer_spec *partner = &cfg->layers[n - 1 - j];
+        size_t units = (n - 1 - j) == 0 ? cfg->input_size : cfg->layers[n - 2 - j].units;
+        ae_layer_spec spec = {AE_LAYER_DENSE, units, output_act, 0.01f, partner->bias};
+        if (j + 1 < n) {
+            spec.act = cfg->layers[n - 2 - j].act;
+            spec.slope = cfg->layers[n - 2 - j].slope;
+        }
+        ae_status st = push_layer(cfg, &spec);
+        if (st) {
+            cfg->nlayers = old_n;
+            cfg->code_at = old_code;
+            cfg->code_marked = old_marked;
+            return st;
+        }
+    }
+    cfg->mirrored = 1;
+    return AE_OK;
+}
+
+ae_status ae_config_set_int(ae_config *cfg, ae_param param, int64_t value) {
+    if (!cfg) return AE_ERR_INVALID_ARG;
+    return ae_settings_set(&cfg->s, &cfg->err, param, 1, value, 0.0, 0);
+}
+
+ae_status ae_config_set_float(ae_config *cfg, ae_param param, double value) {
+    if (!cfg) return AE_ERR_INVALID_ARG;
+    return ae_settings_set(&cfg->s, &cfg->err, param, 0, 0, value, 0);
+}
+
+ae_status ae_config_get_int(const ae_config *cfg, ae_param param, int64_t *value) {
+    if (!cfg || !value) return AE_ERR_INVALID_ARG;
+    return ae_settings_get(&cfg->s, NULL, param, 1, value, NULL);
+}
+
+ae_status ae_config_get_float(const ae_config *cfg, ae_param param, double *value) {
+    if (!cfg || !value) return AE_ERR_INVALID_ARG;
+    return ae_settings_get(&cfg->s, NULL, param, 0, NULL, value);
+}

@@ -1,0 +1,405 @@
+#include <math.h>
+#include <string.h>
+
+#include "model.h"
+
+static const char null_model_msg[] = "model is NULL";
+
+/* ---- creation ---- */
+
+static ae_status check_config(const ae_config *cfg, ae_errbuf *err) {
+    if (!cfg->input_size) return ae_error(err, AE_ERR_STATE, "the config has no input size");
+    if (!cfg->nlayers) return ae_error(err, AE_ERR_STATE, "the config has no layers");
+    if (!cfg->code_marked)
+        return ae_error(err, AE_ERR_STATE,
+                        "no code marked: call ae_config_mark_code after the encoder layers");
+    if (cfg->code_at == cfg->nlayers)
+        return ae_error(err, AE_ERR_STATE, "the decoder is empty: add decoder layers or mirror the encoder");
+    size_t out = cfg->layers[cfg->nlayers - 1].units;
+    if (out != cfg->input_size)
+        return ae_error(err, AE_ERR_SHAPE,
+                        "the decoder's output has %zu features but the input has %zu", out,
+                        cfg->input_size);
+    if (cfg->s.loss == AE_LOSS_BCE) {
+        ae_activation a = cfg->layers[cfg->nlayers - 1].act;
+        if (a != AE_ACT_SIGMOID)
+            return ae_error(err, AE_ERR_STATE,
+                            "BCE needs outputs in [0, 1]: the output activation must be sigmoid, not %s",
+                            ae_act_name(a));
+    }
+    return AE_OK;
+}
+
+void ae_model_destroy(ae_model *m) {
+    if (!m) return;
+    ae_allocator a = m->alloc;
+    ae_free(&a, m->ws);
+    ae_free(&a, m->y);
+    ae_free(&a, m->pre);
+    ae_free(&a, m->scratch);
+    ae_free(&a, m->accumulate_w);
+    ae_free(&a, m->blocks);
+    ae_free(&a, m->params);
+    ae_free(&a, m->grads);
+    ae_free(&a, m->state1);
+    ae_free(&a, m->state2);
+    ae_free(&a, m->layers);
+    ae_free(&a, m);
+}
+
+ae_status ae_model_create(ae_model **out, const ae_config *cfg_in) {
+    if (!out) return AE_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!cfg_in) return AE_ERR_INVALID_ARG;
+    /* The config's message buffer is the only part written. */
+    ae_config *cfg = (ae_config *)cfg_in;
+    ae_status st = check_config(cfg, &cfg->err);
+    if (st) return st;
+
+    const ae_allocator *a = &cfg->alloc;
+    ae_model *m = ae_calloc(a, 1, sizeof *m);
+    if (!m) return ae_error(&cfg->err, AE_ERR_OUT_OF_MEMORY, "out of memory creating the model");
+    m->alloc = *a;
+    m->s = cfg->s;
+    m->nlayers = cfg->nlayers;
+    m->code_layer = cfg->code_at;
+    m->in_size = cfg->input_size;
+    m->out_size = cfg->layers[cfg->nlayers - 1].units;
+
+    m->layers = ae_calloc(a, m->nlayers, sizeof *m->layers);
+    m->y = ae_calloc(a, m->nlayers, sizeof *m->y);
+    m->pre = ae_calloc(a, m->nlayers, sizeof *m->pre);
+    m->scratch = ae_calloc(a, m->nlayers, sizeof *m->scratch);
+    m->accumulate_w = ae_calloc(a, m->nlayers, 1);
+    m->blocks = ae_calloc(a, 2 * m->nlayers, sizeof *m->blocks);
+    if (!m->layers || !m->y || !m->pre || !m->scratch || !m->accumulate_w || !m->blocks) goto oom;
+
+    size_t in = m->in_size, off = 0;
+    m->max_width = in;
+    for (size_t i = 0; i < m->nlayers; i++) {
+        const ae_layer_spec *sp = &cfg->layers[i];
+        ae_layer *L = &m->layers[i];
+        L->ops = ae_layer_ops_for(sp->kind);
+        L->kind = sp->kind;
+        L->in = in;
+        L->out = sp->units;
+        L->act = sp->act;
+        L->slope = sp->slope;
+        L->has_bias = sp->bias;
+        L->w_off = off;
+        L->w_count = L->in * L->out; /* both below 2^24: no overflow */
+        off += L->w_count;
+        L->b_off = off;
+        L->b_count = L->has_bias ? L->out : 0;
+        off += L->b_count;
+        L->keep_pre = ae_act_needs_pre(L->act) ||
+                      (i + 1 == m->nlayers &&
+                       ae_loss_wants_logits((ae_loss)m->s.loss, L->act));
+        m->blocks[m->nblocks++] = (ae_param_block){L->w_off, L->w_count, 0, 0, 0};
+        if (L->b_count) m->blocks[m->nblocks++] = (ae_param_block){L->b_off, L->b_count, 0, 0, 0};
+        if (L->out > m->max_width) m->max_width = L->out;
+        in = L->out;
+    }
+    m->nparams = off;
+    m->params = ae_calloc(a, off, sizeof(float));
+    m->grads = ae_calloc(a, off, sizeof(float));
+    m->state1 = ae_calloc(a, off, sizeof(float));
+    m->state2 = ae_calloc(a, off, sizeof(float));
+    if (!m->params || !m->grads || !m->state1 || !m->state2) goto oom;
+
+    ae_rng_seed(&m->rng, (uint64_t)m->s.seed);
+    for (size_t i = 0; i < m->nlayers; i++) m->layers[i].ops->init(&m->layers[i], m->params, &m->rng);
+    *out = m;
+    return AE_OK;
+oom:
+    ae_model_destroy(m);
+    return ae_error(&cfg->err, AE_ERR_OUT_OF_MEMORY, "out of memory creating the model");
+}
+
+const char *ae_model_last_error(const ae_model *m) { return m ? m->err.msg : null_model_msg; }
+
+/* ---- workspace ---- */
+
+static size_t layer_floats(const ae_layer *L, size_t batch, size_t *scratch) {
+    *scratch = L->ops->scratch_floats(L, batch);
+    /* Each buffer rounded to 16 floats keeps every one 64-byte aligned. */
+    size_t y = (batch * L->out + 15) & ~(size_t)15;
+    return y + (L->keep_pre ? y : 0) + ((*scratch + 15) & ~(size_t)15);
+}
+
+ae_status ae_model_reserve(ae_model *m, size_t batch) {
+    if (batch <= m->ws_batch) return AE_OK;
+    size_t total = 0, scratch;
+    size_t gsize = (batch * m->max_width + 15) & ~(size_t)15;
+    for (size_t i = 0; i < m->nlayers; i++) total += layer_floats(&m->layers[i], batch, &scratch);
+    total += 2 * gsize;
+    float *ws = ae_alloc(&m->alloc, total * sizeof(float));
+    if (!ws)
+        return ae_error(&m->err, AE_ERR_OUT_OF_MEMORY,
+                        "out of memory allocating the workspace for batch %zu (%zu bytes)", batch,
+                        total * sizeof(float));
+    ae_free(&m->alloc, m->ws);
+    m->ws = ws;
+    m->ws_batch = batch;
+    float *p = ws;
+    for (size_t i = 0; i < m->nlayers; i++) {
+        const ae_layer *L = &m->layers[i];
+        size_t y = (batch * L->out + 15) & ~(size_t)15;
+        size_t s = L->ops->scratch_floats(L, batch);
+        m->y[i] = p;
+        p += y;
+        m->pre[i] = L->keep_pre ? p : NULL;
+        p += L->keep_pre ? y : 0;
+        m->scratch[i] = p;
+        p += (s + 15) & ~(size_t)15;
+    }
+    m->grad_a = p;
+    m->grad_b = p + gsize;
+    return AE_OK;
+}
+
+/* ---- passes ---- */
+
+/* Runs layers [from, to) on x; returns the last output. */
+static const float *forward_range(ae_model *m, size_t from, size_t to, const float *x, size_t batch,
+                                  int train) {
+    for (size_t i = from; i < to; i++) {
+        ae_layer_io io = {.batch = batch, .train = train, .x = x, .pre = m->pre[i], .y = m->y[i],
+                          .scratch = m->scratch[i]};
+        m->layers[i].ops->forward(&m->layers[i], m->params, &io);
+        x = m->y[i];
+    }
+    return x;
+}
+
+static ae_status check_batch(ae_model *m, const void *a, const void *b, size_t batch) {
+    if (!a || !b) return ae_error(&m->err, AE_ERR_INVALID_ARG, "a data pointer is NULL");
+    if (batch == 0) return ae_error(&m->err, AE_ERR_INVALID_ARG, "batch size is 0");
+    if (batch > AE_MAX_DIM)
+        return ae_error(&m->err, AE_ERR_RANGE, "batch size must be at most %zu, got %zu",
+                        AE_MAX_DIM, batch);
+    return AE_OK;
+}
+
+static ae_status check_finite(ae_model *m, const float *p, size_t n, const char *what) {
+    if (ae_all_finite(p, n)) return AE_OK;
+    size_t i = ae_first_nonfinite(p, n);
+    return ae_error(&m->err, AE_ERR_NUMERIC, "%s holds a non-finite value (%g) at element %zu",
+                    what, (double)p[i], i);
+}
+
+/* Forward and loss; with grad, also the gradient of the output's pre-activation into grad_a. */
+static ae_status forward_loss(ae_model *m, const float *x, const float *target, size_t batch,
+                              int train, int grad, double *loss) {
+    if (!target) target = x;
+    ae_status st = check_finite(m, x, batch * m->in_size, "the input");
+    if (!st && target != x) st = check_finite(m, target, batch * m->out_size, "the target");
+    if (!st) st = ae_model_reserve(m, batch);
+    if (st) return st;
+    forward_range(m, 0, m->nlayers, x, batch, train);
+    const ae_layer *last = &m->layers[m->nlayers - 1];
+    ae_loss_input li = {(ae_loss)m->s.loss, (ae_reduction)m->s.reduction, last->act, last->slope,
+                        m->y[m->nlayers - 1], m->pre[m->nlayers - 1], target,
+                        batch * m->out_size};
+    *loss = ae_loss_eval(&li, grad ? m->grad_a : NULL);
+    if (!isfinite(*loss))
+        return ae_error(&m->err, AE_ERR_NUMERIC, "the loss is not finite (%g); nothing was updated",
+                        *loss);
+    return AE_OK;
+}
+
+static void backward(ae_model *m, const float *x, size_t batch) {
+    float *dy = m->grad_a, *dx = m->grad_b;
+    for (size_t i = m->nlayers; i-- > 0;) {
+        ae_layer *L = &m->layers[i];
+        ae_layer_io io = {.batch = batch,
+                          .train = 1,
+                          .x = i ? m->y[i - 1] : x,
+                          .pre = m->pre[i],
+                          .y = m->y[i],
+                          .dy = dy,
+                          .dx = i ? dx : NULL,
+                          .dy_is_dpre = i + 1 == m->nlayers,
+                          .scratch = m->scratch[i]};
+        L->ops->backward(L, m->params, m->grads, &io, m->accumulate_w[i]);
+        float *t = dy;
+        dy = dx;
+        dx = t;
+    }
+}
+
+ae_status ae_train_step(ae_model *m, const float *x, const float *target, size_t batch,
+                        float *loss) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    ae_status st = check_batch(m, x, x, batch);
+    if (st) return st;
+    double l;
+    st = forward_loss(m, x, target, batch, 1, 1, &l);
+    if (st) return st;
+    backward(m, x, batch);
+
+    /* Check before touching any parameter, so a failed step changes nothing. */
+    double sq = ae_optim_grad_sqnorm(m->grads, m->blocks, m->nblocks);
+    if (!isfinite(sq))
+        return ae_error(&m->err, AE_ERR_NUMERIC,
+                        "the gradient is not finite at step %llu; nothing was updated",
+                        (unsigned long long)m->steps);
+    float scale = 1.0f;
+    if (m->s.clip_norm > 0.0) {
+        double norm = sqrt(sq);
+        /* PyTorch's clip_grad_norm_: scale by max_norm / (norm + 1e-6) when above 1. */
+        double c = m->s.clip_norm / (norm + 1e-6);
+        if (c < 1.0) scale = (float)c;
+    }
+    ae_optim_settings os;
+    ae_settings_to_optim(&m->s, &os);
+    ae_optim_step(&os, m->params, m->grads, m->state1, m->state2, m->blocks, m->nblocks, scale);
+    m->steps++;
+    m->last_loss = l;
+    if (loss) *loss = (float)l;
+    return AE_OK;
+}
+
+ae_status ae_evaluate(ae_model *m, const float *x, const float *target, size_t batch, float *loss) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    ae_status st = check_batch(m, x, x, batch);
+    if (st) return st;
+    double l;
+    st = forward_loss(m, x, target, batch, 0, 0, &l);
+    if (st) return st;
+    if (loss) *loss = (float)l;
+    return AE_OK;
+}
+
+static ae_status run_range(ae_model *m, size_t from, size_t to, const float *x, size_t batch,
+                           float *out, size_t in_width, size_t out_width) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    ae_status st = check_batch(m, x, out, batch);
+    if (!st) st = check_finite(m, x, batch * in_width, "the input");
+    if (!st) st = ae_model_reserve(m, batch);
+    if (st) return st;
+    const float *y = forward_range(m, from, to, x, batch, 0);
+    memcpy(out, y, batch * out_width * sizeof(float));
+    return AE_OK;
+}
+
+ae_status ae_encode(ae_model *m, const float *x, size_t batch, float *code) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    return run_range(m, 0, m->code_layer, x, batch, code, m->in_size, ae_model_code_size(m));
+}
+
+ae_status ae_decode(ae_model *m, const float *code, size_t batch, float *out) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    return run_range(m, m->code_layer, m->nlayers, code, batch, out, ae_model_code_size(m),
+                     m->out_size);
+}
+
+ae_status ae_reconstruct(ae_model *m, const float *x, size_t batch, float *out) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    return run_range(m, 0, m->nlayers, x, batch, out, m->in_size, m->out_size);
+}
+
+/* ---- getters ---- */
+
+size_t ae_model_input_size(const ae_model *m) { return m ? m->in_size : 0; }
+size_t ae_model_output_size(const ae_model *m) { return m ? m->out_size : 0; }
+size_t ae_model_code_size(const ae_model *m) {
+    return m ? m->layers[m->code_layer - 1].out : 0;
+}
+size_t ae_model_layer_count(const ae_model *m) { return m ? m->nlayers : 0; }
+size_t ae_model_code_layer(const ae_model *m) { return m ? m->code_layer : 0; }
+uint64_t ae_model_step_count(const ae_model *m) { return m ? m->steps : 0; }
+
+size_t ae_model_param_count(const ae_model *m) {
+    if (!m) return 0;
+    size_t n = 0;
+    for (size_t b = 0; b < m->nblocks; b++) n += m->blocks[b].len;
+    return n;
+}
+
+/* The 0.1.0 struct ends after bias_count. */
+#define LAYER_INFO_V1_SIZE (offsetof(ae_layer_info, bias_count) + sizeof(size_t))
+
+ae_status ae_model_layer_info(const ae_model *m, size_t layer, ae_layer_info *info) {
+    if (!m || !info || info->struct_size < LAYER_INFO_V1_SIZE) return AE_ERR_INVALID_ARG;
+    if (layer >= m->nlayers) return AE_ERR_RANGE;
+    const ae_layer *L = &m->layers[layer];
+    ae_layer_info v;
+    memset(&v, 0, sizeof v);
+    v.struct_size = info->struct_size < sizeof v ? info->struct_size : sizeof v;
+    v.kind = L->kind;
+    v.activation = L->act;
+    v.in_size = L->in;
+    v.out_size = L->out;
+    v.weight_count = L->w_count;
+    v.bias_count = L->b_count;
+    memcpy(info, &v, v.struct_size);
+    return AE_OK;
+}
+
+/* Finds a layer's weight or bias range for the get/set calls. */
+static ae_status param_range(const ae_model *m, ae_errbuf *err, size_t layer, int bias,
+                             size_t count, const void *buf, size_t *off) {
+    if (!buf) return ae_error(err, AE_ERR_INVALID_ARG, "the buffer is NULL");
+    if (layer >= m->nlayers)
+        return ae_error(err, AE_ERR_RANGE, "layer %zu does not exist (the model has %zu)", layer,
+                        m->nlayers);
+    const ae_layer *L = &m->layers[layer];
+    size_t want = bias ? L->b_count : L->w_count;
+    if (count != want)
+        return ae_error(err, AE_ERR_SHAPE, "layer %zu has %zu %s values, not %zu", layer, want,
+                        bias ? "bias" : "weight", count);
+    *off = bias ? L->b_off : L->w_off;
+    return AE_OK;
+}
+
+static ae_status get_param(const ae_model *m, size_t layer, int bias, float *dst, size_t count) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    size_t off = 0;
+    /* Getters are const: their errors are reported by code only. */
+    ae_status st = param_range(m, NULL, layer, bias, count, dst, &off);
+    if (st) return st;
+    memcpy(dst, m->params + off, count * sizeof(float));
+    return AE_OK;
+}
+
+static ae_status set_param(ae_model *m, size_t layer, int bias, const float *src, size_t count) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    size_t off = 0;
+    ae_status st = param_range(m, &m->err, layer, bias, count, src, &off);
+    if (st) return st;
+    st = check_finite(m, src, count, bias ? "the bias" : "the weight");
+    if (st) return st;
+    memcpy(m->params + off, src, count * sizeof(float));
+    return AE_OK;
+}
+
+ae_status ae_model_get_weights(const ae_model *m, size_t layer, float *dst, size_t count) {
+    return get_param(m, layer, 0, dst, count);
+}
+ae_status ae_model_set_weights(ae_model *m, size_t layer, const float *src, size_t count) {
+    return set_param(m, layer, 0, src, count);
+}
+ae_status ae_model_get_bias(const ae_model *m, size_t layer, float *dst, size_t count) {
+    return get_param(m, layer, 1, dst, count);
+}
+ae_status ae_model_set_bias(ae_model *m, size_t layer, const float *src, size_t count) {
+    return set_param(m, layer, 1, src, count);
+}
+
+ae_status ae_model_set_int(ae_model *m, ae_param param, int64_t value) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    return ae_settings_set(&m->s, &m->err, param, 1, value, 0.0, 1);
+}
+ae_status ae_model_set_float(ae_model *m, ae_param param, double value) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    return ae_settings_set(&m->s, &m->err, param, 0, 0, value, 1);
+}
+ae_status ae_model_get_int(const ae_model *m, ae_param param, int64_t *value) {
+    if (!m || !value) return AE_ERR_INVALID_ARG;
+    return ae_settings_get(&m->s, NULL, param, 1, value, NULL);
+}
+ae_status ae_model_get_float(const ae_model *m, ae_param param, double *value) {
+    if (!m || !value) return AE_ERR_INVALID_ARG;
+    return ae_settings_get(&m->s, NULL, param, 0, NULL, value);
+}

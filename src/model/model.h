@@ -1,0 +1,75 @@
+/* Internal model: the config builder's spec, the settings table, and the
+ * model struct with its arenas and workspace. */
+#ifndef AE_MODEL_H
+#define AE_MODEL_H
+
+#include "core/core.h"
+#include "layers/layers.h"
+#include "losses/losses.h"
+#include "optim/optim.h"
+
+/* Every setting of ae_param, in one struct shared by config and model. */
+typedef struct ae_settings {
+    int64_t loss, reduction, optimizer, seed, nesterov;
+    double lr, momentum, dampening, weight_decay, beta1, beta2, eps, clip_norm;
+} ae_settings;
+
+void ae_settings_default(ae_settings *s);
+/* Generic typed access through the parameter table; messages go to err. */
+ae_status ae_settings_set(ae_settings *s, ae_errbuf *err, ae_param p, int is_int, int64_t iv,
+                          double fv, int created);
+ae_status ae_settings_get(const ae_settings *s, ae_errbuf *err, ae_param p, int is_int,
+                          int64_t *iv, double *fv);
+void ae_settings_to_optim(const ae_settings *s, ae_optim_settings *o);
+
+typedef struct ae_layer_spec {
+    ae_layer_kind kind;
+    size_t units;
+    ae_activation act;
+    float slope;
+    int bias;
+} ae_layer_spec;
+
+struct ae_config {
+    ae_allocator alloc;
+    ae_errbuf err;
+    size_t input_size;
+    ae_layer_spec *layers;
+    size_t nlayers, cap;
+    size_t code_at; /* number of encoder layers once marked */
+    int code_marked;
+    int mirrored;
+    ae_settings s;
+};
+
+struct ae_model {
+    ae_allocator alloc;
+    ae_errbuf err;
+    ae_settings s;
+
+    ae_layer *layers;
+    size_t nlayers, code_layer; /* layers [0, code_layer) form the encoder */
+    size_t in_size, out_size, max_width;
+
+    /* One contiguous arena each: parameters, their gradients, optimizer state. */
+    size_t nparams;
+    float *params, *grads, *state1, *state2;
+    ae_param_block *blocks;
+    size_t nblocks;
+    unsigned char *accumulate_w; /* per layer: its weight gradient adds to a range already written */
+
+    ae_rng rng;
+    uint64_t steps;
+    double last_loss;
+
+    /* Workspace for the largest batch seen. */
+    float *ws;
+    size_t ws_batch;
+    float **y, **pre, **scratch; /* per layer */
+    float *grad_a, *grad_b;      /* ping-pong gradient buffers [batch, max_width] */
+};
+
+/* Grows the workspace to hold `batch` samples; allocates only when larger than before. */
+ae_status ae_model_reserve(ae_model *m, size_t batch);
+
+#endif

@@ -1,0 +1,37 @@
+/* Optimizers over the model's parameter arena. The arena is divided into
+ * blocks (one per weight or bias tensor); each block keeps its own step count
+ * so a block that was frozen, or created by untying, starts its state fresh,
+ * as PyTorch's per-parameter state does. */
+#ifndef AE_OPTIM_H
+#define AE_OPTIM_H
+
+#include "core/core.h"
+
+typedef struct ae_param_block {
+    size_t off, len;
+    uint64_t step; /* updates this block has received */
+    int frozen;
+    int momentum_ready; /* SGD's momentum buffer exists (PyTorch creates it at first use) */
+} ae_param_block;
+
+typedef struct ae_optim_settings {
+    ae_optimizer kind;
+    double lr, momentum, dampening, weight_decay, beta1, beta2, eps;
+    int nesterov;
+    double clip_norm; /* 0: off */
+} ae_optim_settings;
+
+/* Number of state floats per parameter (SGD with momentum 1, Adam 2). The
+ * model allocates 2 always, so changing momentum between steps is safe. */
+#define AE_OPTIM_STATE_PER_PARAM 2
+
+/* Squared L2 norm of the gradient over the blocks that are not frozen. */
+double ae_optim_grad_sqnorm(const float *grads, const ae_param_block *blocks, size_t nblocks);
+
+/* One update of every block that is not frozen. `grad_scale` multiplies the
+ * gradient (gradient clipping); state1/state2 are the optimizer state arenas.
+ * Fresh blocks (step 0) must have zeroed state. */
+void ae_optim_step(const ae_optim_settings *s, float *params, const float *grads, float *state1,
+                   float *state2, ae_param_block *blocks, size_t nblocks, float grad_scale);
+
+#endif

@@ -1,0 +1,127 @@
+/* Tests of src/core: status names, version, allocation, RNG, BLAS wrapper. */
+#include "test_util.h"
+
+#include "core/core.h"
+
+static void test_status_names(void **state) {
+    (void)state;
+    assert_string_equal(ae_status_name(AE_OK), "AE_OK");
+    assert_string_equal(ae_status_name(AE_ERR_SHAPE), "AE_ERR_SHAPE");
+    assert_string_equal(ae_status_name(AE_ERR_CHECKSUM), "AE_ERR_CHECKSUM");
+    assert_string_equal(ae_status_name((ae_status)999), "AE_UNKNOWN_STATUS");
+    assert_string_equal(ae_status_string(AE_ERR_OUT_OF_MEMORY), "out of memory");
+    /* The numbers are frozen. */
+    assert_int_equal(AE_ERR_INVALID_ARG, 1);
+    assert_int_equal(AE_ERR_NUMERIC, 6);
+    assert_int_equal(AE_ERR_CHECKSUM, 11);
+    for (int c = 0; c <= 11; c++) assert_string_not_equal(ae_status_name((ae_status)c), "AE_UNKNOWN_STATUS");
+}
+
+static void test_version(void **state) {
+    (void)state;
+    assert_string_equal(ae_version_string(), AE_VERSION_STRING);
+    assert_int_equal(ae_version_number(), AE_VERSION_NUMBER);
+    assert_int_equal(AE_VERSION_NUMBER, AE_VERSION_MAJOR * 10000 + AE_VERSION_MINOR * 100 + AE_VERSION_PATCH);
+}
+
+static void test_error_format(void **state) {
+    (void)state;
+    ae_errbuf e;
+    assert_int_equal(ae_error(&e, AE_ERR_RANGE, "x must be %d", 3), AE_ERR_RANGE);
+    assert_string_equal(e.msg, "x must be 3");
+    assert_int_equal(ae_error(NULL, AE_ERR_IO, "ignored"), AE_ERR_IO);
+}
+
+static void test_alloc_aligned_and_hook(void **state) {
+    (void)state;
+    test_alloc t = {0, 0, -1};
+    ae_allocator user = test_allocator(&t), a;
+    assert_int_equal(ae_allocator_init(&a, &user), AE_OK);
+    for (size_t n = 1; n < 5000; n += 997) {
+        float *p = ae_alloc(&a, n);
+        assert_non_null(p);
+        assert_int_equal((uintptr_t)p % AE_ALIGN, 0);
+        memset(p, 1, n);
+        ae_free(&a, p);
+    }
+    assert_int_equal(t.live, 0);
+    t.fail_at = t.count;
+    assert_null(ae_alloc(&a, 16));
+    assert_null(ae_calloc(&a, SIZE_MAX / 2, 4)); /* overflow refused before calling the hook */
+    ae_allocator bad = user;
+    bad.struct_size = 3;
+    assert_int_equal(ae_allocator_init(&a, &bad), AE_ERR_INVALID_ARG);
+    bad = user;
+    bad.alloc = NULL;
+    assert_int_equal(ae_allocator_init(&a, &bad), AE_ERR_INVALID_ARG);
+}
+
+static void test_rng(void **state) {
+    (void)state;
+    ae_rng a, b;
+    ae_rng_seed(&a, 7);
+    ae_rng_seed(&b, 7);
+    for (int i = 0; i < 100; i++) assert_true(ae_rng_next(&a) == ae_rng_next(&b));
+    ae_rng_seed(&b, 8);
+    assert_true(ae_rng_next(&a) != ae_rng_next(&b));
+    /* Moments of the uniform and normal draws. */
+    double su = 0, su2 = 0, sn = 0, sn2 = 0;
+    const int N = 200000;
+    for (int i = 0; i < N; i++) {
+        double u = ae_rng_uniform(&a), z = ae_rng_normal(&a);
+        assert_true(u >= 0.0 && u < 1.0);
+        su += u;
+        su2 += u * u;
+        sn += z;
+        sn2 += z * z;
+    }
+    assert_true(fabs(su / N - 0.5) < 0.005);
+    assert_true(fabs(su2 / N - 1.0 / 3.0) < 0.005);
+    assert_true(fabs(sn / N) < 0.01);
+    assert_true(fabs(sn2 / N - 1.0) < 0.015);
+    int hist[5] = {0};
+    for (int i = 0; i < 50000; i++) hist[ae_rng_below(&a, 5)]++;
+    for (int i = 0; i < 5; i++) assert_true(abs(hist[i] - 10000) < 500);
+}
+
+static void test_sgemm_wrapper(void **state) {
+    (void)state;
+    /* C = Aᵀ B with A [K=3, M=2], B [K=3, N=4], against a naive product. */
+    float A[6], B[12], C[8], R[8];
+    test_fill(A, 6, 1, -1, 1);
+    test_fill(B, 12, 2, -1, 1);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 4; j++) {
+            float s = 0;
+            for (int k = 0; k < 3; k++) s += A[k * 2 + i] * B[k * 4 + j];
+            R[i * 4 + j] = s;
+        }
+    ae_sgemm(AE_TRANS, AE_NO_TRANS, 2, 4, 3, 1.0f, A, 2, B, 4, 0.0f, C, 4);
+    assert_close_arrays(C, R, 8, 1e-6, 1e-6, "C");
+    /* sgemv: y = A x with A [2, 3] */
+    float x[3] = {1, 2, 3}, y[2];
+    ae_sgemv(AE_NO_TRANS, 2, 3, 1.0f, A, 3, x, 0.0f, y);
+    assert_true(fabsf(y[0] - (A[0] + 2 * A[1] + 3 * A[2])) < 1e-6f);
+}
+
+static void test_finite_check(void **state) {
+    (void)state;
+    float v[37];
+    test_fill(v, 37, 3, -1e30f, 1e30f);
+    assert_true(ae_all_finite(v, 37));
+    v[29] = INFINITY;
+    assert_false(ae_all_finite(v, 37));
+    assert_int_equal(ae_first_nonfinite(v, 37), 29);
+    v[29] = NAN;
+    assert_false(ae_all_finite(v, 37));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_status_names),  cmocka_unit_test(test_version),
+        cmocka_unit_test(test_error_format),  cmocka_unit_test(test_alloc_aligned_and_hook),
+        cmocka_unit_test(test_rng),           cmocka_unit_test(test_sgemm_wrapper),
+        cmocka_unit_test(test_finite_check),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,625 @@
+/* Tests of src/model through the public API: builder, creation, training,
+ * refusal of bad input (and that nothing changes), allocation failures,
+ * determinism, threads, and whole-model gradients by finite differences. */
+#include <pthread.h>
+
+#include "test_util.h"
+
+#define OK(call) assert_int_equal((call), AE_OK)
+
+/* in-h-code-h-in dense model; the decoder mirrors the encoder. */
+static ae_model *make_model(const ae_allocator *alloc, size_t in, size_t h, size_t code,
+                            ae_activation hidden, ae_activation out_act, ae_loss loss,
+                            ae_optimizer opt, int64_t seed) {
+    ae_config *c = NULL;
+    if (ae_config_create(&c, alloc) != AE_OK) return NULL;
+    ae_model *m = NULL;
+    if (ae_config_set_input_size(c, in) == AE_OK && ae_config_add_dense(c, h, hidden) == AE_OK &&
+        ae_config_add_dense(c, code, AE_ACT_IDENTITY) == AE_OK &&
+        ae_config_mirror_decoder(c, out_act) == AE_OK &&
+        ae_config_set_int(c, AE_P_LOSS, loss) == AE_OK &&
+        ae_config_set_int(c, AE_P_OPTIMIZER, opt) == AE_OK &&
+        ae_config_set_int(c, AE_P_SEED, seed) == AE_OK)
+        ae_model_create(&m, c);
+    ae_config_destroy(c);
+    return m;
+}
+
+/* All parameters of a model, concatenated; caller frees. */
+static float *snapshot(const ae_model *m, size_t *n_out) {
+    size_t total = 0;
+    ae_layer_info info = {.struct_size = sizeof info};
+    for (size_t l = 0; l < ae_model_layer_count(m); l++) {
+        OK(ae_model_layer_info(m, l, &info));
+        total += info.weight_count + info.bias_count;
+    }
+    float *p = malloc(total * sizeof *p), *q = p;
+    for (size_t l = 0; l < ae_model_layer_count(m); l++) {
+        OK(ae_model_layer_info(m, l, &info));
+        OK(ae_model_get_weights(m, l, q, info.weight_count));
+        q += info.weight_count;
+        if (info.bias_count) OK(ae_model_get_bias(m, l, q, info.bias_count));
+        q += info.bias_count;
+    }
+    *n_out = total;
+    return p;
+}
+
+static void assert_unchanged(const ae_model *m, const float *before, size_t n) {
+    size_t n2;
+    float *now = snapshot(m, &n2);
+    assert_int_equal(n, n2);
+    assert_memory_equal(now, before, n * sizeof(float));
+    free(now);
+}
+
+static void test_shapes_and_counts(void **state) {
+    (void)state;
+    ae_model *m = make_model(NULL, 784, 256, 32, AE_ACT_RELU, AE_ACT_SIGMOID, AE_LOSS_MSE,
+                             AE_OPT_ADAM, 1);
+    assert_non_null(m);
+    assert_int_equal(ae_model_input_size(m), 784);
+    assert_int_equal(ae_model_output_size(m), 784);
+    assert_int_equal(ae_model_code_size(m), 32);
+    assert_int_equal(ae_model_layer_count(m), 4);
+    assert_int_equal(ae_model_code_layer(m), 2);
+    assert_int_equal(ae_model_param_count(m), 419120); /* PyTorch's count for this model */
+    ae_layer_info info = {.struct_size = sizeof info};
+    OK(ae_model_layer_info(m, 2, &info));
+    assert_int_equal(info.kind, AE_LAYER_DENSE);
+    assert_int_equal(info.activation, AE_ACT_RELU);
+    assert_int_equal(info.in_size, 32);
+    assert_int_equal(info.out_size, 256);
+    assert_int_equal(info.weight_count, 32 * 256);
+    OK(ae_model_layer_info(m, 3, &info));
+    assert_int_equal(info.activation, AE_ACT_SIGMOID);
+    assert_int_equal(ae_model_layer_info(m, 4, &info), AE_ERR_RANGE);
+    info.struct_size = 4;
+    assert_int_equal(ae_model_layer_info(m, 0, &info), AE_ERR_INVALID_ARG);
+    /* Initialisation: U(-1/√in, 1/√in) for W and b, as nn.Linear. */
+    float *w = malloc(784 * 256 * sizeof *w);
+    OK(ae_model_get_weights(m, 0, w, 784 * 256));
+    float bound = 1.0f / sqrtf(784.0f), mx = 0;
+    double mean = 0;
+    for (int i = 0; i < 784 * 256; i++) {
+        assert_true(fabsf(w[i]) <= bound);
+        mx = fmaxf(mx, fabsf(w[i]));
+        mean += w[i];
+    }
+    assert_true(mx > 0.99f * bound);
+    assert_true(fabs(mean / (784 * 256)) < 1e-3);
+    free(w);
+    assert_int_equal(ae_model_input_size(NULL), 0);
+    assert_int_equal(ae_model_param_count(NULL), 0);
+    assert_string_equal(ae_model_last_error(NULL), "model is NULL");
+    ae_model_destroy(m);
+    ae_model_destroy(NULL);
+}
+
+static void test_builder_explicit_decoder_and_bias(void **state) {
+    (void)state;
+    ae_config *c;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, 10));
+    OK(ae_config_add_dense(c, 6, AE_ACT_LEAKY_RELU));
+    OK(ae_config_layer_set_float(c, AE_LAST_LAYER, AE_LAYER_LEAKY_SLOPE, 0.2));
+    OK(ae_config_layer_set_int(c, 0, AE_LAYER_BIAS, 0));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, 10, AE_ACT_IDENTITY));
+    ae_model *m;
+    OK(ae_model_create(&m, c));
+    assert_int_equal(ae_model_param_count(m), 60 + 60 + 10);
+    ae_layer_info info = {.struct_size = sizeof info};
+    OK(ae_model_layer_info(m, 0, &info));
+    assert_int_equal(info.bias_count, 0);
+    float b[6];
+    assert_int_equal(ae_model_get_bias(m, 0, b, 6), AE_ERR_SHAPE);
+    OK(ae_model_get_bias(m, 0, b, 0));
+    float x[20];
+    test_fill(x, 20, 3, 0, 1);
+    float l0, l1;
+    OK(ae_train_step(m, x, NULL, 2, &l0));
+    for (int i = 0; i < 50; i++) OK(ae_train_step(m, x, NULL, 2, &l1));
+    assert_true(l1 < l0);
+    ae_model_destroy(m);
+    ae_config_destroy(c);
+}
+
+static void test_config_errors(void **state) {
+    (void)state;
+    assert_int_equal(ae_config_create(NULL, NULL), AE_ERR_INVALID_ARG);
+    ae_allocator bad = {1, NULL, NULL, NULL};
+    ae_config *c = (ae_config *)1;
+    assert_int_equal(ae_config_create(&c, &bad), AE_ERR_INVALID_ARG);
+    assert_null(c);
+    OK(ae_config_create(&c, NULL));
+    assert_string_equal(ae_config_last_error(c), "");
+    assert_int_equal(ae_config_add_dense(c, 4, AE_ACT_RELU), AE_ERR_STATE);
+    assert_int_equal(ae_config_set_input_size(c, 0), AE_ERR_RANGE);
+    assert_int_equal(ae_config_set_input_size(c, (size_t)1 << 30), AE_ERR_RANGE);
+    assert_int_equal(ae_config_mark_code(c), AE_ERR_STATE);
+    assert_int_equal(ae_config_mirror_decoder(c, AE_ACT_SIGMOID), AE_ERR_STATE);
+    OK(ae_config_set_input_size(c, 8));
+    assert_int_equal(ae_config_add_dense(c, 0, AE_ACT_RELU), AE_ERR_RANGE);
+    assert_int_equal(ae_config_add_dense(c, 4, (ae_activation)99), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_config_layer_set_int(c, AE_LAST_LAYER, AE_LAYER_BIAS, 0), AE_ERR_STATE);
+    OK(ae_config_add_dense(c, 4, AE_ACT_RELU));
+    assert_int_equal(ae_config_set_input_size(c, 9), AE_ERR_STATE);
+    assert_int_equal(ae_config_layer_set_int(c, 3, AE_LAYER_BIAS, 0), AE_ERR_RANGE);
+    assert_int_equal(ae_config_layer_set_int(c, 0, AE_LAYER_BIAS, 2), AE_ERR_RANGE);
+    assert_int_equal(ae_config_layer_set_int(c, 0, AE_LAYER_LEAKY_SLOPE, 2), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_config_layer_set_float(c, 0, AE_LAYER_LEAKY_SLOPE, -1.0), AE_ERR_RANGE);
+    assert_int_equal(ae_config_layer_set_float(c, 0, AE_LAYER_LEAKY_SLOPE, NAN), AE_ERR_RANGE);
+    /* Settings: wrong type, out of range (the message names the setting and its range). */
+    assert_int_equal(ae_config_set_int(c, AE_P_LEARNING_RATE, 1), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_config_set_float(c, AE_P_LEARNING_RATE, -0.1), AE_ERR_RANGE);
+    assert_non_null(strstr(ae_config_last_error(c), "AE_P_LEARNING_RATE"));
+    assert_non_null(strstr(ae_config_last_error(c), "[0, 1e+06]"));
+    assert_int_equal(ae_config_set_float(c, AE_P_LEARNING_RATE, NAN), AE_ERR_RANGE);
+    assert_int_equal(ae_config_set_float(c, AE_P_BETA2, 1.0), AE_ERR_RANGE);
+    assert_int_equal(ae_config_set_float(c, AE_P_EPSILON, 0.0), AE_ERR_RANGE);
+    assert_int_equal(ae_config_set_int(c, AE_P_OPTIMIZER, 7), AE_ERR_RANGE);
+    assert_int_equal(ae_config_set_int(c, AE_P_SEED, -1), AE_ERR_RANGE);
+    assert_int_equal(ae_config_set_int(c, (ae_param)999, 1), AE_ERR_INVALID_ARG);
+    int64_t iv;
+    double fv;
+    OK(ae_config_get_float(c, AE_P_LEARNING_RATE, &fv));
+    assert_true(fv == 1e-3); /* unchanged by the refused calls */
+    OK(ae_config_get_int(c, AE_P_OPTIMIZER, &iv));
+    assert_int_equal(iv, AE_OPT_ADAM);
+    int is_int, ch;
+    double lo, hi;
+    OK(ae_param_bounds(AE_P_MOMENTUM, &is_int, &lo, &hi, &ch));
+    assert_int_equal(is_int, 0);
+    assert_true(lo == 0 && hi == 1 && ch == 1);
+    assert_int_equal(ae_param_bounds((ae_param)0, NULL, NULL, NULL, NULL), AE_ERR_INVALID_ARG);
+    /* Creation refuses incomplete or inconsistent architectures. */
+    ae_model *m = (ae_model *)1;
+    assert_int_equal(ae_model_create(&m, c), AE_ERR_STATE); /* no code */
+    assert_null(m);
+    OK(ae_config_mark_code(c));
+    assert_int_equal(ae_config_mark_code(c), AE_ERR_STATE);
+    assert_int_equal(ae_model_create(&m, c), AE_ERR_STATE); /* empty decoder */
+    OK(ae_config_add_dense(c, 7, AE_ACT_SIGMOID));
+    assert_int_equal(ae_model_create(&m, c), AE_ERR_SHAPE);
+    assert_non_null(strstr(ae_config_last_error(c), "7"));
+    ae_config_destroy(c);
+
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, 8));
+    OK(ae_config_add_dense(c, 4, AE_ACT_RELU));
+    OK(ae_config_mirror_decoder(c, AE_ACT_IDENTITY));
+    assert_int_equal(ae_config_mirror_decoder(c, AE_ACT_IDENTITY), AE_ERR_STATE);
+    assert_int_equal(ae_config_add_dense(c, 4, AE_ACT_RELU), AE_ERR_STATE);
+    OK(ae_config_set_int(c, AE_P_LOSS, AE_LOSS_BCE));
+    assert_int_equal(ae_model_create(&m, c), AE_ERR_STATE); /* BCE needs a sigmoid output */
+    assert_non_null(strstr(ae_config_last_error(c), "sigmoid"));
+    assert_int_equal(ae_model_create(NULL, c), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_model_create(&m, NULL), AE_ERR_INVALID_ARG);
+    ae_config_destroy(c);
+    ae_config_destroy(NULL);
+    assert_int_equal(ae_config_set_input_size(NULL, 3), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_config_add_dense(NULL, 3, AE_ACT_RELU), AE_ERR_INVALID_ARG);
+}
+
+static void test_mirror_architecture(void **state) {
+    (void)state;
+    ae_config *c;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, 30));
+    OK(ae_config_add_dense(c, 20, AE_ACT_TANH));
+    OK(ae_config_add_dense(c, 10, AE_ACT_ELU));
+    OK(ae_config_layer_set_int(c, 1, AE_LAYER_BIAS, 0));
+    OK(ae_config_add_dense(c, 5, AE_ACT_IDENTITY));
+    OK(ae_config_mirror_decoder(c, AE_ACT_SIGMOID));
+    ae_model *m;
+    OK(ae_model_create(&m, c));
+    const size_t outs[6] = {20, 10, 5, 10, 20, 30};
+    const ae_activation acts[6] = {AE_ACT_TANH, AE_ACT_ELU, AE_ACT_IDENTITY,
+                                   AE_ACT_ELU,  AE_ACT_TANH, AE_ACT_SIGMOID};
+    const size_t bias[6] = {20, 0, 5, 10, 0, 30}; /* decoder layer 4 mirrors encoder layer 1 */
+    for (size_t l = 0; l < 6; l++) {
+        ae_layer_info info = {.struct_size = sizeof info};
+        OK(ae_model_layer_info(m, l, &info));
+        assert_int_equal(info.out_size, outs[l]);
+        assert_int_equal(info.activation, acts[l]);
+        assert_int_equal(info.bias_count, bias[l]);
+    }
+    assert_int_equal(ae_model_code_layer(m), 3);
+    ae_model_destroy(m);
+    ae_config_destroy(c);
+}
+
+static void test_step_refuses_bad_input_and_changes_nothing(void **state) {
+    (void)state;
+    ae_model *m = make_model(NULL, 12, 8, 3, AE_ACT_RELU, AE_ACT_SIGMOID, AE_LOSS_MSE, AE_OPT_ADAM, 3);
+    float x[4 * 12], t[4 * 12], loss;
+    test_fill(x, 48, 1, 0, 1);
+    memcpy(t, x, sizeof t);
+    OK(ae_train_step(m, x, NULL, 4, &loss));
+    size_t n;
+    float *before = snapshot(m, &n);
+    uint64_t steps = ae_model_step_count(m);
+    assert_int_equal(ae_train_step(m, NULL, NULL, 4, &loss), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_train_step(m, x, NULL, 0, &loss), AE_ERR_INVALID_ARG);
+    assert_non_null(strstr(ae_model_last_error(m), "batch"));
+    assert_int_equal(ae_train_step(m, x, NULL, (size_t)1 << 25, &loss), AE_ERR_RANGE);
+    x[17] = NAN;
+    assert_int_equal(ae_train_step(m, x, NULL, 4, &loss), AE_ERR_NUMERIC);
+    assert_non_null(strstr(ae_model_last_error(m), "element 17"));
+    x[17] = 0.5f;
+    t[3] = INFINITY;
+    assert_int_equal(ae_train_step(m, x, t, 4, &loss), AE_ERR_NUMERIC);
+    assert_int_equal(ae_evaluate(m, x, t, 4, &loss), AE_ERR_NUMERIC);
+    assert_int_equal(ae_train_step(NULL, x, NULL, 4, &loss), AE_ERR_INVALID_ARG);
+    assert_unchanged(m, before, n);
+    assert_int_equal(ae_model_step_count(m), steps);
+    /* Changing a fixed setting after creation is refused; changeable ones work. */
+    assert_int_equal(ae_model_set_int(m, AE_P_OPTIMIZER, AE_OPT_SGD), AE_ERR_STATE);
+    assert_int_equal(ae_model_set_int(m, AE_P_LOSS, AE_LOSS_BCE), AE_ERR_STATE);
+    assert_int_equal(ae_model_set_float(m, AE_P_LEARNING_RATE, -1), AE_ERR_RANGE);
+    OK(ae_model_set_float(m, AE_P_LEARNING_RATE, 0.0));
+    OK(ae_train_step(m, x, NULL, 4, &loss)); /* lr 0: nothing moves */
+    assert_unchanged(m, before, n);
+    double lr;
+    OK(ae_model_get_float(m, AE_P_LEARNING_RATE, &lr));
+    assert_true(lr == 0.0);
+    /* Weight access: wrong count, NULL, NaN are refused and write nothing. */
+    float w[96];
+    assert_int_equal(ae_model_get_weights(m, 0, w, 95), AE_ERR_SHAPE);
+    assert_int_equal(ae_model_get_weights(m, 9, w, 96), AE_ERR_RANGE);
+    assert_int_equal(ae_model_set_weights(m, 0, NULL, 96), AE_ERR_INVALID_ARG);
+    OK(ae_model_get_weights(m, 0, w, 96));
+    w[5] = NAN;
+    assert_int_equal(ae_model_set_weights(m, 0, w, 96), AE_ERR_NUMERIC);
+    assert_unchanged(m, before, n);
+    free(before);
+    ae_model_destroy(m);
+}
+
+static void test_nonfinite_loss_changes_nothing(void **state) {
+    (void)state;
+    ae_model *m = make_model(NULL, 6, 4, 2, AE_ACT_IDENTITY, AE_ACT_IDENTITY, AE_LOSS_MSE,
+                             AE_OPT_SGD, 5);
+    /* Huge but finite weights overflow the forward pass to infinity. */
+    float w[24];
+    for (int i = 0; i < 24; i++) w[i] = 1e20f;
+    OK(ae_model_set_weights(m, 0, w, 24));
+    OK(ae_model_set_weights(m, 3, w, 24));
+    size_t n;
+    float *before = snapshot(m, &n), x[12], loss = 7.0f;
+    test_fill(x, 12, 2, 1, 2);
+    assert_int_equal(ae_train_step(m, x, NULL, 2, &loss), AE_ERR_NUMERIC);
+    assert_true(loss == 7.0f);
+    assert_non_null(strstr(ae_model_last_error(m), "not finite"));
+    assert_unchanged(m, before, n);
+    assert_int_equal(ae_model_step_count(m), 0);
+    free(before);
+    ae_model_destroy(m);
+}
+
+/* Builds a model, trains two batch sizes (the second larger, so the workspace
+ * grows), encodes and decodes; returns the first failing status. */
+static ae_status alloc_walk_once(test_alloc *t) {
+    ae_allocator a = test_allocator(t);
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    float x[8 * 10], code[8 * 3], out[8 * 10], loss;
+    test_fill(x, 80, 4, 0, 1);
+    ae_status st = ae_config_create(&c, &a);
+    if (!st) st = ae_config_set_input_size(c, 10);
+    if (!st) st = ae_config_add_dense(c, 6, AE_ACT_RELU);
+    if (!st) st = ae_config_add_dense(c, 3, AE_ACT_IDENTITY);
+    if (!st) st = ae_config_add_dense(c, 6, AE_ACT_RELU);
+    if (!st) st = ae_config_mark_code(c);
+    if (!st) st = ae_config_add_dense(c, 5, AE_ACT_TANH);
+    if (!st) st = ae_config_add_dense(c, 10, AE_ACT_SIGMOID);
+    if (!st) st = ae_model_create(&m, c);
+    size_t n = 0;
+    float *before = NULL;
+    if (!st) st = ae_train_step(m, x, NULL, 4, &loss);
+    if (!st) {
+        before = snapshot(m, &n);
+        st = ae_train_step(m, x, NULL, 8, &loss);
+        if (st) { /* a failed step leaves the model as it was, and usable */
+            assert_unchanged(m, before, n);
+            assert_int_equal(ae_model_step_count(m), 1);
+            OK(ae_train_step(m, x, NULL, 4, &loss));
+        }
+    }
+    if (!st) st = ae_encode(m, x, 8, code);
+    if (!st) st = ae_decode(m, code, 8, out);
+    free(before);
+    ae_model_destroy(m);
+    ae_config_destroy(c);
+    return st;
+}
+
+static void test_failing_allocator_every_index(void **state) {
+    (void)state;
+    test_alloc t = {0, 0, -1};
+    assert_int_equal(alloc_walk_once(&t), AE_OK);
+    long total = t.count;
+    assert_true(total > 5);
+    for (long k = 0; k < total; k++) {
+        test_alloc f = {0, 0, k};
+        ae_status st = alloc_walk_once(&f);
+        assert_int_equal(st, AE_ERR_OUT_OF_MEMORY);
+        assert_int_equal(f.live, 0); /* nothing leaked */
+    }
+}
+
+static void test_no_allocation_after_first_step(void **state) {
+    (void)state;
+    test_alloc t = {0, 0, -1};
+    ae_allocator a = test_allocator(&t);
+    ae_model *m = make_model(&a, 50, 20, 5, AE_ACT_RELU, AE_ACT_SIGMOID, AE_LOSS_BCE, AE_OPT_ADAMW, 1);
+    assert_non_null(m);
+    float x[64 * 50], out[64 * 50], code[64 * 5], loss;
+    test_fill(x, 64 * 50, 5, 0, 1);
+    OK(ae_train_step(m, x, NULL, 64, &loss));
+    long after_first = t.count;
+    for (int i = 0; i < 20; i++) OK(ae_train_step(m, x, NULL, 64 - (size_t)i, &loss));
+    OK(ae_evaluate(m, x, NULL, 64, &loss));
+    OK(ae_encode(m, x, 64, code));
+    OK(ae_decode(m, code, 64, out));
+    OK(ae_reconstruct(m, x, 1, out));
+    assert_int_equal(t.count, after_first);
+    ae_model_destroy(m);
+    assert_int_equal(t.live, 0);
+}
+
+static void train_n(ae_model *m, int steps, uint32_t seed) {
+    float x[16 * 20], loss;
+    for (int s = 0; s < steps; s++) {
+        test_fill(x, 16 * 20, seed + (uint32_t)s, 0, 1);
+        OK(ae_train_step(m, x, NULL, 16, &loss));
+    }
+}
+
+static void test_determinism(void **state) {
+    (void)state;
+    ae_model *a = make_model(NULL, 20, 12, 4, AE_ACT_TANH, AE_ACT_SIGMOID, AE_LOSS_BCE, AE_OPT_ADAM, 9);
+    ae_model *b = make_model(NULL, 20, 12, 4, AE_ACT_TANH, AE_ACT_SIGMOID, AE_LOSS_BCE, AE_OPT_ADAM, 9);
+    ae_model *c = make_model(NULL, 20, 12, 4, AE_ACT_TANH, AE_ACT_SIGMOID, AE_LOSS_BCE, AE_OPT_ADAM, 10);
+    train_n(a, 25, 100);
+    train_n(b, 25, 100);
+    train_n(c, 25, 100);
+    size_t na, nb, nc;
+    float *pa = snapshot(a, &na), *pb = snapshot(b, &nb), *pc = snapshot(c, &nc);
+    assert_memory_equal(pa, pb, na * sizeof(float));
+    assert_memory_not_equal(pa, pc, na * sizeof(float));
+    free(pa);
+    free(pb);
+    free(pc);
+    ae_model_destroy(a);
+    ae_model_destroy(b);
+    ae_model_destroy(c);
+}
+
+typedef struct thread_job {
+    ae_model *m;
+    uint32_t seed;
+} thread_job;
+
+static void *thread_train(void *arg) {
+    thread_job *j = arg;
+    float x[16 * 20], loss;
+    for (int s = 0; s < 40; s++) {
+        test_fill(x, 16 * 20, j->seed + (uint32_t)s, 0, 1);
+        if (ae_train_step(j->m, x, NULL, 16, &loss) != AE_OK) return (void *)1;
+    }
+    return NULL;
+}
+
+static void test_two_threads_match_sequential(void **state) {
+    (void)state;
+    ae_model *seq[2], *par[2];
+    for (int i = 0; i < 2; i++) {
+        seq[i] = make_model(NULL, 20, 12, 4, AE_ACT_RELU, AE_ACT_SIGMOID, AE_LOSS_MSE, AE_OPT_ADAM, i);
+        par[i] = make_model(NULL, 20, 12, 4, AE_ACT_RELU, AE_ACT_SIGMOID, AE_LOSS_MSE, AE_OPT_ADAM, i);
+    }
+    thread_job js[2] = {{seq[0], 1}, {seq[1], 500}};
+    assert_null(thread_train(&js[0]));
+    assert_null(thread_train(&js[1]));
+    thread_job jp[2] = {{par[0], 1}, {par[1], 500}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&th[i], NULL, thread_train, &jp[i]), 0);
+    for (int i = 0; i < 2; i++) {
+        void *r;
+        pthread_join(th[i], &r);
+        assert_null(r);
+    }
+    for (int i = 0; i < 2; i++) {
+        size_t n1, n2;
+        float *a = snapshot(seq[i], &n1), *b = snapshot(par[i], &n2);
+        assert_memory_equal(a, b, n1 * sizeof(float));
+        free(a);
+        free(b);
+        ae_model_destroy(seq[i]);
+        ae_model_destroy(par[i]);
+    }
+}
+
+static void test_encode_decode_consistent(void **state) {
+    (void)state;
+    ae_model *m = make_model(NULL, 20, 12, 4, AE_ACT_GELU, AE_ACT_SIGMOID, AE_LOSS_MSE, AE_OPT_ADAM, 2);
+    train_n(m, 5, 7);
+    float x[5 * 20], code[5 * 4], dec[5 * 20], rec[5 * 20], one[20], loss_eval, loss_step;
+    test_fill(x, 100, 8, 0, 1);
+    OK(ae_encode(m, x, 5, code));
+    OK(ae_decode(m, code, 5, dec));
+    OK(ae_reconstruct(m, x, 5, rec));
+    assert_memory_equal(dec, rec, sizeof dec);
+    OK(ae_reconstruct(m, x + 40, 1, one)); /* batch 1 takes the sgemv path */
+    assert_close_arrays(one, rec + 40, 20, 1e-5, 1e-6, "batch-1 reconstruction");
+    assert_int_equal(ae_encode(m, NULL, 5, code), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_decode(m, code, 0, dec), AE_ERR_INVALID_ARG);
+    /* evaluate = the loss a step reports before its update, and changes nothing */
+    size_t n;
+    float *before = snapshot(m, &n);
+    OK(ae_evaluate(m, x, NULL, 5, &loss_eval));
+    assert_unchanged(m, before, n);
+    OK(ae_train_step(m, x, NULL, 5, &loss_step));
+    assert_true(loss_eval == loss_step);
+    double mse = 0;
+    for (int i = 0; i < 100; i++) mse += ((double)rec[i] - x[i]) * ((double)rec[i] - x[i]);
+    assert_true(fabs(mse / 100 - loss_eval) < 1e-6);
+    free(before);
+    ae_model_destroy(m);
+}
+
+/* The whole model's gradient against finite differences of ae_evaluate:
+ * one SGD step with lr 1 moves every parameter by minus its gradient. */
+static void check_model_gradient(ae_loss loss, ae_reduction red, ae_activation hidden,
+                                 ae_activation out_act, int with_target) {
+    ae_config *c;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, 7));
+    OK(ae_config_add_dense(c, 5, hidden));
+    OK(ae_config_add_dense(c, 3, AE_ACT_TANH));
+    OK(ae_config_layer_set_int(c, AE_LAST_LAYER, AE_LAYER_BIAS, 0));
+    OK(ae_config_mirror_decoder(c, out_act));
+    OK(ae_config_set_int(c, AE_P_LOSS, loss));
+    OK(ae_config_set_int(c, AE_P_REDUCTION, red));
+    OK(ae_config_set_int(c, AE_P_OPTIMIZER, AE_OPT_SGD));
+    OK(ae_config_set_float(c, AE_P_LEARNING_RATE, 1.0));
+    OK(ae_config_set_int(c, AE_P_SEED, 77));
+    ae_model *m;
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    float x[3 * 7], t[3 * 7], loss_v;
+    test_fill(x, 21, 31, 0.05f, 0.95f);
+    test_fill(t, 21, 32, 0.05f, 0.95f);
+    const float *tgt = with_target ? t : NULL;
+    size_t n;
+    float *p0 = snapshot(m, &n);
+    OK(ae_train_step(m, x, tgt, 3, &loss_v));
+    float *p1 = snapshot(m, &n);
+    /* Restore every layer, then probe each parameter. */
+    size_t L = ae_model_layer_count(m), base = 0;
+    for (size_t l = 0, off = 0; l < L; l++) {
+        ae_layer_info info = {.struct_size = sizeof info};
+        OK(ae_model_layer_info(m, l, &info));
+        OK(ae_model_set_weights(m, l, p0 + off, info.weight_count));
+        off += info.weight_count;
+        OK(ae_model_set_bias(m, l, p0 + off, info.bias_count));
+        off += info.bias_count;
+    }
+    for (size_t l = 0; l < L; l++) {
+        ae_layer_info info = {.struct_size = sizeof info};
+        OK(ae_model_layer_info(m, l, &info));
+        for (int part = 0; part < 2; part++) {
+            size_t cnt = part ? info.bias_count : info.weight_count;
+            float *buf = malloc((cnt ? cnt : 1) * sizeof *buf);
+            memcpy(buf, p0 + base, cnt * sizeof *buf);
+            for (size_t k = 0; k < cnt; k++) {
+                double h = 1e-3, fp, fm;
+                float lp, lm, s = buf[k];
+                buf[k] = s + (float)h;
+                OK(part ? ae_model_set_bias(m, l, buf, cnt) : ae_model_set_weights(m, l, buf, cnt));
+                OK(ae_evaluate(m, x, tgt, 3, &lp));
+                buf[k] = s - (float)h;
+                OK(part ? ae_model_set_bias(m, l, buf, cnt) : ae_model_set_weights(m, l, buf, cnt));
+                OK(ae_evaluate(m, x, tgt, 3, &lm));
+                buf[k] = s;
+                OK(part ? ae_model_set_bias(m, l, buf, cnt) : ae_model_set_weights(m, l, buf, cnt));
+                fp = lp;
+                fm = lm;
+                double fd = (fp - fm) / (2 * h);
+                double analytic = (double)p0[base + k] - (double)p1[base + k];
+                double scale = red == AE_REDUCE_SUM ? 1.0 : 0.05;
+                if (fabs(fd - analytic) > 2e-3 * scale + 2e-2 * fabs(fd)) {
+                    print_error("loss %d red %d layer %zu %s[%zu]: analytic %g fd %g\n", loss, red, l,
+                                part ? "b" : "W", k, analytic, fd);
+                    fail();
+                }
+            }
+            base += cnt;
+            free(buf);
+        }
+    }
+    free(p0);
+    free(p1);
+    ae_model_destroy(m);
+}
+
+static void test_model_gradient_fd(void **state) {
+    (void)state;
+    check_model_gradient(AE_LOSS_MSE, AE_REDUCE_SUM, AE_ACT_TANH, AE_ACT_SIGMOID, 0);
+    check_model_gradient(AE_LOSS_MSE, AE_REDUCE_MEAN, AE_ACT_TANH, AE_ACT_SIGMOID, 0);
+    check_model_gradient(AE_LOSS_MSE, AE_REDUCE_SUM, AE_ACT_TANH, AE_ACT_IDENTITY, 0);
+    check_model_gradient(AE_LOSS_MSE, AE_REDUCE_SUM, AE_ACT_SOFTPLUS, AE_ACT_SIGMOID, 0);
+    check_model_gradient(AE_LOSS_MSE, AE_REDUCE_SUM, AE_ACT_TANH, AE_ACT_SIGMOID, 1);
+    check_model_gradient(AE_LOSS_MSE, AE_REDUCE_SUM, AE_ACT_SOFTPLUS, AE_ACT_IDENTITY, 1);
+    check_model_gradient(AE_LOSS_MSE, AE_REDUCE_MEAN, AE_ACT_SOFTPLUS, AE_ACT_IDENTITY, 1);
+    check_model_gradient(AE_LOSS_BCE, AE_REDUCE_SUM, AE_ACT_ELU, AE_ACT_SIGMOID, 1);
+    check_model_gradient(AE_LOSS_BCE, AE_REDUCE_MEAN, AE_ACT_GELU, AE_ACT_SIGMOID, 0);
+}
+
+static void test_grad_clip_and_settings(void **state) {
+    (void)state;
+    ae_model *a = make_model(NULL, 20, 12, 4, AE_ACT_TANH, AE_ACT_SIGMOID, AE_LOSS_MSE, AE_OPT_SGD, 4);
+    ae_model *b = make_model(NULL, 20, 12, 4, AE_ACT_TANH, AE_ACT_SIGMOID, AE_LOSS_MSE, AE_OPT_SGD, 4);
+    OK(ae_model_set_float(a, AE_P_LEARNING_RATE, 0.1));
+    OK(ae_model_set_float(b, AE_P_LEARNING_RATE, 0.1));
+    OK(ae_model_set_float(b, AE_P_GRAD_CLIP_NORM, 1e-4)); /* far below the real norm */
+    size_t n;
+    float *p0 = snapshot(a, &n);
+    train_n(a, 1, 3);
+    train_n(b, 1, 3);
+    float *pa = snapshot(a, &n), *pb = snapshot(b, &n);
+    double da = 0, db = 0;
+    for (size_t i = 0; i < n; i++) {
+        da += ((double)pa[i] - p0[i]) * ((double)pa[i] - p0[i]);
+        db += ((double)pb[i] - p0[i]) * ((double)pb[i] - p0[i]);
+    }
+    /* With SGD the step is lr * clipped gradient: its norm is lr * 1e-4. */
+    assert_true(fabs(sqrt(db) - 0.1 * 1e-4) < 0.1 * 1e-4 * 0.02);
+    assert_true(sqrt(da) > 10 * sqrt(db));
+    free(p0);
+    free(pa);
+    free(pb);
+    ae_model_destroy(a);
+    ae_model_destroy(b);
+}
+
+static void test_learns(void **state) {
+    (void)state;
+    /* Data on a 3-D subspace of 24-D is compressed well by a 4-D code. */
+    enum { D = 24, S = 64 };
+    float basis[3 * D], x[S * D], z[S * 3];
+    test_fill(basis, 3 * D, 1, -0.3f, 0.3f);
+    test_fill(z, S * 3, 2, 0, 1);
+    for (int s = 0; s < S; s++)
+        for (int d = 0; d < D; d++)
+            x[s * D + d] = 0.5f + z[s * 3] * basis[d] + z[s * 3 + 1] * basis[D + d] + z[s * 3 + 2] * basis[2 * D + d];
+    ae_model *m = make_model(NULL, D, 16, 4, AE_ACT_RELU, AE_ACT_SIGMOID, AE_LOSS_MSE, AE_OPT_ADAM, 6);
+    OK(ae_model_set_float(m, AE_P_LEARNING_RATE, 1e-2));
+    float l0, l;
+    OK(ae_evaluate(m, x, NULL, S, &l0));
+    for (int i = 0; i < 400; i++) OK(ae_train_step(m, x, NULL, S, &l));
+    OK(ae_evaluate(m, x, NULL, S, &l));
+    assert_true(l < 0.1f * l0);
+    ae_model_destroy(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shapes_and_counts),
+        cmocka_unit_test(test_builder_explicit_decoder_and_bias),
+        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_mirror_architecture),
+        cmocka_unit_test(test_step_refuses_bad_input_and_changes_nothing),
+        cmocka_unit_test(test_nonfinite_loss_changes_nothing),
+        cmocka_unit_test(test_failing_allocator_every_index),
+        cmocka_unit_test(test_no_allocation_after_first_step),
+        cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_two_threads_match_sequential),
+        cmocka_unit_test(test_encode_decode_consistent),
+        cmocka_unit_test(test_model_gradient_fd),
+        cmocka_unit_test(test_grad_clip_and_settings),
+        cmocka_unit_test(test_learns),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
