@@ -6,6 +6,15 @@
 
 #include "layers.h"
 
+static ae_status dense_setup(ae_layer *L, const ae_layer_spec *spec, ae_errbuf *err) {
+    (void)err;
+    L->out_shape = (ae_shape){spec->units, 1, 1};
+    L->w_count = L->in * spec->units; /* both at most 2^24: no overflow */
+    L->b_count = spec->bias ? spec->units : 0;
+    L->keep_pre = ae_act_needs_pre(spec->act);
+    return AE_OK;
+}
+
 static size_t dense_scratch(const ae_layer *L, size_t batch) {
     (void)L;
     (void)batch;
@@ -90,6 +99,7 @@ static void dense_backward(const ae_layer *L, const float *params, float *grads,
 
 const ae_layer_ops ae_dense_ops = {
     .name = "dense",
+    .setup = dense_setup,
     .scratch_floats = dense_scratch,
     .init = dense_init,
     .forward = dense_forward,

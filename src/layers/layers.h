@@ -22,6 +22,24 @@ int ae_act_valid(int act);
 
 typedef struct ae_layer ae_layer;
 
+/* A sample's shape: channels x height x width (a vector of n features is n x 1 x 1). */
+typedef struct ae_shape {
+    size_t c, h, w;
+} ae_shape;
+
+static inline size_t ae_shape_size(ae_shape s) { return s.c * s.h * s.w; }
+
+/* What the config builder records for one layer; each kind reads its own fields. */
+typedef struct ae_layer_spec {
+    ae_layer_kind kind;
+    size_t units;      /* dense: outputs */
+    ae_activation act; /* applied to the layer's output */
+    float slope;       /* LeakyReLU slope */
+    int bias;
+    int64_t iparam[8]; /* kind-specific integers (kernel, stride, k, ...) */
+    double fparam[4];  /* kind-specific reals */
+} ae_layer_spec;
+
 /* One layer's view of a forward or backward pass over a batch. */
 typedef struct ae_layer_io {
     size_t batch;
@@ -33,15 +51,21 @@ typedef struct ae_layer_io {
     float *dx;      /* backward: gradient w.r.t. x [batch, in]; NULL when not needed */
     int dy_is_dpre; /* backward: dy already holds the gradient w.r.t. pre */
     float *scratch; /* ops->scratch_floats(batch) floats */
+    float *state;   /* the layer's non-trainable state, or NULL */
 } ae_layer_io;
 
 typedef struct ae_layer_ops {
     const char *name;
+    /* From the spec and the input shape: sets out_shape, w_count, b_count,
+     * s_count (non-trainable state floats) and keep_pre. Shape errors go to err. */
+    ae_status (*setup)(ae_layer *L, const ae_layer_spec *spec, ae_errbuf *err);
     /* Extra floats of workspace the layer needs at this batch size. */
     size_t (*scratch_floats)(const ae_layer *L, size_t batch);
     /* Draws initial parameters into params (the model's arena). */
     void (*init)(const ae_layer *L, float *params, ae_rng *rng);
     void (*forward)(const ae_layer *L, const float *params, ae_layer_io *io);
+    /* Non-trainable state of the layer (m->buffers + L->s_off), NULL when s_count is 0;
+     * forward may update it in training mode. */
     /* Writes the parameter gradients into grads (accumulating into a weight
      * range when accumulate_w is set, as a tied weight's second user does)
      * unless the layer is frozen, and dx when io->dx is set. */
@@ -52,12 +76,15 @@ typedef struct ae_layer_ops {
 struct ae_layer {
     const ae_layer_ops *ops;
     ae_layer_kind kind;
+    ae_layer_spec spec; /* as built; kept for saving and for kind-specific settings */
+    ae_shape in_shape, out_shape;
     size_t in, out;    /* features per sample */
     ae_activation act; /* applied to the layer's output */
     float slope;       /* LeakyReLU slope */
     int has_bias;
     size_t w_off, w_count; /* weight range in the parameter arena */
     size_t b_off, b_count; /* bias range (b_count 0 without bias) */
+    size_t s_off, s_count; /* non-trainable state (e.g. running statistics) in the state arena */
     int w_transposed;      /* the weight is read transposed (a tied decoder layer) */
     int frozen;            /* parameters receive no gradient and no update */
     int keep_pre;          /* the forward pass stores the pre-activation */

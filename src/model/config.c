@@ -150,10 +150,11 @@ ae_status ae_config_set_input_size(ae_config *cfg, size_t features) {
         return ae_error(&cfg->err, AE_ERR_RANGE, "input size must be in [1, %zu], got %zu",
                         AE_MAX_DIM, features);
     cfg->input_size = features;
+    cfg->input_shape = (ae_shape){features, 1, 1};
     return AE_OK;
 }
 
-static ae_status push_layer(ae_config *cfg, const ae_layer_spec *spec) {
+ae_status ae_config_push_layer(ae_config *cfg, const ae_layer_spec *spec) {
     if (cfg->nlayers == cfg->cap) {
         size_t cap = cfg->cap ? cfg->cap * 2 : 8;
         ae_layer_spec *n = ae_alloc(&cfg->alloc, cap * sizeof *n);
@@ -179,8 +180,8 @@ ae_status ae_config_add_dense(ae_config *cfg, size_t units, ae_activation act) {
     if (units == 0 || units > AE_MAX_DIM)
         return ae_error(&cfg->err, AE_ERR_RANGE, "dense units must be in [1, %zu], got %zu",
                         AE_MAX_DIM, units);
-    ae_layer_spec spec = {AE_LAYER_DENSE, units, act, 0.01f, 1};
-    return push_layer(cfg, &spec);
+    ae_layer_spec spec = {.kind = AE_LAYER_DENSE, .units = units, .act = act, .slope = 0.01f, .bias = 1};
+    return ae_config_push_layer(cfg, &spec);
 }
 
 static ae_status layer_index(ae_config *cfg, size_t *layer) {
@@ -264,12 +265,13 @@ ae_status ae_config_mirror_decoder(ae_config *cfg, ae_activation output_act) {
     for (size_t j = 0; j < n; j++) {
         const ae_layer_spec *partner = &cfg->layers[n - 1 - j];
         size_t units = (n - 1 - j) == 0 ? cfg->input_size : cfg->layers[n - 2 - j].units;
-        ae_layer_spec spec = {AE_LAYER_DENSE, units, output_act, 0.01f, partner->bias};
+        ae_layer_spec spec = {.kind = AE_LAYER_DENSE, .units = units, .act = output_act,
+                              .slope = 0.01f, .bias = partner->bias};
         if (j + 1 < n) {
             spec.act = cfg->layers[n - 2 - j].act;
             spec.slope = cfg->layers[n - 2 - j].slope;
         }
-        ae_status st = push_layer(cfg, &spec);
+        ae_status st = ae_config_push_layer(cfg, &spec);
         if (st) {
             cfg->nlayers = old_n;
             cfg->code_at = old_code;

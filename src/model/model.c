@@ -15,11 +15,6 @@ static ae_status check_config(const ae_config *cfg, ae_errbuf *err) {
                         "no code marked: call ae_config_mark_code after the encoder layers");
     if (cfg->code_at == cfg->nlayers)
         return ae_error(err, AE_ERR_STATE, "the decoder is empty: add decoder layers or mirror the encoder");
-    size_t out = cfg->layers[cfg->nlayers - 1].units;
-    if (out != cfg->input_size)
-        return ae_error(err, AE_ERR_SHAPE,
-                        "the decoder's output has %zu features but the input has %zu", out,
-                        cfg->input_size);
     if (cfg->s.loss == AE_LOSS_BCE) {
         ae_activation a = cfg->layers[cfg->nlayers - 1].act;
         if (a != AE_ACT_SIGMOID)
@@ -43,6 +38,7 @@ void ae_model_destroy(ae_model *m) {
     ae_free(&a, m->grads);
     ae_free(&a, m->state1);
     ae_free(&a, m->state2);
+    ae_free(&a, m->buffers);
     ae_free(&a, m->layers);
     ae_free(&a, m);
 }
@@ -64,7 +60,6 @@ ae_status ae_model_create(ae_model **out, const ae_config *cfg_in) {
     m->nlayers = cfg->nlayers;
     m->code_layer = cfg->code_at;
     m->in_size = cfg->input_size;
-    m->out_size = cfg->layers[cfg->nlayers - 1].units;
 
     m->layers = ae_calloc(a, m->nlayers, sizeof *m->layers);
     m->y = ae_calloc(a, m->nlayers, sizeof *m->y);
@@ -74,38 +69,60 @@ ae_status ae_model_create(ae_model **out, const ae_config *cfg_in) {
     m->blocks = ae_calloc(a, 2 * m->nlayers, sizeof *m->blocks);
     if (!m->layers || !m->y || !m->pre || !m->scratch || !m->accumulate_w || !m->blocks) goto oom;
 
-    size_t in = m->in_size, off = 0;
-    m->max_width = in;
+    ae_shape shape = cfg->input_shape;
+    size_t off = 0, soff = 0;
+    m->in_shape = shape;
+    m->max_width = m->in_size;
     for (size_t i = 0; i < m->nlayers; i++) {
         const ae_layer_spec *sp = &cfg->layers[i];
         ae_layer *L = &m->layers[i];
         L->ops = ae_layer_ops_for(sp->kind);
         L->kind = sp->kind;
-        L->in = in;
-        L->out = sp->units;
+        L->spec = *sp;
+        L->in_shape = shape;
+        L->in = ae_shape_size(shape);
         L->act = sp->act;
         L->slope = sp->slope;
         L->has_bias = sp->bias;
+        st = L->ops->setup(L, sp, &cfg->err);
+        if (st) {
+            ae_model_destroy(m);
+            return st;
+        }
+        L->out = ae_shape_size(L->out_shape);
+        if (L->out == 0 || L->out > AE_MAX_DIM) {
+            ae_model_destroy(m);
+            return ae_error(&cfg->err, AE_ERR_SHAPE, "layer %zu (%s) has %zu outputs per sample",
+                            i, L->ops->name, L->out);
+        }
+        L->keep_pre = L->keep_pre || (i + 1 == m->nlayers &&
+                                      ae_loss_wants_logits((ae_loss)m->s.loss, L->act));
         L->w_off = off;
-        L->w_count = L->in * L->out; /* both below 2^24: no overflow */
         off += L->w_count;
         L->b_off = off;
-        L->b_count = L->has_bias ? L->out : 0;
         off += L->b_count;
-        L->keep_pre = ae_act_needs_pre(L->act) ||
-                      (i + 1 == m->nlayers &&
-                       ae_loss_wants_logits((ae_loss)m->s.loss, L->act));
-        m->blocks[m->nblocks++] = (ae_param_block){L->w_off, L->w_count, 0, 0, 0};
+        L->s_off = soff;
+        soff += L->s_count;
+        if (L->w_count) m->blocks[m->nblocks++] = (ae_param_block){L->w_off, L->w_count, 0, 0, 0};
         if (L->b_count) m->blocks[m->nblocks++] = (ae_param_block){L->b_off, L->b_count, 0, 0, 0};
         if (L->out > m->max_width) m->max_width = L->out;
-        in = L->out;
+        shape = L->out_shape;
     }
+    if (ae_shape_size(shape) != m->in_size) {
+        ae_model_destroy(m);
+        return ae_error(&cfg->err, AE_ERR_SHAPE,
+                        "the decoder's output has %zu features (%zux%zux%zu) but the input has %zu",
+                        ae_shape_size(shape), shape.c, shape.h, shape.w, m->in_size);
+    }
+    m->out_size = ae_shape_size(shape);
     m->nparams = off;
-    m->params = ae_calloc(a, off, sizeof(float));
-    m->grads = ae_calloc(a, off, sizeof(float));
-    m->state1 = ae_calloc(a, off, sizeof(float));
-    m->state2 = ae_calloc(a, off, sizeof(float));
-    if (!m->params || !m->grads || !m->state1 || !m->state2) goto oom;
+    m->nbuffers = soff;
+    m->params = ae_calloc(a, off ? off : 1, sizeof(float));
+    m->grads = ae_calloc(a, off ? off : 1, sizeof(float));
+    m->state1 = ae_calloc(a, off ? off : 1, sizeof(float));
+    m->state2 = ae_calloc(a, off ? off : 1, sizeof(float));
+    m->buffers = ae_calloc(a, soff ? soff : 1, sizeof(float));
+    if (!m->params || !m->grads || !m->state1 || !m->state2 || !m->buffers) goto oom;
 
     ae_rng_seed(&m->rng, (uint64_t)m->s.seed);
     for (size_t i = 0; i < m->nlayers; i++) m->layers[i].ops->init(&m->layers[i], m->params, &m->rng);
@@ -165,7 +182,8 @@ static const float *forward_range(ae_model *m, size_t from, size_t to, const flo
                                   int train) {
     for (size_t i = from; i < to; i++) {
         ae_layer_io io = {.batch = batch, .train = train, .x = x, .pre = m->pre[i], .y = m->y[i],
-                          .scratch = m->scratch[i]};
+                          .scratch = m->scratch[i],
+                          .state = m->layers[i].s_count ? m->buffers + m->layers[i].s_off : NULL};
         m->layers[i].ops->forward(&m->layers[i], m->params, &io);
         x = m->y[i];
     }
@@ -220,7 +238,8 @@ static void backward(ae_model *m, const float *x, size_t batch) {
                           .dy = dy,
                           .dx = i ? dx : NULL,
                           .dy_is_dpre = i + 1 == m->nlayers,
-                          .scratch = m->scratch[i]};
+                          .scratch = m->scratch[i],
+                          .state = L->s_count ? m->buffers + L->s_off : NULL};
         L->ops->backward(L, m->params, m->grads, &io, m->accumulate_w[i]);
         float *t = dy;
         dy = dx;

@@ -22,18 +22,11 @@ ae_status ae_settings_get(const ae_settings *s, ae_errbuf *err, ae_param p, int 
                           int64_t *iv, double *fv);
 void ae_settings_to_optim(const ae_settings *s, ae_optim_settings *o);
 
-typedef struct ae_layer_spec {
-    ae_layer_kind kind;
-    size_t units;
-    ae_activation act;
-    float slope;
-    int bias;
-} ae_layer_spec;
-
 struct ae_config {
     ae_allocator alloc;
     ae_errbuf err;
-    size_t input_size;
+    size_t input_size; /* features: c * h * w */
+    ae_shape input_shape;
     ae_layer_spec *layers;
     size_t nlayers, cap;
     size_t code_at; /* number of encoder layers once marked */
@@ -49,11 +42,14 @@ struct ae_model {
 
     ae_layer *layers;
     size_t nlayers, code_layer; /* layers [0, code_layer) form the encoder */
+    ae_shape in_shape;
     size_t in_size, out_size, max_width;
 
     /* One contiguous arena each: parameters, their gradients, optimizer state. */
     size_t nparams;
     float *params, *grads, *state1, *state2;
+    size_t nbuffers;
+    float *buffers; /* non-trainable layer state (running statistics, thresholds) */
     ae_param_block *blocks;
     size_t nblocks;
     unsigned char *accumulate_w; /* per layer: its weight gradient adds to a range already written */
@@ -68,6 +64,9 @@ struct ae_model {
     float **y, **pre, **scratch; /* per layer */
     float *grad_a, *grad_b;      /* ping-pong gradient buffers [batch, max_width] */
 };
+
+/* Appends a layer spec to a config (growing its array); errors name the cause. */
+ae_status ae_config_push_layer(ae_config *cfg, const ae_layer_spec *spec);
 
 /* Grows the workspace to hold `batch` samples; allocates only when larger than before. */
 ae_status ae_model_reserve(ae_model *m, size_t batch);

@@ -1,0 +1,43 @@
+/* Internal data module: the IDX reader that dataset.c (and the fuzz target)
+ * call. The parser reads through one byte source (memory or file, plain or
+ * gzipped), so the same code checks files and in-memory buffers. */
+#ifndef AE_DATA_H
+#define AE_DATA_H
+
+#include "core/core.h"
+
+/* Largest number of elements an IDX file may declare: 2^31 keeps every
+ * byte count (x 4 for floats) within 64-bit size_t and refuses absurd
+ * headers before anything sized by them is allocated. */
+#define AE_IDX_MAX_ELEMS ((size_t)1 << 31)
+
+/* What the caller expects the file to hold. */
+typedef enum ae_idx_role {
+    AE_IDX_SAMPLES = 0, /* images (3 dims) or vectors (2 dims), as floats */
+    AE_IDX_LABELS = 1   /* 1 dim, one label per sample, as int32 */
+} ae_idx_role;
+
+/* One parsed IDX file. Exactly one of values / labels is set on success. */
+typedef struct ae_idx {
+    size_t count;    /* first dimension: number of samples */
+    size_t shape[3]; /* per-sample shape C, H, W (1, 1, 1 for labels) */
+    size_t dim;      /* shape[0] * shape[1] * shape[2] */
+    float *values;   /* [count, dim], AE_IDX_SAMPLES */
+    int32_t *labels; /* [count], AE_IDX_LABELS */
+} ae_idx;
+
+/* Parses an IDX file held in memory, gzipped or plain. `name` appears at
+ * the start of every error message. On success *out owns buffers from `a`
+ * (free with ae_idx_free); on failure *out is zeroed, nothing stays
+ * allocated, and the message is in `e`. */
+ae_status ae_idx_parse_mem(const ae_allocator *a, ae_errbuf *e, const char *name, const void *buf,
+                           size_t len, ae_idx_role role, ae_idx *out);
+
+/* The same for a file: AE_ERR_IO when it cannot be opened or read. */
+ae_status ae_idx_read_file(const ae_allocator *a, ae_errbuf *e, const char *path, ae_idx_role role,
+                           ae_idx *out);
+
+/* Frees what a successful parse allocated and zeroes *x. Accepts NULL. */
+void ae_idx_free(const ae_allocator *a, ae_idx *x);
+
+#endif
