@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "data.h"
@@ -187,6 +188,10 @@ static const char *type_name(unsigned t) {
     case 0x0E: return "float64";
     default: return NULL;
     }
+}
+
+static uint32_t le32(const uint8_t *p) {
+    return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | (uint32_t)p[0];
 }
 
 static uint32_t be32(const uint8_t *p) {
@@ -393,6 +398,10 @@ ae_status ae_idx_parse_mem(const ae_allocator *a, ae_errbuf *e, const char *name
     s.len = len;
     s.known_size = 1;
     s.size = len;
+    if (len >= 4) {
+        s.have_isize = 1;
+        s.isize = le32((const uint8_t *)buf + len - 4);
+    }
     ae_status st = parse(&s, role, out);
     src_close(&s);
     if (st != AE_OK) memset(out, 0, sizeof *out);
@@ -421,6 +430,12 @@ ae_status ae_idx_read_file(const ae_allocator *a, ae_errbuf *e, const char *path
         if (S_ISREG(sb.st_mode)) {
             s.known_size = 1;
             s.size = (uint64_t)sb.st_size;
+            uint8_t tail[4];
+            /* pread leaves the stream's position alone. */
+            if (sb.st_size >= 4 && pread(fileno(s.fp), tail, 4, sb.st_size - 4) == 4) {
+                s.have_isize = 1;
+                s.isize = le32(tail);
+            }
         }
         s.chunk = ae_alloc(a, IDX_CHUNK);
         if (!s.chunk) st = fail(&s, AE_ERR_OUT_OF_MEMORY, "out of memory for the read buffer");
