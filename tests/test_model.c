@@ -304,7 +304,7 @@ static ae_status alloc_walk_once(test_alloc *t) {
     ae_allocator a = test_allocator(t);
     ae_config *c = NULL;
     ae_model *m = NULL;
-    float x[8 * 10], code[8 * 3], out[8 * 10], loss;
+    float x[8 * 10], code[8 * 6], out[8 * 10], loss;
     test_fill(x, 80, 4, 0, 1);
     ae_status st = ae_config_create(&c, &a);
     if (!st) st = ae_config_set_input_size(c, 10);

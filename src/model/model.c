@@ -91,9 +91,10 @@ ae_status ae_model_create(ae_model **out, const ae_config *cfg_in) {
         }
         L->out = ae_shape_size(L->out_shape);
         if (L->out == 0 || L->out > AE_MAX_DIM) {
+            ae_error(&cfg->err, AE_ERR_SHAPE, "layer %zu (%s) has %zu outputs per sample", i,
+                     L->ops->name, L->out);
             ae_model_destroy(m);
-            return ae_error(&cfg->err, AE_ERR_SHAPE, "layer %zu (%s) has %zu outputs per sample",
-                            i, L->ops->name, L->out);
+            return AE_ERR_SHAPE;
         }
         L->keep_pre = L->keep_pre || (i + 1 == m->nlayers &&
                                       ae_loss_wants_logits((ae_loss)m->s.loss, L->act));
@@ -108,11 +109,11 @@ ae_status ae_model_create(ae_model **out, const ae_config *cfg_in) {
         if (L->out > m->max_width) m->max_width = L->out;
         shape = L->out_shape;
     }
-    if (ae_shape_size(shape) != m->in_size) {
+    if (ae_shape_size(shape) != cfg->input_size) {
         ae_model_destroy(m);
         return ae_error(&cfg->err, AE_ERR_SHAPE,
                         "the decoder's output has %zu features (%zux%zux%zu) but the input has %zu",
-                        ae_shape_size(shape), shape.c, shape.h, shape.w, m->in_size);
+                        ae_shape_size(shape), shape.c, shape.h, shape.w, cfg->input_size);
     }
     m->out_size = ae_shape_size(shape);
     m->nparams = off;

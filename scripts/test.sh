@@ -1,0 +1,70 @@
+#!/bin/bash
+# The whole test suite, exactly as CI runs it (.ci/run) and README.md tells:
+# installs the Debian packages it needs when they are missing, then builds
+# libae twice with warnings as errors and runs every meson test in each:
+#   build-test/           release build
+#   build-test-sanitize/  ASan + UBSan build; any finding (leaks too) fails
+# Both directories are recreated on every run so no earlier state leaks in.
+# Exits non-zero on any failure; the last line is "N passed, N failed".
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+packages=(meson ninja-build pkg-config gcc g++ libopenblas-dev libcmocka-dev zlib1g-dev
+          libpng-dev dataset-fashion-mnist)
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+        missing+=("$p")
+    fi
+done
+if ((${#missing[@]})); then
+    echo "test.sh: installing ${missing[*]}"
+    apt-get update -qq </dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+fi
+
+# One OpenBLAS thread: the tests expect bitwise-reproducible results and the
+# machine is small.
+export OPENBLAS_NUM_THREADS=1
+
+passed=0
+failed=0
+status=0
+
+# run_suite DIR: runs meson test in DIR, adds its counts to the totals.
+run_suite() {
+    local dir=$1 rc=0 ok xfail fail xpass timeout
+    meson test -C "$dir" --print-errorlogs "${@:2}" 2>&1 | tee "$dir/test-output.txt" || rc=$?
+    count() { sed -n "s/^$1: *\([0-9][0-9]*\).*/\1/p" "$dir/test-output.txt" | tail -n 1; }
+    ok=$(count Ok) xfail=$(count 'Expected Fail') fail=$(count Fail)
+    xpass=$(count 'Unexpected Pass') timeout=$(count Timeout)
+    passed=$((passed + ${ok:-0} + ${xfail:-0}))
+    failed=$((failed + ${fail:-0} + ${xpass:-0} + ${timeout:-0}))
+    if ((rc != 0)); then
+        status=1
+        # A run that failed without counting a failure (e.g. a build error).
+        if ((${fail:-0} + ${xpass:-0} + ${timeout:-0} == 0)); then failed=$((failed + 1)); fi
+    fi
+}
+
+rm -rf build-test build-test-sanitize
+
+echo "=== release build (build-test) ==="
+meson setup build-test -Dwerror=true
+meson compile -C build-test
+run_suite build-test
+
+echo "=== ASan + UBSan build (build-test-sanitize) ==="
+# b_lundef=false: the sanitizer runtimes resolve some symbols only at run time.
+meson setup build-test-sanitize -Dwerror=true -Dbuildtype=debugoptimized \
+    -Db_sanitize=address,undefined -Db_lundef=false
+meson compile -C build-test-sanitize
+export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+run_suite build-test-sanitize --timeout-multiplier 3
+
+echo "test.sh: release and sanitizer builds done"
+echo "tests: $passed passed, $failed failed"
+exit "$status"

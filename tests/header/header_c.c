@@ -1,0 +1,30 @@
+/*
+ * The public header alone, compiled as strict C11 with every warning an
+ * error (see tests/meson.build): it must need no other include, no
+ * extension, and no definition from the library's build.
+ */
+#include <libae/ae.h>
+
+_Static_assert(AE_OK == 0, "AE_OK is 0");
+_Static_assert(AE_VERSION_NUMBER ==
+                   AE_VERSION_MAJOR * 10000 + AE_VERSION_MINOR * 100 + AE_VERSION_PATCH,
+               "version macros agree");
+
+int main(void)
+{
+    ae_config *cfg = NULL;
+    ae_dataset *ds = NULL;
+    ae_layer_info info = {sizeof info, AE_LAYER_DENSE, AE_ACT_RELU, 0, 0, 0, 0};
+    int ok = 1;
+
+    ok &= ae_version_number() == (uint32_t)AE_VERSION_NUMBER;
+    ok &= ae_status_name(AE_ERR_SHAPE)[0] != '\0';
+    ok &= ae_config_create(&cfg, NULL) == AE_OK;
+    ok &= ae_config_set_input_size(cfg, 4) == AE_OK;
+    ok &= ae_dataset_create(&ds, NULL) == AE_OK;
+    ok &= ae_dataset_count(ds) == 0;
+    ok &= info.struct_size == sizeof(ae_layer_info);
+    ae_dataset_destroy(ds);
+    ae_config_destroy(cfg);
+    return ok ? 0 : 1;
+}
