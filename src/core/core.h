@@ -20,6 +20,14 @@
 #define AE_PRINTF(a, b)
 #endif
 
+/* Hot element-wise loops are compiled for AVX-512, AVX2+FMA and the baseline,
+ * and the best is picked at load time (the library itself targets the baseline). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define AE_HOT __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define AE_HOT
+#endif
+
 /* ---- errors ---- */
 typedef struct ae_errbuf {
     char msg[320];

@@ -31,7 +31,7 @@ float ae_act_value(ae_activation act, float slope, float x) {
     return x;
 }
 
-void ae_act_forward(ae_activation act, float slope, const float *pre, float *y, size_t n) {
+AE_HOT void ae_act_forward(ae_activation act, float slope, const float *pre, float *y, size_t n) {
     switch (act) {
     case AE_ACT_IDENTITY:
         if (y != pre)
@@ -43,13 +43,19 @@ void ae_act_forward(ae_activation act, float slope, const float *pre, float *y, 
     case AE_ACT_LEAKY_RELU:
         for (size_t i = 0; i < n; i++) y[i] = pre[i] > 0.0f ? pre[i] : pre[i] * slope;
         return;
+    case AE_ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-pre[i]));
+        return;
+    case AE_ACT_TANH:
+        for (size_t i = 0; i < n; i++) y[i] = tanhf(pre[i]);
+        return;
     default:
         for (size_t i = 0; i < n; i++) y[i] = ae_act_value(act, slope, pre[i]);
         return;
     }
 }
 
-void ae_act_backward(ae_activation act, float slope, const float *pre, const float *y, float *d,
+AE_HOT void ae_act_backward(ae_activation act, float slope, const float *pre, const float *y, float *d,
                      size_t n) {
     switch (act) {
     case AE_ACT_IDENTITY: return;
