@@ -1,4 +1,5 @@
 #include <math.h>
+#include <string.h>
 
 #include "layers.h"
 
@@ -12,7 +13,27 @@ const char *ae_act_name(ae_activation act) {
 
 int ae_act_needs_pre(ae_activation act) { return act == AE_ACT_GELU; }
 
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+/* exp(x) for the sigmoid: Cody-Waite range reduction and a degree-6
+ * polynomial (Cephes expf), within 2 ulp of expf, and written so the loop
+ * around it vectorises (libm's expf is a call per element). */
+static inline float vexpf(float x) {
+    x = fminf(fmaxf(x, -87.3f), 88.7f);
+    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t e = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &e, sizeof scale);
+    return p * scale;
+}
+
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + vexpf(-x)); }
 
 /* PyTorch's softplus (beta 1, threshold 20): linear above the threshold. */
 static inline float softplusf(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
@@ -44,7 +65,7 @@ AE_HOT void ae_act_forward(ae_activation act, float slope, const float *pre, flo
         for (size_t i = 0; i < n; i++) y[i] = pre[i] > 0.0f ? pre[i] : pre[i] * slope;
         return;
     case AE_ACT_SIGMOID:
-        for (size_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-pre[i]));
+        for (size_t i = 0; i < n; i++) y[i] = sigmoidf(pre[i]);
         return;
     case AE_ACT_TANH:
         for (size_t i = 0; i < n; i++) y[i] = tanhf(pre[i]);
