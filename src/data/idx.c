@@ -2,9 +2,10 @@
  * type, dimension count, one uint32 per dimension) followed by the data.
  * Plain or gzipped input is read through one byte source, so a memory
  * buffer and a file are checked by the same code. Nothing sized by the
- * header is allocated before the header is validated, and when the input
- * size is not known up front (gzip) the payload buffer grows only as data
- * actually arrives. */
+ * header is allocated before the header is validated and checked against
+ * the input's size; when that size cannot be confirmed up front (gzip) the
+ * output grows only as data actually arrives. Bytes become floats in one
+ * pass, a stage at a time. */
 #define ZLIB_CONST
 #include <errno.h>
 #include <stdarg.h>
@@ -51,6 +52,17 @@ typedef struct idx_src {
     z_stream zs;
 } idx_src;
 
+/* strerror_r (the POSIX form): handles may be used from several threads. */
+typedef struct errtext {
+    char s[96];
+} errtext;
+
+static errtext sys_error(int err) {
+    errtext t;
+    if (strerror_r(err, t.s, sizeof t.s) != 0) snprintf(t.s, sizeof t.s, "error %d", err);
+    return t;
+}
+
 static ae_status fail(idx_src *s, ae_status code, const char *fmt, ...) AE_PRINTF(3, 4);
 static ae_status fail(idx_src *s, ae_status code, const char *fmt, ...) {
     char what[256];
@@ -86,7 +98,7 @@ static ae_status raw_refill(idx_src *s) {
     s->win = s->chunk;
     s->len = fread(s->chunk, 1, IDX_CHUNK, s->fp);
     if (s->len < IDX_CHUNK) {
-        if (ferror(s->fp)) return fail(s, AE_ERR_IO, "read error: %s", strerror(errno));
+        if (ferror(s->fp)) return fail(s, AE_ERR_IO, "read error: %s", sys_error(errno).s);
         if (s->len == 0) s->eof = 1;
     }
     return AE_OK;
@@ -112,7 +124,7 @@ static ae_status plain_read(idx_src *s, uint8_t *dst, size_t n, size_t *got) {
             s->len = s->pos = 0;
             done += k;
             if (k < want) {
-                if (ferror(s->fp)) return fail(s, AE_ERR_IO, "read error: %s", strerror(errno));
+                if (ferror(s->fp)) return fail(s, AE_ERR_IO, "read error: %s", sys_error(errno).s);
                 s->eof = 1;
             }
             continue;
@@ -261,7 +273,7 @@ static ae_status read_payload(idx_src *s, ae_idx_role role, size_t head_len, siz
         if ((st = src_read(s, stage, want, &got)) != AE_OK) break;
         convert(role, stage, conv + have * elt, got);
         have += got;
-        if (got < want && 0) {
+        if (got < want) {
             st = fail(s, AE_ERR_FORMAT, "truncated: header promises %zu bytes of data, file has %zu",
                       payload, have);
             break;
@@ -419,11 +431,11 @@ ae_status ae_idx_read_file(const ae_allocator *a, ae_errbuf *e, const char *path
     s.e = e;
     set_name(&s, path);
     s.fp = fopen(path, "rb");
-    if (!s.fp) return fail(&s, AE_ERR_IO, "cannot open: %s", strerror(errno));
+    if (!s.fp) return fail(&s, AE_ERR_IO, "cannot open: %s", sys_error(errno).s);
     struct stat sb;
     ae_status st = AE_OK;
     if (fstat(fileno(s.fp), &sb) != 0) {
-        st = fail(&s, AE_ERR_IO, "cannot stat: %s", strerror(errno));
+        st = fail(&s, AE_ERR_IO, "cannot stat: %s", sys_error(errno).s);
     } else if (S_ISDIR(sb.st_mode)) {
         st = fail(&s, AE_ERR_IO, "is a directory");
     } else {
