@@ -146,7 +146,17 @@ typedef enum ae_optimizer {
 
 /** Layer kinds, as reported by ae_model_layer_info. Since 0.1.0. */
 typedef enum ae_layer_kind {
-    AE_LAYER_DENSE = 0
+    AE_LAYER_DENSE = 0,
+    /* Convolutional layers (<libae/conv.h>). Since 0.1.0. */
+    AE_LAYER_CONV2D = 10,
+    AE_LAYER_CONV_TRANSPOSE2D = 11,
+    AE_LAYER_MAXPOOL2D = 12,
+    AE_LAYER_UPSAMPLE = 13,
+    AE_LAYER_BATCHNORM = 14,
+    AE_LAYER_AVGPOOL_1X1 = 15,
+    AE_LAYER_FLATTEN = 16,
+    AE_LAYER_UNFLATTEN = 17,
+    AE_LAYER_ACTIVATION = 18
 } ae_layer_kind;
 
 /**
@@ -196,7 +206,12 @@ typedef enum ae_layer_param {
     /* int, 0 or 1, default 1: the layer has a bias. */
     AE_LAYER_BIAS = 1,
     /* float, [0, 1e3], default 0.01: negative slope of AE_ACT_LEAKY_RELU. */
-    AE_LAYER_LEAKY_SLOPE = 2
+    AE_LAYER_LEAKY_SLOPE = 2,
+    /* float, [0, 1], default 0.1: BatchNorm running-statistics momentum
+       (PyTorch's meaning: running = (1 - momentum) running + momentum batch). */
+    AE_LAYER_BN_MOMENTUM = 20,
+    /* float, (0, 1], default 1e-5: BatchNorm epsilon added to the variance. */
+    AE_LAYER_BN_EPS = 21
 } ae_layer_param;
 
 /** Refers to the layer added last, where a layer index is expected. */
@@ -431,5 +446,6 @@ AE_API ae_status ae_model_get_float(const ae_model *m, ae_param param, double *v
 #endif
 
 #include <libae/data.h>
+#include <libae/conv.h>
 
 #endif /* LIBAE_AE_H */

@@ -2,10 +2,28 @@
 #include "layers.h"
 
 extern const ae_layer_ops ae_dense_ops;
+extern const ae_layer_ops ae_conv2d_ops;
+extern const ae_layer_ops ae_conv_transpose2d_ops;
+extern const ae_layer_ops ae_maxpool2d_ops;
+extern const ae_layer_ops ae_upsample_ops;
+extern const ae_layer_ops ae_batchnorm_ops;
+extern const ae_layer_ops ae_avgpool_ops;
+extern const ae_layer_ops ae_flatten_ops;
+extern const ae_layer_ops ae_unflatten_ops;
+extern const ae_layer_ops ae_activation_ops;
 
 const ae_layer_ops *ae_layer_ops_for(ae_layer_kind kind) {
     switch (kind) {
     case AE_LAYER_DENSE: return &ae_dense_ops;
+    case AE_LAYER_CONV2D: return &ae_conv2d_ops;
+    case AE_LAYER_CONV_TRANSPOSE2D: return &ae_conv_transpose2d_ops;
+    case AE_LAYER_MAXPOOL2D: return &ae_maxpool2d_ops;
+    case AE_LAYER_UPSAMPLE: return &ae_upsample_ops;
+    case AE_LAYER_BATCHNORM: return &ae_batchnorm_ops;
+    case AE_LAYER_AVGPOOL_1X1: return &ae_avgpool_ops;
+    case AE_LAYER_FLATTEN: return &ae_flatten_ops;
+    case AE_LAYER_UNFLATTEN: return &ae_unflatten_ops;
+    case AE_LAYER_ACTIVATION: return &ae_activation_ops;
     }
     return NULL;
 }

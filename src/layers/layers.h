@@ -71,6 +71,8 @@ typedef struct ae_layer_ops {
      * unless the layer is frozen, and dx when io->dx is set. */
     void (*backward)(const ae_layer *L, const float *params, float *grads, ae_layer_io *io,
                      int accumulate_w);
+    /* Optional (NULL when s_count is 0): sets the initial non-trainable state. */
+    void (*init_state)(const ae_layer *L, float *state);
 } ae_layer_ops;
 
 struct ae_layer {
@@ -88,6 +90,8 @@ struct ae_layer {
     int w_transposed;      /* the weight is read transposed (a tied decoder layer) */
     int frozen;            /* parameters receive no gradient and no update */
     int keep_pre;          /* the forward pass stores the pre-activation */
+    size_t min_train_batch; /* smallest batch a training step accepts (0: any) */
+    size_t max_batch;       /* largest batch the layer accepts (0: any up to AE_MAX_DIM) */
 };
 
 const ae_layer_ops *ae_layer_ops_for(ae_layer_kind kind);

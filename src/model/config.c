@@ -195,40 +195,86 @@ static ae_status layer_index(ae_config *cfg, size_t *layer) {
     return AE_OK;
 }
 
+/* Whether a layer kind has a per-layer setting. */
+static int layer_has_setting(ae_layer_kind kind, ae_layer_param param) {
+    switch (param) {
+    case AE_LAYER_BIAS:
+        return kind == AE_LAYER_DENSE || kind == AE_LAYER_CONV2D ||
+               kind == AE_LAYER_CONV_TRANSPOSE2D;
+    case AE_LAYER_LEAKY_SLOPE:
+        return kind == AE_LAYER_DENSE || kind == AE_LAYER_CONV2D ||
+               kind == AE_LAYER_CONV_TRANSPOSE2D || kind == AE_LAYER_ACTIVATION;
+    case AE_LAYER_BN_MOMENTUM:
+    case AE_LAYER_BN_EPS: return kind == AE_LAYER_BATCHNORM;
+    }
+    return 0;
+}
+
+static const char *layer_param_name(ae_layer_param param) {
+    switch (param) {
+    case AE_LAYER_BIAS: return "AE_LAYER_BIAS";
+    case AE_LAYER_LEAKY_SLOPE: return "AE_LAYER_LEAKY_SLOPE";
+    case AE_LAYER_BN_MOMENTUM: return "AE_LAYER_BN_MOMENTUM";
+    case AE_LAYER_BN_EPS: return "AE_LAYER_BN_EPS";
+    }
+    return NULL;
+}
+
+/* The layer index resolved, the setting known, of the right type and one the layer has. */
+static ae_status layer_setting(ae_config *cfg, size_t *layer, ae_layer_param param, int is_int) {
+    ae_status st = layer_index(cfg, layer);
+    if (st) return st;
+    const char *name = layer_param_name(param);
+    if (!name) return ae_error(&cfg->err, AE_ERR_INVALID_ARG, "unknown layer setting %d", (int)param);
+    if ((param == AE_LAYER_BIAS) != is_int)
+        return ae_error(&cfg->err, AE_ERR_INVALID_ARG, "%s is %s setting: use ae_config_layer_set_%s",
+                        name, is_int ? "a float" : "an int", is_int ? "float" : "int");
+    ae_layer_kind kind = cfg->layers[*layer].kind;
+    if (!layer_has_setting(kind, param))
+        return ae_error(&cfg->err, AE_ERR_INVALID_ARG, "layer %zu (%s) has no setting %s", *layer,
+                        ae_layer_kind_name(kind), name);
+    return AE_OK;
+}
+
 ae_status ae_config_layer_set_int(ae_config *cfg, size_t layer, ae_layer_param param,
                                   int64_t value) {
     if (!cfg) return AE_ERR_INVALID_ARG;
-    ae_status st = layer_index(cfg, &layer);
+    ae_status st = layer_setting(cfg, &layer, param, 1);
     if (st) return st;
-    switch (param) {
-    case AE_LAYER_BIAS:
-        if (value != 0 && value != 1)
-            return ae_error(&cfg->err, AE_ERR_RANGE, "AE_LAYER_BIAS must be 0 or 1, got %lld",
-                            (long long)value);
-        cfg->layers[layer].bias = (int)value;
-        return AE_OK;
-    case AE_LAYER_LEAKY_SLOPE:
-        return ae_error(&cfg->err, AE_ERR_INVALID_ARG,
-                        "AE_LAYER_LEAKY_SLOPE is a float setting: use ae_config_layer_set_float");
-    }
-    return ae_error(&cfg->err, AE_ERR_INVALID_ARG, "unknown layer setting %d", (int)param);
+    /* AE_LAYER_BIAS is the only int setting. */
+    if (value != 0 && value != 1)
+        return ae_error(&cfg->err, AE_ERR_RANGE, "AE_LAYER_BIAS must be 0 or 1, got %lld",
+                        (long long)value);
+    cfg->layers[layer].bias = (int)value;
+    return AE_OK;
 }
 
 ae_status ae_config_layer_set_float(ae_config *cfg, size_t layer, ae_layer_param param,
                                     double value) {
     if (!cfg) return AE_ERR_INVALID_ARG;
-    ae_status st = layer_index(cfg, &layer);
+    ae_status st = layer_setting(cfg, &layer, param, 0);
     if (st) return st;
+    ae_layer_spec *sp = &cfg->layers[layer];
     switch (param) {
     case AE_LAYER_LEAKY_SLOPE:
         if (!(value >= 0.0 && value <= 1e3))
             return ae_error(&cfg->err, AE_ERR_RANGE, "AE_LAYER_LEAKY_SLOPE must be in [0, 1000], got %g",
                             value);
-        cfg->layers[layer].slope = (float)value;
+        sp->slope = (float)value;
         return AE_OK;
-    case AE_LAYER_BIAS:
-        return ae_error(&cfg->err, AE_ERR_INVALID_ARG,
-                        "AE_LAYER_BIAS is an int setting: use ae_config_layer_set_int");
+    case AE_LAYER_BN_MOMENTUM:
+        if (!(value >= 0.0 && value <= 1.0))
+            return ae_error(&cfg->err, AE_ERR_RANGE, "AE_LAYER_BN_MOMENTUM must be in [0, 1], got %g",
+                            value);
+        sp->fparam[0] = value;
+        return AE_OK;
+    case AE_LAYER_BN_EPS:
+        if (!(value > 0.0 && value <= 1.0))
+            return ae_error(&cfg->err, AE_ERR_RANGE, "AE_LAYER_BN_EPS must be in (0, 1], got %g",
+                            value);
+        sp->fparam[1] = value;
+        return AE_OK;
+    case AE_LAYER_BIAS: break;
     }
     return ae_error(&cfg->err, AE_ERR_INVALID_ARG, "unknown layer setting %d", (int)param);
 }

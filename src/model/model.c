@@ -39,6 +39,7 @@ void ae_model_destroy(ae_model *m) {
     ae_free(&a, m->state1);
     ae_free(&a, m->state2);
     ae_free(&a, m->buffers);
+    ae_free(&a, m->buffers_saved);
     ae_free(&a, m->layers);
     ae_free(&a, m);
 }
@@ -123,10 +124,16 @@ ae_status ae_model_create(ae_model **out, const ae_config *cfg_in) {
     m->state1 = ae_calloc(a, off ? off : 1, sizeof(float));
     m->state2 = ae_calloc(a, off ? off : 1, sizeof(float));
     m->buffers = ae_calloc(a, soff ? soff : 1, sizeof(float));
-    if (!m->params || !m->grads || !m->state1 || !m->state2 || !m->buffers) goto oom;
+    m->buffers_saved = ae_calloc(a, soff ? soff : 1, sizeof(float));
+    if (!m->params || !m->grads || !m->state1 || !m->state2 || !m->buffers || !m->buffers_saved)
+        goto oom;
 
     ae_rng_seed(&m->rng, (uint64_t)m->s.seed);
-    for (size_t i = 0; i < m->nlayers; i++) m->layers[i].ops->init(&m->layers[i], m->params, &m->rng);
+    for (size_t i = 0; i < m->nlayers; i++) {
+        ae_layer *L = &m->layers[i];
+        L->ops->init(L, m->params, &m->rng);
+        if (L->ops->init_state) L->ops->init_state(L, m->buffers + L->s_off);
+    }
     *out = m;
     return AE_OK;
 oom:
@@ -197,6 +204,24 @@ static ae_status check_batch(ae_model *m, const void *a, const void *b, size_t b
     if (batch > AE_MAX_DIM)
         return ae_error(&m->err, AE_ERR_RANGE, "batch size must be at most %zu, got %zu",
                         AE_MAX_DIM, batch);
+    for (size_t i = 0; i < m->nlayers; i++) {
+        const ae_layer *L = &m->layers[i];
+        if (L->max_batch && batch > L->max_batch)
+            return ae_error(&m->err, AE_ERR_RANGE, "layer %zu (%s) takes batches of at most %zu, got %zu",
+                            i, L->ops->name, L->max_batch, batch);
+    }
+    return AE_OK;
+}
+
+/* Layers that need several samples in training (BatchNorm of a vector). */
+static ae_status check_train_batch(ae_model *m, size_t batch) {
+    for (size_t i = 0; i < m->nlayers; i++) {
+        const ae_layer *L = &m->layers[i];
+        if (batch < L->min_train_batch)
+            return ae_error(&m->err, AE_ERR_SHAPE,
+                            "layer %zu (%s) needs at least %zu samples per training batch, got %zu",
+                            i, L->ops->name, L->min_train_batch, batch);
+    }
     return AE_OK;
 }
 
@@ -252,18 +277,27 @@ ae_status ae_train_step(ae_model *m, const float *x, const float *target, size_t
                         float *loss) {
     if (!m) return AE_ERR_INVALID_ARG;
     ae_status st = check_batch(m, x, x, batch);
+    if (!st) st = check_train_batch(m, batch);
     if (st) return st;
     double l;
+    /* The forward pass of a training step updates running statistics: keep
+     * them to restore if the step fails. */
+    if (m->nbuffers) memcpy(m->buffers_saved, m->buffers, m->nbuffers * sizeof(float));
     st = forward_loss(m, x, target, batch, 1, 1, &l);
-    if (st) return st;
+    if (st) {
+        if (m->nbuffers) memcpy(m->buffers, m->buffers_saved, m->nbuffers * sizeof(float));
+        return st;
+    }
     backward(m, x, batch);
 
     /* Check before touching any parameter, so a failed step changes nothing. */
     double sq = ae_optim_grad_sqnorm(m->grads, m->blocks, m->nblocks);
-    if (!isfinite(sq))
+    if (!isfinite(sq)) {
+        if (m->nbuffers) memcpy(m->buffers, m->buffers_saved, m->nbuffers * sizeof(float));
         return ae_error(&m->err, AE_ERR_NUMERIC,
                         "the gradient is not finite at step %llu; nothing was updated",
                         (unsigned long long)m->steps);
+    }
     float scale = 1.0f;
     if (m->s.clip_norm > 0.0) {
         double norm = sqrt(sq);

@@ -50,6 +50,7 @@ struct ae_model {
     float *params, *grads, *state1, *state2;
     size_t nbuffers;
     float *buffers; /* non-trainable layer state (running statistics, thresholds) */
+    float *buffers_saved; /* buffers before the current training step, restored when it fails */
     ae_param_block *blocks;
     size_t nblocks;
     unsigned char *accumulate_w; /* per layer: its weight gradient adds to a range already written */

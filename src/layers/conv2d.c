@@ -1,0 +1,153 @@
+/* Conv2d: y = act(W * x + b), W [out, in, k, k] as PyTorch's nn.Conv2d.
+ * im2col over the whole batch and one GEMM per pass:
+ *   forward   Y' [out, B*P] = W [out, K] col [K, B*P]
+ *   backward  dW = dY' colᵀ,  dcol = Wᵀ dY',  dx = col2im(dcol)
+ * with K = in*k*k and P = Ho*Wo. When the kernel covers the whole unpadded
+ * input (P = 1) the convolution is a dense layer on the flattened input and
+ * runs as one (no im2col). Scratch: col [K, B*P] (kept from forward to
+ * backward) and Y' [out, B*P]. */
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+#include "im2col.h"
+#include "layers.h"
+
+enum { I_KERNEL = 0, I_STRIDE = 1, I_PAD = 2 };
+
+static ae_conv_geom geom(const ae_layer *L) {
+    const ae_layer_spec *sp = &L->spec;
+    ae_conv_geom g = {L->in_shape.c, L->in_shape.h, L->in_shape.w, (size_t)sp->iparam[I_KERNEL],
+                      (size_t)sp->iparam[I_STRIDE], (size_t)sp->iparam[I_PAD], L->out_shape.h,
+                      L->out_shape.w};
+    return g;
+}
+
+/* The kernel covers the whole input without padding: a dense layer. */
+static int is_dense(const ae_layer *L) {
+    ae_conv_geom g = geom(L);
+    return g.p == 0 && g.k == g.H && g.k == g.W;
+}
+
+static ae_status conv_setup(ae_layer *L, const ae_layer_spec *sp, ae_errbuf *err) {
+    size_t k = (size_t)sp->iparam[I_KERNEL], s = (size_t)sp->iparam[I_STRIDE],
+           p = (size_t)sp->iparam[I_PAD];
+    ae_shape in = L->in_shape;
+    if (in.h + 2 * p < k || in.w + 2 * p < k)
+        return ae_error(err, AE_ERR_SHAPE,
+                        "conv2d kernel %zu does not fit the input %zux%zux%zu padded by %zu", k,
+                        in.c, in.h, in.w, p);
+    size_t K = in.c * k * k; /* c <= 2^24, k <= 64: no overflow */
+    if (K > AE_MAX_DIM)
+        return ae_error(err, AE_ERR_SHAPE, "conv2d has %zu inputs per output (in_channels*k*k), over %zu",
+                        K, AE_MAX_DIM);
+    L->out_shape = (ae_shape){sp->units, (in.h + 2 * p - k) / s + 1, (in.w + 2 * p - k) / s + 1};
+    size_t P = L->out_shape.h * L->out_shape.w;
+    if (ae_mul_overflow(sp->units, K, &L->w_count) || L->w_count > ((size_t)1 << 31) ||
+        P > AE_MAX_DIM)
+        return ae_error(err, AE_ERR_SHAPE, "conv2d with %zu outputs of %zu inputs is too large",
+                        sp->units, K);
+    L->b_count = sp->bias ? sp->units : 0;
+    L->keep_pre = ae_act_needs_pre(sp->act);
+    /* Keeps B*P (a GEMM dimension) and the scratch within int and size_t. */
+    size_t PI = in.h * in.w > P ? in.h * in.w : P;
+    L->max_batch = (size_t)INT_MAX / PI;
+    return AE_OK;
+}
+
+static size_t conv_scratch(const ae_layer *L, size_t batch) {
+    if (is_dense(L)) return 0;
+    ae_conv_geom g = geom(L);
+    size_t N = batch * g.Ho * g.Wo;
+    return (g.C * g.k * g.k + L->out_shape.c) * N;
+}
+
+static void conv_init(const ae_layer *L, float *params, ae_rng *rng) {
+    /* kaiming_uniform(a=√5) with fan_in = in*k*k: U(-1/√fan_in, 1/√fan_in); the bias alike. */
+    ae_conv_geom g = geom(L);
+    float bound = 1.0f / sqrtf((float)(g.C * g.k * g.k));
+    float *w = params + L->w_off;
+    for (size_t i = 0; i < L->w_count; i++) w[i] = (2.0f * ae_rng_uniform(rng) - 1.0f) * bound;
+    float *b = params + L->b_off;
+    for (size_t i = 0; i < L->b_count; i++) b[i] = (2.0f * ae_rng_uniform(rng) - 1.0f) * bound;
+}
+
+/* pre[b, co, :] = src(b, co) + bias[co], then y = act(pre); src_stride_b/c
+ * locate the P values of (b, co) in src. */
+static void bias_act_planes(const ae_layer *L, const float *bias, const float *src, size_t sb,
+                            size_t sc, float *pre, float *y, size_t B, size_t C, size_t P) {
+    for (size_t b = 0; b < B; b++)
+        for (size_t c = 0; c < C; c++) {
+            const float *s = src + b * sb + c * sc;
+            float *pr = pre + (b * C + c) * P;
+            float bc = bias ? bias[c] : 0.0f;
+            for (size_t j = 0; j < P; j++) pr[j] = s[j] + bc;
+            ae_act_forward(L->act, L->slope, pr, y + (b * C + c) * P, P);
+        }
+}
+
+static void conv_forward(const ae_layer *L, const float *params, ae_layer_io *io) {
+    const float *W = params + L->w_off;
+    const float *bias = L->has_bias ? params + L->b_off : NULL;
+    float *pre = io->pre ? io->pre : io->y;
+    ae_conv_geom g = geom(L);
+    size_t B = io->batch, K = g.C * g.k * g.k, Co = L->out_shape.c, P = g.Ho * g.Wo, N = B * P;
+    if (is_dense(L)) {
+        ae_sgemm(AE_NO_TRANS, AE_TRANS, B, Co, K, 1.0f, io->x, K, W, K, 0.0f, pre, Co);
+        bias_act_planes(L, bias, pre, Co, 1, pre, io->y, B, Co, 1);
+        return;
+    }
+    float *col = io->scratch, *yb = io->scratch + K * N;
+    ae_im2col(&g, B, io->x, col);
+    ae_sgemm(AE_NO_TRANS, AE_NO_TRANS, Co, N, K, 1.0f, W, K, col, N, 0.0f, yb, N);
+    bias_act_planes(L, bias, yb, P, N, pre, io->y, B, Co, P);
+}
+
+static void conv_backward(const ae_layer *L, const float *params, float *grads, ae_layer_io *io,
+                          int accumulate_w) {
+    ae_conv_geom g = geom(L);
+    size_t B = io->batch, K = g.C * g.k * g.k, Co = L->out_shape.c, P = g.Ho * g.Wo, N = B * P;
+    float *d = io->dy;
+    if (!io->dy_is_dpre) ae_act_backward(L->act, L->slope, io->pre, io->y, d, B * Co * P);
+    float *db = (!L->frozen && L->has_bias) ? grads + L->b_off : NULL;
+    if (db) memset(db, 0, Co * sizeof *db);
+    const float *W = params + L->w_off;
+    float *dW = L->frozen ? NULL : grads + L->w_off;
+    float beta = accumulate_w ? 1.0f : 0.0f;
+    if (is_dense(L)) {
+        if (db)
+            for (size_t b = 0; b < B; b++)
+                for (size_t c = 0; c < Co; c++) db[c] += d[b * Co + c];
+        if (dW) ae_sgemm(AE_TRANS, AE_NO_TRANS, Co, K, B, 1.0f, d, Co, io->x, K, beta, dW, K);
+        if (io->dx) ae_sgemm(AE_NO_TRANS, AE_NO_TRANS, B, K, Co, 1.0f, d, Co, W, K, 0.0f, io->dx, K);
+        return;
+    }
+    float *col = io->scratch, *yb = io->scratch + K * N;
+    /* dY' [Co, B*P] from d [B, Co, P], with the bias gradient in the same pass. */
+    for (size_t b = 0; b < B; b++)
+        for (size_t c = 0; c < Co; c++) {
+            const float *s = d + (b * Co + c) * P;
+            float *t = yb + c * N + b * P;
+            float acc = 0.0f;
+            for (size_t j = 0; j < P; j++) {
+                t[j] = s[j];
+                acc += s[j];
+            }
+            if (db) db[c] += acc;
+        }
+    if (dW) ae_sgemm(AE_NO_TRANS, AE_TRANS, Co, K, N, 1.0f, yb, N, col, N, beta, dW, K);
+    if (io->dx) {
+        ae_sgemm(AE_TRANS, AE_NO_TRANS, K, N, Co, 1.0f, W, K, yb, N, 0.0f, col, N);
+        memset(io->dx, 0, B * L->in * sizeof *io->dx);
+        ae_col2im(&g, B, col, io->dx);
+    }
+}
+
+const ae_layer_ops ae_conv2d_ops = {
+    .name = "conv2d",
+    .setup = conv_setup,
+    .scratch_floats = conv_scratch,
+    .init = conv_init,
+    .forward = conv_forward,
+    .backward = conv_backward,
+};

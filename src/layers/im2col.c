@@ -1,0 +1,86 @@
+#include <string.h>
+
+#include "im2col.h"
+
+/* The output columns ow whose input column ow*s - p + kj lies in [0, W). */
+static void valid_range(size_t W, size_t Wo, size_t s, size_t p, size_t kj, size_t *lo,
+                        size_t *hi) {
+    /* ow*s + kj >= p  <=>  ow >= ceil((p - kj) / s) */
+    size_t l = kj >= p ? 0 : (p - kj + s - 1) / s;
+    /* ow*s + kj - p <= W - 1  <=>  ow <= (W - 1 + p - kj) / s */
+    size_t h = (W - 1 + p < kj) ? 0 : (W - 1 + p - kj) / s + 1;
+    if (h > Wo) h = Wo;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
+void ae_im2col(const ae_conv_geom *g, size_t B, const float *img, float *col) {
+    size_t C = g->C, H = g->H, W = g->W, k = g->k, s = g->s, p = g->p, Ho = g->Ho, Wo = g->Wo;
+    size_t P = Ho * Wo, N = B * P, HW = H * W;
+    for (size_t c = 0; c < C; c++)
+        for (size_t ki = 0; ki < k; ki++)
+            for (size_t kj = 0; kj < k; kj++) {
+                float *row = col + ((c * k + ki) * k + kj) * N;
+                size_t lo, hi;
+                valid_range(W, Wo, s, p, kj, &lo, &hi);
+                for (size_t b = 0; b < B; b++) {
+                    const float *src = img + (b * C + c) * HW;
+                    float *d = row + b * P;
+                    for (size_t oh = 0; oh < Ho; oh++, d += Wo) {
+                        size_t ih = oh * s + ki;
+                        if (ih < p || ih - p >= H) {
+                            memset(d, 0, Wo * sizeof *d);
+                            continue;
+                        }
+                        /* For ow in [lo, hi): ow*s + kj >= p, and the column is inside. */
+                        const float *sr = src + (ih - p) * W;
+                        for (size_t ow = 0; ow < lo; ow++) d[ow] = 0.0f;
+                        if (s == 1)
+                            memcpy(d + lo, sr + (lo + kj - p), (hi - lo) * sizeof *d);
+                        else
+                            for (size_t ow = lo; ow < hi; ow++) d[ow] = sr[ow * s + kj - p];
+                        for (size_t ow = hi; ow < Wo; ow++) d[ow] = 0.0f;
+                    }
+                }
+            }
+}
+
+void ae_col2im(const ae_conv_geom *g, size_t B, const float *col, float *img) {
+    size_t C = g->C, H = g->H, W = g->W, k = g->k, s = g->s, p = g->p, Ho = g->Ho, Wo = g->Wo;
+    size_t P = Ho * Wo, N = B * P, HW = H * W;
+    for (size_t c = 0; c < C; c++)
+        for (size_t ki = 0; ki < k; ki++)
+            for (size_t kj = 0; kj < k; kj++) {
+                const float *row = col + ((c * k + ki) * k + kj) * N;
+                size_t lo, hi;
+                valid_range(W, Wo, s, p, kj, &lo, &hi);
+                for (size_t b = 0; b < B; b++) {
+                    float *dst = img + (b * C + c) * HW;
+                    const float *d = row + b * P;
+                    for (size_t oh = 0; oh < Ho; oh++, d += Wo) {
+                        size_t ih = oh * s + ki;
+                        if (ih < p || ih - p >= H) continue;
+                        float *dr = dst + (ih - p) * W;
+                        if (s == 1) {
+                            float *dd = dr + (lo + kj - p);
+                            for (size_t ow = lo; ow < hi; ow++) dd[ow - lo] += d[ow];
+                        } else {
+                            for (size_t ow = lo; ow < hi; ow++) dr[ow * s + kj - p] += d[ow];
+                        }
+                    }
+                }
+            }
+}
+
+void ae_bcp_to_cbp(const float *src, size_t B, size_t C, size_t P, float *dst) {
+    for (size_t b = 0; b < B; b++)
+        for (size_t c = 0; c < C; c++)
+            memcpy(dst + c * B * P + b * P, src + (b * C + c) * P, P * sizeof *dst);
+}
+
+void ae_cbp_to_bcp(const float *src, size_t B, size_t C, size_t P, float *dst) {
+    for (size_t b = 0; b < B; b++)
+        for (size_t c = 0; c < C; c++)
+            memcpy(dst + (b * C + c) * P, src + c * B * P + b * P, P * sizeof *dst);
+}

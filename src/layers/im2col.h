@@ -1,0 +1,28 @@
+/* Helpers shared by the convolution layers: im2col/col2im over a whole batch
+ * and the reorders between [batch, channels, pixels] and
+ * [channels, batch * pixels]. Internal to src/layers. */
+#ifndef AE_IM2COL_H
+#define AE_IM2COL_H
+
+#include <stddef.h>
+
+/* The geometry of a convolution from an image [C, H, W] to [.., Ho, Wo]. */
+typedef struct ae_conv_geom {
+    size_t C, H, W;  /* image */
+    size_t k, s, p;  /* square kernel, stride, zero padding */
+    size_t Ho, Wo;   /* convolution output */
+} ae_conv_geom;
+
+/* col [C*k*k, B*Ho*Wo] (column b*Ho*Wo + oh*Wo + ow) from the images
+ * img [B, C, H, W]; padding reads as zero. */
+void ae_im2col(const ae_conv_geom *g, size_t B, const float *img, float *col);
+
+/* The adjoint of ae_im2col: img [B, C, H, W] += the columns scattered back.
+ * The caller zeroes img first when it wants the sum alone. */
+void ae_col2im(const ae_conv_geom *g, size_t B, const float *col, float *img);
+
+/* dst [C, B*P] from src [B, C, P], and back. */
+void ae_bcp_to_cbp(const float *src, size_t B, size_t C, size_t P, float *dst);
+void ae_cbp_to_bcp(const float *src, size_t B, size_t C, size_t P, float *dst);
+
+#endif
