@@ -628,8 +628,7 @@ static ae_model *mixed_model(const ae_allocator *alloc, ae_optimizer opt, double
         ae_config_add_conv2d(c, 3, 3, 1, 1, AE_ACT_TANH) == AE_OK &&       /* 3x6x6 */
         ae_config_add_maxpool2d(c, 2, 0, 0) == AE_OK &&                    /* 3x3x3 */
         ae_config_add_conv2d(c, 4, 3, 2, 1, AE_ACT_ELU) == AE_OK &&        /* 4x2x2 */
-        ae_config_add_avgpool_1x1(c) == AE_OK &&                           /* 4 */
-        ae_config_add_flatten(c) == AE_OK &&
+        ae_config_add_avgpool_1x1(c) == AE_OK &&                           /* 4x1x1 */
         ae_config_add_dense(c, 5, AE_ACT_TANH) == AE_OK && ae_config_mark_code(c) == AE_OK &&
         ae_config_add_dense(c, 12, AE_ACT_SOFTPLUS) == AE_OK &&
         ae_config_add_unflatten(c, 3, 2, 2) == AE_OK &&
@@ -787,6 +786,46 @@ static void test_batchnorm_model(void **state) {
     for (int i = 0; i < 200; i++) OK(ae_train_step(m, x, NULL, B, &loss));
     OK(ae_evaluate(m, x, NULL, B, &ev));
     assert_true(ev < 0.5f * first);
+    ae_model_destroy(m);
+}
+
+/* The seed blog's mix: the conv encoder with a dense decoder, and a dense
+ * layer reading a c x h x w tensor directly (flattened, as nn.Flatten then
+ * nn.Linear). */
+static void test_conv_encoder_dense_decoder(void **state) {
+    (void)state;
+    ae_config *c;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_shape(c, 1, 28, 28));
+    OK(ae_config_add_conv2d(c, 16, 3, 2, 1, AE_ACT_RELU));
+    OK(ae_config_add_conv2d(c, 32, 3, 2, 1, AE_ACT_RELU));
+    OK(ae_config_add_dense(c, 64, AE_ACT_IDENTITY)); /* on 32x7x7 = 1568 values */
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, 256, AE_ACT_RELU));
+    OK(ae_config_add_dense(c, 784, AE_ACT_SIGMOID));
+    OK(ae_config_set_float(c, AE_P_LEARNING_RATE, 3e-3));
+    ae_model *m;
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    size_t in[3], out[3];
+    OK(ae_model_layer_shape(m, 2, in, out));
+    assert_true(in[0] == 32 && in[1] == 7 && in[2] == 7);
+    assert_true(out[0] == 64 && out[1] == 1 && out[2] == 1);
+    ae_layer_info info = {.struct_size = sizeof info};
+    OK(ae_model_layer_info(m, 2, &info));
+    assert_int_equal(info.weight_count, 64 * 1568); /* nn.Linear(1568, 64) */
+    assert_int_equal(ae_model_code_size(m), 64);
+    enum { B = 8 };
+    float *x = malloc(B * 784 * sizeof *x), code[B * 64], loss, first = 0;
+    assert_non_null(x);
+    for (size_t i = 0; i < B * 784; i++) x[i] = (float)(((i % 28) / 7 + (i / 28 % 28) / 7) % 2);
+    for (int i = 0; i < 60; i++) {
+        OK(ae_train_step(m, x, NULL, B, &loss));
+        if (i == 0) first = loss;
+    }
+    assert_true(loss < 0.5f * first);
+    OK(ae_encode(m, x, B, code));
+    free(x);
     ae_model_destroy(m);
 }
 
@@ -1041,6 +1080,7 @@ int main(void) {
         cmocka_unit_test(test_builder_errors),
         cmocka_unit_test(test_mixed_model_gradient),
         cmocka_unit_test(test_batchnorm_model),
+        cmocka_unit_test(test_conv_encoder_dense_decoder),
         cmocka_unit_test(test_allocation),
         cmocka_unit_test_setup_teardown(test_parity_seed_conv_ae, psetup, pteardown),
         cmocka_unit_test_setup_teardown(test_parity_bn_pool_upsample, psetup, pteardown),
