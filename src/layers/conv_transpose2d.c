@@ -82,19 +82,25 @@ static void convt_forward(const ae_layer *L, const float *params, ae_layer_io *i
     ae_conv_geom g = geom(L);
     size_t B = io->batch, Ci = L->in_shape.c, Co = g.C, Kc = Co * g.k * g.k, Pi = g.Ho * g.Wo,
            N = B * Pi, Po = g.H * g.W;
-    if (is_dense(L)) {
+    int dense = is_dense(L);
+    if (dense) {
         ae_sgemm(AE_NO_TRANS, AE_NO_TRANS, B, Kc, Ci, 1.0f, io->x, Ci, W, Kc, 0.0f, pre, Kc);
     } else {
         float *xc = io->scratch, *col = io->scratch + Ci * N;
         ae_bcp_to_cbp(io->x, B, Ci, Pi, xc);
         ae_sgemm(AE_TRANS, AE_NO_TRANS, Kc, N, Ci, 1.0f, W, Kc, xc, N, 0.0f, col, N);
-        memset(pre, 0, B * Co * Po * sizeof *pre);
+        /* The output starts as the bias; col2im adds the columns onto it. */
+        for (size_t b = 0; b < B; b++)
+            for (size_t c = 0; c < Co; c++) {
+                float *pr = pre + (b * Co + c) * Po, bc = bias ? bias[c] : 0.0f;
+                for (size_t j = 0; j < Po; j++) pr[j] = bc;
+            }
         ae_col2im(&g, B, col, pre);
     }
     for (size_t b = 0; b < B; b++)
         for (size_t c = 0; c < Co; c++) {
             float *pr = pre + (b * Co + c) * Po;
-            if (bias) {
+            if (dense && bias) {
                 float bc = bias[c];
                 for (size_t j = 0; j < Po; j++) pr[j] += bc;
             }
