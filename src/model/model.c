@@ -207,8 +207,9 @@ static ae_status check_batch(ae_model *m, const void *a, const void *b, size_t b
     for (size_t i = 0; i < m->nlayers; i++) {
         const ae_layer *L = &m->layers[i];
         if (L->max_batch && batch > L->max_batch)
-            return ae_error(&m->err, AE_ERR_RANGE, "layer %zu (%s) takes batches of at most %zu, got %zu",
-                            i, L->ops->name, L->max_batch, batch);
+            return ae_error(&m->err, AE_ERR_RANGE,
+                            "layer %zu (%s) takes batches of at most %zu, got %zu", i,
+                            L->ops->name, L->max_batch, batch);
     }
     return AE_OK;
 }
