@@ -829,6 +829,27 @@ static void test_conv_encoder_dense_decoder(void **state) {
     ae_model_destroy(m);
 }
 
+/* A batch whose convolution would exceed a BLAS dimension (int) is refused
+ * before any data is read or memory allocated. */
+static void test_batch_limit(void **state) {
+    (void)state;
+    ae_config *c;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_shape(c, 1, 4096, 4096));
+    OK(ae_config_add_conv2d(c, 1, 1, 1, 0, AE_ACT_IDENTITY));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_conv2d(c, 1, 1, 1, 0, AE_ACT_SIGMOID));
+    ae_model *m;
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    float dummy[4] = {0}, loss;
+    assert_int_equal(ae_train_step(m, dummy, NULL, 128, &loss), AE_ERR_RANGE);
+    assert_non_null(strstr(ae_model_last_error(m), "at most 127"));
+    assert_int_equal(ae_reconstruct(m, dummy, 200, dummy), AE_ERR_RANGE);
+    assert_int_equal(ae_model_step_count(m), 0);
+    ae_model_destroy(m);
+}
+
 static void test_allocation(void **state) {
     (void)state;
     /* every allocation of creation and the first step may fail, cleanly */
@@ -1081,6 +1102,7 @@ int main(void) {
         cmocka_unit_test(test_mixed_model_gradient),
         cmocka_unit_test(test_batchnorm_model),
         cmocka_unit_test(test_conv_encoder_dense_decoder),
+        cmocka_unit_test(test_batch_limit),
         cmocka_unit_test(test_allocation),
         cmocka_unit_test_setup_teardown(test_parity_seed_conv_ae, psetup, pteardown),
         cmocka_unit_test_setup_teardown(test_parity_bn_pool_upsample, psetup, pteardown),
