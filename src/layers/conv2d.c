@@ -72,18 +72,20 @@ static void conv_init(const ae_layer *L, float *params, ae_rng *rng) {
     for (size_t i = 0; i < L->b_count; i++) b[i] = (2.0f * ae_rng_uniform(rng) - 1.0f) * bound;
 }
 
-/* pre[b, co, :] = src(b, co) + bias[co], then y = act(pre); src_stride_b/c
- * locate the P values of (b, co) in src. */
+/* pre[b, co, :] = src(b, co) + bias[co], then y = act(pre) over each sample
+ * at once (one call on C*P values, not C calls on P); sb and sc locate the P
+ * values of (b, co) in src. */
 static void bias_act_planes(const ae_layer *L, const float *bias, const float *src, size_t sb,
                             size_t sc, float *pre, float *y, size_t B, size_t C, size_t P) {
-    for (size_t b = 0; b < B; b++)
+    for (size_t b = 0; b < B; b++) {
         for (size_t c = 0; c < C; c++) {
             const float *s = src + b * sb + c * sc;
             float *pr = pre + (b * C + c) * P;
             float bc = bias ? bias[c] : 0.0f;
             for (size_t j = 0; j < P; j++) pr[j] = s[j] + bc;
-            ae_act_forward(L->act, L->slope, pr, y + (b * C + c) * P, P);
         }
+        ae_act_forward(L->act, L->slope, pre + b * C * P, y + b * C * P, C * P);
+    }
 }
 
 static void conv_forward(const ae_layer *L, const float *params, ae_layer_io *io) {

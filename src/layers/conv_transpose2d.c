@@ -97,15 +97,15 @@ static void convt_forward(const ae_layer *L, const float *params, ae_layer_io *i
             }
         ae_col2im(&g, B, col, pre);
     }
-    for (size_t b = 0; b < B; b++)
-        for (size_t c = 0; c < Co; c++) {
-            float *pr = pre + (b * Co + c) * Po;
-            if (dense && bias) {
-                float bc = bias[c];
+    for (size_t b = 0; b < B; b++) {
+        if (dense && bias)
+            for (size_t c = 0; c < Co; c++) {
+                float *pr = pre + (b * Co + c) * Po, bc = bias[c];
                 for (size_t j = 0; j < Po; j++) pr[j] += bc;
             }
-            ae_act_forward(L->act, L->slope, pr, io->y + (b * Co + c) * Po, Po);
-        }
+        /* the activation over the whole sample in one call */
+        ae_act_forward(L->act, L->slope, pre + b * Co * Po, io->y + b * Co * Po, Co * Po);
+    }
 }
 
 static void convt_backward(const ae_layer *L, const float *params, float *grads, ae_layer_io *io,
@@ -116,18 +116,18 @@ static void convt_backward(const ae_layer *L, const float *params, float *grads,
     float *d = io->dy;
     float *db = (!L->frozen && L->has_bias) ? grads + L->b_off : NULL;
     if (db) memset(db, 0, Co * sizeof *db);
-    for (size_t b = 0; b < B; b++)
-        for (size_t c = 0; c < Co; c++) {
-            size_t o = (b * Co + c) * Po;
-            if (!io->dy_is_dpre)
-                ae_act_backward(L->act, L->slope, io->pre ? io->pre + o : NULL, io->y + o, d + o,
-                                Po);
-            if (db) {
-                float acc = 0.0f;
-                for (size_t j = 0; j < Po; j++) acc += d[o + j];
-                db[c] += acc;
-            }
+    for (size_t b = 0; b < B; b++) {
+        size_t ob = b * Co * Po;
+        if (!io->dy_is_dpre)
+            ae_act_backward(L->act, L->slope, io->pre ? io->pre + ob : NULL, io->y + ob, d + ob,
+                            Co * Po);
+        for (size_t c = 0; c < Co && db; c++) {
+            const float *dc = d + ob + c * Po;
+            float acc = 0.0f;
+            for (size_t j = 0; j < Po; j++) acc += dc[j];
+            db[c] += acc;
         }
+    }
     const float *W = params + L->w_off;
     float *dW = L->frozen ? NULL : grads + L->w_off;
     float beta = accumulate_w ? 1.0f : 0.0f;
