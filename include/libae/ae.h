@@ -447,5 +447,6 @@ AE_API ae_status ae_model_get_float(const ae_model *m, ae_param param, double *v
 
 #include <libae/data.h>
 #include <libae/conv.h>
+#include <libae/stack.h>
 
 #endif /* LIBAE_AE_H */

@@ -80,7 +80,7 @@ static void dense_backward(const ae_layer *L, const float *params, float *grads,
             for (size_t j = 0; j < n; j++) db[j] += dr[j];
     }
     const float *W = params + L->w_off;
-    if (!L->frozen) {
+    if (!L->frozen && !L->w_frozen) {
         float *dW = grads + L->w_off;
         float beta = accumulate_w ? 1.0f : 0.0f;
         if (L->w_transposed) /* dW_enc [out_enc=in, in_enc=out] += xᵀ d */

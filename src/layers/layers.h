@@ -89,6 +89,8 @@ struct ae_layer {
     size_t s_off, s_count; /* non-trainable state (e.g. running statistics) in the state arena */
     int w_transposed;      /* the weight is read transposed (a tied decoder layer) */
     int frozen;            /* parameters receive no gradient and no update */
+    int w_frozen;          /* the weight receives no gradient: the layer is frozen, or it
+                              shares the weight with a frozen partner (tying) */
     int keep_pre;          /* the forward pass stores the pre-activation */
     size_t min_train_batch; /* smallest batch a training step accepts (0: any) */
     size_t max_batch;       /* largest batch the layer accepts (0: any up to AE_MAX_DIM) */

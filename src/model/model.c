@@ -33,6 +33,7 @@ void ae_model_destroy(ae_model *m) {
     ae_free(&a, m->pre);
     ae_free(&a, m->scratch);
     ae_free(&a, m->accumulate_w);
+    ae_free(&a, m->w_own);
     ae_free(&a, m->blocks);
     ae_free(&a, m->params);
     ae_free(&a, m->grads);
@@ -67,8 +68,11 @@ ae_status ae_model_create(ae_model **out, const ae_config *cfg_in) {
     m->pre = ae_calloc(a, m->nlayers, sizeof *m->pre);
     m->scratch = ae_calloc(a, m->nlayers, sizeof *m->scratch);
     m->accumulate_w = ae_calloc(a, m->nlayers, 1);
+    m->w_own = ae_calloc(a, m->nlayers, sizeof *m->w_own);
     m->blocks = ae_calloc(a, 2 * m->nlayers, sizeof *m->blocks);
-    if (!m->layers || !m->y || !m->pre || !m->scratch || !m->accumulate_w || !m->blocks) goto oom;
+    if (!m->layers || !m->y || !m->pre || !m->scratch || !m->accumulate_w || !m->w_own ||
+        !m->blocks)
+        goto oom;
 
     ae_shape shape = cfg->input_shape;
     size_t off = 0, soff = 0;
@@ -99,7 +103,7 @@ ae_status ae_model_create(ae_model **out, const ae_config *cfg_in) {
         }
         L->keep_pre = L->keep_pre || (i + 1 == m->nlayers &&
                                       ae_loss_wants_logits((ae_loss)m->s.loss, L->act));
-        L->w_off = off;
+        L->w_off = m->w_own[i] = off;
         off += L->w_count;
         L->b_off = off;
         off += L->b_count;
@@ -128,6 +132,10 @@ ae_status ae_model_create(ae_model **out, const ae_config *cfg_in) {
     if (!m->params || !m->grads || !m->state1 || !m->state2 || !m->buffers || !m->buffers_saved)
         goto oom;
 
+    if (cfg->tied && (st = ae_stack_tie(m, 0, m->code_layer - 1, &cfg->err)) != AE_OK) {
+        ae_model_destroy(m);
+        return st;
+    }
     ae_rng_seed(&m->rng, (uint64_t)m->s.seed);
     for (size_t i = 0; i < m->nlayers; i++) {
         ae_layer *L = &m->layers[i];
@@ -253,9 +261,17 @@ static ae_status forward_loss(ae_model *m, const float *x, const float *target, 
     return AE_OK;
 }
 
+/* 1 when some parameter of the layer takes a gradient. */
+static int layer_trains(const ae_layer *L) {
+    return (L->b_count && !L->frozen) || (L->w_count && !L->frozen && !L->w_frozen);
+}
+
 static void backward(ae_model *m, const float *x, size_t batch) {
     float *dy = m->grad_a, *dx = m->grad_b;
-    for (size_t i = m->nlayers; i-- > 0;) {
+    /* Below the first layer that trains, no gradient is needed. */
+    size_t first = 0;
+    while (first < m->nlayers && !layer_trains(&m->layers[first])) first++;
+    for (size_t i = m->nlayers; i-- > first;) {
         ae_layer *L = &m->layers[i];
         ae_layer_io io = {.batch = batch,
                           .train = 1,
@@ -263,7 +279,7 @@ static void backward(ae_model *m, const float *x, size_t batch) {
                           .pre = m->pre[i],
                           .y = m->y[i],
                           .dy = dy,
-                          .dx = i ? dx : NULL,
+                          .dx = i > first ? dx : NULL,
                           .dy_is_dpre = i + 1 == m->nlayers,
                           .scratch = m->scratch[i],
                           .state = L->s_count ? m->buffers + L->s_off : NULL};
@@ -414,7 +430,10 @@ static ae_status get_param(const ae_model *m, size_t layer, int bias, float *dst
     /* Getters are const: their errors are reported by code only. */
     ae_status st = param_range(m, NULL, layer, bias, count, dst, &off);
     if (st) return st;
-    memcpy(dst, m->params + off, count * sizeof(float));
+    if (!bias)
+        ae_stack_read_weight(m, &m->layers[layer], dst);
+    else
+        memcpy(dst, m->params + off, count * sizeof(float));
     return AE_OK;
 }
 
@@ -425,7 +444,10 @@ static ae_status set_param(ae_model *m, size_t layer, int bias, const float *src
     if (st) return st;
     st = check_finite(m, src, count, bias ? "the bias" : "the weight");
     if (st) return st;
-    memcpy(m->params + off, src, count * sizeof(float));
+    if (!bias)
+        ae_stack_write_weight(m, &m->layers[layer], src);
+    else
+        memcpy(m->params + off, src, count * sizeof(float));
     return AE_OK;
 }
 

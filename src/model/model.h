@@ -32,6 +32,7 @@ struct ae_config {
     size_t code_at; /* number of encoder layers once marked */
     int code_marked;
     int mirrored;
+    int tied; /* ae_config_tie: every encoder-decoder pair is tied at creation */
     ae_settings s;
 };
 
@@ -54,6 +55,10 @@ struct ae_model {
     ae_param_block *blocks;
     size_t nblocks;
     unsigned char *accumulate_w; /* per layer: its weight gradient adds to a range already written */
+    /* Per layer: the offset of its own weight range. A tied decoder layer reads
+     * its partner's range (w_off) while its own stays reserved, unused and
+     * outside the blocks, for untying (src/model/stack.c). */
+    size_t *w_own;
 
     ae_rng rng;
     uint64_t steps;
@@ -68,6 +73,15 @@ struct ae_model {
 
 /* Appends a layer spec to a config (growing its array); errors name the cause. */
 ae_status ae_config_push_layer(ae_config *cfg, const ae_layer_spec *spec);
+
+/* Tying (src/model/stack.c). Ties encoder layers [first, last] to their
+ * mirror partners (decoder layer nlayers-1-i); errors go to err and change
+ * nothing. */
+ae_status ae_stack_tie(ae_model *m, size_t first, size_t last, ae_errbuf *err);
+/* A layer's weight as [out, in] into dst, or from src (the partner's weight,
+ * transposed, for a tied decoder layer). */
+void ae_stack_read_weight(const ae_model *m, const ae_layer *L, float *dst);
+void ae_stack_write_weight(ae_model *m, const ae_layer *L, const float *src);
 
 /* Grows the workspace to hold `batch` samples; allocates only when larger than before. */
 ae_status ae_model_reserve(ae_model *m, size_t batch);
