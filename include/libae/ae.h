@@ -384,7 +384,10 @@ AE_API size_t ae_model_output_size(const ae_model *m);
 AE_API size_t ae_model_layer_count(const ae_model *m);
 /** Index of the first decoder layer (= number of encoder layers). Since 0.1.0. */
 AE_API size_t ae_model_code_layer(const ae_model *m);
-/** Number of trainable parameters (a tied weight counts once). Since 0.1.0. */
+/**
+ * Number of trainable parameters: a tied weight counts once, frozen
+ * parameters count (see <libae/stack.h>). Since 0.1.0.
+ */
 AE_API size_t ae_model_param_count(const ae_model *m);
 /** Number of training steps taken. Since 0.1.0. */
 AE_API uint64_t ae_model_step_count(const ae_model *m);
@@ -412,7 +415,9 @@ AE_API ae_status ae_model_layer_info(const ae_model *m, size_t layer, ae_layer_i
 
 /**
  * Copies a layer's weight (row-major, [out, in] for dense) into `dst`, which
- * holds `count` floats; `count` must equal the layer's weight_count.
+ * holds `count` floats; `count` must equal the layer's weight_count. For a
+ * tied decoder layer this is its partner's weight, transposed, and
+ * ae_model_set_weights writes through to it (see <libae/stack.h>).
  * Errors: AE_ERR_INVALID_ARG, AE_ERR_RANGE (layer), AE_ERR_SHAPE (count).
  * Since 0.1.0.
  */
