@@ -379,6 +379,19 @@ static void test_not_symmetric_refused(void **state) {
     release(&f);
     ae_model_destroy(m);
 
+    /* Only dense layers can be tied (white-box: a layer of another kind). */
+    m = make(D5, 4, 2, AE_OPT_ADAM, 0, 0, 7);
+    capture(m, &f);
+    m->layers[2].kind = (ae_layer_kind)1;
+    assert_int_equal(ae_model_tie(m), AE_ERR_UNSUPPORTED);
+    assert_non_null(strstr(ae_model_last_error(m), "only dense layers can be tied"));
+    assert_int_equal(ae_model_tie_layers(m, 1, 1), AE_ERR_UNSUPPORTED);
+    assert_same_state(m, &f);
+    OK(ae_model_tie_layers(m, 0, 0)); /* the dense pair can be */
+    m->layers[2].kind = AE_LAYER_DENSE;
+    release(&f);
+    ae_model_destroy(m);
+
     /* More decoder than encoder layers. */
     static const size_t e[4] = {12, 8, 8, 12};
     m = make(e, 3, 1, AE_OPT_ADAM, 0, 0, 7);
