@@ -397,7 +397,7 @@ static void test_not_symmetric_refused(void **state) {
     m = make(e, 3, 1, AE_OPT_ADAM, 0, 0, 7);
     capture(m, &f);
     assert_int_equal(ae_model_tie(m), AE_ERR_SHAPE);
-    assert_non_null(strstr(ae_model_last_error(m), "1 encoder layers (0-0) but 2 decoder layers (1-2)"));
+    assert_non_null(strstr(ae_model_last_error(m), "its layers with weights are 0 in the encoder but 1, 2 in the decoder"));
     assert_int_equal(ae_model_untie(m), AE_ERR_STATE);
     assert_same_state(m, &f);
     release(&f);
@@ -428,6 +428,42 @@ static void test_not_symmetric_refused(void **state) {
     assert_null(out);
     assert_non_null(strstr(ae_config_last_error(c), "layer 0 (12->8) and layer 3 (7->12)"));
     ae_config_destroy(c);
+}
+
+/* Layers without weights (a top-k layer, say) are skipped when pairing.
+ * White-box: a 4->4 decoder layer is made to look weightless. */
+static void test_pairs_skip_layers_without_weights(void **state) {
+    (void)state;
+    static const size_t d[6] = {12, 8, 4, 4, 8, 12};
+    ae_model *m = make(d, 5, 2, AE_OPT_ADAM, 0, 0, 24);
+    assert_int_equal(ae_model_tie(m), AE_ERR_SHAPE); /* 2 against 3 */
+    m->layers[2].w_count = 0;
+    size_t before = ae_model_param_count(m);
+    OK(ae_model_tie(m));
+    assert_int_equal(ae_model_param_count(m), before - 8 * 12 - 4 * 8);
+    const int tied[5] = {1, 1, 0, 1, 1};
+    for (size_t l = 0; l < 5; l++) assert_int_equal(ae_model_is_tied(m, l), tied[l]);
+    assert_int_equal(m->layers[4].w_off, m->layers[0].w_off);
+    assert_int_equal(m->layers[3].w_off, m->layers[1].w_off);
+    assert_int_equal(ae_model_untie_layers(m, 2, 2), AE_ERR_RANGE);
+    OK(ae_model_untie_layers(m, 1, 1));
+    assert_int_equal(ae_model_is_tied(m, 3), 0);
+    assert_int_equal(ae_model_is_tied(m, 4), 1);
+    OK(ae_model_untie(m));
+    assert_int_equal(ae_model_param_count(m), before);
+    ae_model_destroy(m);
+
+    /* A range with no weight in it. */
+    static const size_t e[5] = {12, 8, 8, 8, 12};
+    m = make(e, 4, 2, AE_OPT_ADAM, 0, 0, 25);
+    m->layers[1].w_count = 0;
+    m->layers[2].w_count = 0;
+    assert_int_equal(ae_model_tie_layers(m, 1, 1), AE_ERR_INVALID_ARG);
+    assert_non_null(strstr(ae_model_last_error(m), "no weight"));
+    OK(ae_model_tie(m));
+    assert_int_equal(ae_model_untie_layers(m, 1, 1), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_model_is_tied(m, 3), 1);
+    ae_model_destroy(m);
 }
 
 /* Finite differences of ae_evaluate against one SGD step with lr 1 (the
@@ -826,6 +862,7 @@ int main(void) {
         cmocka_unit_test(test_tie_layers_and_no_bias),
         cmocka_unit_test(test_tie_misuse_changes_nothing),
         cmocka_unit_test(test_not_symmetric_refused),
+        cmocka_unit_test(test_pairs_skip_layers_without_weights),
         cmocka_unit_test(test_gradients_fd),
         cmocka_unit_test(test_freeze_keeps_params_and_state),
         cmocka_unit_test(test_freeze_same_gradient_elsewhere),

@@ -6,10 +6,13 @@
  * (2006) did: tie the decoder to the encoder, train a shallow model, grow
  * it, freeze what is trained, then untie and fine-tune.
  *
- * Pairs. In a symmetric dense model (as many decoder as encoder layers, n
- * layers in all), encoder layer i and decoder layer n-1-i are partners:
- * the decoder layer maps the encoder layer's output width back to its
- * input width.
+ * Pairs. The layers with a weight pair up from the outside in: the first
+ * of the encoder with the last of the decoder, the second with the one
+ * before it, and so on (in a dense model of n layers, layer i with layer
+ * n-1-i). Layers without weights (such as a top-k layer) are skipped. A
+ * model is symmetric when its encoder and decoder have as many layers with
+ * weights and each decoder layer maps its partner's output width back to
+ * its input width.
  *
  * Tying. A tied decoder layer uses its partner's weight transposed
  * (W_dec = W_encᵀ) and keeps its own bias. Both uses add into one gradient

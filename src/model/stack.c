@@ -1,5 +1,10 @@
 /* Weight tying, freezing and stacking (greedy layer-wise training).
  *
+ * Pairs: the layers with a weight are paired from the outside in, the k-th
+ * of the encoder with the k-th from the end of the decoder; layers without
+ * weights (e.g. top-k) are skipped, so a model with a sparsity layer after
+ * its code still pairs its dense layers.
+ *
  * A tied decoder layer points its w_off at its encoder partner's weight and
  * reads it transposed; its own weight range (m->w_own) stays reserved in
  * the arena but leaves the block table, so the optimizer, the gradient norm
@@ -14,11 +19,38 @@
 
 /* ---- helpers ---- */
 
-static size_t partner_of(const ae_model *m, size_t i) { return m->nlayers - 1 - i; }
+#define NO_LAYER ((size_t)-1)
 
-static int symmetric(const ae_model *m) { return m->nlayers == 2 * m->code_layer; }
+static int weighted(const ae_model *m, size_t i) { return m->layers[i].w_count != 0; }
 
-/* 1 when encoder layer `enc` shares its weight with its partner. */
+/* Number of layers with a weight in [from, to). */
+static size_t count_weighted(const ae_model *m, size_t from, size_t to) {
+    size_t n = 0;
+    for (size_t i = from; i < to; i++) n += (size_t)weighted(m, i);
+    return n;
+}
+
+/* The k-th (0-based) layer with a weight in [from, to). */
+static size_t nth_weighted(const ae_model *m, size_t from, size_t to, size_t k) {
+    for (size_t i = from; i < to; i++)
+        if (weighted(m, i) && k-- == 0) return i;
+    return NO_LAYER;
+}
+
+static int symmetric(const ae_model *m) {
+    size_t ne = count_weighted(m, 0, m->code_layer);
+    return ne > 0 && ne == count_weighted(m, m->code_layer, m->nlayers);
+}
+
+/* The mirror partner of layer i, or NO_LAYER (no weight, or not symmetric). */
+static size_t partner_of(const ae_model *m, size_t i) {
+    if (i >= m->nlayers || !weighted(m, i) || !symmetric(m)) return NO_LAYER;
+    size_t c = m->code_layer, n = m->nlayers, k = count_weighted(m, c, n);
+    if (i < c) return nth_weighted(m, c, n, k - 1 - count_weighted(m, 0, i));
+    return nth_weighted(m, 0, c, k - 1 - count_weighted(m, c, i));
+}
+
+/* 1 when encoder layer `enc` (with a partner) shares its weight with it. */
 static int pair_tied(const ae_model *m, size_t enc) {
     return m->layers[partner_of(m, enc)].w_transposed;
 }
@@ -72,7 +104,7 @@ static void sync_frozen(ae_model *m) {
     for (size_t i = 0; i < m->nlayers; i++) m->layers[i].w_frozen = m->layers[i].frozen;
     if (symmetric(m))
         for (size_t i = 0; i < m->code_layer; i++) {
-            if (!pair_tied(m, i)) continue;
+            if (!weighted(m, i) || !pair_tied(m, i)) continue;
             ae_layer *E = &m->layers[i], *D = &m->layers[partner_of(m, i)];
             E->w_frozen = D->w_frozen = E->frozen || D->frozen;
         }
@@ -90,18 +122,32 @@ static void sync_frozen(ae_model *m) {
  * whose pairs mirror each other. */
 static ae_status check_pairs(const ae_model *m, size_t first, size_t last, ae_errbuf *err) {
     if (!symmetric(m)) {
-        size_t dec = m->nlayers - m->code_layer;
+        /* Name the layers with weights on each side. */
+        char lists[2][128];
+        for (int side = 0; side < 2; side++) {
+            size_t from = side ? m->code_layer : 0, to = side ? m->nlayers : m->code_layer, len = 0;
+            lists[side][0] = '\0';
+            for (size_t i = from; i < to && len < sizeof lists[side]; i++) {
+                if (!weighted(m, i)) continue;
+                int k = snprintf(lists[side] + len, sizeof lists[side] - len, "%s%zu",
+                                 len ? ", " : "", i);
+                if (k > 0) len += (size_t)k;
+            }
+        }
         return ae_error(err, AE_ERR_SHAPE,
-                        "the model is not symmetric: %zu encoder layers (0-%zu) but %zu decoder "
-                        "layers (%zu-%zu); tying pairs encoder layer i with decoder layer %zu-i",
-                        m->code_layer, m->code_layer - 1, dec, m->code_layer, m->nlayers - 1,
-                        m->nlayers - 1);
+                        "the model is not symmetric: its layers with weights are %s in the "
+                        "encoder but %s in the decoder",
+                        lists[0][0] ? lists[0] : "none", lists[1][0] ? lists[1] : "none");
     }
     if (first > last || last >= m->code_layer)
         return ae_error(err, AE_ERR_RANGE,
                         "encoder layers %zu to %zu do not exist: the encoder has layers 0 to %zu",
                         first, last, m->code_layer - 1);
+    if (!count_weighted(m, first, last + 1))
+        return ae_error(err, AE_ERR_INVALID_ARG, "encoder layers %zu to %zu have no weight to tie",
+                        first, last);
     for (size_t i = first; i <= last; i++) {
+        if (!weighted(m, i)) continue;
         const ae_layer *E = &m->layers[i], *D = &m->layers[partner_of(m, i)];
         if (E->kind != AE_LAYER_DENSE || D->kind != AE_LAYER_DENSE)
             return ae_error(err, AE_ERR_UNSUPPORTED,
@@ -112,6 +158,7 @@ static ae_status check_pairs(const ae_model *m, size_t first, size_t last, ae_er
     size_t len = 0, bad = 0;
     msg[0] = '\0';
     for (size_t i = first; i <= last; i++) {
+        if (!weighted(m, i)) continue;
         const ae_layer *E = &m->layers[i], *D = &m->layers[partner_of(m, i)];
         if (E->in == D->out && E->out == D->in) continue;
         if (len < sizeof msg) {
@@ -160,10 +207,11 @@ ae_status ae_stack_tie(ae_model *m, size_t first, size_t last, ae_errbuf *err) {
     ae_status st = check_pairs(m, first, last, err);
     if (st) return st;
     for (size_t i = first; i <= last; i++)
-        if (pair_tied(m, i))
+        if (weighted(m, i) && pair_tied(m, i))
             return ae_error(err, AE_ERR_STATE, "layers %zu and %zu are already tied", i,
                             partner_of(m, i));
-    for (size_t i = first; i <= last; i++) tie_pair(m, i);
+    for (size_t i = first; i <= last; i++)
+        if (weighted(m, i)) tie_pair(m, i);
     sync_frozen(m);
     return AE_OK;
 }
@@ -190,7 +238,8 @@ ae_status ae_model_tie_layers(ae_model *m, size_t first, size_t last) {
 static ae_status untie(ae_model *m, size_t first, size_t last, int all) {
     size_t tied = 0;
     if (symmetric(m))
-        for (size_t i = 0; i < m->code_layer; i++) tied += (size_t)pair_tied(m, i);
+        for (size_t i = 0; i < m->code_layer; i++)
+            tied += (size_t)(weighted(m, i) && pair_tied(m, i));
     if (!tied) return ae_error(&m->err, AE_ERR_STATE, "no layer of the model is tied");
     if (all) {
         first = 0;
@@ -200,13 +249,16 @@ static ae_status untie(ae_model *m, size_t first, size_t last, int all) {
             return ae_error(&m->err, AE_ERR_RANGE,
                             "encoder layers %zu to %zu do not exist: the encoder has layers 0 to %zu",
                             first, last, m->code_layer - 1);
+        if (!count_weighted(m, first, last + 1))
+            return ae_error(&m->err, AE_ERR_INVALID_ARG,
+                            "encoder layers %zu to %zu have no weight to untie", first, last);
         for (size_t i = first; i <= last; i++)
-            if (!pair_tied(m, i))
+            if (weighted(m, i) && !pair_tied(m, i))
                 return ae_error(&m->err, AE_ERR_STATE, "layers %zu and %zu are not tied", i,
                                 partner_of(m, i));
     }
     for (size_t i = first; i <= last; i++)
-        if (pair_tied(m, i)) untie_pair(m, i);
+        if (weighted(m, i) && pair_tied(m, i)) untie_pair(m, i);
     sync_frozen(m);
     return AE_OK;
 }
@@ -222,9 +274,10 @@ ae_status ae_model_untie_layers(ae_model *m, size_t first, size_t last) {
 }
 
 int ae_model_is_tied(const ae_model *m, size_t layer) {
-    if (!m || layer >= m->nlayers || !symmetric(m)) return 0;
-    size_t dec = layer < m->code_layer ? partner_of(m, layer) : layer;
-    return m->layers[dec].w_transposed;
+    if (!m) return 0;
+    size_t p = partner_of(m, layer);
+    if (p == NO_LAYER) return 0;
+    return m->layers[layer < m->code_layer ? p : layer].w_transposed;
 }
 
 /* ---- freezing ---- */
