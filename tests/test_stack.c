@@ -682,6 +682,11 @@ static void test_freeze_misuse(void **state) {
     OK(ae_model_freeze(m, 0, 0)); /* again: allowed, nothing changes */
     assert_same_state(m, &f);
     release(&f);
+    OK(ae_model_freeze(m, AE_LAST_LAYER, AE_LAST_LAYER));
+    assert_int_equal(ae_model_is_frozen(m, 3), 1);
+    assert_int_equal(ae_model_is_frozen(m, 2), 0);
+    OK(ae_model_unfreeze(m, 0, AE_LAST_LAYER));
+    for (size_t l = 0; l < 4; l++) assert_int_equal(ae_model_is_frozen(m, l), 0);
     ae_model_destroy(m);
 }
 

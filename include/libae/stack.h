@@ -101,7 +101,7 @@ AE_API int ae_model_is_tied(const ae_model *m, size_t layer);
 
 /**
  * Freezes layers `first` to `last` (inclusive, 0-based over all layers;
- * `last` may be AE_LAST_LAYER for the last layer of the model). Freezing a
+ * either may be AE_LAST_LAYER for the last layer of the model). Freezing a
  * frozen layer is allowed and changes nothing.
  * Errors: AE_ERR_INVALID_ARG (m NULL), AE_ERR_RANGE (a layer that does not
  * exist, or first > last). Since 0.1.0.

@@ -284,6 +284,7 @@ int ae_model_is_tied(const ae_model *m, size_t layer) {
 
 static ae_status set_frozen(ae_model *m, size_t first, size_t last, int frozen) {
     if (!m) return AE_ERR_INVALID_ARG;
+    if (first == AE_LAST_LAYER) first = m->nlayers - 1;
     if (last == AE_LAST_LAYER) last = m->nlayers - 1;
     if (last >= m->nlayers)
         return ae_error(&m->err, AE_ERR_RANGE, "layer %zu does not exist (the model has %zu)",
