@@ -336,6 +336,7 @@ static void test_tie_misuse_changes_nothing(void **state) {
     assert_non_null(strstr(ae_model_last_error(m), "already tied"));
     assert_int_equal(ae_model_tie_layers(m, 1, 1), AE_ERR_STATE);
     assert_int_equal(ae_model_tie_layers(m, 0, 2), AE_ERR_RANGE);
+    assert_non_null(strstr(ae_model_last_error(m), "layer 2 is not an encoder layer"));
     assert_int_equal(ae_model_tie_layers(m, 1, 0), AE_ERR_RANGE);
     assert_int_equal(ae_model_untie_layers(m, 0, 3), AE_ERR_RANGE);
     assert_int_equal(ae_model_tie(NULL), AE_ERR_INVALID_ARG);

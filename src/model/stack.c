@@ -118,9 +118,23 @@ static void sync_frozen(ae_model *m) {
     }
 }
 
+static ae_status check_encoder_range(const ae_model *m, size_t first, size_t last,
+                                     ae_errbuf *err) {
+    if (first > last)
+        return ae_error(err, AE_ERR_RANGE, "the first layer (%zu) is after the last (%zu)", first,
+                        last);
+    if (last >= m->code_layer)
+        return ae_error(err, AE_ERR_RANGE,
+                        "layer %zu is not an encoder layer: the encoder has layers 0 to %zu "
+                        "(a pair is named by its encoder layer)",
+                        last, m->code_layer - 1);
+    return AE_OK;
+}
+
 /* Checks that [first, last] names encoder layers of a symmetric dense model
  * whose pairs mirror each other. */
 static ae_status check_pairs(const ae_model *m, size_t first, size_t last, ae_errbuf *err) {
+    ae_status st;
     if (!symmetric(m)) {
         /* Name the layers with weights on each side. */
         char lists[2][128];
@@ -139,10 +153,8 @@ static ae_status check_pairs(const ae_model *m, size_t first, size_t last, ae_er
                         "encoder but %s in the decoder",
                         lists[0][0] ? lists[0] : "none", lists[1][0] ? lists[1] : "none");
     }
-    if (first > last || last >= m->code_layer)
-        return ae_error(err, AE_ERR_RANGE,
-                        "encoder layers %zu to %zu do not exist: the encoder has layers 0 to %zu",
-                        first, last, m->code_layer - 1);
+    st = check_encoder_range(m, first, last, err);
+    if (st) return st;
     if (!count_weighted(m, first, last + 1))
         return ae_error(err, AE_ERR_INVALID_ARG, "encoder layers %zu to %zu have no weight to tie",
                         first, last);
@@ -245,10 +257,8 @@ static ae_status untie(ae_model *m, size_t first, size_t last, int all) {
         first = 0;
         last = m->code_layer - 1;
     } else {
-        if (first > last || last >= m->code_layer)
-            return ae_error(&m->err, AE_ERR_RANGE,
-                            "encoder layers %zu to %zu do not exist: the encoder has layers 0 to %zu",
-                            first, last, m->code_layer - 1);
+        ae_status st = check_encoder_range(m, first, last, &m->err);
+        if (st) return st;
         if (!count_weighted(m, first, last + 1))
             return ae_error(&m->err, AE_ERR_INVALID_ARG,
                             "encoder layers %zu to %zu have no weight to untie", first, last);
