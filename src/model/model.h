@@ -78,6 +78,9 @@ ae_status ae_config_push_layer(ae_config *cfg, const ae_layer_spec *spec);
  * mirror partners (decoder layer nlayers-1-i); errors go to err and change
  * nothing. */
 ae_status ae_stack_tie(ae_model *m, size_t first, size_t last, ae_errbuf *err);
+/* Derives each layer's w_frozen and each block's frozen flag from the
+ * layers' frozen flags and the tying; call after changing layer->frozen. */
+void ae_stack_sync_frozen(ae_model *m);
 /* A layer's weight as [out, in] into dst, or from src (the partner's weight,
  * transposed, for a tied decoder layer). */
 void ae_stack_read_weight(const ae_model *m, const ae_layer *L, float *dst);

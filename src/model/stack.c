@@ -98,9 +98,7 @@ static void insert_block(ae_model *m, ae_param_block blk) {
     m->nblocks++;
 }
 
-/* Derives the weight-frozen flags of the layers and the frozen flags of the
- * blocks from the layers' frozen flags and the tying. */
-static void sync_frozen(ae_model *m) {
+void ae_stack_sync_frozen(ae_model *m) {
     for (size_t i = 0; i < m->nlayers; i++) m->layers[i].w_frozen = m->layers[i].frozen;
     if (symmetric(m))
         for (size_t i = 0; i < m->code_layer; i++) {
@@ -224,7 +222,7 @@ ae_status ae_stack_tie(ae_model *m, size_t first, size_t last, ae_errbuf *err) {
                             partner_of(m, i));
     for (size_t i = first; i <= last; i++)
         if (weighted(m, i)) tie_pair(m, i);
-    sync_frozen(m);
+    ae_stack_sync_frozen(m);
     return AE_OK;
 }
 
@@ -269,7 +267,7 @@ static ae_status untie(ae_model *m, size_t first, size_t last, int all) {
     }
     for (size_t i = first; i <= last; i++)
         if (weighted(m, i) && pair_tied(m, i)) untie_pair(m, i);
-    sync_frozen(m);
+    ae_stack_sync_frozen(m);
     return AE_OK;
 }
 
@@ -303,7 +301,7 @@ static ae_status set_frozen(ae_model *m, size_t first, size_t last, int frozen) 
         return ae_error(&m->err, AE_ERR_RANGE, "the first layer (%zu) is after the last (%zu)",
                         first, last);
     for (size_t i = first; i <= last; i++) m->layers[i].frozen = frozen;
-    sync_frozen(m);
+    ae_stack_sync_frozen(m);
     return AE_OK;
 }
 
