@@ -742,10 +742,11 @@ static void test_copy_misuse(void **state) {
     capture(deep, &f);
     assert_int_equal(ae_model_copy_outer(deep, bad), AE_ERR_SHAPE);
     assert_non_null(strstr(ae_model_last_error(deep),
-                           "layer 0 of the source (dense 12->6, bias) does not match layer 0 of "
-                           "the destination (dense 12->8, bias)"));
+                           "layer 0 of the source (dense 12x1x1->6x1x1, 72 weights, 6 biases) "
+                           "does not match layer 0 of the destination (dense 12x1x1->8x1x1, 96 "
+                           "weights, 8 biases)"));
     assert_int_equal(ae_model_copy_outer(deep, nob), AE_ERR_SHAPE);
-    assert_non_null(strstr(ae_model_last_error(deep), "layer 1 of the source (dense 8->12, no bias)"));
+    assert_non_null(strstr(ae_model_last_error(deep), "layer 1 of the source (dense 8x1x1->12x1x1, 96 weights, 0 biases)"));
     assert_non_null(strstr(ae_model_last_error(deep), "layer 3 of the destination"));
     assert_int_equal(ae_model_copy_outer(deep, deeper), AE_ERR_SHAPE);
     assert_non_null(strstr(ae_model_last_error(deep), "3 encoder and 3 decoder"));
@@ -776,6 +777,84 @@ static void test_copy_misuse(void **state) {
     ae_model_destroy(nob);
     ae_model_destroy(deep);
     ae_model_destroy(deeper);
+}
+
+/* ---- convolutional models ---- */
+
+/* 1x8x8 -> conv 4 k3 s2 p1 ReLU -> [BatchNorm] -> conv 8 k3 s2 p1 (code 8x2x2)
+ * | convT 4 k3 s2 p1 op1 ReLU -> convT 1 k3 s2 p1 op1 sigmoid. */
+static ae_model *make_conv(int bn, int64_t seed) {
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_shape(c, 1, 8, 8));
+    OK(ae_config_add_conv2d(c, 4, 3, 2, 1, AE_ACT_RELU));
+    if (bn) OK(ae_config_add_batchnorm(c));
+    OK(ae_config_add_conv2d(c, 8, 3, 2, 1, AE_ACT_IDENTITY));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_conv_transpose2d(c, 4, 3, 2, 1, 1, AE_ACT_RELU));
+    OK(ae_config_add_conv_transpose2d(c, 1, 3, 2, 1, 1, AE_ACT_SIGMOID));
+    OK(ae_config_set_int(c, AE_P_SEED, seed));
+    ae_status st = ae_model_create(&m, c);
+    if (st) fail_msg("make_conv: %s", ae_config_last_error(c));
+    ae_config_destroy(c);
+    return m;
+}
+
+static void test_conv_models(void **state) {
+    (void)state;
+    /* Convolutions cannot be tied (symmetric, but not dense). */
+    ae_model *m = make_conv(0, 30);
+    full_state f;
+    capture(m, &f);
+    assert_int_equal(ae_model_tie(m), AE_ERR_UNSUPPORTED);
+    assert_non_null(strstr(ae_model_last_error(m), "layer 0 is conv2d"));
+    assert_same_state(m, &f);
+    release(&f);
+    ae_model_destroy(m);
+
+    /* Freezing a convolution and a BatchNorm: their parameters and state
+     * stay; the running statistics still move; the rest trains. */
+    m = make_conv(1, 31);
+    train(m, 1, 300);
+    OK(ae_model_freeze(m, 0, 1));
+    capture(m, &f);
+    float *run0 = malloc(m->nbuffers * sizeof *run0);
+    memcpy(run0, m->buffers, m->nbuffers * sizeof *run0);
+    train(m, 2, 310);
+    for (size_t l = 0; l <= 1; l++) {
+        const ae_layer *L = &m->layers[l];
+        size_t o = L->w_off, c = L->w_count + L->b_count;
+        assert_memory_equal(m->params + o, f.p + o, c * sizeof(float));
+        assert_memory_equal(m->state1 + o, f.s1 + o, c * sizeof(float));
+        assert_memory_equal(m->state2 + o, f.s2 + o, c * sizeof(float));
+    }
+    assert_memory_not_equal(m->buffers, run0, m->nbuffers * sizeof *run0);
+    const ae_layer *L2 = &m->layers[2];
+    assert_memory_not_equal(m->params + L2->w_off, f.p + L2->w_off, L2->w_count * sizeof(float));
+    release(&f);
+    free(run0);
+
+    /* Copying every layer (weights and running statistics) into another
+     * model of the same architecture gives the same function. */
+    ae_model *n = make_conv(1, 32);
+    float x[2 * 64], a[2 * 64], b[2 * 64];
+    test_fill(x, 128, 33, 0, 1);
+    OK(ae_model_copy_layers(n, 0, m, 0, 5));
+    OK(ae_reconstruct(m, x, 2, a));
+    OK(ae_reconstruct(n, x, 2, b));
+    assert_memory_equal(a, b, sizeof a);
+    /* A conv layer does not match a BatchNorm, nor a model without it. */
+    assert_int_equal(ae_model_copy_layers(n, 1, m, 0, 1), AE_ERR_SHAPE);
+    ae_model *nobn = make_conv(0, 34);
+    assert_int_equal(ae_model_copy_outer(nobn, m), AE_ERR_SHAPE);
+    assert_non_null(strstr(ae_model_last_error(nobn), "3 encoder and 2 decoder"));
+    assert_int_equal(ae_model_copy_layers(nobn, 0, m, 0, 2), AE_ERR_SHAPE);
+    assert_non_null(strstr(ae_model_last_error(nobn), "layer 1 of the source (batchnorm"));
+    OK(ae_model_copy_layers(nobn, 2, m, 3, 2)); /* the decoders match */
+    ae_model_destroy(nobn);
+    ae_model_destroy(n);
+    ae_model_destroy(m);
 }
 
 /* ---- allocation ---- */
@@ -876,6 +955,7 @@ int main(void) {
         cmocka_unit_test(test_freeze_misuse),
         cmocka_unit_test(test_copy_outer_and_layers),
         cmocka_unit_test(test_copy_misuse),
+        cmocka_unit_test(test_conv_models),
         cmocka_unit_test(test_failing_allocator),
         cmocka_unit_test(test_determinism),
     };

@@ -28,7 +28,9 @@
  * while the gradient still flows through the layer to the layers before it.
  * A tied weight is frozen when either of its two layers is frozen; each
  * layer's bias follows its own layer. Frozen parameters still count in
- * ae_model_param_count. Work that no trainable parameter needs is skipped:
+ * ae_model_param_count. A frozen layer's non-trainable state (BatchNorm's
+ * running statistics) still updates in training steps, as in PyTorch.
+ * Work that no trainable parameter needs is skipped:
  * when every layer up to layer i is frozen, a step computes no gradient
  * below layer i.
  *
@@ -122,10 +124,13 @@ AE_API ae_status ae_model_unfreeze(ae_model *m, size_t first, size_t last);
 AE_API int ae_model_is_frozen(const ae_model *m, size_t layer);
 
 /**
- * Copies the parameters (weight and bias) of `count` consecutive layers of
- * `src`, from layer `src_first`, into the layers of `dst` from `dst_first`.
- * Each pair of layers must have the same kind, input and output sizes, and
- * bias setting; activations are not compared. A tied source layer gives its
+ * Copies the parameters (weight and bias) and non-trainable state (e.g.
+ * BatchNorm's running statistics) of `count` consecutive layers of `src`,
+ * from layer `src_first`, into the layers of `dst` from `dst_first`. Each
+ * pair of layers must have the same kind, input and output shapes, and
+ * numbers of weights, biases and state values; activations are not
+ * compared. Layers without parameters may be copied (nothing is written). A
+ * tied source layer gives its
  * effective weight. The destination keeps its optimizer state (as with
  * ae_model_set_weights), its frozen flags and its step count.
  * Errors (message in ae_model_last_error(dst)): AE_ERR_INVALID_ARG (NULL,

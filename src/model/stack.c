@@ -319,14 +319,21 @@ int ae_model_is_frozen(const ae_model *m, size_t layer) {
 
 /* ---- stacking ---- */
 
+static int same_shape(ae_shape a, ae_shape b) { return a.c == b.c && a.h == b.h && a.w == b.w; }
+
 static ae_status check_copy(ae_model *dst, size_t di, const ae_model *src, size_t si) {
     const ae_layer *D = &dst->layers[di], *S = &src->layers[si];
-    if (D->kind != S->kind || D->in != S->in || D->out != S->out || D->has_bias != S->has_bias)
+    if (D->kind != S->kind || !same_shape(D->in_shape, S->in_shape) ||
+        !same_shape(D->out_shape, S->out_shape) || D->w_count != S->w_count ||
+        D->b_count != S->b_count || D->s_count != S->s_count)
         return ae_error(&dst->err, AE_ERR_SHAPE,
-                        "layer %zu of the source (%s %zu->%zu, %s) does not match layer %zu of "
-                        "the destination (%s %zu->%zu, %s)",
-                        si, S->ops->name, S->in, S->out, S->has_bias ? "bias" : "no bias", di,
-                        D->ops->name, D->in, D->out, D->has_bias ? "bias" : "no bias");
+                        "layer %zu of the source (%s %zux%zux%zu->%zux%zux%zu, %zu weights, %zu "
+                        "biases) does not match layer %zu of the destination (%s "
+                        "%zux%zux%zu->%zux%zux%zu, %zu weights, %zu biases)",
+                        si, S->ops->name, S->in_shape.c, S->in_shape.h, S->in_shape.w,
+                        S->out_shape.c, S->out_shape.h, S->out_shape.w, S->w_count, S->b_count,
+                        di, D->ops->name, D->in_shape.c, D->in_shape.h, D->in_shape.w,
+                        D->out_shape.c, D->out_shape.h, D->out_shape.w, D->w_count, D->b_count);
     if (ae_model_is_tied(dst, di))
         return ae_error(&dst->err, AE_ERR_STATE,
                         "layer %zu of the destination is tied to layer %zu: untie it first", di,
@@ -334,10 +341,14 @@ static ae_status check_copy(ae_model *dst, size_t di, const ae_model *src, size_
     return AE_OK;
 }
 
+/* Weight, bias and non-trainable state (BatchNorm's running statistics). */
 static void copy_layer(ae_model *dst, size_t di, const ae_model *src, size_t si) {
     const ae_layer *D = &dst->layers[di], *S = &src->layers[si];
-    ae_stack_read_weight(src, S, dst->params + D->w_off);
-    memcpy(dst->params + D->b_off, src->params + S->b_off, S->b_count * sizeof(float));
+    if (S->w_count) ae_stack_read_weight(src, S, dst->params + D->w_off);
+    if (S->b_count)
+        memcpy(dst->params + D->b_off, src->params + S->b_off, S->b_count * sizeof(float));
+    if (S->s_count)
+        memcpy(dst->buffers + D->s_off, src->buffers + S->s_off, S->s_count * sizeof(float));
 }
 
 ae_status ae_model_copy_layers(ae_model *dst, size_t dst_first, const ae_model *src,
