@@ -44,8 +44,11 @@ incdir=$(aepc --variable=includedir)
 case $libdir in "$dest"/*) ;; *) fail "libdir '$libdir' is not relative to \${prefix}" ;; esac
 case $incdir in "$dest"/*) ;; *) fail "includedir '$incdir' is not relative to \${prefix}" ;; esac
 
-for f in "$incdir/libae/ae.h" "$incdir/libae/data.h" "$incdir/libae/version.h" \
-    "$libdir/libae.a" "$libdir/libae.so" "$libdir/libae.so.0"; do
+# Every public header of the source tree, the generated version.h, both libraries.
+for h in "$src"/include/libae/*.h; do
+    [ -e "$incdir/libae/${h##*/}" ] || fail "header not installed: libae/${h##*/}"
+done
+for f in "$incdir/libae/version.h" "$libdir/libae.a" "$libdir/libae.so" "$libdir/libae.so.0"; do
     [ -e "$f" ] || fail "not installed: ${f#"$dest"}"
 done
 soname=$(readelf -d "$libdir/libae.so" | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
