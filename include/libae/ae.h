@@ -195,7 +195,30 @@ typedef enum ae_param {
        L2 norm before the update. Changeable. */
     AE_P_GRAD_CLIP_NORM = 17,
     /* float, [0, 1e6], default 0: SGD dampening (PyTorch's meaning). Changeable. */
-    AE_P_DAMPENING = 18
+    AE_P_DAMPENING = 18,
+    /* Denoising (SPEC.md "Corruption"; see ae_noise_kind in <libae/data.h>).
+       When AE_P_NOISE_KIND is not AE_NOISE_NONE, every ae_train_step corrupts
+       a private copy of its input afresh from the model's RNG and trains to
+       reconstruct the clean input (or the given target). ae_evaluate,
+       ae_encode and ae_reconstruct never corrupt. All changeable; the
+       level's range depends on the kind and is checked at the step.
+       Since 0.1.0. */
+    /* int, ae_noise_kind, default AE_NOISE_NONE. */
+    AE_P_NOISE_KIND = 40,
+    /* float, [0, 1e6], default 0: the variance (Gaussian), the masked
+       fraction (masking), or the probability p (Bernoulli, dropout: [0, 1),
+       salt and pepper). */
+    AE_P_NOISE_LEVEL = 41,
+    /* float, [-1e6, 1e6], default 0: mean added by Gaussian noise. */
+    AE_P_NOISE_MEAN = 42,
+    /* int, 0 or 1, default 0: clip the corrupted input to [LO, HI]. */
+    AE_P_NOISE_CLIP = 43,
+    /* float, [-1e30, 1e30], default 0. */
+    AE_P_NOISE_CLIP_LO = 44,
+    /* float, [-1e30, 1e30], default 1. */
+    AE_P_NOISE_CLIP_HI = 45,
+    /* float, [-1e30, 1e30], default 0: the constant masked entries take. */
+    AE_P_NOISE_VALUE = 46
 } ae_param;
 
 /**
@@ -453,5 +476,6 @@ AE_API ae_status ae_model_get_float(const ae_model *m, ae_param param, double *v
 #include <libae/data.h>
 #include <libae/conv.h>
 #include <libae/stack.h>
+#include <libae/train.h>
 
 #endif /* LIBAE_AE_H */

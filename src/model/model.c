@@ -1,6 +1,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/noise.h"
 #include "model.h"
 
 static const char null_model_msg[] = "model is NULL";
@@ -29,6 +30,7 @@ void ae_model_destroy(ae_model *m) {
     if (!m) return;
     ae_allocator a = m->alloc;
     ae_free(&a, m->ws);
+    ae_free(&a, m->noisy);
     ae_free(&a, m->y);
     ae_free(&a, m->pre);
     ae_free(&a, m->scratch);
@@ -290,27 +292,59 @@ static void backward(ae_model *m, const float *x, size_t batch) {
     }
 }
 
+/* Denoising: corrupts a private copy of x (allocated at the first step of a
+ * new largest batch) from the model's RNG; *xin is the copy. */
+static ae_status corrupt_input(ae_model *m, const float *x, size_t batch, const float **xin) {
+    const ae_settings *s = &m->s;
+    ae_noise_spec ns = {(int)s->noise_kind, s->noise_level, s->noise_mean, s->noise_value,
+                        (int)s->noise_clip, s->noise_lo, s->noise_hi};
+    ae_status st = ae_noise_check(&ns, &m->err, 1);
+    if (!st) st = check_finite(m, x, batch * m->in_size, "the input");
+    if (st) return st;
+    if (batch > m->noisy_batch) {
+        float *p = ae_alloc(&m->alloc, batch * m->in_size * sizeof(float));
+        if (!p)
+            return ae_error(&m->err, AE_ERR_OUT_OF_MEMORY,
+                            "out of memory for the corrupted input of batch %zu", batch);
+        ae_free(&m->alloc, m->noisy);
+        m->noisy = p;
+        m->noisy_batch = batch;
+    }
+    ae_noise_apply(&ns, &m->rng, x, m->noisy, batch, m->in_size);
+    *xin = m->noisy;
+    return AE_OK;
+}
+
 ae_status ae_train_step(ae_model *m, const float *x, const float *target, size_t batch,
                         float *loss) {
     if (!m) return AE_ERR_INVALID_ARG;
     ae_status st = check_batch(m, x, x, batch);
     if (!st) st = check_train_batch(m, batch);
     if (st) return st;
+    /* A failed step leaves the RNG as it was, too. */
+    ae_rng rng_before = m->rng;
+    const float *xin = x;
+    if (m->s.noise_kind != AE_NOISE_NONE) {
+        if ((st = corrupt_input(m, x, batch, &xin)) != AE_OK) return st;
+        if (!target) target = x; /* the clean input */
+    }
     double l;
     /* The forward pass of a training step updates running statistics: keep
      * them to restore if the step fails. */
     if (m->nbuffers) memcpy(m->buffers_saved, m->buffers, m->nbuffers * sizeof(float));
-    st = forward_loss(m, x, target, batch, 1, 1, &l);
+    st = forward_loss(m, xin, target, batch, 1, 1, &l);
     if (st) {
         if (m->nbuffers) memcpy(m->buffers, m->buffers_saved, m->nbuffers * sizeof(float));
+        m->rng = rng_before;
         return st;
     }
-    backward(m, x, batch);
+    backward(m, xin, batch);
 
     /* Check before touching any parameter, so a failed step changes nothing. */
     double sq = ae_optim_grad_sqnorm(m->grads, m->blocks, m->nblocks);
     if (!isfinite(sq)) {
         if (m->nbuffers) memcpy(m->buffers, m->buffers_saved, m->nbuffers * sizeof(float));
+        m->rng = rng_before;
         return ae_error(&m->err, AE_ERR_NUMERIC,
                         "the gradient is not finite at step %llu; nothing was updated",
                         (unsigned long long)m->steps);

@@ -12,6 +12,8 @@
 typedef struct ae_settings {
     int64_t loss, reduction, optimizer, seed, nesterov;
     double lr, momentum, dampening, weight_decay, beta1, beta2, eps, clip_norm;
+    int64_t noise_kind, noise_clip; /* denoising: see core/noise.h */
+    double noise_level, noise_mean, noise_lo, noise_hi, noise_value;
 } ae_settings;
 
 void ae_settings_default(ae_settings *s);
@@ -69,6 +71,9 @@ struct ae_model {
     size_t ws_batch;
     float **y, **pre, **scratch; /* per layer */
     float *grad_a, *grad_b;      /* ping-pong gradient buffers [batch, max_width] */
+
+    float *noisy; /* corrupted copy of the input [noisy_batch, in_size] (denoising) */
+    size_t noisy_batch;
 };
 
 /* Appends a layer spec to a config (growing its array); errors name the cause. */

@@ -1,0 +1,104 @@
+/* Corruption kernels: Gaussian, masking of an exact count, Bernoulli mask,
+ * dropout noise, salt and pepper; optional clipping. Every kernel reads
+ * in[i] before writing out[i], so in-place use works. */
+#include <math.h>
+
+#include "noise.h"
+
+ae_status ae_noise_check(const ae_noise_spec *n, ae_errbuf *e, int settings) {
+    const char *lv = settings ? "AE_P_NOISE_LEVEL" : "level";
+    const char *lo = settings ? "AE_P_NOISE_CLIP_LO" : "clip_lo";
+    const char *hi = settings ? "AE_P_NOISE_CLIP_HI" : "clip_hi";
+    double p = n->level;
+    switch (n->kind) {
+    case AE_NOISE_NONE: return AE_OK;
+    case AE_NOISE_GAUSSIAN:
+        if (!(p >= 0.0 && p <= 1e6))
+            return ae_error(e, AE_ERR_RANGE, "%s is a variance for Gaussian noise: must be in [0, 1e6], got %g",
+                            lv, p);
+        if (!(fabs(n->mean) <= 1e6))
+            return ae_error(e, AE_ERR_RANGE, "%s must be in [-1e6, 1e6], got %g",
+                            settings ? "AE_P_NOISE_MEAN" : "mean", n->mean);
+        break;
+    case AE_NOISE_MASK:
+    case AE_NOISE_BERNOULLI:
+    case AE_NOISE_SALT_PEPPER:
+        if (!(p >= 0.0 && p <= 1.0))
+            return ae_error(e, AE_ERR_RANGE, "%s is a %s: must be in [0, 1], got %g", lv,
+                            n->kind == AE_NOISE_MASK ? "rate for masking noise"
+                                                     : "probability for this noise",
+                            p);
+        if (n->kind == AE_NOISE_MASK && !(fabs(n->value) <= 1e30))
+            return ae_error(e, AE_ERR_RANGE, "%s must be a finite value in [-1e30, 1e30], got %g",
+                            settings ? "AE_P_NOISE_VALUE" : "value", n->value);
+        break;
+    case AE_NOISE_DROPOUT:
+        if (!(p >= 0.0 && p < 1.0))
+            return ae_error(e, AE_ERR_RANGE,
+                            "%s is a probability for dropout noise: must be in [0, 1), got %g", lv, p);
+        break;
+    default:
+        return ae_error(e, AE_ERR_INVALID_ARG, "unknown noise kind %d", n->kind);
+    }
+    if (n->clip) {
+        if (!(fabs(n->lo) <= 1e30) || !(fabs(n->hi) <= 1e30))
+            return ae_error(e, AE_ERR_RANGE, "%s (%g) and %s (%g) must be finite, in [-1e30, 1e30]",
+                            lo, n->lo, hi, n->hi);
+        if (n->lo > n->hi)
+            return ae_error(e, AE_ERR_RANGE, "%s (%g) is above %s (%g)", lo, n->lo, hi, n->hi);
+    }
+    return AE_OK;
+}
+
+void ae_noise_apply(const ae_noise_spec *n, ae_rng *r, const float *in, float *out, size_t count,
+                    size_t dim) {
+    size_t total = count * dim;
+    float p = (float)n->level;
+    switch (n->kind) {
+    case AE_NOISE_GAUSSIAN: {
+        float mean = (float)n->mean, sd = (float)sqrt(n->level);
+        for (size_t i = 0; i < total; i++) out[i] = in[i] + mean + sd * ae_rng_normal(r);
+        break;
+    }
+    case AE_NOISE_MASK: {
+        /* Selection sampling (Knuth's algorithm S): exactly k of the dim
+         * entries, every k-subset equally likely, no scratch memory. */
+        size_t k = (size_t)floor((double)dim * n->level);
+        if (k > dim) k = dim;
+        float c = (float)n->value;
+        for (size_t s = 0; s < count; s++) {
+            const float *x = in + s * dim;
+            float *y = out + s * dim;
+            size_t left = k;
+            for (size_t j = 0; j < dim; j++) {
+                int pick = left > 0 && ae_rng_below(r, dim - j) < left;
+                y[j] = pick ? c : x[j];
+                left -= (size_t)pick;
+            }
+        }
+        break;
+    }
+    case AE_NOISE_BERNOULLI:
+        for (size_t i = 0; i < total; i++) out[i] = ae_rng_uniform(r) < p ? 0.0f : in[i];
+        break;
+    case AE_NOISE_DROPOUT: {
+        float keep = (float)(1.0 / (1.0 - n->level));
+        for (size_t i = 0; i < total; i++) out[i] = ae_rng_uniform(r) < p ? 0.0f : in[i] * keep;
+        break;
+    }
+    case AE_NOISE_SALT_PEPPER:
+        for (size_t i = 0; i < total; i++) {
+            float u = ae_rng_uniform(r);
+            out[i] = u < 0.5f * p ? 0.0f : u < p ? 1.0f : in[i];
+        }
+        break;
+    default:
+        if (out != in)
+            for (size_t i = 0; i < total; i++) out[i] = in[i];
+        break;
+    }
+    if (n->clip) {
+        float lo = (float)n->lo, hi = (float)n->hi;
+        for (size_t i = 0; i < total; i++) out[i] = out[i] < lo ? lo : out[i] > hi ? hi : out[i];
+    }
+}
