@@ -80,6 +80,200 @@ AE_API ae_status ae_dataset_scale(ae_dataset *ds, float mul, float add);
 AE_API ae_status ae_dataset_gather(ae_dataset *ds, const size_t *idx, size_t n, float *dst,
                                    int32_t *labels);
 
+/** How ae_dataset_from_memory treats the caller's arrays. Since 0.1.0. */
+typedef enum ae_data_mode {
+    /* The dataset copies the arrays; the caller may free them at once. */
+    AE_DATA_COPY = 0,
+    /* The dataset keeps the caller's pointers and never writes through
+       them: the arrays must stay valid and unchanged while the dataset
+       holds them. A call that changes values (scale, standardize,
+       shuffle) first makes a private copy. */
+    AE_DATA_BORROW = 1
+} ae_data_mode;
+
+/**
+ * Sets the dataset to `count` samples of shape channels x height x width
+ * (floats, row-major [count, c*h*w]) from `data`, with optional `labels`
+ * ([count] int32, may be NULL). `mode` is AE_DATA_COPY or AE_DATA_BORROW.
+ * Replaces what the dataset held only on success.
+ * Errors: AE_ERR_INVALID_ARG (NULL data, unknown mode), AE_ERR_RANGE (a
+ * zero size or sizes whose product overflows), AE_ERR_NUMERIC (a
+ * non-finite value; the message gives its index), AE_ERR_OUT_OF_MEMORY.
+ * Since 0.1.0.
+ */
+AE_API ae_status ae_dataset_from_memory(ae_dataset *ds, const float *data, const int32_t *labels,
+                                        size_t count, size_t channels, size_t height,
+                                        size_t width, ae_data_mode mode);
+
+/**
+ * Changes the sample shape to channels x height x width without moving
+ * data; the product must equal ae_dataset_dim (e.g. 784 CSV columns into
+ * 1 x 28 x 28). Errors: AE_ERR_INVALID_ARG, AE_ERR_STATE (empty),
+ * AE_ERR_SHAPE (the product differs). Since 0.1.0.
+ */
+AE_API ae_status ae_dataset_reshape(ae_dataset *ds, size_t channels, size_t height, size_t width);
+
+/**
+ * Loads a NumPy .npy file (format versions 1.0, 2.0 and 3.0): dtype
+ * little-endian float32 ('<f4'), float64 ('<f8', converted to float) or
+ * uint8 ('|u1', values 0..255), C order. Shape [N] gives N samples of 1
+ * value; [N, D] vectors of D; [N, H, W] images 1 x H x W; [N, C, H, W]
+ * images C x H x W. The dataset has no labels afterwards. Replaces what
+ * the dataset held only on success.
+ * Errors (the message names the file and the problem): AE_ERR_INVALID_ARG,
+ * AE_ERR_IO, AE_ERR_FORMAT (bad magic, malformed header, truncated data,
+ * trailing bytes, a NaN or infinity, a float64 outside float's range),
+ * AE_ERR_UNSUPPORTED (another dtype, big-endian, Fortran order, 0 or more
+ * than 4 dimensions), AE_ERR_VERSION (an unknown format version),
+ * AE_ERR_OUT_OF_MEMORY. Since 0.1.0.
+ */
+AE_API ae_status ae_dataset_load_npy(ae_dataset *ds, const char *path);
+
+/**
+ * Writes the samples to a .npy file (version 1.0, '<f4', C order) readable
+ * by numpy.load and torch.from_numpy: shape [N, D] for vectors (height and
+ * width 1), [N, C, H, W] otherwise. Labels are not written. The file is
+ * written under a temporary name and renamed, so a failure leaves no
+ * partial file at `path`. Errors: AE_ERR_INVALID_ARG, AE_ERR_STATE (empty
+ * dataset), AE_ERR_IO (the message names the file). Since 0.1.0.
+ */
+AE_API ae_status ae_dataset_save_npy(ae_dataset *ds, const char *path);
+
+/** Flags of ae_dataset_load_csv, or-ed together. Since 0.1.0. */
+enum {
+    /* The first non-blank line is a header and is skipped. */
+    AE_CSV_HEADER = 1,
+    /* The first field of each row is an integer label (as in Kaggle's
+       Fashion-MNIST CSV files); the rest are the sample. */
+    AE_CSV_LABEL_FIRST = 2
+};
+
+/**
+ * Loads a CSV file of numbers: one sample per line, fields separated by
+ * commas, optional spaces around fields, optional double quotes around a
+ * field, LF or CRLF line ends; blank lines are skipped. Numbers are read
+ * in the C locale whatever the program's locale. Every row must have as
+ * many fields as the first; the sample shape is D x 1 x 1 (see
+ * ae_dataset_reshape). `flags`: AE_CSV_HEADER, AE_CSV_LABEL_FIRST.
+ * Replaces what the dataset held only on success.
+ * Errors (the message names the file, the line and the field):
+ * AE_ERR_INVALID_ARG (NULL, unknown flag), AE_ERR_IO, AE_ERR_FORMAT (no
+ * data rows, a row of the wrong length, a field that is not a number, a
+ * NaN or infinity, a value outside float's range, a label that is not an
+ * int32), AE_ERR_OUT_OF_MEMORY. Since 0.1.0.
+ */
+AE_API ae_status ae_dataset_load_csv(ae_dataset *ds, const char *path, unsigned flags);
+
+/**
+ * Standardises the samples: x = (x - mean) / std. `n` says how the
+ * statistics are shared: 1 (one mean and std for every value), the channel
+ * count (per channel, as torchvision's Normalize), or ae_dataset_dim (per
+ * feature). When `mean` and `std` are both NULL they are computed from
+ * this dataset (population standard deviation; a std of 0 becomes 1);
+ * otherwise both are given, `n` values each (std > 0, all finite), e.g.
+ * those of the training set applied to the test set. The values applied
+ * are stored and readable with ae_dataset_standardization. A dataset is
+ * standardised once (AE_ERR_STATE the second time); loading new data
+ * clears the stored values. Errors: AE_ERR_INVALID_ARG (only one of mean
+ * and std given, a non-finite value or std <= 0), AE_ERR_SHAPE (n fits
+ * none of the three), AE_ERR_STATE (empty, or already standardised),
+ * AE_ERR_OUT_OF_MEMORY. Since 0.1.0.
+ */
+AE_API ae_status ae_dataset_standardize(ae_dataset *ds, const float *mean, const float *std,
+                                        size_t n);
+
+/**
+ * Reads the statistics ae_dataset_standardize applied: `n` must be the
+ * count used then (ae_dataset_standardization_count). `mean` and `std`
+ * receive n values each (either may be NULL). Errors: AE_ERR_INVALID_ARG,
+ * AE_ERR_STATE (not standardised), AE_ERR_SHAPE (n differs). Since 0.1.0.
+ */
+AE_API ae_status ae_dataset_standardization(const ae_dataset *ds, float *mean, float *std,
+                                            size_t n);
+/** Number of stored mean/std values; 0 when not standardised. Since 0.1.0. */
+AE_API size_t ae_dataset_standardization_count(const ae_dataset *ds);
+
+/**
+ * Shuffles the samples (and labels with them) in place, Fisher-Yates from
+ * an RNG seeded with `seed`: the same seed gives the same order. Errors:
+ * AE_ERR_INVALID_ARG, AE_ERR_OUT_OF_MEMORY (a borrowed dataset is copied
+ * first). Since 0.1.0.
+ */
+AE_API ae_status ae_dataset_shuffle(ae_dataset *ds, uint64_t seed);
+
+/**
+ * Splits a dataset into two new ones: `*val` gets ceil(val_fraction *
+ * count) samples chosen at random (seeded by `seed`), `*train` the rest,
+ * each in a random order; labels, shape, standardisation values and
+ * allocator go with them. `ds` is unchanged. The caller destroys both.
+ * Errors (message in ae_dataset_last_error(ds)): AE_ERR_INVALID_ARG (NULL,
+ * val_fraction not in (0, 1)), AE_ERR_STATE (either part would be empty),
+ * AE_ERR_OUT_OF_MEMORY. On failure both are NULL. Since 0.1.0.
+ */
+AE_API ae_status ae_dataset_split(const ae_dataset *ds, double val_fraction, uint64_t seed,
+                                  ae_dataset **train, ae_dataset **val);
+
+/* ------------------------------------------------------------------------
+ * Corruption (denoising), SPEC.md "Corruption"
+ * ------------------------------------------------------------------------ */
+
+/** Corruption operators (numbers frozen). Since 0.1.0. */
+typedef enum ae_noise_kind {
+    AE_NOISE_NONE = 0,
+    /* x + mean + sqrt(level) * N(0, 1): level is the variance. */
+    AE_NOISE_GAUSSIAN = 1,
+    /* Exactly floor(dim * level) entries of each sample, chosen without
+       replacement, set to `value` (default 0). */
+    AE_NOISE_MASK = 2,
+    /* Each entry set to 0 with probability level (no rescale). */
+    AE_NOISE_BERNOULLI = 3,
+    /* Each entry set to 0 with probability level < 1, survivors scaled
+       by 1 / (1 - level). */
+    AE_NOISE_DROPOUT = 4,
+    /* Each entry set to 0 with probability level/2, to 1 with level/2. */
+    AE_NOISE_SALT_PEPPER = 5
+} ae_noise_kind;
+
+/**
+ * A corruption for ae_corrupt. Fill it with ae_noise_init, then change
+ * fields. Fields added later go at the end. Since 0.1.0.
+ */
+typedef struct ae_noise {
+    size_t struct_size;  /* sizeof(ae_noise) */
+    ae_noise_kind kind;
+    double level;        /* as AE_P_NOISE_LEVEL */
+    double mean;         /* Gaussian mean, default 0 */
+    double value;        /* masking constant, default 0 */
+    int clip;            /* 1: clip results to [clip_lo, clip_hi]; default 0 */
+    double clip_lo, clip_hi; /* default 0 and 1 */
+} ae_noise;
+
+/** Fills `noise` with `kind`, `level` and the defaults. Accepts NULL. Since 0.1.0. */
+AE_API void ae_noise_init(ae_noise *noise, ae_noise_kind kind, double level);
+
+/**
+ * Seeds a caller-held RNG state (4 words) for ae_corrupt_rng; the model's
+ * RNG is the same generator (xoshiro256**). Accepts NULL. Since 0.1.0.
+ */
+AE_API void ae_rng_state_seed(uint64_t state[4], uint64_t seed);
+
+/**
+ * Writes a corrupted copy of `in` ([count, dim] floats) to `out`, drawing
+ * from `state` and advancing it (successive calls give fresh noise). `in`
+ * is only read; `out` may equal `in` (in place) but must not otherwise
+ * overlap it. Errors (by code only: there is no handle): AE_ERR_INVALID_ARG
+ * (NULL, a wrong struct_size, an unknown kind), AE_ERR_RANGE (a level,
+ * mean, value or clip bound out of the kind's range; count * dim
+ * overflowing). On failure nothing is written and `state` is unchanged.
+ * Since 0.1.0.
+ */
+AE_API ae_status ae_corrupt_rng(const ae_noise *noise, uint64_t state[4], const float *in,
+                                float *out, size_t count, size_t dim);
+
+/** As ae_corrupt_rng with a fresh state seeded by `seed`. Since 0.1.0. */
+AE_API ae_status ae_corrupt(const ae_noise *noise, const float *in, float *out, size_t count,
+                            size_t dim, uint64_t seed);
+
 #ifdef __cplusplus
 }
 #endif

@@ -40,4 +40,25 @@ ae_status ae_idx_read_file(const ae_allocator *a, ae_errbuf *e, const char *path
 /* Frees what a successful parse allocated and zeroes *x. Accepts NULL. */
 void ae_idx_free(const ae_allocator *a, ae_idx *x);
 
+/* The .npy and CSV readers fill the same struct (ae_idx: count, shape,
+ * values, and labels for a CSV with a label column). Each parses from
+ * memory; `name` starts every message; on failure *out is zeroed and
+ * nothing stays allocated. */
+ae_status ae_npy_parse_mem(const ae_allocator *a, ae_errbuf *e, const char *name, const void *buf,
+                           size_t len, ae_idx *out);
+
+/* Bits of `flags` are AE_CSV_HEADER and AE_CSV_LABEL_FIRST. */
+ae_status ae_csv_parse_mem(const ae_allocator *a, ae_errbuf *e, const char *name, const void *buf,
+                           size_t len, unsigned flags, ae_idx *out);
+
+/* Writes count samples of shape c x h x w as a version 1.0 '<f4' .npy
+ * file, through a temporary file renamed into place. */
+ae_status ae_npy_write_file(const ae_allocator *a, ae_errbuf *e, const char *path,
+                            const float *data, size_t count, const size_t shape[3]);
+
+/* Reads a whole file into memory from `a` (*buf owned by the caller; a
+ * 1-byte block for an empty file). Messages name the path. */
+ae_status ae_read_whole_file(const ae_allocator *a, ae_errbuf *e, const char *path, uint8_t **buf,
+                             size_t *len);
+
 #endif

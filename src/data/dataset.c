@@ -1,5 +1,6 @@
-/* The dataset handle: float samples [count, dim] with optional int32 labels,
- * loading (through the IDX reader), scaling and gathering. */
+/* The dataset handle: float samples [count, dim] with optional int32 labels;
+ * loading (IDX, .npy, CSV, caller memory), saving .npy, scaling,
+ * standardisation, shuffling, splitting and gathering. */
 #include <math.h>
 #include <string.h>
 
@@ -12,6 +13,9 @@ struct ae_dataset {
     size_t shape[3]; /* C, H, W */
     float *data;     /* [count, dim], NULL when empty */
     int32_t *labels; /* [count], NULL when there are none */
+    int borrowed;    /* data and labels are the caller's: never written or freed */
+    float *st_mean, *st_std; /* standardisation applied, st_n values each */
+    size_t st_n;
 };
 
 ae_status ae_dataset_create(ae_dataset **out, const ae_allocator *alloc) {
@@ -28,12 +32,50 @@ ae_status ae_dataset_create(ae_dataset **out, const ae_allocator *alloc) {
 }
 
 static void clear(ae_dataset *ds) {
-    ae_free(&ds->alloc, ds->data);
-    ae_free(&ds->alloc, ds->labels);
+    if (!ds->borrowed) {
+        ae_free(&ds->alloc, ds->data);
+        ae_free(&ds->alloc, ds->labels);
+    }
+    ae_free(&ds->alloc, ds->st_mean);
+    ae_free(&ds->alloc, ds->st_std);
     ds->data = NULL;
     ds->labels = NULL;
+    ds->st_mean = ds->st_std = NULL;
+    ds->st_n = 0;
+    ds->borrowed = 0;
     ds->count = ds->dim = 0;
     ds->shape[0] = ds->shape[1] = ds->shape[2] = 0;
+}
+
+/* Takes over a parsed result (values and labels owned from ds->alloc). */
+static void adopt(ae_dataset *ds, ae_idx *x) {
+    clear(ds);
+    ds->count = x->count;
+    ds->dim = x->dim;
+    memcpy(ds->shape, x->shape, sizeof ds->shape);
+    ds->data = x->values;
+    ds->labels = x->labels;
+    memset(x, 0, sizeof *x);
+}
+
+/* Before changing values of a borrowed dataset: make them its own. */
+static ae_status own(ae_dataset *ds, const char *who) {
+    if (!ds->borrowed) return AE_OK;
+    size_t n = ds->count * ds->dim;
+    float *d = ae_alloc(&ds->alloc, n * sizeof *d);
+    int32_t *l = ds->labels ? ae_alloc(&ds->alloc, ds->count * sizeof *l) : NULL;
+    if (!d || (ds->labels && !l)) {
+        ae_free(&ds->alloc, d);
+        ae_free(&ds->alloc, l);
+        return ae_error(&ds->err, AE_ERR_OUT_OF_MEMORY,
+                        "%s: out of memory copying the borrowed data (%zu floats)", who, n);
+    }
+    memcpy(d, ds->data, n * sizeof *d);
+    if (l) memcpy(l, ds->labels, ds->count * sizeof *l);
+    ds->data = d;
+    ds->labels = l;
+    ds->borrowed = 0;
+    return AE_OK;
 }
 
 void ae_dataset_destroy(ae_dataset *ds) {
@@ -65,12 +107,8 @@ ae_status ae_dataset_load_idx(ae_dataset *ds, const char *images_path, const cha
             return st;
         }
     }
-    clear(ds);
-    ds->count = img.count;
-    ds->dim = img.dim;
-    memcpy(ds->shape, img.shape, sizeof ds->shape);
-    ds->data = img.values;
-    ds->labels = lab.labels;
+    img.labels = lab.labels;
+    adopt(ds, &img);
     return AE_OK;
 }
 
@@ -112,6 +150,9 @@ ae_status ae_dataset_scale(ae_dataset *ds, float mul, float add) {
         return ae_error(&ds->err, AE_ERR_INVALID_ARG,
                         "ae_dataset_scale: x * %g + %g overflows float for values in [%g, %g]",
                         (double)mul, (double)add, (double)lo, (double)hi);
+    ae_status st = own(ds, "ae_dataset_scale");
+    if (st) return st;
+    x = ds->data;
     for (size_t i = 0; i < n; i++) x[i] = x[i] * mul + add;
     return AE_OK;
 }
@@ -132,5 +173,322 @@ ae_status ae_dataset_gather(ae_dataset *ds, const size_t *idx, size_t n, float *
         memcpy(dst + i * ds->dim, ds->data + idx[i] * ds->dim, ds->dim * sizeof *dst);
     if (labels && ds->labels)
         for (size_t i = 0; i < n; i++) labels[i] = ds->labels[idx[i]];
+    return AE_OK;
+}
+
+/* ---- memory, reshape ---- */
+
+ae_status ae_dataset_from_memory(ae_dataset *ds, const float *data, const int32_t *labels,
+                                 size_t count, size_t channels, size_t height, size_t width,
+                                 ae_data_mode mode) {
+    static const char who[] = "ae_dataset_from_memory";
+    if (!ds) return AE_ERR_INVALID_ARG;
+    if (!data) return ae_error(&ds->err, AE_ERR_INVALID_ARG, "%s: data is NULL", who);
+    if (mode != AE_DATA_COPY && mode != AE_DATA_BORROW)
+        return ae_error(&ds->err, AE_ERR_INVALID_ARG, "%s: unknown mode %d", who, (int)mode);
+    size_t dim, n, bytes;
+    if (!count || !channels || !height || !width)
+        return ae_error(&ds->err, AE_ERR_RANGE, "%s: count (%zu) and shape %zu x %zu x %zu must be nonzero",
+                        who, count, channels, height, width);
+    if (ae_mul_overflow(channels, height, &dim) || ae_mul_overflow(dim, width, &dim) ||
+        ae_mul_overflow(dim, count, &n) || ae_mul_overflow(n, sizeof(float), &bytes))
+        return ae_error(&ds->err, AE_ERR_RANGE, "%s: %zu samples of %zu x %zu x %zu overflow", who,
+                        count, channels, height, width);
+    size_t bad = ae_first_nonfinite(data, n);
+    if (bad < n)
+        return ae_error(&ds->err, AE_ERR_NUMERIC,
+                        "%s: value %zu (sample %zu, feature %zu) is %g where data must be finite",
+                        who, bad, bad / dim, bad % dim, (double)data[bad]);
+    ae_idx x;
+    memset(&x, 0, sizeof x);
+    x.count = count;
+    x.dim = dim;
+    x.shape[0] = channels;
+    x.shape[1] = height;
+    x.shape[2] = width;
+    if (mode == AE_DATA_BORROW) {
+        clear(ds);
+        ds->count = count;
+        ds->dim = dim;
+        memcpy(ds->shape, x.shape, sizeof ds->shape);
+        ds->data = (float *)(uintptr_t)data; /* never written while borrowed */
+        ds->labels = (int32_t *)(uintptr_t)labels;
+        ds->borrowed = 1;
+        return AE_OK;
+    }
+    x.values = ae_alloc(&ds->alloc, bytes);
+    x.labels = labels ? ae_alloc(&ds->alloc, count * sizeof(int32_t)) : NULL;
+    if (!x.values || (labels && !x.labels)) {
+        ae_free(&ds->alloc, x.values);
+        ae_free(&ds->alloc, x.labels);
+        return ae_error(&ds->err, AE_ERR_OUT_OF_MEMORY, "%s: out of memory for %zu floats", who, n);
+    }
+    memcpy(x.values, data, bytes);
+    if (labels) memcpy(x.labels, labels, count * sizeof(int32_t));
+    adopt(ds, &x);
+    return AE_OK;
+}
+
+ae_status ae_dataset_reshape(ae_dataset *ds, size_t channels, size_t height, size_t width) {
+    if (!ds) return AE_ERR_INVALID_ARG;
+    if (!ds->data) return ae_error(&ds->err, AE_ERR_STATE, "ae_dataset_reshape: the dataset is empty");
+    size_t d;
+    if (ae_mul_overflow(channels, height, &d) || ae_mul_overflow(d, width, &d) || d != ds->dim)
+        return ae_error(&ds->err, AE_ERR_SHAPE,
+                        "ae_dataset_reshape: %zu x %zu x %zu does not hold the %zu values of a sample",
+                        channels, height, width, ds->dim);
+    if (ds->st_n > 1 && ds->st_n != ds->dim && ds->st_n == ds->shape[0] && channels != ds->shape[0])
+        return ae_error(&ds->err, AE_ERR_SHAPE,
+                        "ae_dataset_reshape: the data was standardised per channel (%zu channels)",
+                        ds->shape[0]);
+    ds->shape[0] = channels;
+    ds->shape[1] = height;
+    ds->shape[2] = width;
+    return AE_OK;
+}
+
+/* ---- .npy and CSV ---- */
+
+ae_status ae_dataset_load_npy(ae_dataset *ds, const char *path) {
+    if (!ds) return AE_ERR_INVALID_ARG;
+    if (!path) return ae_error(&ds->err, AE_ERR_INVALID_ARG, "ae_dataset_load_npy: path is NULL");
+    uint8_t *buf;
+    size_t len;
+    ae_status st = ae_read_whole_file(&ds->alloc, &ds->err, path, &buf, &len);
+    if (st) return st;
+    ae_idx x;
+    st = ae_npy_parse_mem(&ds->alloc, &ds->err, path, buf, len, &x);
+    ae_free(&ds->alloc, buf);
+    if (st) return st;
+    adopt(ds, &x);
+    return AE_OK;
+}
+
+ae_status ae_dataset_save_npy(ae_dataset *ds, const char *path) {
+    if (!ds) return AE_ERR_INVALID_ARG;
+    if (!path) return ae_error(&ds->err, AE_ERR_INVALID_ARG, "ae_dataset_save_npy: path is NULL");
+    if (!ds->data) return ae_error(&ds->err, AE_ERR_STATE, "ae_dataset_save_npy: the dataset is empty");
+    return ae_npy_write_file(&ds->alloc, &ds->err, path, ds->data, ds->count, ds->shape);
+}
+
+ae_status ae_dataset_load_csv(ae_dataset *ds, const char *path, unsigned flags) {
+    if (!ds) return AE_ERR_INVALID_ARG;
+    if (!path) return ae_error(&ds->err, AE_ERR_INVALID_ARG, "ae_dataset_load_csv: path is NULL");
+    if (flags & ~(unsigned)(AE_CSV_HEADER | AE_CSV_LABEL_FIRST))
+        return ae_error(&ds->err, AE_ERR_INVALID_ARG, "ae_dataset_load_csv: unknown flags 0x%x", flags);
+    uint8_t *buf;
+    size_t len;
+    ae_status st = ae_read_whole_file(&ds->alloc, &ds->err, path, &buf, &len);
+    if (st) return st;
+    ae_idx x;
+    st = ae_csv_parse_mem(&ds->alloc, &ds->err, path, buf, len, flags, &x);
+    ae_free(&ds->alloc, buf);
+    if (st) return st;
+    adopt(ds, &x);
+    return AE_OK;
+}
+
+/* ---- standardisation ---- */
+
+/* Which statistic feature j uses, for n shared values. */
+static size_t stat_index(const ae_dataset *ds, size_t n, size_t j) {
+    if (n == 1) return 0;
+    if (n == ds->dim) return j;
+    return j / (ds->shape[1] * ds->shape[2]); /* per channel */
+}
+
+ae_status ae_dataset_standardize(ae_dataset *ds, const float *mean, const float *std, size_t n) {
+    static const char who[] = "ae_dataset_standardize";
+    if (!ds) return AE_ERR_INVALID_ARG;
+    if (!ds->data) return ae_error(&ds->err, AE_ERR_STATE, "%s: the dataset is empty", who);
+    if (ds->st_n)
+        return ae_error(&ds->err, AE_ERR_STATE, "%s: the dataset is already standardised", who);
+    if (!mean != !std)
+        return ae_error(&ds->err, AE_ERR_INVALID_ARG,
+                        "%s: give both mean and std, or neither to compute them", who);
+    if (n != 1 && n != ds->shape[0] && n != ds->dim)
+        return ae_error(&ds->err, AE_ERR_SHAPE,
+                        "%s: n = %zu is neither 1, the channel count (%zu) nor the sample size (%zu)",
+                        who, n, ds->shape[0], ds->dim);
+    for (size_t i = 0; mean && i < n; i++)
+        if (!isfinite(mean[i]) || !isfinite(std[i]) || !(std[i] > 0.0f))
+            return ae_error(&ds->err, AE_ERR_INVALID_ARG,
+                            "%s: mean[%zu] = %g and std[%zu] = %g: both must be finite, std > 0", who,
+                            i, (double)mean[i], i, (double)std[i]);
+    float *mu = ae_alloc(&ds->alloc, n * sizeof *mu), *sd = ae_alloc(&ds->alloc, n * sizeof *sd);
+    double *acc = mean ? NULL : ae_calloc(&ds->alloc, 2 * n, sizeof *acc);
+    if (!mu || !sd || (!mean && !acc)) {
+        ae_free(&ds->alloc, mu);
+        ae_free(&ds->alloc, sd);
+        ae_free(&ds->alloc, acc);
+        return ae_error(&ds->err, AE_ERR_OUT_OF_MEMORY, "%s: out of memory", who);
+    }
+    if (mean) {
+        memcpy(mu, mean, n * sizeof *mu);
+        memcpy(sd, std, n * sizeof *sd);
+    } else {
+        /* Two passes in double: the mean, then the mean squared deviation. */
+        double per = (double)ds->count * (double)ds->dim / (double)n;
+        for (size_t s = 0; s < ds->count; s++)
+            for (size_t j = 0; j < ds->dim; j++)
+                acc[stat_index(ds, n, j)] += ds->data[s * ds->dim + j];
+        for (size_t i = 0; i < n; i++) acc[i] /= per;
+        for (size_t s = 0; s < ds->count; s++)
+            for (size_t j = 0; j < ds->dim; j++) {
+                size_t k = stat_index(ds, n, j);
+                double d = ds->data[s * ds->dim + j] - acc[k];
+                acc[n + k] += d * d;
+            }
+        for (size_t i = 0; i < n; i++) {
+            double v = sqrt(acc[n + i] / per);
+            mu[i] = (float)acc[i];
+            sd[i] = v > 0.0 && isfinite((float)v) && (float)v > 0.0f ? (float)v : 1.0f;
+        }
+        ae_free(&ds->alloc, acc);
+    }
+    /* Check that every result is finite before changing anything. */
+    int ok = 1;
+    for (size_t s = 0; ok && s < ds->count; s++)
+        for (size_t j = 0; j < ds->dim; j++) {
+            size_t k = stat_index(ds, n, j);
+            if (!isfinite((ds->data[s * ds->dim + j] - mu[k]) / sd[k])) {
+                ok = 0;
+                break;
+            }
+        }
+    ae_status st = ok ? own(ds, who)
+                      : ae_error(&ds->err, AE_ERR_NUMERIC,
+                                 "%s: the standardised values overflow float (std too small)", who);
+    if (st) {
+        ae_free(&ds->alloc, mu);
+        ae_free(&ds->alloc, sd);
+        return st;
+    }
+    for (size_t s = 0; s < ds->count; s++)
+        for (size_t j = 0; j < ds->dim; j++) {
+            size_t k = stat_index(ds, n, j);
+            ds->data[s * ds->dim + j] = (ds->data[s * ds->dim + j] - mu[k]) / sd[k];
+        }
+    ds->st_mean = mu;
+    ds->st_std = sd;
+    ds->st_n = n;
+    return AE_OK;
+}
+
+ae_status ae_dataset_standardization(const ae_dataset *ds, float *mean, float *std, size_t n) {
+    if (!ds) return AE_ERR_INVALID_ARG;
+    if (!ds->st_n) return AE_ERR_STATE;
+    if (n != ds->st_n) return AE_ERR_SHAPE;
+    if (mean) memcpy(mean, ds->st_mean, n * sizeof *mean);
+    if (std) memcpy(std, ds->st_std, n * sizeof *std);
+    return AE_OK;
+}
+
+size_t ae_dataset_standardization_count(const ae_dataset *ds) { return ds ? ds->st_n : 0; }
+
+/* ---- shuffle, split ---- */
+
+static void permutation(size_t *idx, size_t n, uint64_t seed) {
+    ae_rng r;
+    ae_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) idx[i] = i;
+    for (size_t i = n; i-- > 1;) {
+        size_t j = (size_t)ae_rng_below(&r, (uint64_t)i + 1);
+        size_t t = idx[i];
+        idx[i] = idx[j];
+        idx[j] = t;
+    }
+}
+
+ae_status ae_dataset_shuffle(ae_dataset *ds, uint64_t seed) {
+    static const char who[] = "ae_dataset_shuffle";
+    if (!ds) return AE_ERR_INVALID_ARG;
+    if (ds->count < 2) return AE_OK;
+    size_t *idx = ae_alloc(&ds->alloc, ds->count * sizeof *idx);
+    float *d = ae_alloc(&ds->alloc, ds->count * ds->dim * sizeof *d);
+    int32_t *l = ds->labels ? ae_alloc(&ds->alloc, ds->count * sizeof *l) : NULL;
+    if (!idx || !d || (ds->labels && !l)) {
+        ae_free(&ds->alloc, idx);
+        ae_free(&ds->alloc, d);
+        ae_free(&ds->alloc, l);
+        return ae_error(&ds->err, AE_ERR_OUT_OF_MEMORY, "%s: out of memory", who);
+    }
+    permutation(idx, ds->count, seed);
+    for (size_t i = 0; i < ds->count; i++) {
+        memcpy(d + i * ds->dim, ds->data + idx[i] * ds->dim, ds->dim * sizeof *d);
+        if (l) l[i] = ds->labels[idx[i]];
+    }
+    ae_free(&ds->alloc, idx);
+    if (!ds->borrowed) {
+        ae_free(&ds->alloc, ds->data);
+        ae_free(&ds->alloc, ds->labels);
+    }
+    ds->data = d;
+    ds->labels = l;
+    ds->borrowed = 0;
+    return AE_OK;
+}
+
+/* A new dataset holding samples idx[0..n) of ds. */
+static ae_status subset(const ae_dataset *ds, const size_t *idx, size_t n, ae_dataset **out) {
+    ae_dataset *s = NULL;
+    if (ae_dataset_create(&s, &ds->alloc) != AE_OK) return AE_ERR_OUT_OF_MEMORY;
+    s->data = ae_alloc(&s->alloc, n * ds->dim * sizeof(float));
+    s->labels = ds->labels ? ae_alloc(&s->alloc, n * sizeof(int32_t)) : NULL;
+    s->st_mean = ds->st_n ? ae_alloc(&s->alloc, ds->st_n * sizeof(float)) : NULL;
+    s->st_std = ds->st_n ? ae_alloc(&s->alloc, ds->st_n * sizeof(float)) : NULL;
+    if (!s->data || (ds->labels && !s->labels) || (ds->st_n && (!s->st_mean || !s->st_std))) {
+        ae_dataset_destroy(s);
+        return AE_ERR_OUT_OF_MEMORY;
+    }
+    for (size_t i = 0; i < n; i++) {
+        memcpy(s->data + i * ds->dim, ds->data + idx[i] * ds->dim, ds->dim * sizeof(float));
+        if (s->labels) s->labels[i] = ds->labels[idx[i]];
+    }
+    if (ds->st_n) {
+        memcpy(s->st_mean, ds->st_mean, ds->st_n * sizeof(float));
+        memcpy(s->st_std, ds->st_std, ds->st_n * sizeof(float));
+        s->st_n = ds->st_n;
+    }
+    s->count = n;
+    s->dim = ds->dim;
+    memcpy(s->shape, ds->shape, sizeof s->shape);
+    *out = s;
+    return AE_OK;
+}
+
+ae_status ae_dataset_split(const ae_dataset *ds_in, double val_fraction, uint64_t seed,
+                           ae_dataset **train, ae_dataset **val) {
+    static const char who[] = "ae_dataset_split";
+    if (train) *train = NULL;
+    if (val) *val = NULL;
+    if (!ds_in) return AE_ERR_INVALID_ARG;
+    /* Only the message buffer is written. */
+    ae_dataset *ds = (ae_dataset *)(uintptr_t)ds_in;
+    if (!train || !val || train == val)
+        return ae_error(&ds->err, AE_ERR_INVALID_ARG, "%s: train and val must be two distinct pointers",
+                        who);
+    if (!(val_fraction > 0.0 && val_fraction < 1.0))
+        return ae_error(&ds->err, AE_ERR_INVALID_ARG, "%s: val_fraction must be in (0, 1), got %g", who,
+                        val_fraction);
+    size_t nval = (size_t)ceil(val_fraction * (double)ds->count);
+    if (nval > ds->count) nval = ds->count;
+    if (ds->count == 0 || nval == 0 || nval == ds->count)
+        return ae_error(&ds->err, AE_ERR_STATE,
+                        "%s: %zu samples with val_fraction %g leave an empty part", who, ds->count,
+                        val_fraction);
+    size_t *idx = ae_alloc(&ds->alloc, ds->count * sizeof *idx);
+    if (!idx) return ae_error(&ds->err, AE_ERR_OUT_OF_MEMORY, "%s: out of memory", who);
+    permutation(idx, ds->count, seed);
+    ae_dataset *v = NULL, *t = NULL;
+    ae_status st = subset(ds, idx, nval, &v);
+    if (!st) st = subset(ds, idx + nval, ds->count - nval, &t);
+    ae_free(&ds->alloc, idx);
+    if (st) {
+        ae_dataset_destroy(v);
+        return ae_error(&ds->err, st, "%s: out of memory", who);
+    }
+    *train = t;
+    *val = v;
     return AE_OK;
 }

@@ -1,0 +1,410 @@
+/* NumPy .npy reader and writer. The reader parses from memory: the magic,
+ * the version (1.0: 2-byte header length; 2.0 and 3.0: 4-byte), and the
+ * header, a Python dict literal with exactly the keys 'descr',
+ * 'fortran_order' and 'shape'; then the C-order data, whose size must match
+ * the shape exactly. Nothing sized by the header is allocated before that
+ * size is checked against the input. */
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "data.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the .npy reader and writer assume a little-endian host"
+#endif
+
+#define NPY_MAX_DIMS 4
+#define NPY_NAME_SHOWN 160
+
+typedef struct npy_ctx {
+    ae_errbuf *e;
+    const char *ellipsis, *name;
+} npy_ctx;
+
+static ae_status npy_fail(npy_ctx *c, ae_status code, const char *fmt, ...) AE_PRINTF(3, 4);
+static ae_status npy_fail(npy_ctx *c, ae_status code, const char *fmt, ...) {
+    char what[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return ae_error(c->e, code, "%s%s: %s", c->ellipsis, c->name, what);
+}
+
+/* strerror_r (the POSIX form): handles may be used from several threads. */
+typedef struct errtext {
+    char s[96];
+} errtext;
+
+static errtext sys_error(int err) {
+    errtext t;
+    if (strerror_r(err, t.s, sizeof t.s) != 0) snprintf(t.s, sizeof t.s, "error %d", err);
+    return t;
+}
+
+static void npy_name(npy_ctx *c, const char *name) {
+    size_t n = strlen(name);
+    c->ellipsis = n > NPY_NAME_SHOWN ? "..." : "";
+    c->name = n > NPY_NAME_SHOWN ? name + n - NPY_NAME_SHOWN : name;
+}
+
+/* ---- the header dict ---- */
+
+typedef struct hdr {
+    const char *p, *end;
+} hdr;
+
+static void skip_ws(hdr *h) {
+    while (h->p < h->end && (*h->p == ' ' || *h->p == '\t' || *h->p == '\n' || *h->p == '\r'))
+        h->p++;
+}
+
+static int accept(hdr *h, char ch) {
+    skip_ws(h);
+    if (h->p < h->end && *h->p == ch) {
+        h->p++;
+        return 1;
+    }
+    return 0;
+}
+
+/* A quoted string without escapes; copies up to cap-1 bytes. */
+static int parse_str(hdr *h, char *out, size_t cap) {
+    skip_ws(h);
+    if (h->p >= h->end || (*h->p != '\'' && *h->p != '"')) return 0;
+    char q = *h->p++;
+    size_t n = 0;
+    while (h->p < h->end && *h->p != q) {
+        if (*h->p == '\\' || n + 1 >= cap) return 0;
+        out[n++] = *h->p++;
+    }
+    if (h->p >= h->end) return 0;
+    h->p++;
+    out[n] = '\0';
+    return 1;
+}
+
+static int parse_word(hdr *h, const char *w) {
+    skip_ws(h);
+    size_t n = strlen(w);
+    if ((size_t)(h->end - h->p) < n || memcmp(h->p, w, n) != 0) return 0;
+    h->p += n;
+    return 1;
+}
+
+typedef struct npy_header {
+    char descr[32];
+    int fortran;
+    size_t ndim;
+    size_t shape[NPY_MAX_DIMS];
+} npy_header;
+
+static ae_status parse_dict(npy_ctx *c, hdr *h, npy_header *out) {
+    int seen_descr = 0, seen_fortran = 0, seen_shape = 0;
+    if (!accept(h, '{')) return npy_fail(c, AE_ERR_FORMAT, "malformed header: it does not start with '{'");
+    for (;;) {
+        if (accept(h, '}')) break;
+        char key[32];
+        if (!parse_str(h, key, sizeof key))
+            return npy_fail(c, AE_ERR_FORMAT, "malformed header: expected a quoted key");
+        if (!accept(h, ':'))
+            return npy_fail(c, AE_ERR_FORMAT, "malformed header: expected ':' after '%s'", key);
+        if (strcmp(key, "descr") == 0 && !seen_descr) {
+            seen_descr = 1;
+            skip_ws(h);
+            if (h->p < h->end && *h->p == '[')
+                return npy_fail(c, AE_ERR_UNSUPPORTED,
+                                "structured dtype: only float32, float64 and uint8 arrays are read");
+            if (!parse_str(h, out->descr, sizeof out->descr))
+                return npy_fail(c, AE_ERR_FORMAT, "malformed header: 'descr' is not a dtype string");
+        } else if (strcmp(key, "fortran_order") == 0 && !seen_fortran) {
+            seen_fortran = 1;
+            if (parse_word(h, "True"))
+                out->fortran = 1;
+            else if (parse_word(h, "False"))
+                out->fortran = 0;
+            else
+                return npy_fail(c, AE_ERR_FORMAT, "malformed header: 'fortran_order' is not True or False");
+        } else if (strcmp(key, "shape") == 0 && !seen_shape) {
+            seen_shape = 1;
+            if (!accept(h, '('))
+                return npy_fail(c, AE_ERR_FORMAT, "malformed header: 'shape' is not a tuple");
+            out->ndim = 0;
+            for (;;) {
+                if (accept(h, ')')) break;
+                skip_ws(h);
+                if (h->p >= h->end || *h->p < '0' || *h->p > '9')
+                    return npy_fail(c, AE_ERR_FORMAT, "malformed header: bad number in 'shape'");
+                size_t v = 0;
+                while (h->p < h->end && *h->p >= '0' && *h->p <= '9') {
+                    size_t d = (size_t)(*h->p++ - '0');
+                    if (v > (SIZE_MAX - d) / 10)
+                        return npy_fail(c, AE_ERR_FORMAT, "a size in 'shape' overflows");
+                    v = v * 10 + d;
+                }
+                if (parse_word(h, "L")) { /* Python 2 longs */
+                }
+                if (out->ndim == NPY_MAX_DIMS)
+                    return npy_fail(c, AE_ERR_UNSUPPORTED,
+                                    "more than %d dimensions: samples are [N], [N, D], [N, H, W] "
+                                    "or [N, C, H, W]",
+                                    NPY_MAX_DIMS);
+                out->shape[out->ndim++] = v;
+                if (accept(h, ',')) continue;
+                if (accept(h, ')')) break;
+                return npy_fail(c, AE_ERR_FORMAT, "malformed header: expected ',' or ')' in 'shape'");
+            }
+        } else {
+            return npy_fail(c, AE_ERR_FORMAT, "malformed header: %s key '%s'",
+                            (strcmp(key, "descr") == 0 || strcmp(key, "fortran_order") == 0 ||
+                             strcmp(key, "shape") == 0)
+                                ? "repeated"
+                                : "unexpected",
+                            key);
+        }
+        if (accept(h, ',')) continue;
+        if (accept(h, '}')) break;
+        return npy_fail(c, AE_ERR_FORMAT, "malformed header: expected ',' or '}'");
+    }
+    skip_ws(h);
+    if (h->p != h->end) return npy_fail(c, AE_ERR_FORMAT, "malformed header: bytes after the dict");
+    if (!seen_descr || !seen_fortran || !seen_shape)
+        return npy_fail(c, AE_ERR_FORMAT, "malformed header: the key '%s' is missing",
+                        !seen_descr ? "descr" : !seen_fortran ? "fortran_order" : "shape");
+    return AE_OK;
+}
+
+enum { T_F4, T_F8, T_U1 };
+
+static ae_status dtype_of(npy_ctx *c, const char *d, int *t, size_t *size) {
+    if (strcmp(d, "<f4") == 0) {
+        *t = T_F4;
+        *size = 4;
+    } else if (strcmp(d, "<f8") == 0) {
+        *t = T_F8;
+        *size = 8;
+    } else if (strcmp(d, "|u1") == 0 || strcmp(d, "<u1") == 0 || strcmp(d, ">u1") == 0 ||
+               strcmp(d, "u1") == 0) {
+        *t = T_U1;
+        *size = 1;
+    } else if (strcmp(d, ">f4") == 0 || strcmp(d, ">f8") == 0) {
+        return npy_fail(c, AE_ERR_UNSUPPORTED,
+                        "big-endian dtype '%s' is not supported: save with arr.astype('<%s')", d,
+                        d + 1);
+    } else {
+        return npy_fail(c, AE_ERR_UNSUPPORTED,
+                        "unsupported dtype '%s': float32 '<f4', float64 '<f8' or uint8 '|u1' "
+                        "are read",
+                        d);
+    }
+    return AE_OK;
+}
+
+static uint32_t rd_le(const uint8_t *p, int n) {
+    uint32_t v = 0;
+    for (int i = n - 1; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+ae_status ae_npy_parse_mem(const ae_allocator *a, ae_errbuf *e, const char *name, const void *buf,
+                           size_t len, ae_idx *out) {
+    if (!out) return ae_error(e, AE_ERR_INVALID_ARG, "ae_npy_parse_mem: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!a || !name || (!buf && len))
+        return ae_error(e, AE_ERR_INVALID_ARG, "ae_npy_parse_mem: NULL argument");
+    npy_ctx c = {e, "", ""};
+    npy_name(&c, name);
+    const uint8_t *b = buf;
+    static const uint8_t magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
+    if (len == 0) return npy_fail(&c, AE_ERR_FORMAT, "empty file: no .npy header");
+    if (len < 6 || memcmp(b, magic, 6) != 0) {
+        if (len < 6 && memcmp(b, magic, len) == 0)
+            return npy_fail(&c, AE_ERR_FORMAT, "truncated header: %zu of 6 magic bytes", len);
+        return npy_fail(&c, AE_ERR_FORMAT, "bad magic: a .npy file starts with \\x93NUMPY");
+    }
+    if (len < 8) return npy_fail(&c, AE_ERR_FORMAT, "truncated header: no version");
+    unsigned major = b[6], minor = b[7];
+    if (major < 1 || major > 3 || minor != 0)
+        return npy_fail(&c, AE_ERR_VERSION, "format version %u.%u: versions 1.0, 2.0 and 3.0 are read",
+                        major, minor);
+    size_t lenbytes = major == 1 ? 2 : 4, start = 8 + lenbytes;
+    if (len < start) return npy_fail(&c, AE_ERR_FORMAT, "truncated header: no header length");
+    size_t hlen = rd_le(b + 8, (int)lenbytes);
+    if (hlen > len - start)
+        return npy_fail(&c, AE_ERR_FORMAT, "truncated header: %zu header bytes promised, %zu present",
+                        hlen, len - start);
+    npy_header nh;
+    memset(&nh, 0, sizeof nh);
+    hdr h = {(const char *)b + start, (const char *)b + start + hlen};
+    ae_status st = parse_dict(&c, &h, &nh);
+    if (st) return st;
+    int t = T_F4;
+    size_t isz = 4;
+    if ((st = dtype_of(&c, nh.descr, &t, &isz)) != AE_OK) return st;
+    if (nh.ndim == 0)
+        return npy_fail(&c, AE_ERR_UNSUPPORTED, "a scalar (shape ()) is not a set of samples");
+    size_t elems = 1, big = 0;
+    for (size_t i = 0; i < nh.ndim; i++) {
+        if (nh.shape[i] == 0) return npy_fail(&c, AE_ERR_FORMAT, "empty array: dimension %zu is 0", i);
+        if (nh.shape[i] > 1) big++;
+        if (ae_mul_overflow(elems, nh.shape[i], &elems) || elems > AE_IDX_MAX_ELEMS)
+            return npy_fail(&c, AE_ERR_FORMAT, "the shape exceeds the limit of %zu elements",
+                            AE_IDX_MAX_ELEMS);
+    }
+    if (nh.fortran && big > 1)
+        return npy_fail(&c, AE_ERR_UNSUPPORTED,
+                        "Fortran order is not supported: save with np.ascontiguousarray(arr)");
+    size_t payload = elems * isz, have = len - start - hlen;
+    if (have != payload)
+        return npy_fail(&c, AE_ERR_FORMAT, "%s: the shape needs %zu bytes of data, the file has %zu",
+                        have < payload ? "truncated" : "trailing bytes", payload, have);
+    const uint8_t *src = b + start + hlen;
+    float *v = ae_alloc(a, elems * sizeof(float));
+    if (!v) return npy_fail(&c, AE_ERR_OUT_OF_MEMORY, "out of memory for %zu values", elems);
+    for (size_t i = 0; i < elems; i++) {
+        if (t == T_U1) {
+            v[i] = (float)src[i];
+            continue;
+        }
+        double d;
+        if (t == T_F4) {
+            float f;
+            memcpy(&f, src + 4 * i, 4);
+            d = f;
+        } else {
+            memcpy(&d, src + 8 * i, 8);
+        }
+        if (!isfinite(d) || fabs(d) > FLT_MAX) {
+            ae_free(a, v);
+            return npy_fail(&c, AE_ERR_FORMAT, "element %zu is %s where data must be finite", i,
+                            isnan(d) ? "NaN" : isfinite(d) ? "outside float's range" : "infinite");
+        }
+        v[i] = (float)d;
+    }
+    out->values = v;
+    out->count = nh.shape[0];
+    out->shape[0] = nh.ndim == 4 ? nh.shape[1] : nh.ndim == 2 ? nh.shape[1] : 1;
+    out->shape[1] = nh.ndim == 4 ? nh.shape[2] : nh.ndim == 3 ? nh.shape[1] : 1;
+    out->shape[2] = nh.ndim == 4 ? nh.shape[3] : nh.ndim == 3 ? nh.shape[2] : 1;
+    out->dim = out->shape[0] * out->shape[1] * out->shape[2];
+    return AE_OK;
+}
+
+ae_status ae_read_whole_file(const ae_allocator *a, ae_errbuf *e, const char *path, uint8_t **buf,
+                             size_t *len) {
+    *buf = NULL;
+    *len = 0;
+    npy_ctx c = {e, "", ""};
+    npy_name(&c, path);
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return npy_fail(&c, AE_ERR_IO, "cannot open: %s", sys_error(errno).s);
+    struct stat sb;
+    if (fstat(fileno(fp), &sb) != 0 || S_ISDIR(sb.st_mode)) {
+        fclose(fp);
+        return npy_fail(&c, AE_ERR_IO, "%s", S_ISDIR(sb.st_mode) ? "is a directory" : "cannot stat");
+    }
+    size_t cap = S_ISREG(sb.st_mode) ? (size_t)sb.st_size + 1 : (size_t)1 << 16, n = 0;
+    uint8_t *p = ae_alloc(a, cap);
+    ae_status st = AE_OK;
+    if (!p) st = npy_fail(&c, AE_ERR_OUT_OF_MEMORY, "out of memory for %zu bytes", cap);
+    while (st == AE_OK) {
+        if (n == cap) {
+            uint8_t *q = cap > SIZE_MAX / 2 ? NULL : ae_alloc(a, cap * 2);
+            if (!q) {
+                st = npy_fail(&c, AE_ERR_OUT_OF_MEMORY, "out of memory reading the file");
+                break;
+            }
+            memcpy(q, p, n);
+            ae_free(a, p);
+            p = q;
+            cap *= 2;
+        }
+        size_t k = fread(p + n, 1, cap - n, fp);
+        n += k;
+        if (k == 0) {
+            if (ferror(fp)) st = npy_fail(&c, AE_ERR_IO, "read error: %s", sys_error(errno).s);
+            break;
+        }
+    }
+    fclose(fp);
+    if (st != AE_OK) {
+        ae_free(a, p);
+        return st;
+    }
+    *buf = p;
+    *len = n;
+    return AE_OK;
+}
+
+ae_status ae_npy_write_file(const ae_allocator *a, ae_errbuf *e, const char *path,
+                            const float *data, size_t count, const size_t shape[3]) {
+    npy_ctx c = {e, "", ""};
+    npy_name(&c, path);
+    char dict[256];
+    int k;
+    if (shape[1] == 1 && shape[2] == 1)
+        k = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %zu), }",
+                     count, shape[0]);
+    else
+        k = snprintf(dict, sizeof dict,
+                     "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %zu, %zu, %zu), }",
+                     count, shape[0], shape[1], shape[2]);
+    /* Pad with spaces and a newline so that the data starts at a multiple of 64. */
+    size_t hlen = (size_t)k + 1, total = 10 + hlen;
+    size_t pad = (64 - total % 64) % 64;
+    hlen += pad;
+    uint8_t head[10 + 256 + 64];
+    memcpy(head, "\x93NUMPY\x01\x00", 8);
+    head[8] = (uint8_t)(hlen & 0xff);
+    head[9] = (uint8_t)(hlen >> 8);
+    memcpy(head + 10, dict, (size_t)k);
+    memset(head + 10 + k, ' ', pad);
+    head[10 + hlen - 1] = '\n';
+
+    size_t plen = strlen(path);
+    char *tmp = ae_alloc(a, plen + 16);
+    if (!tmp) return npy_fail(&c, AE_ERR_OUT_OF_MEMORY, "out of memory");
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp.XXXXXX", 12);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        ae_status st = npy_fail(&c, AE_ERR_IO, "cannot create a temporary file next to it: %s",
+                                sys_error(errno).s);
+        ae_free(a, tmp);
+        return st;
+    }
+    /* mkstemp creates the file 0600; a data file is normally world-readable. */
+    (void)fchmod(fd, 0644);
+    FILE *fp = fdopen(fd, "wb");
+    int ok = fp != NULL;
+    if (!fp) close(fd);
+    size_t n = count * shape[0] * shape[1] * shape[2];
+    if (ok) ok = fwrite(head, 1, 10 + hlen, fp) == 10 + hlen;
+    /* Little-endian float32 on every supported host; written in blocks. */
+    for (size_t i = 0; ok && i < n; i += 65536) {
+        size_t m = n - i < 65536 ? n - i : 65536;
+        ok = fwrite(data + i, sizeof(float), m, fp) == m;
+    }
+    int err = errno;
+    if (fp && fclose(fp) != 0 && ok) {
+        ok = 0;
+        err = errno;
+    }
+    if (ok && rename(tmp, path) != 0) {
+        ok = 0;
+        err = errno;
+    }
+    if (!ok) {
+        unlink(tmp);
+        ae_free(a, tmp);
+        return npy_fail(&c, AE_ERR_IO, "cannot write: %s", sys_error(err).s);
+    }
+    ae_free(a, tmp);
+    return AE_OK;
+}
