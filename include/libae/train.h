@@ -1,0 +1,159 @@
+/*
+ * libae training loop. Included by <libae/ae.h>; do not include it alone.
+ *
+ * ae_fit trains a model on a dataset for a number of epochs: it batches
+ * (shuffled from a seed, with or without the last partial batch), calls
+ * ae_train_step on each batch, evaluates a validation set after each epoch
+ * with ae_evaluate, sets the learning rate from a schedule and a warm-up,
+ * stops early when the monitored loss stops improving, reports each epoch
+ * to a callback, and records every epoch in an ae_history. It uses only
+ * what every model kind has (train step, evaluate, learning rate), so it
+ * serves every kind of autoencoder. Denoising is a model setting
+ * (AE_P_NOISE_KIND): the training steps corrupt their input; validation
+ * always evaluates the clean input.
+ */
+#ifndef LIBAE_TRAIN_H
+#define LIBAE_TRAIN_H
+
+#include <libae/ae.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Learning-rate schedules, applied at the start of each epoch (numbers frozen). Since 0.1.0. */
+typedef enum ae_schedule {
+    /* The model's learning rate throughout. */
+    AE_SCHED_CONSTANT = 0,
+    /* PyTorch's StepLR: lr * gamma^floor(epoch / step_size). */
+    AE_SCHED_STEP = 1,
+    /* PyTorch's CosineAnnealingLR: min_lr + (lr - min_lr)(1 + cos(pi e / T)) / 2
+       for epoch e (0-based), T = cosine_epochs (0: the number of epochs). */
+    AE_SCHED_COSINE = 2,
+    /* PyTorch's ReduceLROnPlateau (mode "min", relative threshold): after
+       more than plateau_patience epochs without the monitored loss falling
+       below best * (1 - plateau_threshold), lr = max(lr * plateau_factor,
+       min_lr), then plateau_cooldown epochs without counting. */
+    AE_SCHED_PLATEAU = 3
+} ae_schedule;
+
+/** Why ae_fit stopped, as ae_history_stop_reason reports it (numbers frozen). Since 0.1.0. */
+typedef enum ae_fit_stop {
+    AE_FIT_NOT_RUN = 0,       /* the history has not been filled by ae_fit */
+    AE_FIT_COMPLETED = 1,     /* all epochs ran */
+    AE_FIT_EARLY_STOPPED = 2, /* early stopping */
+    AE_FIT_CALLBACK = 3,      /* the callback asked to stop */
+    AE_FIT_FAILED = 4         /* a step or evaluation failed (ae_fit returned its error) */
+} ae_fit_stop;
+
+/**
+ * One epoch, as the callback and ae_history_get report it. The caller of
+ * ae_history_get sets struct_size; fields added later go at the end.
+ * Since 0.1.0.
+ */
+typedef struct ae_epoch_stats {
+    size_t struct_size;
+    size_t epoch;         /* 1 for the first epoch */
+    double train_loss;    /* mean of the epoch's batch losses weighted by batch size
+                             (AE_REDUCE_SUM: their sum divided by the sample count) */
+    double val_loss;      /* the same over the validation set; NaN without one */
+    double learning_rate; /* the rate of the epoch's last step */
+    double seconds;       /* wall time of the epoch, training and validation */
+    uint64_t steps;       /* the model's step count at the end of the epoch */
+    int best;             /* 1 when the monitored loss (validation if any, else
+                             training) improved on the best by more than min_delta */
+} ae_epoch_stats;
+
+/**
+ * Called after each epoch with its statistics (valid during the call) and
+ * the options' user pointer. Return 0 to continue, non-zero to stop.
+ * Since 0.1.0.
+ */
+typedef int (*ae_fit_callback)(const ae_epoch_stats *stats, void *user);
+
+/** The recorded epochs of a fit. Since 0.1.0. */
+typedef struct ae_history ae_history;
+
+/**
+ * Options of ae_fit. Fill with ae_fit_options_init, then change fields.
+ * Fields added later go at the end. Since 0.1.0.
+ */
+typedef struct ae_fit_options {
+    size_t struct_size;      /* sizeof(ae_fit_options) */
+    size_t epochs;           /* [1, 2^24], default 10 */
+    size_t batch_size;       /* [1, 2^24], default 32 */
+    const ae_dataset *val;   /* validation set, or NULL (default) */
+    int shuffle;             /* 1 (default): a new order every epoch */
+    uint64_t shuffle_seed;   /* seeds the order, default 0 */
+    int drop_last;           /* 1: skip the last partial batch; default 0 */
+    ae_schedule schedule;    /* default AE_SCHED_CONSTANT */
+    size_t step_size;        /* AE_SCHED_STEP: epochs per decay, >= 1, default 10 */
+    double gamma;            /* AE_SCHED_STEP: factor, (0, 1], default 0.1 */
+    size_t cosine_epochs;    /* AE_SCHED_COSINE: T, 0 (default) = epochs */
+    double min_lr;           /* cosine and plateau floor, >= 0, default 0 */
+    double plateau_factor;   /* (0, 1), default 0.1 */
+    size_t plateau_patience; /* default 10 */
+    double plateau_threshold;/* [0, 1), default 1e-4 */
+    size_t plateau_cooldown; /* default 0 */
+    size_t warmup_steps;     /* linear warm-up over the first steps (PyTorch's
+                                LinearLR stepped per batch), 0 (default) = none */
+    double warmup_start;     /* factor at the first step, (0, 1], default 1/3 */
+    size_t patience;         /* early stopping: stop after this many epochs
+                                without improvement; 0 (default) = off */
+    double min_delta;        /* improvement must exceed this, >= 0, default 0 */
+    int restore_best;        /* 1: end with the parameters of the best epoch; default 0 */
+    ae_fit_callback callback;/* may be NULL */
+    void *user;              /* passed to the callback */
+    ae_history *history;     /* filled with every epoch when not NULL */
+} ae_fit_options;
+
+/** Fills `opts` with struct_size and the defaults. Accepts NULL. Since 0.1.0. */
+AE_API void ae_fit_options_init(ae_fit_options *opts);
+
+/**
+ * Trains `m` on `train` (whose sample size must equal the model's input
+ * size; labels are ignored) as `opts` says (NULL: the defaults). The
+ * learning rate is the model's AE_P_LEARNING_RATE at the call, scheduled
+ * per epoch and warmed up per step; the model's setting is restored when
+ * ae_fit returns. The monitored loss is the validation loss when `val` is
+ * set, else the training loss. Same model, data, options and seeds: the
+ * same run, bitwise. The datasets must not change during the call.
+ * Returns AE_OK also when early stopping or the callback ended the run
+ * (see ae_history_stop_reason).
+ * Errors (message in ae_model_last_error(m)): AE_ERR_INVALID_ARG (NULL, a
+ * wrong struct_size, an unknown schedule), AE_ERR_RANGE (an option out of
+ * its range), AE_ERR_SHAPE (a dataset's sample size differs from the
+ * model's), AE_ERR_STATE (an empty dataset, or no full batch with
+ * drop_last), AE_ERR_OUT_OF_MEMORY: nothing has changed. Errors of a
+ * training step or an evaluation (e.g. AE_ERR_NUMERIC) stop the run: the
+ * model keeps the parameters of its last successful step, the history the
+ * finished epochs, and the message says which epoch and batch failed.
+ * Since 0.1.0.
+ */
+AE_API ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opts);
+
+/**
+ * Creates an empty history. `alloc` may be NULL. Errors: AE_ERR_INVALID_ARG,
+ * AE_ERR_OUT_OF_MEMORY; *out is NULL on failure. Since 0.1.0.
+ */
+AE_API ae_status ae_history_create(ae_history **out, const ae_allocator *alloc);
+/** Frees a history. Accepts NULL. Since 0.1.0. */
+AE_API void ae_history_destroy(ae_history *h);
+/** Number of epochs recorded (by the last ae_fit that used it). 0 for NULL. Since 0.1.0. */
+AE_API size_t ae_history_count(const ae_history *h);
+/**
+ * Copies the statistics of recorded epoch `index` (0-based) into `out`,
+ * whose struct_size the caller sets. Errors: AE_ERR_INVALID_ARG (NULL, a
+ * struct_size smaller than the 0.1.0 struct), AE_ERR_RANGE. Since 0.1.0.
+ */
+AE_API ae_status ae_history_get(const ae_history *h, size_t index, ae_epoch_stats *out);
+/** The epoch number (1-based) of the best monitored loss; 0 when none. Since 0.1.0. */
+AE_API size_t ae_history_best_epoch(const ae_history *h);
+/** Why the last ae_fit stopped; AE_FIT_NOT_RUN for NULL or before any fit. Since 0.1.0. */
+AE_API ae_fit_stop ae_history_stop_reason(const ae_history *h);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LIBAE_TRAIN_H */
