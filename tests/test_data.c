@@ -1,6 +1,8 @@
 /* Tests of src/data: the IDX reader (plain and gzipped, every malformed
- * header and body, truncation at every byte, failing allocations) and the
- * dataset handle (accessors, scale, gather). Files are written into a
+ * header and body, truncation at every byte, failing allocations), the
+ * .npy and CSV readers and the .npy writer, the dataset handle (memory,
+ * accessors, scale, gather, standardisation, shuffle, split) and the
+ * corruption operators (statistics, determinism, refusals). Files are written into a
  * fresh directory under /tmp. */
 #include "test_util.h"
 
@@ -15,7 +17,7 @@
 
 /* ---- temporary files ---- */
 
-#define MAX_FILES 64
+#define MAX_FILES 160
 static char g_dir[64];
 static char g_paths[MAX_FILES][128];
 static int g_npaths;
@@ -742,6 +744,731 @@ static void test_gather(void **state) {
     ae_dataset_destroy(ds);
 }
 
+/* ---- memory, reshape ---- */
+
+static void test_from_memory(void **state) {
+    (void)state;
+    float x[12];
+    for (int i = 0; i < 12; i++) x[i] = (float)i * 0.5f;
+    int32_t lab[3] = {4, 5, 6};
+    ae_dataset *ds = preloaded(NULL);
+    snap before = take(ds);
+    /* Refusals change nothing. */
+    assert_int_equal(ae_dataset_from_memory(NULL, x, NULL, 3, 1, 1, 4, AE_DATA_COPY),
+                     AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_dataset_from_memory(ds, NULL, NULL, 3, 1, 1, 4, AE_DATA_COPY),
+                     AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_dataset_from_memory(ds, x, NULL, 3, 1, 1, 4, (ae_data_mode)7),
+                     AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_dataset_from_memory(ds, x, NULL, 0, 1, 1, 4, AE_DATA_COPY), AE_ERR_RANGE);
+    assert_int_equal(ae_dataset_from_memory(ds, x, NULL, 3, 0, 1, 4, AE_DATA_COPY), AE_ERR_RANGE);
+    assert_int_equal(ae_dataset_from_memory(ds, x, NULL, SIZE_MAX / 2, 1, 4, 4, AE_DATA_COPY),
+                     AE_ERR_RANGE);
+    x[6] = NAN;
+    assert_int_equal(ae_dataset_from_memory(ds, x, NULL, 3, 1, 1, 4, AE_DATA_BORROW), AE_ERR_NUMERIC);
+    assert_non_null(strstr(ae_dataset_last_error(ds), "sample 1, feature 2"));
+    assert_same(ds, &before);
+    x[6] = 3.0f;
+
+    /* Copy: independent of the caller's array. */
+    assert_int_equal(ae_dataset_from_memory(ds, x, lab, 3, 1, 2, 2, AE_DATA_COPY), AE_OK);
+    assert_ptr_not_equal(ae_dataset_data(ds), x);
+    x[0] = 100.0f;
+    assert_true(ae_dataset_data(ds)[0] == 0.0f);
+    assert_int_equal(ae_dataset_labels(ds)[2], 6);
+    size_t c, h, w;
+    assert_int_equal(ae_dataset_shape(ds, &c, &h, &w), AE_OK);
+    assert_true(c == 1 && h == 2 && w == 2 && ae_dataset_dim(ds) == 4);
+    x[0] = 0.0f;
+
+    /* Borrow: the same pointers; changes copy first, the caller's data stays. */
+    assert_int_equal(ae_dataset_from_memory(ds, x, lab, 3, 4, 1, 1, AE_DATA_BORROW), AE_OK);
+    assert_ptr_equal(ae_dataset_data(ds), x);
+    assert_ptr_equal(ae_dataset_labels(ds), lab);
+    assert_int_equal(ae_dataset_scale(ds, 2.0f, 1.0f), AE_OK);
+    assert_ptr_not_equal(ae_dataset_data(ds), x);
+    assert_true(x[1] == 0.5f && ae_dataset_data(ds)[1] == 2.0f);
+    assert_int_equal(ae_dataset_from_memory(ds, x, lab, 3, 4, 1, 1, AE_DATA_BORROW), AE_OK);
+    assert_int_equal(ae_dataset_shuffle(ds, 3), AE_OK);
+    assert_ptr_not_equal(ae_dataset_labels(ds), lab);
+    assert_true(lab[0] == 4 && lab[1] == 5 && lab[2] == 6 && x[4] == 2.0f);
+    assert_int_equal(ae_dataset_from_memory(ds, x, NULL, 3, 4, 1, 1, AE_DATA_BORROW), AE_OK);
+    assert_int_equal(ae_dataset_standardize(ds, NULL, NULL, 1), AE_OK);
+    assert_true(x[4] == 2.0f);
+    ae_dataset_destroy(ds);
+
+    /* Reshape. */
+    assert_int_equal(ae_dataset_create(&ds, NULL), AE_OK);
+    assert_int_equal(ae_dataset_reshape(ds, 1, 1, 1), AE_ERR_STATE);
+    assert_int_equal(ae_dataset_from_memory(ds, x, NULL, 1, 12, 1, 1, AE_DATA_COPY), AE_OK);
+    assert_int_equal(ae_dataset_reshape(ds, 5, 1, 2), AE_ERR_SHAPE);
+    assert_int_equal(ae_dataset_reshape(ds, 3, 2, 2), AE_OK);
+    assert_int_equal(ae_dataset_shape(ds, &c, &h, &w), AE_OK);
+    assert_true(c == 3 && h == 2 && w == 2);
+    ae_dataset_destroy(ds);
+}
+
+/* ---- .npy ---- */
+
+/* A .npy file: magic, version, header dict (padded to 64 with a newline
+ * unless raw), then n data bytes. Returns its length. */
+static size_t make_npy(uint8_t *out, int major, const char *dict, const void *data, size_t n) {
+    size_t lb = major == 1 ? 2 : 4, start = 8 + lb, dl = strlen(dict);
+    size_t hlen = dl + 1;
+    hlen += (64 - (start + hlen) % 64) % 64;
+    memcpy(out, "\x93NUMPY", 6);
+    out[6] = (uint8_t)major;
+    out[7] = 0;
+    for (size_t i = 0; i < lb; i++) out[8 + i] = (uint8_t)(hlen >> (8 * i));
+    memcpy(out + start, dict, dl);
+    memset(out + start + dl, ' ', hlen - dl);
+    out[start + hlen - 1] = '\n';
+    if (n) memcpy(out + start + hlen, data, n);
+    return start + hlen + n;
+}
+
+static void expect_npy_fail(ae_dataset *ds, const char *name, const uint8_t *buf, size_t len,
+                            ae_status code, const char *what) {
+    const char *p = write_plain(name, buf, len);
+    snap before = take(ds);
+    ae_status st = ae_dataset_load_npy(ds, p);
+    const char *msg = ae_dataset_last_error(ds);
+    if (st != code || !strstr(msg, p) || !strstr(msg, what)) {
+        print_error("load_npy(%s): got %s \"%s\", expected %s with \"%s\"\n", name,
+                    ae_status_name(st), msg, ae_status_name(code), what);
+        fail();
+    }
+    assert_same(ds, &before);
+}
+
+static void test_npy_read(void **state) {
+    (void)state;
+    uint8_t buf[1024];
+    ae_dataset *ds = NULL;
+    assert_int_equal(ae_dataset_create(&ds, NULL), AE_OK);
+    size_t c, h, w;
+    /* float32 [2, 3] in version 1.0, as numpy writes it. */
+    float f[6] = {0.0f, -1.5f, 2.25f, 1e-3f, 3e30f, -7.0f};
+    size_t n = make_npy(buf, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", f, 24);
+    assert_int_equal(n % 64, 24 % 64);
+    assert_int_equal(ae_dataset_load_npy(ds, write_plain("f4.npy", buf, n)), AE_OK);
+    assert_int_equal(ae_dataset_count(ds), 2);
+    assert_int_equal(ae_dataset_dim(ds), 3);
+    assert_memory_equal(ae_dataset_data(ds), f, sizeof f);
+    assert_null(ae_dataset_labels(ds));
+    /* float64 [3, 2, 1] (images 1 x 2 x 1), version 2.0, keys in another order. */
+    double d[6] = {0.5, -0.25, 1e-40, 3.0, 1e38, -2.0};
+    n = make_npy(buf, 2, "{'shape': (3, 2, 1), 'fortran_order': False, 'descr': '<f8'}", d, 48);
+    assert_int_equal(ae_dataset_load_npy(ds, write_plain("f8.npy", buf, n)), AE_OK);
+    assert_int_equal(ae_dataset_count(ds), 3);
+    assert_int_equal(ae_dataset_shape(ds, &c, &h, &w), AE_OK);
+    assert_true(c == 1 && h == 2 && w == 1);
+    for (int i = 0; i < 6; i++) assert_true(ae_dataset_data(ds)[i] == (float)d[i]);
+    /* uint8 [2, 1, 2, 2] in version 3.0: 0..255 as floats, C x H x W. */
+    uint8_t u[8] = {0, 1, 2, 255, 128, 7, 9, 200};
+    n = make_npy(buf, 3, "{\"descr\": \"|u1\", \"fortran_order\": False, \"shape\": (2, 1, 2, 2)}", u, 8);
+    assert_int_equal(ae_dataset_load_npy(ds, write_plain("u1.npy", buf, n)), AE_OK);
+    assert_int_equal(ae_dataset_shape(ds, &c, &h, &w), AE_OK);
+    assert_true(c == 1 && h == 2 && w == 2 && ae_dataset_count(ds) == 2);
+    for (int i = 0; i < 8; i++) assert_true(ae_dataset_data(ds)[i] == (float)u[i]);
+    /* 1 dimension: N samples of one value; Fortran order of a vector is C order. */
+    n = make_npy(buf, 1, "{'descr': '<f4', 'fortran_order': True, 'shape': (6,), }", f, 24);
+    assert_int_equal(ae_dataset_load_npy(ds, write_plain("vec.npy", buf, n)), AE_OK);
+    assert_true(ae_dataset_count(ds) == 6 && ae_dataset_dim(ds) == 1);
+    ae_dataset_destroy(ds);
+}
+
+static void test_npy_write(void **state) {
+    (void)state;
+    float x[24];
+    for (int i = 0; i < 24; i++) x[i] = (float)i / 7.0f - 1.0f;
+    ae_dataset *ds = NULL, *back = NULL;
+    assert_int_equal(ae_dataset_create(&ds, NULL), AE_OK);
+    assert_int_equal(ae_dataset_create(&back, NULL), AE_OK);
+    assert_int_equal(ae_dataset_save_npy(ds, tpath("empty.npy")), AE_ERR_STATE);
+    assert_int_equal(ae_dataset_save_npy(ds, NULL), AE_ERR_INVALID_ARG);
+    /* Vectors: [N, D]; images: [N, C, H, W]. */
+    for (int k = 0; k < 2; k++) {
+        const char *p = tpath(k ? "img.npy" : "vec.npy");
+        if (k)
+            assert_int_equal(ae_dataset_from_memory(ds, x, NULL, 2, 3, 2, 2, AE_DATA_BORROW), AE_OK);
+        else
+            assert_int_equal(ae_dataset_from_memory(ds, x, NULL, 4, 6, 1, 1, AE_DATA_BORROW), AE_OK);
+        assert_int_equal(ae_dataset_save_npy(ds, p), AE_OK);
+        size_t len;
+        uint8_t *b = read_all(p, &len);
+        assert_memory_equal(b, "\x93NUMPY\x01\x00", 8);
+        size_t hlen = b[8] | (size_t)b[9] << 8;
+        assert_int_equal((10 + hlen) % 64, 0);
+        assert_int_equal(b[10 + hlen - 1], '\n');
+        assert_int_equal(len, 10 + hlen + sizeof x);
+        const char *shape = k ? "'shape': (2, 3, 2, 2), }" : "'shape': (4, 6), }";
+        char head[256];
+        memcpy(head, b + 10, hlen);
+        head[hlen] = '\0';
+        assert_non_null(strstr(head, "{'descr': '<f4', 'fortran_order': False, "));
+        assert_non_null(strstr(head, shape));
+        free(b);
+        assert_int_equal(ae_dataset_load_npy(back, p), AE_OK);
+        assert_memory_equal(ae_dataset_data(back), x, sizeof x);
+        size_t c, h, w, c2, h2, w2;
+        ae_dataset_shape(ds, &c, &h, &w);
+        ae_dataset_shape(back, &c2, &h2, &w2);
+        assert_true(c == c2 && h == h2 && w == w2);
+        assert_int_equal(ae_dataset_count(back), ae_dataset_count(ds));
+    }
+    /* A directory that does not exist: AE_ERR_IO naming the file, nothing left behind. */
+    char bad[200];
+    snprintf(bad, sizeof bad, "%s/no-such-dir/x.npy", g_dir);
+    assert_int_equal(ae_dataset_save_npy(ds, bad), AE_ERR_IO);
+    assert_non_null(strstr(ae_dataset_last_error(ds), "no-such-dir/x.npy"));
+    ae_dataset_destroy(ds);
+    ae_dataset_destroy(back);
+}
+
+static void test_npy_malformed(void **state) {
+    (void)state;
+    uint8_t buf[1024], good[1024];
+    float f[4] = {1, 2, 3, 4};
+    const char *dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }";
+    ae_dataset *ds = preloaded(NULL);
+    size_t gn = make_npy(good, 1, dict, f, 16);
+    expect_npy_fail(ds, "e0.npy", good, 0, AE_ERR_FORMAT, "empty file");
+    memcpy(buf, good, gn);
+    buf[1] = 'X';
+    expect_npy_fail(ds, "e1.npy", buf, gn, AE_ERR_FORMAT, "bad magic");
+    memcpy(buf, good, gn);
+    buf[6] = 4;
+    expect_npy_fail(ds, "e2.npy", buf, gn, AE_ERR_VERSION, "version 4.0");
+    expect_npy_fail(ds, "e3.npy", good, gn - 1, AE_ERR_FORMAT, "truncated");
+    memcpy(buf, good, gn);
+    buf[gn] = 0;
+    expect_npy_fail(ds, "e4.npy", buf, gn + 1, AE_ERR_FORMAT, "trailing bytes");
+    size_t n = make_npy(buf, 1, "{'descr': '>f4', 'fortran_order': False, 'shape': (2, 2), }", f, 16);
+    expect_npy_fail(ds, "e5.npy", buf, n, AE_ERR_UNSUPPORTED, "big-endian");
+    n = make_npy(buf, 1, "{'descr': '<i8', 'fortran_order': False, 'shape': (2, 1), }", f, 16);
+    expect_npy_fail(ds, "e6.npy", buf, n, AE_ERR_UNSUPPORTED, "unsupported dtype '<i8'");
+    n = make_npy(buf, 1, "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }", f, 16);
+    expect_npy_fail(ds, "e7.npy", buf, n, AE_ERR_UNSUPPORTED, "Fortran order");
+    float nan4[4] = {1, 2, NAN, 4};
+    n = make_npy(buf, 1, dict, nan4, 16);
+    expect_npy_fail(ds, "e8.npy", buf, n, AE_ERR_FORMAT, "element 2 is NaN where data must be finite");
+    double big[2] = {1.0, 1e300};
+    n = make_npy(buf, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", big, 16);
+    expect_npy_fail(ds, "e9.npy", buf, n, AE_ERR_FORMAT, "outside float's range");
+    n = make_npy(buf, 1, "{'descr': '<f4', 'shape': (2, 2), }", f, 16);
+    expect_npy_fail(ds, "e10.npy", buf, n, AE_ERR_FORMAT, "'fortran_order' is missing");
+    n = make_npy(buf, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), 'x': 1}", f, 16);
+    expect_npy_fail(ds, "e11.npy", buf, n, AE_ERR_FORMAT, "unexpected key 'x'");
+    n = make_npy(buf, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (), }", f, 4);
+    expect_npy_fail(ds, "e12.npy", buf, n, AE_ERR_UNSUPPORTED, "scalar");
+    n = make_npy(buf, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,1,1,1,1), }", f, 4);
+    expect_npy_fail(ds, "e13.npy", buf, n, AE_ERR_UNSUPPORTED, "more than 4 dimensions");
+    n = make_npy(buf, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 2), }", f, 0);
+    expect_npy_fail(ds, "e14.npy", buf, n, AE_ERR_FORMAT, "empty array");
+    n = make_npy(buf, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (99999, 99999, 99999), }",
+                 f, 16);
+    expect_npy_fail(ds, "e15.npy", buf, n, AE_ERR_FORMAT, "exceeds the limit");
+    n = make_npy(buf, 1, "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2,), }", f, 8);
+    expect_npy_fail(ds, "e16.npy", buf, n, AE_ERR_UNSUPPORTED, "structured dtype");
+    n = make_npy(buf, 1, "{'descr': '<f4', 'fortran_order': Maybe, 'shape': (2, 2), }", f, 16);
+    expect_npy_fail(ds, "e17.npy", buf, n, AE_ERR_FORMAT, "'fortran_order' is not True or False");
+    memcpy(buf, good, gn);
+    buf[8] = 0xff;
+    buf[9] = 0xff;
+    expect_npy_fail(ds, "e18.npy", buf, gn, AE_ERR_FORMAT, "truncated header");
+    /* Every prefix of a valid file fails cleanly (from memory, as the fuzz target). */
+    for (size_t k = 0; k < gn; k++) {
+        ae_allocator a;
+        ae_allocator_init(&a, NULL);
+        ae_errbuf e;
+        ae_idx x;
+        assert_int_equal(ae_npy_parse_mem(&a, &e, "mem", good, k, &x), AE_ERR_FORMAT);
+        assert_null(x.values);
+        assert_true(strncmp(e.msg, "mem: ", 5) == 0);
+    }
+    char missing[200];
+    snprintf(missing, sizeof missing, "%s/missing.npy", g_dir);
+    snap before = take(ds);
+    assert_int_equal(ae_dataset_load_npy(ds, missing), AE_ERR_IO);
+    assert_non_null(strstr(ae_dataset_last_error(ds), "missing.npy: cannot open"));
+    assert_int_equal(ae_dataset_load_npy(ds, g_dir), AE_ERR_IO);
+    assert_same(ds, &before);
+    ae_dataset_destroy(ds);
+}
+
+/* ---- CSV ---- */
+
+static void expect_csv_fail(ae_dataset *ds, const char *name, const char *text, unsigned flags,
+                            ae_status code, const char *what) {
+    const char *p = write_plain(name, text, strlen(text));
+    snap before = take(ds);
+    ae_status st = ae_dataset_load_csv(ds, p, flags);
+    const char *msg = ae_dataset_last_error(ds);
+    if (st != code || !strstr(msg, p) || !strstr(msg, what)) {
+        print_error("load_csv(%s): got %s \"%s\", expected %s with \"%s\"\n", name,
+                    ae_status_name(st), msg, ae_status_name(code), what);
+        fail();
+    }
+    assert_same(ds, &before);
+}
+
+static void test_csv(void **state) {
+    (void)state;
+    ae_dataset *ds = NULL;
+    assert_int_equal(ae_dataset_create(&ds, NULL), AE_OK);
+    const char *t0 = "1,2.5,-3\n4e-1, 5 ,\"6\"\r\n\n  \n7,8,9";
+    const char *p = write_plain("a.csv", t0, strlen(t0));
+    assert_int_equal(ae_dataset_load_csv(ds, p, 0), AE_OK);
+    float want[9] = {1, 2.5f, -3, 0.4f, 5, 6, 7, 8, 9};
+    assert_int_equal(ae_dataset_count(ds), 3);
+    assert_int_equal(ae_dataset_dim(ds), 3);
+    assert_memory_equal(ae_dataset_data(ds), want, sizeof want);
+    assert_null(ae_dataset_labels(ds));
+    /* A header, a byte order mark, a label column (Kaggle's Fashion-MNIST layout). */
+    const char *t = "\xEF\xBB\xBFlabel,pixel1,pixel2\n3,0,255\n-1,.5,1E2\n";
+    p = write_plain("b.csv", t, strlen(t));
+    assert_int_equal(ae_dataset_load_csv(ds, p, AE_CSV_HEADER | AE_CSV_LABEL_FIRST), AE_OK);
+    assert_int_equal(ae_dataset_count(ds), 2);
+    assert_int_equal(ae_dataset_dim(ds), 2);
+    assert_int_equal(ae_dataset_labels(ds)[0], 3);
+    assert_int_equal(ae_dataset_labels(ds)[1], -1);
+    float want2[4] = {0, 255, 0.5f, 100};
+    assert_memory_equal(ae_dataset_data(ds), want2, sizeof want2);
+    assert_int_equal(ae_dataset_reshape(ds, 1, 1, 2), AE_OK);
+    assert_int_equal(ae_dataset_load_csv(ds, p, 8), AE_ERR_INVALID_ARG);
+
+    ae_dataset_destroy(ds);
+    ds = preloaded(NULL);
+    expect_csv_fail(ds, "c1.csv", "1,2,3\n4,5,6\n7,8\n", 0, AE_ERR_FORMAT,
+                    "line 3 has 2 fields, expected 3 (as on line 1)");
+    expect_csv_fail(ds, "c2.csv", "1,2\n3,abc\n", 0, AE_ERR_FORMAT,
+                    "line 2, field 2 ('abc') is not a number");
+    expect_csv_fail(ds, "c3.csv", "1,2\n3,nan\n", 0, AE_ERR_FORMAT,
+                    "line 2, field 2 is 'nan': NaN or infinity where data must be finite");
+    expect_csv_fail(ds, "c4.csv", "1,-inf\n", 0, AE_ERR_FORMAT, "NaN or infinity");
+    expect_csv_fail(ds, "c5.csv", "1,1e39\n", 0, AE_ERR_FORMAT, "outside float's range");
+    expect_csv_fail(ds, "c6.csv", "a,b\n1,2\n", 0, AE_ERR_FORMAT, "pass AE_CSV_HEADER");
+    expect_csv_fail(ds, "c7.csv", "a,b\n\n", AE_CSV_HEADER, AE_ERR_FORMAT, "no data rows");
+    expect_csv_fail(ds, "c8.csv", "", 0, AE_ERR_FORMAT, "no data rows");
+    expect_csv_fail(ds, "c9.csv", "1.5,2\n", AE_CSV_LABEL_FIRST, AE_ERR_FORMAT,
+                    "line 1: the label '1.5' is not an int32");
+    expect_csv_fail(ds, "c10.csv", "1,2\n3,,\n", 0, AE_ERR_FORMAT, "line 2 has 3 fields");
+    expect_csv_fail(ds, "c11.csv", "1,2\n3, \n", 0, AE_ERR_FORMAT, "line 2, field 2 is empty");
+    expect_csv_fail(ds, "c12.csv", "1,2\n3,4x\n", 0, AE_ERR_FORMAT, "('4x') is not a number");
+    expect_csv_fail(ds, "c13.csv", "7\n", AE_CSV_LABEL_FIRST, AE_ERR_FORMAT, "a label column");
+    expect_csv_fail(ds, "c14.csv", "1,2\n3,0x\n", 0, AE_ERR_FORMAT, "is not a number");
+    expect_csv_fail(ds, "c15.csv", "99999999999,2\n", AE_CSV_LABEL_FIRST, AE_ERR_FORMAT,
+                    "is not an int32");
+    char missing[200];
+    snprintf(missing, sizeof missing, "%s/missing.csv", g_dir);
+    assert_int_equal(ae_dataset_load_csv(ds, missing, 0), AE_ERR_IO);
+    /* Every prefix of a valid file parses or fails cleanly. */
+    const char *good = "label,a,b\n1,0.5,2\r\n2,3,-4e2\n";
+    for (size_t k = 0; k <= strlen(good); k++) {
+        ae_allocator a;
+        ae_allocator_init(&a, NULL);
+        ae_errbuf e;
+        ae_idx x;
+        ae_status st = ae_csv_parse_mem(&a, &e, "mem", good, k, AE_CSV_HEADER | AE_CSV_LABEL_FIRST, &x);
+        if (st == AE_OK) {
+            assert_true(x.count >= 1 && x.dim >= 1 && x.dim <= 2 && x.labels);
+        } else {
+            assert_int_equal(st, AE_ERR_FORMAT);
+            assert_true(strncmp(e.msg, "mem: ", 5) == 0);
+            assert_null(x.values);
+        }
+        ae_idx_free(&a, &x);
+    }
+    ae_dataset_destroy(ds);
+}
+
+/* Every allocation of the .npy, CSV and memory loads failing in turn:
+ * AE_ERR_OUT_OF_MEMORY, no leak, the dataset as it was. */
+static void test_readers_failing_allocator(void **state) {
+    (void)state;
+    uint8_t buf[256];
+    float f[4] = {1, 2, 3, 4};
+    const char *npy = write_plain(
+        "oom.npy", buf,
+        make_npy(buf, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", f, 16));
+    const char *csv = write_plain("oom.csv", "l,a\n1,2\n3,4\n", 12);
+    test_alloc t = {0, 0, -1};
+    ae_allocator a = test_allocator(&t);
+    for (int c = 0; c < 4; c++) {
+        long needed = -1;
+        for (long k = -1; k < needed || k < 0; k++) {
+            t.fail_at = -1;
+            ae_dataset *ds = preloaded(&a);
+            long live0 = t.live;
+            snap before = take(ds);
+            t.count = 0;
+            t.fail_at = k;
+            ae_status st = c == 0   ? ae_dataset_load_npy(ds, npy)
+                           : c == 1 ? ae_dataset_load_csv(ds, csv, AE_CSV_HEADER | AE_CSV_LABEL_FIRST)
+                           : c == 2 ? ae_dataset_from_memory(ds, f, NULL, 2, 2, 1, 1, AE_DATA_COPY)
+                                    : ae_dataset_standardize(ds, NULL, NULL, 1);
+            if (k < 0) {
+                assert_int_equal(st, AE_OK);
+                needed = t.count;
+                assert_true(needed >= 1);
+            } else {
+                assert_int_equal(st, AE_ERR_OUT_OF_MEMORY);
+                assert_int_equal(t.live, live0);
+                assert_same(ds, &before);
+            }
+            ae_dataset_destroy(ds);
+            assert_int_equal(t.live, 0);
+        }
+    }
+    t.fail_at = -1;
+}
+
+/* ---- standardisation, shuffle, split ---- */
+
+static void test_standardize(void **state) {
+    (void)state;
+    /* 4 samples of 2 channels x 1 x 2. */
+    float x[16] = {1, 2, 10, 20, 3, 2, 30, 40, 5, 2, 50, 60, 7, 2, 70, 80};
+    ae_dataset *ds = NULL, *other = NULL;
+    assert_int_equal(ae_dataset_create(&ds, NULL), AE_OK);
+    assert_int_equal(ae_dataset_standardize(ds, NULL, NULL, 1), AE_ERR_STATE);
+    assert_int_equal(ae_dataset_from_memory(ds, x, NULL, 4, 2, 1, 2, AE_DATA_BORROW), AE_OK);
+    snap before = take(ds);
+    float m1[4] = {0}, s1[4] = {1, 1, 1, 0};
+    assert_int_equal(ae_dataset_standardize(ds, m1, NULL, 4), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_dataset_standardize(ds, NULL, NULL, 3), AE_ERR_SHAPE);
+    assert_int_equal(ae_dataset_standardize(ds, m1, s1, 4), AE_ERR_INVALID_ARG);
+    assert_non_null(strstr(ae_dataset_last_error(ds), "std > 0"));
+    assert_int_equal(ae_dataset_standardization(ds, m1, s1, 4), AE_ERR_STATE);
+    assert_same(ds, &before);
+
+    /* Per feature: population mean and std; a constant feature gets std 1. */
+    assert_int_equal(ae_dataset_standardize(ds, NULL, NULL, 4), AE_OK);
+    assert_int_equal(ae_dataset_standardization_count(ds), 4);
+    float mean[4], sd[4];
+    assert_int_equal(ae_dataset_standardization(ds, mean, sd, 3), AE_ERR_SHAPE);
+    assert_int_equal(ae_dataset_standardization(ds, mean, sd, 4), AE_OK);
+    float wm[4] = {4, 2, 40, 50}, ws[4] = {sqrtf(5.0f), 1, sqrtf(500.0f), sqrtf(500.0f)};
+    assert_close_arrays(mean, wm, 4, 1e-6, 0, "mean");
+    assert_close_arrays(sd, ws, 4, 1e-6, 0, "std");
+    const float *y = ae_dataset_data(ds);
+    for (int j = 0; j < 4; j++) {
+        double s = 0, q = 0;
+        for (int i = 0; i < 4; i++) {
+            s += y[i * 4 + j];
+            q += (double)y[i * 4 + j] * y[i * 4 + j];
+        }
+        assert_true(fabs(s) < 1e-5);
+        assert_true(fabs(q / 4 - (j == 1 ? 0.0 : 1.0)) < 1e-5);
+    }
+    assert_true(x[0] == 1.0f); /* borrowed data untouched */
+    assert_int_equal(ae_dataset_standardize(ds, NULL, NULL, 4), AE_ERR_STATE);
+
+    /* The same statistics applied to another set. */
+    assert_int_equal(ae_dataset_create(&other, NULL), AE_OK);
+    assert_int_equal(ae_dataset_from_memory(other, x, NULL, 4, 2, 1, 2, AE_DATA_COPY), AE_OK);
+    assert_int_equal(ae_dataset_standardize(other, mean, sd, 4), AE_OK);
+    assert_memory_equal(ae_dataset_data(other), ae_dataset_data(ds), sizeof x);
+
+    /* Per channel (as torchvision's Normalize) and one value for all. */
+    assert_int_equal(ae_dataset_from_memory(other, x, NULL, 4, 2, 1, 2, AE_DATA_COPY), AE_OK);
+    assert_int_equal(ae_dataset_standardization_count(other), 0);
+    float cm[2] = {3, 45}, cs[2] = {2, 10};
+    assert_int_equal(ae_dataset_standardize(other, cm, cs, 2), AE_OK);
+    assert_true(ae_dataset_data(other)[1] == -0.5f && ae_dataset_data(other)[3] == -2.5f);
+    assert_int_equal(ae_dataset_from_memory(other, x, NULL, 4, 2, 1, 2, AE_DATA_COPY), AE_OK);
+    assert_int_equal(ae_dataset_standardize(other, NULL, NULL, 1), AE_OK);
+    float gm, gs;
+    assert_int_equal(ae_dataset_standardization(other, &gm, &gs, 1), AE_OK);
+    assert_true(fabsf(gm - 24.0f) < 1e-5f);
+    ae_dataset_destroy(ds);
+    ae_dataset_destroy(other);
+}
+
+static void test_shuffle_split(void **state) {
+    (void)state;
+    enum { N = 50, D = 3 };
+    float x[N * D];
+    int32_t lab[N];
+    for (int i = 0; i < N; i++) {
+        lab[i] = i;
+        for (int j = 0; j < D; j++) x[i * D + j] = (float)(i * 10 + j);
+    }
+    ae_dataset *ds = NULL, *a = NULL, *b = NULL, *tr = NULL, *va = NULL;
+    assert_int_equal(ae_dataset_create(&ds, NULL), AE_OK);
+    assert_int_equal(ae_dataset_create(&a, NULL), AE_OK);
+    assert_int_equal(ae_dataset_create(&b, NULL), AE_OK);
+    assert_int_equal(ae_dataset_from_memory(a, x, lab, N, D, 1, 1, AE_DATA_COPY), AE_OK);
+    assert_int_equal(ae_dataset_from_memory(b, x, lab, N, D, 1, 1, AE_DATA_COPY), AE_OK);
+    assert_int_equal(ae_dataset_shuffle(a, 7), AE_OK);
+    assert_int_equal(ae_dataset_shuffle(b, 7), AE_OK);
+    assert_memory_equal(ae_dataset_data(a), ae_dataset_data(b), sizeof x);
+    assert_int_equal(ae_dataset_shuffle(b, 8), AE_OK);
+    assert_memory_not_equal(ae_dataset_data(a), ae_dataset_data(b), sizeof x);
+    int seen[N] = {0}, moved = 0;
+    for (int i = 0; i < N; i++) {
+        int32_t l = ae_dataset_labels(a)[i];
+        assert_true(ae_dataset_data(a)[i * D] == (float)(l * 10)); /* labels follow samples */
+        seen[l]++;
+        moved += l != i;
+    }
+    for (int i = 0; i < N; i++) assert_int_equal(seen[i], 1);
+    assert_true(moved > N / 2);
+
+    assert_int_equal(ae_dataset_from_memory(ds, x, lab, N, D, 1, 1, AE_DATA_BORROW), AE_OK);
+    assert_int_equal(ae_dataset_standardize(ds, NULL, NULL, 1), AE_OK);
+    assert_int_equal(ae_dataset_split(ds, 0.0, 1, &tr, &va), AE_ERR_INVALID_ARG);
+    assert_null(tr);
+    assert_int_equal(ae_dataset_split(ds, 1.0, 1, &tr, &va), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_dataset_split(ds, 0.5, 1, &tr, &tr), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_dataset_split(ds, 0.999, 1, &tr, &va), AE_ERR_STATE);
+    assert_int_equal(ae_dataset_split(ds, 0.21, 1, &tr, &va), AE_OK);
+    assert_int_equal(ae_dataset_count(va), 11); /* ceil(0.21 * 50) */
+    assert_int_equal(ae_dataset_count(tr), 39);
+    assert_int_equal(ae_dataset_standardization_count(va), 1);
+    memset(seen, 0, sizeof seen);
+    ae_dataset *parts[2] = {tr, va};
+    for (int p = 0; p < 2; p++)
+        for (size_t i = 0; i < ae_dataset_count(parts[p]); i++) {
+            int32_t l = ae_dataset_labels(parts[p])[i];
+            assert_true(ae_dataset_data(parts[p])[i * D] == ae_dataset_data(ds)[l * D]);
+            seen[l]++;
+        }
+    for (int i = 0; i < N; i++) assert_int_equal(seen[i], 1);
+    /* Deterministic per seed. */
+    ae_dataset *tr2 = NULL, *va2 = NULL;
+    assert_int_equal(ae_dataset_split(ds, 0.21, 1, &tr2, &va2), AE_OK);
+    assert_memory_equal(ae_dataset_labels(va), ae_dataset_labels(va2), 11 * sizeof(int32_t));
+    ae_dataset_destroy(tr2);
+    ae_dataset_destroy(va2);
+    assert_int_equal(ae_dataset_split(ds, 0.21, 2, &tr2, &va2), AE_OK);
+    assert_memory_not_equal(ae_dataset_labels(va), ae_dataset_labels(va2), 11 * sizeof(int32_t));
+    ae_dataset_destroy(tr2);
+    ae_dataset_destroy(va2);
+    /* Failing allocations: nothing returned, nothing leaked. */
+    test_alloc t = {0, 0, -1};
+    ae_allocator al = test_allocator(&t);
+    ae_dataset *src = NULL;
+    assert_int_equal(ae_dataset_create(&src, &al), AE_OK);
+    assert_int_equal(ae_dataset_from_memory(src, x, lab, N, D, 1, 1, AE_DATA_COPY), AE_OK);
+    long live0 = t.live;
+    t.count = 0;
+    assert_int_equal(ae_dataset_split(src, 0.5, 3, &tr2, &va2), AE_OK);
+    long needed = t.count;
+    ae_dataset_destroy(tr2);
+    ae_dataset_destroy(va2);
+    for (long k = 0; k < needed; k++) {
+        t.count = 0;
+        t.fail_at = k;
+        assert_int_equal(ae_dataset_split(src, 0.5, 3, &tr2, &va2), AE_ERR_OUT_OF_MEMORY);
+        assert_null(tr2);
+        assert_null(va2);
+        assert_int_equal(t.live, live0);
+        t.count = 0;
+        assert_int_equal(ae_dataset_shuffle(src, 3), k < 3 ? AE_ERR_OUT_OF_MEMORY : AE_OK);
+        t.fail_at = -1;
+    }
+    ae_dataset_destroy(src);
+    assert_int_equal(t.live, 0);
+    ae_dataset_destroy(tr);
+    ae_dataset_destroy(va);
+    ae_dataset_destroy(ds);
+    ae_dataset_destroy(a);
+    ae_dataset_destroy(b);
+}
+
+/* ---- corruption ---- */
+
+#define NOISE_N 4000
+#define NOISE_D 50
+
+static float *noise_input(void) {
+    float *x = malloc(NOISE_N * NOISE_D * sizeof *x);
+    assert_non_null(x);
+    test_fill(x, NOISE_N * NOISE_D, 11, 0.1f, 0.9f);
+    return x;
+}
+
+static void test_corrupt_statistics(void **state) {
+    (void)state;
+    size_t total = NOISE_N * NOISE_D;
+    float *x = noise_input(), *copy = malloc(total * sizeof *copy), *y = malloc(total * sizeof *y);
+    assert_non_null(copy);
+    assert_non_null(y);
+    memcpy(copy, x, total * sizeof *x);
+    ae_noise nz;
+
+    /* Gaussian: y - x has the given mean and variance. */
+    ae_noise_init(&nz, AE_NOISE_GAUSSIAN, 0.1);
+    nz.mean = 0.05;
+    assert_int_equal(ae_corrupt(&nz, x, y, NOISE_N, NOISE_D, 1), AE_OK);
+    double s = 0, q = 0;
+    for (size_t i = 0; i < total; i++) {
+        double d = (double)y[i] - x[i];
+        s += d;
+        q += d * d;
+    }
+    double mean = s / total, var = q / total - mean * mean;
+    assert_true(fabs(mean - 0.05) < 0.005);
+    assert_true(fabs(var - 0.1) < 0.003);
+    /* With clipping to [0, 1]: every value in range, some at each bound. */
+    nz.mean = 0.0;
+    nz.clip = 1;
+    assert_int_equal(ae_corrupt(&nz, x, y, NOISE_N, NOISE_D, 2), AE_OK);
+    size_t at0 = 0, at1 = 0;
+    for (size_t i = 0; i < total; i++) {
+        assert_true(y[i] >= 0.0f && y[i] <= 1.0f);
+        at0 += y[i] == 0.0f;
+        at1 += y[i] == 1.0f;
+    }
+    assert_true(at0 > total / 20 && at1 > total / 20);
+
+    /* Masking: exactly floor(D * rate) entries per sample set to the value;
+     * every position about equally often. */
+    ae_noise_init(&nz, AE_NOISE_MASK, 0.3);
+    nz.value = -2.0;
+    assert_int_equal(ae_corrupt(&nz, x, y, NOISE_N, NOISE_D, 3), AE_OK);
+    size_t pos[NOISE_D] = {0};
+    for (size_t r = 0; r < NOISE_N; r++) {
+        size_t k = 0;
+        for (size_t j = 0; j < NOISE_D; j++) {
+            float v = y[r * NOISE_D + j];
+            if (v == -2.0f) {
+                k++;
+                pos[j]++;
+            } else {
+                assert_true(v == x[r * NOISE_D + j]);
+            }
+        }
+        assert_int_equal(k, 15);
+    }
+    for (size_t j = 0; j < NOISE_D; j++) assert_true(fabs(pos[j] / (double)NOISE_N - 0.3) < 0.04);
+    ae_noise_init(&nz, AE_NOISE_MASK, 1.0);
+    assert_int_equal(ae_corrupt(&nz, x, y, 2, NOISE_D, 3), AE_OK);
+    for (size_t i = 0; i < 2 * NOISE_D; i++) assert_true(y[i] == 0.0f);
+
+    /* Bernoulli: zero with probability p, others unchanged. */
+    ae_noise_init(&nz, AE_NOISE_BERNOULLI, 0.25);
+    assert_int_equal(ae_corrupt(&nz, x, y, NOISE_N, NOISE_D, 4), AE_OK);
+    size_t zeros = 0;
+    for (size_t i = 0; i < total; i++) {
+        if (y[i] == 0.0f)
+            zeros++;
+        else
+            assert_true(y[i] == x[i]);
+    }
+    assert_true(fabs(zeros / (double)total - 0.25) < 0.005);
+
+    /* Dropout: survivors scaled by 1 / (1 - p); the mean is kept. */
+    ae_noise_init(&nz, AE_NOISE_DROPOUT, 0.4);
+    assert_int_equal(ae_corrupt(&nz, x, y, NOISE_N, NOISE_D, 5), AE_OK);
+    zeros = 0;
+    double sx = 0, sy = 0;
+    for (size_t i = 0; i < total; i++) {
+        if (y[i] == 0.0f)
+            zeros++;
+        else
+            assert_true(fabsf(y[i] - x[i] / 0.6f) <= 1e-6f * y[i]);
+        sx += x[i];
+        sy += y[i];
+    }
+    assert_true(fabs(zeros / (double)total - 0.4) < 0.005);
+    assert_true(fabs(sy / sx - 1.0) < 0.01);
+
+    /* Salt and pepper: p/2 zeros, p/2 ones. */
+    ae_noise_init(&nz, AE_NOISE_SALT_PEPPER, 0.2);
+    assert_int_equal(ae_corrupt(&nz, x, y, NOISE_N, NOISE_D, 6), AE_OK);
+    size_t ones = 0;
+    zeros = 0;
+    for (size_t i = 0; i < total; i++) {
+        if (y[i] == 0.0f)
+            zeros++;
+        else if (y[i] == 1.0f)
+            ones++;
+        else
+            assert_true(y[i] == x[i]);
+    }
+    assert_true(fabs(zeros / (double)total - 0.1) < 0.004);
+    assert_true(fabs(ones / (double)total - 0.1) < 0.004);
+
+    /* The input was never written. */
+    assert_memory_equal(x, copy, total * sizeof *x);
+    free(x);
+    free(copy);
+    free(y);
+}
+
+static void test_corrupt_determinism_and_errors(void **state) {
+    (void)state;
+    enum { N = 6, D = 20 };
+    float x[N * D], y1[N * D], y2[N * D], y3[N * D];
+    test_fill(x, N * D, 3, 0.0f, 1.0f);
+    ae_noise_kind kinds[5] = {AE_NOISE_GAUSSIAN, AE_NOISE_MASK, AE_NOISE_BERNOULLI,
+                              AE_NOISE_DROPOUT, AE_NOISE_SALT_PEPPER};
+    for (int k = 0; k < 5; k++) {
+        ae_noise nz;
+        ae_noise_init(&nz, kinds[k], 0.5);
+        assert_int_equal(ae_corrupt(&nz, x, y1, N, D, 42), AE_OK);
+        assert_int_equal(ae_corrupt(&nz, x, y2, N, D, 42), AE_OK);
+        assert_memory_equal(y1, y2, sizeof y1);
+        assert_int_equal(ae_corrupt(&nz, x, y2, N, D, 43), AE_OK);
+        assert_memory_not_equal(y1, y2, sizeof y1);
+        /* A caller-held state: two calls continue one stream, as one call. */
+        uint64_t st[4], st2[4];
+        ae_rng_state_seed(st, 42);
+        memcpy(st2, st, sizeof st);
+        assert_int_equal(ae_corrupt_rng(&nz, st, x, y2, 2, D), AE_OK);
+        assert_int_equal(ae_corrupt_rng(&nz, st, x + 2 * D, y2 + 2 * D, N - 2, D), AE_OK);
+        assert_memory_equal(y1, y2, sizeof y1);
+        assert_memory_not_equal(st, st2, sizeof st);
+        /* In place gives the same values. */
+        memcpy(y3, x, sizeof x);
+        assert_int_equal(ae_corrupt(&nz, y3, y3, N, D, 42), AE_OK);
+        assert_memory_equal(y1, y3, sizeof y1);
+    }
+    ae_noise nz;
+    ae_noise_init(&nz, AE_NOISE_DROPOUT, 1.0);
+    uint64_t st[4], keep[4];
+    ae_rng_state_seed(st, 1);
+    memcpy(keep, st, sizeof st);
+    memset(y1, 0x55, sizeof y1);
+    memcpy(y2, y1, sizeof y1);
+    assert_int_equal(ae_corrupt_rng(&nz, st, x, y1, N, D), AE_ERR_RANGE);
+    nz.kind = (ae_noise_kind)9;
+    assert_int_equal(ae_corrupt_rng(&nz, st, x, y1, N, D), AE_ERR_INVALID_ARG);
+    ae_noise_init(&nz, AE_NOISE_BERNOULLI, -0.1);
+    assert_int_equal(ae_corrupt_rng(&nz, st, x, y1, N, D), AE_ERR_RANGE);
+    ae_noise_init(&nz, AE_NOISE_GAUSSIAN, 0.1);
+    nz.clip = 1;
+    nz.clip_lo = 2;
+    nz.clip_hi = 1;
+    assert_int_equal(ae_corrupt_rng(&nz, st, x, y1, N, D), AE_ERR_RANGE);
+    nz.clip_lo = 0;
+    nz.mean = NAN;
+    assert_int_equal(ae_corrupt_rng(&nz, st, x, y1, N, D), AE_ERR_RANGE);
+    ae_noise_init(&nz, AE_NOISE_GAUSSIAN, 0.1);
+    nz.struct_size = 8;
+    assert_int_equal(ae_corrupt_rng(&nz, st, x, y1, N, D), AE_ERR_INVALID_ARG);
+    ae_noise_init(&nz, AE_NOISE_GAUSSIAN, 0.1);
+    assert_int_equal(ae_corrupt_rng(NULL, st, x, y1, N, D), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_corrupt_rng(&nz, NULL, x, y1, N, D), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_corrupt_rng(&nz, st, NULL, y1, N, D), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_corrupt_rng(&nz, st, x, y1, SIZE_MAX / 2, 4), AE_ERR_RANGE);
+    memcpy(y3, x, sizeof x);
+    assert_int_equal(ae_corrupt_rng(&nz, st, y3, y3 + 1, N - 1, D), AE_ERR_INVALID_ARG);
+    assert_memory_equal(y3, x, sizeof x);
+    assert_memory_equal(y1, y2, sizeof y1);
+    assert_memory_equal(st, keep, sizeof st);
+    assert_int_equal(ae_corrupt_rng(&nz, st, x, y1, 0, D), AE_OK);
+    ae_noise_init(NULL, AE_NOISE_NONE, 0);
+    ae_rng_state_seed(NULL, 0);
+    /* AE_NOISE_NONE copies. */
+    ae_noise_init(&nz, AE_NOISE_NONE, 0);
+    assert_int_equal(ae_corrupt(&nz, x, y1, N, D, 1), AE_OK);
+    assert_memory_equal(y1, x, sizeof x);
+}
+
 /* ---- Fashion-MNIST, when installed (Debian package dataset-fashion-mnist) ---- */
 
 #define FMNIST "/usr/share/datasets/fashion-mnist/"
@@ -810,6 +1537,16 @@ int main(void) {
         cmocka_unit_test(test_failing_allocator),
         cmocka_unit_test(test_scale),
         cmocka_unit_test(test_gather),
+        cmocka_unit_test(test_from_memory),
+        cmocka_unit_test(test_npy_read),
+        cmocka_unit_test(test_npy_write),
+        cmocka_unit_test(test_npy_malformed),
+        cmocka_unit_test(test_csv),
+        cmocka_unit_test(test_readers_failing_allocator),
+        cmocka_unit_test(test_standardize),
+        cmocka_unit_test(test_shuffle_split),
+        cmocka_unit_test(test_corrupt_statistics),
+        cmocka_unit_test(test_corrupt_determinism_and_errors),
         cmocka_unit_test(test_fashion_mnist_t10k),
         cmocka_unit_test(test_fashion_mnist_train),
     };
