@@ -367,13 +367,17 @@ AE_API const char *ae_model_last_error(const ae_model *m);
  * One training step on a batch: forward, loss, backward, optimizer update.
  * `x` is [batch, input_size]; `target` is [batch, output_size], or NULL to
  * reconstruct `x`. `loss` (may be NULL) receives the loss of the batch
- * before the update. Neither array is modified or kept.
+ * before the update. Neither array is modified or kept. With denoising on
+ * (AE_P_NOISE_KIND), a private copy of `x` is corrupted afresh from the
+ * model's RNG and fed forward, and the target stays the clean `x` (or
+ * `target`); a noise level out of its kind's range is AE_ERR_RANGE.
  * The first step at a new largest batch size allocates the workspace; later
  * steps at that size or smaller allocate nothing.
  * Errors: AE_ERR_INVALID_ARG (NULL, batch 0), AE_ERR_RANGE (batch over
  * 2^24), AE_ERR_NUMERIC (NaN or infinity in the data, the loss or the
  * gradients: the parameters and optimizer state stay exactly as before),
- * AE_ERR_OUT_OF_MEMORY. Since 0.1.0.
+ * AE_ERR_OUT_OF_MEMORY. A failed step also leaves the model's RNG as it was.
+ * Since 0.1.0.
  */
 AE_API ae_status ae_train_step(ae_model *m, const float *x, const float *target, size_t batch,
                                float *loss);

@@ -124,8 +124,10 @@ AE_API void ae_fit_options_init(ae_fit_options *opts);
  * wrong struct_size, an unknown schedule), AE_ERR_RANGE (an option out of
  * its range), AE_ERR_SHAPE (a dataset's sample size differs from the
  * model's), AE_ERR_STATE (an empty dataset, or no full batch with
- * drop_last), AE_ERR_OUT_OF_MEMORY: nothing has changed. Errors of a
- * training step or an evaluation (e.g. AE_ERR_NUMERIC) stop the run: the
+ * drop_last), AE_ERR_OUT_OF_MEMORY (everything, the model's workspace for
+ * the batch size included, is allocated before the first step): nothing has
+ * changed. Errors of a training step or an evaluation (e.g.
+ * AE_ERR_NUMERIC) stop the run: the
  * model keeps the parameters of its last successful step, the history the
  * finished epochs, and the message says which epoch and batch failed.
  * Since 0.1.0.

@@ -186,14 +186,18 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
     float *best_b = keep_best ? ae_alloc(a, (m->nbuffers + 1) * sizeof(float)) : NULL;
     ae_epoch_stats *rec = NULL;
     if (h && h->cap < o->epochs) rec = ae_alloc(&h->alloc, o->epochs * sizeof *rec);
-    if ((o->shuffle && (!idx || !batch)) || (keep_best && (!best_p || !best_b)) ||
-        (h && h->cap < o->epochs && !rec)) {
+    int oom = (o->shuffle && (!idx || !batch)) || (keep_best && (!best_p || !best_b)) ||
+              (h && h->cap < o->epochs && !rec);
+    if (oom) st = ae_error(&m->err, AE_ERR_OUT_OF_MEMORY, "ae_fit: out of memory for the batch buffers");
+    /* The workspace for the batch size, so that no step fails for memory. */
+    if (!oom) st = ae_model_reserve(m, bs);
+    if (st) {
         ae_free(a, idx);
         ae_free(a, batch);
         ae_free(a, best_p);
         ae_free(a, best_b);
         if (h) ae_free(&h->alloc, rec);
-        return ae_error(&m->err, AE_ERR_OUT_OF_MEMORY, "ae_fit: out of memory for the batch buffers");
+        return st;
     }
     if (rec) {
         ae_free(&h->alloc, h->e);
