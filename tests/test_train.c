@@ -520,16 +520,18 @@ static void test_fit_failing_allocator(void **state) {
     o.restore_best = 1;
     o.history = h;
     ae_model *m = make_model(&a, 3, AE_OPT_ADAM);
+    OK(ae_model_set_int(m, AE_P_NOISE_KIND, AE_NOISE_GAUSSIAN));
     t.count = 0;
     OK(ae_fit(m, ds, &o));
     long needed = t.count;
-    assert_true(needed >= 5);
+    assert_true(needed >= 7); /* history, order, batch, best x2, noisy val, workspace, noisy input */
     ae_model_destroy(m);
     for (long k = 0; k < needed; k++) {
         ae_history_destroy(h);
         OK(ae_history_create(&h, &a));
         o.history = h;
         m = make_model(&a, 3, AE_OPT_ADAM);
+        OK(ae_model_set_int(m, AE_P_NOISE_KIND, AE_NOISE_GAUSSIAN));
         float before[512];
         params_of(m, before);
         long live0 = t.live;
@@ -565,14 +567,34 @@ static void test_fit_denoising(void **state) {
     o.epochs = 30;
     o.batch_size = 10;
     o.val = ds;
+    o.val_noise_seed = 5;
     o.callback = record;
     o.user = &rec;
     OK(ae_fit(m, ds, &o));
     assert_true(rec.e[29].train_loss < rec.e[0].train_loss);
     assert_true(rec.e[29].val_loss < rec.e[0].val_loss);
-    /* Training (noisy input) is harder than the clean validation. */
-    assert_true(rec.e[29].train_loss > rec.e[29].val_loss);
+    /* Validation: the input corrupted once (as ae_corrupt with the seed),
+     * the target clean. */
+    ae_noise nz;
+    ae_noise_init(&nz, AE_NOISE_MASK, 0.25);
+    float noisy[N * IN], l;
+    OK(ae_corrupt(&nz, x, noisy, N, IN, 5));
+    OK(ae_evaluate(m, noisy, x, N, &l));
+    assert_true(fabs(l - rec.e[29].val_loss) < 1e-7);
     assert_memory_equal(ae_dataset_data(ds), x, sizeof x);
+    /* val_corrupt 0: the clean input. */
+    memset(&rec, 0, sizeof rec);
+    o.epochs = 1;
+    o.val_corrupt = 0;
+    OK(ae_fit(m, ds, &o));
+    OK(ae_evaluate(m, x, NULL, N, &l));
+    assert_true(fabs(l - rec.e[0].val_loss) < 1e-7);
+    /* A noise level out of its kind's range is refused before any step. */
+    OK(ae_model_set_float(m, AE_P_NOISE_LEVEL, 2.0));
+    uint64_t steps = ae_model_step_count(m);
+    assert_int_equal(ae_fit(m, ds, &o), AE_ERR_RANGE);
+    assert_non_null(strstr(ae_model_last_error(m), "AE_P_NOISE_LEVEL"));
+    assert_int_equal(ae_model_step_count(m), steps);
     ae_model_destroy(m);
     ae_dataset_destroy(ds);
 }

@@ -9,8 +9,10 @@
  * to a callback, and records every epoch in an ae_history. It uses only
  * what every model kind has (train step, evaluate, learning rate), so it
  * serves every kind of autoencoder. Denoising is a model setting
- * (AE_P_NOISE_KIND): the training steps corrupt their input; validation
- * always evaluates the clean input.
+ * (AE_P_NOISE_KIND): the training steps corrupt their input afresh; the
+ * validation input is corrupted once per fit with the same settings (a
+ * fixed seed, so epochs compare) and evaluated against the clean data,
+ * unless val_corrupt is 0.
  */
 #ifndef LIBAE_TRAIN_H
 #define LIBAE_TRAIN_H
@@ -105,6 +107,10 @@ typedef struct ae_fit_options {
     ae_fit_callback callback;/* may be NULL */
     void *user;              /* passed to the callback */
     ae_history *history;     /* filled with every epoch when not NULL */
+    int val_corrupt;         /* 1 (default): for a denoising model, validate on
+                                a corrupted copy of val against the clean data;
+                                0: validate on the clean input */
+    uint64_t val_noise_seed; /* seeds that copy's noise, default 0 */
 } ae_fit_options;
 
 /** Fills `opts` with struct_size and the defaults. Accepts NULL. Since 0.1.0. */
@@ -122,7 +128,7 @@ AE_API void ae_fit_options_init(ae_fit_options *opts);
  * (see ae_history_stop_reason).
  * Errors (message in ae_model_last_error(m)): AE_ERR_INVALID_ARG (NULL, a
  * wrong struct_size, an unknown schedule), AE_ERR_RANGE (an option out of
- * its range), AE_ERR_SHAPE (a dataset's sample size differs from the
+ * its range, or a noise level out of its kind's range), AE_ERR_SHAPE (a dataset's sample size differs from the
  * model's), AE_ERR_STATE (an empty dataset, or no full batch with
  * drop_last), AE_ERR_OUT_OF_MEMORY (everything, the model's workspace for
  * the batch size included, is allocated before the first step): nothing has

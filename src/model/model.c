@@ -292,6 +292,18 @@ static void backward(ae_model *m, const float *x, size_t batch) {
     }
 }
 
+ae_status ae_model_reserve_noisy(ae_model *m, size_t batch) {
+    if (batch <= m->noisy_batch) return AE_OK;
+    float *p = ae_alloc(&m->alloc, batch * m->in_size * sizeof(float));
+    if (!p)
+        return ae_error(&m->err, AE_ERR_OUT_OF_MEMORY,
+                        "out of memory for the corrupted input of batch %zu", batch);
+    ae_free(&m->alloc, m->noisy);
+    m->noisy = p;
+    m->noisy_batch = batch;
+    return AE_OK;
+}
+
 /* Denoising: corrupts a private copy of x (allocated at the first step of a
  * new largest batch) from the model's RNG; *xin is the copy. */
 static ae_status corrupt_input(ae_model *m, const float *x, size_t batch, const float **xin) {
@@ -301,15 +313,7 @@ static ae_status corrupt_input(ae_model *m, const float *x, size_t batch, const 
     ae_status st = ae_noise_check(&ns, &m->err, 1);
     if (!st) st = check_finite(m, x, batch * m->in_size, "the input");
     if (st) return st;
-    if (batch > m->noisy_batch) {
-        float *p = ae_alloc(&m->alloc, batch * m->in_size * sizeof(float));
-        if (!p)
-            return ae_error(&m->err, AE_ERR_OUT_OF_MEMORY,
-                            "out of memory for the corrupted input of batch %zu", batch);
-        ae_free(&m->alloc, m->noisy);
-        m->noisy = p;
-        m->noisy_batch = batch;
-    }
+    if ((st = ae_model_reserve_noisy(m, batch)) != AE_OK) return st;
     ae_noise_apply(&ns, &m->rng, x, m->noisy, batch, m->in_size);
     *xin = m->noisy;
     return AE_OK;

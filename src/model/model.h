@@ -93,5 +93,7 @@ void ae_stack_write_weight(ae_model *m, const ae_layer *L, const float *src);
 
 /* Grows the workspace to hold `batch` samples; allocates only when larger than before. */
 ae_status ae_model_reserve(ae_model *m, size_t batch);
+/* Grows the buffer of the corrupted input (denoising) likewise. */
+ae_status ae_model_reserve_noisy(ae_model *m, size_t batch);
 
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/noise.h"
 #include "model/model.h"
 
 struct ae_history {
@@ -68,6 +69,7 @@ void ae_fit_options_init(ae_fit_options *o) {
     o->plateau_patience = 10;
     o->plateau_threshold = 1e-4;
     o->warmup_start = 1.0 / 3.0;
+    o->val_corrupt = 1;
 }
 
 static double now_seconds(void) {
@@ -140,16 +142,18 @@ static double scheduled(const ae_fit_options *o, double base, size_t ep) {
     }
 }
 
-/* Mean loss of `ds` in batches (clean input, no update). */
-static ae_status evaluate_set(ae_model *m, const ae_dataset *ds, size_t bs, int sum_reduce,
-                              double *out) {
+/* Mean loss of `ds` in batches, no update; the input is `noisy` (a
+ * corrupted copy of the data) when not NULL, the target the clean data. */
+static ae_status evaluate_set(ae_model *m, const ae_dataset *ds, const float *noisy, size_t bs,
+                              int sum_reduce, double *out) {
     size_t n = ae_dataset_count(ds), d = ae_dataset_dim(ds);
     const float *x = ae_dataset_data(ds);
     double acc = 0.0;
     for (size_t i = 0; i < n; i += bs) {
         size_t b = n - i < bs ? n - i : bs;
         float l;
-        ae_status st = ae_evaluate(m, x + i * d, NULL, b, &l);
+        ae_status st = noisy ? ae_evaluate(m, noisy + i * d, x + i * d, b, &l)
+                             : ae_evaluate(m, x + i * d, NULL, b, &l);
         if (st) return st;
         acc += sum_reduce ? (double)l : (double)l * (double)b;
     }
@@ -186,12 +190,22 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
     float *best_b = keep_best ? ae_alloc(a, (m->nbuffers + 1) * sizeof(float)) : NULL;
     ae_epoch_stats *rec = NULL;
     if (h && h->cap < o->epochs) rec = ae_alloc(&h->alloc, o->epochs * sizeof *rec);
+    /* A denoising model validates on a corrupted copy, drawn once. */
+    const ae_settings *ms = &m->s;
+    ae_noise_spec ns = {(int)ms->noise_kind, ms->noise_level, ms->noise_mean, ms->noise_value,
+                        (int)ms->noise_clip, ms->noise_lo, ms->noise_hi};
+    int val_noisy = o->val && o->val_corrupt && ns.kind != AE_NOISE_NONE;
+    size_t nval = o->val ? ae_dataset_count(o->val) : 0;
+    float *vnoisy = val_noisy ? ae_alloc(a, nval * d * sizeof *vnoisy) : NULL;
     int oom = (o->shuffle && (!idx || !batch)) || (keep_best && (!best_p || !best_b)) ||
-              (h && h->cap < o->epochs && !rec);
+              (h && h->cap < o->epochs && !rec) || (val_noisy && !vnoisy);
     if (oom) st = ae_error(&m->err, AE_ERR_OUT_OF_MEMORY, "ae_fit: out of memory for the batch buffers");
     /* The workspace for the batch size, so that no step fails for memory. */
     if (!oom) st = ae_model_reserve(m, bs);
+    if (!st && ns.kind != AE_NOISE_NONE) st = ae_noise_check(&ns, &m->err, 1);
+    if (!st && ns.kind != AE_NOISE_NONE) st = ae_model_reserve_noisy(m, bs);
     if (st) {
+        ae_free(a, vnoisy);
         ae_free(a, idx);
         ae_free(a, batch);
         ae_free(a, best_p);
@@ -210,6 +224,11 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
         h->stop = AE_FIT_COMPLETED;
     }
 
+    if (val_noisy) {
+        ae_rng vr;
+        ae_rng_seed(&vr, o->val_noise_seed);
+        ae_noise_apply(&ns, &vr, ae_dataset_data(o->val), vnoisy, nval, d);
+    }
     const double base_lr = m->s.lr;
     const int sum_reduce = m->s.reduction == AE_REDUCE_SUM;
     const float *data = ae_dataset_data(train);
@@ -259,7 +278,7 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
         es.val_loss = NAN;
         es.learning_rate = lr;
         if (o->val) {
-            st = evaluate_set(m, o->val, bs, sum_reduce, &es.val_loss);
+            st = evaluate_set(m, o->val, vnoisy, bs, sum_reduce, &es.val_loss);
             if (st) {
                 memcpy(msg, m->err.msg, sizeof msg);
                 ae_error(&m->err, st, "ae_fit: epoch %zu, validation: %s", ep + 1, msg);
@@ -321,6 +340,7 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
     }
     m->s.lr = base_lr;
     if (h) h->stop = stop;
+    ae_free(a, vnoisy);
     ae_free(a, idx);
     ae_free(a, batch);
     ae_free(a, best_p);
