@@ -599,6 +599,82 @@ static void test_fit_denoising(void **state) {
     ae_dataset_destroy(ds);
 }
 
+/* ae_fit only needs what every model has: a convolutional model with
+ * BatchNorm (running statistics in the state arena) and denoising trains
+ * as by hand, and restore_best brings back the running statistics too. */
+static ae_model *conv_bn_model(void) {
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    if (ae_config_create(&c, NULL) != AE_OK) return NULL;
+    if (ae_config_set_input_shape(c, 1, 6, 6) == AE_OK &&
+        ae_config_add_conv2d(c, 3, 3, 1, 1, AE_ACT_IDENTITY) == AE_OK &&
+        ae_config_add_batchnorm(c) == AE_OK && ae_config_add_activation(c, AE_ACT_RELU) == AE_OK &&
+        ae_config_add_maxpool2d(c, 2, 2, 0) == AE_OK && ae_config_add_flatten(c) == AE_OK &&
+        ae_config_add_dense(c, 6, AE_ACT_IDENTITY) == AE_OK && ae_config_mark_code(c) == AE_OK &&
+        ae_config_add_dense(c, 27, AE_ACT_RELU) == AE_OK &&
+        ae_config_add_unflatten(c, 3, 3, 3) == AE_OK &&
+        ae_config_add_upsample(c, 2, AE_UPSAMPLE_NEAREST) == AE_OK &&
+        ae_config_add_conv2d(c, 1, 3, 1, 1, AE_ACT_SIGMOID) == AE_OK &&
+        ae_config_set_float(c, AE_P_LEARNING_RATE, 1e-2) == AE_OK &&
+        ae_config_set_int(c, AE_P_NOISE_KIND, AE_NOISE_GAUSSIAN) == AE_OK &&
+        ae_config_set_float(c, AE_P_NOISE_LEVEL, 0.05) == AE_OK)
+        ae_model_create(&m, c);
+    ae_config_destroy(c);
+    return m;
+}
+
+static void test_fit_conv_batchnorm_model(void **state) {
+    (void)state;
+    enum { NS = 24, D = 36 };
+    float x[NS * D], v[8 * D];
+    test_fill(x, NS * D, 21, 0, 1);
+    test_fill(v, 8 * D, 22, 0, 1);
+    ae_dataset *ds = NULL, *val = NULL;
+    OK(ae_dataset_create(&ds, NULL));
+    OK(ae_dataset_create(&val, NULL));
+    OK(ae_dataset_from_memory(ds, x, NULL, NS, 1, 6, 6, AE_DATA_BORROW));
+    OK(ae_dataset_from_memory(val, v, NULL, 8, 1, 6, 6, AE_DATA_BORROW));
+    ae_model *a = conv_bn_model(), *b = conv_bn_model();
+    assert_non_null(a);
+    assert_true(a->nbuffers > 0);
+    ae_fit_options o;
+    ae_fit_options_init(&o);
+    o.epochs = 3;
+    o.batch_size = 8;
+    o.shuffle = 0;
+    OK(ae_fit(a, ds, &o));
+    float loss;
+    for (int ep = 0; ep < 3; ep++)
+        for (int i = 0; i < NS; i += 8) OK(ae_train_step(b, x + i * D, NULL, 8, &loss));
+    assert_memory_equal(a->params, b->params, a->nparams * sizeof(float));
+    assert_memory_equal(a->buffers, b->buffers, a->nbuffers * sizeof(float));
+    assert_memory_equal(&a->rng, &b->rng, sizeof a->rng);
+
+    /* restore_best: with a huge min_delta the best epoch is the first. */
+    ae_model *c = conv_bn_model();
+    ae_history *h = NULL;
+    OK(ae_history_create(&h, NULL));
+    o.epochs = 4;
+    o.val = val;
+    o.val_corrupt = 0;
+    o.min_delta = 1e3;
+    o.restore_best = 1;
+    o.history = h;
+    OK(ae_fit(c, ds, &o));
+    assert_int_equal(ae_history_count(h), 4);
+    assert_int_equal(ae_history_best_epoch(h), 1);
+    ae_epoch_stats s = {.struct_size = sizeof s};
+    OK(ae_history_get(h, 0, &s));
+    OK(ae_evaluate(c, v, NULL, 8, &loss));
+    assert_true(fabs(loss - s.val_loss) < 1e-7);
+    ae_history_destroy(h);
+    ae_model_destroy(a);
+    ae_model_destroy(b);
+    ae_model_destroy(c);
+    ae_dataset_destroy(ds);
+    ae_dataset_destroy(val);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_denoising_step_matches_manual),
@@ -611,6 +687,7 @@ int main(void) {
         cmocka_unit_test(test_fit_refusals),
         cmocka_unit_test(test_fit_failing_allocator),
         cmocka_unit_test(test_fit_denoising),
+        cmocka_unit_test(test_fit_conv_batchnorm_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
