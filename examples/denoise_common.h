@@ -67,7 +67,7 @@ static int dn_run(const char *title, const ae_noise *noise, int argc, char **arg
     ae_config_destroy(cfg);
 
     printf("libae %s: %s\n784-256-64-256-784, %zu training and %zu validation images, up to %d "
-           "epochs\n(validation: clean input)\n",
+           "epochs\n(validation: the corrupted validation images against the clean ones)\n",
            ae_version_string(), title, ae_dataset_count(train), ae_dataset_count(val), epochs);
     ae_history *hist = NULL;
     DN_CHECK(ae_history_create(&hist, NULL), "");
