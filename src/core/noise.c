@@ -56,8 +56,17 @@ void ae_noise_apply(const ae_noise_spec *n, ae_rng *r, const float *in, float *o
     float p = (float)n->level;
     switch (n->kind) {
     case AE_NOISE_GAUSSIAN: {
-        float mean = (float)n->mean, sd = (float)sqrt(n->level);
-        for (size_t i = 0; i < total; i++) out[i] = in[i] + mean + sd * ae_rng_normal(r);
+        /* Box-Muller, both values of each pair used: two normals per two
+         * uniforms (32 bits each, from one 64-bit draw). */
+        double mean = n->mean, sd = sqrt(n->level);
+        for (size_t i = 0; i < total; i += 2) {
+            uint64_t v = ae_rng_next(r);
+            double u1 = ((double)(v >> 32) + 1.0) * 0x1.0p-32; /* (0, 1]: log is finite */
+            double u2 = (double)(v & 0xffffffffu) * 0x1.0p-32;
+            double rad = sd * sqrt(-2.0 * log(u1)), th = 6.283185307179586 * u2;
+            out[i] = (float)(in[i] + mean + rad * cos(th));
+            if (i + 1 < total) out[i + 1] = (float)(in[i + 1] + mean + rad * sin(th));
+        }
         break;
     }
     case AE_NOISE_MASK: {
@@ -71,7 +80,9 @@ void ae_noise_apply(const ae_noise_spec *n, ae_rng *r, const float *in, float *o
             float *y = out + s * dim;
             size_t left = k;
             for (size_t j = 0; j < dim; j++) {
-                int pick = left > 0 && ae_rng_below(r, dim - j) < left;
+                /* Picked with probability left / (dim - j): exactly k in all,
+                 * since the last `left` entries are taken with certainty. */
+                int pick = left > 0 && ae_rng_uniform_double(r) * (double)(dim - j) < (double)left;
                 y[j] = pick ? c : x[j];
                 left -= (size_t)pick;
             }
