@@ -515,8 +515,8 @@ static void test_seed_model_shapes(void **state) {
     assert_int_equal(ae_model_layer_shape(m, 6, NULL, NULL), AE_ERR_RANGE);
     assert_int_equal(ae_model_layer_shape(NULL, 0, NULL, NULL), AE_ERR_INVALID_ARG);
     /* PyTorch's init bounds: 1/sqrt(in*k*k) for Conv2d, 1/sqrt(out*k*k) for ConvTranspose2d */
-    static const double bound[6] = {1.0 / 3, 1.0 / 12, 1.0 / sqrt(32 * 49.0),
-                                    1.0 / sqrt(32 * 49.0), 1.0 / 12, 1.0 / 3};
+    const double bound[6] = {1.0 / 3, 1.0 / 12, 1.0 / sqrt(32 * 49.0),
+                             1.0 / sqrt(32 * 49.0), 1.0 / 12, 1.0 / 3};
     for (size_t l = 0; l < 6; l++) {
         float *w = malloc(weights[l] * sizeof *w);
         OK(ae_model_get_weights(m, l, w, weights[l]));
