@@ -156,7 +156,10 @@ typedef enum ae_layer_kind {
     AE_LAYER_AVGPOOL_1X1 = 15,
     AE_LAYER_FLATTEN = 16,
     AE_LAYER_UNFLATTEN = 17,
-    AE_LAYER_ACTIVATION = 18
+    AE_LAYER_ACTIVATION = 18,
+    AE_LAYER_TOPK = 20,          /* per-sample top-k (sparse.h) */
+    AE_LAYER_LIFETIME_TOPK = 21, /* top-k per feature across the batch (sparse.h) */
+    AE_LAYER_BATCH_TOPK = 22     /* top batch·k of the whole batch (sparse.h) */
 } ae_layer_kind;
 
 /**
@@ -218,7 +221,10 @@ typedef enum ae_param {
     /* float, [-1e30, 1e30], default 1. */
     AE_P_NOISE_CLIP_HI = 45,
     /* float, [-1e30, 1e30], default 0: the constant masked entries take. */
-    AE_P_NOISE_VALUE = 46
+    AE_P_NOISE_VALUE = 46,
+    /* int, [1, 2^31-1], default 1000: the window, in training steps, of
+       AE_STAT_DEAD_LATENTS (sparse.h). Changeable. */
+    AE_P_DEAD_WINDOW = 60
 } ae_param;
 
 /**
@@ -481,5 +487,6 @@ AE_API ae_status ae_model_get_float(const ae_model *m, ae_param param, double *v
 #include <libae/conv.h>
 #include <libae/stack.h>
 #include <libae/train.h>
+#include <libae/sparse.h>
 
 #endif /* LIBAE_AE_H */

@@ -15,10 +15,10 @@ static ae_status dense_setup(ae_layer *L, const ae_layer_spec *spec, ae_errbuf *
     return AE_OK;
 }
 
+/* With a sparse input (in_sparse_k > 0): the gathered values and the
+ * gradient at the kept entries, [batch, k] each. */
 static size_t dense_scratch(const ae_layer *L, size_t batch) {
-    (void)L;
-    (void)batch;
-    return 0;
+    return 2 * batch * L->in_sparse_k;
 }
 
 static void dense_init(const ae_layer *L, float *params, ae_rng *rng) {
@@ -43,12 +43,134 @@ static void bias_act(const ae_layer *L, const float *bias, float *pre, float *y,
     }
 }
 
+/* ---- sparse paths ----
+ * After a top-k layer the input has k nonzeros per row at io->in_idx:
+ * pre[r, o] = Σ_t x[r, j_t] W[o, j_t]. Blocks of 4 rows of W are walked
+ * against every sample's k entries, so W is read once per block. */
+static int sparse_input(const ae_layer *L, const ae_layer_io *io) {
+    return io->in_idx && !L->w_transposed && io->in_k == L->in_sparse_k && io->in_k > 0;
+}
+
+static void gather_values(const ae_layer *L, const ae_layer_io *io, float *vals) {
+    size_t B = io->batch, k = io->in_k, in = L->in;
+    for (size_t r = 0; r < B; r++)
+        for (size_t t = 0; t < k; t++) vals[r * k + t] = io->x[r * in + (size_t)io->in_idx[r * k + t]];
+}
+
+static void sparse_forward(const ae_layer *L, const float *W, const ae_layer_io *io, float *pre) {
+    size_t B = io->batch, k = io->in_k, in = L->in, out = L->out;
+    float *vals = io->scratch;
+    gather_values(L, io, vals);
+    size_t o = 0;
+    for (; o + 4 <= out; o += 4) {
+        const float *w0 = W + o * in, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
+        for (size_t r = 0; r < B; r++) {
+            const int32_t *ix = io->in_idx + r * k;
+            const float *v = vals + r * k;
+            float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+            for (size_t t = 0; t < k; t++) {
+                size_t j = (size_t)ix[t];
+                float vt = v[t];
+                a0 += vt * w0[j];
+                a1 += vt * w1[j];
+                a2 += vt * w2[j];
+                a3 += vt * w3[j];
+            }
+            float *p = pre + r * out + o;
+            p[0] = a0;
+            p[1] = a1;
+            p[2] = a2;
+            p[3] = a3;
+        }
+    }
+    for (; o < out; o++) {
+        const float *w0 = W + o * in;
+        for (size_t r = 0; r < B; r++) {
+            const int32_t *ix = io->in_idx + r * k;
+            const float *v = vals + r * k;
+            float a0 = 0.0f;
+            for (size_t t = 0; t < k; t++) a0 += v[t] * w0[(size_t)ix[t]];
+            pre[r * out + o] = a0;
+        }
+    }
+}
+
+/* Backward with a sparse input: dW touches only the kept columns of each
+ * row, and dx is computed at the kept entries only (the top-k layer before
+ * passes nothing else). d is dL/dpre [batch, out]. */
+static void sparse_in_backward(const ae_layer *L, const float *W, float *dW, const float *d,
+                               ae_layer_io *io) {
+    size_t B = io->batch, k = io->in_k, in = L->in, out = L->out;
+    const float *vals = io->scratch; /* gathered by the forward pass */
+    float *dxk = io->dx ? io->scratch + B * k : NULL;
+    if (dxk) memset(dxk, 0, B * k * sizeof *dxk);
+    for (size_t o = 0; o < out; o++) {
+        const float *w0 = W + o * in;
+        float *g0 = dW ? dW + o * in : NULL;
+        for (size_t r = 0; r < B; r++) {
+            float dr = d[r * out + o];
+            if (dr == 0.0f) continue;
+            const int32_t *ix = io->in_idx + r * k;
+            const float *v = vals + r * k;
+            if (g0)
+                for (size_t t = 0; t < k; t++) g0[(size_t)ix[t]] += dr * v[t];
+            if (dxk) {
+                float *dk = dxk + r * k;
+                for (size_t t = 0; t < k; t++) dk[t] += dr * w0[(size_t)ix[t]];
+            }
+        }
+    }
+    if (dxk) {
+        memset(io->dx, 0, B * in * sizeof(float));
+        for (size_t r = 0; r < B; r++)
+            for (size_t t = 0; t < k; t++) io->dx[r * in + (size_t)io->in_idx[r * k + t]] = dxk[r * k + t];
+    }
+}
+
+/* Backward when dy is nonzero only at io->out_idx (the layer feeds a top-k
+ * layer): the activation's derivative, the bias gradient, dW = dᵀx and
+ * dx = d W use only those k entries per row. */
+static void sparse_out_backward(const ae_layer *L, const float *W, float *grads, ae_layer_io *io,
+                                int accumulate_w) {
+    size_t B = io->batch, k = io->out_k, in = L->in, out = L->out;
+    float *d = io->dy;
+    float *db = (!L->frozen && L->has_bias) ? grads + L->b_off : NULL;
+    float *dW = (!L->frozen && !L->w_frozen) ? grads + L->w_off : NULL;
+    if (db) memset(db, 0, out * sizeof *db);
+    if (dW && !accumulate_w) memset(dW, 0, L->w_count * sizeof *dW);
+    if (io->dx) memset(io->dx, 0, B * in * sizeof(float));
+    for (size_t r = 0; r < B; r++) {
+        const int32_t *ix = io->out_idx + r * k;
+        const float *x = io->x + r * in;
+        float *dx = io->dx ? io->dx + r * in : NULL;
+        for (size_t t = 0; t < k; t++) {
+            size_t j = (size_t)ix[t], pos = r * out + j;
+            if (!io->dy_is_dpre)
+                ae_act_backward(L->act, L->slope, io->pre ? io->pre + pos : NULL, io->y + pos,
+                                d + pos, 1);
+            float dj = d[pos];
+            if (dj == 0.0f) continue;
+            if (db) db[j] += dj;
+            if (dW) {
+                float *g = dW + j * in;
+                for (size_t i = 0; i < in; i++) g[i] += dj * x[i];
+            }
+            if (dx) {
+                const float *w = W + j * in;
+                for (size_t i = 0; i < in; i++) dx[i] += dj * w[i];
+            }
+        }
+    }
+}
+
 static void dense_forward(const ae_layer *L, const float *params, ae_layer_io *io) {
     const float *W = params + L->w_off;
     const float *bias = L->has_bias ? params + L->b_off : NULL;
     float *pre = io->pre ? io->pre : io->y;
     size_t B = io->batch;
-    if (B == 1) {
+    if (sparse_input(L, io)) {
+        sparse_forward(L, W, io, pre);
+    } else if (B == 1) {
         /* sgemv beats sgemm at batch 1 (inference of a single sample). */
         if (L->w_transposed)
             ae_sgemv(AE_TRANS, L->in, L->out, 1.0f, W, L->out, io->x, 0.0f, pre);
@@ -67,6 +189,10 @@ static void dense_forward(const ae_layer *L, const float *params, ae_layer_io *i
 static void dense_backward(const ae_layer *L, const float *params, float *grads, ae_layer_io *io,
                            int accumulate_w) {
     size_t B = io->batch, n = L->out;
+    if (io->out_idx && !L->w_transposed && io->out_k == L->out_sparse_k && io->out_k > 0) {
+        sparse_out_backward(L, params + L->w_off, grads, io, accumulate_w);
+        return;
+    }
     float *d = io->dy;
     /* d <- dL/dpre, and the bias gradient, in one pass over d. */
     float *db = (!L->frozen && L->has_bias) ? grads + L->b_off : NULL;
@@ -80,6 +206,12 @@ static void dense_backward(const ae_layer *L, const float *params, float *grads,
             for (size_t j = 0; j < n; j++) db[j] += dr[j];
     }
     const float *W = params + L->w_off;
+    if (sparse_input(L, io)) {
+        float *dW = (L->frozen || L->w_frozen) ? NULL : grads + L->w_off;
+        if (dW && !accumulate_w) memset(dW, 0, L->w_count * sizeof *dW);
+        sparse_in_backward(L, W, dW, d, io);
+        return;
+    }
     if (!L->frozen && !L->w_frozen) {
         float *dW = grads + L->w_off;
         float beta = accumulate_w ? 1.0f : 0.0f;

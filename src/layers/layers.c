@@ -11,6 +11,9 @@ extern const ae_layer_ops ae_avgpool_ops;
 extern const ae_layer_ops ae_flatten_ops;
 extern const ae_layer_ops ae_unflatten_ops;
 extern const ae_layer_ops ae_activation_ops;
+extern const ae_layer_ops ae_topk_ops;
+extern const ae_layer_ops ae_lifetime_topk_ops;
+extern const ae_layer_ops ae_batch_topk_ops;
 
 const ae_layer_ops *ae_layer_ops_for(ae_layer_kind kind) {
     switch (kind) {
@@ -24,6 +27,9 @@ const ae_layer_ops *ae_layer_ops_for(ae_layer_kind kind) {
     case AE_LAYER_FLATTEN: return &ae_flatten_ops;
     case AE_LAYER_UNFLATTEN: return &ae_unflatten_ops;
     case AE_LAYER_ACTIVATION: return &ae_activation_ops;
+    case AE_LAYER_TOPK: return &ae_topk_ops;
+    case AE_LAYER_LIFETIME_TOPK: return &ae_lifetime_topk_ops;
+    case AE_LAYER_BATCH_TOPK: return &ae_batch_topk_ops;
     }
     return NULL;
 }

@@ -29,6 +29,14 @@ typedef struct ae_shape {
 
 static inline size_t ae_shape_size(ae_shape s) { return s.c * s.h * s.w; }
 
+/* Sparsity penalties attached to a layer's output (src/losses/sparsity.c). */
+typedef struct ae_penalty_spec {
+    int kl_on, kl_sum;        /* KL penalty; kl_sum: sum over units instead of mean */
+    double kl_rho, kl_lambda;
+    int l1_on;
+    double l1_lambda;
+} ae_penalty_spec;
+
 /* What the config builder records for one layer; each kind reads its own fields. */
 typedef struct ae_layer_spec {
     ae_layer_kind kind;
@@ -38,6 +46,7 @@ typedef struct ae_layer_spec {
     int bias;
     int64_t iparam[8]; /* kind-specific integers (kernel, stride, k, ...) */
     double fparam[4];  /* kind-specific reals */
+    ae_penalty_spec penalty; /* sparsity penalties on the layer's output */
 } ae_layer_spec;
 
 /* One layer's view of a forward or backward pass over a batch. */
@@ -52,6 +61,11 @@ typedef struct ae_layer_io {
     int dy_is_dpre; /* backward: dy already holds the gradient w.r.t. pre */
     float *scratch; /* ops->scratch_floats(batch) floats */
     float *state;   /* the layer's non-trainable state, or NULL */
+    /* Sparsity hints (see ae_layer.in_sparse_k): the input's only nonzero
+     * columns, in_k ascending indices per row; and in backward the only
+     * columns where dy is nonzero, out_k per row. NULL when not known. */
+    const int32_t *in_idx, *out_idx;
+    size_t in_k, out_k;
 } ae_layer_io;
 
 typedef struct ae_layer_ops {
@@ -73,6 +87,10 @@ typedef struct ae_layer_ops {
                      int accumulate_w);
     /* Optional (NULL when s_count is 0): sets the initial non-trainable state. */
     void (*init_state)(const ae_layer *L, float *state);
+    /* Selection layers with exactly L->sparse_k kept entries per row: the
+     * kept column indices of the last forward (ascending in each row), kept
+     * in the scratch. NULL in the ops of other kinds. */
+    const int32_t *(*kept_index)(const ae_layer *L, const float *scratch);
 } ae_layer_ops;
 
 struct ae_layer {
@@ -94,7 +112,27 @@ struct ae_layer {
     int keep_pre;          /* the forward pass stores the pre-activation */
     size_t min_train_batch; /* smallest batch a training step accepts (0: any) */
     size_t max_batch;       /* largest batch the layer accepts (0: any up to AE_MAX_DIM) */
+    /* Sparsity (set by setup for selection layers, by the model for dense):
+     * sparse_k: the output has at most sparse_k nonzeros per row, listed by
+     * ops->kept_index; keeps_zeros: a zero input stays a zero output;
+     * in_sparse_k / out_sparse_k: a dense layer may receive in_idx / out_idx
+     * hints with that many entries per row. */
+    size_t sparse_k;
+    int keeps_zeros;
+    size_t in_sparse_k, out_sparse_k;
 };
+
+/* Selection helpers (topk.c). Indices of the k largest of the n values
+ * x[0], x[stride], ... (ties: the lower index wins), ascending, into idx
+ * (k entries; it is also the heap). Returns -1 when a value is NaN, else 0. */
+int ae_select_topk(const float *x, size_t n, size_t stride, size_t k, int32_t *idx);
+/* dx = dy where mask is nonzero, 0 elsewhere (lifetime_topk.c). */
+void ae_mask_backward(const unsigned char *mask, const float *dy, float *dx, size_t n);
+/* The k of a lifetime top-k layer at this batch size (lifetime_topk.c). */
+size_t ae_lifetime_k(const ae_layer *L, size_t batch);
+/* The inference threshold of a batch top-k layer from its state; 0 when it
+ * has not trained (batch_topk.c). */
+int ae_batch_topk_threshold(const ae_layer *L, const float *state, double *theta);
 
 const ae_layer_ops *ae_layer_ops_for(ae_layer_kind kind);
 const char *ae_layer_kind_name(ae_layer_kind kind);

@@ -27,4 +27,19 @@ int ae_loss_wants_logits(ae_loss kind, ae_activation out_act);
  * Returns a non-finite value when the outputs are outside the loss's domain. */
 double ae_loss_eval(const ae_loss_input *in, float *dpre);
 
+/* ---- sparsity penalties (sparsity.c) on a layer output z [batch, n] ---- */
+
+/* ρ̂ is clamped to [AE_KL_RHO_MIN, 1 - AE_KL_RHO_MIN]. */
+#define AE_KL_RHO_MIN 1e-6
+
+/* λ · R_j KL(ρ || ρ̂_j), R the mean over units (or the sum when p->kl_sum). */
+double ae_kl_penalty(const ae_penalty_spec *p, const float *z, size_t batch, size_t n);
+/* Adds the KL penalty's gradient to dz. `tmp` holds n floats. */
+void ae_kl_penalty_grad(const ae_penalty_spec *p, const float *z, size_t batch, size_t n,
+                        float *dz, float *tmp);
+/* λ · mean over the batch of Σ_j |z_j|. */
+double ae_l1_penalty(const ae_penalty_spec *p, const float *z, size_t batch, size_t n);
+/* Adds the L1 penalty's gradient (λ sign(z) / batch) to dz. */
+void ae_l1_penalty_grad(const ae_penalty_spec *p, const float *z, size_t batch, size_t n, float *dz);
+
 #endif

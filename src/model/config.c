@@ -39,6 +39,7 @@ static const param_row param_table[] = {
     ROW_F(AE_P_NOISE_CLIP_LO, "AE_P_NOISE_CLIP_LO", -1e30, 1e30, 0, 0, 1, noise_lo),
     ROW_F(AE_P_NOISE_CLIP_HI, "AE_P_NOISE_CLIP_HI", -1e30, 1e30, 0, 0, 1, noise_hi),
     ROW_F(AE_P_NOISE_VALUE, "AE_P_NOISE_VALUE", -1e30, 1e30, 0, 0, 1, noise_value),
+    ROW_I(AE_P_DEAD_WINDOW, "AE_P_DEAD_WINDOW", 1, 2147483647.0, 1, dead_window),
 };
 
 static const param_row *find_param(ae_param p) {
@@ -57,6 +58,7 @@ void ae_settings_default(ae_settings *s) {
     s->beta2 = 0.999;
     s->eps = 1e-8;
     s->noise_hi = 1.0;
+    s->dead_window = 1000;
 }
 
 ae_status ae_param_bounds(ae_param param, int *is_int, double *min_value, double *max_value,

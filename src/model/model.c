@@ -29,6 +29,7 @@ static ae_status check_config(const ae_config *cfg, ae_errbuf *err) {
 void ae_model_destroy(ae_model *m) {
     if (!m) return;
     ae_allocator a = m->alloc;
+    ae_sparse_free(m);
     ae_free(&a, m->ws);
     ae_free(&a, m->noisy);
     ae_free(&a, m->y);
@@ -123,6 +124,11 @@ ae_status ae_model_create(ae_model **out, const ae_config *cfg_in) {
                         ae_shape_size(shape), shape.c, shape.h, shape.w, cfg->input_size);
     }
     m->out_size = ae_shape_size(shape);
+    st = ae_sparse_setup(m, &cfg->err);
+    if (st) {
+        ae_model_destroy(m);
+        return st;
+    }
     m->nparams = off;
     m->nbuffers = soff;
     m->params = ae_calloc(a, off ? off : 1, sizeof(float));
@@ -202,7 +208,9 @@ static const float *forward_range(ae_model *m, size_t from, size_t to, const flo
         ae_layer_io io = {.batch = batch, .train = train, .x = x, .pre = m->pre[i], .y = m->y[i],
                           .scratch = m->scratch[i],
                           .state = m->layers[i].s_count ? m->buffers + m->layers[i].s_off : NULL};
+        ae_sparse_hints(m, i, from, 0, &io);
         m->layers[i].ops->forward(&m->layers[i], m->params, &io);
+        ae_sparse_after_forward(m, i, from);
         x = m->y[i];
     }
     return x;
@@ -244,8 +252,9 @@ static ae_status check_finite(ae_model *m, const float *p, size_t n, const char 
 }
 
 /* Forward and loss; with grad, also the gradient of the output's pre-activation into grad_a. */
+/* terms receives the reconstruction, KL and L1 parts of the loss. */
 static ae_status forward_loss(ae_model *m, const float *x, const float *target, size_t batch,
-                              int train, int grad, double *loss) {
+                              int train, int grad, double *loss, double terms[3]) {
     if (!target) target = x;
     ae_status st = check_finite(m, x, batch * m->in_size, "the input");
     if (!st && target != x) st = check_finite(m, target, batch * m->out_size, "the target");
@@ -256,7 +265,9 @@ static ae_status forward_loss(ae_model *m, const float *x, const float *target, 
     ae_loss_input li = {(ae_loss)m->s.loss, (ae_reduction)m->s.reduction, last->act, last->slope,
                         m->y[m->nlayers - 1], m->pre[m->nlayers - 1], target,
                         batch * m->out_size};
-    *loss = ae_loss_eval(&li, grad ? m->grad_a : NULL);
+    terms[0] = ae_loss_eval(&li, grad ? m->grad_a : NULL);
+    ae_sparse_penalties(m, batch, &terms[1], &terms[2]);
+    *loss = terms[0] + terms[1] + terms[2];
     if (!isfinite(*loss))
         return ae_error(&m->err, AE_ERR_NUMERIC, "the loss is not finite (%g); nothing was updated",
                         *loss);
@@ -285,6 +296,8 @@ static void backward(ae_model *m, const float *x, size_t batch) {
                           .dy_is_dpre = i + 1 == m->nlayers,
                           .scratch = m->scratch[i],
                           .state = L->s_count ? m->buffers + L->s_off : NULL};
+        if (i + 1 < m->nlayers) ae_sparse_penalty_grad(m, i, batch, dy);
+        ae_sparse_hints(m, i, 0, 1, &io);
         L->ops->backward(L, m->params, m->grads, &io, m->accumulate_w[i]);
         float *t = dy;
         dy = dx;
@@ -332,11 +345,11 @@ ae_status ae_train_step(ae_model *m, const float *x, const float *target, size_t
         if ((st = corrupt_input(m, x, batch, &xin)) != AE_OK) return st;
         if (!target) target = x; /* the clean input */
     }
-    double l;
+    double l, terms[3];
     /* The forward pass of a training step updates running statistics: keep
      * them to restore if the step fails. */
     if (m->nbuffers) memcpy(m->buffers_saved, m->buffers, m->nbuffers * sizeof(float));
-    st = forward_loss(m, xin, target, batch, 1, 1, &l);
+    st = forward_loss(m, xin, target, batch, 1, 1, &l, terms);
     if (st) {
         if (m->nbuffers) memcpy(m->buffers, m->buffers_saved, m->nbuffers * sizeof(float));
         m->rng = rng_before;
@@ -365,6 +378,8 @@ ae_status ae_train_step(ae_model *m, const float *x, const float *target, size_t
     ae_optim_step(&os, m->params, m->grads, m->state1, m->state2, m->blocks, m->nblocks, scale);
     m->steps++;
     m->last_loss = l;
+    ae_sparse_record(m, batch, terms[0], terms[1], terms[2]);
+    ae_sparse_after_step(m, batch);
     if (loss) *loss = (float)l;
     return AE_OK;
 }
@@ -373,9 +388,15 @@ ae_status ae_evaluate(ae_model *m, const float *x, const float *target, size_t b
     if (!m) return AE_ERR_INVALID_ARG;
     ae_status st = check_batch(m, x, x, batch);
     if (st) return st;
-    double l;
-    st = forward_loss(m, x, target, batch, 0, 0, &l);
-    if (st) return st;
+    double l, terms[3];
+    /* A forward in training mode may update layer state: restore it on failure. */
+    if (m->nbuffers) memcpy(m->buffers_saved, m->buffers, m->nbuffers * sizeof(float));
+    st = forward_loss(m, x, target, batch, m->mode == AE_MODE_TRAIN, 0, &l, terms);
+    if (st) {
+        if (m->nbuffers) memcpy(m->buffers, m->buffers_saved, m->nbuffers * sizeof(float));
+        return st;
+    }
+    ae_sparse_record(m, batch, terms[0], terms[1], terms[2]);
     if (loss) *loss = (float)l;
     return AE_OK;
 }
@@ -387,7 +408,7 @@ static ae_status run_range(ae_model *m, size_t from, size_t to, const float *x, 
     if (!st) st = check_finite(m, x, batch * in_width, "the input");
     if (!st) st = ae_model_reserve(m, batch);
     if (st) return st;
-    const float *y = forward_range(m, from, to, x, batch, 0);
+    const float *y = forward_range(m, from, to, x, batch, m->mode == AE_MODE_TRAIN);
     memcpy(out, y, batch * out_width * sizeof(float));
     return AE_OK;
 }

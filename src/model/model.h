@@ -10,7 +10,7 @@
 
 /* Every setting of ae_param, in one struct shared by config and model. */
 typedef struct ae_settings {
-    int64_t loss, reduction, optimizer, seed, nesterov;
+    int64_t loss, reduction, optimizer, seed, nesterov, dead_window;
     double lr, momentum, dampening, weight_decay, beta1, beta2, eps, clip_norm;
     int64_t noise_kind, noise_clip; /* denoising: see core/noise.h */
     double noise_level, noise_mean, noise_lo, noise_hi, noise_value;
@@ -74,6 +74,15 @@ struct ae_model {
 
     float *noisy; /* corrupted copy of the input [noisy_batch, in_size] (denoising) */
     size_t noisy_batch;
+    /* Sparse models (sparse.c). */
+    int mode;                 /* ae_mode of the calls other than ae_train_step */
+    const int32_t **out_idx;  /* per layer: kept indices of its output in the last forward */
+    size_t *out_k;            /* per layer: entries per row of out_idx */
+    uint64_t *last_active;    /* per code unit: last training step it was active, 0 never */
+    float *pen_tmp;           /* max_width floats for penalty gradients */
+    int has_stats;            /* a step or an evaluation has set the stat_* values */
+    double stat_loss, stat_recon, stat_kl, stat_l1, stat_l0;
+    size_t stat_kept_all;
 };
 
 /* Appends a layer spec to a config (growing its array); errors name the cause. */
@@ -95,5 +104,23 @@ void ae_stack_write_weight(ae_model *m, const ae_layer *L, const float *src);
 ae_status ae_model_reserve(ae_model *m, size_t batch);
 /* Grows the buffer of the corrupted input (denoising) likewise. */
 ae_status ae_model_reserve_noisy(ae_model *m, size_t batch);
+
+/* ---- sparse models (sparse.c) ---- */
+/* At creation, after every layer's setup: checks the penalties, sets the
+ * dense layers' sparsity hints and allocates the sparse bookkeeping. */
+ae_status ae_sparse_setup(ae_model *m, ae_errbuf *err);
+void ae_sparse_free(ae_model *m);
+/* Records layer i's kept-index list after its forward (from = first layer run). */
+void ae_sparse_after_forward(ae_model *m, size_t i, size_t from);
+/* Fills the sparsity hints of layer i's io for the forward or backward pass. */
+void ae_sparse_hints(const ae_model *m, size_t i, size_t from, int backward, ae_layer_io *io);
+/* The penalties of the last forward (values of every layer's penalties). */
+void ae_sparse_penalties(const ae_model *m, size_t batch, double *kl, double *l1);
+/* Adds the penalty gradients of layer i's output to dy. */
+void ae_sparse_penalty_grad(ae_model *m, size_t i, size_t batch, float *dy);
+/* Records the loss terms and the code's L0 of a finished forward. */
+void ae_sparse_record(ae_model *m, size_t batch, double recon, double kl, double l1);
+/* Updates the training statistics after a successful training step. */
+void ae_sparse_after_step(ae_model *m, size_t batch);
 
 #endif

@@ -1,0 +1,319 @@
+/* Sparse autoencoders in the model: the builder calls of the selection
+ * layers and penalties, the sparsity hints between a top-k layer and its
+ * dense neighbours, the penalties in the loss, the mode, and the statistics
+ * (loss terms, L0 of the code, dead latents). */
+#include <math.h>
+#include <string.h>
+
+#include "model.h"
+
+/* ---- builder ---- */
+
+/* The output width of the layers added so far, when the builder knows it. */
+static int known_width(const ae_config *cfg, size_t *w) {
+    size_t width = cfg->input_size;
+    for (size_t i = 0; i < cfg->nlayers; i++) {
+        switch (cfg->layers[i].kind) {
+        case AE_LAYER_DENSE: width = cfg->layers[i].units; break;
+        case AE_LAYER_TOPK:
+        case AE_LAYER_LIFETIME_TOPK:
+        case AE_LAYER_BATCH_TOPK: break;
+        default: return 0;
+        }
+    }
+    *w = width;
+    return 1;
+}
+
+static ae_status can_add(ae_config *cfg, const char *what) {
+    if (!cfg->input_size)
+        return ae_error(&cfg->err, AE_ERR_STATE, "set the input size before adding %s", what);
+    if (cfg->mirrored)
+        return ae_error(&cfg->err, AE_ERR_STATE,
+                        "the decoder was mirrored from the encoder; no layer can follow it");
+    return AE_OK;
+}
+
+static ae_status add_selection(ae_config *cfg, ae_layer_kind kind, size_t k, double fraction,
+                               const char *what) {
+    if (!cfg) return AE_ERR_INVALID_ARG;
+    ae_status st = can_add(cfg, what);
+    if (st) return st;
+    size_t w = 0;
+    if (fraction == 0.0) {
+        if (k < 1 || k > AE_MAX_DIM)
+            return ae_error(&cfg->err, AE_ERR_RANGE, "%s: k must be in [1, %zu], got %zu", what,
+                            AE_MAX_DIM, k);
+        if (kind != AE_LAYER_LIFETIME_TOPK && known_width(cfg, &w) && k > w)
+            return ae_error(&cfg->err, AE_ERR_RANGE,
+                            "%s: k must be in [1, %zu] (the width of its input), got %zu", what, w, k);
+    } else if (!(fraction > 0.0 && fraction <= 1.0)) {
+        return ae_error(&cfg->err, AE_ERR_RANGE, "%s: the fraction must be in (0, 1], got %g", what,
+                        fraction);
+    }
+    ae_layer_spec spec = {.kind = kind, .act = AE_ACT_IDENTITY, .slope = 0.01f};
+    spec.iparam[0] = (int64_t)k;
+    spec.fparam[0] = fraction;
+    return ae_config_push_layer(cfg, &spec);
+}
+
+ae_status ae_config_add_topk(ae_config *cfg, size_t k) {
+    return add_selection(cfg, AE_LAYER_TOPK, k, 0.0, "top-k");
+}
+
+ae_status ae_config_add_lifetime_topk(ae_config *cfg, size_t k) {
+    return add_selection(cfg, AE_LAYER_LIFETIME_TOPK, k, 0.0, "lifetime top-k");
+}
+
+ae_status ae_config_add_lifetime_topk_fraction(ae_config *cfg, double fraction) {
+    if (cfg && fraction == 0.0)
+        return ae_error(&cfg->err, AE_ERR_RANGE, "lifetime top-k: the fraction must be in (0, 1], got 0");
+    return add_selection(cfg, AE_LAYER_LIFETIME_TOPK, 0, fraction, "lifetime top-k");
+}
+
+ae_status ae_config_add_batch_topk(ae_config *cfg, size_t k) {
+    return add_selection(cfg, AE_LAYER_BATCH_TOPK, k, 0.0, "batch top-k");
+}
+
+static ae_status penalty_layer(ae_config *cfg, size_t *layer) {
+    if (*layer == AE_LAST_LAYER) {
+        if (!cfg->nlayers) return ae_error(&cfg->err, AE_ERR_STATE, "no layer added yet");
+        *layer = cfg->nlayers - 1;
+    }
+    if (*layer >= cfg->nlayers)
+        return ae_error(&cfg->err, AE_ERR_RANGE, "layer %zu does not exist (the config has %zu)",
+                        *layer, cfg->nlayers);
+    return AE_OK;
+}
+
+static ae_status check_lambda(ae_config *cfg, double lambda, const char *what) {
+    if (!(lambda >= 0.0 && lambda <= 1e6))
+        return ae_error(&cfg->err, AE_ERR_RANGE, "%s: lambda must be in [0, 1e6], got %g", what,
+                        lambda);
+    return AE_OK;
+}
+
+ae_status ae_config_add_kl_sparsity(ae_config *cfg, size_t layer, double rho, double lambda,
+                                    ae_reduction units) {
+    if (!cfg) return AE_ERR_INVALID_ARG;
+    if (units != AE_REDUCE_MEAN && units != AE_REDUCE_SUM)
+        return ae_error(&cfg->err, AE_ERR_INVALID_ARG, "KL sparsity: unknown reduction %d", (int)units);
+    if (!(rho > 0.0 && rho < 1.0))
+        return ae_error(&cfg->err, AE_ERR_RANGE, "KL sparsity: rho must be in (0, 1), got %g", rho);
+    ae_status st = check_lambda(cfg, lambda, "KL sparsity");
+    if (!st) st = penalty_layer(cfg, &layer);
+    if (st) return st;
+    ae_penalty_spec *p = &cfg->layers[layer].penalty;
+    p->kl_on = 1;
+    p->kl_sum = units == AE_REDUCE_SUM;
+    p->kl_rho = rho;
+    p->kl_lambda = lambda;
+    return AE_OK;
+}
+
+ae_status ae_config_add_l1_sparsity(ae_config *cfg, size_t layer, double lambda) {
+    if (!cfg) return AE_ERR_INVALID_ARG;
+    ae_status st = check_lambda(cfg, lambda, "L1 sparsity");
+    if (!st) st = penalty_layer(cfg, &layer);
+    if (st) return st;
+    ae_penalty_spec *p = &cfg->layers[layer].penalty;
+    p->l1_on = 1;
+    p->l1_lambda = lambda;
+    return AE_OK;
+}
+
+/* ---- creation ---- */
+
+ae_status ae_sparse_setup(ae_model *m, ae_errbuf *err) {
+    size_t n = m->nlayers;
+    for (size_t i = 0; i < n; i++) {
+        ae_layer *L = &m->layers[i];
+        const ae_penalty_spec *p = &L->spec.penalty;
+        if ((p->kl_on || p->l1_on) && i + 1 == n)
+            return ae_error(err, AE_ERR_STATE,
+                            "layer %zu is the output layer: attach sparsity penalties to the code "
+                            "or a hidden layer", i);
+        if (p->kl_on && L->act != AE_ACT_SIGMOID)
+            return ae_error(err, AE_ERR_STATE,
+                            "KL sparsity needs values in (0, 1): layer %zu has activation %s, not "
+                            "sigmoid", i, ae_act_name(L->act));
+    }
+    /* Sparsity hints: a dense layer reading a top-k output (possibly through
+     * layers that keep zeros, such as a lifetime top-k) uses its index list;
+     * a dense layer feeding a top-k layer gets a dy with k nonzeros per row,
+     * unless a penalty adds a dense gradient to its output. */
+    for (size_t i = 0; i < n; i++) {
+        ae_layer *L = &m->layers[i];
+        if (L->kind != AE_LAYER_DENSE) continue;
+        for (size_t j = i; j-- > 0;) {
+            const ae_layer *P = &m->layers[j];
+            if (P->ops->kept_index) {
+                L->in_sparse_k = P->sparse_k;
+                break;
+            }
+            if (!P->keeps_zeros) break;
+        }
+        const ae_penalty_spec *p = &L->spec.penalty;
+        if (i + 1 < n && m->layers[i + 1].ops->kept_index && !p->kl_on && !p->l1_on)
+            L->out_sparse_k = m->layers[i + 1].sparse_k;
+    }
+    const ae_allocator *a = &m->alloc;
+    size_t code = m->layers[m->code_layer - 1].out;
+    m->out_idx = ae_calloc(a, n, sizeof *m->out_idx);
+    m->out_k = ae_calloc(a, n, sizeof *m->out_k);
+    m->last_active = ae_calloc(a, code, sizeof *m->last_active);
+    m->pen_tmp = ae_calloc(a, m->max_width, sizeof(float));
+    if (!m->out_idx || !m->out_k || !m->last_active || !m->pen_tmp)
+        return ae_error(err, AE_ERR_OUT_OF_MEMORY, "out of memory creating the model");
+    m->mode = AE_MODE_INFER;
+    return AE_OK;
+}
+
+void ae_sparse_free(ae_model *m) {
+    const ae_allocator *a = &m->alloc;
+    ae_free(a, (void *)m->out_idx);
+    ae_free(a, m->out_k);
+    ae_free(a, m->last_active);
+    ae_free(a, m->pen_tmp);
+}
+
+/* ---- passes ---- */
+
+void ae_sparse_after_forward(ae_model *m, size_t i, size_t from) {
+    const ae_layer *L = &m->layers[i];
+    if (L->ops->kept_index) {
+        m->out_idx[i] = L->ops->kept_index(L, m->scratch[i]);
+        m->out_k[i] = L->sparse_k;
+    } else if (L->keeps_zeros && i > from) {
+        m->out_idx[i] = m->out_idx[i - 1];
+        m->out_k[i] = m->out_k[i - 1];
+    } else {
+        m->out_idx[i] = NULL;
+        m->out_k[i] = 0;
+    }
+}
+
+void ae_sparse_hints(const ae_model *m, size_t i, size_t from, int backward, ae_layer_io *io) {
+    const ae_layer *L = &m->layers[i];
+    if (L->in_sparse_k && i > from && m->out_idx[i - 1] && m->out_k[i - 1] == L->in_sparse_k) {
+        io->in_idx = m->out_idx[i - 1];
+        io->in_k = m->out_k[i - 1];
+    }
+    if (backward && L->out_sparse_k && i + 1 < m->nlayers && m->out_idx[i + 1] &&
+        m->out_k[i + 1] == L->out_sparse_k) {
+        io->out_idx = m->out_idx[i + 1];
+        io->out_k = m->out_k[i + 1];
+    }
+}
+
+void ae_sparse_penalties(const ae_model *m, size_t batch, double *kl, double *l1) {
+    *kl = 0.0;
+    *l1 = 0.0;
+    for (size_t i = 0; i < m->nlayers; i++) {
+        const ae_layer *L = &m->layers[i];
+        const ae_penalty_spec *p = &L->spec.penalty;
+        if (p->kl_on) *kl += ae_kl_penalty(p, m->y[i], batch, L->out);
+        if (p->l1_on) *l1 += ae_l1_penalty(p, m->y[i], batch, L->out);
+    }
+}
+
+void ae_sparse_penalty_grad(ae_model *m, size_t i, size_t batch, float *dy) {
+    const ae_layer *L = &m->layers[i];
+    const ae_penalty_spec *p = &L->spec.penalty;
+    if (p->kl_on) ae_kl_penalty_grad(p, m->y[i], batch, L->out, dy, m->pen_tmp);
+    if (p->l1_on) ae_l1_penalty_grad(p, m->y[i], batch, L->out, dy);
+}
+
+/* ---- statistics ---- */
+
+void ae_sparse_record(ae_model *m, size_t batch, double recon, double kl, double l1) {
+    size_t c = m->code_layer - 1, n = m->layers[c].out;
+    const float *z = m->y[c];
+    size_t nz = 0;
+    if (m->out_idx[c]) {
+        /* Only the listed entries can be nonzero. */
+        size_t k = m->out_k[c];
+        for (size_t r = 0; r < batch; r++)
+            for (size_t t = 0; t < k; t++) nz += z[r * n + (size_t)m->out_idx[c][r * k + t]] != 0.0f;
+    } else {
+        for (size_t i = 0; i < batch * n; i++) nz += z[i] != 0.0f;
+    }
+    m->stat_loss = recon + kl + l1;
+    m->stat_recon = recon;
+    m->stat_kl = kl;
+    m->stat_l1 = l1;
+    m->stat_l0 = (double)nz / (double)batch;
+    m->has_stats = 1;
+}
+
+void ae_sparse_after_step(ae_model *m, size_t batch) {
+    size_t c = m->code_layer - 1, n = m->layers[c].out;
+    const float *z = m->y[c];
+    if (m->out_idx[c]) {
+        size_t k = m->out_k[c];
+        for (size_t r = 0; r < batch; r++)
+            for (size_t t = 0; t < k; t++) {
+                size_t j = (size_t)m->out_idx[c][r * k + t];
+                if (z[r * n + j] != 0.0f) m->last_active[j] = m->steps;
+            }
+    } else {
+        for (size_t r = 0; r < batch; r++)
+            for (size_t j = 0; j < n; j++)
+                if (z[r * n + j] != 0.0f) m->last_active[j] = m->steps;
+    }
+    size_t kept_all = 0;
+    for (size_t i = 0; i < m->nlayers; i++)
+        if (m->layers[i].kind == AE_LAYER_LIFETIME_TOPK &&
+            batch <= ae_lifetime_k(&m->layers[i], batch))
+            kept_all++;
+    m->stat_kept_all = kept_all;
+}
+
+ae_status ae_model_set_mode(ae_model *m, ae_mode mode) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    if (mode != AE_MODE_INFER && mode != AE_MODE_TRAIN)
+        return ae_error(&m->err, AE_ERR_INVALID_ARG, "unknown mode %d", (int)mode);
+    m->mode = mode;
+    return AE_OK;
+}
+
+ae_mode ae_model_get_mode(const ae_model *m) { return m ? (ae_mode)m->mode : AE_MODE_INFER; }
+
+ae_status ae_model_get_stat(const ae_model *m, ae_stat stat, double *value) {
+    if (!m || !value) return AE_ERR_INVALID_ARG;
+    switch (stat) {
+    case AE_STAT_LOSS:
+    case AE_STAT_LOSS_RECON:
+    case AE_STAT_LOSS_KL:
+    case AE_STAT_LOSS_L1:
+    case AE_STAT_CODE_L0:
+        if (!m->has_stats) return AE_ERR_STATE;
+        *value = stat == AE_STAT_LOSS         ? m->stat_loss
+                 : stat == AE_STAT_LOSS_RECON ? m->stat_recon
+                 : stat == AE_STAT_LOSS_KL    ? m->stat_kl
+                 : stat == AE_STAT_LOSS_L1    ? m->stat_l1
+                                              : m->stat_l0;
+        return AE_OK;
+    case AE_STAT_DEAD_LATENTS: {
+        if (!m->steps) return AE_ERR_STATE;
+        size_t n = m->layers[m->code_layer - 1].out, dead = 0;
+        uint64_t w = (uint64_t)m->s.dead_window;
+        for (size_t j = 0; j < n; j++)
+            dead += m->last_active[j] == 0 || m->steps - m->last_active[j] >= w;
+        *value = (double)dead;
+        return AE_OK;
+    }
+    case AE_STAT_LIFETIME_KEPT_ALL:
+        if (!m->steps) return AE_ERR_STATE;
+        *value = (double)m->stat_kept_all;
+        return AE_OK;
+    case AE_STAT_BATCH_TOPK_THRESHOLD:
+        for (size_t i = 0; i < m->nlayers; i++) {
+            const ae_layer *L = &m->layers[i];
+            if (L->kind != AE_LAYER_BATCH_TOPK) continue;
+            return ae_batch_topk_threshold(L, m->buffers + L->s_off, value) ? AE_OK : AE_ERR_STATE;
+        }
+        return AE_ERR_STATE;
+    }
+    return AE_ERR_INVALID_ARG;
+}
