@@ -1,0 +1,817 @@
+/* Tests of the sparse autoencoder operators: exact masks of the selection
+ * layers (ties, k = width, k > width refused, batch smaller than k, NaN),
+ * their gradients, the KL and L1 penalties by finite differences, the
+ * sparse dense paths against the dense ones, the mode, the statistics,
+ * refusal of bad input, and PyTorch parity over 3 Adam steps
+ * (tests/fixtures/sparse_*.bin, written by gen_sparse_parity.py). */
+#include "test_util.h"
+
+#include "fixture.h"
+#include "layers/layers.h"
+#include "losses/losses.h"
+#include "model/model.h"
+
+#define OK(call) assert_int_equal((call), AE_OK)
+
+/* ---- selection layers, directly through their ops ---- */
+
+typedef struct layer_run {
+    ae_layer L;
+    float scratch[4096];
+    float state[2];
+} layer_run;
+
+static ae_status make_layer(layer_run *r, ae_layer_kind kind, size_t width, int64_t k,
+                            double fraction) {
+    memset(r, 0, sizeof *r);
+    ae_layer_spec spec = {.kind = kind, .act = AE_ACT_IDENTITY};
+    spec.iparam[0] = k;
+    spec.fparam[0] = fraction;
+    r->L.ops = ae_layer_ops_for(kind);
+    r->L.kind = kind;
+    r->L.spec = spec;
+    r->L.in_shape = (ae_shape){width, 1, 1};
+    r->L.in = width;
+    r->L.act = AE_ACT_IDENTITY;
+    ae_errbuf err;
+    ae_status st = r->L.ops->setup(&r->L, &spec, &err);
+    r->L.out = ae_shape_size(r->L.out_shape);
+    if (st == AE_OK) assert_true(r->L.ops->scratch_floats(&r->L, 8) <= 4096);
+    return st;
+}
+
+static void fwd(layer_run *r, const float *x, float *y, size_t batch, int train) {
+    ae_layer_io io = {.batch = batch, .train = train, .x = x, .y = y, .scratch = r->scratch,
+                      .state = r->L.s_count ? r->state : NULL};
+    r->L.ops->forward(&r->L, NULL, &io);
+}
+
+static void bwd(layer_run *r, float *dy, float *dx, size_t batch) {
+    ae_layer_io io = {.batch = batch, .train = 1, .dy = dy, .dx = dx, .scratch = r->scratch,
+                      .state = r->L.s_count ? r->state : NULL};
+    r->L.ops->backward(&r->L, NULL, NULL, &io, 0);
+}
+
+static void test_select_helper(void **state) {
+    (void)state;
+    int32_t idx[8];
+    const float x[] = {1, 3, 3, 2, 3, -1};
+    assert_int_equal(ae_select_topk(x, 6, 1, 2, idx), 0);
+    assert_int_equal(idx[0], 1); /* ties: the lower index wins */
+    assert_int_equal(idx[1], 2);
+    assert_int_equal(ae_select_topk(x, 6, 1, 4, idx), 0);
+    int32_t want4[] = {1, 2, 3, 4};
+    assert_memory_equal(idx, want4, sizeof want4);
+    assert_int_equal(ae_select_topk(x, 6, 1, 6, idx), 0); /* k = n keeps all */
+    for (int i = 0; i < 6; i++) assert_int_equal(idx[i], i);
+    /* Strided (a column), and equal values everywhere. */
+    const float col[] = {5, 0, 5, 0, 5, 0, 5, 0};
+    assert_int_equal(ae_select_topk(col, 4, 2, 3, idx), 0);
+    assert_int_equal(idx[0], 0);
+    assert_int_equal(idx[1], 1);
+    assert_int_equal(idx[2], 2);
+    const float neg[] = {-5, -1, -3, -1};
+    assert_int_equal(ae_select_topk(neg, 4, 1, 2, idx), 0); /* signed: -1 and -1 */
+    assert_int_equal(idx[0], 1);
+    assert_int_equal(idx[1], 3);
+    const float bad[] = {1, NAN, 2, 3};
+    assert_int_equal(ae_select_topk(bad, 4, 1, 2, idx), -1);
+    assert_int_equal(ae_select_topk(bad, 4, 1, 1, idx), -1); /* NaN after the heap */
+    /* Many entries (the qsort branch), against a brute-force count. */
+    float big[300];
+    int32_t bi[100];
+    test_fill(big, 300, 5, -1.0f, 1.0f);
+    for (int i = 0; i < 300; i += 7) big[i] = 0.5f; /* ties */
+    assert_int_equal(ae_select_topk(big, 300, 1, 100, bi), 0);
+    for (int t = 1; t < 100; t++) assert_true(bi[t - 1] < bi[t]);
+    for (int i = 0; i < 300; i++) {
+        int better = 0, kept = 0;
+        for (int j = 0; j < 300; j++)
+            better += big[j] > big[i] || (big[j] == big[i] && j < i);
+        for (int t = 0; t < 100; t++) kept |= bi[t] == i;
+        assert_int_equal(kept, better < 100);
+    }
+}
+
+static void test_topk_layer_masks(void **state) {
+    (void)state;
+    layer_run r;
+    OK(make_layer(&r, AE_LAYER_TOPK, 5, 2, 0));
+    assert_int_equal(r.L.out, 5);
+    assert_int_equal(r.L.sparse_k, 2);
+    const float x[] = {1, 3, 3, 2, 3, /* row 2 */ -4, -1, -2, -1, -9};
+    float y[10], dy[10], dx[10];
+    fwd(&r, x, y, 2, 1);
+    const float want[] = {0, 3, 3, 0, 0, 0, -1, 0, -1, 0};
+    assert_memory_equal(y, want, sizeof want);
+    const int32_t *idx = r.L.ops->kept_index(&r.L, r.scratch);
+    int32_t want_idx[] = {1, 2, 1, 3};
+    assert_memory_equal(idx, want_idx, sizeof want_idx);
+    /* Same in inference. */
+    float y2[10];
+    fwd(&r, x, y2, 2, 0);
+    assert_memory_equal(y2, want, sizeof want);
+    /* Gradient only through the kept entries. */
+    for (int i = 0; i < 10; i++) dy[i] = (float)(i + 1);
+    bwd(&r, dy, dx, 2);
+    const float want_dx[] = {0, 2, 3, 0, 0, 0, 7, 0, 9, 0};
+    assert_memory_equal(dx, want_dx, sizeof want_dx);
+    /* k equal to the width keeps everything. */
+    OK(make_layer(&r, AE_LAYER_TOPK, 5, 5, 0));
+    fwd(&r, x, y, 2, 1);
+    assert_memory_equal(y, x, sizeof y);
+    /* k larger than the width, or 0, is refused. */
+    assert_int_equal(make_layer(&r, AE_LAYER_TOPK, 5, 6, 0), AE_ERR_RANGE);
+    assert_int_equal(make_layer(&r, AE_LAYER_TOPK, 5, 0, 0), AE_ERR_RANGE);
+    /* A NaN row becomes NaN (the model then refuses the step); others are unaffected. */
+    OK(make_layer(&r, AE_LAYER_TOPK, 5, 2, 0));
+    float xn[10];
+    memcpy(xn, x, sizeof xn);
+    xn[7] = NAN;
+    fwd(&r, xn, y, 2, 1);
+    assert_memory_equal(y, want, 5 * sizeof(float));
+    for (int i = 5; i < 10; i++) assert_true(isnan(y[i]));
+}
+
+static void test_lifetime_layer_masks(void **state) {
+    (void)state;
+    layer_run r;
+    OK(make_layer(&r, AE_LAYER_LIFETIME_TOPK, 3, 2, 0));
+    /* 4 samples x 3 features; column 1 has ties (lower row wins). */
+    const float x[] = {1, 5, -1, /**/ 4, 5, -2, /**/ 2, 5, -3, /**/ 3, 0, -4};
+    float y[12], dy[12], dx[12];
+    fwd(&r, x, y, 4, 1);
+    const float want[] = {0, 5, -1, 4, 5, -2, 0, 0, 0, 3, 0, 0};
+    assert_memory_equal(y, want, sizeof want);
+    for (int i = 0; i < 12; i++) dy[i] = (float)(i + 1);
+    bwd(&r, dy, dx, 4);
+    const float want_dx[] = {0, 2, 3, 4, 5, 6, 0, 0, 0, 10, 0, 0};
+    assert_memory_equal(dx, want_dx, sizeof want_dx);
+    /* Inference passes through. */
+    fwd(&r, x, y, 4, 0);
+    assert_memory_equal(y, x, sizeof y);
+    /* A batch no larger than k keeps everything (and backward passes all). */
+    fwd(&r, x, y, 2, 1);
+    assert_memory_equal(y, x, 6 * sizeof(float));
+    bwd(&r, dy, dx, 2);
+    assert_memory_equal(dx, dy, 6 * sizeof(float));
+    assert_int_equal(ae_lifetime_k(&r.L, 2), 2);
+    /* As a fraction: k = ceil(f * B). */
+    OK(make_layer(&r, AE_LAYER_LIFETIME_TOPK, 3, 0, 0.3));
+    assert_int_equal(ae_lifetime_k(&r.L, 4), 2);
+    assert_int_equal(ae_lifetime_k(&r.L, 10), 3);
+    assert_int_equal(ae_lifetime_k(&r.L, 1), 1);
+    fwd(&r, x, y, 4, 1);
+    assert_memory_equal(y, want, sizeof want);
+    /* NaN in a column makes that column NaN. */
+    float xn[12];
+    memcpy(xn, x, sizeof xn);
+    xn[3] = NAN;
+    fwd(&r, xn, y, 4, 1);
+    for (int b = 0; b < 4; b++) {
+        assert_true(isnan(y[b * 3]));
+        assert_false(isnan(y[b * 3 + 1]));
+    }
+}
+
+static void test_batch_topk_layer(void **state) {
+    (void)state;
+    layer_run r;
+    OK(make_layer(&r, AE_LAYER_BATCH_TOPK, 3, 1, 0));
+    assert_int_equal(r.L.s_count, 2);
+    /* B=3, k=1: the 3 largest of 9, ties to the lower position. */
+    const float x[] = {1, 9, 2, /**/ 3, 3, 0, /**/ 3, 8, -1};
+    float y[9], dy[9], dx[9];
+    double theta = -1;
+    assert_int_equal(ae_batch_topk_threshold(&r.L, r.state, &theta), 0);
+    /* Untrained inference selects as training but leaves the state. */
+    fwd(&r, x, y, 3, 0);
+    const float want[] = {0, 9, 0, 3, 0, 0, 0, 8, 0};
+    assert_memory_equal(y, want, sizeof want);
+    assert_int_equal(ae_batch_topk_threshold(&r.L, r.state, &theta), 0);
+    fwd(&r, x, y, 3, 1);
+    assert_memory_equal(y, want, sizeof want);
+    assert_int_equal(ae_batch_topk_threshold(&r.L, r.state, &theta), 1);
+    assert_true(theta == 3.0); /* the first batch sets θ to its smallest kept value */
+    for (int i = 0; i < 9; i++) dy[i] = (float)(i + 1);
+    bwd(&r, dy, dx, 3);
+    const float want_dx[] = {0, 2, 0, 4, 0, 0, 0, 8, 0};
+    assert_memory_equal(dx, want_dx, sizeof want_dx);
+    /* Second batch: smallest kept 5 -> θ = 0.9·3 + 0.1·5. */
+    const float x2[] = {5, 6, 7, 0, 0, 0, 0, 0, 0};
+    fwd(&r, x2, y, 3, 1);
+    assert_int_equal(ae_batch_topk_threshold(&r.L, r.state, &theta), 1);
+    assert_true(fabs(theta - 3.2) < 1e-6);
+    /* Inference keeps the values greater than θ. */
+    const float x3[] = {3.2f, 3.3f, 100, -5, 0, 4};
+    fwd(&r, x3, y, 2, 0);
+    const float want3[] = {0, 3.3f, 100, 0, 0, 4};
+    assert_memory_equal(y, want3, sizeof want3);
+    assert_int_equal(make_layer(&r, AE_LAYER_BATCH_TOPK, 3, 4, 0), AE_ERR_RANGE);
+}
+
+/* ---- penalties: values and gradients by finite differences ---- */
+
+static void check_penalty_fd(ae_penalty_spec p, float lo, float hi) {
+    enum { B = 5, N = 4 };
+    float z[B * N], dz[B * N], tmp[N];
+    test_fill(z, B * N, 17, lo, hi);
+    memset(dz, 0, sizeof dz);
+    if (p.kl_on) ae_kl_penalty_grad(&p, z, B, N, dz, tmp);
+    if (p.l1_on) ae_l1_penalty_grad(&p, z, B, N, dz);
+    for (size_t i = 0; i < B * N; i++) {
+        float s = z[i];
+        double h = 1e-3;
+        z[i] = s + (float)h;
+        double fp = (p.kl_on ? ae_kl_penalty(&p, z, B, N) : 0) + (p.l1_on ? ae_l1_penalty(&p, z, B, N) : 0);
+        z[i] = s - (float)h;
+        double fm = (p.kl_on ? ae_kl_penalty(&p, z, B, N) : 0) + (p.l1_on ? ae_l1_penalty(&p, z, B, N) : 0);
+        z[i] = s;
+        double fd = (fp - fm) / (2 * h);
+        if (fabs(fd - dz[i]) > 1e-3 + 1e-2 * fabs(fd)) {
+            print_error("penalty grad [%zu]: analytic %g fd %g\n", i, (double)dz[i], fd);
+            fail();
+        }
+    }
+}
+
+static void test_penalties(void **state) {
+    (void)state;
+    /* Values against the formulas, by hand. */
+    const float z[] = {0.1f, 0.5f, 0.3f, 0.7f}; /* 2 x 2: ρ̂ = (0.2, 0.6) */
+    ae_penalty_spec kl = {.kl_on = 1, .kl_rho = 0.05, .kl_lambda = 0.1};
+    double r0 = 0.05 * log(0.05 / 0.2) + 0.95 * log(0.95 / 0.8);
+    double r1 = 0.05 * log(0.05 / 0.6) + 0.95 * log(0.95 / 0.4);
+    assert_true(fabs(ae_kl_penalty(&kl, z, 2, 2) - 0.1 * (r0 + r1) / 2) < 1e-6);
+    kl.kl_sum = 1;
+    assert_true(fabs(ae_kl_penalty(&kl, z, 2, 2) - 0.1 * (r0 + r1)) < 1e-6);
+    /* ρ̂ clamped: 0 and 1 give finite values and no gradient. */
+    const float zero[] = {0, 1, 0, 1};
+    double v = ae_kl_penalty(&kl, zero, 2, 2);
+    double c0 = 0.05 * log(0.05 / 1e-6) + 0.95 * log(0.95 / (1 - 1e-6));
+    double c1 = 0.05 * log(0.05 / (1 - 1e-6)) + 0.95 * log(0.95 / 1e-6);
+    assert_true(isfinite(v));
+    assert_true(fabs(v - 0.1 * (c0 + c1)) < 1e-4 * v);
+    float dz[4] = {0}, tmp[2];
+    ae_kl_penalty_grad(&kl, zero, 2, 2, dz, tmp);
+    for (int i = 0; i < 4; i++) assert_true(dz[i] == 0.0f);
+    ae_penalty_spec l1 = {.l1_on = 1, .l1_lambda = 0.5};
+    const float zs[] = {-1, 2, 0, 3};
+    assert_true(fabs(ae_l1_penalty(&l1, zs, 2, 2) - 0.5 * 6 / 2) < 1e-9);
+    memset(dz, 0, sizeof dz);
+    ae_l1_penalty_grad(&l1, zs, 2, 2, dz);
+    const float want_l1[] = {-0.25f, 0.25f, 0.0f, 0.25f};
+    assert_memory_equal(dz, want_l1, sizeof want_l1);
+    /* Finite differences. */
+    ae_penalty_spec p = {.kl_on = 1, .kl_rho = 0.05, .kl_lambda = 0.1};
+    check_penalty_fd(p, 0.05f, 0.95f);
+    p.kl_sum = 1;
+    check_penalty_fd(p, 0.05f, 0.95f);
+    p.kl_rho = 0.3;
+    p.kl_lambda = 2.0;
+    check_penalty_fd(p, 0.01f, 0.3f);
+    ae_penalty_spec q = {.l1_on = 1, .l1_lambda = 0.3};
+    check_penalty_fd(q, 0.1f, 1.0f);
+    check_penalty_fd(q, -1.0f, -0.1f);
+}
+
+/* ---- models ---- */
+
+/* in-h(act)-[sel]-code | h-in, built explicitly; sel: 0 none, 1 top-k,
+ * 2 top-k + lifetime, 3 batch top-k. */
+static ae_model *sparse_model(size_t in, size_t h, ae_activation act, ae_activation out_act,
+                              int sel, size_t k, ae_optimizer opt, double lr) {
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, in));
+    OK(ae_config_add_dense(c, h, act));
+    if (sel == 1 || sel == 2) OK(ae_config_add_topk(c, k));
+    if (sel == 2) OK(ae_config_add_lifetime_topk(c, 2));
+    if (sel == 3) OK(ae_config_add_batch_topk(c, k));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, in, out_act));
+    OK(ae_config_set_int(c, AE_P_OPTIMIZER, opt));
+    OK(ae_config_set_float(c, AE_P_LEARNING_RATE, lr));
+    OK(ae_config_set_int(c, AE_P_SEED, 5));
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    return m;
+}
+
+/* The sparse dense paths (forward, dx, dW at k entries) against the plain
+ * GEMM path on the same model: the hints are switched off through the
+ * internal layer fields. */
+static void check_sparse_paths(int sel, size_t layers_with_hints) {
+    enum { IN = 40, H = 24, B = 6, K = 5 };
+    ae_model *a = sparse_model(IN, H, AE_ACT_LEAKY_RELU, AE_ACT_SIGMOID, sel, K, AE_OPT_ADAM, 1e-2);
+    ae_model *b = sparse_model(IN, H, AE_ACT_LEAKY_RELU, AE_ACT_SIGMOID, sel, K, AE_OPT_ADAM, 1e-2);
+    size_t n = ae_model_layer_count(a), hinted = 0;
+    for (size_t i = 0; i < n; i++) {
+        hinted += a->layers[i].in_sparse_k == K || a->layers[i].out_sparse_k == K;
+        b->layers[i].in_sparse_k = b->layers[i].out_sparse_k = 0;
+    }
+    assert_int_equal(hinted, layers_with_hints);
+    float x[B * IN], la, lb;
+    for (int step = 0; step < 3; step++) {
+        test_fill(x, B * IN, 40 + (uint32_t)step, 0.0f, 1.0f);
+        OK(ae_train_step(a, x, NULL, B, &la));
+        OK(ae_train_step(b, x, NULL, B, &lb));
+        assert_true(fabsf(la - lb) <= 1e-5f * fabsf(lb));
+    }
+    for (size_t i = 0; i < a->nparams; i++)
+        assert_true(fabsf(a->params[i] - b->params[i]) <= 1e-5f + 1e-4f * fabsf(b->params[i]));
+    /* Inference: ae_reconstruct uses the sparse forward too. */
+    float ya[B * IN], yb[B * IN];
+    OK(ae_reconstruct(a, x, B, ya));
+    OK(ae_reconstruct(b, x, B, yb));
+    assert_close_arrays(ya, yb, B * IN, 1e-5, 1e-6, "reconstruction");
+    ae_model_destroy(a);
+    ae_model_destroy(b);
+}
+
+static void test_sparse_paths_match_dense(void **state) {
+    (void)state;
+    check_sparse_paths(1, 2); /* encoder (dy sparse) and decoder (input sparse) */
+    check_sparse_paths(2, 2); /* the decoder reads through the lifetime layer */
+}
+
+/* Whole-model gradient with selection layers and penalties, against finite
+ * differences of ae_evaluate (in training mode, so the same masks apply):
+ * one SGD step with lr 1 moves every parameter by minus its gradient. */
+static void check_model_fd(int sel, int kl, int l1, ae_reduction kl_units) {
+    enum { IN = 7, H = 6, B = 4 };
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, IN));
+    OK(ae_config_add_dense(c, H, kl ? AE_ACT_SIGMOID : AE_ACT_TANH));
+    if (kl) OK(ae_config_add_kl_sparsity(c, AE_LAST_LAYER, 0.1, 0.5, kl_units));
+    if (sel == 1) OK(ae_config_add_topk(c, 3));
+    if (sel == 2) OK(ae_config_add_lifetime_topk(c, 2));
+    if (sel == 3) OK(ae_config_add_batch_topk(c, 2));
+    if (l1) OK(ae_config_add_l1_sparsity(c, AE_LAST_LAYER, 0.2));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, IN, AE_ACT_SIGMOID));
+    OK(ae_config_set_int(c, AE_P_OPTIMIZER, AE_OPT_SGD));
+    OK(ae_config_set_float(c, AE_P_LEARNING_RATE, 1.0));
+    OK(ae_config_set_int(c, AE_P_SEED, 9));
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    OK(ae_model_set_mode(m, AE_MODE_TRAIN));
+    float x[B * IN], loss;
+    test_fill(x, B * IN, 3, 0.0f, 1.0f);
+    size_t np = m->nparams;
+    float *p0 = malloc(np * sizeof *p0), *p1 = malloc(np * sizeof *p1);
+    memcpy(p0, m->params, np * sizeof *p0);
+    OK(ae_train_step(m, x, NULL, B, &loss));
+    memcpy(p1, m->params, np * sizeof *p1);
+    memcpy(m->params, p0, np * sizeof *p0);
+    /* The loss of the step is the loss at p0 in training mode. */
+    float l0;
+    memcpy(m->buffers, m->buffers_saved, m->nbuffers * sizeof(float));
+    OK(ae_evaluate(m, x, NULL, B, &l0));
+    assert_true(fabsf(l0 - loss) <= 1e-6f * fabsf(loss));
+    int bad = 0;
+    for (size_t i = 0; i < np; i++) {
+        double h = 1e-3;
+        float s = m->params[i];
+        float lp, lm;
+        m->params[i] = s + (float)h;
+        OK(ae_evaluate(m, x, NULL, B, &lp));
+        m->params[i] = s - (float)h;
+        OK(ae_evaluate(m, x, NULL, B, &lm));
+        m->params[i] = s;
+        double fd = ((double)lp - (double)lm) / (2 * h);
+        double an = (double)p0[i] - (double)p1[i];
+        if (fabs(fd - an) > 2e-3 * 0.05 + 2e-2 * fabs(fd)) {
+            print_error("sel %d kl %d l1 %d param %zu: analytic %g fd %g\n", sel, kl, l1, i, an, fd);
+            bad = 1;
+        }
+    }
+    free(p0);
+    free(p1);
+    ae_model_destroy(m);
+    if (bad) fail();
+}
+
+static void test_model_gradients_fd(void **state) {
+    (void)state;
+    check_model_fd(0, 1, 0, AE_REDUCE_MEAN);
+    check_model_fd(0, 1, 0, AE_REDUCE_SUM);
+    check_model_fd(0, 0, 1, AE_REDUCE_MEAN);
+    check_model_fd(1, 0, 0, AE_REDUCE_MEAN);
+    check_model_fd(1, 0, 1, AE_REDUCE_MEAN);
+    check_model_fd(1, 1, 0, AE_REDUCE_SUM);
+    check_model_fd(2, 0, 1, AE_REDUCE_MEAN);
+    check_model_fd(3, 0, 0, AE_REDUCE_MEAN);
+}
+
+static void test_mode_and_stats(void **state) {
+    (void)state;
+    enum { IN = 10, H = 8, B = 4 };
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, IN));
+    OK(ae_config_add_dense(c, H, AE_ACT_SIGMOID));
+    OK(ae_config_add_kl_sparsity(c, AE_LAST_LAYER, 0.05, 0.1, AE_REDUCE_SUM));
+    OK(ae_config_add_l1_sparsity(c, AE_LAST_LAYER, 0.01));
+    OK(ae_config_add_lifetime_topk(c, 2));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, IN, AE_ACT_SIGMOID));
+    OK(ae_config_set_int(c, AE_P_DEAD_WINDOW, 2));
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    double v;
+    assert_int_equal(ae_model_get_stat(m, AE_STAT_LOSS, &v), AE_ERR_STATE);
+    assert_int_equal(ae_model_get_stat(m, AE_STAT_DEAD_LATENTS, &v), AE_ERR_STATE);
+    assert_int_equal(ae_model_get_stat(m, AE_STAT_BATCH_TOPK_THRESHOLD, &v), AE_ERR_STATE);
+    assert_int_equal(ae_model_get_stat(m, (ae_stat)99, &v), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_model_get_stat(m, AE_STAT_LOSS, NULL), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_model_get_stat(NULL, AE_STAT_LOSS, &v), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_model_get_mode(m), AE_MODE_INFER);
+    assert_int_equal(ae_model_get_mode(NULL), AE_MODE_INFER);
+    assert_int_equal(ae_model_set_mode(m, (ae_mode)7), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_model_set_mode(NULL, AE_MODE_TRAIN), AE_ERR_INVALID_ARG);
+
+    float x[B * IN], loss;
+    test_fill(x, B * IN, 8, 0.0f, 1.0f);
+    OK(ae_train_step(m, x, NULL, B, &loss));
+    double total, recon, kl, l1, l0, dead, kept;
+    OK(ae_model_get_stat(m, AE_STAT_LOSS, &total));
+    OK(ae_model_get_stat(m, AE_STAT_LOSS_RECON, &recon));
+    OK(ae_model_get_stat(m, AE_STAT_LOSS_KL, &kl));
+    OK(ae_model_get_stat(m, AE_STAT_LOSS_L1, &l1));
+    OK(ae_model_get_stat(m, AE_STAT_CODE_L0, &l0));
+    assert_true(fabs(total - loss) <= 1e-6 * total);
+    assert_true(fabs(recon + kl + l1 - total) <= 1e-9 * total);
+    assert_true(kl > 0 && l1 > 0 && recon > 0);
+    /* Lifetime top-2 of 4 samples: exactly half the code entries survive
+     * (sigmoid values are positive). */
+    assert_true(l0 == H * 2.0 / B);
+    OK(ae_model_get_stat(m, AE_STAT_LIFETIME_KEPT_ALL, &kept));
+    assert_true(kept == 0.0);
+    OK(ae_model_get_stat(m, AE_STAT_DEAD_LATENTS, &dead));
+    assert_true(dead == 0.0); /* every feature wins somewhere */
+
+    /* Inference mode: lifetime top-k passes through, so L0 is the width. */
+    float le;
+    OK(ae_evaluate(m, x, NULL, B, &le));
+    OK(ae_model_get_stat(m, AE_STAT_CODE_L0, &l0));
+    assert_true(l0 == H);
+    float code[B * H];
+    OK(ae_encode(m, x, B, code));
+    for (int i = 0; i < B * H; i++) assert_true(code[i] != 0.0f);
+    /* Training mode: the mask applies to evaluate and encode. */
+    OK(ae_model_set_mode(m, AE_MODE_TRAIN));
+    assert_int_equal(ae_model_get_mode(m), AE_MODE_TRAIN);
+    OK(ae_evaluate(m, x, NULL, B, &le));
+    OK(ae_model_get_stat(m, AE_STAT_CODE_L0, &l0));
+    assert_true(l0 == H * 2.0 / B);
+    OK(ae_encode(m, x, B, code));
+    size_t nz = 0;
+    for (int i = 0; i < B * H; i++) nz += code[i] != 0.0f;
+    assert_int_equal(nz, H * 2);
+
+    /* A batch of 2 ≤ k: everything kept, and reported. */
+    OK(ae_train_step(m, x, NULL, 2, &loss));
+    OK(ae_model_get_stat(m, AE_STAT_LIFETIME_KEPT_ALL, &kept));
+    assert_true(kept == 1.0);
+    ae_model_destroy(m);
+}
+
+static void test_dead_latents(void **state) {
+    (void)state;
+    enum { IN = 6, H = 5, B = 3 };
+    ae_model *m = sparse_model(IN, H, AE_ACT_RELU, AE_ACT_SIGMOID, 1, 2, AE_OPT_SGD, 0.0);
+    OK(ae_model_set_int(m, AE_P_DEAD_WINDOW, 2));
+    /* Encoder weights: unit j reads input j only, bias 0; inputs choose who wins. */
+    float w[H * IN] = {0}, b[H] = {0};
+    for (int j = 0; j < H; j++) w[j * IN + j] = 1.0f;
+    OK(ae_model_set_weights(m, 0, w, H * IN));
+    OK(ae_model_set_bias(m, 0, b, H));
+    float x1[B * IN] = {0}, x2[B * IN] = {0};
+    /* Step 1: units 0, 1 win (unit 2 is active nowhere: 0 ties lose to lower). */
+    for (int r = 0; r < B; r++) {
+        x1[r * IN + 0] = 1;
+        x1[r * IN + 1] = 2;
+    }
+    /* Step 2: units 3, 4 win. */
+    for (int r = 0; r < B; r++) {
+        x2[r * IN + 3] = 1;
+        x2[r * IN + 4] = 2;
+    }
+    float loss;
+    double dead, l0;
+    OK(ae_train_step(m, x1, NULL, B, &loss));
+    OK(ae_model_get_stat(m, AE_STAT_DEAD_LATENTS, &dead));
+    assert_true(dead == 3.0); /* 2, 3, 4 never active yet */
+    OK(ae_model_get_stat(m, AE_STAT_CODE_L0, &l0));
+    assert_true(l0 == 2.0);
+    OK(ae_train_step(m, x2, NULL, B, &loss));
+    OK(ae_model_get_stat(m, AE_STAT_DEAD_LATENTS, &dead));
+    assert_true(dead == 1.0); /* only 2 */
+    OK(ae_train_step(m, x2, NULL, B, &loss));
+    OK(ae_train_step(m, x2, NULL, B, &loss));
+    OK(ae_model_get_stat(m, AE_STAT_DEAD_LATENTS, &dead));
+    assert_true(dead == 3.0); /* 0, 1 last active at step 1, window 2 */
+    OK(ae_model_set_int(m, AE_P_DEAD_WINDOW, 4));
+    OK(ae_model_get_stat(m, AE_STAT_DEAD_LATENTS, &dead));
+    assert_true(dead == 1.0);
+    assert_int_equal(ae_model_set_int(m, AE_P_DEAD_WINDOW, 0), AE_ERR_RANGE);
+    ae_model_destroy(m);
+}
+
+static void test_batch_topk_model(void **state) {
+    (void)state;
+    enum { IN = 8, H = 6, B = 4 };
+    ae_model *m = sparse_model(IN, H, AE_ACT_RELU, AE_ACT_IDENTITY, 3, 2, AE_OPT_ADAM, 1e-3);
+    float x[B * IN], loss;
+    test_fill(x, B * IN, 12, 0.0f, 1.0f);
+    double theta, l0;
+    assert_int_equal(ae_model_get_stat(m, AE_STAT_BATCH_TOPK_THRESHOLD, &theta), AE_ERR_STATE);
+    OK(ae_train_step(m, x, NULL, B, &loss));
+    OK(ae_model_get_stat(m, AE_STAT_BATCH_TOPK_THRESHOLD, &theta));
+    OK(ae_model_get_stat(m, AE_STAT_CODE_L0, &l0));
+    assert_true(l0 <= 2.0);
+    /* A step that fails after the forward (non-finite loss) leaves θ alone. */
+    float huge[IN * H];
+    for (int i = 0; i < IN * H; i++) huge[i] = 3e38f;
+    OK(ae_model_set_weights(m, 2, huge, IN * H));
+    float x2[B * IN];
+    test_fill(x2, B * IN, 13, 0.5f, 1.0f);
+    assert_int_equal(ae_train_step(m, x2, NULL, B, &loss), AE_ERR_NUMERIC);
+    double theta2;
+    OK(ae_model_get_stat(m, AE_STAT_BATCH_TOPK_THRESHOLD, &theta2));
+    assert_true(theta2 == theta);
+    assert_int_equal(ae_model_step_count(m), 1);
+    ae_model_destroy(m);
+}
+
+static void test_builder_errors(void **state) {
+    (void)state;
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    assert_int_equal(ae_config_add_topk(NULL, 1), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_config_add_lifetime_topk(NULL, 1), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_config_add_lifetime_topk_fraction(NULL, 0.5), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_config_add_batch_topk(NULL, 1), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_config_add_kl_sparsity(NULL, 0, 0.1, 0.1, AE_REDUCE_MEAN), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_config_add_l1_sparsity(NULL, 0, 0.1), AE_ERR_INVALID_ARG);
+    OK(ae_config_create(&c, NULL));
+    assert_int_equal(ae_config_add_topk(c, 1), AE_ERR_STATE); /* no input size */
+    assert_int_equal(ae_config_add_l1_sparsity(c, AE_LAST_LAYER, 0.1), AE_ERR_STATE);
+    OK(ae_config_set_input_size(c, 10));
+    OK(ae_config_add_dense(c, 8, AE_ACT_RELU));
+    assert_int_equal(ae_config_add_topk(c, 0), AE_ERR_RANGE);
+    assert_int_equal(ae_config_add_topk(c, 9), AE_ERR_RANGE); /* over the width */
+    assert_non_null(strstr(ae_config_last_error(c), "[1, 8]"));
+    assert_int_equal(ae_config_add_batch_topk(c, 9), AE_ERR_RANGE);
+    assert_int_equal(ae_config_add_lifetime_topk(c, 0), AE_ERR_RANGE);
+    assert_int_equal(ae_config_add_lifetime_topk_fraction(c, 0.0), AE_ERR_RANGE);
+    assert_int_equal(ae_config_add_lifetime_topk_fraction(c, 1.5), AE_ERR_RANGE);
+    assert_int_equal(ae_config_add_lifetime_topk_fraction(c, NAN), AE_ERR_RANGE);
+    assert_int_equal(ae_config_add_kl_sparsity(c, 0, 0.0, 0.1, AE_REDUCE_MEAN), AE_ERR_RANGE);
+    assert_int_equal(ae_config_add_kl_sparsity(c, 0, 1.0, 0.1, AE_REDUCE_MEAN), AE_ERR_RANGE);
+    assert_int_equal(ae_config_add_kl_sparsity(c, 0, 0.1, -1, AE_REDUCE_MEAN), AE_ERR_RANGE);
+    assert_int_equal(ae_config_add_kl_sparsity(c, 0, 0.1, 0.1, (ae_reduction)5), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_config_add_kl_sparsity(c, 3, 0.1, 0.1, AE_REDUCE_MEAN), AE_ERR_RANGE);
+    assert_int_equal(ae_config_add_l1_sparsity(c, 0, NAN), AE_ERR_RANGE);
+    assert_int_equal(c->nlayers, 1); /* nothing was added by the refused calls */
+    assert_int_equal(c->layers[0].penalty.kl_on, 0);
+    /* KL on a layer that is not sigmoid is refused at creation. */
+    OK(ae_config_add_topk(c, 8));
+    OK(ae_config_add_kl_sparsity(c, 0, 0.1, 0.1, AE_REDUCE_MEAN));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, 10, AE_ACT_SIGMOID));
+    assert_int_equal(ae_model_create(&m, c), AE_ERR_STATE);
+    assert_null(m);
+    assert_non_null(strstr(ae_config_last_error(c), "sigmoid"));
+    c->layers[0].penalty.kl_on = 0;
+    /* A penalty on the output layer is refused. */
+    OK(ae_config_add_l1_sparsity(c, AE_LAST_LAYER, 0.1));
+    assert_int_equal(ae_model_create(&m, c), AE_ERR_STATE);
+    assert_null(m);
+    c->layers[2].penalty.l1_on = 0;
+    OK(ae_model_create(&m, c));
+    ae_layer_info info = {.struct_size = sizeof info};
+    OK(ae_model_layer_info(m, 1, &info));
+    assert_int_equal(info.kind, AE_LAYER_TOPK);
+    assert_int_equal(info.in_size, 8);
+    assert_int_equal(info.out_size, 8);
+    assert_int_equal(info.weight_count, 0);
+    assert_int_equal(ae_model_code_size(m), 8);
+    ae_model_destroy(m);
+    ae_config_destroy(c);
+
+    /* k over a width only the model knows (top-k as the first layer). */
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, 4));
+    assert_int_equal(ae_config_add_topk(c, 5), AE_ERR_RANGE);
+    OK(ae_config_add_topk(c, 4));
+    OK(ae_config_add_dense(c, 3, AE_ACT_RELU));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, 4, AE_ACT_SIGMOID));
+    OK(ae_model_create(&m, c));
+    ae_model_destroy(m);
+    ae_config_destroy(c);
+}
+
+static void test_nan_refused(void **state) {
+    (void)state;
+    enum { IN = 6, H = 4, B = 2 };
+    ae_model *m = sparse_model(IN, H, AE_ACT_LEAKY_RELU, AE_ACT_IDENTITY, 2, 2, AE_OPT_ADAM, 1e-2);
+    size_t np = m->nparams;
+    float *before = malloc(np * sizeof *before);
+    memcpy(before, m->params, np * sizeof *before);
+    float x[B * IN], loss;
+    test_fill(x, B * IN, 1, 0.0f, 1.0f);
+    x[3] = NAN;
+    assert_int_equal(ae_train_step(m, x, NULL, B, &loss), AE_ERR_NUMERIC);
+    float code[B * H];
+    assert_int_equal(ae_encode(m, x, B, code), AE_ERR_NUMERIC);
+    /* A NaN reaching the code from inside (an overflowing weight). */
+    x[3] = 0.5f;
+    float w[H * IN];
+    OK(ae_model_get_weights(m, 0, w, H * IN));
+    w[0] = INFINITY;
+    assert_int_equal(ae_model_set_weights(m, 0, w, H * IN), AE_ERR_NUMERIC);
+    /* Bypass the setter: unit 0's x·W overflows to +inf, its bias is -inf. */
+    m->params[0] = m->params[1] = 3e38f;
+    m->params[m->layers[0].b_off] = -INFINITY;
+    memcpy(before, m->params, np * sizeof *before);
+    for (int i = 0; i < B * IN; i++) x[i] = 1.0f;
+    assert_int_equal(ae_train_step(m, x, NULL, B, &loss), AE_ERR_NUMERIC);
+    assert_memory_equal(m->params, before, np * sizeof *before);
+    assert_int_equal(ae_model_step_count(m), 0);
+    free(before);
+    ae_model_destroy(m);
+}
+
+static void test_allocation_failures(void **state) {
+    (void)state;
+    /* Every allocation of creating and training a sparse model may fail;
+     * each failure is reported and leaks nothing. */
+    for (long fail_at = 0;; fail_at++) {
+        test_alloc t = {0, 0, fail_at};
+        ae_allocator a = test_allocator(&t);
+        ae_config *c = NULL;
+        ae_model *m = NULL;
+        ae_status st = ae_config_create(&c, &a);
+        if (!st) st = ae_config_set_input_size(c, 6);
+        if (!st) st = ae_config_add_dense(c, 5, AE_ACT_SIGMOID);
+        if (!st) st = ae_config_add_kl_sparsity(c, AE_LAST_LAYER, 0.1, 0.1, AE_REDUCE_MEAN);
+        if (!st) st = ae_config_add_topk(c, 2);
+        if (!st) st = ae_config_add_batch_topk(c, 1);
+        if (!st) st = ae_config_mark_code(c);
+        if (!st) st = ae_config_add_dense(c, 6, AE_ACT_SIGMOID);
+        if (!st) st = ae_model_create(&m, c);
+        float x[12], loss;
+        test_fill(x, 12, 2, 0, 1);
+        if (!st) st = ae_train_step(m, x, NULL, 2, &loss);
+        ae_model_destroy(m);
+        ae_config_destroy(c);
+        assert_int_equal(t.live, 0);
+        if (st == AE_OK) break;
+        assert_int_equal(st, AE_ERR_OUT_OF_MEMORY);
+        assert_true(fail_at < 100);
+    }
+}
+
+/* ---- PyTorch parity ---- */
+
+#define PAR_B 32
+#define PAR_STEPS 3
+#define PAR_IN 784
+#define PAR_CODE 64
+
+typedef struct parity_state {
+    fixture fx;
+    ae_model *m;
+    float *buf, *x;
+} parity_state;
+
+static int par_setup(void **st) {
+    parity_state *s = calloc(1, sizeof *s);
+    *st = s;
+    return s ? 0 : -1;
+}
+
+static int par_teardown(void **st) {
+    parity_state *s = *st;
+    fixture_free(&s->fx);
+    ae_model_destroy(s->m);
+    free(s->buf);
+    free(s->x);
+    free(s);
+    return 0;
+}
+
+/* kind: 0 top-16, 1 top-16 + lifetime 5%, 2 sigmoid code with KL. */
+static void run_parity(void **st, const char *file, int kind) {
+    parity_state *s = *st;
+    if (fixture_load(&s->fx, file) != 0) fail_msg("cannot load fixture %s", file);
+    fixture *fx = &s->fx;
+    /* meta, losses, recon, L0, W0, b0, W1, b1 */
+    assert_int_equal(fx->n, 8);
+    assert_int_equal(fx->count[0], 10);
+    const float *meta = fx->array[0];
+    assert_true(meta[0] == PAR_B && meta[1] == PAR_STEPS && meta[2] == PAR_IN &&
+                meta[3] == PAR_CODE && meta[4] == PAR_IN);
+    for (int i = 1; i <= 3; i++) assert_int_equal(fx->count[i], PAR_STEPS);
+    assert_int_equal(fx->count[4], PAR_CODE * PAR_IN);
+    assert_int_equal(fx->count[5], PAR_CODE);
+    assert_int_equal(fx->count[6], PAR_IN * PAR_CODE);
+    assert_int_equal(fx->count[7], PAR_IN);
+
+    ae_config *c = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, PAR_IN));
+    OK(ae_config_add_dense(c, PAR_CODE, kind == 2 ? AE_ACT_SIGMOID : AE_ACT_LEAKY_RELU));
+    if (kind == 2) OK(ae_config_add_kl_sparsity(c, AE_LAST_LAYER, 0.05, 0.1, AE_REDUCE_SUM));
+    if (kind <= 1) OK(ae_config_add_topk(c, 16));
+    if (kind == 1) OK(ae_config_add_lifetime_topk_fraction(c, 0.05));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, PAR_IN, kind == 2 ? AE_ACT_SIGMOID : AE_ACT_IDENTITY));
+    OK(ae_config_set_int(c, AE_P_OPTIMIZER, AE_OPT_ADAM));
+    OK(ae_config_set_float(c, AE_P_LEARNING_RATE, 1e-3));
+    ae_status cst = ae_model_create(&s->m, c);
+    if (cst) fail_msg("create: %s", ae_config_last_error(c));
+    ae_config_destroy(c);
+    ae_model *m = s->m;
+    size_t dec = ae_model_layer_count(m) - 1;
+
+    /* The initial parameters and batches from the generator's stream. */
+    s->buf = malloc(PAR_CODE * PAR_IN * sizeof(float));
+    s->x = malloc(PAR_B * PAR_IN * sizeof(float));
+    assert_non_null(s->buf);
+    assert_non_null(s->x);
+    const size_t fan_in[2] = {PAR_IN, PAR_CODE}, outs[2] = {PAR_CODE, PAR_IN};
+    const size_t layer[2] = {0, dec};
+    for (int l = 0; l < 2; l++) {
+        float bound = 1.0f / sqrtf((float)fan_in[l]);
+        test_fill(s->buf, outs[l] * fan_in[l], (uint32_t)meta[5 + 2 * l], -bound, bound);
+        OK(ae_model_set_weights(m, layer[l], s->buf, outs[l] * fan_in[l]));
+        test_fill(s->buf, outs[l], (uint32_t)meta[6 + 2 * l], -bound, bound);
+        OK(ae_model_set_bias(m, layer[l], s->buf, outs[l]));
+    }
+    for (size_t step = 0; step < PAR_STEPS; step++) {
+        test_fill(s->x, PAR_B * PAR_IN, (uint32_t)meta[9] + (uint32_t)step, 0.0f, 1.0f);
+        float loss;
+        if (ae_train_step(m, s->x, NULL, PAR_B, &loss) != AE_OK)
+            fail_msg("step: %s", ae_model_last_error(m));
+        double recon, l0, want = fx->array[1][step];
+        OK(ae_model_get_stat(m, AE_STAT_LOSS_RECON, &recon));
+        OK(ae_model_get_stat(m, AE_STAT_CODE_L0, &l0));
+        if (fabs(loss - want) > 1e-4 * fabs(want) ||
+            fabs(recon - fx->array[2][step]) > 1e-4 * fabs(fx->array[2][step]) ||
+            fabs(l0 - fx->array[3][step]) > 1e-6)
+            fail_msg("%s step %zu: loss %.9g (PyTorch %.9g), recon %.9g (%.9g), L0 %g (%g)", file,
+                     step + 1, (double)loss, want, recon, (double)fx->array[2][step], l0,
+                     (double)fx->array[3][step]);
+    }
+    /* Parameters after step 3: per tensor ||w - w_ref|| / ||w_ref|| ≤ 1e-4. */
+    for (int t = 0; t < 4; t++) {
+        size_t l = layer[t / 2], n = fx->count[4 + t];
+        if (t % 2)
+            OK(ae_model_get_bias(m, l, s->buf, n));
+        else
+            OK(ae_model_get_weights(m, l, s->buf, n));
+        const float *ref = fx->array[4 + t];
+        double e2 = 0, r2 = 0;
+        for (size_t i = 0; i < n; i++) {
+            double d = (double)s->buf[i] - ref[i];
+            e2 += d * d;
+            r2 += (double)ref[i] * ref[i];
+        }
+        if (!(sqrt(e2 / r2) <= 1e-4))
+            fail_msg("%s tensor %d: rel L2 error %.3g", file, t, sqrt(e2 / r2));
+    }
+}
+
+static void test_parity_topk(void **st) { run_parity(st, "sparse_topk", 0); }
+static void test_parity_topk_lifetime(void **st) { run_parity(st, "sparse_topk_lifetime", 1); }
+static void test_parity_kl(void **st) { run_parity(st, "sparse_kl", 2); }
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_select_helper),
+        cmocka_unit_test(test_topk_layer_masks),
+        cmocka_unit_test(test_lifetime_layer_masks),
+        cmocka_unit_test(test_batch_topk_layer),
+        cmocka_unit_test(test_penalties),
+        cmocka_unit_test(test_sparse_paths_match_dense),
+        cmocka_unit_test(test_model_gradients_fd),
+        cmocka_unit_test(test_mode_and_stats),
+        cmocka_unit_test(test_dead_latents),
+        cmocka_unit_test(test_batch_topk_model),
+        cmocka_unit_test(test_builder_errors),
+        cmocka_unit_test(test_nan_refused),
+        cmocka_unit_test(test_allocation_failures),
+        cmocka_unit_test_setup_teardown(test_parity_topk, par_setup, par_teardown),
+        cmocka_unit_test_setup_teardown(test_parity_topk_lifetime, par_setup, par_teardown),
+        cmocka_unit_test_setup_teardown(test_parity_kl, par_setup, par_teardown),
+    };
+    return cmocka_run_group_tests_name("sparse", tests, NULL, NULL);
+}
