@@ -17,7 +17,7 @@
 
 typedef struct layer_run {
     ae_layer L;
-    float scratch[4096];
+    float scratch[8192];
     float state[2];
 } layer_run;
 
@@ -36,7 +36,7 @@ static ae_status make_layer(layer_run *r, ae_layer_kind kind, size_t width, int6
     ae_errbuf err;
     ae_status st = r->L.ops->setup(&r->L, &spec, &err);
     r->L.out = ae_shape_size(r->L.out_shape);
-    if (st == AE_OK) assert_true(r->L.ops->scratch_floats(&r->L, 8) <= 4096);
+    if (st == AE_OK) assert_true(r->L.ops->scratch_floats(&r->L, 8) <= 8192);
     return st;
 }
 
@@ -116,6 +116,28 @@ static void test_topk_layer_masks(void **state) {
     bwd(&r, dy, dx, 2);
     const float want_dx[] = {0, 2, 3, 0, 0, 0, 7, 0, 9, 0};
     assert_memory_equal(dx, want_dx, sizeof want_dx);
+    /* A wide row (the heap path), a short one (ranks), a long dense one (quickselect),
+     * with many ties, against a brute-force rank. */
+    for (int pass = 0; pass < 3; pass++) {
+        size_t n = pass == 2 ? 300 : pass ? 40 : 320, k = pass == 2 ? 100 : pass ? 13 : 10;
+        layer_run w;
+        OK(make_layer(&w, AE_LAYER_TOPK, n, (int64_t)k, 0));
+        float xr[2 * 320], yr[2 * 320];
+        test_fill(xr, 2 * n, 77 + (uint32_t)pass, -1.0f, 1.0f);
+        for (size_t i = 0; i < 2 * n; i += 3) xr[i] = 0.25f; /* ties at the boundary */
+        for (size_t i = 0; i < 2 * n; i += 5) xr[i] = 0.75f;
+        fwd(&w, xr, yr, 2, 1);
+        for (size_t r = 0; r < 2; r++) {
+            const float *xx = xr + r * n;
+            for (size_t i = 0; i < n; i++) {
+                size_t better = 0;
+                for (size_t j = 0; j < n; j++) better += xx[j] > xx[i] || (xx[j] == xx[i] && j < i);
+                assert_true(yr[r * n + i] == (better < k ? xx[i] : 0.0f));
+            }
+            const int32_t *ix = w.L.ops->kept_index(&w.L, w.scratch) + r * k;
+            for (size_t t = 1; t < k; t++) assert_true(ix[t - 1] < ix[t]);
+        }
+    }
     /* k equal to the width keeps everything. */
     OK(make_layer(&r, AE_LAYER_TOPK, 5, 5, 0));
     fwd(&r, x, y, 2, 1);
@@ -303,7 +325,7 @@ static ae_model *sparse_model(size_t in, size_t h, ae_activation act, ae_activat
  * GEMM path on the same model: the hints are switched off through the
  * internal layer fields. */
 static void check_sparse_paths(int sel, size_t layers_with_hints) {
-    enum { IN = 40, H = 24, B = 6, K = 5 };
+    enum { IN = 40, H = 48, B = 6, K = 5 };
     ae_model *a = sparse_model(IN, H, AE_ACT_LEAKY_RELU, AE_ACT_SIGMOID, sel, K, AE_OPT_ADAM, 1e-2);
     ae_model *b = sparse_model(IN, H, AE_ACT_LEAKY_RELU, AE_ACT_SIGMOID, sel, K, AE_OPT_ADAM, 1e-2);
     size_t n = ae_model_layer_count(a), hinted = 0;

@@ -16,9 +16,10 @@ static ae_status dense_setup(ae_layer *L, const ae_layer_spec *spec, ae_errbuf *
 }
 
 /* With a sparse input (in_sparse_k > 0): the gathered values and the
- * gradient at the kept entries, [batch, k] each. */
+ * gradient at the kept entries, [batch, k] each. With a sparse dy
+ * (out_sparse_k > 0): then the per-unit lists, out + 1 + batch·k ints. */
 static size_t dense_scratch(const ae_layer *L, size_t batch) {
-    return 2 * batch * L->in_sparse_k;
+    return 2 * batch * L->in_sparse_k + (L->out_sparse_k ? L->out + 1 + batch * L->out_sparse_k : 0);
 }
 
 static void dense_init(const ae_layer *L, float *params, ae_rng *rng) {
@@ -97,16 +98,49 @@ static void sparse_forward(const ae_layer *L, const float *W, const ae_layer_io 
 
 /* Backward with a sparse input: dW touches only the kept columns of each
  * row, and dx is computed at the kept entries only (the top-k layer before
- * passes nothing else). d is dL/dpre [batch, out]. */
-static void sparse_in_backward(const ae_layer *L, const float *W, float *dW, const float *d,
-                               ae_layer_io *io) {
+ * passes nothing else). d is dL/dpre [batch, out]. Blocks of 4 rows of W
+ * and dW are walked against every sample's k entries; each block of dW is
+ * zeroed just before (unless accumulating), while it is in cache. */
+static void sparse_in_backward(const ae_layer *L, const float *W, float *dW, int accumulate_w,
+                               const float *d, ae_layer_io *io) {
     size_t B = io->batch, k = io->in_k, in = L->in, out = L->out;
     const float *vals = io->scratch; /* gathered by the forward pass */
     float *dxk = io->dx ? io->scratch + B * k : NULL;
     if (dxk) memset(dxk, 0, B * k * sizeof *dxk);
-    for (size_t o = 0; o < out; o++) {
+    size_t o = 0;
+    for (; o + 4 <= out; o += 4) {
+        const float *w0 = W + o * in, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
+        float *g0 = dW ? dW + o * in : NULL, *g1 = g0 + in, *g2 = g1 + in, *g3 = g2 + in;
+        if (g0 && !accumulate_w) memset(g0, 0, 4 * in * sizeof *g0);
+        for (size_t r = 0; r < B; r++) {
+            const float *dr = d + r * out + o;
+            float d0 = dr[0], d1 = dr[1], d2 = dr[2], d3 = dr[3];
+            if (d0 == 0.0f && d1 == 0.0f && d2 == 0.0f && d3 == 0.0f) continue;
+            const int32_t *ix = io->in_idx + r * k;
+            const float *v = vals + r * k;
+            if (g0) {
+                for (size_t t = 0; t < k; t++) {
+                    size_t j = (size_t)ix[t];
+                    float vt = v[t];
+                    g0[j] += d0 * vt;
+                    g1[j] += d1 * vt;
+                    g2[j] += d2 * vt;
+                    g3[j] += d3 * vt;
+                }
+            }
+            if (dxk) {
+                float *dk = dxk + r * k;
+                for (size_t t = 0; t < k; t++) {
+                    size_t j = (size_t)ix[t];
+                    dk[t] += d0 * w0[j] + d1 * w1[j] + d2 * w2[j] + d3 * w3[j];
+                }
+            }
+        }
+    }
+    for (; o < out; o++) {
         const float *w0 = W + o * in;
         float *g0 = dW ? dW + o * in : NULL;
+        if (g0 && !accumulate_w) memset(g0, 0, in * sizeof *g0);
         for (size_t r = 0; r < B; r++) {
             float dr = d[r * out + o];
             if (dr == 0.0f) continue;
@@ -129,33 +163,64 @@ static void sparse_in_backward(const ae_layer *L, const float *W, float *dW, con
 
 /* Backward when dy is nonzero only at io->out_idx (the layer feeds a top-k
  * layer): the activation's derivative, the bias gradient, dW = dᵀx and
- * dx = d W use only those k entries per row. */
+ * dx = d W use only those k entries per row. The entries are first sorted
+ * by unit (a counting sort into the scratch), so each row of dW is written
+ * once: zeroed when no sample used the unit, else the sum of d·x over the
+ * samples that did, in sample order. */
 static void sparse_out_backward(const ae_layer *L, const float *W, float *grads, ae_layer_io *io,
                                 int accumulate_w) {
     size_t B = io->batch, k = io->out_k, in = L->in, out = L->out;
     float *d = io->dy;
     float *db = (!L->frozen && L->has_bias) ? grads + L->b_off : NULL;
     float *dW = (!L->frozen && !L->w_frozen) ? grads + L->w_off : NULL;
-    if (db) memset(db, 0, out * sizeof *db);
-    if (dW && !accumulate_w) memset(dW, 0, L->w_count * sizeof *dW);
-    if (io->dx) memset(io->dx, 0, B * in * sizeof(float));
+    int32_t *start = (int32_t *)(io->scratch + 2 * B * L->in_sparse_k); /* out + 1 */
+    int32_t *rows = start + out + 1;                                     /* B * k */
+    memset(start, 0, (out + 1) * sizeof *start);
     for (size_t r = 0; r < B; r++) {
         const int32_t *ix = io->out_idx + r * k;
-        const float *x = io->x + r * in;
-        float *dx = io->dx ? io->dx + r * in : NULL;
         for (size_t t = 0; t < k; t++) {
             size_t j = (size_t)ix[t], pos = r * out + j;
             if (!io->dy_is_dpre)
                 ae_act_backward(L->act, L->slope, io->pre ? io->pre + pos : NULL, io->y + pos,
                                 d + pos, 1);
-            float dj = d[pos];
-            if (dj == 0.0f) continue;
-            if (db) db[j] += dj;
-            if (dW) {
-                float *g = dW + j * in;
+            start[j + 1]++;
+        }
+    }
+    for (size_t j = 0; j < out; j++) start[j + 1] += start[j];
+    for (size_t r = 0; r < B; r++) {
+        const int32_t *ix = io->out_idx + r * k;
+        for (size_t t = 0; t < k; t++) rows[start[ix[t]]++] = (int32_t)r;
+    }
+    /* start[j] now ends unit j's list; the list begins at start[j - 1]. */
+    for (size_t j = 0, begin = 0; j < out; j++) {
+        size_t end = (size_t)start[j];
+        float bsum = 0.0f;
+        float *g = dW ? dW + j * in : NULL;
+        int first = !accumulate_w;
+        for (size_t e = begin; e < end; e++) {
+            size_t r = (size_t)rows[e];
+            float dj = d[r * out + j];
+            bsum += dj;
+            if (!g) continue;
+            const float *x = io->x + r * in;
+            if (first)
+                for (size_t i = 0; i < in; i++) g[i] = dj * x[i];
+            else
                 for (size_t i = 0; i < in; i++) g[i] += dj * x[i];
-            }
-            if (dx) {
+            first = 0;
+        }
+        if (g && first) memset(g, 0, in * sizeof *g);
+        if (db) db[j] = bsum;
+        begin = end;
+    }
+    if (io->dx) {
+        memset(io->dx, 0, B * in * sizeof(float));
+        for (size_t r = 0; r < B; r++) {
+            const int32_t *ix = io->out_idx + r * k;
+            float *dx = io->dx + r * in;
+            for (size_t t = 0; t < k; t++) {
+                size_t j = (size_t)ix[t];
+                float dj = d[r * out + j];
                 const float *w = W + j * in;
                 for (size_t i = 0; i < in; i++) dx[i] += dj * w[i];
             }
@@ -207,9 +272,7 @@ static void dense_backward(const ae_layer *L, const float *params, float *grads,
     }
     const float *W = params + L->w_off;
     if (sparse_input(L, io)) {
-        float *dW = (L->frozen || L->w_frozen) ? NULL : grads + L->w_off;
-        if (dW && !accumulate_w) memset(dW, 0, L->w_count * sizeof *dW);
-        sparse_in_backward(L, W, dW, d, io);
+        sparse_in_backward(L, W, (L->frozen || L->w_frozen) ? NULL : grads + L->w_off, accumulate_w, d, io);
         return;
     }
     if (!L->frozen && !L->w_frozen) {

@@ -3,6 +3,7 @@
  * The kept indices of each row (ascending) stay in the scratch, where the
  * next dense layer and the previous one read them (ops->kept_index). */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "layers.h"
@@ -12,6 +13,81 @@ AE_DEFINE_SELECT(select32, int32_t)
 
 int ae_select_topk(const float *x, size_t n, size_t stride, size_t k, int32_t *idx) {
     return select32(x, n, stride, k, idx);
+}
+
+/* The k-th largest (k >= 1) of v[0..n-1], which it reorders: quickselect
+ * with a median-of-3 pivot and Hoare partitioning, descending. No NaN. */
+static float kth_largest(float *v, ptrdiff_t n, ptrdiff_t k) {
+    ptrdiff_t lo = 0, hi = n - 1, target = k - 1;
+    while (lo < hi) {
+        float a = v[lo], b = v[lo + (hi - lo) / 2], c = v[hi];
+        float pivot = a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
+        ptrdiff_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] > pivot) i++;
+            while (v[j] < pivot) j--;
+            if (i <= j) {
+                float t = v[i];
+                v[i] = v[j];
+                v[j] = t;
+                i++;
+                j--;
+            }
+        }
+        /* [lo, j] >= pivot, (j, i) == pivot, [i, hi] <= pivot */
+        if (target <= j)
+            hi = j;
+        else if (target >= i)
+            lo = i;
+        else
+            return v[target];
+    }
+    return v[target];
+}
+
+/* Rows of at most 128: each value's rank (how many values beat it, ties to
+ * the lower index) by comparisons that vectorise; n² but branch-free. */
+AE_HOT static void rank_select(const float *x, size_t n, size_t k, int32_t *idx) {
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++) {
+        float xi = x[i];
+        int better = 0;
+        for (size_t j = 0; j < i; j++) better += x[j] >= xi;
+        for (size_t j = i + 1; j < n; j++) better += x[j] > xi;
+        if (better < (int)k) idx[c++] = (int32_t)i;
+    }
+}
+
+/* Per-row selection: the heap for very sparse rows (most values fail one
+ * comparison), ranks for short rows, else a quickselect of the k-th largest value τ and one pass
+ * keeping the values above τ and the first values equal to it — the same
+ * set, with the lower index winning ties, already in ascending order. */
+static int select_row(const float *x, size_t n, size_t k, int32_t *idx, float *tmp) {
+    if (k * 16 <= n) return select32(x, n, 1, k, idx);
+    for (size_t i = 0; i < n; i++) {
+        if (x[i] != x[i]) {
+            for (size_t t = 0; t < k; t++) idx[t] = (int32_t)t;
+            return -1;
+        }
+        tmp[i] = x[i];
+    }
+    if (n <= 128) {
+        rank_select(x, n, k, idx);
+        return 0;
+    }
+    float tau = kth_largest(tmp, (ptrdiff_t)n, (ptrdiff_t)k);
+    size_t above = 0;
+    for (size_t i = 0; i < n; i++) above += x[i] > tau;
+    size_t equal = k - above, c = 0;
+    for (size_t i = 0; i < n && c < k; i++) {
+        if (x[i] > tau)
+            idx[c++] = (int32_t)i;
+        else if (x[i] == tau && equal) {
+            idx[c++] = (int32_t)i;
+            equal--;
+        }
+    }
+    return 0;
 }
 
 static ae_status topk_setup(ae_layer *L, const ae_layer_spec *spec, ae_errbuf *err) {
@@ -25,7 +101,8 @@ static ae_status topk_setup(ae_layer *L, const ae_layer_spec *spec, ae_errbuf *e
     return AE_OK;
 }
 
-static size_t topk_scratch(const ae_layer *L, size_t batch) { return batch * L->sparse_k; }
+/* The kept indices [batch, k], then a row's worth of floats for the quickselect. */
+static size_t topk_scratch(const ae_layer *L, size_t batch) { return batch * L->sparse_k + L->in; }
 
 static void no_init(const ae_layer *L, float *params, ae_rng *rng) {
     (void)L;
@@ -41,7 +118,7 @@ static void topk_forward(const ae_layer *L, const float *params, ae_layer_io *io
         const float *x = io->x + r * n;
         float *y = io->y + r * n;
         int32_t *ix = idx + r * k;
-        if (select32(x, n, 1, k, ix) != 0) {
+        if (select_row(x, n, k, ix, io->scratch + io->batch * k) != 0) {
             /* A NaN row stays NaN, so the loss check refuses the step. */
             for (size_t j = 0; j < n; j++) y[j] = NAN;
             continue;
