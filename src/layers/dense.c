@@ -18,8 +18,10 @@ static ae_status dense_setup(ae_layer *L, const ae_layer_spec *spec, ae_errbuf *
 /* With a sparse input (in_sparse_k > 0): the gathered values and the
  * gradient at the kept entries, [batch, k] each. With a sparse dy
  * (out_sparse_k > 0): then the per-unit lists, out + 1 + batch·k ints. */
+static size_t sparse_in_scratch(const ae_layer *L, size_t batch);
 static size_t dense_scratch(const ae_layer *L, size_t batch) {
-    return 2 * batch * L->in_sparse_k + (L->out_sparse_k ? L->out + 1 + batch * L->out_sparse_k : 0);
+    return (L->in_sparse_k ? sparse_in_scratch(L, batch) : 0) +
+           (L->out_sparse_k ? L->out + 1 + batch * L->out_sparse_k : 0);
 }
 
 static void dense_init(const ae_layer *L, float *params, ae_rng *rng) {
@@ -45,119 +47,137 @@ static void bias_act(const ae_layer *L, const float *bias, float *pre, float *y,
 }
 
 /* ---- sparse paths ----
- * After a top-k layer the input has k nonzeros per row at io->in_idx:
- * pre[r, o] = Σ_t x[r, j_t] W[o, j_t]. Blocks of 4 rows of W are walked
- * against every sample's k entries, so W is read once per block. */
+ * After a top-k layer the input has k nonzeros per row at io->in_idx. The
+ * kept entries are sorted by column (a counting sort), and the columns are
+ * walked in blocks of AE_COLS: the block of W (or of dW) is read (written)
+ * row by row, one cache line per row, and turned into contiguous columns,
+ * so each column's work is a vector axpy or dot over the output width:
+ *   forward  pre[r, :] += x[r, j] W[:, j]
+ *   backward dW[:, j] = Σ_r x[r, j] d[r, :],  dx[r, j] = d[r, :]·W[:, j].
+ * W and dW are each streamed once per pass. */
+#define AE_COLS 16
+
 static int sparse_input(const ae_layer *L, const ae_layer_io *io) {
     return io->in_idx && !L->w_transposed && io->in_k == L->in_sparse_k && io->in_k > 0;
 }
 
-static void gather_values(const ae_layer *L, const ae_layer_io *io, float *vals) {
+/* Scratch of the sparse-input paths, after the [B, k] values and [B, k] dx:
+ * column starts (in + 1 ints), entries (B·k ints), the column block
+ * (AE_COLS·out floats) and the gradient block (AE_COLS·out floats). */
+static size_t sparse_in_scratch(const ae_layer *L, size_t batch) {
+    size_t k = L->in_sparse_k;
+    return 2 * batch * k + L->in + 1 + batch * k + 2 * AE_COLS * L->out;
+}
+
+typedef struct col_lists {
+    const float *vals; /* [B, k] gathered input values */
+    float *dxk;        /* [B, k] */
+    int32_t *start;    /* in + 1: entries of column j are ent[start[j] .. start[j+1]) */
+    int32_t *ent;      /* B·k flat positions r·k + t, by column, rows ascending */
+    float *cols, *gcols;
+} col_lists;
+
+static void build_lists(const ae_layer *L, const ae_layer_io *io, col_lists *c, int gather) {
     size_t B = io->batch, k = io->in_k, in = L->in;
-    for (size_t r = 0; r < B; r++)
-        for (size_t t = 0; t < k; t++) vals[r * k + t] = io->x[r * in + (size_t)io->in_idx[r * k + t]];
+    float *vals = io->scratch;
+    c->vals = vals;
+    c->dxk = io->scratch + B * k;
+    c->start = (int32_t *)(io->scratch + 2 * B * k);
+    c->ent = c->start + in + 1;
+    c->cols = (float *)(c->ent + B * k);
+    c->gcols = c->cols + AE_COLS * L->out;
+    if (gather)
+        for (size_t r = 0; r < B; r++)
+            for (size_t t = 0; t < k; t++)
+                vals[r * k + t] = io->x[r * in + (size_t)io->in_idx[r * k + t]];
+    int32_t *start = c->start;
+    memset(start, 0, (in + 1) * sizeof *start);
+    for (size_t p = 0; p < B * k; p++) start[io->in_idx[p] + 1]++;
+    for (size_t j = 0; j < in; j++) start[j + 1] += start[j];
+    /* Fill using start[j] as a cursor, then shift back. */
+    for (size_t p = 0; p < B * k; p++) c->ent[start[io->in_idx[p]]++] = (int32_t)p;
+    for (size_t j = in; j > 0; j--) start[j] = start[j - 1];
+    start[0] = 0;
+}
+
+/* cols[l * out + o] = W[o, j0 + l] for l < jb. */
+static void load_cols(const float *W, size_t in, size_t out, size_t j0, size_t jb, float *cols) {
+    for (size_t o = 0; o < out; o++) {
+        const float *row = W + o * in + j0;
+        for (size_t l = 0; l < jb; l++) cols[l * out + o] = row[l];
+    }
+}
+
+AE_HOT static void axpy(float *y, float a, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+AE_HOT static float dot(const float *a, const float *b, size_t n) {
+    float acc[16] = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (size_t l = 0; l < 16; l++) acc[l] += a[i + l] * b[i + l];
+    float s = 0.0f;
+    for (; i < n; i++) s += a[i] * b[i];
+    for (size_t l = 0; l < 16; l++) s += acc[l];
+    return s;
 }
 
 static void sparse_forward(const ae_layer *L, const float *W, const ae_layer_io *io, float *pre) {
     size_t B = io->batch, k = io->in_k, in = L->in, out = L->out;
-    float *vals = io->scratch;
-    gather_values(L, io, vals);
-    size_t o = 0;
-    for (; o + 4 <= out; o += 4) {
-        const float *w0 = W + o * in, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
-        for (size_t r = 0; r < B; r++) {
-            const int32_t *ix = io->in_idx + r * k;
-            const float *v = vals + r * k;
-            float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
-            for (size_t t = 0; t < k; t++) {
-                size_t j = (size_t)ix[t];
-                float vt = v[t];
-                a0 += vt * w0[j];
-                a1 += vt * w1[j];
-                a2 += vt * w2[j];
-                a3 += vt * w3[j];
+    col_lists c;
+    build_lists(L, io, &c, 1);
+    memset(pre, 0, B * out * sizeof *pre);
+    for (size_t j0 = 0; j0 < in; j0 += AE_COLS) {
+        size_t jb = in - j0 < AE_COLS ? in - j0 : AE_COLS;
+        if (c.start[j0] == c.start[j0 + jb]) continue;
+        load_cols(W, in, out, j0, jb, c.cols);
+        for (size_t l = 0; l < jb; l++)
+            for (int32_t e = c.start[j0 + l]; e < c.start[j0 + l + 1]; e++) {
+                size_t p = (size_t)c.ent[e];
+                axpy(pre + (p / k) * out, c.vals[p], c.cols + l * out, out);
             }
-            float *p = pre + r * out + o;
-            p[0] = a0;
-            p[1] = a1;
-            p[2] = a2;
-            p[3] = a3;
-        }
-    }
-    for (; o < out; o++) {
-        const float *w0 = W + o * in;
-        for (size_t r = 0; r < B; r++) {
-            const int32_t *ix = io->in_idx + r * k;
-            const float *v = vals + r * k;
-            float a0 = 0.0f;
-            for (size_t t = 0; t < k; t++) a0 += v[t] * w0[(size_t)ix[t]];
-            pre[r * out + o] = a0;
-        }
     }
 }
 
-/* Backward with a sparse input: dW touches only the kept columns of each
- * row, and dx is computed at the kept entries only (the top-k layer before
- * passes nothing else). d is dL/dpre [batch, out]. Blocks of 4 rows of W
- * and dW are walked against every sample's k entries; each block of dW is
- * zeroed just before (unless accumulating), while it is in cache. */
+/* Backward with a sparse input: dW gets only the kept columns (the others
+ * are written as zeros), dx only the kept entries (the top-k layer before
+ * passes nothing else). d is dL/dpre [batch, out]. */
 static void sparse_in_backward(const ae_layer *L, const float *W, float *dW, int accumulate_w,
                                const float *d, ae_layer_io *io) {
     size_t B = io->batch, k = io->in_k, in = L->in, out = L->out;
-    const float *vals = io->scratch; /* gathered by the forward pass */
-    float *dxk = io->dx ? io->scratch + B * k : NULL;
-    if (dxk) memset(dxk, 0, B * k * sizeof *dxk);
-    size_t o = 0;
-    for (; o + 4 <= out; o += 4) {
-        const float *w0 = W + o * in, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
-        float *g0 = dW ? dW + o * in : NULL, *g1 = g0 + in, *g2 = g1 + in, *g3 = g2 + in;
-        if (g0 && !accumulate_w) memset(g0, 0, 4 * in * sizeof *g0);
-        for (size_t r = 0; r < B; r++) {
-            const float *dr = d + r * out + o;
-            float d0 = dr[0], d1 = dr[1], d2 = dr[2], d3 = dr[3];
-            if (d0 == 0.0f && d1 == 0.0f && d2 == 0.0f && d3 == 0.0f) continue;
-            const int32_t *ix = io->in_idx + r * k;
-            const float *v = vals + r * k;
-            if (g0) {
-                for (size_t t = 0; t < k; t++) {
-                    size_t j = (size_t)ix[t];
-                    float vt = v[t];
-                    g0[j] += d0 * vt;
-                    g1[j] += d1 * vt;
-                    g2[j] += d2 * vt;
-                    g3[j] += d3 * vt;
-                }
+    col_lists c;
+    build_lists(L, io, &c, 0); /* the values were gathered by the forward pass */
+    int want_dx = io->dx != NULL;
+    for (size_t j0 = 0; j0 < in; j0 += AE_COLS) {
+        size_t jb = in - j0 < AE_COLS ? in - j0 : AE_COLS;
+        int any = c.start[j0] != c.start[j0 + jb];
+        if (any && want_dx) load_cols(W, in, out, j0, jb, c.cols);
+        if (dW && any) memset(c.gcols, 0, jb * out * sizeof(float));
+        for (size_t l = 0; l < jb; l++)
+            for (int32_t e = c.start[j0 + l]; e < c.start[j0 + l + 1]; e++) {
+                size_t p = (size_t)c.ent[e];
+                const float *dr = d + (p / k) * out;
+                if (dW) axpy(c.gcols + l * out, c.vals[p], dr, out);
+                if (want_dx) c.dxk[p] = dot(dr, c.cols + l * out, out);
             }
-            if (dxk) {
-                float *dk = dxk + r * k;
-                for (size_t t = 0; t < k; t++) {
-                    size_t j = (size_t)ix[t];
-                    dk[t] += d0 * w0[j] + d1 * w1[j] + d2 * w2[j] + d3 * w3[j];
-                }
+        if (!dW) continue;
+        for (size_t o = 0; o < out; o++) {
+            float *row = dW + o * in + j0;
+            if (!any) {
+                if (!accumulate_w)
+                    for (size_t l = 0; l < jb; l++) row[l] = 0.0f;
+            } else if (accumulate_w) {
+                for (size_t l = 0; l < jb; l++) row[l] += c.gcols[l * out + o];
+            } else {
+                for (size_t l = 0; l < jb; l++) row[l] = c.gcols[l * out + o];
             }
         }
     }
-    for (; o < out; o++) {
-        const float *w0 = W + o * in;
-        float *g0 = dW ? dW + o * in : NULL;
-        if (g0 && !accumulate_w) memset(g0, 0, in * sizeof *g0);
-        for (size_t r = 0; r < B; r++) {
-            float dr = d[r * out + o];
-            if (dr == 0.0f) continue;
-            const int32_t *ix = io->in_idx + r * k;
-            const float *v = vals + r * k;
-            if (g0)
-                for (size_t t = 0; t < k; t++) g0[(size_t)ix[t]] += dr * v[t];
-            if (dxk) {
-                float *dk = dxk + r * k;
-                for (size_t t = 0; t < k; t++) dk[t] += dr * w0[(size_t)ix[t]];
-            }
-        }
-    }
-    if (dxk) {
+    if (want_dx) {
         memset(io->dx, 0, B * in * sizeof(float));
-        for (size_t r = 0; r < B; r++)
-            for (size_t t = 0; t < k; t++) io->dx[r * in + (size_t)io->in_idx[r * k + t]] = dxk[r * k + t];
+        for (size_t p = 0; p < B * k; p++)
+            io->dx[(p / k) * in + (size_t)io->in_idx[p]] = c.dxk[p];
     }
 }
 
@@ -173,7 +193,7 @@ static void sparse_out_backward(const ae_layer *L, const float *W, float *grads,
     float *d = io->dy;
     float *db = (!L->frozen && L->has_bias) ? grads + L->b_off : NULL;
     float *dW = (!L->frozen && !L->w_frozen) ? grads + L->w_off : NULL;
-    int32_t *start = (int32_t *)(io->scratch + 2 * B * L->in_sparse_k); /* out + 1 */
+    int32_t *start = (int32_t *)(io->scratch + (L->in_sparse_k ? sparse_in_scratch(L, B) : 0));
     int32_t *rows = start + out + 1;                                     /* B * k */
     memset(start, 0, (out + 1) * sizeof *start);
     for (size_t r = 0; r < B; r++) {
