@@ -47,14 +47,23 @@ static float kth_largest(float *v, ptrdiff_t n, ptrdiff_t k) {
 
 /* Rows of at most 128: each value's rank (how many values beat it, ties to
  * the lower index) by comparisons that vectorise; n² but branch-free. */
-AE_HOT static void rank_select(const float *x, size_t n, size_t k, int32_t *idx) {
+AE_HOT static void rank_select(const float *x, size_t n, size_t k, int32_t *idx, float *y) {
+    int32_t greater[128];
+    for (size_t i = 0; i < n; i++) greater[i] = 0;
+    /* Vectorised over i: no horizontal sums. */
+    for (size_t j = 0; j < n; j++) {
+        float xj = x[j];
+        for (size_t i = 0; i < n; i++) greater[i] += xj > x[i];
+    }
     size_t c = 0;
     for (size_t i = 0; i < n; i++) {
-        float xi = x[i];
-        int better = 0;
-        for (size_t j = 0; j < i; j++) better += x[j] >= xi;
-        for (size_t j = i + 1; j < n; j++) better += x[j] > xi;
-        if (better < (int)k) idx[c++] = (int32_t)i;
+        int32_t g = greater[i];
+        if (g < (int32_t)k)
+            /* Equal values before i also beat it (rarely any). */
+            for (size_t j = 0; j < i; j++) g += x[j] == x[i];
+        int keep = g < (int32_t)k;
+        y[i] = keep ? x[i] : 0.0f;
+        if (keep) idx[c++] = (int32_t)i;
     }
 }
 
@@ -62,7 +71,8 @@ AE_HOT static void rank_select(const float *x, size_t n, size_t k, int32_t *idx)
  * comparison), ranks for short rows, else a quickselect of the k-th largest value τ and one pass
  * keeping the values above τ and the first values equal to it — the same
  * set, with the lower index winning ties, already in ascending order. */
-static int select_row(const float *x, size_t n, size_t k, int32_t *idx, float *tmp) {
+/* Returns -1 for a NaN row, 1 when y is already written, else 0. */
+static int select_row(const float *x, size_t n, size_t k, int32_t *idx, float *tmp, float *y) {
     if (k * 16 <= n) return select32(x, n, 1, k, idx);
     for (size_t i = 0; i < n; i++) {
         if (x[i] != x[i]) {
@@ -72,8 +82,8 @@ static int select_row(const float *x, size_t n, size_t k, int32_t *idx, float *t
         tmp[i] = x[i];
     }
     if (n <= 128) {
-        rank_select(x, n, k, idx);
-        return 0;
+        rank_select(x, n, k, idx, y);
+        return 1;
     }
     float tau = kth_largest(tmp, (ptrdiff_t)n, (ptrdiff_t)k);
     size_t above = 0;
@@ -118,13 +128,19 @@ static void topk_forward(const ae_layer *L, const float *params, ae_layer_io *io
         const float *x = io->x + r * n;
         float *y = io->y + r * n;
         int32_t *ix = idx + r * k;
-        if (select_row(x, n, k, ix, io->scratch + io->batch * k) != 0) {
+        int st = select_row(x, n, k, ix, io->scratch + io->batch * k, y);
+        if (st < 0) {
             /* A NaN row stays NaN, so the loss check refuses the step. */
             for (size_t j = 0; j < n; j++) y[j] = NAN;
             continue;
         }
-        memset(y, 0, n * sizeof *y);
-        for (size_t t = 0; t < k; t++) y[ix[t]] = x[ix[t]];
+        if (st > 0) continue;
+        /* ix is ascending: one pass writes kept values and zeros. */
+        for (size_t j = 0, t = 0; j < n; j++) {
+            int keep = t < k && (size_t)ix[t] == j;
+            y[j] = keep ? x[j] : 0.0f;
+            t += (size_t)keep;
+        }
     }
 }
 
@@ -140,8 +156,11 @@ static void topk_backward(const ae_layer *L, const float *params, float *grads, 
         const float *dy = io->dy + r * n;
         float *dx = io->dx + r * n;
         const int32_t *ix = idx + r * k;
-        memset(dx, 0, n * sizeof *dx);
-        for (size_t t = 0; t < k; t++) dx[ix[t]] = dy[ix[t]];
+        for (size_t j = 0, t = 0; j < n; j++) {
+            int keep = t < k && (size_t)ix[t] == j;
+            dx[j] = keep ? dy[j] : 0.0f;
+            t += (size_t)keep;
+        }
     }
 }
 

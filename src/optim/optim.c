@@ -1,3 +1,4 @@
+#include <float.h>
 #include <math.h>
 
 #include "optim.h"
@@ -57,6 +58,12 @@ AE_HOT static void adam_block(const ae_optim_settings *s, float *p, const float 
             d += wd * pi;
         float mi = m[i] * b1 + one_b1 * d;
         float vi = v[i] * b2 + one_b2 * (d * d);
+        /* Moments that decay below FLT_MIN (a parameter whose gradient
+         * stays 0, e.g. a dead latent's weights under top-k) are flushed
+         * to 0: denormal arithmetic costs ~100 cycles an operation, and the
+         * update they make is below 1e-30. */
+        mi = fabsf(mi) < FLT_MIN ? 0.0f : mi;
+        vi = vi < FLT_MIN ? 0.0f : vi;
         m[i] = mi;
         v[i] = vi;
         float denom = sqrtf(vi) / bc2_sqrt + eps;
