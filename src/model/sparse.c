@@ -146,8 +146,9 @@ ae_status ae_sparse_setup(ae_model *m, ae_errbuf *err) {
      * a dense layer feeding a top-k layer gets a dy with k nonzeros per row,
      * unless a penalty adds a dense gradient to its output. Only when the
      * kept entries are at most 1/AE_SPARSE_MIN_RATIO of the width: denser
-     * codes go faster through the GEMMs (measured: 16 of 64 is 5x slower
-     * with the sparse loops, 32 of 4096 several times faster). */
+     * codes go faster through the GEMMs (measured on 784-64-784 with top-16:
+     * 1.66 ms a step with the sparse decoder, 1.46 with the GEMMs; on
+     * 784-4096-784 with top-32 the sparse paths make the step 1.6x faster). */
     for (size_t i = 0; i < n; i++) {
         ae_layer *L = &m->layers[i];
         if (L->kind != AE_LAYER_DENSE) continue;
