@@ -27,9 +27,10 @@ extern "C" {
  * Appends a per-sample top-k layer: in each row it keeps the k largest
  * values (signed) and zeroes the rest; the gradient flows only through the
  * kept entries. Ties: the lower index wins. Active in training and
- * inference. A dense layer right after it uses only the k kept entries of
- * each row (forward and backward), and the layer right before it computes
- * its weight gradient from those entries only.
+ * inference. When k is at most 1/8 of the width, a dense layer right after
+ * it uses only the k kept entries of each row (forward and backward), and
+ * the dense layer right before it computes its gradients from those
+ * entries only (denser codes are faster through the GEMMs).
  * `k` must be at least 1 and at most the width of the previous layer's
  * output (the input size when it is the first layer).
  * Errors: AE_ERR_INVALID_ARG (cfg NULL), AE_ERR_STATE (no input size, or a
