@@ -324,10 +324,16 @@ static ae_model *sparse_model(size_t in, size_t h, ae_activation act, ae_activat
 /* The sparse dense paths (forward, dx, dW at k entries) against the plain
  * GEMM path on the same model: the hints are switched off through the
  * internal layer fields. */
-static void check_sparse_paths(int sel, size_t layers_with_hints) {
+static void check_sparse_paths(int sel, size_t layers_with_hints, int tie) {
     enum { IN = 40, H = 48, B = 6, K = 5 };
     ae_model *a = sparse_model(IN, H, AE_ACT_LEAKY_RELU, AE_ACT_SIGMOID, sel, K, AE_OPT_ADAM, 1e-2);
     ae_model *b = sparse_model(IN, H, AE_ACT_LEAKY_RELU, AE_ACT_SIGMOID, sel, K, AE_OPT_ADAM, 1e-2);
+    if (tie) {
+        /* The tied decoder reads W transposed (GEMM path); the encoder's
+         * sparse backward then accumulates into the shared weight. */
+        OK(ae_model_tie(a));
+        OK(ae_model_tie(b));
+    }
     size_t n = ae_model_layer_count(a), hinted = 0;
     for (size_t i = 0; i < n; i++) {
         hinted += a->layers[i].in_sparse_k == K || a->layers[i].out_sparse_k == K;
@@ -356,8 +362,9 @@ static void check_sparse_paths(int sel, size_t layers_with_hints) {
 
 static void test_sparse_paths_match_dense(void **state) {
     (void)state;
-    check_sparse_paths(1, 2); /* encoder (dy sparse) and decoder (input sparse) */
-    check_sparse_paths(2, 2); /* the decoder reads through the lifetime layer */
+    check_sparse_paths(1, 2, 0); /* encoder (dy sparse) and decoder (input sparse) */
+    check_sparse_paths(2, 2, 0); /* the decoder reads through the lifetime layer */
+    check_sparse_paths(1, 2, 1); /* tied weights */
 }
 
 /* Whole-model gradient with selection layers and penalties, against finite
