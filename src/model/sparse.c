@@ -204,6 +204,10 @@ void ae_sparse_after_forward(ae_model *m, size_t i, size_t from) {
 
 void ae_sparse_hints(const ae_model *m, size_t i, size_t from, int backward, ae_layer_io *io) {
     const ae_layer *L = &m->layers[i];
+    /* The sparse paths count entries in int32. */
+    if (io->batch * (L->in_sparse_k > L->out_sparse_k ? L->in_sparse_k : L->out_sparse_k) >
+        (size_t)INT32_MAX)
+        return;
     if (L->in_sparse_k && i > from && m->out_idx[i - 1] && m->out_k[i - 1] == L->in_sparse_k) {
         io->in_idx = m->out_idx[i - 1];
         io->in_k = m->out_k[i - 1];
