@@ -61,7 +61,7 @@ static void lifetime_forward(const ae_layer *L, const float *params, ae_layer_io
         io->y[i] = mask[i] == 1 ? io->x[i] : mask[i] ? NAN : 0.0f;
 }
 
-void ae_mask_backward(const unsigned char *mask, const float *dy, float *dx, size_t n) {
+AE_HOT void ae_mask_backward(const unsigned char *mask, const float *dy, float *dx, size_t n) {
     for (size_t i = 0; i < n; i++) dx[i] = mask[i] ? dy[i] : 0.0f;
 }
 

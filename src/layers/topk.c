@@ -111,8 +111,11 @@ static ae_status topk_setup(ae_layer *L, const ae_layer_spec *spec, ae_errbuf *e
     return AE_OK;
 }
 
-/* The kept indices [batch, k], then a row's worth of floats for the quickselect. */
-static size_t topk_scratch(const ae_layer *L, size_t batch) { return batch * L->sparse_k + L->in; }
+/* The kept indices [batch, k], a row's worth of floats for the quickselect,
+ * then the keep mask (one byte per element) for the backward pass. */
+static size_t topk_scratch(const ae_layer *L, size_t batch) {
+    return batch * L->sparse_k + L->in + (batch * L->in + 3) / 4;
+}
 
 static void no_init(const ae_layer *L, float *params, ae_rng *rng) {
     (void)L;
@@ -124,11 +127,16 @@ static void topk_forward(const ae_layer *L, const float *params, ae_layer_io *io
     (void)params;
     size_t n = L->in, k = L->sparse_k;
     int32_t *idx = (int32_t *)io->scratch;
+    unsigned char *mask = (unsigned char *)(io->scratch + io->batch * k + n);
     for (size_t r = 0; r < io->batch; r++) {
         const float *x = io->x + r * n;
         float *y = io->y + r * n;
         int32_t *ix = idx + r * k;
         int st = select_row(x, n, k, ix, io->scratch + io->batch * k, y);
+        unsigned char *mr = mask + r * n;
+        memset(mr, 0, n);
+        if (st >= 0)
+            for (size_t t = 0; t < k; t++) mr[ix[t]] = 1;
         if (st < 0) {
             /* A NaN row stays NaN, so the loss check refuses the step. */
             for (size_t j = 0; j < n; j++) y[j] = NAN;
@@ -151,17 +159,8 @@ static void topk_backward(const ae_layer *L, const float *params, float *grads, 
     (void)accumulate_w;
     if (!io->dx) return;
     size_t n = L->in, k = L->sparse_k;
-    const int32_t *idx = (const int32_t *)io->scratch;
-    for (size_t r = 0; r < io->batch; r++) {
-        const float *dy = io->dy + r * n;
-        float *dx = io->dx + r * n;
-        const int32_t *ix = idx + r * k;
-        for (size_t j = 0, t = 0; j < n; j++) {
-            int keep = t < k && (size_t)ix[t] == j;
-            dx[j] = keep ? dy[j] : 0.0f;
-            t += (size_t)keep;
-        }
-    }
+    const unsigned char *mask = (const unsigned char *)(io->scratch + io->batch * k + n);
+    ae_mask_backward(mask, io->dy, io->dx, io->batch * n);
 }
 
 static const int32_t *topk_kept_index(const ae_layer *L, const float *scratch) {
