@@ -67,13 +67,52 @@ AE_HOT static void rank_select(const float *x, size_t n, size_t k, int32_t *idx,
     }
 }
 
+/* Wide rows (k ≤ n/16): the k-th largest of the maxima of 16-value chunks
+ * is a lower bound τ of the row's k-th largest value (k chunks reach it),
+ * so only values ≥ τ can be kept; they are gathered in index order and go
+ * through the heap. The maxima and the NaN test vectorise. */
+AE_HOT static int chunk_maxima(const float *x, size_t n, float *maxima) {
+    int nan = 0;
+    for (size_t c = 0; c * 16 < n; c++) {
+        size_t end = (c + 1) * 16 < n ? (c + 1) * 16 : n;
+        float m = -INFINITY;
+        for (size_t i = c * 16; i < end; i++) {
+            float v = x[i];
+            nan |= v != v;
+            m = v > m ? v : m;
+        }
+        maxima[c] = m;
+    }
+    return nan;
+}
+
+static int select_wide(const float *x, size_t n, size_t k, int32_t *idx, float *tmp) {
+    size_t nc = (n + 15) / 16;
+    float *vals = tmp + n;
+    int32_t *pos = (int32_t *)(tmp + 2 * n);
+    if (chunk_maxima(x, n, tmp)) {
+        for (size_t t = 0; t < k; t++) idx[t] = (int32_t)t;
+        return -1;
+    }
+    float tau = kth_largest(tmp, (ptrdiff_t)nc, (ptrdiff_t)k);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (x[i] >= tau) {
+            vals[m] = x[i];
+            pos[m++] = (int32_t)i;
+        }
+    select32(vals, m, 1, k, idx); /* m ≥ k: positions in the candidate list */
+    for (size_t t = 0; t < k; t++) idx[t] = pos[idx[t]];
+    return 0;
+}
+
 /* Per-row selection: the heap for very sparse rows (most values fail one
  * comparison), ranks for short rows, else a quickselect of the k-th largest value τ and one pass
  * keeping the values above τ and the first values equal to it — the same
  * set, with the lower index winning ties, already in ascending order. */
 /* Returns -1 for a NaN row, 1 when y is already written, else 0. */
 static int select_row(const float *x, size_t n, size_t k, int32_t *idx, float *tmp, float *y) {
-    if (k * 16 <= n) return select32(x, n, 1, k, idx);
+    if (k * 16 <= n) return select_wide(x, n, k, idx, tmp);
     for (size_t i = 0; i < n; i++) {
         if (x[i] != x[i]) {
             for (size_t t = 0; t < k; t++) idx[t] = (int32_t)t;
@@ -111,10 +150,10 @@ static ae_status topk_setup(ae_layer *L, const ae_layer_spec *spec, ae_errbuf *e
     return AE_OK;
 }
 
-/* The kept indices [batch, k], a row's worth of floats for the quickselect,
+/* The kept indices [batch, k], three rows' worth of floats for the selection,
  * then the keep mask (one byte per element) for the backward pass. */
 static size_t topk_scratch(const ae_layer *L, size_t batch) {
-    return batch * L->sparse_k + L->in + (batch * L->in + 3) / 4;
+    return batch * L->sparse_k + 3 * L->in + (batch * L->in + 3) / 4;
 }
 
 static void no_init(const ae_layer *L, float *params, ae_rng *rng) {
@@ -127,7 +166,7 @@ static void topk_forward(const ae_layer *L, const float *params, ae_layer_io *io
     (void)params;
     size_t n = L->in, k = L->sparse_k;
     int32_t *idx = (int32_t *)io->scratch;
-    unsigned char *mask = (unsigned char *)(io->scratch + io->batch * k + n);
+    unsigned char *mask = (unsigned char *)(io->scratch + io->batch * k + 3 * n);
     for (size_t r = 0; r < io->batch; r++) {
         const float *x = io->x + r * n;
         float *y = io->y + r * n;
@@ -143,12 +182,7 @@ static void topk_forward(const ae_layer *L, const float *params, ae_layer_io *io
             continue;
         }
         if (st > 0) continue;
-        /* ix is ascending: one pass writes kept values and zeros. */
-        for (size_t j = 0, t = 0; j < n; j++) {
-            int keep = t < k && (size_t)ix[t] == j;
-            y[j] = keep ? x[j] : 0.0f;
-            t += (size_t)keep;
-        }
+        ae_mask_backward(mr, x, y, n); /* y = kept ? x : 0 */
     }
 }
 
@@ -159,7 +193,7 @@ static void topk_backward(const ae_layer *L, const float *params, float *grads, 
     (void)accumulate_w;
     if (!io->dx) return;
     size_t n = L->in, k = L->sparse_k;
-    const unsigned char *mask = (const unsigned char *)(io->scratch + io->batch * k + n);
+    const unsigned char *mask = (const unsigned char *)(io->scratch + io->batch * k + 3 * n);
     ae_mask_backward(mask, io->dy, io->dx, io->batch * n);
 }
 
