@@ -12,23 +12,9 @@
 
 #include "data.h"
 
-#define CSV_NAME_SHOWN 160
 #define CSV_FIELD_MAX 96
 
-typedef struct csv_ctx {
-    ae_errbuf *e;
-    const char *ellipsis, *name;
-} csv_ctx;
-
-static ae_status csv_fail(csv_ctx *c, ae_status code, const char *fmt, ...) AE_PRINTF(3, 4);
-static ae_status csv_fail(csv_ctx *c, ae_status code, const char *fmt, ...) {
-    char what[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    return ae_error(c->e, code, "%s%s: %s", c->ellipsis, c->name, what);
-}
+typedef ae_src_name csv_ctx;
 
 /* One line: [p, end) without its line break. */
 typedef struct line {
@@ -89,11 +75,11 @@ static ae_status parse_value(csv_ctx *c, const char *s, const char *e, size_t li
     char tmp[CSV_FIELD_MAX + 1], shown[48];
     size_t n = (size_t)(e - s);
     if (n == 0)
-        return csv_fail(c, AE_ERR_FORMAT, "line %zu, field %zu is empty: expected a number", lineno,
+        return ae_src_fail(c, AE_ERR_FORMAT, "line %zu, field %zu is empty: expected a number", lineno,
                         field);
     show(shown, sizeof shown, s, n);
     if (n > CSV_FIELD_MAX)
-        return csv_fail(c, AE_ERR_FORMAT, "line %zu, field %zu ('%s') is not a number (too long)",
+        return ae_src_fail(c, AE_ERR_FORMAT, "line %zu, field %zu ('%s') is not a number (too long)",
                         lineno, field, shown);
     memcpy(tmp, s, n);
     tmp[n] = '\0';
@@ -104,19 +90,19 @@ static ae_status parse_value(csv_ctx *c, const char *s, const char *e, size_t li
     int starts = (tmp[0] >= '0' && tmp[0] <= '9') || tmp[0] == '.' || tmp[0] == '-' || tmp[0] == '+';
     if (end != tmp + n || end == tmp || !starts) {
         if (end == tmp + n && !isfinite(v))
-            return csv_fail(c, AE_ERR_FORMAT,
+            return ae_src_fail(c, AE_ERR_FORMAT,
                             "line %zu, field %zu is '%s': NaN or infinity where data must be finite",
                             lineno, field, shown);
-        return csv_fail(c, AE_ERR_FORMAT, "line %zu, field %zu ('%s') is not a number%s", lineno,
+        return ae_src_fail(c, AE_ERR_FORMAT, "line %zu, field %zu ('%s') is not a number%s", lineno,
                         field, shown,
                         lineno == 1 ? " (a header line? pass AE_CSV_HEADER)" : "");
     }
     if (!isfinite(v))
-        return csv_fail(c, AE_ERR_FORMAT,
+        return ae_src_fail(c, AE_ERR_FORMAT,
                         "line %zu, field %zu is '%s': NaN or infinity where data must be finite",
                         lineno, field, shown);
     if (fabs(v) > FLT_MAX)
-        return csv_fail(c, AE_ERR_FORMAT, "line %zu, field %zu ('%s') is outside float's range",
+        return ae_src_fail(c, AE_ERR_FORMAT, "line %zu, field %zu ('%s') is outside float's range",
                         lineno, field, shown);
     *out = (float)v;
     return AE_OK;
@@ -138,7 +124,7 @@ static ae_status parse_label(csv_ctx *c, const char *s, const char *e, size_t li
     }
     if (neg) v = -v;
     if (q != e || !digits || v > INT32_MAX || v < INT32_MIN)
-        return csv_fail(c, AE_ERR_FORMAT, "line %zu: the label '%s' is not an int32%s", lineno,
+        return ae_src_fail(c, AE_ERR_FORMAT, "line %zu: the label '%s' is not an int32%s", lineno,
                         shown, lineno == 1 ? " (a header line? pass AE_CSV_HEADER)" : "");
     *out = (int32_t)v;
     return AE_OK;
@@ -154,9 +140,9 @@ static ae_status parse_rows(csv_ctx *c, const char *buf, size_t len, size_t pos,
         if (blank(&l)) continue;
         size_t nf = field_count(&l);
         if (r == maxrows) /* cannot happen for rows of non-empty fields; kept as a guard */
-            return csv_fail(c, AE_ERR_FORMAT, "line %zu: more rows than the input can hold", lineno);
+            return ae_src_fail(c, AE_ERR_FORMAT, "line %zu: more rows than the input can hold", lineno);
         if (nf != nfields)
-            return csv_fail(c, AE_ERR_FORMAT,
+            return ae_src_fail(c, AE_ERR_FORMAT,
                             "line %zu has %zu fields, expected %zu (as on line %zu)", lineno, nf,
                             nfields, first_line);
         const char *s = l.p;
@@ -185,19 +171,15 @@ ae_status ae_csv_parse_mem(const ae_allocator *a, ae_errbuf *e, const char *name
     memset(out, 0, sizeof *out);
     if (!a || !name || (!buf && len))
         return ae_error(e, AE_ERR_INVALID_ARG, "ae_csv_parse_mem: NULL argument");
-    csv_ctx c = {e, "", name};
-    size_t nlen = strlen(name);
-    if (nlen > CSV_NAME_SHOWN) {
-        c.ellipsis = "...";
-        c.name = name + nlen - CSV_NAME_SHOWN;
-    }
+    csv_ctx c;
+    ae_src_name_init(&c, e, name);
     if (flags & ~(unsigned)(AE_CSV_HEADER | AE_CSV_LABEL_FIRST))
-        return csv_fail(&c, AE_ERR_INVALID_ARG, "unknown CSV flags 0x%x", flags);
+        return ae_src_fail(&c, AE_ERR_INVALID_ARG, "unknown CSV flags 0x%x", flags);
     const char *text = buf;
     size_t pos = 0, lineno = 0;
     if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) pos = 3; /* UTF-8 byte order mark */
     if (text && memchr(text, '\0', len))
-        return csv_fail(&c, AE_ERR_FORMAT, "a NUL byte: this is not a text file");
+        return ae_src_fail(&c, AE_ERR_FORMAT, "a NUL byte: this is not a text file");
     line l;
     int have = 0, skipped_header = !(flags & AE_CSV_HEADER);
     /* Find the first data row: it fixes the number of fields. */
@@ -216,16 +198,16 @@ ae_status ae_csv_parse_mem(const ae_allocator *a, ae_errbuf *e, const char *name
         have = 1;
         break;
     }
-    if (!have) return csv_fail(&c, AE_ERR_FORMAT, "no data rows");
+    if (!have) return ae_src_fail(&c, AE_ERR_FORMAT, "no data rows");
     size_t first_line = lineno, nfields = field_count(&l);
     int labelled = (flags & AE_CSV_LABEL_FIRST) != 0;
     if (labelled && nfields < 2)
-        return csv_fail(&c, AE_ERR_FORMAT,
+        return ae_src_fail(&c, AE_ERR_FORMAT,
                         "line %zu has 1 field: a label column needs at least one value after it",
                         first_line);
     size_t dim = nfields - (labelled ? 1 : 0);
     if (dim > AE_MAX_DIM)
-        return csv_fail(&c, AE_ERR_FORMAT, "%zu values per row: at most %zu", dim, AE_MAX_DIM);
+        return ae_src_fail(&c, AE_ERR_FORMAT, "%zu values per row: at most %zu", dim, AE_MAX_DIM);
     /* Upper bound of the row count: the lines left. Each row of nfields
      * fields takes at least 2 * nfields bytes, so rows * dim <= len. */
     size_t maxrows = 1;
@@ -234,19 +216,19 @@ ae_status ae_csv_parse_mem(const ae_allocator *a, ae_errbuf *e, const char *name
     if (maxrows > cap_rows) maxrows = cap_rows;
     size_t elems;
     if (ae_mul_overflow(maxrows, dim, &elems) || elems > AE_IDX_MAX_ELEMS)
-        return csv_fail(&c, AE_ERR_FORMAT, "too many values: the limit is %zu", AE_IDX_MAX_ELEMS);
+        return ae_src_fail(&c, AE_ERR_FORMAT, "too many values: the limit is %zu", AE_IDX_MAX_ELEMS);
     float *v = ae_alloc(a, elems * sizeof(float));
     int32_t *lab = labelled ? ae_alloc(a, maxrows * sizeof(int32_t)) : NULL;
     if (!v || (labelled && !lab)) {
         ae_free(a, v);
         ae_free(a, lab);
-        return csv_fail(&c, AE_ERR_OUT_OF_MEMORY, "out of memory for %zu values", elems);
+        return ae_src_fail(&c, AE_ERR_OUT_OF_MEMORY, "out of memory for %zu values", elems);
     }
     locale_t cl = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
     if (cl == (locale_t)0) {
         ae_free(a, v);
         ae_free(a, lab);
-        return csv_fail(&c, AE_ERR_OUT_OF_MEMORY, "cannot create the C locale");
+        return ae_src_fail(&c, AE_ERR_OUT_OF_MEMORY, "cannot create the C locale");
     }
     locale_t old = uselocale(cl);
     size_t rows = 0;

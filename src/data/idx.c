@@ -26,15 +26,11 @@
 #define IDX_FIRST_ELEMS ((size_t)1 << 18)
 /* zlib counts in uInt: never hand it more than this at once. */
 #define IDX_ZSTEP ((size_t)1 << 30)
-/* Longer paths are shown by their tail so the message keeps its point. */
-#define IDX_NAME_SHOWN 160
 #define IDX_MAX_DIMS 3
 
 typedef struct idx_src {
     const ae_allocator *a;
-    ae_errbuf *e;
-    const char *ellipsis; /* "..." when the name is shortened */
-    const char *name;
+    ae_src_name src; /* where messages go, and the name they start with */
     FILE *fp;           /* NULL when reading memory */
     uint8_t *chunk;     /* file read buffer */
     const uint8_t *win; /* raw bytes available: the memory buffer or the chunk */
@@ -52,32 +48,7 @@ typedef struct idx_src {
     z_stream zs;
 } idx_src;
 
-/* strerror_r (the POSIX form): handles may be used from several threads. */
-typedef struct errtext {
-    char s[96];
-} errtext;
-
-static errtext sys_error(int err) {
-    errtext t;
-    if (strerror_r(err, t.s, sizeof t.s) != 0) snprintf(t.s, sizeof t.s, "error %d", err);
-    return t;
-}
-
-static ae_status fail(idx_src *s, ae_status code, const char *fmt, ...) AE_PRINTF(3, 4);
-static ae_status fail(idx_src *s, ae_status code, const char *fmt, ...) {
-    char what[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    return ae_error(s->e, code, "%s%s: %s", s->ellipsis, s->name, what);
-}
-
-static void set_name(idx_src *s, const char *name) {
-    size_t n = strlen(name);
-    s->ellipsis = n > IDX_NAME_SHOWN ? "..." : "";
-    s->name = n > IDX_NAME_SHOWN ? name + n - IDX_NAME_SHOWN : name;
-}
+#define fail(s, ...) ae_src_fail(&(s)->src, __VA_ARGS__)
 
 static voidpf z_alloc(voidpf opaque, uInt items, uInt size) {
     size_t bytes;
@@ -98,7 +69,7 @@ static ae_status raw_refill(idx_src *s) {
     s->win = s->chunk;
     s->len = fread(s->chunk, 1, IDX_CHUNK, s->fp);
     if (s->len < IDX_CHUNK) {
-        if (ferror(s->fp)) return fail(s, AE_ERR_IO, "read error: %s", sys_error(errno).s);
+        if (ferror(s->fp)) return fail(s, AE_ERR_IO, "read error: %s", ae_sys_error(errno).s);
         if (s->len == 0) s->eof = 1;
     }
     return AE_OK;
@@ -124,7 +95,7 @@ static ae_status plain_read(idx_src *s, uint8_t *dst, size_t n, size_t *got) {
             s->len = s->pos = 0;
             done += k;
             if (k < want) {
-                if (ferror(s->fp)) return fail(s, AE_ERR_IO, "read error: %s", sys_error(errno).s);
+                if (ferror(s->fp)) return fail(s, AE_ERR_IO, "read error: %s", ae_sys_error(errno).s);
                 s->eof = 1;
             }
             continue;
@@ -404,8 +375,7 @@ ae_status ae_idx_parse_mem(const ae_allocator *a, ae_errbuf *e, const char *name
     idx_src s;
     memset(&s, 0, sizeof s);
     s.a = a;
-    s.e = e;
-    set_name(&s, name);
+    ae_src_name_init(&s.src, e, name);
     s.win = buf;
     s.len = len;
     s.known_size = 1;
@@ -428,14 +398,13 @@ ae_status ae_idx_read_file(const ae_allocator *a, ae_errbuf *e, const char *path
     idx_src s;
     memset(&s, 0, sizeof s);
     s.a = a;
-    s.e = e;
-    set_name(&s, path);
+    ae_src_name_init(&s.src, e, path);
     s.fp = fopen(path, "rb");
-    if (!s.fp) return fail(&s, AE_ERR_IO, "cannot open: %s", sys_error(errno).s);
+    if (!s.fp) return fail(&s, AE_ERR_IO, "cannot open: %s", ae_sys_error(errno).s);
     struct stat sb;
     ae_status st = AE_OK;
     if (fstat(fileno(s.fp), &sb) != 0) {
-        st = fail(&s, AE_ERR_IO, "cannot stat: %s", sys_error(errno).s);
+        st = fail(&s, AE_ERR_IO, "cannot stat: %s", ae_sys_error(errno).s);
     } else if (S_ISDIR(sb.st_mode)) {
         st = fail(&s, AE_ERR_IO, "is a directory");
     } else {

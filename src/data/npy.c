@@ -20,39 +20,8 @@
 #endif
 
 #define NPY_MAX_DIMS 4
-#define NPY_NAME_SHOWN 160
 
-typedef struct npy_ctx {
-    ae_errbuf *e;
-    const char *ellipsis, *name;
-} npy_ctx;
-
-static ae_status npy_fail(npy_ctx *c, ae_status code, const char *fmt, ...) AE_PRINTF(3, 4);
-static ae_status npy_fail(npy_ctx *c, ae_status code, const char *fmt, ...) {
-    char what[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    return ae_error(c->e, code, "%s%s: %s", c->ellipsis, c->name, what);
-}
-
-/* strerror_r (the POSIX form): handles may be used from several threads. */
-typedef struct errtext {
-    char s[96];
-} errtext;
-
-static errtext sys_error(int err) {
-    errtext t;
-    if (strerror_r(err, t.s, sizeof t.s) != 0) snprintf(t.s, sizeof t.s, "error %d", err);
-    return t;
-}
-
-static void npy_name(npy_ctx *c, const char *name) {
-    size_t n = strlen(name);
-    c->ellipsis = n > NPY_NAME_SHOWN ? "..." : "";
-    c->name = n > NPY_NAME_SHOWN ? name + n - NPY_NAME_SHOWN : name;
-}
+typedef ae_src_name npy_ctx;
 
 /* ---- the header dict ---- */
 
@@ -107,22 +76,22 @@ typedef struct npy_header {
 
 static ae_status parse_dict(npy_ctx *c, hdr *h, npy_header *out) {
     int seen_descr = 0, seen_fortran = 0, seen_shape = 0;
-    if (!accept(h, '{')) return npy_fail(c, AE_ERR_FORMAT, "malformed header: it does not start with '{'");
+    if (!accept(h, '{')) return ae_src_fail(c, AE_ERR_FORMAT, "malformed header: it does not start with '{'");
     for (;;) {
         if (accept(h, '}')) break;
         char key[32];
         if (!parse_str(h, key, sizeof key))
-            return npy_fail(c, AE_ERR_FORMAT, "malformed header: expected a quoted key");
+            return ae_src_fail(c, AE_ERR_FORMAT, "malformed header: expected a quoted key");
         if (!accept(h, ':'))
-            return npy_fail(c, AE_ERR_FORMAT, "malformed header: expected ':' after '%s'", key);
+            return ae_src_fail(c, AE_ERR_FORMAT, "malformed header: expected ':' after '%s'", key);
         if (strcmp(key, "descr") == 0 && !seen_descr) {
             seen_descr = 1;
             skip_ws(h);
             if (h->p < h->end && *h->p == '[')
-                return npy_fail(c, AE_ERR_UNSUPPORTED,
+                return ae_src_fail(c, AE_ERR_UNSUPPORTED,
                                 "structured dtype: only float32, float64 and uint8 arrays are read");
             if (!parse_str(h, out->descr, sizeof out->descr))
-                return npy_fail(c, AE_ERR_FORMAT, "malformed header: 'descr' is not a dtype string");
+                return ae_src_fail(c, AE_ERR_FORMAT, "malformed header: 'descr' is not a dtype string");
         } else if (strcmp(key, "fortran_order") == 0 && !seen_fortran) {
             seen_fortran = 1;
             if (parse_word(h, "True"))
@@ -130,38 +99,38 @@ static ae_status parse_dict(npy_ctx *c, hdr *h, npy_header *out) {
             else if (parse_word(h, "False"))
                 out->fortran = 0;
             else
-                return npy_fail(c, AE_ERR_FORMAT, "malformed header: 'fortran_order' is not True or False");
+                return ae_src_fail(c, AE_ERR_FORMAT, "malformed header: 'fortran_order' is not True or False");
         } else if (strcmp(key, "shape") == 0 && !seen_shape) {
             seen_shape = 1;
             if (!accept(h, '('))
-                return npy_fail(c, AE_ERR_FORMAT, "malformed header: 'shape' is not a tuple");
+                return ae_src_fail(c, AE_ERR_FORMAT, "malformed header: 'shape' is not a tuple");
             out->ndim = 0;
             for (;;) {
                 if (accept(h, ')')) break;
                 skip_ws(h);
                 if (h->p >= h->end || *h->p < '0' || *h->p > '9')
-                    return npy_fail(c, AE_ERR_FORMAT, "malformed header: bad number in 'shape'");
+                    return ae_src_fail(c, AE_ERR_FORMAT, "malformed header: bad number in 'shape'");
                 size_t v = 0;
                 while (h->p < h->end && *h->p >= '0' && *h->p <= '9') {
                     size_t d = (size_t)(*h->p++ - '0');
                     if (v > (SIZE_MAX - d) / 10)
-                        return npy_fail(c, AE_ERR_FORMAT, "a size in 'shape' overflows");
+                        return ae_src_fail(c, AE_ERR_FORMAT, "a size in 'shape' overflows");
                     v = v * 10 + d;
                 }
                 if (parse_word(h, "L")) { /* Python 2 longs */
                 }
                 if (out->ndim == NPY_MAX_DIMS)
-                    return npy_fail(c, AE_ERR_UNSUPPORTED,
+                    return ae_src_fail(c, AE_ERR_UNSUPPORTED,
                                     "more than %d dimensions: samples are [N], [N, D], [N, H, W] "
                                     "or [N, C, H, W]",
                                     NPY_MAX_DIMS);
                 out->shape[out->ndim++] = v;
                 if (accept(h, ',')) continue;
                 if (accept(h, ')')) break;
-                return npy_fail(c, AE_ERR_FORMAT, "malformed header: expected ',' or ')' in 'shape'");
+                return ae_src_fail(c, AE_ERR_FORMAT, "malformed header: expected ',' or ')' in 'shape'");
             }
         } else {
-            return npy_fail(c, AE_ERR_FORMAT, "malformed header: %s key '%s'",
+            return ae_src_fail(c, AE_ERR_FORMAT, "malformed header: %s key '%s'",
                             (strcmp(key, "descr") == 0 || strcmp(key, "fortran_order") == 0 ||
                              strcmp(key, "shape") == 0)
                                 ? "repeated"
@@ -170,12 +139,12 @@ static ae_status parse_dict(npy_ctx *c, hdr *h, npy_header *out) {
         }
         if (accept(h, ',')) continue;
         if (accept(h, '}')) break;
-        return npy_fail(c, AE_ERR_FORMAT, "malformed header: expected ',' or '}'");
+        return ae_src_fail(c, AE_ERR_FORMAT, "malformed header: expected ',' or '}'");
     }
     skip_ws(h);
-    if (h->p != h->end) return npy_fail(c, AE_ERR_FORMAT, "malformed header: bytes after the dict");
+    if (h->p != h->end) return ae_src_fail(c, AE_ERR_FORMAT, "malformed header: bytes after the dict");
     if (!seen_descr || !seen_fortran || !seen_shape)
-        return npy_fail(c, AE_ERR_FORMAT, "malformed header: the key '%s' is missing",
+        return ae_src_fail(c, AE_ERR_FORMAT, "malformed header: the key '%s' is missing",
                         !seen_descr ? "descr" : !seen_fortran ? "fortran_order" : "shape");
     return AE_OK;
 }
@@ -194,11 +163,11 @@ static ae_status dtype_of(npy_ctx *c, const char *d, int *t, size_t *size) {
         *t = T_U1;
         *size = 1;
     } else if (strcmp(d, ">f4") == 0 || strcmp(d, ">f8") == 0) {
-        return npy_fail(c, AE_ERR_UNSUPPORTED,
+        return ae_src_fail(c, AE_ERR_UNSUPPORTED,
                         "big-endian dtype '%s' is not supported: save with arr.astype('<%s')", d,
                         d + 1);
     } else {
-        return npy_fail(c, AE_ERR_UNSUPPORTED,
+        return ae_src_fail(c, AE_ERR_UNSUPPORTED,
                         "unsupported dtype '%s': float32 '<f4', float64 '<f8' or uint8 '|u1' "
                         "are read",
                         d);
@@ -218,26 +187,26 @@ ae_status ae_npy_parse_mem(const ae_allocator *a, ae_errbuf *e, const char *name
     memset(out, 0, sizeof *out);
     if (!a || !name || (!buf && len))
         return ae_error(e, AE_ERR_INVALID_ARG, "ae_npy_parse_mem: NULL argument");
-    npy_ctx c = {e, "", ""};
-    npy_name(&c, name);
+    npy_ctx c;
+    ae_src_name_init(&c, e, name);
     const uint8_t *b = buf;
     static const uint8_t magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
-    if (len == 0) return npy_fail(&c, AE_ERR_FORMAT, "empty file: no .npy header");
+    if (len == 0) return ae_src_fail(&c, AE_ERR_FORMAT, "empty file: no .npy header");
     if (len < 6 || memcmp(b, magic, 6) != 0) {
         if (len < 6 && memcmp(b, magic, len) == 0)
-            return npy_fail(&c, AE_ERR_FORMAT, "truncated header: %zu of 6 magic bytes", len);
-        return npy_fail(&c, AE_ERR_FORMAT, "bad magic: a .npy file starts with \\x93NUMPY");
+            return ae_src_fail(&c, AE_ERR_FORMAT, "truncated header: %zu of 6 magic bytes", len);
+        return ae_src_fail(&c, AE_ERR_FORMAT, "bad magic: a .npy file starts with \\x93NUMPY");
     }
-    if (len < 8) return npy_fail(&c, AE_ERR_FORMAT, "truncated header: no version");
+    if (len < 8) return ae_src_fail(&c, AE_ERR_FORMAT, "truncated header: no version");
     unsigned major = b[6], minor = b[7];
     if (major < 1 || major > 3 || minor != 0)
-        return npy_fail(&c, AE_ERR_VERSION, "format version %u.%u: versions 1.0, 2.0 and 3.0 are read",
+        return ae_src_fail(&c, AE_ERR_VERSION, "format version %u.%u: versions 1.0, 2.0 and 3.0 are read",
                         major, minor);
     size_t lenbytes = major == 1 ? 2 : 4, start = 8 + lenbytes;
-    if (len < start) return npy_fail(&c, AE_ERR_FORMAT, "truncated header: no header length");
+    if (len < start) return ae_src_fail(&c, AE_ERR_FORMAT, "truncated header: no header length");
     size_t hlen = rd_le(b + 8, (int)lenbytes);
     if (hlen > len - start)
-        return npy_fail(&c, AE_ERR_FORMAT, "truncated header: %zu header bytes promised, %zu present",
+        return ae_src_fail(&c, AE_ERR_FORMAT, "truncated header: %zu header bytes promised, %zu present",
                         hlen, len - start);
     npy_header nh;
     memset(&nh, 0, sizeof nh);
@@ -248,25 +217,25 @@ ae_status ae_npy_parse_mem(const ae_allocator *a, ae_errbuf *e, const char *name
     size_t isz = 4;
     if ((st = dtype_of(&c, nh.descr, &t, &isz)) != AE_OK) return st;
     if (nh.ndim == 0)
-        return npy_fail(&c, AE_ERR_UNSUPPORTED, "a scalar (shape ()) is not a set of samples");
+        return ae_src_fail(&c, AE_ERR_UNSUPPORTED, "a scalar (shape ()) is not a set of samples");
     size_t elems = 1, big = 0;
     for (size_t i = 0; i < nh.ndim; i++) {
-        if (nh.shape[i] == 0) return npy_fail(&c, AE_ERR_FORMAT, "empty array: dimension %zu is 0", i);
+        if (nh.shape[i] == 0) return ae_src_fail(&c, AE_ERR_FORMAT, "empty array: dimension %zu is 0", i);
         if (nh.shape[i] > 1) big++;
         if (ae_mul_overflow(elems, nh.shape[i], &elems) || elems > AE_IDX_MAX_ELEMS)
-            return npy_fail(&c, AE_ERR_FORMAT, "the shape exceeds the limit of %zu elements",
+            return ae_src_fail(&c, AE_ERR_FORMAT, "the shape exceeds the limit of %zu elements",
                             AE_IDX_MAX_ELEMS);
     }
     if (nh.fortran && big > 1)
-        return npy_fail(&c, AE_ERR_UNSUPPORTED,
+        return ae_src_fail(&c, AE_ERR_UNSUPPORTED,
                         "Fortran order is not supported: save with np.ascontiguousarray(arr)");
     size_t payload = elems * isz, have = len - start - hlen;
     if (have != payload)
-        return npy_fail(&c, AE_ERR_FORMAT, "%s: the shape needs %zu bytes of data, the file has %zu",
+        return ae_src_fail(&c, AE_ERR_FORMAT, "%s: the shape needs %zu bytes of data, the file has %zu",
                         have < payload ? "truncated" : "trailing bytes", payload, have);
     const uint8_t *src = b + start + hlen;
     float *v = ae_alloc(a, elems * sizeof(float));
-    if (!v) return npy_fail(&c, AE_ERR_OUT_OF_MEMORY, "out of memory for %zu values", elems);
+    if (!v) return ae_src_fail(&c, AE_ERR_OUT_OF_MEMORY, "out of memory for %zu values", elems);
     for (size_t i = 0; i < elems; i++) {
         if (t == T_U1) {
             v[i] = (float)src[i];
@@ -282,7 +251,7 @@ ae_status ae_npy_parse_mem(const ae_allocator *a, ae_errbuf *e, const char *name
         }
         if (!isfinite(d) || fabs(d) > FLT_MAX) {
             ae_free(a, v);
-            return npy_fail(&c, AE_ERR_FORMAT, "element %zu is %s where data must be finite", i,
+            return ae_src_fail(&c, AE_ERR_FORMAT, "element %zu is %s where data must be finite", i,
                             isnan(d) ? "NaN" : isfinite(d) ? "outside float's range" : "infinite");
         }
         v[i] = (float)d;
@@ -300,24 +269,24 @@ ae_status ae_read_whole_file(const ae_allocator *a, ae_errbuf *e, const char *pa
                              size_t *len) {
     *buf = NULL;
     *len = 0;
-    npy_ctx c = {e, "", ""};
-    npy_name(&c, path);
+    npy_ctx c;
+    ae_src_name_init(&c, e, path);
     FILE *fp = fopen(path, "rb");
-    if (!fp) return npy_fail(&c, AE_ERR_IO, "cannot open: %s", sys_error(errno).s);
+    if (!fp) return ae_src_fail(&c, AE_ERR_IO, "cannot open: %s", ae_sys_error(errno).s);
     struct stat sb;
     if (fstat(fileno(fp), &sb) != 0 || S_ISDIR(sb.st_mode)) {
         fclose(fp);
-        return npy_fail(&c, AE_ERR_IO, "%s", S_ISDIR(sb.st_mode) ? "is a directory" : "cannot stat");
+        return ae_src_fail(&c, AE_ERR_IO, "%s", S_ISDIR(sb.st_mode) ? "is a directory" : "cannot stat");
     }
     size_t cap = S_ISREG(sb.st_mode) ? (size_t)sb.st_size + 1 : (size_t)1 << 16, n = 0;
     uint8_t *p = ae_alloc(a, cap);
     ae_status st = AE_OK;
-    if (!p) st = npy_fail(&c, AE_ERR_OUT_OF_MEMORY, "out of memory for %zu bytes", cap);
+    if (!p) st = ae_src_fail(&c, AE_ERR_OUT_OF_MEMORY, "out of memory for %zu bytes", cap);
     while (st == AE_OK) {
         if (n == cap) {
             uint8_t *q = cap > SIZE_MAX / 2 ? NULL : ae_alloc(a, cap * 2);
             if (!q) {
-                st = npy_fail(&c, AE_ERR_OUT_OF_MEMORY, "out of memory reading the file");
+                st = ae_src_fail(&c, AE_ERR_OUT_OF_MEMORY, "out of memory reading the file");
                 break;
             }
             memcpy(q, p, n);
@@ -328,7 +297,7 @@ ae_status ae_read_whole_file(const ae_allocator *a, ae_errbuf *e, const char *pa
         size_t k = fread(p + n, 1, cap - n, fp);
         n += k;
         if (k == 0) {
-            if (ferror(fp)) st = npy_fail(&c, AE_ERR_IO, "read error: %s", sys_error(errno).s);
+            if (ferror(fp)) st = ae_src_fail(&c, AE_ERR_IO, "read error: %s", ae_sys_error(errno).s);
             break;
         }
     }
@@ -344,8 +313,8 @@ ae_status ae_read_whole_file(const ae_allocator *a, ae_errbuf *e, const char *pa
 
 ae_status ae_npy_write_file(const ae_allocator *a, ae_errbuf *e, const char *path,
                             const float *data, size_t count, const size_t shape[3]) {
-    npy_ctx c = {e, "", ""};
-    npy_name(&c, path);
+    npy_ctx c;
+    ae_src_name_init(&c, e, path);
     char dict[256];
     int k;
     if (shape[1] == 1 && shape[2] == 1)
@@ -369,13 +338,13 @@ ae_status ae_npy_write_file(const ae_allocator *a, ae_errbuf *e, const char *pat
 
     size_t plen = strlen(path);
     char *tmp = ae_alloc(a, plen + 16);
-    if (!tmp) return npy_fail(&c, AE_ERR_OUT_OF_MEMORY, "out of memory");
+    if (!tmp) return ae_src_fail(&c, AE_ERR_OUT_OF_MEMORY, "out of memory");
     memcpy(tmp, path, plen);
     memcpy(tmp + plen, ".tmp.XXXXXX", 12);
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        ae_status st = npy_fail(&c, AE_ERR_IO, "cannot create a temporary file next to it: %s",
-                                sys_error(errno).s);
+        ae_status st = ae_src_fail(&c, AE_ERR_IO, "cannot create a temporary file next to it: %s",
+                                ae_sys_error(errno).s);
         ae_free(a, tmp);
         return st;
     }
@@ -403,7 +372,7 @@ ae_status ae_npy_write_file(const ae_allocator *a, ae_errbuf *e, const char *pat
     if (!ok) {
         unlink(tmp);
         ae_free(a, tmp);
-        return npy_fail(&c, AE_ERR_IO, "cannot write: %s", sys_error(err).s);
+        return ae_src_fail(&c, AE_ERR_IO, "cannot write: %s", ae_sys_error(err).s);
     }
     ae_free(a, tmp);
     return AE_OK;
