@@ -5,6 +5,7 @@
 #include <libae/ae.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 char *openblas_get_corename(void);

@@ -48,8 +48,11 @@ static ae_model *build(const size_t *widths, size_t n, size_t code_at, const ae_
     return m;
 }
 
+/* bench_dense [SECONDS [MODELS]]: MODELS picks among a, b, e (default all),
+ * so a profiler can watch one model. */
 int main(int argc, char **argv) {
     double secs = argc > 1 ? atof(argv[1]) : 2.0;
+    const char *only = argc > 2 ? argv[2] : "abe";
     printf("# libae %s | OpenBLAS core %s | threads %d\n", ae_version_string(),
            openblas_get_corename(), openblas_get_num_threads());
     float *x = bench_data(ROWS, 784);
@@ -58,18 +61,22 @@ int main(int argc, char **argv) {
     const size_t wa[] = {784, 256, 32, 256, 784};
     const ae_activation aa[] = {AE_ACT_RELU, AE_ACT_IDENTITY, AE_ACT_RELU, AE_ACT_SIGMOID};
     ctx c = {build(wa, 5, 2, aa), x, out, 256, 784};
-    bench_print("a train 784-256-32-256-784", 256, bench_run(train_fn, &c, 30, 300, secs));
+    if (strchr(only, 'a'))
+        bench_print("a train 784-256-32-256-784", 256, bench_run(train_fn, &c, 30, 300, secs));
 
     const size_t wb[] = {784, 64, 784};
     const ae_activation ab[] = {AE_ACT_LEAKY_RELU, AE_ACT_IDENTITY};
     ctx cb = {build(wb, 3, 1, ab), x, out, 256, 784};
-    bench_print("b train 784-64-784", 256, bench_run(train_fn, &cb, 30, 300, secs));
+    if (strchr(only, 'b'))
+        bench_print("b train 784-64-784", 256, bench_run(train_fn, &cb, 30, 300, secs));
     ae_model_destroy(cb.m);
 
-    c.batch = 1;
-    bench_print("e encode 784-256-32", 1, bench_run(encode_fn, &c, 100, 3000, secs));
-    c.batch = 256;
-    bench_print("e encode 784-256-32", 256, bench_run(encode_fn, &c, 30, 300, secs));
+    if (strchr(only, 'e')) {
+        c.batch = 1;
+        bench_print("e encode 784-256-32", 1, bench_run(encode_fn, &c, 100, 3000, secs));
+        c.batch = 256;
+        bench_print("e encode 784-256-32", 256, bench_run(encode_fn, &c, 30, 300, secs));
+    }
     ae_model_destroy(c.m);
     free(x);
     free(out);

@@ -17,7 +17,11 @@ int ae_act_needs_pre(ae_activation act) { return act == AE_ACT_GELU; }
  * polynomial (Cephes expf), within 2 ulp of expf, and written so the loop
  * around it vectorises (libm's expf is a call per element). */
 static inline float vexpf(float x) {
-    x = fminf(fmaxf(x, -87.3f), 88.7f);
+    /* Comparisons rather than fminf/fmaxf: those stay libm calls without
+       -ffinite-math-only and keep the loop from vectorising. NaN goes to
+       the lower bound, as fmaxf did. */
+    x = x > -87.3f ? x : -87.3f;
+    x = x < 88.7f ? x : 88.7f;
     float n = floorf(x * 1.44269504088896341f + 0.5f);
     float r = x - n * 0.693359375f + n * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
