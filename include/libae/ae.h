@@ -159,7 +159,8 @@ typedef enum ae_layer_kind {
     AE_LAYER_ACTIVATION = 18,
     AE_LAYER_TOPK = 20,          /* per-sample top-k (sparse.h) */
     AE_LAYER_LIFETIME_TOPK = 21, /* top-k per feature across the batch (sparse.h) */
-    AE_LAYER_BATCH_TOPK = 22     /* top batch·k of the whole batch (sparse.h) */
+    AE_LAYER_BATCH_TOPK = 22,    /* top batch·k of the whole batch (sparse.h) */
+    AE_LAYER_GAUSSIAN = 30       /* the latent of a VAE: heads for mu, log sigma² (vae.h) */
 } ae_layer_kind;
 
 /**
@@ -222,6 +223,16 @@ typedef enum ae_param {
     AE_P_NOISE_CLIP_HI = 45,
     /* float, [-1e30, 1e30], default 0: the constant masked entries take. */
     AE_P_NOISE_VALUE = 46,
+    /* Variational autoencoders (<libae/vae.h>); no effect on a model without
+       a Gaussian layer. Since 0.1.0. */
+    /* float, [0, 1e6], default 1: the weight beta of the KL term. Changeable. */
+    AE_P_VAE_BETA = 50,
+    /* int, [0, 2^63-1], default 0 = off: KL warm-up. A step taken when the
+       model has taken t steps weights the KL term with
+       beta · min(1, t / AE_P_VAE_BETA_WARMUP_STEPS): 0 at the first step,
+       the full beta from step count AE_P_VAE_BETA_WARMUP_STEPS on.
+       ae_evaluate uses the weight of the next step. Changeable. */
+    AE_P_VAE_BETA_WARMUP_STEPS = 51,
     /* int, [1, 2^31-1], default 1000: the window, in training steps, of
        AE_STAT_DEAD_LATENTS (sparse.h). Changeable. */
     AE_P_DEAD_WINDOW = 60
@@ -313,7 +324,8 @@ AE_API ae_status ae_config_layer_set_float(ae_config *cfg, size_t layer, ae_laye
 /**
  * Marks the output of the layers added so far as the code (bottleneck).
  * ae_encode runs the layers up to here, ae_decode the rest. Errors:
- * AE_ERR_STATE (no layer yet, or the code is already marked). Since 0.1.0.
+ * AE_ERR_STATE (no layer yet, or the code is already marked; right after
+ * ae_config_add_gaussian, which marks it, the call does nothing). Since 0.1.0.
  */
 AE_API ae_status ae_config_mark_code(ae_config *cfg);
 
@@ -322,8 +334,11 @@ AE_API ae_status ae_config_mark_code(ae_config *cfg);
  * in-h1-…-code it adds code-…-h1-in, each hidden layer with the activation
  * of the encoder layer of the same width, each layer with the bias setting
  * of its encoder partner, and `output_act` on the last layer. Marks the
- * code first if it is not marked. Errors: AE_ERR_STATE (no encoder layer,
- * or decoder layers were already added), AE_ERR_INVALID_ARG. Since 0.1.0.
+ * code first if it is not marked. The encoder must be dense layers,
+ * optionally ending in a Gaussian code (<libae/vae.h>), which mirrors as a
+ * dense layer from its dim. Errors: AE_ERR_STATE (no encoder layer, another
+ * kind of layer, or decoder layers were already added), AE_ERR_INVALID_ARG.
+ * Since 0.1.0.
  */
 AE_API ae_status ae_config_mirror_decoder(ae_config *cfg, ae_activation output_act);
 
@@ -488,5 +503,6 @@ AE_API ae_status ae_model_get_float(const ae_model *m, ae_param param, double *v
 #include <libae/stack.h>
 #include <libae/train.h>
 #include <libae/sparse.h>
+#include <libae/vae.h>
 
 #endif /* LIBAE_AE_H */

@@ -131,7 +131,7 @@ AE_API ae_mode ae_model_get_mode(const ae_model *m);
 /** Statistics read with ae_model_get_stat (numbers frozen). Since 0.1.0. */
 typedef enum ae_stat {
     /* The loss of the last ae_train_step or ae_evaluate: reconstruction
-       plus every penalty. */
+       plus every penalty (and a VAE's beta-weighted KL term). */
     AE_STAT_LOSS = 1,
     /* Its reconstruction term. */
     AE_STAT_LOSS_RECON = 2,
@@ -151,14 +151,20 @@ typedef enum ae_stat {
     AE_STAT_LIFETIME_KEPT_ALL = 7,
     /* The inference threshold θ of the first batch top-k layer. Needs a
        batch top-k layer that has seen a training forward. */
-    AE_STAT_BATCH_TOPK_THRESHOLD = 8
+    AE_STAT_BATCH_TOPK_THRESHOLD = 8,
+    /* The KL term of a VAE's last ae_train_step or ae_evaluate, reduced over
+       the batch as the reconstruction (mean: divided by the batch size; sum:
+       summed), without the weight beta (<libae/vae.h>). Needs a Gaussian
+       layer. Since 0.1.0. */
+    AE_STAT_LOSS_VAE_KL = 9
 } ae_stat;
 
 /**
  * Reads a statistic into *value. Errors: AE_ERR_INVALID_ARG (NULL, unknown
  * statistic), AE_ERR_STATE (no step or evaluation yet for the loss and L0
  * statistics; no training step yet for the training ones; no batch top-k
- * layer, or one that has not trained, for the threshold). Since 0.1.0.
+ * layer, or one that has not trained, for the threshold; no Gaussian layer
+ * for AE_STAT_LOSS_VAE_KL). Since 0.1.0.
  */
 AE_API ae_status ae_model_get_stat(const ae_model *m, ae_stat stat, double *value);
 

@@ -14,6 +14,7 @@ extern const ae_layer_ops ae_activation_ops;
 extern const ae_layer_ops ae_topk_ops;
 extern const ae_layer_ops ae_lifetime_topk_ops;
 extern const ae_layer_ops ae_batch_topk_ops;
+extern const ae_layer_ops ae_gaussian_ops;
 
 const ae_layer_ops *ae_layer_ops_for(ae_layer_kind kind) {
     switch (kind) {
@@ -30,6 +31,7 @@ const ae_layer_ops *ae_layer_ops_for(ae_layer_kind kind) {
     case AE_LAYER_TOPK: return &ae_topk_ops;
     case AE_LAYER_LIFETIME_TOPK: return &ae_lifetime_topk_ops;
     case AE_LAYER_BATCH_TOPK: return &ae_batch_topk_ops;
+    case AE_LAYER_GAUSSIAN: return &ae_gaussian_ops;
     }
     return NULL;
 }

@@ -66,6 +66,12 @@ typedef struct ae_layer_io {
      * columns where dy is nonzero, out_k per row. NULL when not known. */
     const int32_t *in_idx, *out_idx;
     size_t in_k, out_k;
+    /* Gaussian layer (gaussian.c): forward samples eps from rng, or copies
+     * eps when it is set; with neither, z = mu. backward adds kl_coef times
+     * the KL term's gradient (kl_coef = beta / batch or beta). */
+    ae_rng *rng;
+    const float *eps;
+    float kl_coef;
 } ae_layer_io;
 
 typedef struct ae_layer_ops {
@@ -133,6 +139,14 @@ size_t ae_lifetime_k(const ae_layer *L, size_t batch);
 /* The inference threshold of a batch top-k layer from its state; 0 when it
  * has not trained (batch_topk.c). */
 int ae_batch_topk_threshold(const ae_layer *L, const float *state, double *theta);
+
+/* Gaussian layer (gaussian.c). Its scratch starts with [batch, 2·dim]: per
+ * row mu then logvar of the last forward; then eps [batch, dim] (zeros when
+ * it did not sample). */
+static inline const float *ae_gaussian_mu_logvar(const float *scratch) { return scratch; }
+static inline const float *ae_gaussian_eps(const float *scratch, size_t batch, size_t dim) {
+    return scratch + 2 * batch * dim;
+}
 
 const ae_layer_ops *ae_layer_ops_for(ae_layer_kind kind);
 const char *ae_layer_kind_name(ae_layer_kind kind);

@@ -42,4 +42,9 @@ double ae_l1_penalty(const ae_penalty_spec *p, const float *z, size_t batch, siz
 /* Adds the L1 penalty's gradient (λ sign(z) / batch) to dz. */
 void ae_l1_penalty_grad(const ae_penalty_spec *p, const float *z, size_t batch, size_t n, float *dz);
 
+/* ---- VAE (vae.c) ---- */
+/* Σ over the batch and the dim latents of -1/2 (1 + logvar - mu² - exp(logvar)),
+ * from rows [mu | logvar] of 2·dim floats (the Gaussian layer's scratch). */
+double ae_vae_kl(const float *ml, size_t batch, size_t dim);
+
 #endif

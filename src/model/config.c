@@ -39,6 +39,9 @@ static const param_row param_table[] = {
     ROW_F(AE_P_NOISE_CLIP_LO, "AE_P_NOISE_CLIP_LO", -1e30, 1e30, 0, 0, 1, noise_lo),
     ROW_F(AE_P_NOISE_CLIP_HI, "AE_P_NOISE_CLIP_HI", -1e30, 1e30, 0, 0, 1, noise_hi),
     ROW_F(AE_P_NOISE_VALUE, "AE_P_NOISE_VALUE", -1e30, 1e30, 0, 0, 1, noise_value),
+    ROW_F(AE_P_VAE_BETA, "AE_P_VAE_BETA", 0, 1e6, 0, 0, 1, vae_beta),
+    ROW_I(AE_P_VAE_BETA_WARMUP_STEPS, "AE_P_VAE_BETA_WARMUP_STEPS", 0, 9223372036854775807.0, 1,
+          vae_warmup),
     ROW_I(AE_P_DEAD_WINDOW, "AE_P_DEAD_WINDOW", 1, 2147483647.0, 1, dead_window),
 };
 
@@ -59,6 +62,7 @@ void ae_settings_default(ae_settings *s) {
     s->eps = 1e-8;
     s->noise_hi = 1.0;
     s->dead_window = 1000;
+    s->vae_beta = 1.0;
 }
 
 ae_status ae_param_bounds(ae_param param, int *is_int, double *min_value, double *max_value,
@@ -292,6 +296,10 @@ ae_status ae_config_layer_set_float(ae_config *cfg, size_t layer, ae_layer_param
 ae_status ae_config_mark_code(ae_config *cfg) {
     if (!cfg) return AE_ERR_INVALID_ARG;
     if (!cfg->nlayers) return ae_error(&cfg->err, AE_ERR_STATE, "add encoder layers before the code");
+    /* ae_config_add_gaussian marks the code itself; marking it again right after is harmless. */
+    if (cfg->code_marked && cfg->code_at == cfg->nlayers &&
+        cfg->layers[cfg->nlayers - 1].kind == AE_LAYER_GAUSSIAN)
+        return AE_OK;
     if (cfg->code_marked) return ae_error(&cfg->err, AE_ERR_STATE, "the code is already marked");
     cfg->code_marked = 1;
     cfg->code_at = cfg->nlayers;
@@ -306,9 +314,14 @@ ae_status ae_config_mirror_decoder(ae_config *cfg, ae_activation output_act) {
     if (cfg->mirrored || (cfg->code_marked && cfg->nlayers > cfg->code_at))
         return ae_error(&cfg->err, AE_ERR_STATE, "the config already has decoder layers");
     size_t n = cfg->nlayers;
+    /* A Gaussian code (the last encoder layer) mirrors as a dense layer from
+     * its dim, as the dense layers do. */
     for (size_t i = 0; i < n; i++)
-        if (cfg->layers[i].kind != AE_LAYER_DENSE)
-            return ae_error(&cfg->err, AE_ERR_STATE, "only a dense encoder can be mirrored");
+        if (cfg->layers[i].kind != AE_LAYER_DENSE &&
+            !(cfg->layers[i].kind == AE_LAYER_GAUSSIAN && i + 1 == n))
+            return ae_error(&cfg->err, AE_ERR_STATE,
+                            "only a dense encoder (optionally ending in a Gaussian code) can be "
+                            "mirrored; layer %zu is %s", i, ae_layer_kind_name(cfg->layers[i].kind));
     size_t old_n = cfg->nlayers, old_code = cfg->code_at;
     int old_marked = cfg->code_marked;
     if (!cfg->code_marked) {

@@ -30,6 +30,7 @@ void ae_model_destroy(ae_model *m) {
     if (!m) return;
     ae_allocator a = m->alloc;
     ae_sparse_free(m);
+    ae_vae_free(m);
     ae_free(&a, m->ws);
     ae_free(&a, m->noisy);
     ae_free(&a, m->y);
@@ -125,6 +126,7 @@ ae_status ae_model_create(ae_model **out, const ae_config *cfg_in) {
     }
     m->out_size = ae_shape_size(shape);
     st = ae_sparse_setup(m, &cfg->err);
+    if (!st) st = ae_vae_setup(m, &cfg->err);
     if (st) {
         ae_model_destroy(m);
         return st;
@@ -201,13 +203,13 @@ ae_status ae_model_reserve(ae_model *m, size_t batch) {
 
 /* ---- passes ---- */
 
-/* Runs layers [from, to) on x; returns the last output. */
-static const float *forward_range(ae_model *m, size_t from, size_t to, const float *x, size_t batch,
-                                  int train) {
+const float *ae_model_forward(ae_model *m, size_t from, size_t to, const float *x, size_t batch,
+                              int train, ae_rng *rng, const float *eps) {
     for (size_t i = from; i < to; i++) {
         ae_layer_io io = {.batch = batch, .train = train, .x = x, .pre = m->pre[i], .y = m->y[i],
                           .scratch = m->scratch[i],
-                          .state = m->layers[i].s_count ? m->buffers + m->layers[i].s_off : NULL};
+                          .state = m->layers[i].s_count ? m->buffers + m->layers[i].s_off : NULL,
+                          .rng = rng, .eps = eps};
         ae_sparse_hints(m, i, from, 0, &io);
         m->layers[i].ops->forward(&m->layers[i], m->params, &io);
         ae_sparse_after_forward(m, i, from);
@@ -251,23 +253,36 @@ static ae_status check_finite(ae_model *m, const float *p, size_t n, const char 
                     what, (double)p[i], i);
 }
 
+ae_status ae_model_prepare(ae_model *m, const float *x, const void *out, size_t batch,
+                           size_t width) {
+    ae_status st = check_batch(m, x, out, batch);
+    if (!st) st = check_finite(m, x, batch * width, "the input");
+    if (!st) st = ae_model_reserve(m, batch);
+    return st;
+}
+
 /* Forward and loss; with grad, also the gradient of the output's pre-activation into grad_a. */
-/* terms receives the reconstruction, KL and L1 parts of the loss. */
+/* terms receives the reconstruction, KL sparsity, L1 and VAE KL parts of the
+ * loss (the last without beta). `sample`: a Gaussian layer samples. */
 static ae_status forward_loss(ae_model *m, const float *x, const float *target, size_t batch,
-                              int train, int grad, double *loss, double terms[3]) {
+                              int train, int sample, int grad, double *loss, double terms[4]) {
     if (!target) target = x;
-    ae_status st = check_finite(m, x, batch * m->in_size, "the input");
+    ae_rng *rng = NULL;
+    const float *eps = NULL;
+    ae_status st = sample && m->has_vae ? ae_vae_sampling(m, batch, &rng, &eps) : AE_OK;
+    if (!st) st = check_finite(m, x, batch * m->in_size, "the input");
     if (!st && target != x) st = check_finite(m, target, batch * m->out_size, "the target");
     if (!st) st = ae_model_reserve(m, batch);
     if (st) return st;
-    forward_range(m, 0, m->nlayers, x, batch, train);
+    ae_model_forward(m, 0, m->nlayers, x, batch, train, rng, eps);
     const ae_layer *last = &m->layers[m->nlayers - 1];
     ae_loss_input li = {(ae_loss)m->s.loss, (ae_reduction)m->s.reduction, last->act, last->slope,
                         m->y[m->nlayers - 1], m->pre[m->nlayers - 1], target,
                         batch * m->out_size};
     terms[0] = ae_loss_eval(&li, grad ? m->grad_a : NULL);
     ae_sparse_penalties(m, batch, &terms[1], &terms[2]);
-    *loss = terms[0] + terms[1] + terms[2];
+    terms[3] = ae_vae_kl_term(m, batch);
+    *loss = terms[0] + terms[1] + terms[2] + (m->has_vae ? ae_vae_beta_now(m) * terms[3] : 0.0);
     if (!isfinite(*loss))
         return ae_error(&m->err, AE_ERR_NUMERIC, "the loss is not finite (%g); nothing was updated",
                         *loss);
@@ -295,7 +310,8 @@ static void backward(ae_model *m, const float *x, size_t batch) {
                           .dx = i > first ? dx : NULL,
                           .dy_is_dpre = i + 1 == m->nlayers,
                           .scratch = m->scratch[i],
-                          .state = L->s_count ? m->buffers + L->s_off : NULL};
+                          .state = L->s_count ? m->buffers + L->s_off : NULL,
+                          .kl_coef = m->vae_kl_coef};
         if (i + 1 < m->nlayers) ae_sparse_penalty_grad(m, i, batch, dy);
         ae_sparse_hints(m, i, 0, 1, &io);
         L->ops->backward(L, m->params, m->grads, &io, m->accumulate_w[i]);
@@ -345,16 +361,17 @@ ae_status ae_train_step(ae_model *m, const float *x, const float *target, size_t
         if ((st = corrupt_input(m, x, batch, &xin)) != AE_OK) return st;
         if (!target) target = x; /* the clean input */
     }
-    double l, terms[3];
+    double l, terms[4];
     /* The forward pass of a training step updates running statistics: keep
      * them to restore if the step fails. */
     if (m->nbuffers) memcpy(m->buffers_saved, m->buffers, m->nbuffers * sizeof(float));
-    st = forward_loss(m, xin, target, batch, 1, 1, &l, terms);
+    st = forward_loss(m, xin, target, batch, 1, 1, 1, &l, terms);
     if (st) {
         if (m->nbuffers) memcpy(m->buffers, m->buffers_saved, m->nbuffers * sizeof(float));
         m->rng = rng_before;
         return st;
     }
+    ae_vae_before_backward(m, batch);
     backward(m, xin, batch);
 
     /* Check before touching any parameter, so a failed step changes nothing. */
@@ -379,6 +396,8 @@ ae_status ae_train_step(ae_model *m, const float *x, const float *target, size_t
     m->steps++;
     m->last_loss = l;
     ae_sparse_record(m, batch, terms[0], terms[1], terms[2]);
+    m->stat_loss = l;
+    m->stat_vae_kl = terms[3];
     ae_sparse_after_step(m, batch);
     if (loss) *loss = (float)l;
     return AE_OK;
@@ -388,45 +407,54 @@ ae_status ae_evaluate(ae_model *m, const float *x, const float *target, size_t b
     if (!m) return AE_ERR_INVALID_ARG;
     ae_status st = check_batch(m, x, x, batch);
     if (st) return st;
-    double l, terms[3];
-    /* A forward in training mode may update layer state: restore it on failure. */
+    double l, terms[4];
+    /* A forward in training mode may update layer state and draw from the
+     * RNG: restore both on failure. */
     if (m->nbuffers) memcpy(m->buffers_saved, m->buffers, m->nbuffers * sizeof(float));
-    st = forward_loss(m, x, target, batch, m->mode == AE_MODE_TRAIN, 0, &l, terms);
+    ae_rng rng_before = m->rng;
+    int train = m->mode == AE_MODE_TRAIN;
+    st = forward_loss(m, x, target, batch, train, train, 0, &l, terms);
     if (st) {
         if (m->nbuffers) memcpy(m->buffers, m->buffers_saved, m->nbuffers * sizeof(float));
+        m->rng = rng_before;
         return st;
     }
     ae_sparse_record(m, batch, terms[0], terms[1], terms[2]);
+    m->stat_loss = l;
+    m->stat_vae_kl = terms[3];
     if (loss) *loss = (float)l;
     return AE_OK;
 }
 
+/* `sample`: a Gaussian layer among the layers samples (training mode only). */
 static ae_status run_range(ae_model *m, size_t from, size_t to, const float *x, size_t batch,
-                           float *out, size_t in_width, size_t out_width) {
+                           float *out, size_t in_width, size_t out_width, int sample) {
     if (!m) return AE_ERR_INVALID_ARG;
-    ae_status st = check_batch(m, x, out, batch);
-    if (!st) st = check_finite(m, x, batch * in_width, "the input");
-    if (!st) st = ae_model_reserve(m, batch);
+    int train = m->mode == AE_MODE_TRAIN;
+    ae_rng *rng = NULL;
+    const float *eps = NULL;
+    ae_status st = ae_model_prepare(m, x, out, batch, in_width);
+    if (!st && sample && train && m->has_vae) st = ae_vae_sampling(m, batch, &rng, &eps);
     if (st) return st;
-    const float *y = forward_range(m, from, to, x, batch, m->mode == AE_MODE_TRAIN);
+    const float *y = ae_model_forward(m, from, to, x, batch, train, rng, eps);
     memcpy(out, y, batch * out_width * sizeof(float));
     return AE_OK;
 }
 
 ae_status ae_encode(ae_model *m, const float *x, size_t batch, float *code) {
     if (!m) return AE_ERR_INVALID_ARG;
-    return run_range(m, 0, m->code_layer, x, batch, code, m->in_size, ae_model_code_size(m));
+    return run_range(m, 0, m->code_layer, x, batch, code, m->in_size, ae_model_code_size(m), 0);
 }
 
 ae_status ae_decode(ae_model *m, const float *code, size_t batch, float *out) {
     if (!m) return AE_ERR_INVALID_ARG;
     return run_range(m, m->code_layer, m->nlayers, code, batch, out, ae_model_code_size(m),
-                     m->out_size);
+                     m->out_size, 0);
 }
 
 ae_status ae_reconstruct(ae_model *m, const float *x, size_t batch, float *out) {
     if (!m) return AE_ERR_INVALID_ARG;
-    return run_range(m, 0, m->nlayers, x, batch, out, m->in_size, m->out_size);
+    return run_range(m, 0, m->nlayers, x, batch, out, m->in_size, m->out_size, 1);
 }
 
 /* ---- getters ---- */

@@ -14,6 +14,8 @@ typedef struct ae_settings {
     double lr, momentum, dampening, weight_decay, beta1, beta2, eps, clip_norm;
     int64_t noise_kind, noise_clip; /* denoising: see core/noise.h */
     double noise_level, noise_mean, noise_lo, noise_hi, noise_value;
+    double vae_beta; /* VAE: KL weight and its warm-up in steps */
+    int64_t vae_warmup;
 } ae_settings;
 
 void ae_settings_default(ae_settings *s);
@@ -83,6 +85,13 @@ struct ae_model {
     int has_stats;            /* a step or an evaluation has set the stat_* values */
     double stat_loss, stat_recon, stat_kl, stat_l1, stat_l0;
     size_t stat_kept_all;
+    /* Variational autoencoders (vae.c). */
+    int has_vae;
+    size_t vae_layer;        /* the Gaussian layer, code_layer - 1 */
+    float *vae_eps;          /* fixed eps [vae_eps_count], or NULL */
+    size_t vae_eps_count;
+    double stat_vae_kl;      /* the KL term of the last step or evaluation, reduced */
+    float vae_kl_coef;       /* beta_t / batch or beta_t of the current training step */
 };
 
 /* Appends a layer spec to a config (growing its array); errors name the cause. */
@@ -99,6 +108,16 @@ void ae_stack_sync_frozen(ae_model *m);
  * transposed, for a tied decoder layer). */
 void ae_stack_read_weight(const ae_model *m, const ae_layer *L, float *dst);
 void ae_stack_write_weight(ae_model *m, const ae_layer *L, const float *src);
+
+/* Runs layers [from, to) on x and returns the last output. A Gaussian layer
+ * among them samples eps from rng, or copies eps when not NULL; with both
+ * NULL it outputs mu. */
+const float *ae_model_forward(ae_model *m, size_t from, size_t to, const float *x, size_t batch,
+                              int train, ae_rng *rng, const float *eps);
+/* Checks a batch (pointers, size, per-layer limits), that `x` holds finite
+ * values (batch·width) and reserves the workspace; messages go to m->err. */
+ae_status ae_model_prepare(ae_model *m, const float *x, const void *out, size_t batch,
+                           size_t width);
 
 /* Grows the workspace to hold `batch` samples; allocates only when larger than before. */
 ae_status ae_model_reserve(ae_model *m, size_t batch);
@@ -122,5 +141,20 @@ void ae_sparse_penalty_grad(ae_model *m, size_t i, size_t batch, float *dy);
 void ae_sparse_record(ae_model *m, size_t batch, double recon, double kl, double l1);
 /* Updates the training statistics after a successful training step. */
 void ae_sparse_after_step(ae_model *m, size_t batch);
+
+/* ---- variational autoencoders (vae.c) ---- */
+/* At creation: finds the Gaussian layer and checks where it is. */
+ae_status ae_vae_setup(ae_model *m, ae_errbuf *err);
+void ae_vae_free(ae_model *m);
+/* The sampling of a forward pass: fixed eps (when set; AE_ERR_SHAPE when
+ * they are not batch·dim values) or the model's RNG. */
+ae_status ae_vae_sampling(ae_model *m, size_t batch, ae_rng **rng, const float **eps);
+/* The KL weight beta_t of the next training step (warm-up applied). */
+double ae_vae_beta_now(const ae_model *m);
+/* The KL term of the last forward, reduced over the batch as AE_P_REDUCTION
+ * says (0 without a Gaussian layer). */
+double ae_vae_kl_term(const ae_model *m, size_t batch);
+/* Sets vae_kl_coef for the backward pass of a training step on `batch`. */
+void ae_vae_before_backward(ae_model *m, size_t batch);
 
 #endif

@@ -316,6 +316,10 @@ ae_status ae_model_get_stat(const ae_model *m, ae_stat stat, double *value) {
         *value = (double)dead;
         return AE_OK;
     }
+    case AE_STAT_LOSS_VAE_KL:
+        if (!m->has_vae || !m->has_stats) return AE_ERR_STATE;
+        *value = m->stat_vae_kl;
+        return AE_OK;
     case AE_STAT_LIFETIME_KEPT_ALL:
         if (!m->steps) return AE_ERR_STATE;
         *value = (double)m->stat_kept_all;
