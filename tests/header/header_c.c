@@ -24,6 +24,8 @@ int main(void)
     ok &= ae_dataset_create(&ds, NULL) == AE_OK;
     ok &= ae_dataset_count(ds) == 0;
     ok &= info.struct_size == sizeof(ae_layer_info);
+    ok &= ae_config_add_gaussian(cfg, 2) == AE_OK; /* <libae/vae.h> through ae.h */
+    ok &= AE_LAYER_GAUSSIAN == 30 && AE_STAT_LOSS_VAE_KL == 9 && AE_P_VAE_BETA == 50;
     ae_dataset_destroy(ds);
     ae_config_destroy(cfg);
     return ok ? 0 : 1;

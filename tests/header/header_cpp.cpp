@@ -20,6 +20,8 @@ int main()
     ok = ok && ae_config_mirror_decoder(cfg, AE_ACT_IDENTITY) == AE_OK;
     ok = ok && ae_model_create(&model, cfg) == AE_OK;
     ok = ok && ae_model_code_size(model) == 2;
+    // <libae/vae.h> (through ae.h): not a VAE, so refused.
+    ok = ok && ae_vae_loss_terms(model, nullptr, nullptr) == AE_ERR_STATE;
     ok = ok && ae_dataset_create(&ds, nullptr) == AE_OK;
     ae_dataset_destroy(ds);
     ae_model_destroy(model);
