@@ -145,6 +145,41 @@ static void test_builder(void **state) {
     ae_config_destroy(cfg);
 }
 
+/* Tying and freezing around a Gaussian code: the outer dense pair ties, the
+ * Gaussian layer does not; a frozen Gaussian layer keeps its parameters. */
+static void test_stacking(void **state) {
+    (void)state;
+    enum { B = 4, D = 8 };
+    float x[B * D];
+    test_fill(x, B * D, 53, 0.0f, 1.0f);
+    ae_config *cfg = NULL;
+    OK(ae_config_create(&cfg, NULL));
+    OK(ae_config_set_input_size(cfg, D));
+    OK(ae_config_add_dense(cfg, 5, AE_ACT_TANH));
+    OK(ae_config_add_gaussian(cfg, 2));
+    OK(ae_config_mirror_decoder(cfg, AE_ACT_SIGMOID));
+    OK(ae_config_tie(cfg));
+    ae_model *m = NULL;
+    assert_int_equal(ae_model_create(&m, cfg), AE_ERR_UNSUPPORTED);
+    assert_non_null(strstr(ae_config_last_error(cfg), "gaussian"));
+    ae_config_destroy(cfg);
+
+    m = mlp_vae(D, 5, 2, AE_ACT_TANH, AE_LOSS_BCE, AE_REDUCE_SUM, AE_OPT_ADAM, 1e-2, 6);
+    OK(ae_model_tie_layers(m, 0, 0));
+    assert_int_equal(ae_model_tie_layers(m, 1, 1), AE_ERR_UNSUPPORTED);
+    OK(ae_model_freeze(m, 1, 1));
+    float g0[20], g1[20];
+    OK(ae_model_get_weights(m, 1, g0, 20));
+    for (int s = 0; s < 3; s++) OK(ae_train_step(m, x, NULL, B, NULL));
+    OK(ae_model_get_weights(m, 1, g1, 20));
+    assert_memory_equal(g0, g1, sizeof g0);
+    OK(ae_model_unfreeze(m, 1, 1));
+    OK(ae_train_step(m, x, NULL, B, NULL));
+    OK(ae_model_get_weights(m, 1, g1, 20));
+    assert_true(memcmp(g0, g1, sizeof g0) != 0);
+    ae_model_destroy(m);
+}
+
 static void test_settings(void **state) {
     (void)state;
     int is_int = -1, ch = -1;
@@ -774,6 +809,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_builder),
         cmocka_unit_test(test_settings),
+        cmocka_unit_test(test_stacking),
         cmocka_unit_test(test_not_a_vae),
         cmocka_unit_test(test_gradient_dense),
         cmocka_unit_test(test_gradient_conv),
