@@ -8,6 +8,16 @@
 #include <stdlib.h>
 #include <time.h>
 
+/* Runs a libae call; on failure prints it, its status and msg, and exits. */
+#define CHECK(call, msg)                                                                 \
+    do {                                                                                 \
+        ae_status st_ = (call);                                                          \
+        if (st_ != AE_OK) {                                                              \
+            fprintf(stderr, "%s failed: %s: %s\n", #call, ae_status_name(st_), (msg));   \
+            exit(1);                                                                     \
+        }                                                                                \
+    } while (0)
+
 #define FMNIST_DIR "/usr/share/datasets/fashion-mnist"
 
 static inline double ex_now(void) {

@@ -10,15 +10,6 @@
 
 #include "common.h"
 
-#define DN_CHECK(call, msg)                                                             \
-    do {                                                                                \
-        ae_status st_ = (call);                                                         \
-        if (st_ != AE_OK) {                                                             \
-            fprintf(stderr, "%s failed: %s: %s\n", #call, ae_status_name(st_), (msg));  \
-            exit(1);                                                                    \
-        }                                                                               \
-    } while (0)
-
 static int dn_progress(const ae_epoch_stats *s, void *user) {
     (void)user;
     printf("epoch %2zu  train loss %.5f  val loss %.5f  lr %.2e  %.2f s%s\n", s->epoch,
@@ -43,34 +34,34 @@ static int dn_run(const char *title, const ae_noise *noise, int argc, char **arg
     if (epochs < 1) epochs = 1;
     ae_dataset *all = ex_load_fmnist(dir, 1), *test = ex_load_fmnist(dir, 0);
     ae_dataset *train = NULL, *val = NULL;
-    DN_CHECK(ae_dataset_split(all, 1.0 / 12.0, 7, &train, &val), ae_dataset_last_error(all));
+    CHECK(ae_dataset_split(all, 1.0 / 12.0, 7, &train, &val), ae_dataset_last_error(all));
     ae_dataset_destroy(all);
     size_t d = ae_dataset_dim(train);
 
     ae_config *cfg = NULL;
-    DN_CHECK(ae_config_create(&cfg, NULL), "");
-    DN_CHECK(ae_config_set_input_size(cfg, d), ae_config_last_error(cfg));
-    DN_CHECK(ae_config_add_dense(cfg, 256, AE_ACT_RELU), ae_config_last_error(cfg));
-    DN_CHECK(ae_config_add_dense(cfg, 64, AE_ACT_IDENTITY), ae_config_last_error(cfg));
-    DN_CHECK(ae_config_mirror_decoder(cfg, AE_ACT_SIGMOID), ae_config_last_error(cfg));
-    DN_CHECK(ae_config_set_float(cfg, AE_P_LEARNING_RATE, 2e-3), ae_config_last_error(cfg));
-    DN_CHECK(ae_config_set_int(cfg, AE_P_SEED, 42), ae_config_last_error(cfg));
+    CHECK(ae_config_create(&cfg, NULL), "");
+    CHECK(ae_config_set_input_size(cfg, d), ae_config_last_error(cfg));
+    CHECK(ae_config_add_dense(cfg, 256, AE_ACT_RELU), ae_config_last_error(cfg));
+    CHECK(ae_config_add_dense(cfg, 64, AE_ACT_IDENTITY), ae_config_last_error(cfg));
+    CHECK(ae_config_mirror_decoder(cfg, AE_ACT_SIGMOID), ae_config_last_error(cfg));
+    CHECK(ae_config_set_float(cfg, AE_P_LEARNING_RATE, 2e-3), ae_config_last_error(cfg));
+    CHECK(ae_config_set_int(cfg, AE_P_SEED, 42), ae_config_last_error(cfg));
     /* Denoising: each training step corrupts its batch afresh, the target is clean. */
-    DN_CHECK(ae_config_set_int(cfg, AE_P_NOISE_KIND, noise->kind), ae_config_last_error(cfg));
-    DN_CHECK(ae_config_set_float(cfg, AE_P_NOISE_LEVEL, noise->level), ae_config_last_error(cfg));
-    DN_CHECK(ae_config_set_float(cfg, AE_P_NOISE_VALUE, noise->value), ae_config_last_error(cfg));
-    DN_CHECK(ae_config_set_int(cfg, AE_P_NOISE_CLIP, noise->clip), ae_config_last_error(cfg));
-    DN_CHECK(ae_config_set_float(cfg, AE_P_NOISE_CLIP_LO, noise->clip_lo), ae_config_last_error(cfg));
-    DN_CHECK(ae_config_set_float(cfg, AE_P_NOISE_CLIP_HI, noise->clip_hi), ae_config_last_error(cfg));
+    CHECK(ae_config_set_int(cfg, AE_P_NOISE_KIND, noise->kind), ae_config_last_error(cfg));
+    CHECK(ae_config_set_float(cfg, AE_P_NOISE_LEVEL, noise->level), ae_config_last_error(cfg));
+    CHECK(ae_config_set_float(cfg, AE_P_NOISE_VALUE, noise->value), ae_config_last_error(cfg));
+    CHECK(ae_config_set_int(cfg, AE_P_NOISE_CLIP, noise->clip), ae_config_last_error(cfg));
+    CHECK(ae_config_set_float(cfg, AE_P_NOISE_CLIP_LO, noise->clip_lo), ae_config_last_error(cfg));
+    CHECK(ae_config_set_float(cfg, AE_P_NOISE_CLIP_HI, noise->clip_hi), ae_config_last_error(cfg));
     ae_model *m = NULL;
-    DN_CHECK(ae_model_create(&m, cfg), ae_config_last_error(cfg));
+    CHECK(ae_model_create(&m, cfg), ae_config_last_error(cfg));
     ae_config_destroy(cfg);
 
     printf("libae %s: %s\n784-256-64-256-784, %zu training and %zu validation images, up to %d "
            "epochs\n(validation: the corrupted validation images against the clean ones)\n",
            ae_version_string(), title, ae_dataset_count(train), ae_dataset_count(val), epochs);
     ae_history *hist = NULL;
-    DN_CHECK(ae_history_create(&hist, NULL), "");
+    CHECK(ae_history_create(&hist, NULL), "");
     ae_fit_options o;
     ae_fit_options_init(&o);
     o.epochs = (size_t)epochs;
@@ -86,7 +77,7 @@ static int dn_run(const char *title, const ae_noise *noise, int argc, char **arg
     o.callback = dn_progress;
     o.history = hist;
     double t0 = ex_now();
-    DN_CHECK(ae_fit(m, train, &o), ae_model_last_error(m));
+    CHECK(ae_fit(m, train, &o), ae_model_last_error(m));
     printf("trained in %.1f s; best epoch %zu of %zu%s\n", ex_now() - t0,
            ae_history_best_epoch(hist), ae_history_count(hist),
            ae_history_stop_reason(hist) == AE_FIT_EARLY_STOPPED ? " (early stop)" : "");
@@ -96,10 +87,10 @@ static int dn_run(const char *title, const ae_noise *noise, int argc, char **arg
     const float *clean = ae_dataset_data(test);
     float *noisy = malloc(total * sizeof *noisy), *rec = malloc(total * sizeof *rec);
     if (!noisy || !rec) return 1;
-    DN_CHECK(ae_corrupt(noise, clean, noisy, n, d, 2024), "ae_corrupt");
+    CHECK(ae_corrupt(noise, clean, noisy, n, d, 2024), "ae_corrupt");
     for (size_t i = 0; i < n; i += 1000) {
         size_t b = n - i < 1000 ? n - i : 1000;
-        DN_CHECK(ae_reconstruct(m, noisy + i * d, b, rec + i * d), ae_model_last_error(m));
+        CHECK(ae_reconstruct(m, noisy + i * d, b, rec + i * d), ae_model_last_error(m));
     }
     double mse_noisy = dn_mse(noisy, clean, total), mse_rec = dn_mse(rec, clean, total);
     printf("test MSE, noisy input vs clean:     %.5f\n", mse_noisy);

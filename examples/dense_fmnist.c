@@ -6,15 +6,6 @@
  */
 #include "common.h"
 
-#define CHECK(call, m)                                                                   \
-    do {                                                                                 \
-        ae_status st_ = (call);                                                          \
-        if (st_ != AE_OK) {                                                              \
-            fprintf(stderr, "%s failed: %s: %s\n", #call, ae_status_name(st_), (m));     \
-            return 1;                                                                    \
-        }                                                                                \
-    } while (0)
-
 int main(int argc, char **argv) {
     int epochs = argc > 1 ? atoi(argv[1]) : 5;
     const char *dir = argc > 2 ? argv[2] : FMNIST_DIR;

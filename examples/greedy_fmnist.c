@@ -16,15 +16,6 @@
  */
 #include "common.h"
 
-#define CHECK(call, m)                                                                   \
-    do {                                                                                 \
-        ae_status st_ = (call);                                                          \
-        if (st_ != AE_OK) {                                                              \
-            fprintf(stderr, "%s failed: %s: %s\n", #call, ae_status_name(st_), (m));     \
-            exit(1);                                                                     \
-        }                                                                                \
-    } while (0)
-
 enum { BATCH = 256 };
 
 /* 784-256-784 (deep = 0) or 784-256-64-256-784 (deep = 1). */

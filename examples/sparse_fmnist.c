@@ -9,15 +9,6 @@
  */
 #include "common.h"
 
-#define CHECK(call, msg)                                                                 \
-    do {                                                                                 \
-        ae_status st_ = (call);                                                          \
-        if (st_ != AE_OK) {                                                              \
-            fprintf(stderr, "%s failed: %s: %s\n", #call, ae_status_name(st_), (msg));   \
-            exit(1);                                                                     \
-        }                                                                                \
-    } while (0)
-
 enum { TOPK, LIFETIME, KL };
 
 static ae_model *build(int kind, size_t d) {

@@ -14,15 +14,6 @@
 #include "common.h"
 #include "pgm.h"
 
-#define CHECK(call, msg)                                                                 \
-    do {                                                                                 \
-        ae_status st_ = (call);                                                          \
-        if (st_ != AE_OK) {                                                              \
-            fprintf(stderr, "%s failed: %s: %s\n", #call, ae_status_name(st_), (msg));   \
-            exit(1);                                                                     \
-        }                                                                                \
-    } while (0)
-
 static ae_model *build(size_t d) {
     ae_config *cfg = NULL;
     CHECK(ae_config_create(&cfg, NULL), "");

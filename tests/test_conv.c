@@ -656,28 +656,6 @@ static size_t total_params(const ae_model *m) {
     return n;
 }
 
-static void get_all(const ae_model *m, float *p) {
-    for (size_t l = 0; l < ae_model_layer_count(m); l++) {
-        ae_layer_info info = {.struct_size = sizeof info};
-        OK(ae_model_layer_info(m, l, &info));
-        OK(ae_model_get_weights(m, l, p, info.weight_count));
-        p += info.weight_count;
-        OK(ae_model_get_bias(m, l, p, info.bias_count));
-        p += info.bias_count;
-    }
-}
-
-static void set_all(ae_model *m, const float *p) {
-    for (size_t l = 0; l < ae_model_layer_count(m); l++) {
-        ae_layer_info info = {.struct_size = sizeof info};
-        OK(ae_model_layer_info(m, l, &info));
-        OK(ae_model_set_weights(m, l, p, info.weight_count));
-        p += info.weight_count;
-        OK(ae_model_set_bias(m, l, p, info.bias_count));
-        p += info.bias_count;
-    }
-}
-
 /* The whole model's gradient against finite differences of ae_evaluate: one
  * SGD step with learning rate 1 moves every parameter by minus its gradient.
  * MSE and BCE (from the logits of the final activation layer). */
@@ -689,20 +667,20 @@ static void check_mixed_gradient(ae_loss loss) {
     test_fill(x, B * D, 17, 0.05f, 0.95f);
     size_t n = total_params(m);
     float *p0 = malloc(n * sizeof *p0), *p1 = malloc(n * sizeof *p1), *p = malloc(n * sizeof *p);
-    get_all(m, p0);
+    test_get_params(m, p0);
     float l0;
     OK(ae_train_step(m, x, NULL, B, &l0));
-    get_all(m, p1);
+    test_get_params(m, p1);
     memcpy(p, p0, n * sizeof *p);
-    set_all(m, p);
+    test_set_params(m, p);
     for (size_t i = 0; i < n; i++) {
         double h = 1e-3;
         float lp, lm, s = p[i];
         p[i] = s + (float)h;
-        set_all(m, p);
+        test_set_params(m, p);
         OK(ae_evaluate(m, x, NULL, B, &lp));
         p[i] = s - (float)h;
-        set_all(m, p);
+        test_set_params(m, p);
         OK(ae_evaluate(m, x, NULL, B, &lm));
         p[i] = s;
         double fd = ((double)lp - (double)lm) / (2 * h);

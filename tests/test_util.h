@@ -67,4 +67,28 @@ static inline void assert_close_arrays(const float *a, const float *b, size_t n,
     }
 }
 
+/* Every layer's weights then bias, concatenated, out of or into a model
+   (the order ae_model_param_count counts them in). */
+static inline void test_get_params(const ae_model *m, float *p) {
+    for (size_t l = 0; l < ae_model_layer_count(m); l++) {
+        ae_layer_info info = {.struct_size = sizeof info};
+        assert_int_equal(ae_model_layer_info(m, l, &info), AE_OK);
+        assert_int_equal(ae_model_get_weights(m, l, p, info.weight_count), AE_OK);
+        p += info.weight_count;
+        assert_int_equal(ae_model_get_bias(m, l, p, info.bias_count), AE_OK);
+        p += info.bias_count;
+    }
+}
+
+static inline void test_set_params(ae_model *m, const float *p) {
+    for (size_t l = 0; l < ae_model_layer_count(m); l++) {
+        ae_layer_info info = {.struct_size = sizeof info};
+        assert_int_equal(ae_model_layer_info(m, l, &info), AE_OK);
+        assert_int_equal(ae_model_set_weights(m, l, p, info.weight_count), AE_OK);
+        p += info.weight_count;
+        assert_int_equal(ae_model_set_bias(m, l, p, info.bias_count), AE_OK);
+        p += info.bias_count;
+    }
+}
+
 #endif

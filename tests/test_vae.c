@@ -45,28 +45,6 @@ static size_t total_params(ae_model *m) {
     return n;
 }
 
-static void get_all(ae_model *m, float *p) {
-    for (size_t l = 0; l < ae_model_layer_count(m); l++) {
-        ae_layer_info info = {.struct_size = sizeof info};
-        OK(ae_model_layer_info(m, l, &info));
-        OK(ae_model_get_weights(m, l, p, info.weight_count));
-        p += info.weight_count;
-        OK(ae_model_get_bias(m, l, p, info.bias_count));
-        p += info.bias_count;
-    }
-}
-
-static void set_all(ae_model *m, const float *p) {
-    for (size_t l = 0; l < ae_model_layer_count(m); l++) {
-        ae_layer_info info = {.struct_size = sizeof info};
-        OK(ae_model_layer_info(m, l, &info));
-        OK(ae_model_set_weights(m, l, p, info.weight_count));
-        p += info.weight_count;
-        OK(ae_model_set_bias(m, l, p, info.bias_count));
-        p += info.bias_count;
-    }
-}
-
 static double stat(ae_model *m, ae_stat s) {
     double v = NAN;
     OK(ae_model_get_stat(m, s, &v));
@@ -298,11 +276,11 @@ static void check_gradient(ae_model *m, const float *x, size_t B, const char *wh
     OK(ae_vae_set_fixed_eps(m, eps, B * dz));
     size_t n = total_params(m);
     float *p0 = malloc(n * sizeof *p0), *p1 = malloc(n * sizeof *p1), *p = malloc(n * sizeof *p);
-    get_all(m, p0);
+    test_get_params(m, p0);
     OK(ae_train_step(m, x, NULL, B, NULL));
-    get_all(m, p1);
+    test_get_params(m, p1);
     memcpy(p, p0, n * sizeof *p);
-    set_all(m, p);
+    test_set_params(m, p);
     OK(ae_model_set_mode(m, AE_MODE_TRAIN));
     /* The KL term contributes: its value is positive and in the loss. */
     OK(ae_evaluate(m, x, NULL, B, NULL));
@@ -312,11 +290,11 @@ static void check_gradient(ae_model *m, const float *x, size_t B, const char *wh
         double h = 1e-3;
         float s = p[i];
         p[i] = s + (float)h;
-        set_all(m, p);
+        test_set_params(m, p);
         OK(ae_evaluate(m, x, NULL, B, NULL));
         double lp = stat(m, AE_STAT_LOSS);
         p[i] = s - (float)h;
-        set_all(m, p);
+        test_set_params(m, p);
         OK(ae_evaluate(m, x, NULL, B, NULL));
         double lm = stat(m, AE_STAT_LOSS);
         p[i] = s;
@@ -634,8 +612,8 @@ static void test_fixed_eps_and_failures(void **state) {
     ae_model *b = mlp_vae(D, 5, DZ, AE_ACT_TANH, AE_LOSS_MSE, AE_REDUCE_MEAN, AE_OPT_ADAM, 1e-2, 99);
     size_t n = total_params(a);
     float *p = malloc(n * sizeof *p), *q = malloc(n * sizeof *q);
-    get_all(a, p);
-    set_all(b, p);
+    test_get_params(a, p);
+    test_set_params(b, p);
     /* Fixed eps make the steps independent of the seed. */
     OK(ae_vae_set_fixed_eps(a, eps, B * DZ));
     OK(ae_vae_set_fixed_eps(b, eps, B * DZ));
@@ -645,8 +623,8 @@ static void test_fixed_eps_and_failures(void **state) {
         OK(ae_train_step(b, x, NULL, B, &lb));
         assert_true(la == lb);
     }
-    get_all(a, p);
-    get_all(b, q);
+    test_get_params(a, p);
+    test_get_params(b, q);
     assert_memory_equal(p, q, n * sizeof *p);
     /* Bad eps are refused and change nothing. */
     assert_int_equal(ae_vae_set_fixed_eps(a, eps, 3), AE_ERR_SHAPE);
@@ -659,11 +637,11 @@ static void test_fixed_eps_and_failures(void **state) {
     OK(ae_train_step(b, x, NULL, B, &lb));
     assert_true(la == lb);
     /* Another batch size with fixed eps: AE_ERR_SHAPE, nothing changed. */
-    get_all(a, p);
+    test_get_params(a, p);
     uint64_t steps = ae_model_step_count(a);
     assert_int_equal(ae_train_step(a, x, NULL, B - 1, &la), AE_ERR_SHAPE);
     assert_non_null(strstr(ae_model_last_error(a), "fixed eps"));
-    get_all(a, q);
+    test_get_params(a, q);
     assert_memory_equal(p, q, n * sizeof *p);
     assert_int_equal(ae_model_step_count(a), steps);
     /* Cleared: the RNG samples again, and any batch size goes. */
@@ -684,9 +662,9 @@ static void test_fixed_eps_and_failures(void **state) {
     OK(ae_model_set_bias(twin, 1, gb, info.bias_count));
     size_t nc = total_params(c);
     float *pc = malloc(nc * sizeof *pc), *pc2 = malloc(nc * sizeof *pc2);
-    get_all(c, pc);
+    test_get_params(c, pc);
     assert_int_equal(ae_train_step(c, x, NULL, B, &la), AE_ERR_NUMERIC);
-    get_all(c, pc2);
+    test_get_params(c, pc2);
     assert_memory_equal(pc, pc2, nc * sizeof *pc);
     assert_int_equal(ae_model_step_count(c), 0);
     gb[DZ] = saved;
@@ -698,9 +676,9 @@ static void test_fixed_eps_and_failures(void **state) {
     assert_memory_equal(s1, s2, sizeof s1);
     /* NaN in the data: refused, nothing changed. */
     x[0] = NAN;
-    get_all(c, pc);
+    test_get_params(c, pc);
     assert_int_equal(ae_train_step(c, x, NULL, B, &la), AE_ERR_NUMERIC);
-    get_all(c, pc2);
+    test_get_params(c, pc2);
     assert_memory_equal(pc, pc2, nc * sizeof *pc);
     free(gb);
     free(pc);
