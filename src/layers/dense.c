@@ -15,13 +15,13 @@ static ae_status dense_setup(ae_layer *L, const ae_layer_spec *spec, ae_errbuf *
     return AE_OK;
 }
 
-/* With a sparse input (in_sparse_k > 0): the gathered values and the
- * gradient at the kept entries, [batch, k] each. With a sparse dy
- * (out_sparse_k > 0): then the per-unit lists, out + 1 + batch·k ints. */
+/* With a sparse input (in_sparse_k > 0): see sparse_in_scratch. With a
+ * sparse dy (out_sparse_k > 0): then the per-unit lists, out + 1 + batch·k
+ * ints, and the used-row flags (out bytes). */
 static size_t sparse_in_scratch(const ae_layer *L, size_t batch);
 static size_t dense_scratch(const ae_layer *L, size_t batch) {
     return (L->in_sparse_k ? sparse_in_scratch(L, batch) : 0) +
-           (L->out_sparse_k ? L->out + 1 + batch * L->out_sparse_k : 0);
+           (L->out_sparse_k ? L->out + 1 + batch * L->out_sparse_k + (L->out + 3) / 4 : 0);
 }
 
 static void dense_init(const ae_layer *L, float *params, ae_rng *rng) {
@@ -48,25 +48,28 @@ static void bias_act(const ae_layer *L, const float *bias, float *pre, float *y,
 
 /* ---- sparse paths ----
  * After a top-k layer the input has k nonzeros per row at io->in_idx. The
- * kept entries are sorted by column (a counting sort), and the columns are
- * walked in blocks of AE_COLS: the block of W (or of dW) is read (written)
- * row by row, one cache line per row, and turned into contiguous columns,
- * so each column's work is a vector axpy or dot over the output width:
+ * kept entries are sorted by column (a counting sort); the columns some row
+ * uses (few in a wide code: the same features win for most samples) are
+ * walked in groups of AE_COLS: the group's columns of W (or of dW) are read
+ * (written) row by row and turned into contiguous columns, so each column's
+ * work is a vector axpy or dot over the output width:
  *   forward  pre[r, :] += x[r, j] W[:, j]
  *   backward dW[:, j] = Σ_r x[r, j] d[r, :],  dx[r, j] = d[r, :]·W[:, j].
- * W and dW are each streamed once per pass. */
+ * Columns no row uses are never read, and their gradient is zero. */
 #define AE_COLS 16
 
 static int sparse_input(const ae_layer *L, const ae_layer_io *io) {
     return io->in_idx && !L->w_transposed && io->in_k == L->in_sparse_k && io->in_k > 0;
 }
 
-/* Scratch of the sparse-input paths, after the [B, k] values and [B, k] dx:
- * column starts (in + 1 ints), entries (B·k ints), the column block
- * (AE_COLS·out floats) and the gradient block (AE_COLS·out floats). */
+/* Scratch of the sparse-input paths: the [B, k] values and [B, k] dx, column
+ * starts (in + 1 ints), entries (B·k ints), the column block (AE_COLS·out
+ * floats), the gradient block (AE_COLS·out floats), the used columns and
+ * the columns to clear (in ints each) and the used flags (in bytes). */
 static size_t sparse_in_scratch(const ae_layer *L, size_t batch) {
     size_t k = L->in_sparse_k;
-    return 2 * batch * k + L->in + 1 + batch * k + 2 * AE_COLS * L->out;
+    return 2 * batch * k + L->in + 1 + batch * k + 2 * AE_COLS * L->out + 2 * L->in +
+           (L->in + 3) / 4;
 }
 
 typedef struct col_lists {
@@ -75,6 +78,10 @@ typedef struct col_lists {
     int32_t *start;    /* in + 1: entries of column j are ent[start[j] .. start[j+1]) */
     int32_t *ent;      /* B·k flat positions r·k + t, by column, rows ascending */
     float *cols, *gcols;
+    int32_t *used;     /* the columns with entries, ascending */
+    size_t nused;
+    int32_t *clear;    /* in: columns of dW to zero */
+    unsigned char *flags; /* in: 1 for a used column */
 } col_lists;
 
 static void build_lists(const ae_layer *L, const ae_layer_io *io, col_lists *c, int gather) {
@@ -86,6 +93,9 @@ static void build_lists(const ae_layer *L, const ae_layer_io *io, col_lists *c, 
     c->ent = c->start + in + 1;
     c->cols = (float *)(c->ent + B * k);
     c->gcols = c->cols + AE_COLS * L->out;
+    c->used = (int32_t *)(c->gcols + AE_COLS * L->out);
+    c->clear = c->used + in;
+    c->flags = (unsigned char *)(c->clear + in);
     if (gather)
         for (size_t r = 0; r < B; r++)
             for (size_t t = 0; t < k; t++)
@@ -93,18 +103,25 @@ static void build_lists(const ae_layer *L, const ae_layer_io *io, col_lists *c, 
     int32_t *start = c->start;
     memset(start, 0, (in + 1) * sizeof *start);
     for (size_t p = 0; p < B * k; p++) start[io->in_idx[p] + 1]++;
-    for (size_t j = 0; j < in; j++) start[j + 1] += start[j];
+    size_t nu = 0;
+    for (size_t j = 0; j < in; j++) {
+        c->flags[j] = start[j + 1] != 0;
+        if (start[j + 1]) c->used[nu++] = (int32_t)j;
+        start[j + 1] += start[j];
+    }
+    c->nused = nu;
     /* Fill using start[j] as a cursor, then shift back. */
     for (size_t p = 0; p < B * k; p++) c->ent[start[io->in_idx[p]]++] = (int32_t)p;
     for (size_t j = in; j > 0; j--) start[j] = start[j - 1];
     start[0] = 0;
 }
 
-/* cols[l * out + o] = W[o, j0 + l] for l < jb. */
-static void load_cols(const float *W, size_t in, size_t out, size_t j0, size_t jb, float *cols) {
+/* cols[l * out + o] = W[o, cj[l]] for l < jb. */
+static void load_cols(const float *W, size_t in, size_t out, const int32_t *cj, size_t jb,
+                      float *cols) {
     for (size_t o = 0; o < out; o++) {
-        const float *row = W + o * in + j0;
-        for (size_t l = 0; l < jb; l++) cols[l * out + o] = row[l];
+        const float *row = W + o * in;
+        for (size_t l = 0; l < jb; l++) cols[l * out + o] = row[cj[l]];
     }
 }
 
@@ -123,39 +140,70 @@ AE_HOT static float dot(const float *a, const float *b, size_t n) {
     return s;
 }
 
+/* Σ v², in float lanes as the optimizer's finiteness check sums. */
+AE_HOT static double sumsq(const float *v, size_t n) {
+    float lanes[16] = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (size_t j = 0; j < 16; j++) lanes[j] += v[i + j] * v[i + j];
+    double total = 0.0;
+    for (size_t j = 0; j < 16; j++) total += lanes[j];
+    for (; i < n; i++) total += (double)v[i] * v[i];
+    return total;
+}
+
 static void sparse_forward(const ae_layer *L, const float *W, const ae_layer_io *io, float *pre) {
     size_t B = io->batch, k = io->in_k, in = L->in, out = L->out;
     col_lists c;
     build_lists(L, io, &c, 1);
     memset(pre, 0, B * out * sizeof *pre);
-    for (size_t j0 = 0; j0 < in; j0 += AE_COLS) {
-        size_t jb = in - j0 < AE_COLS ? in - j0 : AE_COLS;
-        if (c.start[j0] == c.start[j0 + jb]) continue;
-        load_cols(W, in, out, j0, jb, c.cols);
+    for (size_t g0 = 0; g0 < c.nused; g0 += AE_COLS) {
+        size_t jb = c.nused - g0 < AE_COLS ? c.nused - g0 : AE_COLS;
+        const int32_t *cj = c.used + g0;
+        load_cols(W, in, out, cj, jb, c.cols);
         for (size_t l = 0; l < jb; l++)
-            for (int32_t e = c.start[j0 + l]; e < c.start[j0 + l + 1]; e++) {
+            for (int32_t e = c.start[cj[l]]; e < c.start[cj[l] + 1]; e++) {
                 size_t p = (size_t)c.ent[e];
                 axpy(pre + (p / k) * out, c.vals[p], c.cols + l * out, out);
             }
     }
 }
 
-/* Backward with a sparse input: dW gets only the kept columns (the others
- * are written as zeros), dx only the kept entries (the top-k layer before
- * passes nothing else). d is dL/dpre [batch, out]. */
+/* Backward with a sparse input: dW gets only the used columns (the others
+ * are zero: written as zeros unless io->w_zero says they are already), dx
+ * only the kept entries (the top-k layer before passes nothing else; the
+ * rest is zeroed unless io->dx_kept_only).
+ * d is dL/dpre [batch, out]. */
 static void sparse_in_backward(const ae_layer *L, const float *W, float *dW, int accumulate_w,
                                const float *d, ae_layer_io *io) {
     size_t B = io->batch, k = io->in_k, in = L->in, out = L->out;
     col_lists c;
     build_lists(L, io, &c, 0); /* the values were gathered by the forward pass */
     int want_dx = io->dx != NULL;
-    for (size_t j0 = 0; j0 < in; j0 += AE_COLS) {
-        size_t jb = in - j0 < AE_COLS ? in - j0 : AE_COLS;
-        int any = c.start[j0] != c.start[j0 + jb];
-        if (any && want_dx) load_cols(W, in, out, j0, jb, c.cols);
-        if (dW && any) memset(c.gcols, 0, jb * out * sizeof(float));
+    /* The flags are per column unless the layer also has a sparse dy path
+     * (then per row: ae_sparse_zero_flags). */
+    int flag = dW && !accumulate_w && io->sparse_grads && io->w_zero && !L->out_sparse_k;
+    if (dW && !accumulate_w && !flag) memset(dW, 0, in * out * sizeof *dW);
+    if (flag) {
+        /* Zero the columns used last time and not now; the rest of the
+         * unused columns are zero already. */
+        size_t nc = 0;
+        for (size_t j = 0; j < in; j++) {
+            if (!c.flags[j] && !io->w_zero[j]) c.clear[nc++] = (int32_t)j;
+            io->w_zero[j] = (unsigned char)!c.flags[j];
+        }
+        if (nc)
+            for (size_t o = 0; o < out; o++)
+                for (size_t q = 0; q < nc; q++) dW[o * in + (size_t)c.clear[q]] = 0.0f;
+    }
+    double sq = 0.0;
+    for (size_t g0 = 0; g0 < c.nused; g0 += AE_COLS) {
+        size_t jb = c.nused - g0 < AE_COLS ? c.nused - g0 : AE_COLS;
+        const int32_t *cj = c.used + g0;
+        if (want_dx) load_cols(W, in, out, cj, jb, c.cols);
+        if (dW) memset(c.gcols, 0, jb * out * sizeof(float));
         for (size_t l = 0; l < jb; l++)
-            for (int32_t e = c.start[j0 + l]; e < c.start[j0 + l + 1]; e++) {
+            for (int32_t e = c.start[cj[l]]; e < c.start[cj[l] + 1]; e++) {
                 size_t p = (size_t)c.ent[e];
                 const float *dr = d + (p / k) * out;
                 if (dW) axpy(c.gcols + l * out, c.vals[p], dr, out);
@@ -163,19 +211,21 @@ static void sparse_in_backward(const ae_layer *L, const float *W, float *dW, int
             }
         if (!dW) continue;
         for (size_t o = 0; o < out; o++) {
-            float *row = dW + o * in + j0;
-            if (!any) {
-                if (!accumulate_w)
-                    for (size_t l = 0; l < jb; l++) row[l] = 0.0f;
-            } else if (accumulate_w) {
-                for (size_t l = 0; l < jb; l++) row[l] += c.gcols[l * out + o];
-            } else {
-                for (size_t l = 0; l < jb; l++) row[l] = c.gcols[l * out + o];
-            }
+            float *row = dW + o * in;
+            if (accumulate_w)
+                for (size_t l = 0; l < jb; l++) row[cj[l]] += c.gcols[l * out + o];
+            else
+                for (size_t l = 0; l < jb; l++) row[cj[l]] = c.gcols[l * out + o];
         }
+        if (flag) sq += sumsq(c.gcols, jb * out);
+    }
+    if (flag) {
+        io->w_used = c.flags;
+        io->w_used_cols = 1;
+        io->w_sqnorm = sq;
     }
     if (want_dx) {
-        memset(io->dx, 0, B * in * sizeof(float));
+        if (!io->dx_kept_only) memset(io->dx, 0, B * in * sizeof(float));
         for (size_t p = 0; p < B * k; p++)
             io->dx[(p / k) * in + (size_t)io->in_idx[p]] = c.dxk[p];
     }
@@ -195,6 +245,10 @@ static void sparse_out_backward(const ae_layer *L, const float *W, float *grads,
     float *dW = (!L->frozen && !L->w_frozen) ? grads + L->w_off : NULL;
     int32_t *start = (int32_t *)(io->scratch + (L->in_sparse_k ? sparse_in_scratch(L, B) : 0));
     int32_t *rows = start + out + 1;                                     /* B * k */
+    unsigned char *used = (unsigned char *)(rows + B * k);              /* out */
+    /* Rows of dW no sample uses are zeroed only when not zero already. */
+    int flag = dW && !accumulate_w && io->sparse_grads && io->w_zero;
+    double sq = 0.0;
     memset(start, 0, (out + 1) * sizeof *start);
     for (size_t r = 0; r < B; r++) {
         const int32_t *ix = io->out_idx + r * k;
@@ -229,9 +283,23 @@ static void sparse_out_backward(const ae_layer *L, const float *W, float *grads,
                 for (size_t i = 0; i < in; i++) g[i] += dj * x[i];
             first = 0;
         }
-        if (g && first) memset(g, 0, in * sizeof *g);
+        if (flag) {
+            used[j] = !first;
+            if (!first)
+                sq += sumsq(g, in);
+            else if (!io->w_zero[j])
+                memset(g, 0, in * sizeof *g);
+            io->w_zero[j] = (unsigned char)first;
+        } else if (g && first) {
+            memset(g, 0, in * sizeof *g);
+        }
         if (db) db[j] = bsum;
         begin = end;
+    }
+    if (flag) {
+        io->w_used = used;
+        io->w_used_cols = 0;
+        io->w_sqnorm = sq;
     }
     if (io->dx) {
         memset(io->dx, 0, B * in * sizeof(float));

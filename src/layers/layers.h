@@ -72,6 +72,24 @@ typedef struct ae_layer_io {
     ae_rng *rng;
     const float *eps;
     float kl_coef;
+    /* Backward, set by the caller: the optimizer and the finiteness check
+     * read w_used and w_sqnorm (below). w_zero (NULL: not kept) flags, per
+     * row (sparse dy) or column (sparse input) of the weight gradient, those
+     * already all zero in the arena; a sparse path then writes only what
+     * changed and updates the flags (or, when it cannot, the caller forgets them). */
+    int sparse_grads;
+    unsigned char *w_zero;
+    /* Backward, set by the caller: only the entries of dx at the kept
+     * indices of the layer before will be read (that layer is a top-k whose
+     * predecessor, or itself, reads nothing else), so the rest need not be
+     * written. */
+    int dx_kept_only;
+    /* Backward, set by the layer when it kept w_zero up to date: the weight
+     * gradient is zero outside the rows (w_used_cols 0) or columns (1)
+     * flagged in w_used; w_sqnorm is the sum of its squares. NULL: not known. */
+    const unsigned char *w_used;
+    int w_used_cols;
+    double w_sqnorm;
 } ae_layer_io;
 
 typedef struct ae_layer_ops {

@@ -46,25 +46,30 @@ static float kth_largest(float *v, ptrdiff_t n, ptrdiff_t k) {
 }
 
 /* Rows of at most 128: each value's rank (how many values beat it, ties to
- * the lower index) by comparisons that vectorise; n² but branch-free. */
+ * the lower index) by comparisons that vectorise; n² but branch-free. A
+ * value x[j] beats x[i] when greater, or equal with j < i: so for i < j
+ * count x[j] > x[i], for i > j count x[j] >= x[i]. */
 AE_HOT static void rank_select(const float *x, size_t n, size_t k, int32_t *idx, float *y) {
     int32_t greater[128];
     for (size_t i = 0; i < n; i++) greater[i] = 0;
     /* Vectorised over i: no horizontal sums. */
     for (size_t j = 0; j < n; j++) {
         float xj = x[j];
-        for (size_t i = 0; i < n; i++) greater[i] += xj > x[i];
+        for (size_t i = 0; i < j; i++) greater[i] += xj > x[i];
+        for (size_t i = j + 1; i < n; i++) greater[i] += xj >= x[i];
     }
     size_t c = 0;
     for (size_t i = 0; i < n; i++) {
-        int32_t g = greater[i];
-        if (g < (int32_t)k)
-            /* Equal values before i also beat it (rarely any). */
-            for (size_t j = 0; j < i; j++) g += x[j] == x[i];
-        int keep = g < (int32_t)k;
+        int keep = greater[i] < (int32_t)k;
         y[i] = keep ? x[i] : 0.0f;
         if (keep) idx[c++] = (int32_t)i;
     }
+}
+
+AE_HOT static int has_nan(const float *x, size_t n) {
+    int nan = 0;
+    for (size_t i = 0; i < n; i++) nan |= x[i] != x[i];
+    return nan;
 }
 
 /* Wide rows (k ≤ n/16): the k-th largest of the maxima of 16-value chunks
@@ -106,24 +111,22 @@ static int select_wide(const float *x, size_t n, size_t k, int32_t *idx, float *
     return 0;
 }
 
-/* Per-row selection: the heap for very sparse rows (most values fail one
- * comparison), ranks for short rows, else a quickselect of the k-th largest value τ and one pass
- * keeping the values above τ and the first values equal to it — the same
- * set, with the lower index winning ties, already in ascending order. */
-/* Returns -1 for a NaN row, 1 when y is already written, else 0. */
+/* Per-row selection: chunk maxima for wide sparse rows, ranks for short
+ * rows, else a quickselect of the k-th largest value τ and one pass keeping
+ * the values above τ and the first values equal to it — the same set, with
+ * the lower index winning ties, already in ascending order.
+ * Returns -1 for a NaN row, 1 when y is already written, else 0. */
 static int select_row(const float *x, size_t n, size_t k, int32_t *idx, float *tmp, float *y) {
     if (k * 16 <= n) return select_wide(x, n, k, idx, tmp);
-    for (size_t i = 0; i < n; i++) {
-        if (x[i] != x[i]) {
-            for (size_t t = 0; t < k; t++) idx[t] = (int32_t)t;
-            return -1;
-        }
-        tmp[i] = x[i];
+    if (has_nan(x, n)) {
+        for (size_t t = 0; t < k; t++) idx[t] = (int32_t)t;
+        return -1;
     }
     if (n <= 128) {
         rank_select(x, n, k, idx, y);
         return 1;
     }
+    memcpy(tmp, x, n * sizeof *tmp);
     float tau = kth_largest(tmp, (ptrdiff_t)n, (ptrdiff_t)k);
     size_t above = 0;
     for (size_t i = 0; i < n; i++) above += x[i] > tau;
@@ -150,10 +153,10 @@ static ae_status topk_setup(ae_layer *L, const ae_layer_spec *spec, ae_errbuf *e
     return AE_OK;
 }
 
-/* The kept indices [batch, k], three rows' worth of floats for the selection,
- * then the keep mask (one byte per element) for the backward pass. */
+/* The kept indices [batch, k], then three rows' worth of floats for the
+ * selection. */
 static size_t topk_scratch(const ae_layer *L, size_t batch) {
-    return batch * L->sparse_k + 3 * L->in + (batch * L->in + 3) / 4;
+    return batch * L->sparse_k + 3 * L->in;
 }
 
 static void no_init(const ae_layer *L, float *params, ae_rng *rng) {
@@ -166,26 +169,30 @@ static void topk_forward(const ae_layer *L, const float *params, ae_layer_io *io
     (void)params;
     size_t n = L->in, k = L->sparse_k;
     int32_t *idx = (int32_t *)io->scratch;
-    unsigned char *mask = (unsigned char *)(io->scratch + io->batch * k + 3 * n);
     for (size_t r = 0; r < io->batch; r++) {
         const float *x = io->x + r * n;
         float *y = io->y + r * n;
         int32_t *ix = idx + r * k;
         int st = select_row(x, n, k, ix, io->scratch + io->batch * k, y);
-        unsigned char *mr = mask + r * n;
-        memset(mr, 0, n);
-        if (st >= 0)
-            for (size_t t = 0; t < k; t++) mr[ix[t]] = 1;
         if (st < 0) {
             /* A NaN row stays NaN, so the loss check refuses the step. */
             for (size_t j = 0; j < n; j++) y[j] = NAN;
             continue;
         }
         if (st > 0) continue;
-        ae_mask_backward(mr, x, y, n); /* y = kept ? x : 0 */
+        if (x != y) memset(y, 0, n * sizeof *y);
+        for (size_t t = 0; t < k; t++) y[ix[t]] = x[ix[t]];
+        if (x == y) /* in place: zero the gaps between the kept entries */
+            for (size_t t = 0, j = 0; t <= k; t++) {
+                size_t end = t < k ? (size_t)ix[t] : n;
+                for (; j < end; j++) y[j] = 0.0f;
+                j = end + 1;
+            }
     }
 }
 
+/* dx = dy at the kept entries, 0 elsewhere; with io->dx_kept_only the layer
+ * before reads only the kept entries, so the zeros are not written. */
 static void topk_backward(const ae_layer *L, const float *params, float *grads, ae_layer_io *io,
                           int accumulate_w) {
     (void)params;
@@ -193,8 +200,14 @@ static void topk_backward(const ae_layer *L, const float *params, float *grads, 
     (void)accumulate_w;
     if (!io->dx) return;
     size_t n = L->in, k = L->sparse_k;
-    const unsigned char *mask = (const unsigned char *)(io->scratch + io->batch * k + 3 * n);
-    ae_mask_backward(mask, io->dy, io->dx, io->batch * n);
+    const int32_t *idx = (const int32_t *)io->scratch;
+    if (!io->dx_kept_only) memset(io->dx, 0, io->batch * n * sizeof(float));
+    for (size_t r = 0; r < io->batch; r++) {
+        const int32_t *ix = idx + r * k;
+        const float *dy = io->dy + r * n;
+        float *dx = io->dx + r * n;
+        for (size_t t = 0; t < k; t++) dx[ix[t]] = dy[ix[t]];
+    }
 }
 
 static const int32_t *topk_kept_index(const ae_layer *L, const float *scratch) {

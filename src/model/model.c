@@ -39,6 +39,7 @@ void ae_model_destroy(ae_model *m) {
     ae_free(&a, m->accumulate_w);
     ae_free(&a, m->w_own);
     ae_free(&a, m->blocks);
+    ae_free(&a, m->grad_shapes);
     ae_free(&a, m->params);
     ae_free(&a, m->grads);
     ae_free(&a, m->state1);
@@ -74,8 +75,9 @@ ae_status ae_model_create(ae_model **out, const ae_config *cfg_in) {
     m->accumulate_w = ae_calloc(a, m->nlayers, 1);
     m->w_own = ae_calloc(a, m->nlayers, sizeof *m->w_own);
     m->blocks = ae_calloc(a, 2 * m->nlayers, sizeof *m->blocks);
+    m->grad_shapes = ae_calloc(a, 2 * m->nlayers, sizeof *m->grad_shapes);
     if (!m->layers || !m->y || !m->pre || !m->scratch || !m->accumulate_w || !m->w_own ||
-        !m->blocks)
+        !m->blocks || !m->grad_shapes)
         goto oom;
 
     ae_shape shape = cfg->input_shape;
@@ -294,11 +296,24 @@ static int layer_trains(const ae_layer *L) {
     return (L->b_count && !L->frozen) || (L->w_count && !L->frozen && !L->w_frozen);
 }
 
+/* The layer knows where its weight gradient is zero: the optimizer and the
+ * finiteness check read its flags instead of the zeros. */
+static void record_sparse_grad(ae_model *m, const ae_layer *L, const ae_layer_io *io) {
+    for (size_t b = 0; b < m->nblocks; b++) {
+        const ae_param_block *blk = &m->blocks[b];
+        /* The weight's own block (sparse paths are for untied layers). */
+        if (blk->off != L->w_off || blk->len != L->w_count) continue;
+        m->grad_shapes[b] = (ae_grad_shape){io->w_used, L->in, io->w_used_cols, io->w_sqnorm};
+        return;
+    }
+}
+
 static void backward(ae_model *m, const float *x, size_t batch) {
     float *dy = m->grad_a, *dx = m->grad_b;
     /* Below the first layer that trains, no gradient is needed. */
     size_t first = 0;
     while (first < m->nlayers && !layer_trains(&m->layers[first])) first++;
+    for (size_t b = 0; b < m->nblocks; b++) m->grad_shapes[b].used = NULL;
     for (size_t i = m->nlayers; i-- > first;) {
         ae_layer *L = &m->layers[i];
         ae_layer_io io = {.batch = batch,
@@ -314,7 +329,15 @@ static void backward(ae_model *m, const float *x, size_t batch) {
                           .kl_coef = m->vae_kl_coef};
         if (i + 1 < m->nlayers) ae_sparse_penalty_grad(m, i, batch, dy);
         ae_sparse_hints(m, i, 0, 1, &io);
+        io.sparse_grads = 1;
+        io.dx_kept_only = io.dx && ae_sparse_dx_kept_only(m, i, first, batch);
+        unsigned char *zero = m->grad_zero[i];
+        if (zero && !m->grad_zero_ok[i]) memset(zero, 0, ae_sparse_zero_flags(L));
+        io.w_zero = zero;
         L->ops->backward(L, m->params, m->grads, &io, m->accumulate_w[i]);
+        /* Flags the layer did not keep up to date are forgotten. */
+        if (zero) m->grad_zero_ok[i] = io.w_used != NULL;
+        if (io.w_used) record_sparse_grad(m, L, &io);
         float *t = dy;
         dy = dx;
         dx = t;
@@ -375,7 +398,7 @@ ae_status ae_train_step(ae_model *m, const float *x, const float *target, size_t
     backward(m, xin, batch);
 
     /* Check before touching any parameter, so a failed step changes nothing. */
-    double sq = ae_optim_grad_sqnorm(m->grads, m->blocks, m->nblocks);
+    double sq = ae_optim_grad_sqnorm_shaped(m->grads, m->blocks, m->grad_shapes, m->nblocks);
     if (!isfinite(sq)) {
         if (m->nbuffers) memcpy(m->buffers, m->buffers_saved, m->nbuffers * sizeof(float));
         m->rng = rng_before;
@@ -392,7 +415,8 @@ ae_status ae_train_step(ae_model *m, const float *x, const float *target, size_t
     }
     ae_optim_settings os;
     ae_settings_to_optim(&m->s, &os);
-    ae_optim_step(&os, m->params, m->grads, m->state1, m->state2, m->blocks, m->nblocks, scale);
+    ae_optim_step_shaped(&os, m->params, m->grads, m->state1, m->state2, m->blocks, m->grad_shapes,
+                         m->nblocks, scale);
     m->steps++;
     m->last_loss = l;
     ae_sparse_record(m, batch, terms[0], terms[1], terms[2]);

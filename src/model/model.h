@@ -58,6 +58,12 @@ struct ae_model {
     float *buffers_saved; /* buffers before the current training step, restored when it fails */
     ae_param_block *blocks;
     size_t nblocks;
+    ae_grad_shape *grad_shapes; /* per block (same capacity), set by each backward pass */
+    /* Per layer, for dense layers with sparse paths (else NULL): which rows
+     * or columns of the weight gradient are all zero in the arena
+     * (ae_layer_io.w_zero), valid when grad_zero_ok. */
+    unsigned char **grad_zero;
+    unsigned char *grad_zero_ok;
     unsigned char *accumulate_w; /* per layer: its weight gradient adds to a range already written */
     /* Per layer: the offset of its own weight range. A tied decoder layer reads
      * its partner's range (w_off) while its own stays reserved, unused and
@@ -134,6 +140,11 @@ void ae_sparse_after_forward(ae_model *m, size_t i, size_t from);
 /* Fills the sparsity hints of layer i's io for the forward or backward pass. */
 void ae_sparse_hints(const ae_model *m, size_t i, size_t from, int backward, ae_layer_io *io);
 /* The penalties of the last forward (values of every layer's penalties). */
+/* 1 when the backward of layer i - 1 reads its dy (layer i's dx) only at
+ * the kept entries of the top-k layer it is or feeds (ae_layer_io.dx_kept_only). */
+int ae_sparse_dx_kept_only(const ae_model *m, size_t i, size_t first, size_t batch);
+/* The number of zero flags of a dense layer with sparse paths. */
+size_t ae_sparse_zero_flags(const ae_layer *L);
 void ae_sparse_penalties(const ae_model *m, size_t batch, double *kl, double *l1);
 /* Adds the penalty gradients of layer i's output to dy. */
 void ae_sparse_penalty_grad(ae_model *m, size_t i, size_t batch, float *dy);

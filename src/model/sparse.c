@@ -172,14 +172,33 @@ ae_status ae_sparse_setup(ae_model *m, ae_errbuf *err) {
     m->out_k = ae_calloc(a, n, sizeof *m->out_k);
     m->last_active = ae_calloc(a, code, sizeof *m->last_active);
     m->pen_tmp = ae_calloc(a, m->max_width, sizeof(float));
-    if (!m->out_idx || !m->out_k || !m->last_active || !m->pen_tmp)
+    m->grad_zero = ae_calloc(a, n, sizeof *m->grad_zero);
+    m->grad_zero_ok = ae_calloc(a, n, 1);
+    if (!m->out_idx || !m->out_k || !m->last_active || !m->pen_tmp || !m->grad_zero ||
+        !m->grad_zero_ok)
         return ae_error(err, AE_ERR_OUT_OF_MEMORY, "out of memory creating the model");
+    for (size_t i = 0; i < n; i++) {
+        size_t nf = ae_sparse_zero_flags(&m->layers[i]);
+        if (nf && !(m->grad_zero[i] = ae_calloc(a, nf, 1)))
+            return ae_error(err, AE_ERR_OUT_OF_MEMORY, "out of memory creating the model");
+    }
     m->mode = AE_MODE_INFER;
     return AE_OK;
 }
 
+size_t ae_sparse_zero_flags(const ae_layer *L) {
+    if (L->kind != AE_LAYER_DENSE) return 0;
+    /* The sparse dy path takes precedence (dense_backward). */
+    if (L->out_sparse_k) return L->out;
+    return L->in_sparse_k ? L->in : 0;
+}
+
 void ae_sparse_free(ae_model *m) {
     const ae_allocator *a = &m->alloc;
+    if (m->grad_zero)
+        for (size_t i = 0; i < m->nlayers; i++) ae_free(a, m->grad_zero[i]);
+    ae_free(a, m->grad_zero);
+    ae_free(a, m->grad_zero_ok);
     ae_free(a, (void *)m->out_idx);
     ae_free(a, m->out_k);
     ae_free(a, m->last_active);
@@ -217,6 +236,22 @@ void ae_sparse_hints(const ae_model *m, size_t i, size_t from, int backward, ae_
         io->out_idx = m->out_idx[i + 1];
         io->out_k = m->out_k[i + 1];
     }
+}
+
+int ae_sparse_dx_kept_only(const ae_model *m, size_t i, size_t first, size_t batch) {
+    if (i == 0 || i - 1 < first) return 0;
+    const ae_layer *P = &m->layers[i - 1];
+    /* A top-k layer's backward reads its dy only at its kept entries, which
+     * are the in_idx of a dense layer i reading it. */
+    if (P->ops->kept_index) return 1;
+    /* A dense layer feeding top-k layer i reads dy only at layer i's kept
+     * entries when it takes its sparse path (see dense_backward). */
+    if (P->kind != AE_LAYER_DENSE || P->w_transposed || !P->out_sparse_k ||
+        !m->layers[i].ops->kept_index)
+        return 0;
+    ae_layer_io io = {.batch = batch};
+    ae_sparse_hints(m, i - 1, 0, 1, &io);
+    return io.out_idx != NULL && io.out_k == P->out_sparse_k;
 }
 
 void ae_sparse_penalties(const ae_model *m, size_t batch, double *kl, double *l1) {

@@ -14,6 +14,17 @@ typedef struct ae_param_block {
     int momentum_ready; /* SGD's momentum buffer exists (PyTorch creates it at first use) */
 } ae_param_block;
 
+/* One step's shape of a block's gradient, set by the backward pass of a
+ * sparse layer. used NULL: nothing known. Else the gradient is zero outside
+ * the rows (used_cols 0) or the columns (1) of row_len floats flagged in
+ * used (the optimizer need not read it there); used_sq is its sum of squares. */
+typedef struct ae_grad_shape {
+    const unsigned char *used;
+    size_t row_len;
+    int used_cols;
+    double used_sq;
+} ae_grad_shape;
+
 typedef struct ae_optim_settings {
     ae_optimizer kind;
     double lr, momentum, dampening, weight_decay, beta1, beta2, eps;
@@ -25,13 +36,22 @@ typedef struct ae_optim_settings {
  * model allocates 2 always, so changing momentum between steps is safe. */
 #define AE_OPTIM_STATE_PER_PARAM 2
 
-/* Squared L2 norm of the gradient over the blocks that are not frozen. */
+/* Squared L2 norm of the gradient over the blocks that are not frozen
+ * (non-finite when some gradient is). */
 double ae_optim_grad_sqnorm(const float *grads, const ae_param_block *blocks, size_t nblocks);
+/* The same with shapes[b] describing block b (shapes may be NULL). */
+double ae_optim_grad_sqnorm_shaped(const float *grads, const ae_param_block *blocks,
+                                   const ae_grad_shape *shapes, size_t nblocks);
 
 /* One update of every block that is not frozen. `grad_scale` multiplies the
  * gradient (gradient clipping); state1/state2 are the optimizer state arenas.
  * Fresh blocks (step 0) must have zeroed state. */
 void ae_optim_step(const ae_optim_settings *s, float *params, const float *grads, float *state1,
                    float *state2, ae_param_block *blocks, size_t nblocks, float grad_scale);
+/* The same with shapes[b] describing block b's gradient (shapes may be
+ * NULL); the result is the same, bit for bit. */
+void ae_optim_step_shaped(const ae_optim_settings *s, float *params, const float *grads,
+                          float *state1, float *state2, ae_param_block *blocks,
+                          const ae_grad_shape *shapes, size_t nblocks, float grad_scale);
 
 #endif
