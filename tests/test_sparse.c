@@ -155,6 +155,68 @@ static void test_topk_layer_masks(void **state) {
     for (int i = 5; i < 10; i++) assert_true(isnan(y[i]));
 }
 
+/* Every selection kernel (chunk maxima on wide rows, including rows shorter
+ * than a chunk or not a multiple of one; ranks on short rows; quickselect;
+ * k = width) on random rows with heavy ties and signed zeros, against a
+ * brute-force rank; the backward pass with and without dx_kept_only. */
+static void test_topk_kernels(void **state) {
+    (void)state;
+    const size_t ns[] = {1, 5, 15, 16, 17, 40, 64, 100, 128, 129, 200, 257, 300};
+    enum { B = 3 };
+    uint32_t seed = 500;
+    for (size_t a = 0; a < sizeof ns / sizeof *ns; a++) {
+        size_t n = ns[a];
+        const size_t ks[] = {1, 2, n / 16 ? n / 16 : 1, n / 3 ? n / 3 : 1, n > 1 ? n - 1 : 1, n};
+        for (size_t b = 0; b < sizeof ks / sizeof *ks; b++) {
+            size_t k = ks[b];
+            if (k > n) continue;
+            layer_run w;
+            OK(make_layer(&w, AE_LAYER_TOPK, n, (int64_t)k, 0));
+            float x[B * 300], y[B * 300], dy[B * 300], dx[B * 300];
+            test_fill(x, B * n, seed++, -1.0f, 1.0f);
+            for (size_t i = 0; i < B * n; i++) {
+                /* Few distinct values in the first row (ties everywhere),
+                 * signed zeros in the second. */
+                if (i < n) x[i] = (float)((int)(x[i] * 3.0f)) / 2.0f;
+                if (i >= n && i < 2 * n && i % 4 == 0) x[i] = i % 8 ? 0.0f : -0.0f;
+            }
+            fwd(&w, x, y, B, 1);
+            const int32_t *idx = w.L.ops->kept_index(&w.L, w.scratch);
+            for (size_t r = 0; r < B; r++) {
+                const float *xx = x + r * n;
+                size_t t = 0;
+                for (size_t i = 0; i < n; i++) {
+                    size_t better = 0;
+                    for (size_t j = 0; j < n; j++)
+                        better += xx[j] > xx[i] || (xx[j] == xx[i] && j < i);
+                    int kept = better < k;
+                    assert_true(kept ? y[r * n + i] == xx[i] : y[r * n + i] == 0.0f);
+                    if (kept) assert_int_equal(idx[r * k + t++], (int32_t)i);
+                }
+                assert_int_equal(t, k);
+            }
+            test_fill(dy, B * n, seed++, -1.0f, 1.0f);
+            for (int only = 0; only < 2; only++) {
+                for (size_t i = 0; i < B * n; i++) dx[i] = 42.0f;
+                ae_layer_io io = {.batch = B, .train = 1, .dy = dy, .dx = dx,
+                                  .scratch = w.scratch, .dx_kept_only = only};
+                w.L.ops->backward(&w.L, NULL, NULL, &io, 0);
+                for (size_t r = 0; r < B; r++)
+                    for (size_t i = 0, t = 0; i < n; i++) {
+                        int kept = t < k && idx[r * k + t] == (int32_t)i;
+                        t += kept;
+                        float want = kept ? dy[r * n + i] : only ? 42.0f : 0.0f;
+                        assert_true(dx[r * n + i] == want);
+                    }
+            }
+            /* A NaN row becomes NaN; the others are unaffected. */
+            x[n + n / 2] = NAN;
+            fwd(&w, x, y, B, 1);
+            for (size_t i = 0; i < n; i++) assert_true(isnan(y[n + i]));
+        }
+    }
+}
+
 static void test_lifetime_layer_masks(void **state) {
     (void)state;
     layer_run r;
@@ -365,6 +427,47 @@ static void test_sparse_paths_match_dense(void **state) {
     check_sparse_paths(1, 2, 0); /* encoder (dy sparse) and decoder (input sparse) */
     check_sparse_paths(2, 2, 0); /* the decoder reads through the lifetime layer */
     check_sparse_paths(1, 2, 1); /* tied weights */
+}
+
+/* The sparse paths keep, across steps, which rows and columns of their
+ * weight gradient are zero (only what changed is rewritten; Adam does not
+ * read the zero rows; the finiteness check and clipping use the sums of
+ * squares the layers computed). A wide code with few kept entries, so the
+ * used rows and columns change from step to step, against the same model
+ * on the GEMM paths: gradients and parameters after every step, for SGD
+ * and Adam, with and without clipping; one step of model a on the GEMM
+ * paths in the middle makes it forget what it knew. */
+static void test_sparse_grads_across_steps(void **state) {
+    (void)state;
+    enum { IN = 24, H = 200, B = 3, K = 2 };
+    for (int opt = 0; opt < 2; opt++)
+        for (int clip = 0; clip < 2; clip++) {
+            ae_optimizer o = opt ? AE_OPT_ADAM : AE_OPT_SGD;
+            ae_model *a = sparse_model(IN, H, AE_ACT_LEAKY_RELU, AE_ACT_IDENTITY, 1, K, o, 0.05);
+            ae_model *b = sparse_model(IN, H, AE_ACT_LEAKY_RELU, AE_ACT_IDENTITY, 1, K, o, 0.05);
+            if (clip) {
+                OK(ae_model_set_float(a, AE_P_GRAD_CLIP_NORM, 0.01));
+                OK(ae_model_set_float(b, AE_P_GRAD_CLIP_NORM, 0.01));
+            }
+            size_t n = ae_model_layer_count(a);
+            for (size_t i = 0; i < n; i++) b->layers[i].in_sparse_k = b->layers[i].out_sparse_k = 0;
+            assert_int_equal(a->layers[0].out_sparse_k, K);
+            assert_int_equal(a->layers[2].in_sparse_k, K);
+            float x[B * IN], la, lb;
+            for (int step = 0; step < 8; step++) {
+                test_fill(x, B * IN, 900 + (uint32_t)step, -1.0f, 1.0f);
+                int gemm = step == 4;
+                if (gemm) a->layers[0].out_sparse_k = a->layers[2].in_sparse_k = 0;
+                OK(ae_train_step(a, x, NULL, B, &la));
+                if (gemm) a->layers[0].out_sparse_k = a->layers[2].in_sparse_k = K;
+                OK(ae_train_step(b, x, NULL, B, &lb));
+                assert_true(fabsf(la - lb) <= 1e-5f * fabsf(lb));
+                assert_close_arrays(a->grads, b->grads, a->nparams, 1e-4, 1e-7, "gradient");
+                assert_close_arrays(a->params, b->params, a->nparams, 1e-4, 1e-6, "parameter");
+            }
+            ae_model_destroy(a);
+            ae_model_destroy(b);
+        }
 }
 
 /* Whole-model gradient with selection layers and penalties, against finite
@@ -829,10 +932,12 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_select_helper),
         cmocka_unit_test(test_topk_layer_masks),
+        cmocka_unit_test(test_topk_kernels),
         cmocka_unit_test(test_lifetime_layer_masks),
         cmocka_unit_test(test_batch_topk_layer),
         cmocka_unit_test(test_penalties),
         cmocka_unit_test(test_sparse_paths_match_dense),
+        cmocka_unit_test(test_sparse_grads_across_steps),
         cmocka_unit_test(test_model_gradients_fd),
         cmocka_unit_test(test_mode_and_stats),
         cmocka_unit_test(test_dead_latents),

@@ -101,25 +101,12 @@ AE_HOT static void adam_block_zero(const adam_consts *cp, float *p, float *m, fl
     for (size_t i = 0; i < n; i++) adam_one(&c, p + i, m + i, v + i, 0.0f);
 }
 
-/* The gradient where flagged, else 0 (known to be zero there). */
-AE_HOT static void adam_block_masked(const adam_consts *cp, float *p, const float *g,
-                                     const unsigned char *flags, float *m, float *v, size_t n,
-                                     float gs) {
-    const adam_consts c = *cp;
-    for (size_t i = 0; i < n; i++) {
-        float d = g[i] * gs; /* read unconditionally (a select, not a branch): it vectorises */
-        adam_one(&c, p + i, m + i, v + i, flags[i] ? d : 0.0f);
-    }
-}
-
 static void adam_sparse(const adam_consts *c, const ae_param_block *blk, const ae_grad_shape *sh,
                         float *p, const float *g, float *m, float *v, float gs) {
     size_t w = sh->row_len, rows = blk->len / w;
     for (size_t r = 0; r < rows; r++) {
         size_t o = r * w;
-        if (sh->used_cols)
-            adam_block_masked(c, p + o, g + o, sh->used, m + o, v + o, w, gs);
-        else if (sh->used[r])
+        if (sh->used[r])
             adam_block(c, p + o, g + o, m + o, v + o, w, gs);
         else
             adam_block_zero(c, p + o, m + o, v + o, w);
@@ -139,7 +126,9 @@ void ae_optim_step_shaped(const ae_optim_settings *s, float *params, const float
             if (s->momentum != 0.0) blk->momentum_ready = 1;
         } else {
             adam_consts c = adam_setup(s, blk->step);
-            if (shapes && shapes[b].used)
+            /* Zero rows are not read; zero columns are (a masked loop is slower
+             * than reading them). */
+            if (shapes && shapes[b].used && !shapes[b].used_cols)
                 adam_sparse(&c, blk, &shapes[b], params + o, grads + o, state1 + o, state2 + o,
                             grad_scale);
             else
