@@ -129,6 +129,10 @@ AE_HOT static void axpy(float *y, float a, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+AE_HOT static void scale_copy(float *y, float a, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = a * x[i];
+}
+
 AE_HOT static float dot(const float *a, const float *b, size_t n) {
     float acc[16] = {0};
     size_t i = 0;
@@ -278,9 +282,9 @@ static void sparse_out_backward(const ae_layer *L, const float *W, float *grads,
             if (!g) continue;
             const float *x = io->x + r * in;
             if (first)
-                for (size_t i = 0; i < in; i++) g[i] = dj * x[i];
+                scale_copy(g, dj, x, in);
             else
-                for (size_t i = 0; i < in; i++) g[i] += dj * x[i];
+                axpy(g, dj, x, in);
             first = 0;
         }
         if (flag) {
@@ -309,8 +313,7 @@ static void sparse_out_backward(const ae_layer *L, const float *W, float *grads,
             for (size_t t = 0; t < k; t++) {
                 size_t j = (size_t)ix[t];
                 float dj = d[r * out + j];
-                const float *w = W + j * in;
-                for (size_t i = 0; i < in; i++) dx[i] += dj * w[i];
+                axpy(dx, dj, W + j * in, in);
             }
         }
     }
