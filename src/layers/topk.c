@@ -46,21 +46,22 @@ static float kth_largest(float *v, ptrdiff_t n, ptrdiff_t k) {
 }
 
 /* Rows of at most 128: each value's rank (how many values beat it, ties to
- * the lower index) by comparisons that vectorise; n² but branch-free. A
- * value x[j] beats x[i] when greater, or equal with j < i: so for i < j
- * count x[j] > x[i], for i > j count x[j] >= x[i]. */
+ * the lower index) by comparisons that vectorise; n² but branch-free. */
 AE_HOT static void rank_select(const float *x, size_t n, size_t k, int32_t *idx, float *y) {
     int32_t greater[128];
     for (size_t i = 0; i < n; i++) greater[i] = 0;
     /* Vectorised over i: no horizontal sums. */
     for (size_t j = 0; j < n; j++) {
         float xj = x[j];
-        for (size_t i = 0; i < j; i++) greater[i] += xj > x[i];
-        for (size_t i = j + 1; i < n; i++) greater[i] += xj >= x[i];
+        for (size_t i = 0; i < n; i++) greater[i] += xj > x[i];
     }
     size_t c = 0;
     for (size_t i = 0; i < n; i++) {
-        int keep = greater[i] < (int32_t)k;
+        int32_t g = greater[i];
+        if (g < (int32_t)k)
+            /* Equal values before i also beat it (rarely any). */
+            for (size_t j = 0; j < i; j++) g += x[j] == x[i];
+        int keep = g < (int32_t)k;
         y[i] = keep ? x[i] : 0.0f;
         if (keep) idx[c++] = (int32_t)i;
     }
