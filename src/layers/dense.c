@@ -62,14 +62,21 @@ static int sparse_input(const ae_layer *L, const ae_layer_io *io) {
     return io->in_idx && !L->w_transposed && io->in_k == L->in_sparse_k && io->in_k > 0;
 }
 
+/* At most this many columns can be used: min(in, B·k). */
+static size_t max_used(const ae_layer *L, size_t batch) {
+    size_t bk = batch * L->in_sparse_k;
+    return bk < L->in ? bk : L->in;
+}
+
 /* Scratch of the sparse-input paths: the [B, k] values and [B, k] dx, column
- * starts (in + 1 ints), entries (B·k ints), the column block (AE_COLS·out
- * floats), the gradient block (AE_COLS·out floats), the used columns and
- * the columns to clear (in ints each) and the used flags (in bytes). */
+ * starts (in + 1 ints), entries (B·k ints), the gradient block (AE_COLS·out
+ * floats), the used columns and the columns to clear (in ints each), the
+ * used flags (in bytes), then the used columns of W, contiguous
+ * (max_used·out floats). */
 static size_t sparse_in_scratch(const ae_layer *L, size_t batch) {
     size_t k = L->in_sparse_k;
-    return 2 * batch * k + L->in + 1 + batch * k + 2 * AE_COLS * L->out + 2 * L->in +
-           (L->in + 3) / 4;
+    return 2 * batch * k + L->in + 1 + batch * k + AE_COLS * L->out + 2 * L->in +
+           (L->in + 3) / 4 + max_used(L, batch) * L->out;
 }
 
 typedef struct col_lists {
@@ -77,7 +84,8 @@ typedef struct col_lists {
     float *dxk;        /* [B, k] */
     int32_t *start;    /* in + 1: entries of column j are ent[start[j] .. start[j+1]) */
     int32_t *ent;      /* B·k flat positions r·k + t, by column, rows ascending */
-    float *cols, *gcols;
+    float *gcols;
+    float *wcols;      /* wcols[l·out + o] = W[o, used[l]], gathered by the forward pass */
     int32_t *used;     /* the columns with entries, ascending */
     size_t nused;
     int32_t *clear;    /* in: columns of dW to zero */
@@ -91,11 +99,11 @@ static void build_lists(const ae_layer *L, const ae_layer_io *io, col_lists *c, 
     c->dxk = io->scratch + B * k;
     c->start = (int32_t *)(io->scratch + 2 * B * k);
     c->ent = c->start + in + 1;
-    c->cols = (float *)(c->ent + B * k);
-    c->gcols = c->cols + AE_COLS * L->out;
+    c->gcols = (float *)(c->ent + B * k);
     c->used = (int32_t *)(c->gcols + AE_COLS * L->out);
     c->clear = c->used + in;
     c->flags = (unsigned char *)(c->clear + in);
+    c->wcols = io->scratch + 2 * B * k + in + 1 + B * k + AE_COLS * L->out + 2 * in + (in + 3) / 4;
     if (gather)
         for (size_t r = 0; r < B; r++)
             for (size_t t = 0; t < k; t++)
@@ -116,12 +124,17 @@ static void build_lists(const ae_layer *L, const ae_layer_io *io, col_lists *c, 
     start[0] = 0;
 }
 
-/* cols[l * out + o] = W[o, cj[l]] for l < jb. */
-static void load_cols(const float *W, size_t in, size_t out, const int32_t *cj, size_t jb,
+/* cols[l * out + o] = W[o, cj[l]] for l < nc: in blocks of 16 rows of W,
+ * so each write fills a cache line and the rows' lines stay cached. */
+static void load_cols(const float *W, size_t in, size_t out, const int32_t *cj, size_t nc,
                       float *cols) {
-    for (size_t o = 0; o < out; o++) {
-        const float *row = W + o * in;
-        for (size_t l = 0; l < jb; l++) cols[l * out + o] = row[cj[l]];
+    for (size_t o0 = 0; o0 < out; o0 += 16) {
+        size_t ob = out - o0 < 16 ? out - o0 : 16;
+        for (size_t l = 0; l < nc; l++) {
+            const float *src = W + o0 * in + (size_t)cj[l];
+            float *dst = cols + l * out + o0;
+            for (size_t o = 0; o < ob; o++) dst[o] = src[o * in];
+        }
     }
 }
 
@@ -160,16 +173,15 @@ static void sparse_forward(const ae_layer *L, const float *W, const ae_layer_io 
     size_t B = io->batch, k = io->in_k, in = L->in, out = L->out;
     col_lists c;
     build_lists(L, io, &c, 1);
+    /* Kept for the backward pass (W does not change in between). */
+    load_cols(W, in, out, c.used, c.nused, c.wcols);
     memset(pre, 0, B * out * sizeof *pre);
-    for (size_t g0 = 0; g0 < c.nused; g0 += AE_COLS) {
-        size_t jb = c.nused - g0 < AE_COLS ? c.nused - g0 : AE_COLS;
-        const int32_t *cj = c.used + g0;
-        load_cols(W, in, out, cj, jb, c.cols);
-        for (size_t l = 0; l < jb; l++)
-            for (int32_t e = c.start[cj[l]]; e < c.start[cj[l] + 1]; e++) {
-                size_t p = (size_t)c.ent[e];
-                axpy(pre + (p / k) * out, c.vals[p], c.cols + l * out, out);
-            }
+    for (size_t l = 0; l < c.nused; l++) {
+        size_t j = (size_t)c.used[l];
+        for (int32_t e = c.start[j]; e < c.start[j + 1]; e++) {
+            size_t p = (size_t)c.ent[e];
+            axpy(pre + (p / k) * out, c.vals[p], c.wcols + l * out, out);
+        }
     }
 }
 
@@ -178,11 +190,11 @@ static void sparse_forward(const ae_layer *L, const float *W, const ae_layer_io 
  * only the kept entries (the top-k layer before passes nothing else; the
  * rest is zeroed unless io->dx_kept_only).
  * d is dL/dpre [batch, out]. */
-static void sparse_in_backward(const ae_layer *L, const float *W, float *dW, int accumulate_w,
-                               const float *d, ae_layer_io *io) {
+static void sparse_in_backward(const ae_layer *L, float *dW, int accumulate_w, const float *d,
+                               ae_layer_io *io) {
     size_t B = io->batch, k = io->in_k, in = L->in, out = L->out;
     col_lists c;
-    build_lists(L, io, &c, 0); /* the values were gathered by the forward pass */
+    build_lists(L, io, &c, 0); /* the values and wcols were gathered by the forward pass */
     int want_dx = io->dx != NULL;
     /* The flags are per column unless the layer also has a sparse dy path
      * (then per row: ae_sparse_zero_flags). */
@@ -204,14 +216,13 @@ static void sparse_in_backward(const ae_layer *L, const float *W, float *dW, int
     for (size_t g0 = 0; g0 < c.nused; g0 += AE_COLS) {
         size_t jb = c.nused - g0 < AE_COLS ? c.nused - g0 : AE_COLS;
         const int32_t *cj = c.used + g0;
-        if (want_dx) load_cols(W, in, out, cj, jb, c.cols);
         if (dW) memset(c.gcols, 0, jb * out * sizeof(float));
         for (size_t l = 0; l < jb; l++)
             for (int32_t e = c.start[cj[l]]; e < c.start[cj[l] + 1]; e++) {
                 size_t p = (size_t)c.ent[e];
                 const float *dr = d + (p / k) * out;
                 if (dW) axpy(c.gcols + l * out, c.vals[p], dr, out);
-                if (want_dx) c.dxk[p] = dot(dr, c.cols + l * out, out);
+                if (want_dx) c.dxk[p] = dot(dr, c.wcols + (g0 + l) * out, out);
             }
         if (!dW) continue;
         for (size_t o = 0; o < out; o++) {
@@ -363,7 +374,7 @@ static void dense_backward(const ae_layer *L, const float *params, float *grads,
     }
     const float *W = params + L->w_off;
     if (sparse_input(L, io)) {
-        sparse_in_backward(L, W, (L->frozen || L->w_frozen) ? NULL : grads + L->w_off, accumulate_w, d, io);
+        sparse_in_backward(L, (L->frozen || L->w_frozen) ? NULL : grads + L->w_off, accumulate_w, d, io);
         return;
     }
     if (!L->frozen && !L->w_frozen) {

@@ -100,13 +100,21 @@ static int select_wide(const float *x, size_t n, size_t k, int32_t *idx, float *
         for (size_t t = 0; t < k; t++) idx[t] = (int32_t)t;
         return -1;
     }
-    float tau = kth_largest(tmp, (ptrdiff_t)nc, (ptrdiff_t)k);
+    /* The quickselect reorders its copy; the maxima stay to pick the chunks. */
+    float *sel = tmp + nc; /* 2·nc ≤ n since n ≥ 16 */
+    memcpy(sel, tmp, nc * sizeof *sel);
+    float tau = kth_largest(sel, (ptrdiff_t)nc, (ptrdiff_t)k);
     size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        if (x[i] >= tau) {
-            vals[m] = x[i];
-            pos[m++] = (int32_t)i;
-        }
+    /* Only chunks whose maximum reaches τ hold candidates. */
+    for (size_t c = 0; c < nc; c++) {
+        if (tmp[c] < tau) continue;
+        size_t end = (c + 1) * 16 < n ? (c + 1) * 16 : n;
+        for (size_t i = c * 16; i < end; i++)
+            if (x[i] >= tau) {
+                vals[m] = x[i];
+                pos[m++] = (int32_t)i;
+            }
+    }
     select32(vals, m, 1, k, idx); /* m ≥ k: positions in the candidate list */
     for (size_t t = 0; t < k; t++) idx[t] = pos[idx[t]];
     return 0;
