@@ -73,21 +73,23 @@ AE_HOT static int has_nan(const float *x, size_t n) {
     return nan;
 }
 
-/* Wide rows (k ≤ n/16): the k-th largest of the maxima of 16-value chunks
- * is a lower bound τ of the row's k-th largest value (k chunks reach it),
- * so only values ≥ τ can be kept; they are gathered in index order and go
- * through the heap. The maxima and the NaN test vectorise. */
-AE_HOT static int chunk_maxima(const float *x, size_t n, float *maxima) {
+/* Wide rows (k ≤ n/16): the row is split into nc = ⌈n/16⌉ groups of up to
+ * 16 values, group c holding x[c], x[c + nc], x[c + 2nc], ... The k-th
+ * largest of the group maxima is a lower bound τ of the row's k-th largest
+ * value (k groups reach it), so only values ≥ τ can be kept; they go
+ * through the heap. Strided groups make the maxima (and the NaN test) an
+ * element-wise pass over 16 contiguous slices, which vectorises. */
+AE_HOT static int group_maxima(const float *x, size_t n, size_t nc, float *maxima) {
     int nan = 0;
-    for (size_t c = 0; c * 16 < n; c++) {
-        size_t end = (c + 1) * 16 < n ? (c + 1) * 16 : n;
-        float m = -INFINITY;
-        for (size_t i = c * 16; i < end; i++) {
-            float v = x[i];
+    for (size_t c = 0; c < nc; c++) maxima[c] = -INFINITY;
+    for (size_t i = 0; i * nc < n; i++) {
+        const float *s = x + i * nc;
+        size_t len = n - i * nc < nc ? n - i * nc : nc;
+        for (size_t c = 0; c < len; c++) {
+            float v = s[c];
             nan |= v != v;
-            m = v > m ? v : m;
+            maxima[c] = v > maxima[c] ? v : maxima[c];
         }
-        maxima[c] = m;
     }
     return nan;
 }
@@ -96,24 +98,33 @@ static int select_wide(const float *x, size_t n, size_t k, int32_t *idx, float *
     size_t nc = (n + 15) / 16;
     float *vals = tmp + n;
     int32_t *pos = (int32_t *)(tmp + 2 * n);
-    if (chunk_maxima(x, n, tmp)) {
+    if (group_maxima(x, n, nc, tmp)) {
         for (size_t t = 0; t < k; t++) idx[t] = (int32_t)t;
         return -1;
     }
-    /* The quickselect reorders its copy; the maxima stay to pick the chunks. */
-    float *sel = tmp + nc; /* 2·nc ≤ n since n ≥ 16 */
+    /* The quickselect reorders its copy; the maxima stay to pick the groups
+     * (3·nc ≤ n since n ≥ 16). */
+    float *sel = tmp + nc;
+    int32_t *groups = (int32_t *)(tmp + 2 * nc);
     memcpy(sel, tmp, nc * sizeof *sel);
     float tau = kth_largest(sel, (ptrdiff_t)nc, (ptrdiff_t)k);
+    size_t ng = 0;
+    for (size_t c = 0; c < nc; c++)
+        if (tmp[c] >= tau) groups[ng++] = (int32_t)c;
+    /* Only groups whose maximum reaches τ hold candidates; walking slice by
+     * slice, then group by group, visits them in index order (i·nc + c). */
     size_t m = 0;
-    /* Only chunks whose maximum reaches τ hold candidates. */
-    for (size_t c = 0; c < nc; c++) {
-        if (tmp[c] < tau) continue;
-        size_t end = (c + 1) * 16 < n ? (c + 1) * 16 : n;
-        for (size_t i = c * 16; i < end; i++)
-            if (x[i] >= tau) {
-                vals[m] = x[i];
-                pos[m++] = (int32_t)i;
+    for (size_t i = 0; i * nc < n; i++) {
+        const float *s = x + i * nc;
+        size_t len = n - i * nc;
+        for (size_t g = 0; g < ng; g++) {
+            size_t c = (size_t)groups[g];
+            if (c >= len) break;
+            if (s[c] >= tau) {
+                vals[m] = s[c];
+                pos[m++] = (int32_t)(i * nc + c);
             }
+        }
     }
     select32(vals, m, 1, k, idx); /* m ≥ k: positions in the candidate list */
     for (size_t t = 0; t < k; t++) idx[t] = pos[idx[t]];
