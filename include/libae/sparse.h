@@ -27,7 +27,7 @@ extern "C" {
  * Appends a per-sample top-k layer: in each row it keeps the k largest
  * values (signed) and zeroes the rest; the gradient flows only through the
  * kept entries. Ties: the lower index wins. Active in training and
- * inference. When k is at most 1/8 of the width, a dense layer right after
+ * inference. When k is at most 1/4 of the width, a dense layer right after
  * it uses only the k kept entries of each row (forward and backward), and
  * the dense layer right before it computes its gradients from those
  * entries only (denser codes are faster through the GEMMs).
