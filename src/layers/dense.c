@@ -35,13 +35,17 @@ static void dense_init(const ae_layer *L, float *params, ae_rng *rng) {
     for (size_t i = 0; i < L->b_count; i++) b[i] = (2.0f * ae_rng_uniform(rng) - 1.0f) * bound;
 }
 
-/* Adds the bias and applies the activation in one pass over the output. */
+/* y += x, in the vector width of the machine (the same sums as a plain loop). */
+AE_HOT static void add_to(float *y, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+/* Adds the bias and applies the activation, row by row. */
 static void bias_act(const ae_layer *L, const float *bias, float *pre, float *y, size_t batch) {
     size_t n = L->out;
     for (size_t r = 0; r < batch; r++) {
         float *p = pre + r * n;
-        if (bias)
-            for (size_t j = 0; j < n; j++) p[j] += bias[j];
+        if (bias) add_to(p, bias, n);
         ae_act_forward(L->act, L->slope, p, y + r * n, n);
     }
 }
@@ -369,8 +373,7 @@ static void dense_backward(const ae_layer *L, const float *params, float *grads,
         if (!io->dy_is_dpre)
             ae_act_backward(L->act, L->slope, io->pre ? io->pre + r * n : NULL, io->y + r * n, dr,
                             n);
-        if (db)
-            for (size_t j = 0; j < n; j++) db[j] += dr[j];
+        if (db) add_to(db, dr, n);
     }
     const float *W = params + L->w_off;
     if (sparse_input(L, io)) {
