@@ -121,12 +121,51 @@ static void test_grad_scale(void **state) {
     assert_memory_equal(p, q, sizeof p);
 }
 
+/* A gradient with a known shape (zero rows, or zero columns) gives, bit for
+ * bit, what the plain step over the full gradient gives (Adam, AdamW and
+ * Adam with weight decay skip reading the zero rows; SGD reads them); the
+ * finiteness sum takes the given sum of squares. */
+static void test_shaped_gradient(void **state) {
+    (void)state;
+    enum { R = 7, C = 19, N = R * C };
+    const ae_optimizer kinds[] = {AE_OPT_ADAM, AE_OPT_ADAMW, AE_OPT_ADAM, AE_OPT_SGD};
+    for (int v = 0; v < 4; v++)
+        for (int cols = 0; cols < 2; cols++) {
+            ae_optim_settings s = {.kind = kinds[v], .lr = 1e-2, .beta1 = 0.9, .beta2 = 0.999,
+                                   .eps = 1e-8, .momentum = 0.9, .weight_decay = v >= 1 ? 0.1 : 0.0};
+            float p[N], q[N], g[N], s1[N] = {0}, s2[N] = {0}, t1[N] = {0}, t2[N] = {0};
+            unsigned char used[C];
+            test_fill(p, N, 3, -1.0f, 1.0f);
+            memcpy(q, p, sizeof p);
+            ae_param_block a = {.off = 0, .len = N}, b = a;
+            for (int step = 0; step < 4; step++) {
+                test_fill(g, N, 10 + (uint32_t)step, -1.0f, 1.0f);
+                size_t lines = cols ? C : R;
+                double sq = 0.0;
+                for (size_t l = 0; l < lines; l++) used[l] = (unsigned char)((l + (size_t)step) % 3 == 0);
+                for (size_t i = 0; i < N; i++) {
+                    if (!used[cols ? i % C : i / C]) g[i] = 0.0f;
+                    sq += (double)g[i] * g[i];
+                }
+                ae_grad_shape sh = {used, C, cols, 123.0}, plain = {0};
+                assert_true(ae_optim_grad_sqnorm_shaped(g, &a, &sh, 1) == 123.0);
+                assert_true(fabs(ae_optim_grad_sqnorm_shaped(g, &a, &plain, 1) - sq) < 1e-4);
+                ae_optim_step(&s, q, g, t1, t2, &b, 1, 0.5f);
+                ae_optim_step_shaped(&s, p, g, s1, s2, &a, &sh, 1, 0.5f);
+                assert_memory_equal(p, q, sizeof p);
+                assert_memory_equal(s1, t1, sizeof s1);
+                assert_memory_equal(s2, t2, sizeof s2);
+            }
+        }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sgd_variants),
         cmocka_unit_test(test_adam_variants),
         cmocka_unit_test(test_frozen_block_untouched),
         cmocka_unit_test(test_grad_scale),
+        cmocka_unit_test(test_shaped_gradient),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
