@@ -51,6 +51,13 @@ static const param_row *find_param(ae_param p) {
     return NULL;
 }
 
+int ae_settings_row(size_t i, ae_param *id, int *is_int) {
+    if (i >= sizeof param_table / sizeof param_table[0]) return 0;
+    *id = param_table[i].id;
+    *is_int = param_table[i].is_int;
+    return 1;
+}
+
 void ae_settings_default(ae_settings *s) {
     memset(s, 0, sizeof *s);
     s->loss = AE_LOSS_MSE;

@@ -98,7 +98,27 @@ struct ae_model {
     size_t vae_eps_count;
     double stat_vae_kl;      /* the KL term of the last step or evaluation, reduced */
     float vae_kl_coef;       /* beta_t / batch or beta_t of the current training step */
+    /* Metadata (meta.c): key/value strings in the order first set. */
+    struct ae_meta_entry *meta;
+    size_t nmeta, meta_cap;
 };
+
+/* ---- metadata (meta.c) ---- */
+typedef struct ae_meta_entry {
+    char *key, *value;
+    size_t key_len, value_len;
+} ae_meta_entry;
+#define AE_META_KEY_MAX 255
+#define AE_META_VALUE_MAX ((size_t)1 << 20)
+/* Sets (value != NULL) or removes a key of given lengths; checks lengths,
+ * NUL bytes and UTF-8. Messages go to err. */
+ae_status ae_meta_set(ae_model *m, ae_errbuf *err, const char *key, size_t key_len,
+                      const char *value, size_t value_len);
+void ae_meta_free(ae_model *m);
+
+/* The settings table in order, for saving: the id and type of row i; 0
+ * past the end. */
+int ae_settings_row(size_t i, ae_param *id, int *is_int);
 
 /* Appends a layer spec to a config (growing its array); errors name the cause. */
 ae_status ae_config_push_layer(ae_config *cfg, const ae_layer_spec *spec);

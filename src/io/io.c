@@ -1,0 +1,1141 @@
+/* Saving and loading models and checkpoints (<libae/io.h>); the format is
+ * docs/file-format.md. The writer serialises into a buffer (first counting
+ * its size); the loader checks the magic, the version, the size and the
+ * CRC-32, then every section's length against what its counts imply
+ * before anything is allocated, rebuilds the model through the config
+ * builder, and restores its state. Every read is bounds-checked. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <libae/io.h>
+
+#include "model/model.h"
+
+/* Test hook (never set by the library): the atomic save fails at the named
+ * step ("open", "write", "fsync", "close", "rename") as if the system call
+ * had failed with EIO. */
+const char *ae_io_fail_stage = NULL;
+
+static const unsigned char magic[8] = {0x89, 'A', 'E', 'M', '\r', '\n', 0x1A, '\n'};
+
+#define HEADER_SIZE 32
+#define CRC_SIZE 4
+#define SECTION_HEADER 16
+#define ARCH_HEADER 40
+#define LAYER_RECORD 128
+#define SETTING_RECORD 16
+#define BLOCK_RECORD 32
+#define FLAG_CHECKPOINT 1u
+#define SECTION_OPTIONAL 1u
+/* Layer record flags. */
+#define LF_BIAS 1u
+#define LF_FROZEN 2u
+#define LF_TIED 4u
+/* Penalty flags. */
+#define PF_KL 1u
+#define PF_KL_SUM 2u
+#define PF_L1 4u
+
+enum { S_ARCH, S_SETS, S_PARM, S_LSTA, S_META, S_OPTM, S_TRAN, S_COUNT };
+static const char section_tags[S_COUNT][5] = {"ARCH", "SETS", "PARM", "LSTA", "META", "OPTM",
+                                              "TRAN"};
+
+static uint32_t crc_of(const unsigned char *p, size_t n) {
+    uLong c = crc32(0L, Z_NULL, 0);
+    while (n) {
+        uInt chunk = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        c = crc32(c, p, chunk);
+        p += chunk;
+        n -= chunk;
+    }
+    return (uint32_t)c;
+}
+
+/* ======================================================================
+ * Writing
+ * ====================================================================== */
+
+/* Writes into p[0, cap) when p is set; always advances pos (counting). */
+typedef struct wbuf {
+    unsigned char *p;
+    size_t cap, pos;
+} wbuf;
+
+static void put(wbuf *w, const void *src, size_t n) {
+    if (w->p && w->pos <= w->cap && n <= w->cap - w->pos) memcpy(w->p + w->pos, src, n);
+    w->pos += n;
+}
+
+static void le_u32(unsigned char *b, uint32_t v) {
+    for (int i = 0; i < 4; i++) b[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void le_u64(unsigned char *b, uint64_t v) {
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put_u16(wbuf *w, uint16_t v) {
+    unsigned char b[2] = {(unsigned char)v, (unsigned char)(v >> 8)};
+    put(w, b, 2);
+}
+static void put_u32(wbuf *w, uint32_t v) {
+    unsigned char b[4];
+    le_u32(b, v);
+    put(w, b, 4);
+}
+static void put_u64(wbuf *w, uint64_t v) {
+    unsigned char b[8];
+    le_u64(b, v);
+    put(w, b, 8);
+}
+static void put_f32(wbuf *w, float f) {
+    uint32_t v;
+    memcpy(&v, &f, 4);
+    put_u32(w, v);
+}
+static void put_f64(wbuf *w, double f) {
+    uint64_t v;
+    memcpy(&v, &f, 8);
+    put_u64(w, v);
+}
+static void put_floats(wbuf *w, const float *p, size_t n) {
+    for (size_t i = 0; i < n; i++) put_f32(w, p[i]);
+}
+
+/* Patches a u64 at `at` (written earlier) when the buffer holds it. */
+static void patch_u64(wbuf *w, size_t at, uint64_t v) {
+    if (w->p && at + 8 <= w->cap) le_u64(w->p + at, v);
+}
+static void patch_u32(wbuf *w, size_t at, uint32_t v) {
+    if (w->p && at + 4 <= w->cap) le_u32(w->p + at, v);
+}
+
+static size_t section_begin(wbuf *w, int tag) {
+    put(w, section_tags[tag], 4);
+    put_u32(w, 0); /* flags: every section of 1.0 is required */
+    put_u64(w, 0); /* length, patched by section_end */
+    return w->pos;
+}
+
+static void section_end(wbuf *w, size_t start) { patch_u64(w, start - 8, w->pos - start); }
+
+/* The fields of a layer record (docs/file-format.md, "Layer record"). */
+typedef struct layer_rec {
+    uint32_t kind, act, flags;
+    float slope;
+    uint64_t iv[6];
+    double fv[4];
+    uint32_t pflags;
+    double kl_rho, kl_lambda, l1_lambda;
+} layer_rec;
+
+/* Fills a record from a spec; 0 for a kind this format version lacks. */
+static int record_from_spec(const ae_layer_spec *sp, layer_rec *r) {
+    memset(r, 0, sizeof *r);
+    r->kind = (uint32_t)sp->kind;
+    switch (sp->kind) {
+    case AE_LAYER_DENSE:
+        r->iv[0] = sp->units;
+        break;
+    case AE_LAYER_CONV2D:
+        r->iv[0] = sp->units;
+        for (int i = 0; i < 3; i++) r->iv[1 + i] = (uint64_t)sp->iparam[i];
+        break;
+    case AE_LAYER_CONV_TRANSPOSE2D:
+        r->iv[0] = sp->units;
+        for (int i = 0; i < 4; i++) r->iv[1 + i] = (uint64_t)sp->iparam[i];
+        break;
+    case AE_LAYER_MAXPOOL2D:
+    case AE_LAYER_UNFLATTEN:
+        for (int i = 0; i < 3; i++) r->iv[i] = (uint64_t)sp->iparam[i];
+        break;
+    case AE_LAYER_UPSAMPLE:
+        for (int i = 0; i < 2; i++) r->iv[i] = (uint64_t)sp->iparam[i];
+        break;
+    case AE_LAYER_BATCHNORM:
+        r->fv[0] = sp->fparam[0];
+        r->fv[1] = sp->fparam[1];
+        break;
+    case AE_LAYER_AVGPOOL_1X1:
+    case AE_LAYER_FLATTEN:
+    case AE_LAYER_ACTIVATION:
+        break;
+    case AE_LAYER_TOPK:
+    case AE_LAYER_BATCH_TOPK:
+        r->iv[0] = (uint64_t)sp->iparam[0];
+        break;
+    case AE_LAYER_LIFETIME_TOPK:
+        r->iv[0] = (uint64_t)sp->iparam[0];
+        r->fv[0] = sp->fparam[0];
+        break;
+    default:
+        return 0;
+    }
+    /* Activation, slope and bias only where the kind has them. */
+    switch (sp->kind) {
+    case AE_LAYER_DENSE:
+    case AE_LAYER_CONV2D:
+    case AE_LAYER_CONV_TRANSPOSE2D:
+        r->flags |= sp->bias ? LF_BIAS : 0;
+        /* fall through */
+    case AE_LAYER_ACTIVATION:
+        r->act = (uint32_t)sp->act;
+        r->slope = sp->slope;
+        break;
+    default:
+        break;
+    }
+    const ae_penalty_spec *p = &sp->penalty;
+    if (p->kl_on) {
+        r->pflags |= PF_KL | (p->kl_sum ? PF_KL_SUM : 0);
+        r->kl_rho = p->kl_rho;
+        r->kl_lambda = p->kl_lambda;
+    }
+    if (p->l1_on) {
+        r->pflags |= PF_L1;
+        r->l1_lambda = p->l1_lambda;
+    }
+    return 1;
+}
+
+static void put_record(wbuf *w, const layer_rec *r) {
+    put_u32(w, r->kind);
+    put_u32(w, r->act);
+    put_u32(w, r->flags);
+    put_f32(w, r->slope);
+    for (int i = 0; i < 6; i++) put_u64(w, r->iv[i]);
+    for (int i = 0; i < 4; i++) put_f64(w, r->fv[i]);
+    put_u32(w, r->pflags);
+    put_u32(w, 0);
+    put_f64(w, r->kl_rho);
+    put_f64(w, r->kl_lambda);
+    put_f64(w, r->l1_lambda);
+}
+
+/* The layer a parameter block belongs to and whether it is the bias. */
+static int block_owner(const ae_model *m, const ae_param_block *b, size_t *layer, int *bias) {
+    for (size_t i = 0; i < m->nlayers; i++) {
+        const ae_layer *L = &m->layers[i];
+        if (L->w_count && !L->w_transposed && m->w_own[i] == b->off && L->w_count == b->len) {
+            *layer = i;
+            *bias = 0;
+            return 1;
+        }
+        if (L->b_count && L->b_off == b->off && L->b_count == b->len) {
+            *layer = i;
+            *bias = 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void write_file(const ae_model *m, unsigned flags, wbuf *w) {
+    put(w, magic, 8);
+    put_u16(w, AE_FORMAT_VERSION_MAJOR);
+    put_u16(w, AE_FORMAT_VERSION_MINOR);
+    put_u32(w, flags & FLAG_CHECKPOINT);
+    put_u64(w, 0); /* file size, patched */
+    put_u32(w, 0); /* section count, patched */
+    put_u32(w, 0);
+    uint32_t nsections = 0;
+
+    /* Architecture. */
+    size_t s = section_begin(w, S_ARCH);
+    put_u64(w, m->in_shape.c);
+    put_u64(w, m->in_shape.h);
+    put_u64(w, m->in_shape.w);
+    put_u32(w, (uint32_t)m->nlayers);
+    put_u32(w, (uint32_t)m->code_layer);
+    put_u32(w, (uint32_t)m->mode);
+    put_u32(w, 0);
+    for (size_t i = 0; i < m->nlayers; i++) {
+        const ae_layer *L = &m->layers[i];
+        layer_rec r;
+        record_from_spec(&L->spec, &r); /* kinds checked by the caller */
+        r.flags |= L->frozen ? LF_FROZEN : 0;
+        r.flags |= i < m->code_layer && ae_model_is_tied(m, i) ? LF_TIED : 0;
+        put_record(w, &r);
+    }
+    section_end(w, s);
+    nsections++;
+
+    /* Settings: every row of the table. */
+    s = section_begin(w, S_SETS);
+    size_t count_at = w->pos, n = 0;
+    put_u32(w, 0);
+    put_u32(w, 0);
+    ae_param id;
+    int is_int;
+    for (size_t i = 0; ae_settings_row(i, &id, &is_int); i++, n++) {
+        put_u32(w, (uint32_t)id);
+        put_u32(w, is_int ? 0 : 1);
+        int64_t iv = 0;
+        double fv = 0.0;
+        ae_settings_get(&m->s, NULL, id, is_int, &iv, &fv);
+        if (is_int)
+            put_u64(w, (uint64_t)iv);
+        else
+            put_f64(w, fv);
+    }
+    patch_u32(w, count_at, (uint32_t)n);
+    section_end(w, s);
+    nsections++;
+
+    /* Parameters: per layer its weight as ae_model_get_weights gives it,
+     * then its bias. */
+    s = section_begin(w, S_PARM);
+    size_t total = 0;
+    for (size_t i = 0; i < m->nlayers; i++) total += m->layers[i].w_count + m->layers[i].b_count;
+    put_u64(w, total);
+    for (size_t i = 0; i < m->nlayers; i++) {
+        const ae_layer *L = &m->layers[i];
+        if (L->w_transposed) {
+            const float *src = m->params + L->w_off; /* the partner's [in, out] */
+            for (size_t r = 0; r < L->out; r++)
+                for (size_t c = 0; c < L->in; c++) put_f32(w, src[c * L->out + r]);
+        } else {
+            put_floats(w, m->params + L->w_off, L->w_count);
+        }
+        put_floats(w, m->params + L->b_off, L->b_count);
+    }
+    section_end(w, s);
+    nsections++;
+
+    /* Layer state (running statistics, thresholds), in layer order. */
+    s = section_begin(w, S_LSTA);
+    put_u64(w, m->nbuffers);
+    put_floats(w, m->buffers, m->nbuffers);
+    section_end(w, s);
+    nsections++;
+
+    s = section_begin(w, S_META);
+    put_u32(w, (uint32_t)m->nmeta);
+    put_u32(w, 0);
+    for (size_t i = 0; i < m->nmeta; i++) {
+        put_u32(w, (uint32_t)m->meta[i].key_len);
+        put(w, m->meta[i].key, m->meta[i].key_len);
+        put_u32(w, (uint32_t)m->meta[i].value_len);
+        put(w, m->meta[i].value, m->meta[i].value_len);
+    }
+    section_end(w, s);
+    nsections++;
+
+    if (flags & FLAG_CHECKPOINT) {
+        s = section_begin(w, S_OPTM);
+        put_u32(w, (uint32_t)m->nblocks);
+        put_u32(w, 0);
+        for (size_t b = 0; b < m->nblocks; b++) {
+            const ae_param_block *blk = &m->blocks[b];
+            size_t layer = 0;
+            int bias = 0;
+            block_owner(m, blk, &layer, &bias);
+            put_u32(w, (uint32_t)layer);
+            put_u32(w, (uint32_t)bias);
+            put_u64(w, blk->len);
+            put_u64(w, blk->step);
+            put_u32(w, (uint32_t)blk->momentum_ready);
+            put_u32(w, 0);
+        }
+        for (size_t b = 0; b < m->nblocks; b++) {
+            put_floats(w, m->state1 + m->blocks[b].off, m->blocks[b].len);
+            put_floats(w, m->state2 + m->blocks[b].off, m->blocks[b].len);
+        }
+        section_end(w, s);
+        nsections++;
+
+        s = section_begin(w, S_TRAN);
+        put_u64(w, m->steps);
+        for (int i = 0; i < 4; i++) put_u64(w, m->rng.s[i]);
+        put_f64(w, m->last_loss);
+        put_u32(w, (uint32_t)m->has_stats);
+        put_u32(w, 0);
+        put_f64(w, m->stat_loss);
+        put_f64(w, m->stat_recon);
+        put_f64(w, m->stat_kl);
+        put_f64(w, m->stat_l1);
+        put_f64(w, m->stat_l0);
+        put_u64(w, m->stat_kept_all);
+        size_t code = m->layers[m->code_layer - 1].out;
+        put_u64(w, code);
+        for (size_t j = 0; j < code; j++) put_u64(w, m->last_active[j]);
+        section_end(w, s);
+        nsections++;
+    }
+
+    patch_u64(w, 16, w->pos + CRC_SIZE);
+    patch_u32(w, 24, nsections);
+    uint32_t crc = w->p && w->pos <= w->cap ? crc_of(w->p, w->pos) : 0;
+    put_u32(w, crc);
+}
+
+/* Checks the arguments and that every layer kind can be saved. */
+static ae_status check_save(ae_model *m, unsigned flags) {
+    if (flags > AE_SAVE_CHECKPOINT)
+        return ae_error(&m->err, AE_ERR_INVALID_ARG, "unknown save flags %u", flags);
+    for (size_t i = 0; i < m->nlayers; i++) {
+        layer_rec r;
+        if (!record_from_spec(&m->layers[i].spec, &r))
+            return ae_error(&m->err, AE_ERR_UNSUPPORTED,
+                            "layer %zu (%s) cannot be saved in format version %d.%d", i,
+                            ae_layer_kind_name(m->layers[i].kind), AE_FORMAT_VERSION_MAJOR,
+                            AE_FORMAT_VERSION_MINOR);
+    }
+    return AE_OK;
+}
+
+static size_t file_size(const ae_model *m, unsigned flags) {
+    wbuf w = {NULL, 0, 0};
+    write_file(m, flags, &w);
+    return w.pos;
+}
+
+ae_status ae_model_save_buffer(ae_model *m, unsigned flags, void *buf, size_t capacity,
+                               size_t *size) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    if (!size) return ae_error(&m->err, AE_ERR_INVALID_ARG, "size is NULL");
+    if (!buf && capacity)
+        return ae_error(&m->err, AE_ERR_INVALID_ARG, "buf is NULL but capacity is %zu", capacity);
+    ae_status st = check_save(m, flags);
+    if (st) return st;
+    size_t n = file_size(m, flags);
+    *size = n;
+    if (capacity < n)
+        return ae_error(&m->err, AE_ERR_RANGE, "the model needs %zu bytes; the buffer holds %zu", n,
+                        capacity);
+    wbuf w = {buf, capacity, 0};
+    write_file(m, flags, &w);
+    return AE_OK;
+}
+
+/* ---- atomic save to a path ---- */
+
+static int fail_at(const char *stage) {
+    if (ae_io_fail_stage && strcmp(ae_io_fail_stage, stage) == 0) {
+        errno = EIO;
+        return 1;
+    }
+    return 0;
+}
+
+static ae_status sys_error(ae_model *m, const char *what, const char *path) {
+    return ae_error(&m->err, AE_ERR_IO, "%s '%s': %s", what, path, strerror(errno));
+}
+
+/* Flushes the directory holding `path`, so that the rename is durable. */
+static ae_status sync_dir(ae_model *m, const char *path, char *tmp) {
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        strcpy(tmp, ".");
+    else if (slash == path)
+        strcpy(tmp, "/");
+    else {
+        memcpy(tmp, path, (size_t)(slash - path));
+        tmp[slash - path] = '\0';
+    }
+    int fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return sys_error(m, "saved, but cannot open the directory to flush it:", tmp);
+    int rc = fsync(fd);
+    /* Some file systems cannot flush a directory; that is not an error. */
+    if (rc != 0 && errno != EINVAL && errno != ENOTSUP) {
+        ae_status st = sys_error(m, "saved, but flushing the directory failed:", tmp);
+        close(fd);
+        return st;
+    }
+    close(fd);
+    return AE_OK;
+}
+
+ae_status ae_model_save(ae_model *m, const char *path, unsigned flags) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    if (!path || !*path) return ae_error(&m->err, AE_ERR_INVALID_ARG, "the path is NULL or empty");
+    ae_status st = check_save(m, flags);
+    if (st) return st;
+    size_t n = file_size(m, flags), plen = strlen(path);
+    unsigned char *buf = ae_alloc(&m->alloc, n);
+    char *tmp = plen < SIZE_MAX - 64 ? ae_alloc(&m->alloc, plen + 64) : NULL;
+    if (!buf || !tmp) {
+        ae_free(&m->alloc, buf);
+        ae_free(&m->alloc, tmp);
+        return ae_error(&m->err, AE_ERR_OUT_OF_MEMORY, "out of memory saving the model (%zu bytes)",
+                        n);
+    }
+    wbuf w = {buf, n, 0};
+    write_file(m, flags, &w);
+
+    /* A fresh name next to the target: same file system, so rename is atomic. */
+    int fd = -1;
+    for (unsigned attempt = 0; attempt < 1000 && fd < 0; attempt++) {
+        snprintf(tmp, plen + 64, "%s.tmp-%ld-%u", path, (long)getpid(), attempt);
+        fd = fail_at("open") ? -1 : open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd < 0 && errno != EEXIST) break;
+    }
+    if (fd < 0) {
+        st = sys_error(m, "cannot create a temporary file next to", path);
+        goto done;
+    }
+    const unsigned char *p = buf;
+    size_t left = n;
+    while (left) {
+        ssize_t k = fail_at("write") ? -1 : write(fd, p, left > (1u << 30) ? (1u << 30) : left);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            if (k == 0) errno = EIO;
+            st = sys_error(m, "cannot write", tmp);
+            break;
+        }
+        p += k;
+        left -= (size_t)k;
+    }
+    if (!st && (fail_at("fsync") || fsync(fd) != 0)) st = sys_error(m, "cannot flush", tmp);
+    if (close(fd) != 0 && !st) st = sys_error(m, "cannot close", tmp);
+    if (!st && fail_at("close")) st = sys_error(m, "cannot close", tmp);
+    if (!st && (fail_at("rename") || rename(tmp, path) != 0))
+        st = ae_error(&m->err, AE_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, path,
+                      strerror(errno));
+    if (st) {
+        unlink(tmp);
+        goto done;
+    }
+    st = sync_dir(m, path, tmp);
+done:
+    ae_free(&m->alloc, buf);
+    ae_free(&m->alloc, tmp);
+    return st;
+}
+
+/* ======================================================================
+ * Loading
+ * ====================================================================== */
+
+typedef struct rbuf {
+    const unsigned char *p;
+    size_t len, pos;
+} rbuf;
+
+typedef struct loader {
+    const ae_allocator *alloc;
+    ae_errbuf err;
+    unsigned minor;
+    int checkpoint;
+    rbuf sec[S_COUNT];
+    int have[S_COUNT];
+} loader;
+
+/* Callers check lengths first; reads past the end give zeros regardless. */
+static const unsigned char *take(rbuf *r, size_t n) {
+    if (r->pos > r->len || n > r->len - r->pos) {
+        r->pos = r->len + 1;
+        return NULL;
+    }
+    const unsigned char *p = r->p + r->pos;
+    r->pos += n;
+    return p;
+}
+static uint32_t rd_u32_at(const unsigned char *b) {
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+static uint64_t rd_u64_at(const unsigned char *b) {
+    return (uint64_t)rd_u32_at(b) | (uint64_t)rd_u32_at(b + 4) << 32;
+}
+static uint32_t get_u32(rbuf *r) {
+    const unsigned char *b = take(r, 4);
+    return b ? rd_u32_at(b) : 0;
+}
+static uint64_t get_u64(rbuf *r) {
+    const unsigned char *b = take(r, 8);
+    return b ? rd_u64_at(b) : 0;
+}
+static float get_f32(rbuf *r) {
+    uint32_t v = get_u32(r);
+    float f;
+    memcpy(&f, &v, 4);
+    return f;
+}
+static double get_f64(rbuf *r) {
+    uint64_t v = get_u64(r);
+    double f;
+    memcpy(&f, &v, 8);
+    return f;
+}
+
+/* The code for something this release does not know: a newer minor
+ * version may legitimately contain it. */
+static ae_status unknown_code(const loader *ld) {
+    return ld->minor > AE_FORMAT_VERSION_MINOR ? AE_ERR_VERSION : AE_ERR_FORMAT;
+}
+
+/* Section `s` must hold exactly `want` bytes (computed with overflow checks). */
+static ae_status expect_len(loader *ld, int s, size_t want, int overflow, const char *what) {
+    if (overflow || ld->sec[s].len != want)
+        return ae_error(&ld->err, AE_ERR_FORMAT,
+                        "section %s has %zu bytes but %s needs %s%zu", section_tags[s],
+                        ld->sec[s].len, what, overflow ? "more than " : "", overflow ? SIZE_MAX : want);
+    return AE_OK;
+}
+
+/* Header, size, checksum and the section table. */
+static ae_status parse_frame(loader *ld, const unsigned char *p, size_t size) {
+    if (size < 8 || memcmp(p, magic, 8) != 0) {
+        if (size < 8 && memcmp(p, magic, size) == 0)
+            return ae_error(&ld->err, AE_ERR_FORMAT, "truncated: %zu bytes, a model file has at least %d",
+                            size, HEADER_SIZE + CRC_SIZE);
+        return ae_error(&ld->err, AE_ERR_FORMAT, "not a libae model file (wrong magic)");
+    }
+    if (size < 12)
+        return ae_error(&ld->err, AE_ERR_FORMAT, "truncated: %zu bytes, a model file has at least %d",
+                        size, HEADER_SIZE + CRC_SIZE);
+    unsigned major = (unsigned)p[8] | (unsigned)p[9] << 8;
+    ld->minor = (unsigned)p[10] | (unsigned)p[11] << 8;
+    if (major != AE_FORMAT_VERSION_MAJOR)
+        return ae_error(&ld->err, AE_ERR_VERSION,
+                        "format version %u.%u: this libae reads format %d.x (up to %d.%d)", major,
+                        ld->minor, AE_FORMAT_VERSION_MAJOR, AE_FORMAT_VERSION_MAJOR,
+                        AE_FORMAT_VERSION_MINOR);
+    if (size < HEADER_SIZE + CRC_SIZE)
+        return ae_error(&ld->err, AE_ERR_FORMAT, "truncated: %zu bytes, a model file has at least %d",
+                        size, HEADER_SIZE + CRC_SIZE);
+    uint64_t declared = rd_u64_at(p + 16);
+    if (declared > size)
+        return ae_error(&ld->err, AE_ERR_FORMAT, "truncated: %zu bytes of %llu", size,
+                        (unsigned long long)declared);
+    if (declared < size)
+        return ae_error(&ld->err, AE_ERR_FORMAT, "%zu bytes where the header says %llu (trailing data)",
+                        size, (unsigned long long)declared);
+    uint32_t want = rd_u32_at(p + size - CRC_SIZE), got = crc_of(p, size - CRC_SIZE);
+    if (want != got)
+        return ae_error(&ld->err, AE_ERR_CHECKSUM,
+                        "checksum mismatch (CRC-32 %08lx, stored %08lx): the file is damaged",
+                        (unsigned long)got, (unsigned long)want);
+    uint32_t flags = rd_u32_at(p + 12);
+    if (flags & ~FLAG_CHECKPOINT)
+        return ae_error(&ld->err, unknown_code(ld), "unknown file flags 0x%lx",
+                        (unsigned long)flags);
+    ld->checkpoint = (flags & FLAG_CHECKPOINT) != 0;
+    if (rd_u32_at(p + 28) != 0)
+        return ae_error(&ld->err, unknown_code(ld), "reserved header field is not 0");
+
+    uint32_t nsec = rd_u32_at(p + 24);
+    size_t pos = HEADER_SIZE, end = size - CRC_SIZE;
+    for (uint32_t k = 0; k < nsec; k++) {
+        if (end - pos < SECTION_HEADER)
+            return ae_error(&ld->err, AE_ERR_FORMAT, "section %lu of %lu runs past the end",
+                            (unsigned long)k, (unsigned long)nsec);
+        const unsigned char *h = p + pos;
+        uint32_t sflags = rd_u32_at(h + 4);
+        uint64_t len = rd_u64_at(h + 8);
+        pos += SECTION_HEADER;
+        if (len > end - pos)
+            return ae_error(&ld->err, AE_ERR_FORMAT, "section %lu (%.4s) runs past the end",
+                            (unsigned long)k, (const char *)h);
+        int s = 0;
+        while (s < S_COUNT && memcmp(h, section_tags[s], 4) != 0) s++;
+        if (sflags & ~SECTION_OPTIONAL)
+            return ae_error(&ld->err, unknown_code(ld), "section %lu has unknown flags 0x%lx",
+                            (unsigned long)k, (unsigned long)sflags);
+        if (s == S_COUNT) {
+            if (!(sflags & SECTION_OPTIONAL)) {
+                char tag[5];
+                for (int i = 0; i < 4; i++) tag[i] = h[i] >= 32 && h[i] < 127 ? (char)h[i] : '?';
+                tag[4] = '\0';
+                return ae_error(&ld->err, unknown_code(ld),
+                                "unknown required section '%s' (format %d.%u; this libae reads %d.%d)",
+                                tag, AE_FORMAT_VERSION_MAJOR, ld->minor, AE_FORMAT_VERSION_MAJOR,
+                                AE_FORMAT_VERSION_MINOR);
+            }
+        } else {
+            if (ld->have[s])
+                return ae_error(&ld->err, AE_ERR_FORMAT, "section %s appears twice",
+                                section_tags[s]);
+            ld->have[s] = 1;
+            ld->sec[s] = (rbuf){p + pos, (size_t)len, 0};
+        }
+        pos += (size_t)len;
+    }
+    if (pos != end)
+        return ae_error(&ld->err, AE_ERR_FORMAT, "%zu bytes between the last section and the checksum",
+                        end - pos);
+    for (int s = 0; s < S_COUNT; s++) {
+        int need = s < S_OPTM || ld->checkpoint;
+        if (need && !ld->have[s])
+            return ae_error(&ld->err, AE_ERR_FORMAT, "no %s section", section_tags[s]);
+        if (!need && ld->have[s])
+            return ae_error(&ld->err, AE_ERR_FORMAT, "a %s section in a file that is not a checkpoint",
+                            section_tags[s]);
+    }
+    return AE_OK;
+}
+
+static void get_record(rbuf *r, layer_rec *x) {
+    x->kind = get_u32(r);
+    x->act = get_u32(r);
+    x->flags = get_u32(r);
+    x->slope = get_f32(r);
+    for (int i = 0; i < 6; i++) x->iv[i] = get_u64(r);
+    for (int i = 0; i < 4; i++) x->fv[i] = get_f64(r);
+    x->pflags = get_u32(r);
+    (void)get_u32(r);
+    x->kl_rho = get_f64(r);
+    x->kl_lambda = get_f64(r);
+    x->l1_lambda = get_f64(r);
+}
+
+static size_t as_size(uint64_t v) { return v > SIZE_MAX ? SIZE_MAX : (size_t)v; }
+
+/* Adds layer `rec` to the config through the public builder calls. */
+static ae_status add_layer(ae_config *cfg, const layer_rec *r, int *pre) {
+    *pre = 0;
+    ae_activation act = (ae_activation)r->act;
+    size_t a = as_size(r->iv[0]), b = as_size(r->iv[1]), c = as_size(r->iv[2]),
+           d = as_size(r->iv[3]), e = as_size(r->iv[4]);
+    ae_status st;
+    switch ((ae_layer_kind)r->kind) {
+    case AE_LAYER_DENSE: st = ae_config_add_dense(cfg, a, act); break;
+    case AE_LAYER_CONV2D: st = ae_config_add_conv2d(cfg, a, b, c, d, act); break;
+    case AE_LAYER_CONV_TRANSPOSE2D:
+        st = ae_config_add_conv_transpose2d(cfg, a, b, c, d, e, act);
+        break;
+    case AE_LAYER_MAXPOOL2D:
+        /* A stride of 0 means "the kernel" to the builder; a file states it. */
+        st = b ? ae_config_add_maxpool2d(cfg, a, b, c) : (*pre = 1, AE_ERR_RANGE);
+        break;
+    case AE_LAYER_UPSAMPLE: st = ae_config_add_upsample(cfg, a, (ae_upsample_mode)r->iv[1]); break;
+    case AE_LAYER_BATCHNORM:
+        st = ae_config_add_batchnorm(cfg);
+        if (!st) st = ae_config_layer_set_float(cfg, AE_LAST_LAYER, AE_LAYER_BN_MOMENTUM, r->fv[0]);
+        if (!st) st = ae_config_layer_set_float(cfg, AE_LAST_LAYER, AE_LAYER_BN_EPS, r->fv[1]);
+        break;
+    case AE_LAYER_AVGPOOL_1X1: st = ae_config_add_avgpool_1x1(cfg); break;
+    case AE_LAYER_FLATTEN: st = ae_config_add_flatten(cfg); break;
+    case AE_LAYER_UNFLATTEN: st = ae_config_add_unflatten(cfg, a, b, c); break;
+    case AE_LAYER_ACTIVATION: st = ae_config_add_activation(cfg, act); break;
+    case AE_LAYER_TOPK: st = ae_config_add_topk(cfg, a); break;
+    case AE_LAYER_BATCH_TOPK: st = ae_config_add_batch_topk(cfg, a); break;
+    case AE_LAYER_LIFETIME_TOPK:
+        st = r->fv[0] != 0.0 ? (a ? (*pre = 1, AE_ERR_RANGE)
+                                 : ae_config_add_lifetime_topk_fraction(cfg, r->fv[0]))
+                             : ae_config_add_lifetime_topk(cfg, a);
+        break;
+    default: return AE_ERR_UNSUPPORTED;
+    }
+    if (st) return st;
+    ae_layer_kind k = (ae_layer_kind)r->kind;
+    if (k == AE_LAYER_DENSE || k == AE_LAYER_CONV2D || k == AE_LAYER_CONV_TRANSPOSE2D)
+        st = ae_config_layer_set_int(cfg, AE_LAST_LAYER, AE_LAYER_BIAS, (r->flags & LF_BIAS) != 0);
+    if (!st && (k == AE_LAYER_DENSE || k == AE_LAYER_CONV2D || k == AE_LAYER_CONV_TRANSPOSE2D ||
+                k == AE_LAYER_ACTIVATION))
+        st = ae_config_layer_set_float(cfg, AE_LAST_LAYER, AE_LAYER_LEAKY_SLOPE, r->slope);
+    if (!st && (r->pflags & PF_KL))
+        st = ae_config_add_kl_sparsity(cfg, AE_LAST_LAYER, r->kl_rho, r->kl_lambda,
+                                       (r->pflags & PF_KL_SUM) ? AE_REDUCE_SUM : AE_REDUCE_MEAN);
+    if (!st && (r->pflags & PF_L1)) st = ae_config_add_l1_sparsity(cfg, AE_LAST_LAYER, r->l1_lambda);
+    return st;
+}
+
+/* Builder errors become format errors (out of memory stays). */
+static ae_status builder_error(loader *ld, ae_status st, const ae_config *cfg, const char *where) {
+    return ae_error(&ld->err, st == AE_ERR_OUT_OF_MEMORY ? st : AE_ERR_FORMAT, "%s: %s", where,
+                    ae_config_last_error(cfg));
+}
+
+/* ARCH and SETS into a config; the layer records are returned in `recs`
+ * order through the section itself (re-read later for the flags). */
+static ae_status build_config(loader *ld, ae_config *cfg, size_t *nlayers, size_t *code,
+                              uint32_t *mode) {
+    rbuf *r = &ld->sec[S_ARCH];
+    if (r->len < ARCH_HEADER)
+        return ae_error(&ld->err, AE_ERR_FORMAT, "section ARCH has %zu bytes, fewer than %d", r->len,
+                        ARCH_HEADER);
+    uint64_t c = get_u64(r), h = get_u64(r), w = get_u64(r);
+    uint32_t n = get_u32(r);
+    *code = get_u32(r);
+    *mode = get_u32(r);
+    uint32_t reserved = get_u32(r);
+    size_t want;
+    int ovf = ae_mul_overflow(n, LAYER_RECORD, &want) || want > SIZE_MAX - ARCH_HEADER;
+    ae_status st = expect_len(ld, S_ARCH, want + ARCH_HEADER, ovf, "its layer count");
+    if (st) return st;
+    if (reserved) return ae_error(&ld->err, unknown_code(ld), "ARCH: reserved field is not 0");
+    if (*mode != AE_MODE_INFER && *mode != AE_MODE_TRAIN)
+        return ae_error(&ld->err, unknown_code(ld), "ARCH: unknown mode %lu", (unsigned long)*mode);
+    *nlayers = n;
+    st = ae_config_set_input_shape(cfg, as_size(c), as_size(h), as_size(w));
+    if (st) return builder_error(ld, st, cfg, "input shape");
+    if (*code == 0 || *code >= n)
+        return ae_error(&ld->err, AE_ERR_FORMAT,
+                        "the code follows layer %zu of %lu: it must have an encoder and a decoder",
+                        *code, (unsigned long)n);
+    for (size_t i = 0; i < n; i++) {
+        layer_rec x;
+        get_record(r, &x);
+        if (i == *code) {
+            st = ae_config_mark_code(cfg);
+            if (st) return builder_error(ld, st, cfg, "code");
+        }
+        int pre = 0;
+        st = add_layer(cfg, &x, &pre);
+        if (st == AE_ERR_UNSUPPORTED)
+            return ae_error(&ld->err, unknown_code(ld),
+                            "layer %zu has unknown kind %lu (a newer libae may know it)", i,
+                            (unsigned long)x.kind);
+        char where[64];
+        snprintf(where, sizeof where, "layer %zu (%s)", i, ae_layer_kind_name((ae_layer_kind)x.kind));
+        if (pre)
+            /* Refused before the builder saw it (see add_layer). */
+            return ae_error(&ld->err, AE_ERR_FORMAT, "%s: inconsistent settings", where);
+        if (st) return builder_error(ld, st, cfg, where);
+        if (x.flags & ~(LF_BIAS | LF_FROZEN | LF_TIED))
+            return ae_error(&ld->err, unknown_code(ld), "%s: unknown flags 0x%lx", where,
+                            (unsigned long)x.flags);
+        if ((x.flags & LF_TIED) && i >= *code)
+            return ae_error(&ld->err, AE_ERR_FORMAT, "%s: only encoder layers are marked tied", where);
+        /* Canonical form: what the builder made of the record must be the
+         * record, so unused fields are 0 and nothing was silently dropped. */
+        layer_rec back;
+        record_from_spec(&cfg->layers[i], &back);
+        back.flags |= x.flags & (LF_FROZEN | LF_TIED);
+        unsigned char a1[LAYER_RECORD], a2[LAYER_RECORD];
+        wbuf w1 = {a1, sizeof a1, 0}, w2 = {a2, sizeof a2, 0};
+        put_record(&w1, &back);
+        put_record(&w2, &x);
+        if (memcmp(a1, a2, LAYER_RECORD) != 0)
+            return ae_error(&ld->err, unknown_code(ld),
+                            "%s: fields the kind does not use are not 0", where);
+    }
+
+    /* Settings. */
+    r = &ld->sec[S_SETS];
+    if (r->len < 8)
+        return ae_error(&ld->err, AE_ERR_FORMAT, "section SETS has %zu bytes, fewer than 8", r->len);
+    uint32_t ns = get_u32(r);
+    reserved = get_u32(r);
+    ovf = ae_mul_overflow(ns, SETTING_RECORD, &want) || want > SIZE_MAX - 8;
+    if ((st = expect_len(ld, S_SETS, want + 8, ovf, "its setting count")) != AE_OK) return st;
+    if (reserved) return ae_error(&ld->err, unknown_code(ld), "SETS: reserved field is not 0");
+    uint64_t seen[2] = {0, 0}; /* ids < 128 seen, for duplicates */
+    for (uint32_t i = 0; i < ns; i++) {
+        uint32_t id = get_u32(r), type = get_u32(r);
+        uint64_t v = get_u64(r);
+        int is_int;
+        if (id >= 128 || ae_param_bounds((ae_param)id, &is_int, NULL, NULL, NULL) != AE_OK)
+            return ae_error(&ld->err, unknown_code(ld), "unknown setting %lu",
+                            (unsigned long)id);
+        if (seen[id / 64] >> (id % 64) & 1)
+            return ae_error(&ld->err, AE_ERR_FORMAT, "setting %lu appears twice", (unsigned long)id);
+        seen[id / 64] |= (uint64_t)1 << (id % 64);
+        if (type != (is_int ? 0u : 1u))
+            return ae_error(&ld->err, AE_ERR_FORMAT, "setting %lu has type %lu, expected %d",
+                            (unsigned long)id, (unsigned long)type, is_int ? 0 : 1);
+        if (is_int)
+            st = ae_config_set_int(cfg, (ae_param)id, (int64_t)v);
+        else {
+            double f;
+            memcpy(&f, &v, 8);
+            st = ae_config_set_float(cfg, (ae_param)id, f);
+        }
+        if (st) return builder_error(ld, st, cfg, "settings");
+    }
+    return AE_OK;
+}
+
+/* The parameter and state floats the architecture implies, from the
+ * layers' setup (no allocation), so the sections are checked against them
+ * before the model is created. */
+static ae_status count_floats(loader *ld, ae_config *cfg, size_t *nparams, size_t *nstate) {
+    ae_shape shape = cfg->input_shape;
+    size_t np = 0, ns = 0;
+    for (size_t i = 0; i < cfg->nlayers; i++) {
+        ae_layer L;
+        memset(&L, 0, sizeof L);
+        L.in_shape = shape;
+        L.in = ae_shape_size(shape);
+        L.spec = cfg->layers[i];
+        ae_status st = ae_layer_ops_for(cfg->layers[i].kind)->setup(&L, &cfg->layers[i], &cfg->err);
+        if (st) return builder_error(ld, st, cfg, "architecture");
+        if (L.w_count > SIZE_MAX - np - L.b_count || L.s_count > SIZE_MAX - ns)
+            return ae_error(&ld->err, AE_ERR_FORMAT, "layer %zu has too many parameters", i);
+        np += L.w_count + L.b_count;
+        ns += L.s_count;
+        shape = L.out_shape;
+    }
+    *nparams = np;
+    *nstate = ns;
+    return AE_OK;
+}
+
+/* Reads n finite floats into dst (NULL: check and skip). */
+static ae_status get_floats(loader *ld, rbuf *r, float *dst, size_t n, const char *what) {
+    for (size_t i = 0; i < n; i++) {
+        float f = get_f32(r);
+        if (!isfinite(f))
+            return ae_error(&ld->err, AE_ERR_FORMAT, "%s: value %zu is not finite", what, i);
+        if (dst) dst[i] = f;
+    }
+    return AE_OK;
+}
+
+static ae_status check_float_section(loader *ld, int s, size_t count, const char *what) {
+    rbuf *r = &ld->sec[s];
+    if (r->len < 8)
+        return ae_error(&ld->err, AE_ERR_FORMAT, "section %s has %zu bytes, fewer than 8",
+                        section_tags[s], r->len);
+    uint64_t n = get_u64(r);
+    if (n != count)
+        return ae_error(&ld->err, AE_ERR_FORMAT, "%s: %llu values where the architecture has %zu",
+                        what, (unsigned long long)n, count);
+    size_t want;
+    int ovf = ae_mul_overflow(count, 4, &want) || want > SIZE_MAX - 8;
+    return expect_len(ld, s, want + 8, ovf, what);
+}
+
+static ae_status restore_params(loader *ld, ae_model *m) {
+    rbuf *r = &ld->sec[S_PARM];
+    for (size_t i = 0; i < m->nlayers; i++) {
+        const ae_layer *L = &m->layers[i];
+        /* A tied decoder layer's weight is its partner's: already read. */
+        ae_status st = get_floats(ld, r, L->w_transposed ? NULL : m->params + L->w_off, L->w_count,
+                                  "parameters");
+        if (!st) st = get_floats(ld, r, m->params + L->b_off, L->b_count, "parameters");
+        if (st) return st;
+    }
+    return get_floats(ld, &ld->sec[S_LSTA], m->buffers, m->nbuffers, "layer state");
+}
+
+static ae_status restore_meta(loader *ld, ae_model *m) {
+    rbuf *r = &ld->sec[S_META];
+    if (r->len < 8)
+        return ae_error(&ld->err, AE_ERR_FORMAT, "section META has %zu bytes, fewer than 8", r->len);
+    uint32_t n = get_u32(r);
+    if (get_u32(r)) return ae_error(&ld->err, unknown_code(ld), "META: reserved field is not 0");
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t kl = get_u32(r);
+        const unsigned char *k = take(r, kl);
+        uint32_t vl = get_u32(r);
+        const unsigned char *v = take(r, vl);
+        if (r->pos > r->len)
+            return ae_error(&ld->err, AE_ERR_FORMAT, "META: entry %lu runs past the section",
+                            (unsigned long)i);
+        const char *vs = v ? (const char *)v : ""; /* an empty value */
+        size_t before = m->nmeta;
+        ae_errbuf why;
+        why.msg[0] = '\0';
+        ae_status st = ae_meta_set(m, &why, (const char *)k, kl, vs, vl);
+        if (st)
+            return ae_error(&ld->err, st == AE_ERR_OUT_OF_MEMORY ? st : AE_ERR_FORMAT,
+                            "META entry %lu: %s", (unsigned long)i, why.msg);
+        if (m->nmeta == before)
+            return ae_error(&ld->err, AE_ERR_FORMAT, "META: key of entry %lu appears twice",
+                            (unsigned long)i);
+    }
+    if (r->pos != r->len)
+        return ae_error(&ld->err, AE_ERR_FORMAT, "META: %zu bytes after the last entry",
+                        r->len - r->pos);
+    return AE_OK;
+}
+
+/* TRAN, then OPTM (whose block steps cannot exceed the model's). */
+static ae_status restore_checkpoint(loader *ld, ae_model *m) {
+    rbuf *r = &ld->sec[S_TRAN];
+    size_t want;
+    int ovf;
+    ae_status st;
+    size_t code = m->layers[m->code_layer - 1].out;
+    ovf = ae_mul_overflow(code, 8, &want);
+    if ((st = expect_len(ld, S_TRAN, 112 + want, ovf, "the training state")) != AE_OK) return st;
+    m->steps = get_u64(r);
+    uint64_t any = 0;
+    for (int i = 0; i < 4; i++) any |= m->rng.s[i] = get_u64(r);
+    if (!any) return ae_error(&ld->err, AE_ERR_FORMAT, "TRAN: the RNG state is all zero");
+    m->last_loss = get_f64(r);
+    uint32_t hs = get_u32(r), res = get_u32(r);
+    if (hs > 1 || res) return ae_error(&ld->err, AE_ERR_FORMAT, "TRAN: invalid flags");
+    m->has_stats = (int)hs;
+    double *stats[5] = {&m->stat_loss, &m->stat_recon, &m->stat_kl, &m->stat_l1, &m->stat_l0};
+    for (int i = 0; i < 5; i++) *stats[i] = get_f64(r);
+    m->stat_kept_all = as_size(get_u64(r));
+    if (!isfinite(m->last_loss) || !isfinite(m->stat_loss) || !isfinite(m->stat_recon) ||
+        !isfinite(m->stat_kl) || !isfinite(m->stat_l1) || !isfinite(m->stat_l0) ||
+        m->stat_kept_all > m->nlayers)
+        return ae_error(&ld->err, AE_ERR_FORMAT, "TRAN: invalid statistics");
+    if (get_u64(r) != code)
+        return ae_error(&ld->err, AE_ERR_FORMAT, "TRAN: the code width differs from the model's");
+    for (size_t j = 0; j < code; j++) {
+        m->last_active[j] = get_u64(r);
+        if (m->last_active[j] > m->steps)
+            return ae_error(&ld->err, AE_ERR_FORMAT, "TRAN: unit %zu was active after the last step",
+                            j);
+    }
+    r = &ld->sec[S_OPTM];
+    if (r->len < 8)
+        return ae_error(&ld->err, AE_ERR_FORMAT, "section OPTM has %zu bytes, fewer than 8", r->len);
+    uint32_t nb = get_u32(r);
+    if (get_u32(r)) return ae_error(&ld->err, unknown_code(ld), "OPTM: reserved field is not 0");
+    if (nb != m->nblocks)
+        return ae_error(&ld->err, AE_ERR_FORMAT, "OPTM: %lu parameter blocks where the model has %zu",
+                        (unsigned long)nb, m->nblocks);
+    size_t floats = 0;
+    for (size_t b = 0; b < m->nblocks; b++) floats += m->blocks[b].len;
+    ovf = ae_mul_overflow(floats, 8, &want) || want > SIZE_MAX - 8 - nb * (size_t)BLOCK_RECORD;
+    st = expect_len(ld, S_OPTM, 8 + nb * (size_t)BLOCK_RECORD + want, ovf,
+                              "the optimizer state");
+    if (st) return st;
+    for (size_t b = 0; b < m->nblocks; b++) {
+        ae_param_block *blk = &m->blocks[b];
+        size_t layer = 0;
+        int bias = 0;
+        block_owner(m, blk, &layer, &bias);
+        uint32_t fl = get_u32(r), fb = get_u32(r);
+        uint64_t len = get_u64(r), step = get_u64(r);
+        uint32_t ready = get_u32(r), res = get_u32(r);
+        if (fl != layer || fb != (uint32_t)bias || len != blk->len)
+            return ae_error(&ld->err, AE_ERR_FORMAT,
+                            "OPTM: block %zu is layer %lu %s (%llu values); the model's is layer "
+                            "%zu %s (%zu)",
+                            b, (unsigned long)fl, fb ? "bias" : "weight", (unsigned long long)len,
+                            layer, bias ? "bias" : "weight", blk->len);
+        if (ready > 1 || res || step > m->steps)
+            return ae_error(&ld->err, AE_ERR_FORMAT, "OPTM: block %zu has invalid fields", b);
+        blk->step = step;
+        blk->momentum_ready = (int)ready;
+    }
+    for (size_t b = 0; b < m->nblocks; b++) {
+        const ae_param_block *blk = &m->blocks[b];
+        st = get_floats(ld, r, m->state1 + blk->off, blk->len, "optimizer state");
+        if (!st) st = get_floats(ld, r, m->state2 + blk->off, blk->len, "optimizer state");
+        if (st) return st;
+    }
+
+    return AE_OK;
+}
+
+static ae_status load_mem(loader *ld, ae_model **out, const unsigned char *p, size_t size) {
+    ae_status st = parse_frame(ld, p, size);
+    if (st) return st;
+    ae_config *cfg = NULL;
+    if (ae_config_create(&cfg, ld->alloc) != AE_OK)
+        return ae_error(&ld->err, AE_ERR_OUT_OF_MEMORY, "out of memory loading the model");
+    size_t nlayers = 0, code = 0, np = 0, ns = 0;
+    uint32_t mode = 0;
+    ae_model *m = NULL;
+    st = build_config(ld, cfg, &nlayers, &code, &mode);
+    if (!st) st = count_floats(ld, cfg, &np, &ns);
+    if (!st) st = check_float_section(ld, S_PARM, np, "parameters");
+    if (!st) st = check_float_section(ld, S_LSTA, ns, "layer state");
+    if (!st && (st = ae_model_create(&m, cfg)) != AE_OK) st = builder_error(ld, st, cfg, "model");
+    if (st) goto fail;
+    /* Tying and freezing, through the public calls. */
+    rbuf arch = ld->sec[S_ARCH];
+    for (size_t i = 0; i < nlayers && !st; i++) {
+        arch.pos = ARCH_HEADER + i * LAYER_RECORD + 8;
+        uint32_t flags = get_u32(&arch);
+        if (flags & LF_TIED) st = ae_model_tie_layers(m, i, i);
+        if (!st && (flags & LF_FROZEN)) st = ae_model_freeze(m, i, i);
+        if (st)
+            st = ae_error(&ld->err, AE_ERR_FORMAT, "layer %zu: %s", i, ae_model_last_error(m));
+    }
+    if (!st) st = restore_params(ld, m);
+    if (!st) ae_model_set_mode(m, (ae_mode)mode);
+    if (!st) st = restore_meta(ld, m);
+    if (!st && ld->checkpoint) st = restore_checkpoint(ld, m);
+    if (st) goto fail;
+    ae_config_destroy(cfg);
+    m->err.msg[0] = '\0';
+    *out = m;
+    return AE_OK;
+fail:
+    ae_model_destroy(m);
+    ae_config_destroy(cfg);
+    return st;
+}
+
+static void report(const loader *ld, char *err, size_t err_size, const char *prefix) {
+    if (!err || !err_size) return;
+    if (prefix)
+        snprintf(err, err_size, "%s: %s", prefix, ld->err.msg);
+    else
+        snprintf(err, err_size, "%s", ld->err.msg);
+}
+
+static ae_status load_begin(loader *ld, ae_model **out, ae_allocator *a, const ae_allocator *alloc,
+                            char *err, size_t err_size) {
+    memset(ld, 0, sizeof *ld);
+    if (err && err_size) err[0] = '\0';
+    if (!out) {
+        ae_error(&ld->err, AE_ERR_INVALID_ARG, "out is NULL");
+        report(ld, err, err_size, NULL);
+        return AE_ERR_INVALID_ARG;
+    }
+    *out = NULL;
+    if (ae_allocator_init(a, alloc) != AE_OK) {
+        ae_error(&ld->err, AE_ERR_INVALID_ARG, "malformed allocator");
+        report(ld, err, err_size, NULL);
+        return AE_ERR_INVALID_ARG;
+    }
+    ld->alloc = alloc;
+    return AE_OK;
+}
+
+ae_status ae_model_load_buffer(ae_model **out, const void *buf, size_t size,
+                               const ae_allocator *alloc, char *err, size_t err_size) {
+    loader ld;
+    ae_allocator a;
+    ae_status st = load_begin(&ld, out, &a, alloc, err, err_size);
+    if (st) return st;
+    if (!buf && size) {
+        ae_error(&ld.err, AE_ERR_INVALID_ARG, "buf is NULL");
+        report(&ld, err, err_size, NULL);
+        return AE_ERR_INVALID_ARG;
+    }
+    st = load_mem(&ld, out, buf ? buf : (const void *)"", size);
+    if (st) report(&ld, err, err_size, NULL);
+    return st;
+}
+
+ae_status ae_model_load(ae_model **out, const char *path, const ae_allocator *alloc, char *err,
+                        size_t err_size) {
+    loader ld;
+    ae_allocator a;
+    ae_status st = load_begin(&ld, out, &a, alloc, err, err_size);
+    if (st) return st;
+    if (!path) {
+        ae_error(&ld.err, AE_ERR_INVALID_ARG, "path is NULL");
+        report(&ld, err, err_size, NULL);
+        return AE_ERR_INVALID_ARG;
+    }
+    unsigned char *buf = NULL;
+    size_t size = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0) {
+        st = ae_error(&ld.err, AE_ERR_IO, "cannot open: %s", strerror(errno));
+    } else if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        st = ae_error(&ld.err, AE_ERR_IO, "not a regular file");
+    } else if ((uint64_t)sb.st_size > SIZE_MAX - 1) {
+        st = ae_error(&ld.err, AE_ERR_OUT_OF_MEMORY, "too large to read (%lld bytes)",
+                      (long long)sb.st_size);
+    } else {
+        size = (size_t)sb.st_size;
+        buf = ae_alloc(&a, size ? size : 1);
+        if (!buf) st = ae_error(&ld.err, AE_ERR_OUT_OF_MEMORY, "out of memory reading %zu bytes", size);
+        size_t got = 0;
+        while (!st && got < size) {
+            ssize_t k = read(fd, buf + got, size - got > (1u << 30) ? (1u << 30) : size - got);
+            if (k < 0 && errno == EINTR) continue;
+            if (k < 0) st = ae_error(&ld.err, AE_ERR_IO, "read error: %s", strerror(errno));
+            if (k == 0) size = got; /* shrank while reading: the checks below catch it */
+            if (k > 0) got += (size_t)k;
+        }
+    }
+    if (fd >= 0) close(fd);
+    if (!st) st = load_mem(&ld, out, buf, size);
+    ae_free(&a, buf);
+    if (st) report(&ld, err, err_size, path);
+    return st;
+}
