@@ -484,6 +484,8 @@ static void test_meta(void **state) {
     assert_int_equal(ae_model_set_meta(m, "k", "overlong \xc0\xaf"), AE_ERR_INVALID_ARG);
     assert_int_equal(ae_model_set_meta(m, "k", "surrogate \xed\xa0\x80"), AE_ERR_INVALID_ARG);
     assert_int_equal(ae_model_set_meta(m, "k", "cut \xe2\x82"), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_model_set_meta(m, "multi\nline", "\xff"), AE_ERR_INVALID_ARG);
+    assert_non_null(strstr(ae_model_last_error(m), "'multi?line'"));
     size_t big = ((size_t)1 << 20) + 1;
     char *val = malloc(big + 1);
     memset(val, 'v', big);
@@ -934,6 +936,9 @@ static void test_crafted_headers(void **state) {
     CRAFT(wr32(q + arch + 28, 0), AE_ERR_FORMAT, "code");
     CRAFT(wr32(q + arch + 28, 2), AE_ERR_FORMAT, "code");
     CRAFT(wr32(q + arch + 32, 3), AE_ERR_FORMAT, "mode");
+    /* Messages stay on one line whatever the bytes. */
+    CRAFT((q[arch - 16] = '\n', wr64(q + arch - 8, 1u << 20)), AE_ERR_FORMAT, "'?RCH'");
+    CRAFT((q[meta + 12] = '\n', wr32(q + meta + 13, 0xFFFFFFFFu)), AE_ERR_FORMAT, "META");
     /* A section twice. */
     CRAFT(memcpy(q + arch - 16, "SETS", 4), AE_ERR_FORMAT, "twice");
 #undef CRAFT

@@ -632,24 +632,23 @@ static ae_status parse_frame(loader *ld, const unsigned char *p, size_t size) {
         uint32_t sflags = rd_u32_at(h + 4);
         uint64_t len = rd_u64_at(h + 8);
         pos += SECTION_HEADER;
+        char tag[5];
+        for (int i = 0; i < 4; i++) tag[i] = h[i] >= 32 && h[i] < 127 ? (char)h[i] : '?';
+        tag[4] = '\0';
         if (len > end - pos)
-            return ae_error(&ld->err, AE_ERR_FORMAT, "section %lu (%.4s) runs past the end",
-                            (unsigned long)k, (const char *)h);
+            return ae_error(&ld->err, AE_ERR_FORMAT, "section %lu ('%s') runs past the end",
+                            (unsigned long)k, tag);
         int s = 0;
         while (s < S_COUNT && memcmp(h, section_tags[s], 4) != 0) s++;
         if (sflags & ~SECTION_OPTIONAL)
             return ae_error(&ld->err, unknown_code(ld), "section %lu has unknown flags 0x%lx",
                             (unsigned long)k, (unsigned long)sflags);
         if (s == S_COUNT) {
-            if (!(sflags & SECTION_OPTIONAL)) {
-                char tag[5];
-                for (int i = 0; i < 4; i++) tag[i] = h[i] >= 32 && h[i] < 127 ? (char)h[i] : '?';
-                tag[4] = '\0';
+            if (!(sflags & SECTION_OPTIONAL))
                 return ae_error(&ld->err, unknown_code(ld),
                                 "unknown required section '%s' (format %d.%u; this libae reads %d.%d)",
                                 tag, AE_FORMAT_VERSION_MAJOR, ld->minor, AE_FORMAT_VERSION_MAJOR,
                                 AE_FORMAT_VERSION_MINOR);
-            }
         } else {
             if (ld->have[s])
                 return ae_error(&ld->err, AE_ERR_FORMAT, "section %s appears twice",

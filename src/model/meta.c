@@ -39,6 +39,14 @@ static int valid_utf8(const unsigned char *s, size_t n) {
     return 1;
 }
 
+/* The key for a message: at most 40 bytes, control characters as '?', so
+ * that a message stays on one line. */
+static void key_text(const char *key, size_t len, char out[48]) {
+    size_t n = len > 40 ? 40 : len;
+    for (size_t i = 0; i < n; i++) out[i] = (unsigned char)key[i] < 32 || key[i] == 127 ? '?' : key[i];
+    memcpy(out + n, len > 40 ? "..." : "", len > 40 ? 4 : 1);
+}
+
 static size_t find_key(const ae_model *m, const char *key, size_t key_len) {
     for (size_t i = 0; i < m->nmeta; i++)
         if (m->meta[i].key_len == key_len && memcmp(m->meta[i].key, key, key_len) == 0) return i;
@@ -69,14 +77,15 @@ ae_status ae_meta_set(ae_model *m, ae_errbuf *err, const char *key, size_t key_l
         m->nmeta--;
         return AE_OK;
     }
+    char kt[48];
+    key_text(key, key_len, kt);
     if (value_len > AE_META_VALUE_MAX)
         return ae_error(err, AE_ERR_INVALID_ARG,
-                        "the value of metadata key '%.*s' has %zu bytes; at most %zu allowed",
-                        (int)key_len, key, value_len, AE_META_VALUE_MAX);
+                        "the value of metadata key '%s' has %zu bytes; at most %zu allowed", kt,
+                        value_len, AE_META_VALUE_MAX);
     if (!valid_utf8((const unsigned char *)value, value_len))
         return ae_error(err, AE_ERR_INVALID_ARG,
-                        "the value of metadata key '%.*s' is not valid UTF-8 (or holds NUL)",
-                        (int)key_len, key);
+                        "the value of metadata key '%s' is not valid UTF-8 (or holds NUL)", kt);
     /* Everything allocated before anything changes. */
     char *v = copy_str(&m->alloc, value, value_len);
     if (!v) return ae_error(err, AE_ERR_OUT_OF_MEMORY, "out of memory storing metadata");
