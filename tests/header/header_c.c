@@ -1,9 +1,11 @@
 /*
- * The public header alone, compiled as strict C11 with every warning an
- * error (see tests/meson.build): it must need no other include, no
- * extension, and no definition from the library's build.
+ * The public headers alone (ae.h, and io.h, which ae.h does not include),
+ * compiled as strict C11 with every warning an error (see tests/meson.build):
+ * they must need no other include, no extension, and no definition from the
+ * library's build.
  */
 #include <libae/ae.h>
+#include <libae/io.h>
 
 _Static_assert(AE_OK == 0, "AE_OK is 0");
 _Static_assert(AE_VERSION_NUMBER ==
@@ -26,6 +28,8 @@ int main(void)
     ok &= info.struct_size == sizeof(ae_layer_info);
     ok &= ae_config_add_gaussian(cfg, 2) == AE_OK; /* <libae/vae.h> through ae.h */
     ok &= AE_LAYER_GAUSSIAN == 30 && AE_STAT_LOSS_VAE_KL == 9 && AE_P_VAE_BETA == 50;
+    ok &= AE_FORMAT_VERSION_MAJOR == 1 && AE_SAVE_CHECKPOINT == 1;
+    ok &= ae_model_meta_count(NULL) == 0;
     ae_dataset_destroy(ds);
     ae_config_destroy(cfg);
     return ok ? 0 : 1;

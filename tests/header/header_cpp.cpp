@@ -2,6 +2,7 @@
 // tests/meson.build). Linking this program against libae checks that the
 // declarations are extern "C": a mangled name would not resolve.
 #include <libae/ae.h>
+#include <libae/io.h>
 
 static_assert(AE_OK == 0, "AE_OK is 0");
 
@@ -22,6 +23,13 @@ int main()
     ok = ok && ae_model_code_size(model) == 2;
     // <libae/vae.h> (through ae.h): not a VAE, so refused.
     ok = ok && ae_vae_loss_terms(model, nullptr, nullptr) == AE_ERR_STATE;
+    ok = ok && ae_model_set_meta(model, "k", "v") == AE_OK;
+    ok = ok && ae_model_meta_count(model) == 1;
+    {
+        size_t size = 0;
+        ok = ok && ae_model_save_buffer(model, AE_SAVE_MODEL, nullptr, 0, &size) == AE_ERR_RANGE;
+        ok = ok && size > 0;
+    }
     ok = ok && ae_dataset_create(&ds, nullptr) == AE_OK;
     ae_dataset_destroy(ds);
     ae_model_destroy(model);

@@ -4,6 +4,7 @@
  * install_test.sh). Exits 0 when the library behaves; prints why otherwise.
  */
 #include <libae/ae.h>
+#include <libae/io.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -76,6 +77,33 @@ int main(void)
         ae_model_destroy(model);
         ae_config_destroy(cfg);
         return 1;
+    }
+
+    /* A checkpoint through memory resumes with the same code. */
+    {
+        unsigned char buf[4096];
+        size_t size = 0;
+        float code2[8 * 2];
+        ae_model *loaded = NULL;
+        char err[128];
+        CHECK(ae_model_set_meta(model, "origin", "consumer"));
+        CHECK(ae_model_save_buffer(model, AE_SAVE_CHECKPOINT, buf, sizeof buf, &size));
+        if (ae_model_load_buffer(&loaded, buf, size, NULL, err, sizeof err) != AE_OK) {
+            fprintf(stderr, "consumer: load failed: %s\n", err);
+            ae_model_destroy(model);
+            ae_config_destroy(cfg);
+            return 1;
+        }
+        ae_encode(loaded, x, 8, code2);
+        if (memcmp(code, code2, sizeof code) != 0 || ae_model_step_count(loaded) != 5 ||
+            ae_model_meta_count(loaded) != 1) {
+            fprintf(stderr, "consumer: the loaded checkpoint differs\n");
+            ae_model_destroy(loaded);
+            ae_model_destroy(model);
+            ae_config_destroy(cfg);
+            return 1;
+        }
+        ae_model_destroy(loaded);
     }
 
     printf("libae %s: 5 steps, loss %.6f -> %.6f\n", ae_version_string(), (double)first,
