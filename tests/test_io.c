@@ -824,6 +824,8 @@ static void test_missing_setting_takes_default(void **state) {
     assert_int_equal(v, 1000);
     ae_model_destroy(m);
     /* A setting out of range is refused with its name. */
+    free(q);
+    q = malloc(n);
     memcpy(q, p, n);
     for (uint32_t i = 0; i < count; i++)
         if (rd32(p + sets + 8 + 16 * i) == AE_P_LEARNING_RATE) {
