@@ -1075,9 +1075,14 @@ static void test_atomic_save(void **state) {
     assert_non_null(strstr(err, "No such file"));
     assert_null(l);
 
-    /* Success replaces the old file; a relative path works too. */
+    /* Success replaces the old file, keeping its permission bits; a
+     * relative path works too. */
+    assert_int_equal(chmod(path, 0640), 0);
     OK(ae_model_save(m, path, AE_SAVE_MODEL));
     assert_int_equal(dir_entries(), 1);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0640);
     OK(ae_model_load(&l, path, NULL, err, sizeof err));
     assert_same_model(m, l);
     ae_model_destroy(l);

@@ -481,9 +481,13 @@ ae_status ae_model_save(ae_model *m, const char *path, unsigned flags) {
         st = sys_error(m, "cannot create a temporary file next to", path);
         goto done;
     }
+    /* A file replaced keeps its permission bits. */
+    struct stat old;
+    if (stat(path, &old) == 0 && S_ISREG(old.st_mode) && fchmod(fd, old.st_mode & 07777) != 0)
+        st = sys_error(m, "cannot set the permissions of", tmp);
     const unsigned char *p = buf;
     size_t left = n;
-    while (left) {
+    while (!st && left) {
         ssize_t k = fail_at("write") ? -1 : write(fd, p, left > (1u << 30) ? (1u << 30) : left);
         if (k < 0 && errno == EINTR) continue;
         if (k <= 0) {
