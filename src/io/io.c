@@ -32,6 +32,7 @@ static const unsigned char magic[8] = {0x89, 'A', 'E', 'M', '\r', '\n', 0x1A, '\
 #define LAYER_RECORD 128
 #define SETTING_RECORD 16
 #define BLOCK_RECORD 32
+#define TRAN_FIXED 120 /* TRAN up to its per-unit list */
 #define FLAG_CHECKPOINT 1u
 #define SECTION_OPTIONAL 1u
 /* Layer record flags. */
@@ -174,6 +175,9 @@ static int record_from_spec(const ae_layer_spec *sp, layer_rec *r) {
     case AE_LAYER_LIFETIME_TOPK:
         r->iv[0] = (uint64_t)sp->iparam[0];
         r->fv[0] = sp->fparam[0];
+        break;
+    case AE_LAYER_GAUSSIAN:
+        r->iv[0] = sp->units;
         break;
     default:
         return 0;
@@ -362,10 +366,14 @@ static void write_file(const ae_model *m, unsigned flags, wbuf *w) {
         put_f64(w, m->stat_kl);
         put_f64(w, m->stat_l1);
         put_f64(w, m->stat_l0);
+        put_f64(w, m->stat_vae_kl);
         put_u64(w, m->stat_kept_all);
         size_t code = m->layers[m->code_layer - 1].out;
         put_u64(w, code);
         for (size_t j = 0; j < code; j++) put_u64(w, m->last_active[j]);
+        /* A VAE's fixed eps (ae_vae_set_fixed_eps) replace its sampling. */
+        put_u64(w, m->vae_eps ? m->vae_eps_count : 0);
+        if (m->vae_eps) put_floats(w, m->vae_eps, m->vae_eps_count);
         section_end(w, s);
         nsections++;
     }
@@ -721,6 +729,7 @@ static ae_status add_layer(ae_config *cfg, const layer_rec *r, int *pre) {
     case AE_LAYER_ACTIVATION: st = ae_config_add_activation(cfg, act); break;
     case AE_LAYER_TOPK: st = ae_config_add_topk(cfg, a); break;
     case AE_LAYER_BATCH_TOPK: st = ae_config_add_batch_topk(cfg, a); break;
+    case AE_LAYER_GAUSSIAN: st = ae_config_add_gaussian(cfg, a); break; /* marks the code */
     case AE_LAYER_LIFETIME_TOPK:
         st = r->fv[0] != 0.0 ? (a ? (*pre = 1, AE_ERR_RANGE)
                                  : ae_config_add_lifetime_topk_fraction(cfg, r->fv[0]))
@@ -950,8 +959,11 @@ static ae_status restore_checkpoint(loader *ld, ae_model *m) {
     int ovf;
     ae_status st;
     size_t code = m->layers[m->code_layer - 1].out;
-    ovf = ae_mul_overflow(code, 8, &want);
-    if ((st = expect_len(ld, S_TRAN, 112 + want, ovf, "the training state")) != AE_OK) return st;
+    if (ae_mul_overflow(code, 8, &want) || r->len < TRAN_FIXED + want + 8 ||
+        r->len - (TRAN_FIXED + want + 8) != 4 * rd_u64_at(r->p + TRAN_FIXED + want))
+        return ae_error(&ld->err, AE_ERR_FORMAT,
+                        "section TRAN has %zu bytes, not what a code of %zu units and its fixed "
+                        "eps need", r->len, code);
     m->steps = get_u64(r);
     uint64_t any = 0;
     for (int i = 0; i < 4; i++) any |= m->rng.s[i] = get_u64(r);
@@ -960,12 +972,12 @@ static ae_status restore_checkpoint(loader *ld, ae_model *m) {
     uint32_t hs = get_u32(r), res = get_u32(r);
     if (hs > 1 || res) return ae_error(&ld->err, AE_ERR_FORMAT, "TRAN: invalid flags");
     m->has_stats = (int)hs;
-    double *stats[5] = {&m->stat_loss, &m->stat_recon, &m->stat_kl, &m->stat_l1, &m->stat_l0};
-    for (int i = 0; i < 5; i++) *stats[i] = get_f64(r);
+    double *stats[6] = {&m->stat_loss, &m->stat_recon, &m->stat_kl,
+                        &m->stat_l1,   &m->stat_l0,    &m->stat_vae_kl};
+    int finite = isfinite(m->last_loss);
+    for (int i = 0; i < 6; i++) finite &= isfinite(*stats[i] = get_f64(r));
     m->stat_kept_all = as_size(get_u64(r));
-    if (!isfinite(m->last_loss) || !isfinite(m->stat_loss) || !isfinite(m->stat_recon) ||
-        !isfinite(m->stat_kl) || !isfinite(m->stat_l1) || !isfinite(m->stat_l0) ||
-        m->stat_kept_all > m->nlayers)
+    if (!finite || m->stat_kept_all > m->nlayers)
         return ae_error(&ld->err, AE_ERR_FORMAT, "TRAN: invalid statistics");
     if (get_u64(r) != code)
         return ae_error(&ld->err, AE_ERR_FORMAT, "TRAN: the code width differs from the model's");
@@ -974,6 +986,22 @@ static ae_status restore_checkpoint(loader *ld, ae_model *m) {
         if (m->last_active[j] > m->steps)
             return ae_error(&ld->err, AE_ERR_FORMAT, "TRAN: unit %zu was active after the last step",
                             j);
+    }
+    /* Length checked above: 4 bytes per value, so the count is bounded by the file. */
+    size_t neps = as_size(get_u64(r));
+    if (neps) {
+        if (!m->has_vae || neps % code != 0 || neps / code > AE_MAX_DIM)
+            return ae_error(&ld->err, AE_ERR_FORMAT,
+                            "TRAN: %zu fixed eps do not fit the model (a VAE with %zu latents)", neps,
+                            code);
+        float *eps = ae_alloc(&m->alloc, neps * sizeof(float));
+        if (!eps) return ae_error(&ld->err, AE_ERR_OUT_OF_MEMORY, "out of memory for the fixed eps");
+        st = get_floats(ld, r, eps, neps, "fixed eps");
+        if (!st && (st = ae_vae_set_fixed_eps(m, eps, neps)) != AE_OK)
+            st = ae_error(&ld->err, st == AE_ERR_OUT_OF_MEMORY ? st : AE_ERR_FORMAT, "TRAN: %s",
+                          ae_model_last_error(m));
+        ae_free(&m->alloc, eps);
+        if (st) return st;
     }
     r = &ld->sec[S_OPTM];
     if (r->len < 8)
