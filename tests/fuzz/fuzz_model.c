@@ -1,9 +1,9 @@
 /* libFuzzer target for the model loader (<libae/io.h>), from memory. Each
  * input is loaded as it is, and again with its size field and CRC-32 made
  * right, so that the fuzzer gets past the checksum into the parser. A
- * success must give a model that saves to a file loading back to the same
- * bytes and that runs; a failure must leave *out NULL, nothing allocated
- * (ASan's leak check) and a one-line message. */
+ * success must give a model that runs and saves to a file that loads and
+ * saves again to the same bytes; a failure must leave *out NULL, nothing
+ * allocated (ASan's leak check) and a one-line message. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +25,8 @@ static void try_load(const uint8_t *data, size_t size) {
     /* The checkpoint flag is bit 0 of byte 12. */
     unsigned flags = data[12] & 1;
     size_t n = 0, n2 = 0;
-    if (ae_model_save_buffer(m, flags, NULL, 0, &n) != AE_ERR_RANGE || n != size) abort();
+    /* Not always `size` bytes: settings a file lacks are written back. */
+    if (ae_model_save_buffer(m, flags, NULL, 0, &n) != AE_ERR_RANGE || n == 0) abort();
     uint8_t *buf = malloc(n), *buf2 = malloc(n);
     if (!buf || !buf2) abort();
     if (ae_model_save_buffer(m, flags, buf, n, &n) != AE_OK) abort();
