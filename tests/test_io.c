@@ -1012,19 +1012,25 @@ static void test_load_allocation_failures(void **state) {
     OK(ae_model_save(src, path, AE_SAVE_CHECKPOINT));
     size_t n;
     unsigned char *buf = save_buf(src, AE_SAVE_CHECKPOINT, &n);
-    for (int from_path = 0; from_path <= 1; from_path++) {
+    /* A VAE with fixed eps (restored through their own allocation) from memory. */
+    ae_model *vae = build_vae_conv_fixed_eps(NULL);
+    train(vae, 4, 0, 2, NULL);
+    size_t vn;
+    unsigned char *vbuf = save_buf(vae, AE_SAVE_CHECKPOINT, &vn);
+    for (int from_path = 0; from_path <= 2; from_path++) {
         long k = 0;
         for (;; k++) {
             test_alloc t = {0, 0, k};
             ae_allocator a = test_allocator(&t);
             ae_model *m = NULL;
             char err[256];
-            ae_status st = from_path ? ae_model_load(&m, path, &a, err, sizeof err)
-                                     : ae_model_load_buffer(&m, buf, n, &a, err, sizeof err);
+            ae_status st = from_path == 1 ? ae_model_load(&m, path, &a, err, sizeof err)
+                           : from_path == 2 ? ae_model_load_buffer(&m, vbuf, vn, &a, err, sizeof err)
+                                            : ae_model_load_buffer(&m, buf, n, &a, err, sizeof err);
             if (st == AE_OK) {
                 assert_true(t.count <= k); /* every allocation index was tried */
                 t.fail_at = -1;
-                assert_same_outputs(src, m, 4);
+                assert_same_outputs(from_path == 2 ? vae : src, m, 4);
                 ae_model_destroy(m);
                 assert_int_equal(t.live, 0);
                 break;
@@ -1060,6 +1066,8 @@ static void test_load_allocation_failures(void **state) {
     unlink(path);
     free(before);
     free(buf);
+    free(vbuf);
+    ae_model_destroy(vae);
     ae_model_destroy(src);
 }
 
