@@ -816,8 +816,7 @@ static void test_wrong_magic_and_versions(void **state) {
     q[10] = 1;
     fix_crc(q, qn);
     ae_model_destroy(load_buf(q, qn, NULL));
-    q[12 + 4] = 0; /* (unchanged field) */
-    q[32 + 4] = 0; /* required now */
+    q[32 + 4] = 0; /* the section's flags: required now */
     fix_crc(q, qn);
     expect_refused(q, qn, AE_ERR_VERSION, "XTRA");
     q[10] = 0;

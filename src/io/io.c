@@ -757,8 +757,8 @@ static ae_status builder_error(loader *ld, ae_status st, const ae_config *cfg, c
                     ae_config_last_error(cfg));
 }
 
-/* ARCH and SETS into a config; the layer records are returned in `recs`
- * order through the section itself (re-read later for the flags). */
+/* ARCH and SETS into a config, through the public builder calls. The
+ * frozen and tied flags are applied to the model later (load_mem). */
 static ae_status build_config(loader *ld, ae_config *cfg, size_t *nlayers, size_t *code,
                               uint32_t *mode) {
     rbuf *r = &ld->sec[S_ARCH];
