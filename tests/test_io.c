@@ -232,6 +232,22 @@ static ae_model *build_topk(const ae_allocator *a) {
     return finish(c);
 }
 
+/* Sparse, both sparse paths (dy into the encoder, input of the decoder) with
+ * Adam: the gradient's zero-row bookkeeping is a cache, not state. */
+static ae_model *build_topk_adam(const ae_allocator *a) {
+    ae_config *c = NULL;
+    OK(ae_config_create(&c, a));
+    CHECK_BUILD(ae_config_set_input_size(c, 24));
+    CHECK_BUILD(ae_config_add_dense(c, 64, AE_ACT_IDENTITY));
+    CHECK_BUILD(ae_config_add_topk(c, 4));
+    CHECK_BUILD(ae_config_mark_code(c));
+    CHECK_BUILD(ae_config_add_dense(c, 24, AE_ACT_IDENTITY));
+    CHECK_BUILD(ae_config_set_float(c, AE_P_LEARNING_RATE, 1e-2));
+    ae_model *m = finish(c);
+    assert_true(m->layers[0].out_sparse_k == 4 && m->layers[2].in_sparse_k == 4);
+    return m;
+}
+
 /* Sparse: KL penalty on a sigmoid layer, lifetime top-k (fraction), batch top-k (θ state), AdamW. */
 static ae_model *build_kl_batch(const ae_allocator *a) {
     ae_config *c = NULL;
@@ -358,6 +374,7 @@ static ae_model *build_vae_conv_fixed_eps(const ae_allocator *a) {
 static const model_kind kinds[] = {
     {"vae", build_vae, 8},             {"vae_conv_fixed_eps", build_vae_conv_fixed_eps, 4},
     {"dense", build_dense, 8},         {"topk", build_topk, 8},
+    {"topk_adam", build_topk_adam, 8},
     {"kl_batch_topk", build_kl_batch, 8}, {"tied_frozen", build_tied_frozen, 4},
     {"conv", build_conv, 4},           {"conv_pool", build_conv_pool, 4},
 };
