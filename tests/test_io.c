@@ -5,6 +5,7 @@
  * atomic save under injected and real failures; the committed golden files. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/resource.h>
@@ -20,7 +21,45 @@
 
 #define OK(call) assert_int_equal((call), AE_OK)
 
-extern const char *ae_io_fail_stage; /* src/io/io.c test hook */
+/* The atomic save's system calls, wrapped at link time (tests/meson.build
+   links this test with -Wl,--wrap=open64,...): while fail_stage names one of
+   them, that call fails with EIO, as a full disk or a yanked device would. */
+static const char *fail_stage;
+int __real_open64(const char *path, int flags, ...);
+ssize_t __real_write(int fd, const void *buf, size_t n);
+int __real_fsync(int fd);
+int __real_close(int fd);
+int __real_rename(const char *from, const char *to);
+
+static int failing(const char *call) {
+    if (fail_stage && strcmp(fail_stage, call) == 0) {
+        errno = EIO;
+        return 1;
+    }
+    return 0;
+}
+
+int __wrap_open64(const char *path, int flags, ...) {
+    mode_t mode = 0;
+    if (flags & O_CREAT) {
+        va_list ap;
+        va_start(ap, flags);
+        mode = (mode_t)va_arg(ap, int);
+        va_end(ap);
+    }
+    return failing("open") ? -1 : __real_open64(path, flags, mode);
+}
+ssize_t __wrap_write(int fd, const void *buf, size_t n) {
+    return failing("write") ? -1 : __real_write(fd, buf, n);
+}
+int __wrap_fsync(int fd) { return failing("fsync") ? -1 : __real_fsync(fd); }
+int __wrap_close(int fd) {
+    int r = __real_close(fd); /* the descriptor is gone either way */
+    return failing("close") ? -1 : r;
+}
+int __wrap_rename(const char *from, const char *to) {
+    return failing("rename") ? -1 : __real_rename(from, to);
+}
 
 /* ---- helpers ---- */
 
@@ -1109,9 +1148,9 @@ static void test_atomic_save(void **state) {
     const char *stages[] = {"open", "write", "fsync", "close", "rename"};
     for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++) {
         write_all(path, "old contents", 12);
-        ae_io_fail_stage = stages[i];
+        fail_stage = stages[i];
         ae_status st = ae_model_save(m, path, AE_SAVE_CHECKPOINT);
-        ae_io_fail_stage = NULL;
+        fail_stage = NULL;
         assert_int_equal(st, AE_ERR_IO);
         assert_non_null(strstr(ae_model_last_error(m), path));
         assert_file_is(path, "old contents");

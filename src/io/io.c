@@ -18,11 +18,6 @@
 
 #include "model/model.h"
 
-/* Test hook (never set by the library): the atomic save fails at the named
- * step ("open", "write", "fsync", "close", "rename") as if the system call
- * had failed with EIO. */
-const char *ae_io_fail_stage = NULL;
-
 static const unsigned char magic[8] = {0x89, 'A', 'E', 'M', '\r', '\n', 0x1A, '\n'};
 
 #define HEADER_SIZE 32
@@ -425,14 +420,6 @@ ae_status ae_model_save_buffer(ae_model *m, unsigned flags, void *buf, size_t ca
 
 /* ---- atomic save to a path ---- */
 
-static int fail_at(const char *stage) {
-    if (ae_io_fail_stage && strcmp(ae_io_fail_stage, stage) == 0) {
-        errno = EIO;
-        return 1;
-    }
-    return 0;
-}
-
 static ae_status sys_error(ae_model *m, const char *what, const char *path) {
     return ae_error(&m->err, AE_ERR_IO, "%s '%s': %s", what, path, strerror(errno));
 }
@@ -482,7 +469,7 @@ ae_status ae_model_save(ae_model *m, const char *path, unsigned flags) {
     int fd = -1;
     for (unsigned attempt = 0; attempt < 1000 && fd < 0; attempt++) {
         snprintf(tmp, plen + 64, "%s.tmp-%ld-%u", path, (long)getpid(), attempt);
-        fd = fail_at("open") ? -1 : open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd < 0 && errno != EEXIST) break;
     }
     if (fd < 0) {
@@ -496,7 +483,7 @@ ae_status ae_model_save(ae_model *m, const char *path, unsigned flags) {
     const unsigned char *p = buf;
     size_t left = n;
     while (!st && left) {
-        ssize_t k = fail_at("write") ? -1 : write(fd, p, left > (1u << 30) ? (1u << 30) : left);
+        ssize_t k = write(fd, p, left > (1u << 30) ? (1u << 30) : left);
         if (k < 0 && errno == EINTR) continue;
         if (k <= 0) {
             if (k == 0) errno = EIO;
@@ -506,10 +493,9 @@ ae_status ae_model_save(ae_model *m, const char *path, unsigned flags) {
         p += k;
         left -= (size_t)k;
     }
-    if (!st && (fail_at("fsync") || fsync(fd) != 0)) st = sys_error(m, "cannot flush", tmp);
+    if (!st && fsync(fd) != 0) st = sys_error(m, "cannot flush", tmp);
     if (close(fd) != 0 && !st) st = sys_error(m, "cannot close", tmp);
-    if (!st && fail_at("close")) st = sys_error(m, "cannot close", tmp);
-    if (!st && (fail_at("rename") || rename(tmp, path) != 0))
+    if (!st && rename(tmp, path) != 0)
         st = ae_error(&m->err, AE_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, path,
                       strerror(errno));
     if (st) {
