@@ -30,6 +30,11 @@ int main(void)
     ok &= AE_LAYER_GAUSSIAN == 30 && AE_STAT_LOSS_VAE_KL == 9 && AE_P_VAE_BETA == 50;
     ok &= AE_FORMAT_VERSION_MAJOR == 1 && AE_SAVE_CHECKPOINT == 1;
     ok &= ae_model_meta_count(NULL) == 0;
+    {
+        const float a[2] = {1.0f, 2.0f}, b[2] = {1.0f, 4.0f};
+        double mse = 0.0;
+        ok &= ae_metric_mse(a, b, 2, &mse) == AE_OK && mse == 2.0;
+    }
     ae_dataset_destroy(ds);
     ae_config_destroy(cfg);
     return ok ? 0 : 1;

@@ -31,6 +31,9 @@ int main()
         ok = ok && size > 0;
     }
     ok = ok && ae_dataset_create(&ds, nullptr) == AE_OK;
+    const float a[2] = {1.0f, 2.0f}, b[2] = {1.0f, 4.0f};
+    double mse = 0.0;
+    ok = ok && ae_metric_mse(a, b, 2, &mse) == AE_OK && mse == 2.0;
     ae_dataset_destroy(ds);
     ae_model_destroy(model);
     ae_config_destroy(cfg);
