@@ -1,0 +1,448 @@
+/* The commands that use a trained model: encode, decode, reconstruct,
+ * eval and info. */
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tool.h"
+
+/* What the model commands accept; each command allows a subset. */
+typedef struct model_opts {
+    const char *model, *output, *png, *recon_png, *features_png, *scatter_png;
+    data_opts data;
+    size_t count;
+    eval_opts eval;
+} model_opts;
+
+enum {
+    M_LABELS = 256, M_CSV_HEADER, M_CSV_LABEL_FIRST, M_SHAPE, M_LIMIT, M_SCALE, M_PNG, M_PERCENTILE,
+    M_KNN, M_KNN_MAX, M_SCORES, M_ACTIVE, M_RECON_PNG, M_FEATURES_PNG, M_SCATTER_PNG
+};
+
+static const struct option MODEL_OPTS[] = {
+    {"model", required_argument, NULL, 'm'},
+    {"data", required_argument, NULL, 'd'},
+    {"output", required_argument, NULL, 'o'},
+    {"count", required_argument, NULL, 'n'},
+    {"labels", required_argument, NULL, M_LABELS},
+    {"csv-header", no_argument, NULL, M_CSV_HEADER},
+    {"csv-label-first", no_argument, NULL, M_CSV_LABEL_FIRST},
+    {"shape", required_argument, NULL, M_SHAPE},
+    {"limit", required_argument, NULL, M_LIMIT},
+    {"scale", required_argument, NULL, M_SCALE},
+    {"png", required_argument, NULL, M_PNG},
+    {"percentile", required_argument, NULL, M_PERCENTILE},
+    {"knn", required_argument, NULL, M_KNN},
+    {"knn-max", required_argument, NULL, M_KNN_MAX},
+    {"scores", required_argument, NULL, M_SCORES},
+    {"active-threshold", required_argument, NULL, M_ACTIVE},
+    {"recon-png", required_argument, NULL, M_RECON_PNG},
+    {"features-png", required_argument, NULL, M_FEATURES_PNG},
+    {"scatter-png", required_argument, NULL, M_SCATTER_PNG},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static const char DATA_HELP[] =
+    "  -d, --data FILE          input data: IDX (plain or gzipped), .npy or CSV\n"
+    "      --csv-header         the CSV's first line is a header\n"
+    "      --csv-label-first    the CSV's first column is the label\n"
+    "      --shape CxHxW        sample shape, e.g. 1x28x28\n"
+    "      --limit N            use the first N samples\n"
+    "      --scale F            multiply the values by F (default: the scale the\n"
+    "                           model was trained with)\n";
+
+static const char ENCODE_HELP[] =
+    "Usage: ae encode -m MODEL -d DATA -o CODES.npy [OPTIONS]\n"
+    "Writes the code of every sample of DATA, [N, code size] float32.\n"
+    "The data are prepared as for training (scale, standardisation).\n\n"
+    "  -m, --model FILE         the model file\n"
+    "  -o, --output FILE        the .npy file to write\n";
+
+static const char DECODE_HELP[] =
+    "Usage: ae decode -m MODEL -d CODES -o OUT.npy [--png FILE] [OPTIONS]\n"
+    "Writes the decoder's output for every code in CODES (.npy or CSV of\n"
+    "[N, code size]), in the units of the training data file.\n\n"
+    "  -m, --model FILE         the model file\n"
+    "  -d, --data FILE          the codes: .npy or CSV\n"
+    "      --csv-header         the CSV's first line is a header\n"
+    "  -o, --output FILE        the .npy file to write\n"
+    "      --png FILE           a grid of the first --count outputs (image models)\n"
+    "  -n, --count N            pictures show N samples (default 64)\n"
+    "  -h, --help               this help\n";
+
+static const char RECONSTRUCT_HELP[] =
+    "Usage: ae reconstruct -m MODEL -d DATA -o OUT.npy [--png FILE] [OPTIONS]\n"
+    "Writes the reconstruction of every sample of DATA, in the units of the\n"
+    "data file, as a .npy of the data's shape.\n\n"
+    "  -m, --model FILE         the model file\n"
+    "  -o, --output FILE        the .npy file to write\n"
+    "      --png FILE           originals above their reconstructions\n"
+    "  -n, --count N            the picture shows N samples (default 20)\n";
+
+static const char EVAL_HELP[] =
+    "Usage: ae eval -m MODEL -d DATA [OPTIONS]\n"
+    "Prints the metrics of MODEL on DATA: MSE, normalised MSE, fraction of\n"
+    "variance unexplained, PSNR and SSIM (images), an anomaly threshold at a\n"
+    "percentile of the per-sample MSE, statistics of the codes, and with labels\n"
+    "the k-nearest-neighbour accuracy of the codes. See ae(1) for definitions.\n\n"
+    "  -m, --model FILE         the model file\n"
+    "      --labels FILE        labels: IDX (with IDX data), .npy or CSV\n"
+    "      --percentile P       anomaly threshold percentile (default 99)\n"
+    "      --scores FILE        write the per-sample scores to a .npy\n"
+    "      --active-threshold V a code unit is active when its variance exceeds V\n"
+    "                           (default 0.01)\n"
+    "      --knn K              neighbours for the kNN accuracy (default 5; 0: off)\n"
+    "      --knn-max N          at most N samples for it, leave-one-out (default 2000)\n"
+    "      --recon-png FILE     originals above their reconstructions\n"
+    "      --features-png FILE  the decoder's features, one tile per code unit\n"
+    "      --scatter-png FILE   the codes in 2-D coloured by label\n";
+
+static const char INFO_HELP[] =
+    "Usage: ae info MODEL\n"
+    "       ae info -m MODEL\n"
+    "Prints the architecture (layers, sizes, activations, parameter counts), the\n"
+    "settings, the data the model was trained on and its training history.\n\n"
+    "  -m, --model FILE         the model file\n"
+    "  -h, --help               this help\n";
+
+/* allowed: the option values (short chars and M_* ids) this command takes. */
+static int parse_model_opts(int argc, char **argv, const int *allowed, const char *help,
+                            int with_data_help, model_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->eval.percentile = 99.0;
+    o->eval.knn_k = 5;
+    o->eval.knn_max = 2000;
+    o->eval.active_threshold = 0.01;
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, ":m:d:o:n:h", MODEL_OPTS, NULL)) != -1) {
+        if (c == 'h') {
+            fputs(help, stdout);
+            if (with_data_help) fputs(DATA_HELP, stdout);
+            if (with_data_help) fputs("  -h, --help               this help\n", stdout);
+            return 1;
+        }
+        if (c == '?' || c == ':') return getopt_error(argv, c);
+        int ok = 0;
+        for (const int *a = allowed; *a; a++) ok |= *a == c;
+        if (!ok) return usage_error("option '%s' is not for this command", argv[optind - 1]);
+        const char *a = optarg;
+        int bad = 0;
+        switch (c) {
+        case 'm': o->model = a; break;
+        case 'd': o->data.path = a; break;
+        case 'o': o->output = a; break;
+        case 'n': bad = parse_size("--count", a, 1, 10000, &o->count); break;
+        case M_LABELS: o->data.labels = a; break;
+        case M_CSV_HEADER: o->data.csv_header = 1; break;
+        case M_CSV_LABEL_FIRST: o->data.csv_label_first = 1; break;
+        case M_SHAPE: bad = parse_shape("--shape", a, o->data.shape); break;
+        case M_LIMIT: bad = parse_size("--limit", a, 1, SIZE_MAX, &o->data.limit); break;
+        case M_SCALE:
+            bad = parse_double("--scale", a, -1e30, 1e30, &o->data.scale);
+            if (!bad && o->data.scale == 0.0) bad = usage_error("--scale: 0 would erase the data");
+            o->data.have_scale = 1;
+            break;
+        case M_PNG: o->png = a; break;
+        case M_PERCENTILE: bad = parse_double("--percentile", a, 0, 100, &o->eval.percentile); break;
+        case M_KNN: bad = parse_size("--knn", a, 0, 1024, &o->eval.knn_k); break;
+        case M_KNN_MAX: bad = parse_size("--knn-max", a, 2, 100000, &o->eval.knn_max); break;
+        case M_SCORES: o->eval.scores_path = a; break;
+        case M_ACTIVE:
+            bad = parse_double("--active-threshold", a, 0, 1e30, &o->eval.active_threshold);
+            break;
+        case M_RECON_PNG: o->recon_png = a; break;
+        case M_FEATURES_PNG: o->features_png = a; break;
+        case M_SCATTER_PNG: o->scatter_png = a; break;
+        default: return usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+        if (bad) return EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int check_required(const model_opts *o, int need_data, int need_output, int argc,
+                          char **argv) {
+    if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+    if (!o->model) return usage_error("no model file: give -m MODEL");
+    if (need_data && !o->data.path) return usage_error("no data file: give -d FILE");
+    if (need_output && !o->output) return usage_error("no output file: give -o FILE");
+    if (!file_readable(o->model)) return fail(EXIT_RUN, "cannot open %s", o->model);
+    if (o->data.path && !file_readable(o->data.path))
+        return fail(EXIT_RUN, "cannot open %s", o->data.path);
+    return 0;
+}
+
+/* Loads the model and the data, prepared for it. */
+static int load_both(model_opts *o, ae_model **m, prep *p, ae_dataset **ds) {
+    *ds = NULL;
+    if (!(*m = model_load(o->model, p))) return EXIT_RUN;
+    if (!o->data.have_scale) {
+        o->data.have_scale = 1;
+        o->data.scale = p->scale;
+    }
+    if (!(*ds = data_load(&o->data, NULL))) return EXIT_RUN;
+    return prep_apply(p, *ds, o->data.path);
+}
+
+int cmd_encode(int argc, char **argv) {
+    static const int allowed[] = {'m', 'd', 'o', M_CSV_HEADER, M_CSV_LABEL_FIRST, M_SHAPE, M_LIMIT,
+                                  M_SCALE, 0};
+    model_opts o;
+    int rc = parse_model_opts(argc, argv, allowed, ENCODE_HELP, 1, &o);
+    if (rc) return rc == 1 ? 0 : rc;
+    if ((rc = check_required(&o, 1, 1, argc, argv))) return rc;
+    ae_model *m = NULL;
+    ae_dataset *ds = NULL;
+    prep p;
+    float *codes = NULL;
+    if ((rc = load_both(&o, &m, &p, &ds))) goto done;
+    size_t n = ae_dataset_count(ds), k = ae_model_code_size(m);
+    codes = malloc(n * k * sizeof *codes);
+    rc = EXIT_RUN;
+    if (!codes) {
+        fail(EXIT_RUN, "out of memory");
+        goto done;
+    }
+    if (run_batched(m, RUN_ENCODE, ae_dataset_data(ds), n, ae_dataset_dim(ds), codes, k) ||
+        write_npy(o.output, codes, n, k, 1, 1))
+        goto done;
+    printf("%zu codes of %zu values written to %s\n", n, k, o.output);
+    rc = 0;
+done:
+    free(codes);
+    ae_dataset_destroy(ds);
+    ae_model_destroy(m);
+    prep_free(&p);
+    return rc;
+}
+
+int cmd_decode(int argc, char **argv) {
+    static const int allowed[] = {'m', 'd', 'o', 'n', M_CSV_HEADER, M_PNG, 0};
+    model_opts o;
+    int rc = parse_model_opts(argc, argv, allowed, DECODE_HELP, 0, &o);
+    if (rc) return rc == 1 ? 0 : rc;
+    if ((rc = check_required(&o, 1, 1, argc, argv))) return rc;
+    prep p;
+    ae_model *m = model_load(o.model, &p);
+    ae_dataset *ds = NULL;
+    float *out = NULL;
+    if (!m) return EXIT_RUN;
+    rc = EXIT_RUN;
+    o.data.have_scale = 1;
+    o.data.scale = 1.0; /* codes are used as they are */
+    if (!(ds = data_load(&o.data, NULL))) goto done;
+    size_t n = ae_dataset_count(ds), k = ae_model_code_size(m), d = ae_model_output_size(m);
+    if (ae_dataset_dim(ds) != k) {
+        fail(EXIT_RUN, "%s has %zu values per sample; the model's code has %zu", o.data.path,
+             ae_dataset_dim(ds), k);
+        goto done;
+    }
+    if (o.png && p.shape[1] == 1 && p.shape[2] == 1) {
+        rc = fail(EXIT_USAGE, "--png: the model's samples are vectors, not images");
+        goto done;
+    }
+    if (!(out = malloc(n * d * sizeof *out))) {
+        fail(EXIT_RUN, "out of memory");
+        goto done;
+    }
+    if (run_batched(m, RUN_DECODE, ae_dataset_data(ds), n, k, out, d)) goto done;
+    prep_undo(&p, out, n, d);
+    if (write_npy(o.output, out, n, p.shape[0], p.shape[1], p.shape[2])) goto done;
+    printf("%zu outputs of %zux%zux%zu written to %s\n", n, p.shape[0], p.shape[1], p.shape[2],
+           o.output);
+    if (o.png) {
+        size_t shown = o.count ? o.count : 64;
+        if (shown > n) shown = n;
+        if (png_grid(o.png, out, shown, p.shape[0], p.shape[1], p.shape[2], 0)) goto done;
+        printf("picture written to %s\n", o.png);
+    }
+    rc = 0;
+done:
+    free(out);
+    ae_dataset_destroy(ds);
+    ae_model_destroy(m);
+    prep_free(&p);
+    return rc;
+}
+
+int cmd_reconstruct(int argc, char **argv) {
+    static const int allowed[] = {'m', 'd', 'o', 'n', M_CSV_HEADER, M_CSV_LABEL_FIRST, M_SHAPE,
+                                  M_LIMIT, M_SCALE, M_PNG, 0};
+    model_opts o;
+    int rc = parse_model_opts(argc, argv, allowed, RECONSTRUCT_HELP, 1, &o);
+    if (rc) return rc == 1 ? 0 : rc;
+    if ((rc = check_required(&o, 1, 1, argc, argv))) return rc;
+    ae_model *m = NULL;
+    ae_dataset *ds = NULL;
+    prep p;
+    float *out = NULL;
+    if ((rc = load_both(&o, &m, &p, &ds))) goto done;
+    rc = EXIT_RUN;
+    size_t n = ae_dataset_count(ds), d = ae_dataset_dim(ds), c, h, w;
+    ae_dataset_shape(ds, &c, &h, &w);
+    if (o.png && h == 1 && w == 1) {
+        rc = fail(EXIT_USAGE, "--png: the samples are vectors, not images; give --shape");
+        goto done;
+    }
+    if (!(out = malloc(n * d * sizeof *out))) {
+        fail(EXIT_RUN, "out of memory");
+        goto done;
+    }
+    if (run_batched(m, RUN_RECONSTRUCT, ae_dataset_data(ds), n, d, out, d)) goto done;
+    prep_undo(&p, out, n, d);
+    if (write_npy(o.output, out, n, c, h, w)) goto done;
+    printf("%zu reconstructions written to %s\n", n, o.output);
+    if (o.png) {
+        if (picture_recon(o.png, m, &p, ds, o.count ? o.count : 20)) goto done;
+        printf("picture written to %s\n", o.png);
+    }
+    rc = 0;
+done:
+    free(out);
+    ae_dataset_destroy(ds);
+    ae_model_destroy(m);
+    prep_free(&p);
+    return rc;
+}
+
+int cmd_eval(int argc, char **argv) {
+    static const int allowed[] = {'m', 'd', M_LABELS, M_CSV_HEADER, M_CSV_LABEL_FIRST, M_SHAPE,
+                                  M_LIMIT, M_SCALE, M_PERCENTILE, M_KNN, M_KNN_MAX, M_SCORES,
+                                  M_ACTIVE, M_RECON_PNG, M_FEATURES_PNG, M_SCATTER_PNG, 'n', 0};
+    model_opts o;
+    int rc = parse_model_opts(argc, argv, allowed, EVAL_HELP, 1, &o);
+    if (rc) return rc == 1 ? 0 : rc;
+    if ((rc = check_required(&o, 1, 0, argc, argv))) return rc;
+    ae_model *m = NULL;
+    ae_dataset *ds = NULL;
+    prep p;
+    if ((rc = load_both(&o, &m, &p, &ds))) goto done;
+    rc = EXIT_RUN;
+    if (evaluate_print(m, &p, ds, &o.eval)) goto done;
+    if (o.recon_png) {
+        if (picture_recon(o.recon_png, m, &p, ds, o.count ? o.count : 20)) goto done;
+        printf("reconstructions written to %s\n", o.recon_png);
+    }
+    if (o.features_png) {
+        if (picture_features(o.features_png, m, &p, ds)) goto done;
+        printf("features written to %s\n", o.features_png);
+    }
+    if (o.scatter_png) {
+        if (picture_scatter(o.scatter_png, m, ds, 5000)) goto done;
+        printf("code scatter written to %s\n", o.scatter_png);
+    }
+    rc = 0;
+done:
+    ae_dataset_destroy(ds);
+    ae_model_destroy(m);
+    prep_free(&p);
+    return rc;
+}
+
+/* ---- info ---- */
+
+static void print_history(const char *h) {
+    /* The CSV written by ae train: a header, then one line per epoch. */
+    const char *line = strchr(h, '\n');
+    if (!line) return;
+    printf("\ntraining history:\n  epoch  train loss    val loss    test MSE          lr   seconds\n");
+    for (line++; *line;) {
+        size_t e;
+        double tl, vl, tm, lr, sec;
+        if (sscanf(line, "%zu,%lf,%lf,%lf,%lf,%lf", &e, &tl, &vl, &tm, &lr, &sec) == 6) {
+            printf("  %5zu  %10.5f  ", e, tl);
+            if (isnan(vl)) printf("%10s  ", "-");
+            else printf("%10.5f  ", vl);
+            if (isnan(tm)) printf("%10s  ", "-");
+            else printf("%10.5f  ", tm);
+            printf("%10.3g  %8.2f\n", lr, sec);
+        }
+        const char *next = strchr(line, '\n');
+        if (!next) break;
+        line = next + 1;
+    }
+}
+
+int cmd_info(int argc, char **argv) {
+    static const int allowed[] = {'m', 0};
+    model_opts o;
+    int rc = parse_model_opts(argc, argv, allowed, INFO_HELP, 0, &o);
+    if (rc) return rc == 1 ? 0 : rc;
+    if (!o.model && optind < argc) o.model = argv[optind++];
+    if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+    if (!o.model) return usage_error("no model file: give MODEL");
+    if (!file_readable(o.model)) return fail(EXIT_RUN, "cannot open %s", o.model);
+    prep p;
+    ae_model *m = model_load(o.model, &p);
+    if (!m) return EXIT_RUN;
+    size_t layers = ae_model_layer_count(m), code_at = ae_model_code_layer(m);
+    printf("model %s\n", o.model);
+    printf("input %zu (%zux%zux%zu), code %zu, %zu layers, %zu trainable parameters, %llu "
+           "training steps\n\n",
+           ae_model_input_size(m), p.shape[0], p.shape[1], p.shape[2], ae_model_code_size(m),
+           layers, ae_model_param_count(m), (unsigned long long)ae_model_step_count(m));
+    printf("  layer  kind              activation      in -> out      weights   biases\n");
+    for (size_t i = 0; i < layers; i++) {
+        ae_layer_info li;
+        li.struct_size = sizeof li;
+        if (ae_model_layer_info(m, i, &li) != AE_OK) continue;
+        if (i == code_at) printf("  ---- code ----\n");
+        printf("  %5zu  %-16s  %-10s  %7zu -> %-7zu  %8zu  %7zu%s\n", i, layer_kind_name(li.kind),
+               activation_name(li.activation), li.in_size, li.out_size, li.weight_count,
+               li.bias_count, ae_model_is_tied(m, i) ? "  (tied)" : "");
+    }
+    static const struct {
+        ae_param p;
+        const char *name;
+        int is_int;
+    } settings[] = {
+        {AE_P_LOSS, "loss", 1},           {AE_P_OPTIMIZER, "optimizer", 1},
+        {AE_P_LEARNING_RATE, "learning rate", 0}, {AE_P_WEIGHT_DECAY, "weight decay", 0},
+        {AE_P_SEED, "seed", 1},           {AE_P_NOISE_KIND, "noise", 1},
+        {AE_P_NOISE_LEVEL, "noise level", 0},
+    };
+    static const char *const loss_names[] = {"mse", "bce"}, *const opt_names[] = {"sgd", "adam", "adamw"},
+                             *const noise_names[] = {"none", "gaussian", "mask", "bernoulli",
+                                                     "dropout", "salt-pepper"};
+    printf("\nsettings:");
+    for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
+        int64_t iv;
+        double fv;
+        if (settings[i].is_int) {
+            if (ae_model_get_int(m, settings[i].p, &iv) != AE_OK) continue;
+            const char *nm = NULL;
+            if (settings[i].p == AE_P_LOSS && iv >= 0 && iv < 2) nm = loss_names[iv];
+            if (settings[i].p == AE_P_OPTIMIZER && iv >= 0 && iv < 3) nm = opt_names[iv];
+            if (settings[i].p == AE_P_NOISE_KIND && iv >= 0 && iv < 6) nm = noise_names[iv];
+            if (nm) printf(" %s %s;", settings[i].name, nm);
+            else printf(" %s %lld;", settings[i].name, (long long)iv);
+        } else if (ae_model_get_float(m, settings[i].p, &fv) == AE_OK) {
+            printf(" %s %g;", settings[i].name, fv);
+        }
+    }
+    printf("\n");
+    const char *v = NULL, *hist = NULL;
+    printf("\ndata: scale %g", p.scale);
+    if (p.st_n) printf(", standardised with %zu mean/std value%s", p.st_n, p.st_n > 1 ? "s" : "");
+    printf("\n");
+    size_t nmeta = ae_model_meta_count(m);
+    for (size_t i = 0; i < nmeta; i++) {
+        const char *key, *val;
+        if (ae_model_meta_at(m, i, &key, &val) != AE_OK) continue;
+        if (strcmp(key, "ae.train.history") == 0) {
+            hist = val;
+            continue;
+        }
+        if (strcmp(key, "ae.data.mean") == 0 || strcmp(key, "ae.data.std") == 0) continue;
+        printf("  %-22s %s\n", key, val);
+    }
+    (void)v;
+    if (hist) print_history(hist);
+    ae_model_destroy(m);
+    prep_free(&p);
+    return 0;
+}

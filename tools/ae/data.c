@@ -1,0 +1,197 @@
+/* Loading data files for the commands: the format is told by the content
+ * (.npy magic, IDX magic or gzip, else CSV), labels come from the IDX
+ * labels file, the CSV's first column, or a separate .npy/CSV file. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tool.h"
+
+enum { FMT_NPY, FMT_IDX, FMT_CSV };
+
+int file_readable(const char *path) { return access(path, R_OK) == 0; }
+
+static int sniff(const char *path, int *fmt) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    unsigned char b[6] = {0};
+    size_t n = fread(b, 1, sizeof b, f);
+    fclose(f);
+    if (n >= 6 && b[0] == 0x93 && memcmp(b + 1, "NUMPY", 5) == 0)
+        *fmt = FMT_NPY;
+    else if (n >= 2 && b[0] == 0x1f && b[1] == 0x8b)
+        *fmt = FMT_IDX; /* gzip: the data readers take gzipped IDX */
+    else if (n >= 4 && b[0] == 0 && b[1] == 0 && b[2] == 0x08)
+        *fmt = FMT_IDX;
+    else
+        *fmt = FMT_CSV;
+    return 0;
+}
+
+static const char *fmt_name(int fmt) {
+    return fmt == FMT_NPY ? ".npy" : fmt == FMT_IDX ? "IDX" : "CSV";
+}
+
+/* Labels from a .npy of integers or a CSV with one integer a line. */
+static int32_t *load_labels(const char *path, size_t count) {
+    int fmt;
+    if (sniff(path, &fmt) != 0) {
+        fail(EXIT_RUN, "cannot open the labels file %s", path);
+        return NULL;
+    }
+    if (fmt == FMT_IDX) {
+        fail(EXIT_RUN, "%s: IDX labels go with IDX data; give the labels as .npy or CSV", path);
+        return NULL;
+    }
+    ae_dataset *ds = NULL;
+    if (ae_dataset_create(&ds, NULL) != AE_OK) {
+        fail(EXIT_RUN, "out of memory");
+        return NULL;
+    }
+    ae_status st = fmt == FMT_NPY ? ae_dataset_load_npy(ds, path) : ae_dataset_load_csv(ds, path, 0);
+    if (st != AE_OK) {
+        fail(EXIT_RUN, "%s", ae_dataset_last_error(ds));
+        ae_dataset_destroy(ds);
+        return NULL;
+    }
+    if (ae_dataset_dim(ds) != 1 || ae_dataset_count(ds) != count) {
+        fail(EXIT_RUN, "%s: %zu labels of %zu values each; expected %zu single labels", path,
+             ae_dataset_count(ds), ae_dataset_dim(ds), count);
+        ae_dataset_destroy(ds);
+        return NULL;
+    }
+    int32_t *lab = malloc(count * sizeof *lab);
+    const float *v = ae_dataset_data(ds);
+    for (size_t i = 0; lab && i < count; i++) {
+        if (v[i] != floorf(v[i]) || fabsf(v[i]) > 2147483520.0f) {
+            fail(EXIT_RUN, "%s: label %zu (%g) is not an integer", path, i, (double)v[i]);
+            free(lab);
+            lab = NULL;
+            break;
+        }
+        lab[i] = (int32_t)v[i];
+    }
+    if (!lab && count) fail(EXIT_RUN, "out of memory");
+    ae_dataset_destroy(ds);
+    return lab;
+}
+
+ae_dataset *data_head(const ae_dataset *src, size_t n) {
+    size_t count = ae_dataset_count(src), c, h, w;
+    if (n == 0 || n > count) n = count;
+    ae_dataset_shape(src, &c, &h, &w);
+    ae_dataset *ds = NULL;
+    if (ae_dataset_create(&ds, NULL) != AE_OK ||
+        ae_dataset_from_memory(ds, ae_dataset_data(src), ae_dataset_labels(src), n, c, h, w,
+                               AE_DATA_COPY) != AE_OK) {
+        fail(EXIT_RUN, "out of memory copying %zu samples", n);
+        ae_dataset_destroy(ds);
+        return NULL;
+    }
+    return ds;
+}
+
+ae_dataset *data_load(const data_opts *o, double *scale_out) {
+    int fmt;
+    if (!o->path) {
+        fail(EXIT_USAGE, "no data file given");
+        return NULL;
+    }
+    if (sniff(o->path, &fmt) != 0) {
+        fail(EXIT_RUN, "cannot open %s", o->path);
+        return NULL;
+    }
+    if (o->labels && !file_readable(o->labels)) {
+        fail(EXIT_RUN, "cannot open the labels file %s", o->labels);
+        return NULL;
+    }
+    if ((o->csv_header || o->csv_label_first) && fmt != FMT_CSV) {
+        fail(EXIT_USAGE, "--csv-header and --csv-label-first are for CSV files; %s is %s", o->path,
+             fmt_name(fmt));
+        return NULL;
+    }
+    if (o->csv_label_first && o->labels) {
+        fail(EXIT_USAGE, "--labels and --csv-label-first do not go together");
+        return NULL;
+    }
+    ae_dataset *ds = NULL;
+    if (ae_dataset_create(&ds, NULL) != AE_OK) {
+        fail(EXIT_RUN, "out of memory");
+        return NULL;
+    }
+    ae_status st;
+    int idx_labels = 0;
+    if (fmt == FMT_IDX) {
+        int lfmt = FMT_CSV;
+        if (o->labels) sniff(o->labels, &lfmt);
+        idx_labels = o->labels && lfmt == FMT_IDX;
+        st = ae_dataset_load_idx(ds, o->path, idx_labels ? o->labels : NULL);
+    } else if (fmt == FMT_NPY) {
+        st = ae_dataset_load_npy(ds, o->path);
+    } else {
+        unsigned flags = (o->csv_header ? AE_CSV_HEADER : 0u) |
+                         (o->csv_label_first ? AE_CSV_LABEL_FIRST : 0u);
+        st = ae_dataset_load_csv(ds, o->path, flags);
+    }
+    if (st != AE_OK) {
+        fail(EXIT_RUN, "%s", ae_dataset_last_error(ds));
+        ae_dataset_destroy(ds);
+        return NULL;
+    }
+    if (o->labels && !idx_labels) {
+        int32_t *lab = load_labels(o->labels, ae_dataset_count(ds));
+        if (!lab) {
+            ae_dataset_destroy(ds);
+            return NULL;
+        }
+        size_t c, h, w;
+        ae_dataset_shape(ds, &c, &h, &w);
+        ae_dataset *with = NULL;
+        if (ae_dataset_create(&with, NULL) != AE_OK ||
+            ae_dataset_from_memory(with, ae_dataset_data(ds), lab, ae_dataset_count(ds), c, h, w,
+                                   AE_DATA_COPY) != AE_OK) {
+            fail(EXIT_RUN, "out of memory");
+            ae_dataset_destroy(with);
+            with = NULL;
+        }
+        free(lab);
+        ae_dataset_destroy(ds);
+        if (!with) return NULL;
+        ds = with;
+    }
+    if (o->limit && o->limit < ae_dataset_count(ds)) {
+        ae_dataset *head = data_head(ds, o->limit);
+        ae_dataset_destroy(ds);
+        if (!head) return NULL;
+        ds = head;
+    }
+    if (o->shape[0] && ae_dataset_reshape(ds, o->shape[0], o->shape[1], o->shape[2]) != AE_OK) {
+        fail(EXIT_USAGE, "--shape %zux%zux%zu does not fit %s: %s", o->shape[0], o->shape[1],
+             o->shape[2], o->path, ae_dataset_last_error(ds));
+        ae_dataset_destroy(ds);
+        return NULL;
+    }
+    double scale = o->have_scale ? o->scale : fmt == FMT_IDX ? 1.0 / 255.0 : 1.0;
+    if (scale != 1.0 && ae_dataset_scale(ds, (float)scale, 0.0f) != AE_OK) {
+        fail(EXIT_RUN, "%s", ae_dataset_last_error(ds));
+        ae_dataset_destroy(ds);
+        return NULL;
+    }
+    if (scale_out) *scale_out = scale;
+    return ds;
+}
+
+int write_npy(const char *path, const float *data, size_t n, size_t c, size_t h, size_t w) {
+    ae_dataset *ds = NULL;
+    int rc = 0;
+    if (ae_dataset_create(&ds, NULL) != AE_OK ||
+        ae_dataset_from_memory(ds, data, NULL, n, c, h, w, AE_DATA_BORROW) != AE_OK) {
+        rc = fail(EXIT_RUN, "cannot write %s: %s", path,
+                  ds ? ae_dataset_last_error(ds) : "out of memory");
+    } else if (ae_dataset_save_npy(ds, path) != AE_OK) {
+        rc = fail(EXIT_RUN, "%s", ae_dataset_last_error(ds));
+    }
+    ae_dataset_destroy(ds);
+    return rc;
+}

@@ -1,0 +1,374 @@
+/* Model files and what the commands share around a model: the data
+ * preparation recorded in the metadata, batched inference, the evaluation
+ * report and the pictures that need the model. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tool.h"
+
+#define BATCH 1024
+
+/* ---- preparation ---- */
+
+void prep_free(prep *p) {
+    free(p->mean);
+    free(p->std);
+    p->mean = p->std = NULL;
+    p->st_n = 0;
+}
+
+/* Parses "a,b,c" into n floats (allocated); -1 when malformed. */
+static int parse_floats(const char *s, float **out, size_t *n) {
+    size_t count = 1;
+    for (const char *p = s; *p; p++) count += *p == ',';
+    float *v = malloc(count * sizeof *v);
+    if (!v) return -1;
+    const char *p = s;
+    for (size_t i = 0; i < count; i++) {
+        char *end;
+        errno = 0;
+        double d = strtod(p, &end);
+        if (end == p || errno || !isfinite(d) || (*end != ',' && *end != '\0')) {
+            free(v);
+            return -1;
+        }
+        v[i] = (float)d;
+        p = *end ? end + 1 : end;
+    }
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+static char *format_floats(const float *v, size_t n) {
+    char *s = malloc(n * 18 + 1), *p = s;
+    if (!s) return NULL;
+    for (size_t i = 0; i < n; i++) p += sprintf(p, "%s%.9g", i ? "," : "", (double)v[i]);
+    *p = '\0';
+    return s;
+}
+
+int prep_store(ae_model *m, const prep *p) {
+    char buf[96];
+    snprintf(buf, sizeof buf, "%.17g", p->scale);
+    if (ae_model_set_meta(m, "ae.data.scale", buf) != AE_OK) return -1;
+    snprintf(buf, sizeof buf, "%zux%zux%zu", p->shape[0], p->shape[1], p->shape[2]);
+    if (ae_model_set_meta(m, "ae.data.shape", buf) != AE_OK) return -1;
+    if (!p->st_n) return 0;
+    char *mean = format_floats(p->mean, p->st_n), *std = format_floats(p->std, p->st_n);
+    int rc = mean && std && ae_model_set_meta(m, "ae.data.mean", mean) == AE_OK &&
+                     ae_model_set_meta(m, "ae.data.std", std) == AE_OK
+                 ? 0
+                 : -1;
+    free(mean);
+    free(std);
+    return rc;
+}
+
+ae_model *model_load(const char *path, prep *p) {
+    char err[512];
+    ae_model *m = NULL;
+    memset(p, 0, sizeof *p);
+    if (!path) {
+        fail(EXIT_USAGE, "no model file given (-m FILE)");
+        return NULL;
+    }
+    ae_status st = ae_model_load(&m, path, NULL, err, sizeof err);
+    if (st != AE_OK) {
+        fail(EXIT_RUN, "%s", err[0] ? err : ae_status_string(st));
+        return NULL;
+    }
+    const char *v = NULL;
+    p->scale = 1.0;
+    p->shape[0] = ae_model_input_size(m), p->shape[1] = p->shape[2] = 1;
+    if (ae_model_get_meta(m, "ae.data.scale", &v) == AE_OK && v) {
+        char *end;
+        p->scale = strtod(v, &end);
+        if (*end || !isfinite(p->scale) || p->scale == 0.0) goto bad_meta;
+    }
+    if (ae_model_get_meta(m, "ae.data.shape", &v) == AE_OK && v) {
+        size_t c, h, w;
+        char tail;
+        if (sscanf(v, "%zux%zux%zu%c", &c, &h, &w, &tail) != 3 || !c || !h || !w ||
+            c * h * w != ae_model_input_size(m))
+            goto bad_meta;
+        p->shape[0] = c, p->shape[1] = h, p->shape[2] = w;
+    }
+    const char *mean = NULL, *std = NULL;
+    ae_model_get_meta(m, "ae.data.mean", &mean);
+    ae_model_get_meta(m, "ae.data.std", &std);
+    if (mean || std) {
+        size_t nm = 0, ns = 0;
+        if (!mean || !std || parse_floats(mean, &p->mean, &nm) || parse_floats(std, &p->std, &ns) ||
+            nm != ns || (nm != 1 && nm != p->shape[0] && nm != ae_model_input_size(m)))
+            goto bad_meta;
+        for (size_t i = 0; i < ns; i++)
+            if (!(p->std[i] > 0.0f)) goto bad_meta;
+        p->st_n = nm;
+    }
+    return m;
+bad_meta:
+    fail(EXIT_RUN, "%s: the data preparation in the model's metadata is malformed", path);
+    prep_free(p);
+    ae_model_destroy(m);
+    return NULL;
+}
+
+int prep_apply(const prep *p, ae_dataset *ds, const char *what) {
+    size_t dim = ae_dataset_dim(ds);
+    if (dim != p->shape[0] * p->shape[1] * p->shape[2])
+        return fail(EXIT_RUN, "%s has %zu values per sample; the model takes %zu", what, dim,
+                    p->shape[0] * p->shape[1] * p->shape[2]);
+    size_t c, h, w;
+    ae_dataset_shape(ds, &c, &h, &w);
+    /* Vectors of the right size take the model's image shape (for pictures and SSIM). */
+    if (h == 1 && w == 1 && (p->shape[1] > 1 || p->shape[2] > 1))
+        ae_dataset_reshape(ds, p->shape[0], p->shape[1], p->shape[2]);
+    if (p->st_n && ae_dataset_standardize(ds, p->mean, p->std, p->st_n) != AE_OK)
+        return fail(EXIT_RUN, "cannot standardise %s: %s", what, ae_dataset_last_error(ds));
+    return 0;
+}
+
+/* Undoes the standardisation only: back to the units after --scale. */
+static void unstandardize(const prep *p, float *x, size_t n, size_t dim) {
+    if (!p->st_n) return;
+    size_t plane = p->shape[1] * p->shape[2];
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < dim; j++) {
+            size_t k = p->st_n == 1 ? 0 : p->st_n == dim ? j : j / plane;
+            x[i * dim + j] = x[i * dim + j] * p->std[k] + p->mean[k];
+        }
+}
+
+void prep_undo(const prep *p, float *x, size_t n, size_t dim) {
+    unstandardize(p, x, n, dim);
+    if (p->scale != 1.0) {
+        float inv = (float)(1.0 / p->scale);
+        for (size_t i = 0; i < n * dim; i++) x[i] *= inv;
+    }
+}
+
+/* ---- inference ---- */
+
+int run_batched(ae_model *m, int what, const float *in, size_t n, size_t in_dim, float *out,
+                size_t out_dim) {
+    for (size_t i = 0; i < n; i += BATCH) {
+        size_t b = n - i < BATCH ? n - i : BATCH;
+        const float *x = in + i * in_dim;
+        float *y = out + i * out_dim;
+        ae_status st = what == RUN_ENCODE   ? ae_encode(m, x, b, y)
+                       : what == RUN_DECODE ? ae_decode(m, x, b, y)
+                                            : ae_reconstruct(m, x, b, y);
+        if (st != AE_OK) return fail(EXIT_RUN, "%s", ae_model_last_error(m));
+    }
+    return 0;
+}
+
+/* ---- evaluation ---- */
+
+static int metric_fail(const char *what, ae_status st) {
+    return fail(EXIT_RUN, "%s: %s", what, ae_status_string(st));
+}
+
+int evaluate_print(ae_model *m, const prep *p, ae_dataset *ds, const eval_opts *o) {
+    size_t n = ae_dataset_count(ds), d = ae_dataset_dim(ds), k = ae_model_code_size(m);
+    size_t c, h, w;
+    ae_dataset_shape(ds, &c, &h, &w);
+    const float *x = ae_dataset_data(ds);
+    float *y = malloc(n * d * sizeof *y), *codes = malloc(n * k * sizeof *codes);
+    float *xu = malloc(n * d * sizeof *xu);
+    double *scores = malloc(n * sizeof *scores);
+    int rc = EXIT_RUN;
+    ae_status st;
+    if (!y || !codes || !xu || !scores) {
+        fail(EXIT_RUN, "out of memory for %zu samples", n);
+        goto done;
+    }
+    if (run_batched(m, RUN_RECONSTRUCT, x, n, d, y, d) || run_batched(m, RUN_ENCODE, x, n, d, codes, k))
+        goto done;
+    double mse, nmse, fvu, psnr, ssim = NAN, thr;
+    size_t flagged;
+    printf("samples        %zu of %zux%zux%zu\n", n, c, h, w);
+    if ((st = ae_metric_mse(x, y, n * d, &mse)) != AE_OK) {
+        metric_fail("MSE", st);
+        goto done;
+    }
+    printf("MSE            %.6f\n", mse);
+    if (ae_metric_nmse(x, y, n * d, &nmse) == AE_OK)
+        printf("NMSE           %.6f (sum of squared errors / sum of squares)\n", nmse);
+    else
+        printf("NMSE           undefined (the data are all zero)\n");
+    if (n > 1 && ae_metric_fvu(x, y, n, d, &fvu) == AE_OK)
+        printf("FVU            %.6f (fraction of variance unexplained, 1 - R^2)\n", fvu);
+    else
+        printf("FVU            undefined (the data have no variance)\n");
+    if ((st = ae_metric_mse_per_sample(x, y, n, d, scores)) != AE_OK ||
+        (st = ae_metric_anomaly_threshold(scores, n, o->percentile, &thr, NULL, &flagged)) != AE_OK) {
+        metric_fail("anomaly scores", st);
+        goto done;
+    }
+    /* PSNR and SSIM in the units after --scale, before standardisation. */
+    memcpy(xu, x, n * d * sizeof *xu);
+    unstandardize(p, xu, n, d);
+    unstandardize(p, y, n, d);
+    float lo = xu[0], hi = xu[0];
+    for (size_t i = 1; i < n * d; i++) lo = fminf(lo, xu[i]), hi = fmaxf(hi, xu[i]);
+    double range = lo >= 0.0f && hi <= 1.0f ? 1.0 : (double)(hi - lo);
+    if (range > 0 && ae_metric_psnr(xu, y, n * d, range, &psnr) == AE_OK)
+        printf("PSNR           %.3f dB (data range %g)\n", psnr, range);
+    if (range > 0 && h >= 11 && w >= 11 && ae_metric_ssim(xu, y, n, c, h, w, range, &ssim) == AE_OK)
+        printf("SSIM           %.4f (Gaussian window 11x11, sigma 1.5, K1 0.01, K2 0.03)\n", ssim);
+    else
+        printf("SSIM           not computed (needs images of at least 11x11)\n");
+    printf("anomaly        threshold %.6f at the %g%% percentile of the per-sample MSE: %zu of %zu "
+           "above\n",
+           thr, o->percentile, flagged, n);
+    if (o->scores_path) {
+        float *fs = malloc(n * sizeof *fs);
+        if (!fs) {
+            fail(EXIT_RUN, "out of memory");
+            goto done;
+        }
+        for (size_t i = 0; i < n; i++) fs[i] = (float)scores[i];
+        int wrc = write_npy(o->scores_path, fs, n, 1, 1, 1);
+        free(fs);
+        if (wrc) goto done;
+        printf("scores         written to %s\n", o->scores_path);
+    }
+    ae_latent_stats ls;
+    ls.struct_size = sizeof ls;
+    if ((st = ae_metric_latent_stats(codes, n, k, o->active_threshold, &ls)) != AE_OK) {
+        metric_fail("latent statistics", st);
+        goto done;
+    }
+    printf("latent         %zu dims: %zu active (variance > %g), %zu dead (always 0), mean %.4f, "
+           "mean |z| %.4f, total variance %.4f, L0 %.2f\n",
+           ls.dims, ls.active, o->active_threshold, ls.dead, ls.mean_activation, ls.mean_abs,
+           ls.total_variance, ls.l0);
+    const int32_t *labels = ae_dataset_labels(ds);
+    if (labels && o->knn_k) {
+        size_t kn = n < o->knn_max ? n : o->knn_max;
+        double acc;
+        if (kn < o->knn_k + 1) {
+            printf("kNN accuracy   not computed (%zu samples for k = %zu)\n", kn, o->knn_k);
+        } else if ((st = ae_metric_knn_accuracy(codes, labels, kn, NULL, NULL, 0, k, o->knn_k,
+                                                &acc)) != AE_OK) {
+            metric_fail("kNN accuracy", st);
+            goto done;
+        } else {
+            printf("kNN accuracy   %.4f (k = %zu, leave-one-out on the codes of the first %zu "
+                   "samples)\n",
+                   acc, o->knn_k, kn);
+        }
+    }
+    rc = 0;
+done:
+    free(y);
+    free(codes);
+    free(xu);
+    free(scores);
+    return rc;
+}
+
+/* ---- pictures that need the model ---- */
+
+static int need_images(const char *path, size_t h, size_t w) {
+    if (h > 1 || w > 1) return 0;
+    return fail(EXIT_USAGE, "%s: the samples are vectors, not images; give their shape with --shape "
+                            "(e.g. 1x28x28)",
+                path);
+}
+
+int picture_recon(const char *path, ae_model *m, const prep *p, const ae_dataset *ds, size_t n) {
+    size_t c, h, w, d = ae_dataset_dim(ds);
+    ae_dataset_shape(ds, &c, &h, &w);
+    if (need_images(path, h, w)) return EXIT_USAGE;
+    if (n > ae_dataset_count(ds)) n = ae_dataset_count(ds);
+    float *x = malloc(n * d * sizeof *x), *y = malloc(n * d * sizeof *y);
+    int rc = EXIT_RUN;
+    if (!x || !y) {
+        fail(EXIT_RUN, "out of memory");
+    } else {
+        memcpy(x, ae_dataset_data(ds), n * d * sizeof *x);
+        if (run_batched(m, RUN_RECONSTRUCT, x, n, d, y, d) == 0) {
+            unstandardize(p, x, n, d);
+            unstandardize(p, y, n, d);
+            rc = png_recon(path, x, y, n, c, h, w);
+        }
+    }
+    free(x);
+    free(y);
+    return rc;
+}
+
+int picture_features(const char *path, ae_model *m, const prep *p, const ae_dataset *ds) {
+    size_t k = ae_model_code_size(m), d = ae_model_output_size(m);
+    size_t c = p->shape[0], h = p->shape[1], w = p->shape[2];
+    if (need_images(path, h, w)) return EXIT_USAGE;
+    size_t shown = k < 1024 ? k : 1024;
+    /* Feature j = decode(a_j e_j) - decode(0), a_j the largest |z_j| over
+     * (up to 2000 samples of) the data: the picture unit j adds. For a
+     * single dense decoder layer this is column j of its weight. */
+    float *amp = malloc(k * sizeof *amp), *z = calloc((shown + 1) * k, sizeof *z);
+    float *out = malloc((shown + 1) * d * sizeof *out), *codes = NULL;
+    int rc = EXIT_RUN;
+    if (!amp || !z || !out) {
+        fail(EXIT_RUN, "out of memory");
+        goto done;
+    }
+    for (size_t j = 0; j < k; j++) amp[j] = 0.0f;
+    size_t n = ds ? ae_dataset_count(ds) : 0;
+    if (n > 2000) n = 2000;
+    if (n) {
+        codes = malloc(n * k * sizeof *codes);
+        if (!codes) {
+            fail(EXIT_RUN, "out of memory");
+            goto done;
+        }
+        if (run_batched(m, RUN_ENCODE, ae_dataset_data(ds), n, d, codes, k)) goto done;
+        for (size_t i = 0; i < n * k; i++)
+            if (fabsf(codes[i]) > amp[i % k]) amp[i % k] = fabsf(codes[i]);
+    }
+    for (size_t j = 0; j < shown; j++) z[(j + 1) * k + j] = amp[j] > 0.0f ? amp[j] : 1.0f;
+    if (run_batched(m, RUN_DECODE, z, shown + 1, k, out, d)) goto done;
+    unstandardize(p, out, shown + 1, d);
+    for (size_t j = 1; j <= shown; j++)
+        for (size_t i = 0; i < d; i++) out[j * d + i] -= out[i];
+    rc = png_grid(path, out + d, shown, c, h, w, 1);
+done:
+    free(amp);
+    free(z);
+    free(out);
+    free(codes);
+    return rc;
+}
+
+int picture_scatter(const char *path, ae_model *m, const ae_dataset *ds, size_t max_points) {
+    size_t n = ae_dataset_count(ds), d = ae_dataset_dim(ds), k = ae_model_code_size(m);
+    if (n > max_points) n = max_points;
+    if (k > 1 && n < 2) return fail(EXIT_RUN, "%s: a scatter needs at least 2 samples", path);
+    float *codes = malloc(n * k * sizeof *codes), *xy = malloc(n * 2 * sizeof *xy);
+    int rc = EXIT_RUN;
+    if (!codes || !xy) {
+        fail(EXIT_RUN, "out of memory");
+    } else if (run_batched(m, RUN_ENCODE, ae_dataset_data(ds), n, d, codes, k) == 0) {
+        ae_status st = AE_OK;
+        if (k == 1)
+            for (size_t i = 0; i < n; i++) xy[2 * i] = codes[i], xy[2 * i + 1] = 0.0f;
+        else if (k == 2)
+            memcpy(xy, codes, n * 2 * sizeof *xy);
+        else if (k > 4096)
+            st = AE_ERR_RANGE;
+        else
+            st = ae_metric_pca(codes, n, k, 2, NULL, xy, NULL);
+        if (st != AE_OK)
+            fail(EXIT_RUN, "%s: principal components of the codes: %s", path, ae_status_string(st));
+        else
+            rc = png_scatter(path, xy, ae_dataset_labels(ds), n);
+    }
+    free(codes);
+    free(xy);
+    return rc;
+}

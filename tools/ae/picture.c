@@ -1,0 +1,269 @@
+/* Pictures as PNG (libpng): reconstructions under their originals, tiles
+ * of decoder features or samples, and a scatter of 2-D codes coloured by
+ * label with a legend drawn in a small built-in digit font. Files are
+ * written under a temporary name and renamed, so a failure leaves no
+ * partial picture. */
+#include <math.h>
+#include <png.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tool.h"
+
+typedef struct canvas {
+    size_t w, h;
+    unsigned char *rgb;
+} canvas;
+
+static int canvas_init(canvas *c, size_t w, size_t h, unsigned char grey) {
+    c->w = w;
+    c->h = h;
+    c->rgb = malloc(w * h * 3);
+    if (!c->rgb) return fail(EXIT_RUN, "out of memory for a %zux%zu picture", w, h);
+    memset(c->rgb, grey, w * h * 3);
+    return 0;
+}
+
+static void put(canvas *c, size_t x, size_t y, const unsigned char col[3]) {
+    if (x >= c->w || y >= c->h) return;
+    memcpy(c->rgb + (y * c->w + x) * 3, col, 3);
+}
+
+static void rect(canvas *c, size_t x, size_t y, size_t w, size_t h, const unsigned char col[3]) {
+    for (size_t j = y; j < y + h; j++)
+        for (size_t i = x; i < x + w; i++) put(c, i, j, col);
+}
+
+/* Encodes the canvas to an open file; 0 on success. No local changes
+ * after setjmp, so nothing needs to be volatile. */
+static int write_png(FILE *f, const canvas *c, png_bytep *rows) {
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    if (!png) return -1;
+    png_infop info = png_create_info_struct(png);
+    if (!info || setjmp(png_jmpbuf(png))) {
+        png_destroy_write_struct(&png, info ? &info : NULL);
+        return -1;
+    }
+    png_init_io(png, f);
+    png_set_IHDR(png, info, (png_uint_32)c->w, (png_uint_32)c->h, 8, PNG_COLOR_TYPE_RGB,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    png_write_image(png, rows);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    return 0;
+}
+
+static int canvas_save(canvas *c, const char *path) {
+    size_t len = strlen(path);
+    char *tmp = malloc(len + 32);
+    png_bytep *rows = malloc(c->h * sizeof *rows);
+    if (!tmp || !rows) {
+        free(tmp);
+        free(rows);
+        return fail(EXIT_RUN, "out of memory");
+    }
+    snprintf(tmp, len + 32, "%s.tmp%ld", path, (long)getpid());
+    for (size_t y = 0; y < c->h; y++) rows[y] = c->rgb + y * c->w * 3;
+    FILE *f = fopen(tmp, "wb");
+    int ok = f != NULL;
+    if (ok) {
+        ok = write_png(f, c, rows) == 0;
+        ok = (fclose(f) == 0) && ok;
+        ok = ok && rename(tmp, path) == 0;
+        if (!ok) remove(tmp);
+    }
+    free(tmp);
+    free(rows);
+    return ok ? 0 : fail(EXIT_RUN, "cannot write the picture %s", path);
+}
+
+/* The range shown as black..white: [0, 1] when the values lie in it (with
+ * a little slack for rounding), else their minimum and maximum. */
+static void value_range(const float *x, size_t count, float *lo, float *hi) {
+    float mn = x[0], mx = x[0];
+    for (size_t i = 1; i < count; i++) {
+        if (x[i] < mn) mn = x[i];
+        if (x[i] > mx) mx = x[i];
+    }
+    if (mn >= -1e-3f && mx <= 1.001f) {
+        *lo = 0.0f;
+        *hi = 1.0f;
+    } else {
+        *lo = mn;
+        *hi = mx > mn ? mx : mn + 1.0f;
+    }
+}
+
+static unsigned char to_byte(float v, float lo, float hi) {
+    float t = (v - lo) / (hi - lo);
+    t = t < 0 ? 0 : t > 1 ? 1 : t;
+    return (unsigned char)lrintf(t * 255.0f);
+}
+
+/* Draws one c x h x w image at (x0, y0) magnified `zoom` times. Channel
+ * counts other than 3 show the first channel in grey. */
+static void draw_image(canvas *cv, size_t x0, size_t y0, const float *img, size_t c, size_t h,
+                       size_t w, size_t zoom, float lo, float hi) {
+    for (size_t y = 0; y < h; y++)
+        for (size_t x = 0; x < w; x++) {
+            unsigned char col[3];
+            for (int k = 0; k < 3; k++) {
+                size_t ch = c == 3 ? (size_t)k : 0;
+                col[k] = to_byte(img[(ch * h + y) * w + x], lo, hi);
+            }
+            rect(cv, x0 + x * zoom, y0 + y * zoom, zoom, zoom, col);
+        }
+}
+
+static size_t zoom_for(size_t h, size_t w) {
+    size_t big = h > w ? h : w, z = 1;
+    while (big * (z + 1) <= 84 && z < 8) z++;
+    return z;
+}
+
+int png_recon(const char *path, const float *x, const float *y, size_t n, size_t c, size_t h,
+              size_t w) {
+    size_t dim = c * h * w, cols = n < 10 ? n : 10, pairs = (n + cols - 1) / cols;
+    size_t z = zoom_for(h, w), tw = w * z, th = h * z, gap = 2, pair_gap = 10;
+    float lo, hi;
+    value_range(x, n * dim, &lo, &hi);
+    canvas cv;
+    if (canvas_init(&cv, cols * (tw + gap) + gap, pairs * (2 * th + gap + pair_gap) + gap, 96))
+        return EXIT_RUN;
+    for (size_t i = 0; i < n; i++) {
+        size_t col = i % cols, pair = i / cols;
+        size_t px = gap + col * (tw + gap), py = gap + pair * (2 * th + gap + pair_gap);
+        draw_image(&cv, px, py, x + i * dim, c, h, w, z, lo, hi);
+        draw_image(&cv, px, py + th + gap, y + i * dim, c, h, w, z, lo, hi);
+    }
+    int rc = canvas_save(&cv, path);
+    free(cv.rgb);
+    return rc;
+}
+
+int png_grid(const char *path, const float *x, size_t n, size_t c, size_t h, size_t w,
+             int per_tile) {
+    size_t dim = c * h * w, cols = (size_t)ceil(sqrt((double)n)), rows = (n + cols - 1) / cols;
+    size_t z = n <= 64 ? zoom_for(h, w) : (h < 20 ? 2 : 1), gap = 2;
+    size_t tw = w * z, th = h * z;
+    float lo = 0, hi = 1;
+    if (!per_tile) value_range(x, n * dim, &lo, &hi);
+    canvas cv;
+    if (canvas_init(&cv, cols * (tw + gap) + gap, rows * (th + gap) + gap, 96)) return EXIT_RUN;
+    for (size_t i = 0; i < n; i++) {
+        const float *img = x + i * dim;
+        if (per_tile) {
+            /* Features are signed: grey is 0, white and black ±max|v|. */
+            float m = 0.0f;
+            for (size_t j = 0; j < dim; j++) m = fabsf(img[j]) > m ? fabsf(img[j]) : m;
+            if (m == 0.0f) m = 1.0f;
+            lo = -m;
+            hi = m;
+        }
+        draw_image(&cv, gap + (i % cols) * (tw + gap), gap + (i / cols) * (th + gap), img, c, h, w,
+                   z, lo, hi);
+    }
+    int rc = canvas_save(&cv, path);
+    free(cv.rgb);
+    return rc;
+}
+
+/* ---- scatter ---- */
+
+static size_t gcd(size_t a, size_t b) {
+    while (b) {
+        size_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* Matplotlib's tab10 palette. */
+static const unsigned char PALETTE[10][3] = {
+    {31, 119, 180}, {255, 127, 14}, {44, 160, 44},  {214, 39, 40},   {148, 103, 189},
+    {140, 86, 75},  {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207}};
+
+/* 3x5 digits and a minus sign, one row of 3 bits per entry, top first. */
+static const unsigned char FONT[11][5] = {
+    {7, 5, 5, 5, 7}, {2, 6, 2, 2, 7}, {7, 1, 7, 4, 7}, {7, 1, 7, 1, 7}, {5, 5, 7, 1, 1}, {7, 4, 7, 1, 7},
+    {7, 4, 7, 5, 7}, {7, 1, 1, 1, 1}, {7, 5, 7, 5, 7}, {7, 5, 7, 1, 7}, {0, 0, 7, 0, 0}};
+
+static void draw_number(canvas *cv, size_t x, size_t y, long v, size_t scale,
+                        const unsigned char col[3]) {
+    char buf[24];
+    snprintf(buf, sizeof buf, "%ld", v);
+    for (const char *p = buf; *p; p++, x += 4 * scale) {
+        int g = *p == '-' ? 10 : *p - '0';
+        for (size_t r = 0; r < 5; r++)
+            for (size_t b = 0; b < 3; b++)
+                if (FONT[g][r] & (4 >> b)) rect(cv, x + b * scale, y + r * scale, scale, scale, col);
+    }
+}
+
+int png_scatter(const char *path, const float *xy, const int32_t *labels, size_t n) {
+    const size_t plot = 600, margin = 20, legend = 110;
+    const unsigned char frame[3] = {80, 80, 80},
+                        axis[3] = {205, 205, 205}, black[3] = {0, 0, 0};
+    float x0 = xy[0], x1 = xy[0], y0 = xy[1], y1 = xy[1];
+    for (size_t i = 1; i < n; i++) {
+        x0 = fminf(x0, xy[2 * i]), x1 = fmaxf(x1, xy[2 * i]);
+        y0 = fminf(y0, xy[2 * i + 1]), y1 = fmaxf(y1, xy[2 * i + 1]);
+    }
+    /* 5% padding; a flat axis gets a unit span. */
+    float px = x1 > x0 ? (x1 - x0) * 0.05f : 0.5f, py = y1 > y0 ? (y1 - y0) * 0.05f : 0.5f;
+    x0 -= px, x1 += px, y0 -= py, y1 += py;
+    canvas cv;
+    if (canvas_init(&cv, plot + 2 * margin + (labels ? legend : 0), plot + 2 * margin, 255))
+        return EXIT_RUN;
+    /* Zero lines where they fall inside, then the frame. */
+    if (x0 < 0 && x1 > 0)
+        rect(&cv, margin + (size_t)((0 - x0) / (x1 - x0) * (float)(plot - 1)), margin, 1, plot, axis);
+    if (y0 < 0 && y1 > 0)
+        rect(&cv, margin, margin + plot - 1 - (size_t)((0 - y0) / (y1 - y0) * (float)(plot - 1)),
+             plot, 1, axis);
+    rect(&cv, margin - 1, margin - 1, plot + 2, 1, frame);
+    rect(&cv, margin - 1, margin + plot, plot + 2, 1, frame);
+    rect(&cv, margin - 1, margin - 1, 1, plot + 2, frame);
+    rect(&cv, margin + plot, margin - 1, 1, plot + 2, frame);
+    /* Distinct labels for the legend (at most 20 listed). */
+    int32_t seen[20];
+    size_t nseen = 0;
+    for (size_t i = 0; labels && i < n && nseen < 20; i++) {
+        size_t k = 0;
+        while (k < nseen && seen[k] != labels[i]) k++;
+        if (k == nseen) seen[nseen++] = labels[i];
+    }
+    for (size_t a = 1; a < nseen; a++)
+        for (size_t b = a; b > 0 && seen[b - 1] > seen[b]; b--) {
+            int32_t t = seen[b];
+            seen[b] = seen[b - 1];
+            seen[b - 1] = t;
+        }
+    /* Points in a scrambled order, so that no class is drawn wholly on top. */
+    size_t stride = 7919;
+    while (n > 1 && gcd(stride, n) != 1) stride++;
+    for (size_t t = 0; t < n; t++) {
+        size_t i = n > 1 ? (t * stride) % n : 0;
+        /* (t·stride) mod n visits every index once when gcd(stride, n) = 1. */
+        const unsigned char *col = PALETTE[0];
+        if (labels) {
+            long l = labels[i];
+            col = PALETTE[((l % 10) + 10) % 10];
+        }
+        size_t sx = margin + (size_t)((xy[2 * i] - x0) / (x1 - x0) * (float)(plot - 1));
+        size_t sy = margin + plot - 1 - (size_t)((xy[2 * i + 1] - y0) / (y1 - y0) * (float)(plot - 1));
+        rect(&cv, sx - 1, sy - 1, 3, 3, col);
+    }
+    for (size_t k = 0; k < nseen; k++) {
+        size_t lx = plot + 2 * margin + 10, ly = margin + 10 + k * 26;
+        long l = seen[k];
+        rect(&cv, lx, ly, 14, 14, PALETTE[((l % 10) + 10) % 10]);
+        draw_number(&cv, lx + 22, ly + 2, l, 2, black);
+    }
+    int rc = canvas_save(&cv, path);
+    free(cv.rgb);
+    return rc;
+}

@@ -1,0 +1,134 @@
+/* The `ae` command-line tool: shared declarations. The tool uses only the
+ * public API (<libae/ae.h>); pictures are written with libpng. */
+#ifndef AE_TOOL_H
+#define AE_TOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <libae/ae.h>
+#include <libae/io.h>
+
+/* Exit codes: 0 success, 1 a failure while running, 2 a usage error. */
+enum { EXIT_RUN = 1, EXIT_USAGE = 2 };
+
+/* Where Debian's dataset-fashion-mnist puts the files. */
+#define FMNIST_DIR "/usr/share/datasets/fashion-mnist"
+
+/* ---- messages (util.c) ---- */
+
+/* The running command's name ("ae train"), used to prefix every message. */
+extern const char *g_cmd;
+
+/* Prints "ae CMD: message" on one line to stderr; returns `code`. */
+int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A usage error: the message and a pointer to --help, one line; returns EXIT_USAGE. */
+int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Parse numbers with range checks; 0 on success, else a usage message printed. */
+int parse_size(const char *opt, const char *s, size_t lo, size_t hi, size_t *out);
+int parse_double(const char *opt, const char *s, double lo, double hi, double *out);
+int parse_u64(const char *opt, const char *s, uint64_t *out);
+/* "CxHxW" or "HxW". */
+int parse_shape(const char *opt, const char *s, size_t shape[3]);
+/* "256,32" into up to `cap` widths. */
+int parse_widths(const char *opt, const char *s, size_t *w, size_t cap, size_t *n);
+int parse_activation(const char *opt, const char *s, ae_activation *out);
+const char *activation_name(ae_activation a);
+const char *layer_kind_name(ae_layer_kind k);
+
+double now_seconds(void);
+/* One of names (NULL-terminated), case-insensitive: its index in *out. */
+int parse_choice(const char *opt, const char *s, const char *const *names, int *out);
+/* Reports what getopt_long returned for a bad option (opterr = 0, optstring
+ * starting with ':'); returns EXIT_USAGE. */
+int getopt_error(char **argv, int c);
+
+/* ---- data (data.c) ---- */
+
+typedef struct data_opts {
+    const char *path;   /* data file: IDX (plain or gzipped), .npy or CSV */
+    const char *labels; /* optional labels: IDX, .npy or CSV (one integer a line) */
+    int csv_header, csv_label_first;
+    size_t shape[3]; /* --shape, all 0 when not given */
+    size_t limit;    /* first N samples; 0 = all */
+    int have_scale;
+    double scale; /* --scale; default 1/255 for IDX, 1 otherwise */
+} data_opts;
+
+/* Loads a dataset as the options say (format told by content), applies the
+ * limit, shape and scale. Prints the failure and returns NULL. *scale_out
+ * (may be NULL) receives the scale applied. */
+ae_dataset *data_load(const data_opts *o, double *scale_out);
+
+/* A copy of the first `n` samples of ds (or all when n is 0 or too large). */
+ae_dataset *data_head(const ae_dataset *ds, size_t n);
+
+/* Whether a file exists and can be read. */
+int file_readable(const char *path);
+
+/* Writes n x (c, h, w) floats to a .npy through the public dataset call. */
+int write_npy(const char *path, const float *data, size_t n, size_t c, size_t h, size_t w);
+
+/* ---- the model file's metadata (model.c) ---- */
+
+/* How data are prepared for the model: x · scale, then (x − mean) / std. */
+typedef struct prep {
+    double scale;
+    size_t st_n; /* 0: no standardisation; 1, channels or dim values */
+    float *mean, *std;
+    size_t shape[3];
+} prep;
+
+/* Loads a model file; prints the failure and returns NULL. */
+ae_model *model_load(const char *path, prep *p);
+void prep_free(prep *p);
+/* Applies the model's preparation to a dataset loaded without scale. */
+int prep_apply(const prep *p, ae_dataset *ds, const char *what);
+/* Maps prepared values back to the units of the data file, in place. */
+void prep_undo(const prep *p, float *x, size_t n, size_t dim);
+/* Records the preparation in the model's metadata. */
+int prep_store(ae_model *m, const prep *p);
+
+/* Runs ae_encode / ae_reconstruct / ae_decode over a big array in batches. */
+int run_batched(ae_model *m, int what, const float *in, size_t n, size_t in_dim, float *out,
+                size_t out_dim);
+enum { RUN_ENCODE, RUN_DECODE, RUN_RECONSTRUCT };
+
+/* Prints the evaluation of m on ds (metrics of <libae/metrics.h>). */
+typedef struct eval_opts {
+    double percentile;     /* anomaly threshold */
+    size_t knn_k, knn_max; /* k, and the most samples used for kNN */
+    const char *scores_path;
+    double active_threshold;
+} eval_opts;
+int evaluate_print(ae_model *m, const prep *p, ae_dataset *ds, const eval_opts *o);
+
+/* ---- pictures (picture.c) ---- */
+
+/* Originals (top row of each pair) above their reconstructions. x and y are
+ * n samples of c x h x w; c is 1 or 3. */
+int png_recon(const char *path, const float *x, const float *y, size_t n, size_t c, size_t h,
+              size_t w);
+/* A grid of n images (tiles each scaled on their own when per_tile). */
+int png_grid(const char *path, const float *x, size_t n, size_t c, size_t h, size_t w,
+             int per_tile);
+/* A scatter of n 2-D points coloured by label (labels may be NULL). */
+int png_scatter(const char *path, const float *xy, const int32_t *labels, size_t n);
+
+/* Picture helpers that need the model. */
+int picture_recon(const char *path, ae_model *m, const prep *p, const ae_dataset *ds, size_t n);
+int picture_features(const char *path, ae_model *m, const prep *p, const ae_dataset *ds);
+int picture_scatter(const char *path, ae_model *m, const ae_dataset *ds, size_t max_points);
+
+/* ---- commands ---- */
+int cmd_train(int argc, char **argv);
+int cmd_encode(int argc, char **argv);
+int cmd_decode(int argc, char **argv);
+int cmd_reconstruct(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+
+#endif /* AE_TOOL_H */

@@ -1,0 +1,705 @@
+/* `ae train`: builds a model from flags, trains it with its own loop over
+ * ae_train_step (so that a progress bar can follow every batch), records
+ * the data preparation and the history in the model's metadata, writes the
+ * model file and the pictures asked for. */
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "tool.h"
+
+#define MAX_WIDTHS 16
+
+static const char TRAIN_HELP[] =
+    "Usage: ae train [OPTIONS] -o MODEL\n"
+    "Trains an autoencoder and writes it to the model file MODEL.\n"
+    "With no --data, trains on Fashion-MNIST from Debian's dataset-fashion-mnist\n"
+    "(" FMNIST_DIR ") and reports the MSE on its test set.\n"
+    "\n"
+    "Data:\n"
+    "  -d, --data FILE          training data: IDX (plain or gzipped), .npy or CSV\n"
+    "      --labels FILE        labels: IDX (with IDX data), .npy or CSV\n"
+    "      --csv-header         the CSV's first line is a header\n"
+    "      --csv-label-first    the CSV's first column is the label\n"
+    "      --shape CxHxW        sample shape, e.g. 1x28x28 (for pictures and SSIM)\n"
+    "      --limit N            use the first N samples\n"
+    "      --scale F            multiply the values by F (default 1/255 for IDX, else 1)\n"
+    "      --standardize HOW    none (default), scalar, channel or feature: (x - mean) / std\n"
+    "                           from the training data, recorded in the model\n"
+    "      --test FILE          held-out data, its MSE reported after each epoch\n"
+    "      --test-labels FILE   labels of the test data (for --scatter-png)\n"
+    "      --val-split F        hold out the fraction F of the training data for\n"
+    "                           validation (early stopping watches its loss)\n"
+    "\n"
+    "Architecture (dense):\n"
+    "      --layers LIST        encoder widths, the last one the code (default 256,32)\n"
+    "      --act ACT            hidden activation (default relu)\n"
+    "      --code-act ACT       code activation (default identity)\n"
+    "      --output-act ACT     output activation (default sigmoid; identity when\n"
+    "                           standardised)\n"
+    "                           ACT: identity relu leaky-relu sigmoid tanh gelu softplus elu\n"
+    "      --tied               the decoder uses the transposed encoder weights\n"
+    "\n"
+    "Sparsity (on the code):\n"
+    "      --topk K             keep the K largest code values of each sample\n"
+    "      --batch-topk K       keep the batch*K largest code values of the batch\n"
+    "      --lifetime-topk K|F  keep each unit's K largest values over the batch, or\n"
+    "                           the fraction F (a number with a point, e.g. 0.05)\n"
+    "      --kl-sparsity RHO    KL penalty towards mean activation RHO (needs\n"
+    "                           --code-act sigmoid); --kl-weight L (default 0.1)\n"
+    "      --l1 L               L1 penalty of weight L on the code\n"
+    "\n"
+    "Denoising:\n"
+    "      --noise KIND         gaussian, mask, bernoulli, dropout or salt-pepper\n"
+    "      --noise-level F      variance (gaussian) or fraction/probability (others)\n"
+    "      --noise-clip         clip the corrupted input to [0, 1]\n"
+    "\n"
+    "Training:\n"
+    "      --loss LOSS          mse (default) or bce (needs --output-act sigmoid)\n"
+    "      --optimizer OPT      adam (default), adamw or sgd\n"
+    "      --lr F               learning rate (default 0.001)\n"
+    "      --momentum F         SGD momentum; --nesterov for Nesterov's\n"
+    "      --weight-decay F     weight decay (default 0)\n"
+    "      --grad-clip F        clip the gradient's global L2 norm to F\n"
+    "  -e, --epochs N           epochs (default 10)\n"
+    "  -b, --batch-size N       batch size (default 256)\n"
+    "      --seed N             seeds initialisation, shuffling and noise (default 42)\n"
+    "      --schedule S         constant (default), step or cosine learning rate\n"
+    "      --step-size N        step: epochs per decay (default 10)\n"
+    "      --gamma F            step: decay factor (default 0.1)\n"
+    "      --min-lr F           cosine: the final rate (default 0)\n"
+    "      --warmup-steps N     linear warm-up from a third of the rate over N steps\n"
+    "      --patience N         stop after N epochs without improvement of the\n"
+    "                           validation loss (training loss without --val-split)\n"
+    "\n"
+    "Output:\n"
+    "  -o, --output MODEL       the model file to write (required)\n"
+    "      --recon-png FILE     originals above their reconstructions (test data if\n"
+    "                           given, else the training data)\n"
+    "      --features-png FILE  the decoder's features, one tile per code unit\n"
+    "      --scatter-png FILE   the codes in 2-D (principal components beyond 2)\n"
+    "                           coloured by label\n"
+    "  -q, --quiet              no progress bar and no per-epoch lines\n"
+    "  -h, --help               this help\n"
+    "\n"
+    "A progress bar with the loss and the time left is drawn on standard error\n"
+    "when it is a terminal; each epoch's line goes to standard output.\n";
+
+enum {
+    O_LABELS = 256, O_CSV_HEADER, O_CSV_LABEL_FIRST, O_SHAPE, O_LIMIT, O_SCALE, O_STANDARDIZE,
+    O_TEST, O_TEST_LABELS, O_VAL_SPLIT, O_LAYERS, O_ACT, O_CODE_ACT, O_OUTPUT_ACT, O_TIED, O_TOPK,
+    O_BATCH_TOPK, O_LIFETIME_TOPK, O_KL_SPARSITY, O_KL_WEIGHT, O_L1, O_NOISE, O_NOISE_LEVEL,
+    O_NOISE_CLIP, O_LOSS, O_OPTIMIZER, O_LR, O_MOMENTUM, O_NESTEROV, O_WEIGHT_DECAY, O_GRAD_CLIP,
+    O_SEED, O_SCHEDULE, O_STEP_SIZE, O_GAMMA, O_MIN_LR, O_WARMUP, O_PATIENCE, O_RECON_PNG,
+    O_FEATURES_PNG, O_SCATTER_PNG
+};
+
+static const struct option TRAIN_OPTS[] = {
+    {"data", required_argument, NULL, 'd'},
+    {"labels", required_argument, NULL, O_LABELS},
+    {"csv-header", no_argument, NULL, O_CSV_HEADER},
+    {"csv-label-first", no_argument, NULL, O_CSV_LABEL_FIRST},
+    {"shape", required_argument, NULL, O_SHAPE},
+    {"limit", required_argument, NULL, O_LIMIT},
+    {"scale", required_argument, NULL, O_SCALE},
+    {"standardize", required_argument, NULL, O_STANDARDIZE},
+    {"test", required_argument, NULL, O_TEST},
+    {"test-labels", required_argument, NULL, O_TEST_LABELS},
+    {"val-split", required_argument, NULL, O_VAL_SPLIT},
+    {"layers", required_argument, NULL, O_LAYERS},
+    {"act", required_argument, NULL, O_ACT},
+    {"code-act", required_argument, NULL, O_CODE_ACT},
+    {"output-act", required_argument, NULL, O_OUTPUT_ACT},
+    {"tied", no_argument, NULL, O_TIED},
+    {"topk", required_argument, NULL, O_TOPK},
+    {"batch-topk", required_argument, NULL, O_BATCH_TOPK},
+    {"lifetime-topk", required_argument, NULL, O_LIFETIME_TOPK},
+    {"kl-sparsity", required_argument, NULL, O_KL_SPARSITY},
+    {"kl-weight", required_argument, NULL, O_KL_WEIGHT},
+    {"l1", required_argument, NULL, O_L1},
+    {"noise", required_argument, NULL, O_NOISE},
+    {"noise-level", required_argument, NULL, O_NOISE_LEVEL},
+    {"noise-clip", no_argument, NULL, O_NOISE_CLIP},
+    {"loss", required_argument, NULL, O_LOSS},
+    {"optimizer", required_argument, NULL, O_OPTIMIZER},
+    {"lr", required_argument, NULL, O_LR},
+    {"momentum", required_argument, NULL, O_MOMENTUM},
+    {"nesterov", no_argument, NULL, O_NESTEROV},
+    {"weight-decay", required_argument, NULL, O_WEIGHT_DECAY},
+    {"grad-clip", required_argument, NULL, O_GRAD_CLIP},
+    {"epochs", required_argument, NULL, 'e'},
+    {"batch-size", required_argument, NULL, 'b'},
+    {"seed", required_argument, NULL, O_SEED},
+    {"schedule", required_argument, NULL, O_SCHEDULE},
+    {"step-size", required_argument, NULL, O_STEP_SIZE},
+    {"gamma", required_argument, NULL, O_GAMMA},
+    {"min-lr", required_argument, NULL, O_MIN_LR},
+    {"warmup-steps", required_argument, NULL, O_WARMUP},
+    {"patience", required_argument, NULL, O_PATIENCE},
+    {"output", required_argument, NULL, 'o'},
+    {"recon-png", required_argument, NULL, O_RECON_PNG},
+    {"features-png", required_argument, NULL, O_FEATURES_PNG},
+    {"scatter-png", required_argument, NULL, O_SCATTER_PNG},
+    {"quiet", no_argument, NULL, 'q'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE };
+enum { ST_NONE, ST_SCALAR, ST_CHANNEL, ST_FEATURE };
+
+typedef struct train_opts {
+    data_opts data;
+    const char *test, *test_labels, *output, *recon_png, *features_png, *scatter_png;
+    double val_split;
+    size_t widths[MAX_WIDTHS], nwidths;
+    ae_activation act, code_act, output_act;
+    int have_output_act, tied, standardize;
+    size_t topk, batch_topk, lifetime_k;
+    double lifetime_frac, kl_rho, kl_weight, l1;
+    int have_kl_weight;
+    int noise, noise_clip;
+    double noise_level;
+    int have_noise_level;
+    int loss, optimizer;
+    double lr, momentum, weight_decay, grad_clip;
+    int nesterov, have_momentum;
+    size_t epochs, batch;
+    uint64_t seed;
+    int schedule;
+    size_t step_size, warmup, patience;
+    double gamma, min_lr;
+    int have_step_opts, have_min_lr;
+    int quiet;
+} train_opts;
+
+static int parse_train(int argc, char **argv, train_opts *o) {
+    static const char *const noise_names[] = {"none", "gaussian", "mask", "bernoulli", "dropout",
+                                              "salt-pepper", NULL};
+    static const char *const loss_names[] = {"mse", "bce", NULL};
+    static const char *const opt_names[] = {"sgd", "adam", "adamw", NULL};
+    static const char *const sched_names[] = {"constant", "step", "cosine", NULL};
+    static const char *const st_names[] = {"none", "scalar", "channel", "feature", NULL};
+    const char *shortopts = ":d:e:b:o:qh";
+    memset(o, 0, sizeof *o);
+    o->widths[0] = 256, o->widths[1] = 32, o->nwidths = 2;
+    o->act = AE_ACT_RELU, o->code_act = AE_ACT_IDENTITY, o->output_act = AE_ACT_SIGMOID;
+    o->kl_weight = 0.1, o->loss = AE_LOSS_MSE, o->optimizer = AE_OPT_ADAM, o->lr = 1e-3;
+    o->epochs = 10, o->batch = 256, o->seed = 42, o->step_size = 10, o->gamma = 0.1;
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, shortopts, TRAIN_OPTS, NULL)) != -1) {
+        const char *a = optarg;
+        int bad = 0;
+        switch (c) {
+        case 'd': o->data.path = a; break;
+        case O_LABELS: o->data.labels = a; break;
+        case O_CSV_HEADER: o->data.csv_header = 1; break;
+        case O_CSV_LABEL_FIRST: o->data.csv_label_first = 1; break;
+        case O_SHAPE: bad = parse_shape("--shape", a, o->data.shape); break;
+        case O_LIMIT: bad = parse_size("--limit", a, 1, SIZE_MAX, &o->data.limit); break;
+        case O_SCALE:
+            bad = parse_double("--scale", a, -1e30, 1e30, &o->data.scale);
+            if (!bad && o->data.scale == 0.0) bad = usage_error("--scale: 0 would erase the data");
+            o->data.have_scale = 1;
+            break;
+        case O_STANDARDIZE: bad = parse_choice("--standardize", a, st_names, &o->standardize); break;
+        case O_TEST: o->test = a; break;
+        case O_TEST_LABELS: o->test_labels = a; break;
+        case O_VAL_SPLIT: bad = parse_double("--val-split", a, 1e-9, 1 - 1e-9, &o->val_split); break;
+        case O_LAYERS: bad = parse_widths("--layers", a, o->widths, MAX_WIDTHS, &o->nwidths); break;
+        case O_ACT: bad = parse_activation("--act", a, &o->act); break;
+        case O_CODE_ACT: bad = parse_activation("--code-act", a, &o->code_act); break;
+        case O_OUTPUT_ACT:
+            bad = parse_activation("--output-act", a, &o->output_act);
+            o->have_output_act = 1;
+            break;
+        case O_TIED: o->tied = 1; break;
+        case O_TOPK: bad = parse_size("--topk", a, 1, 1u << 24, &o->topk); break;
+        case O_BATCH_TOPK: bad = parse_size("--batch-topk", a, 1, 1u << 24, &o->batch_topk); break;
+        case O_LIFETIME_TOPK:
+            if (strchr(a, '.') || strchr(a, 'e'))
+                bad = parse_double("--lifetime-topk", a, 1e-9, 1.0, &o->lifetime_frac);
+            else
+                bad = parse_size("--lifetime-topk", a, 1, 1u << 24, &o->lifetime_k);
+            break;
+        case O_KL_SPARSITY: bad = parse_double("--kl-sparsity", a, 1e-6, 1 - 1e-6, &o->kl_rho); break;
+        case O_KL_WEIGHT:
+            bad = parse_double("--kl-weight", a, 0, 1e6, &o->kl_weight);
+            o->have_kl_weight = 1;
+            break;
+        case O_L1: bad = parse_double("--l1", a, 0, 1e6, &o->l1); break;
+        case O_NOISE: bad = parse_choice("--noise", a, noise_names, &o->noise); break;
+        case O_NOISE_LEVEL:
+            bad = parse_double("--noise-level", a, 0, 1e6, &o->noise_level);
+            o->have_noise_level = 1;
+            break;
+        case O_NOISE_CLIP: o->noise_clip = 1; break;
+        case O_LOSS: bad = parse_choice("--loss", a, loss_names, &o->loss); break;
+        case O_OPTIMIZER: bad = parse_choice("--optimizer", a, opt_names, &o->optimizer); break;
+        case O_LR: bad = parse_double("--lr", a, 0, 1e6, &o->lr); break;
+        case O_MOMENTUM:
+            bad = parse_double("--momentum", a, 0, 0.999999, &o->momentum);
+            o->have_momentum = 1;
+            break;
+        case O_NESTEROV: o->nesterov = 1; break;
+        case O_WEIGHT_DECAY: bad = parse_double("--weight-decay", a, 0, 1e6, &o->weight_decay); break;
+        case O_GRAD_CLIP: bad = parse_double("--grad-clip", a, 0, 1e12, &o->grad_clip); break;
+        case 'e': bad = parse_size("--epochs", a, 1, 1u << 24, &o->epochs); break;
+        case 'b': bad = parse_size("--batch-size", a, 1, 1u << 24, &o->batch); break;
+        case O_SEED: bad = parse_u64("--seed", a, &o->seed); break;
+        case O_SCHEDULE: bad = parse_choice("--schedule", a, sched_names, &o->schedule); break;
+        case O_STEP_SIZE:
+            bad = parse_size("--step-size", a, 1, 1u << 24, &o->step_size);
+            o->have_step_opts = 1;
+            break;
+        case O_GAMMA:
+            bad = parse_double("--gamma", a, 1e-12, 1.0, &o->gamma);
+            o->have_step_opts = 1;
+            break;
+        case O_MIN_LR:
+            bad = parse_double("--min-lr", a, 0, 1e6, &o->min_lr);
+            o->have_min_lr = 1;
+            break;
+        case O_WARMUP: bad = parse_size("--warmup-steps", a, 0, SIZE_MAX, &o->warmup); break;
+        case O_PATIENCE: bad = parse_size("--patience", a, 1, 1u << 24, &o->patience); break;
+        case 'o': o->output = a; break;
+        case O_RECON_PNG: o->recon_png = a; break;
+        case O_FEATURES_PNG: o->features_png = a; break;
+        case O_SCATTER_PNG: o->scatter_png = a; break;
+        case 'q': o->quiet = 1; break;
+        case 'h': fputs(TRAIN_HELP, stdout); return 1;
+        default: return getopt_error(argv, c);
+        }
+        if (bad) return EXIT_USAGE;
+    }
+    if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+    /* Options that do not go together, or need another. */
+    if (!o->output) return usage_error("no model file to write: give -o MODEL");
+    if (!o->data.path && (o->data.labels || o->data.csv_header || o->data.csv_label_first))
+        return usage_error("--labels and the CSV options need --data");
+    if (!o->data.path && o->test) return usage_error("--test needs --data");
+    if (o->test_labels && !o->test) return usage_error("--test-labels needs --test");
+    if (o->have_kl_weight && !o->kl_rho) return usage_error("--kl-weight needs --kl-sparsity");
+    if (o->kl_rho && o->code_act != AE_ACT_SIGMOID)
+        return usage_error("--kl-sparsity needs --code-act sigmoid (the code must lie in (0, 1))");
+    if (o->topk && o->batch_topk) return usage_error("--topk and --batch-topk do not go together");
+    size_t code = o->widths[o->nwidths - 1];
+    if (o->topk > code || o->batch_topk > code)
+        return usage_error("--topk/--batch-topk %zu is wider than the code (%zu)",
+                           o->topk ? o->topk : o->batch_topk, code);
+    if (o->have_noise_level && !o->noise) return usage_error("--noise-level needs --noise");
+    if (o->noise_clip && !o->noise) return usage_error("--noise-clip needs --noise");
+    if (o->noise && !o->have_noise_level) return usage_error("--noise needs --noise-level");
+    if ((o->have_momentum || o->nesterov) && o->optimizer != AE_OPT_SGD)
+        return usage_error("--momentum and --nesterov are for --optimizer sgd");
+    if (o->nesterov && !(o->momentum > 0)) return usage_error("--nesterov needs --momentum above 0");
+    if (o->have_step_opts && o->schedule != SCHED_STEP)
+        return usage_error("--step-size and --gamma are for --schedule step");
+    if (o->have_min_lr && o->schedule != SCHED_COSINE)
+        return usage_error("--min-lr is for --schedule cosine");
+    if (o->standardize && o->have_output_act && o->output_act == AE_ACT_SIGMOID)
+        return usage_error("--output-act sigmoid cannot fit --standardize'd data (not in [0, 1])");
+    if (o->standardize && !o->have_output_act) o->output_act = AE_ACT_IDENTITY;
+    if (o->loss == AE_LOSS_BCE && o->output_act != AE_ACT_SIGMOID)
+        return usage_error("--loss bce needs --output-act sigmoid");
+    return 0;
+}
+
+/* ---- building the model ---- */
+
+static ae_model *build_model(const train_opts *o, size_t in_dim) {
+    ae_config *cfg = NULL;
+    ae_model *m = NULL;
+    if (ae_config_create(&cfg, NULL) != AE_OK) {
+        fail(EXIT_RUN, "out of memory");
+        return NULL;
+    }
+    ae_status st = ae_config_set_input_size(cfg, in_dim);
+    for (size_t i = 0; st == AE_OK && i < o->nwidths; i++)
+        st = ae_config_add_dense(cfg, o->widths[i], i + 1 == o->nwidths ? o->code_act : o->act);
+    if (st == AE_OK && o->kl_rho)
+        st = ae_config_add_kl_sparsity(cfg, AE_LAST_LAYER, o->kl_rho, o->kl_weight, AE_REDUCE_SUM);
+    if (st == AE_OK && o->l1) st = ae_config_add_l1_sparsity(cfg, AE_LAST_LAYER, o->l1);
+    if (st == AE_OK && o->topk) st = ae_config_add_topk(cfg, o->topk);
+    if (st == AE_OK && o->batch_topk) st = ae_config_add_batch_topk(cfg, o->batch_topk);
+    if (st == AE_OK && o->lifetime_k) st = ae_config_add_lifetime_topk(cfg, o->lifetime_k);
+    if (st == AE_OK && o->lifetime_frac)
+        st = ae_config_add_lifetime_topk_fraction(cfg, o->lifetime_frac);
+    if (st == AE_OK) st = ae_config_mark_code(cfg);
+    /* The decoder mirrors the encoder's widths (selection layers have none). */
+    for (size_t i = o->nwidths; st == AE_OK && i-- > 0;)
+        st = ae_config_add_dense(cfg, i == 0 ? in_dim : o->widths[i - 1],
+                                 i == 0 ? o->output_act : o->act);
+    if (st == AE_OK && o->tied) st = ae_config_tie(cfg);
+    if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_LOSS, o->loss);
+    if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_OPTIMIZER, o->optimizer);
+    if (st == AE_OK) st = ae_config_set_float(cfg, AE_P_LEARNING_RATE, o->lr);
+    if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_SEED, (int64_t)(o->seed & INT64_MAX));
+    if (st == AE_OK && o->momentum) st = ae_config_set_float(cfg, AE_P_MOMENTUM, o->momentum);
+    if (st == AE_OK && o->nesterov) st = ae_config_set_int(cfg, AE_P_NESTEROV, 1);
+    if (st == AE_OK && o->weight_decay)
+        st = ae_config_set_float(cfg, AE_P_WEIGHT_DECAY, o->weight_decay);
+    if (st == AE_OK && o->grad_clip) st = ae_config_set_float(cfg, AE_P_GRAD_CLIP_NORM, o->grad_clip);
+    if (st == AE_OK && o->noise) {
+        st = ae_config_set_int(cfg, AE_P_NOISE_KIND, o->noise);
+        if (st == AE_OK) st = ae_config_set_float(cfg, AE_P_NOISE_LEVEL, o->noise_level);
+        if (st == AE_OK && o->noise_clip) st = ae_config_set_int(cfg, AE_P_NOISE_CLIP, 1);
+    }
+    if (st == AE_OK) st = ae_model_create(&m, cfg);
+    if (st != AE_OK) fail(EXIT_RUN, "cannot build the model: %s", ae_config_last_error(cfg));
+    ae_config_destroy(cfg);
+    return st == AE_OK ? m : NULL;
+}
+
+/* ---- the loop ---- */
+
+typedef struct epoch_rec {
+    double train_loss, val_loss, test_mse, lr, seconds;
+} epoch_rec;
+
+typedef struct progress {
+    int bar;
+    double start, last_draw;
+    size_t total_steps, done_steps;
+} progress;
+
+static void draw_bar(progress *p, size_t epoch, size_t epochs, size_t step, size_t steps,
+                     double loss) {
+    double t = now_seconds();
+    if (step != steps && t - p->last_draw < 0.1) return;
+    p->last_draw = t;
+    double per = p->done_steps ? (t - p->start) / (double)p->done_steps : 0.0;
+    double left = per * (double)(p->total_steps - p->done_steps);
+    char bar[31];
+    size_t fill = steps ? step * 30 / steps : 0;
+    for (size_t i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+    bar[30] = '\0';
+    fprintf(stderr, "\repoch %zu/%zu [%s] %zu/%zu  loss %.5f  %.0f s, ~%.0f s left\033[K", epoch,
+            epochs, bar, step, steps, loss, t - p->start, left);
+    fflush(stderr);
+}
+
+static double lr_at(const train_opts *o, size_t epoch) {
+    switch (o->schedule) {
+    case SCHED_STEP: return o->lr * pow(o->gamma, (double)(epoch / o->step_size));
+    case SCHED_COSINE:
+        return o->min_lr + (o->lr - o->min_lr) *
+                               (1.0 + cos(3.14159265358979323846 * (double)epoch / (double)o->epochs)) / 2.0;
+    default: return o->lr;
+    }
+}
+
+/* Mean loss over a dataset (ae_evaluate per batch, weighted by batch size). */
+static int mean_loss(ae_model *m, const ae_dataset *ds, size_t bs, double *out) {
+    size_t n = ae_dataset_count(ds), d = ae_dataset_dim(ds);
+    const float *x = ae_dataset_data(ds);
+    double s = 0.0;
+    for (size_t i = 0; i < n; i += bs) {
+        size_t b = n - i < bs ? n - i : bs;
+        float loss;
+        if (ae_evaluate(m, x + i * d, NULL, b, &loss) != AE_OK)
+            return fail(EXIT_RUN, "evaluation failed: %s", ae_model_last_error(m));
+        s += (double)loss * (double)b;
+    }
+    *out = s / (double)n;
+    return 0;
+}
+
+static int dataset_mse(ae_model *m, const ae_dataset *ds, double *out) {
+    size_t n = ae_dataset_count(ds), d = ae_dataset_dim(ds);
+    float *y = malloc(n * d * sizeof *y);
+    if (!y) return fail(EXIT_RUN, "out of memory");
+    int rc = run_batched(m, RUN_RECONSTRUCT, ae_dataset_data(ds), n, d, y, d);
+    if (!rc && ae_metric_mse(ae_dataset_data(ds), y, n * d, out) != AE_OK)
+        rc = fail(EXIT_RUN, "the reconstructions are not finite");
+    free(y);
+    return rc;
+}
+
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static int train_loop(ae_model *m, const train_opts *o, ae_dataset *train, ae_dataset *val,
+                      ae_dataset *test, epoch_rec *hist, size_t *epochs_run, int *early) {
+    size_t n = ae_dataset_count(train), d = ae_dataset_dim(train), bs = o->batch;
+    if (bs > n) bs = n;
+    size_t steps = (n + bs - 1) / bs;
+    size_t *idx = malloc(n * sizeof *idx);
+    float *batch = malloc(bs * d * sizeof *batch);
+    if (!idx || !batch) {
+        free(idx);
+        free(batch);
+        return fail(EXIT_RUN, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) idx[i] = i;
+    progress pr = {isatty(STDERR_FILENO) && !o->quiet, now_seconds(), 0.0, steps * o->epochs, 0};
+    uint64_t rng = o->seed ^ 0x5348554646ULL; /* "SHUFF" */
+    double best = INFINITY;
+    size_t since_best = 0, global = 0;
+    int rc = 0;
+    *early = 0;
+    for (size_t e = 0; e < o->epochs && !rc; e++) {
+        double t0 = now_seconds(), lr = lr_at(o, e), sum = 0.0, cur = lr;
+        for (size_t i = n; i > 1; i--) { /* Fisher-Yates */
+            size_t j = (size_t)(splitmix(&rng) % i), t = idx[i - 1];
+            idx[i - 1] = idx[j];
+            idx[j] = t;
+        }
+        for (size_t s = 0; s < steps; s++, global++) {
+            size_t off = s * bs, b = n - off < bs ? n - off : bs;
+            cur = lr;
+            if (global < o->warmup)
+                cur = lr * (1.0 / 3.0 + (2.0 / 3.0) * (double)global / (double)o->warmup);
+            float loss;
+            if (ae_model_set_float(m, AE_P_LEARNING_RATE, cur) != AE_OK ||
+                ae_dataset_gather(train, idx + off, b, batch, NULL) != AE_OK ||
+                ae_train_step(m, batch, NULL, b, &loss) != AE_OK) {
+                if (pr.bar) fputs("\r\033[K", stderr);
+                rc = fail(EXIT_RUN, "epoch %zu, batch %zu: %s", e + 1, s + 1, ae_model_last_error(m));
+                break;
+            }
+            sum += (double)loss * (double)b;
+            pr.done_steps++;
+            if (pr.bar) draw_bar(&pr, e + 1, o->epochs, s + 1, steps, sum / (double)(off + b));
+        }
+        if (rc) break;
+        epoch_rec *r = &hist[e];
+        r->train_loss = sum / (double)n;
+        r->lr = cur;
+        r->val_loss = r->test_mse = NAN;
+        if (val && (rc = mean_loss(m, val, 1024, &r->val_loss))) break;
+        if (test && (rc = dataset_mse(m, test, &r->test_mse))) break;
+        r->seconds = now_seconds() - t0;
+        *epochs_run = e + 1;
+        if (pr.bar) fputs("\r\033[K", stderr);
+        if (!o->quiet) {
+            printf("epoch %zu/%zu  train loss %.5f", e + 1, o->epochs, r->train_loss);
+            if (val) printf("  val loss %.5f", r->val_loss);
+            if (test) printf("  test MSE %.5f", r->test_mse);
+            printf("  lr %.3g  %.2f s\n", r->lr, r->seconds);
+            fflush(stdout);
+        }
+        double watched = val ? r->val_loss : r->train_loss;
+        if (watched < best) {
+            best = watched;
+            since_best = 0;
+        } else if (o->patience && ++since_best >= o->patience) {
+            *early = 1;
+            break;
+        }
+    }
+    /* The model keeps its configured rate, not the last scheduled one. */
+    ae_model_set_float(m, AE_P_LEARNING_RATE, o->lr);
+    free(idx);
+    free(batch);
+    return rc;
+}
+
+/* ---- metadata ---- */
+
+static int store_meta(ae_model *m, const train_opts *o, int argc, char **argv, const char *source,
+                      size_t count, const epoch_rec *hist, size_t epochs_run, int early) {
+    static const char *const st_names[] = {"none", "scalar", "channel", "feature"};
+    size_t cap = 64;
+    for (int i = 0; i < argc; i++) cap += strlen(argv[i]) + 1;
+    size_t hcap = 96 + epochs_run * 120;
+    char *cmd = malloc(cap), *h = malloc(hcap);
+    char buf[256];
+    int rc = -1;
+    if (!cmd || !h) goto done;
+    strcpy(cmd, "ae train");
+    for (int i = 1; i < argc; i++) {
+        strcat(cmd, " ");
+        strcat(cmd, argv[i]);
+    }
+    size_t len = (size_t)snprintf(h, hcap, "epoch,train_loss,val_loss,test_mse,lr,seconds\n");
+    for (size_t e = 0; e < epochs_run; e++)
+        len += (size_t)snprintf(h + len, hcap - len, "%zu,%.9g,%.9g,%.9g,%.9g,%.3f\n", e + 1,
+                                hist[e].train_loss, hist[e].val_loss, hist[e].test_mse, hist[e].lr,
+                                hist[e].seconds);
+    snprintf(buf, sizeof buf, "%zu", count);
+    if (ae_model_set_meta(m, "ae.tool.version", ae_version_string()) != AE_OK ||
+        ae_model_set_meta(m, "ae.train.command", cmd) != AE_OK ||
+        ae_model_set_meta(m, "ae.data.source", source) != AE_OK ||
+        ae_model_set_meta(m, "ae.data.count", buf) != AE_OK ||
+        ae_model_set_meta(m, "ae.data.standardize", st_names[o->standardize]) != AE_OK ||
+        ae_model_set_meta(m, "ae.train.history", h) != AE_OK)
+        goto done;
+    snprintf(buf, sizeof buf, "%s after %zu of %zu epochs",
+             early ? "stopped early (no improvement)" : "completed", epochs_run, o->epochs);
+    if (ae_model_set_meta(m, "ae.train.stop", buf) != AE_OK) goto done;
+    rc = 0;
+done:
+    free(cmd);
+    free(h);
+    return rc;
+}
+
+/* ---- the command ---- */
+
+int cmd_train(int argc, char **argv) {
+    train_opts o;
+    int rc = parse_train(argc, argv, &o);
+    if (rc) return rc == 1 ? 0 : rc;
+    char source[1200];
+    data_opts test_opts = o.data;
+    test_opts.path = o.test;
+    test_opts.labels = o.test_labels;
+    test_opts.limit = 0;
+    if (!o.data.path) {
+        /* The default: Debian's Fashion-MNIST (AE_FASHION_MNIST_DIR overrides the place). */
+        const char *dir = getenv("AE_FASHION_MNIST_DIR");
+        if (!dir || !*dir) dir = FMNIST_DIR;
+        static char paths[4][1100];
+        snprintf(paths[0], sizeof paths[0], "%s/train-images-idx3-ubyte.gz", dir);
+        snprintf(paths[1], sizeof paths[1], "%s/train-labels-idx1-ubyte.gz", dir);
+        snprintf(paths[2], sizeof paths[2], "%s/t10k-images-idx3-ubyte.gz", dir);
+        snprintf(paths[3], sizeof paths[3], "%s/t10k-labels-idx1-ubyte.gz", dir);
+        for (int i = 0; i < 4; i++)
+            if (!file_readable(paths[i]))
+                return fail(EXIT_RUN, "no --data given and Fashion-MNIST is not installed (%s "
+                                      "missing): install it with 'apt-get install "
+                                      "dataset-fashion-mnist', or give --data FILE",
+                            paths[i]);
+        o.data.path = paths[0], o.data.labels = paths[1];
+        test_opts.path = paths[2], test_opts.labels = paths[3];
+        o.test = paths[2];
+        snprintf(source, sizeof source, "Fashion-MNIST (%s)", dir);
+    } else {
+        snprintf(source, sizeof source, "%s", o.data.path);
+    }
+    if (!file_readable(o.data.path)) return fail(EXIT_RUN, "cannot open %s", o.data.path);
+    if (o.test && !file_readable(o.test)) return fail(EXIT_RUN, "cannot open %s", o.test);
+
+    ae_dataset *all = NULL, *train = NULL, *val = NULL, *test = NULL;
+    ae_model *m = NULL;
+    epoch_rec *hist = NULL;
+    prep p;
+    memset(&p, 0, sizeof p);
+    rc = EXIT_RUN;
+    all = data_load(&o.data, &p.scale);
+    if (!all) goto done;
+    if (o.test) {
+        test_opts.have_scale = 1;
+        test_opts.scale = p.scale;
+        if (!(test = data_load(&test_opts, NULL))) goto done;
+    }
+    size_t d = ae_dataset_dim(all);
+    ae_dataset_shape(all, &p.shape[0], &p.shape[1], &p.shape[2]);
+    if (test && ae_dataset_dim(test) != d) {
+        fail(EXIT_RUN, "the test data have %zu values per sample, the training data %zu",
+             ae_dataset_dim(test), d);
+        goto done;
+    }
+    if (test) ae_dataset_reshape(test, p.shape[0], p.shape[1], p.shape[2]);
+    if (o.standardize) {
+        size_t k = o.standardize == ST_SCALAR ? 1 : o.standardize == ST_CHANNEL ? p.shape[0] : d;
+        if (ae_dataset_standardize(all, NULL, NULL, k) != AE_OK) {
+            fail(EXIT_RUN, "cannot standardise: %s", ae_dataset_last_error(all));
+            goto done;
+        }
+        p.st_n = k;
+        p.mean = malloc(k * sizeof *p.mean);
+        p.std = malloc(k * sizeof *p.std);
+        if (!p.mean || !p.std) {
+            fail(EXIT_RUN, "out of memory");
+            goto done;
+        }
+        ae_dataset_standardization(all, p.mean, p.std, k);
+        if (test && ae_dataset_standardize(test, p.mean, p.std, k) != AE_OK) {
+            fail(EXIT_RUN, "cannot standardise the test data: %s", ae_dataset_last_error(test));
+            goto done;
+        }
+    }
+    if (o.val_split) {
+        if (ae_dataset_split(all, o.val_split, o.seed, &train, &val) != AE_OK) {
+            fail(EXIT_RUN, "--val-split %g: %s", o.val_split, ae_dataset_last_error(all));
+            goto done;
+        }
+    } else {
+        train = all;
+        all = NULL;
+    }
+    int need_img = o.recon_png || o.features_png;
+    if (need_img && p.shape[1] == 1 && p.shape[2] == 1) {
+        rc = usage_error("--recon-png and --features-png need image samples: give --shape "
+                         "(e.g. 1x28x28)");
+        goto done;
+    }
+    ae_dataset *shown = test ? test : val ? val : train;
+    if (o.scatter_png && !ae_dataset_labels(shown))
+        printf("note: no labels, the scatter has one colour\n");
+    if (!(m = build_model(&o, d))) goto done;
+    if (!o.quiet) {
+        printf("ae train: %s, %zu samples of %zux%zux%zu", source, ae_dataset_count(train),
+               p.shape[0], p.shape[1], p.shape[2]);
+        if (val) printf(", %zu for validation", ae_dataset_count(val));
+        if (test) printf(", %zu for test", ae_dataset_count(test));
+        printf("\nmodel: %zu", d);
+        for (size_t i = 0; i < o.nwidths; i++) printf("-%zu", o.widths[i]);
+        for (size_t i = o.nwidths - 1; i-- > 0;) printf("-%zu", o.widths[i]);
+        printf("-%zu, %zu parameters, batch %zu, %zu epochs\n", d, ae_model_param_count(m),
+               o.batch, o.epochs);
+        fflush(stdout);
+    }
+    hist = calloc(o.epochs, sizeof *hist);
+    if (!hist) {
+        fail(EXIT_RUN, "out of memory");
+        goto done;
+    }
+    size_t run = 0;
+    int early = 0;
+    double t0 = now_seconds();
+    if (train_loop(m, &o, train, val, test, hist, &run, &early)) goto done;
+    double total = now_seconds() - t0;
+    if (prep_store(m, &p) || store_meta(m, &o, argc, argv, source, ae_dataset_count(train), hist,
+                                        run, early)) {
+        fail(EXIT_RUN, "cannot record the metadata: %s", ae_model_last_error(m));
+        goto done;
+    }
+    if (ae_model_save(m, o.output, AE_SAVE_MODEL) != AE_OK) {
+        fail(EXIT_RUN, "%s", ae_model_last_error(m));
+        goto done;
+    }
+    if (!o.quiet) {
+        if (early) printf("stopped early after epoch %zu (no improvement)\n", run);
+        if (test)
+            printf("final test MSE %.5f after %zu epochs (%.1f s)\n", hist[run - 1].test_mse, run,
+                   total);
+        else
+            printf("final train loss %.5f after %zu epochs (%.1f s)\n", hist[run - 1].train_loss,
+                   run, total);
+        printf("model written to %s\n", o.output);
+    }
+    if (o.recon_png) {
+        if (picture_recon(o.recon_png, m, &p, shown, 20)) goto done;
+        if (!o.quiet) printf("reconstructions written to %s\n", o.recon_png);
+    }
+    if (o.features_png) {
+        if (picture_features(o.features_png, m, &p, train)) goto done;
+        if (!o.quiet) printf("features written to %s\n", o.features_png);
+    }
+    if (o.scatter_png) {
+        if (picture_scatter(o.scatter_png, m, shown, 5000)) goto done;
+        if (!o.quiet) printf("code scatter written to %s\n", o.scatter_png);
+    }
+    rc = 0;
+done:
+    free(hist);
+    ae_model_destroy(m);
+    ae_dataset_destroy(all);
+    ae_dataset_destroy(train);
+    ae_dataset_destroy(val);
+    ae_dataset_destroy(test);
+    prep_free(&p);
+    return rc;
+}

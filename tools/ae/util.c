@@ -1,0 +1,216 @@
+/* Messages and argument parsing shared by the commands. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "tool.h"
+
+const char *g_cmd = "ae";
+
+static void vmessage(const char *fmt, va_list ap) {
+    fprintf(stderr, "%s: ", g_cmd);
+    vfprintf(stderr, fmt, ap);
+}
+
+int fail(int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage(fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return code;
+}
+
+int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage(fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see '%s --help')\n", g_cmd);
+    return EXIT_USAGE;
+}
+
+int parse_size(const char *opt, const char *s, size_t lo, size_t hi, size_t *out) {
+    char *end;
+    errno = 0;
+    if (!s || !*s || *s == '-' || *s == '+') goto bad;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end) goto bad;
+    if (v < lo || v > hi) {
+        usage_error("%s: %s is out of range [%zu, %zu]", opt, s, lo, hi);
+        return -1;
+    }
+    *out = (size_t)v;
+    return 0;
+bad:
+    usage_error("%s: '%s' is not a whole number", opt, s ? s : "");
+    return -1;
+}
+
+int parse_u64(const char *opt, const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    if (!s || !*s || *s == '-' || *s == '+') goto bad;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end) goto bad;
+    *out = (uint64_t)v;
+    return 0;
+bad:
+    usage_error("%s: '%s' is not a whole number", opt, s ? s : "");
+    return -1;
+}
+
+int parse_double(const char *opt, const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    if (!s || !*s) goto bad;
+    double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v)) goto bad;
+    if (v < lo || v > hi) {
+        usage_error("%s: %s is out of range [%g, %g]", opt, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+bad:
+    usage_error("%s: '%s' is not a number", opt, s ? s : "");
+    return -1;
+}
+
+int parse_shape(const char *opt, const char *s, size_t shape[3]) {
+    size_t v[3], n = 0;
+    const char *p = s;
+    while (n < 3) {
+        char *end;
+        errno = 0;
+        if (*p < '0' || *p > '9') break;
+        unsigned long long x = strtoull(p, &end, 10);
+        if (errno || x == 0 || x > (1u << 24)) break;
+        v[n++] = (size_t)x;
+        p = end;
+        if (*p == 'x' || *p == 'X') {
+            p++;
+            continue;
+        }
+        if (*p == '\0') {
+            if (n == 2) {
+                shape[0] = 1, shape[1] = v[0], shape[2] = v[1];
+                return 0;
+            }
+            if (n == 3) {
+                shape[0] = v[0], shape[1] = v[1], shape[2] = v[2];
+                return 0;
+            }
+        }
+        break;
+    }
+    usage_error("%s: '%s' is not a shape like 1x28x28 or 28x28", opt, s);
+    return -1;
+}
+
+int parse_widths(const char *opt, const char *s, size_t *w, size_t cap, size_t *n) {
+    size_t k = 0;
+    const char *p = s;
+    for (;;) {
+        char *end;
+        errno = 0;
+        if (*p < '0' || *p > '9') break;
+        unsigned long long x = strtoull(p, &end, 10);
+        if (errno || x == 0 || x > (1u << 24) || k == cap) break;
+        w[k++] = (size_t)x;
+        p = end;
+        if (*p == ',') {
+            p++;
+            continue;
+        }
+        if (*p == '\0') {
+            *n = k;
+            return 0;
+        }
+        break;
+    }
+    usage_error("%s: '%s' is not a list of 1 to %zu widths like 256,32", opt, s, cap);
+    return -1;
+}
+
+static const struct {
+    const char *name;
+    ae_activation act;
+} acts[] = {
+    {"identity", AE_ACT_IDENTITY}, {"relu", AE_ACT_RELU},         {"leaky-relu", AE_ACT_LEAKY_RELU},
+    {"sigmoid", AE_ACT_SIGMOID},   {"tanh", AE_ACT_TANH},         {"gelu", AE_ACT_GELU},
+    {"softplus", AE_ACT_SOFTPLUS}, {"elu", AE_ACT_ELU},
+};
+
+int parse_activation(const char *opt, const char *s, ae_activation *out) {
+    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
+        if (strcasecmp(s, acts[i].name) == 0) {
+            *out = acts[i].act;
+            return 0;
+        }
+    usage_error("%s: unknown activation '%s' (identity, relu, leaky-relu, sigmoid, tanh, gelu, "
+                "softplus, elu)",
+                opt, s);
+    return -1;
+}
+
+const char *activation_name(ae_activation a) {
+    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
+        if (acts[i].act == a) return acts[i].name;
+    return "?";
+}
+
+const char *layer_kind_name(ae_layer_kind k) {
+    switch ((int)k) {
+    case AE_LAYER_DENSE: return "dense";
+    case AE_LAYER_CONV2D: return "conv2d";
+    case AE_LAYER_CONV_TRANSPOSE2D: return "conv-transpose2d";
+    case AE_LAYER_MAXPOOL2D: return "maxpool2d";
+    case AE_LAYER_UPSAMPLE: return "upsample";
+    case AE_LAYER_BATCHNORM: return "batchnorm";
+    case AE_LAYER_AVGPOOL_1X1: return "avgpool-1x1";
+    case AE_LAYER_FLATTEN: return "flatten";
+    case AE_LAYER_UNFLATTEN: return "unflatten";
+    case AE_LAYER_ACTIVATION: return "activation";
+    case AE_LAYER_TOPK: return "top-k";
+    case AE_LAYER_LIFETIME_TOPK: return "lifetime-top-k";
+    case AE_LAYER_BATCH_TOPK: return "batch-top-k";
+    case 30: return "gaussian"; /* AE_LAYER_GAUSSIAN (vae.h) */
+    default: return "layer";
+    }
+}
+
+double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int parse_choice(const char *opt, const char *s, const char *const *names, int *out) {
+    for (int i = 0; names[i]; i++)
+        if (strcasecmp(s, names[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    char list[200] = "";
+    for (int i = 0; names[i] && strlen(list) + strlen(names[i]) + 3 < sizeof list; i++) {
+        strcat(list, i ? ", " : "");
+        strcat(list, names[i]);
+    }
+    usage_error("%s: unknown value '%s' (%s)", opt, s, list);
+    return -1;
+}
+
+int getopt_error(char **argv, int c) {
+    /* getopt_long leaves the offending word at argv[optind - 1]. */
+    const char *arg = argv[optind - 1];
+    if (c == ':') return usage_error("option '%s' needs a value", arg);
+    if (optopt && optopt < 256) return usage_error("unknown option '-%c'", optopt);
+    if (optopt) return usage_error("option '%s' takes no value", arg);
+    return usage_error("unknown option '%s'", arg);
+}
