@@ -130,11 +130,12 @@ int png_recon(const char *path, const float *x, const float *y, size_t n, size_t
     float lo, hi;
     value_range(x, n * dim, &lo, &hi);
     canvas cv;
-    if (canvas_init(&cv, cols * (tw + gap) + gap, pairs * (2 * th + gap + pair_gap) + gap, 96))
+    if (canvas_init(&cv, cols * (tw + gap) + gap,
+                    pairs * (2 * th + 2 * gap) + (pairs - 1) * pair_gap + gap, 96))
         return EXIT_RUN;
     for (size_t i = 0; i < n; i++) {
         size_t col = i % cols, pair = i / cols;
-        size_t px = gap + col * (tw + gap), py = gap + pair * (2 * th + gap + pair_gap);
+        size_t px = gap + col * (tw + gap), py = gap + pair * (2 * th + 2 * gap + pair_gap);
         draw_image(&cv, px, py, x + i * dim, c, h, w, z, lo, hi);
         draw_image(&cv, px, py + th + gap, y + i * dim, c, h, w, z, lo, hi);
     }
