@@ -1,0 +1,535 @@
+/* End-to-end tests of the ae tool: the built binary (its path is argv[1],
+ * passed by meson) runs on small data written into a fresh directory
+ * under /tmp (.npy, CSV and IDX files of 12x12 images), and its outputs are
+ * checked: exit codes, .npy shapes, PNG signatures, printed metrics,
+ * determinism. Error paths (bad flags, missing files, options that do not
+ * go together, corrupt model files) must exit non-zero with exactly one
+ * line on stderr. */
+#include "test_util.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define N 64
+#define H 12
+#define W 12
+#define D (H * W)
+
+static const char *g_ae;
+static char g_dir[64];
+
+/* ---- running the tool ---- */
+
+typedef struct result {
+    int status; /* exit code, or 128 + signal */
+    char out[16384], err[4096];
+    int err_lines;
+} result;
+
+static size_t slurp(const char *path, char *buf, size_t cap) {
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
+    buf[n] = '\0';
+    if (f) fclose(f);
+    return n;
+}
+
+/* Runs ae with the arguments (NULL-terminated) in g_dir, with `env`
+ * ("NAME=value" or NULL) added to the environment. */
+static void run_env(result *r, const char *env, const char *const *args) {
+    char outp[128], errp[128];
+    snprintf(outp, sizeof outp, "%s/stdout.txt", g_dir);
+    snprintf(errp, sizeof errp, "%s/stderr.txt", g_dir);
+    const char *argv[40];
+    size_t n = 0;
+    argv[n++] = g_ae;
+    for (; args[n - 1] && n < 39; n++) argv[n] = args[n - 1];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fo = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int fe = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0 || chdir(g_dir) != 0) _exit(127);
+        if (env) {
+            char name[64];
+            const char *eq = strchr(env, '=');
+            size_t len = eq && (size_t)(eq - env) < sizeof name ? (size_t)(eq - env) : 0;
+            memcpy(name, env, len);
+            name[len] = '\0';
+            if (len) setenv(name, eq + 1, 1);
+        }
+        execv(g_ae, (char *const *)argv);
+        _exit(127);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    slurp(outp, r->out, sizeof r->out);
+    slurp(errp, r->err, sizeof r->err);
+    r->err_lines = 0;
+    for (const char *p = r->err; *p; p++) r->err_lines += *p == '\n';
+}
+
+#define RUN(r, ...)                                                                      \
+    do {                                                                                 \
+        const char *args_[] = {__VA_ARGS__, NULL};                                       \
+        run_env((r), NULL, args_);                                                       \
+    } while (0)
+
+static void expect_ok(const result *r) {
+    if (r->status != 0) fprintf(stderr, "ae failed (%d): %s\n%s", r->status, r->err, r->out);
+    assert_int_equal(r->status, 0);
+}
+
+/* A failure: non-zero exit (not a crash), one line on stderr containing `needle`. */
+static void expect_fail(const result *r, const char *needle) {
+    if (r->status == 0 || r->status >= 126 || r->err_lines != 1 || !strstr(r->err, needle))
+        fprintf(stderr, "expected one error line with '%s'; got status %d:\n%s", needle, r->status,
+                r->err);
+    assert_true(r->status != 0 && r->status < 126);
+    assert_int_equal(r->err_lines, 1);
+    assert_non_null(strstr(r->err, needle));
+    assert_true(strncmp(r->err, "ae", 2) == 0);
+}
+
+static const char *path(const char *name) {
+    static char buf[8][160];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
+    return buf[k];
+}
+
+static int exists(const char *name) {
+    struct stat sb;
+    return stat(path(name), &sb) == 0;
+}
+
+/* The 'shape' of a .npy file as written in its header, e.g. "(64, 4)". */
+static void npy_shape(const char *name, char *shape, size_t cap) {
+    char buf[256] = {0};
+    FILE *f = fopen(path(name), "rb");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    assert_true(n > 10 && memcmp(buf, "\x93NUMPY", 6) == 0);
+    char *s = strstr(buf + 10, "'shape': ");
+    assert_non_null(s);
+    s += 9;
+    char *e = strchr(s, ')');
+    assert_non_null(e);
+    size_t len = (size_t)(e - s + 1) < cap - 1 ? (size_t)(e - s + 1) : cap - 1;
+    memcpy(shape, s, len);
+    shape[len] = '\0';
+}
+
+static void assert_npy_shape(const char *name, const char *want) {
+    char shape[64];
+    npy_shape(name, shape, sizeof shape);
+    if (strcmp(shape, want) != 0) fprintf(stderr, "%s: shape %s, expected %s\n", name, shape, want);
+    assert_string_equal(shape, want);
+}
+
+static void assert_png(const char *name) {
+    unsigned char sig[8] = {0};
+    FILE *f = fopen(path(name), "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(sig, 1, 8, f), 8);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fclose(f);
+    assert_memory_equal(sig, "\x89PNG\r\n\x1a\n", 8);
+    assert_true(size > 100);
+}
+
+/* ---- data ---- */
+
+/* Two kinds of 12x12 images (label 0: a horizontal bar, label 1: a
+ * vertical one) at varying positions, values in [0, 1]. */
+static float g_x[N * D];
+static int32_t g_y[N];
+
+static void make_data(void) {
+    for (int i = 0; i < N; i++) {
+        int lab = i % 2, pos = 2 + (i / 2) % 8;
+        g_y[i] = lab;
+        for (int r = 0; r < H; r++)
+            for (int c = 0; c < W; c++) {
+                int on = lab ? (c == pos || c == pos + 1) : (r == pos || r == pos + 1);
+                g_x[i * D + r * W + c] = on ? 0.9f : 0.05f + 0.01f * (float)((r + c + i) % 5);
+            }
+    }
+}
+
+static void write_npy_file(const char *name, const float *x, size_t n, size_t c, size_t h,
+                           size_t w) {
+    ae_dataset *ds = NULL;
+    assert_int_equal(ae_dataset_create(&ds, NULL), AE_OK);
+    assert_int_equal(ae_dataset_from_memory(ds, x, NULL, n, c, h, w, AE_DATA_COPY), AE_OK);
+    assert_int_equal(ae_dataset_save_npy(ds, path(name)), AE_OK);
+    ae_dataset_destroy(ds);
+}
+
+static void write_text(const char *name, const char *text) {
+    FILE *f = fopen(path(name), "wb");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void write_files(void) {
+    make_data();
+    /* Images as [N, 144] vectors (the tests give --shape) and as [N, 1, 12, 12]. */
+    write_npy_file("x.npy", g_x, N, D, 1, 1);
+    write_npy_file("img.npy", g_x, N, 1, H, W);
+    float lab[N];
+    for (int i = 0; i < N; i++) lab[i] = (float)g_y[i];
+    write_npy_file("y.npy", lab, N, 1, 1, 1);
+    /* CSV with a header and the label first. */
+    FILE *f = fopen(path("x.csv"), "wb");
+    assert_non_null(f);
+    fprintf(f, "label");
+    for (int j = 0; j < D; j++) fprintf(f, ",p%d", j);
+    fprintf(f, "\n");
+    for (int i = 0; i < N; i++) {
+        fprintf(f, "%d", g_y[i]);
+        for (int j = 0; j < D; j++) fprintf(f, ",%.6g", (double)g_x[i * D + j]);
+        fprintf(f, "\n");
+    }
+    fclose(f);
+    /* IDX images (bytes 0..255) and labels, uncompressed. */
+    f = fopen(path("img.idx"), "wb");
+    assert_non_null(f);
+    unsigned char hdr[16] = {0, 0, 8, 3, 0, 0, 0, N, 0, 0, 0, H, 0, 0, 0, W};
+    fwrite(hdr, 1, 16, f);
+    for (int i = 0; i < N * D; i++) fputc((int)lrintf(g_x[i] * 255.0f), f);
+    fclose(f);
+    f = fopen(path("lab.idx"), "wb");
+    assert_non_null(f);
+    unsigned char lh[8] = {0, 0, 8, 1, 0, 0, 0, N};
+    fwrite(lh, 1, 8, f);
+    for (int i = 0; i < N; i++) fputc(g_y[i], f);
+    fclose(f);
+    write_text("corrupt.aem", "this is not a model file at all, just some text\n");
+    write_text("nan.csv", "1,2,3\n4,nan,6\n");
+}
+
+static int group_setup(void **state) {
+    (void)state;
+    strcpy(g_dir, "/tmp/libae-tool-XXXXXX");
+    if (!mkdtemp(g_dir)) return -1;
+    write_files();
+    return 0;
+}
+
+static int group_teardown(void **state) {
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---- help ---- */
+
+static void test_help(void **state) {
+    (void)state;
+    result r;
+    RUN(&r, "--help");
+    expect_ok(&r);
+    const char *cmds[] = {"train", "encode", "decode", "reconstruct", "eval", "info"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        assert_non_null(strstr(r.out, cmds[i]));
+        char usage[64];
+        snprintf(usage, sizeof usage, "Usage: ae %s", cmds[i]);
+        result h;
+        RUN(&h, cmds[i], "--help");
+        expect_ok(&h);
+        assert_non_null(strstr(h.out, usage));
+        assert_non_null(strstr(h.out, "--help"));
+        RUN(&h, "help", cmds[i]);
+        expect_ok(&h);
+        assert_non_null(strstr(h.out, usage));
+    }
+    RUN(&r, "--version");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, ae_version_string()));
+    /* Every flag of the train help is accepted (the help is complete). */
+    RUN(&r, "train", "--help");
+    assert_non_null(strstr(r.out, "--kl-sparsity"));
+    assert_non_null(strstr(r.out, "--noise"));
+    assert_non_null(strstr(r.out, "--schedule"));
+}
+
+/* ---- the main path: train, info, encode, decode, reconstruct, eval ---- */
+
+static void test_train_and_use(void **state) {
+    (void)state;
+    result r;
+    RUN(&r, "train", "-d", "x.npy", "--labels", "y.npy", "--shape", "1x12x12", "--layers", "32,4",
+        "--epochs", "3", "-b", "16", "--seed", "7", "-o", "m.aem", "--recon-png", "recon.png",
+        "--features-png", "feat.png", "--scatter-png", "scatter.png");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "epoch 3/3"));
+    assert_non_null(strstr(r.out, "train loss"));
+    assert_true(exists("m.aem"));
+    assert_png("recon.png");
+    assert_png("feat.png");
+    assert_png("scatter.png");
+
+    RUN(&r, "info", "m.aem");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "144 -> 32"));
+    assert_non_null(strstr(r.out, "---- code ----"));
+    assert_non_null(strstr(r.out, "training history"));
+    assert_non_null(strstr(r.out, "ae.data.source"));
+    assert_non_null(strstr(r.out, "x.npy"));
+    assert_non_null(strstr(r.out, "1x12x12"));
+
+    RUN(&r, "encode", "-m", "m.aem", "-d", "x.npy", "-o", "codes.npy");
+    expect_ok(&r);
+    assert_npy_shape("codes.npy", "(64, 4)");
+    RUN(&r, "decode", "-m", "m.aem", "-d", "codes.npy", "-o", "dec.npy", "--png", "dec.png", "-n",
+        "16");
+    expect_ok(&r);
+    assert_npy_shape("dec.npy", "(64, 1, 12, 12)");
+    assert_png("dec.png");
+    RUN(&r, "reconstruct", "-m", "m.aem", "-d", "img.npy", "--limit", "10", "-o", "rec.npy", "--png",
+        "rec.png");
+    expect_ok(&r);
+    assert_npy_shape("rec.npy", "(10, 1, 12, 12)");
+    assert_png("rec.png");
+
+    /* decode(encode(x)) is reconstruct(x): compare through the library's reader. */
+    ae_dataset *a = NULL, *b = NULL;
+    assert_int_equal(ae_dataset_create(&a, NULL), AE_OK);
+    assert_int_equal(ae_dataset_create(&b, NULL), AE_OK);
+    assert_int_equal(ae_dataset_load_npy(a, path("dec.npy")), AE_OK);
+    assert_int_equal(ae_dataset_load_npy(b, path("rec.npy")), AE_OK);
+    assert_close_arrays(ae_dataset_data(a), ae_dataset_data(b), 10 * D, 1e-4, 1e-5, "decode vs reconstruct");
+    ae_dataset_destroy(a);
+    ae_dataset_destroy(b);
+
+    RUN(&r, "eval", "-m", "m.aem", "-d", "x.npy", "--labels", "y.npy", "--knn", "3", "--percentile",
+        "90", "--scores", "scores.npy", "--scatter-png", "es.png");
+    expect_ok(&r);
+    const char *lines[] = {"MSE ", "NMSE", "FVU", "PSNR", "SSIM ", "anomaly", "latent",
+                           "kNN accuracy"};
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        if (!strstr(r.out, lines[i])) fprintf(stderr, "no '%s' in:\n%s", lines[i], r.out);
+        assert_non_null(strstr(r.out, lines[i]));
+    }
+    /* The 90th percentile of 64 distinct scores lies between the sorted
+     * positions 56 and 57 (0.9 * 63 = 56.7): the 7 at positions 57 to 63 lie above. */
+    if (!strstr(r.out, "7 of 64 above")) fprintf(stderr, "%s", r.out);
+    assert_non_null(strstr(r.out, "7 of 64 above"));
+    assert_npy_shape("scores.npy", "(64, 1)");
+    assert_png("es.png");
+}
+
+/* Same seed, same data: the same codes. */
+static void test_deterministic(void **state) {
+    (void)state;
+    result r;
+    for (int k = 0; k < 2; k++) {
+        RUN(&r, "train", "-d", "x.npy", "--layers", "8", "--epochs", "2", "-b", "8", "-q", "-o",
+            k ? "d2.aem" : "d1.aem");
+        expect_ok(&r);
+        assert_int_equal(strlen(r.out), 0); /* --quiet */
+        RUN(&r, "encode", "-m", k ? "d2.aem" : "d1.aem", "-d", "x.npy", "-o",
+            k ? "c2.npy" : "c1.npy");
+        expect_ok(&r);
+    }
+    static char a[8192], b[8192];
+    size_t na = slurp(path("c1.npy"), a, sizeof a), nb = slurp(path("c2.npy"), b, sizeof b);
+    assert_int_equal(na, 128 + N * 8 * 4);
+    assert_int_equal(na, nb);
+    assert_memory_equal(a, b, na);
+}
+
+/* CSV with header and labels, IDX, and the training flags. */
+static void test_formats_and_flags(void **state) {
+    (void)state;
+    result r;
+    RUN(&r, "train", "-d", "x.csv", "--csv-header", "--csv-label-first", "--shape", "12x12",
+        "--layers", "16,8", "--topk", "3", "--tied", "--noise", "gaussian", "--noise-level", "0.01",
+        "--noise-clip", "--schedule", "cosine", "--min-lr", "1e-5", "--warmup-steps", "4",
+        "--val-split", "0.25", "--patience", "2", "--epochs", "4", "-b", "8", "-o", "csv.aem",
+        "--scatter-png", "csv_scatter.png");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "val loss"));
+    assert_png("csv_scatter.png");
+    RUN(&r, "info", "-m", "csv.aem");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "top-k"));
+    assert_non_null(strstr(r.out, "(tied)"));
+    assert_non_null(strstr(r.out, "noise gaussian"));
+
+    RUN(&r, "train", "-d", "img.idx", "--labels", "lab.idx", "--test", "img.idx", "--layers", "8",
+        "--code-act", "sigmoid", "--kl-sparsity", "0.1", "--kl-weight", "0.01", "--optimizer", "sgd",
+        "--lr", "0.1", "--momentum", "0.9", "--nesterov", "--schedule", "step", "--step-size", "1",
+        "--gamma", "0.5", "--epochs", "2", "-b", "16", "--standardize", "feature", "-o", "idx.aem",
+        "--recon-png", "idx_recon.png");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "test MSE"));
+    assert_png("idx_recon.png");
+    /* Outputs come back in the units of the file (bytes for IDX). */
+    RUN(&r, "reconstruct", "-m", "idx.aem", "-d", "img.idx", "-o", "idx_rec.npy");
+    expect_ok(&r);
+    assert_npy_shape("idx_rec.npy", "(64, 1, 12, 12)");
+    ae_dataset *ds = NULL;
+    assert_int_equal(ae_dataset_create(&ds, NULL), AE_OK);
+    assert_int_equal(ae_dataset_load_npy(ds, path("idx_rec.npy")), AE_OK);
+    float mx = 0;
+    for (size_t i = 0; i < N * D; i++) mx = fmaxf(mx, ae_dataset_data(ds)[i]);
+    assert_true(mx > 20.0f && mx < 400.0f);
+    ae_dataset_destroy(ds);
+
+    RUN(&r, "train", "-d", "x.npy", "--layers", "8", "--batch-topk", "2", "--l1", "0.001",
+        "--lifetime-topk", "0.5", "--loss", "bce", "--optimizer", "adamw", "--weight-decay", "0.01",
+        "--grad-clip", "1", "--epochs", "1", "-b", "16", "-o", "s.aem");
+    expect_ok(&r);
+}
+
+static void test_default_data_missing(void **state) {
+    (void)state;
+    result r;
+    const char *args[] = {"train", "-o", "never.aem", NULL};
+    run_env(&r, "AE_FASHION_MNIST_DIR=/nonexistent-libae-dir", args);
+    expect_fail(&r, "apt-get install dataset-fashion-mnist");
+    assert_false(exists("never.aem"));
+}
+
+/* ---- errors ---- */
+
+static void test_errors(void **state) {
+    (void)state;
+    result r;
+    RUN(&r, "frobnicate");
+    expect_fail(&r, "unknown command 'frobnicate'");
+    assert_int_equal(r.status, 2);
+    RUN(&r, "--bogus");
+    expect_fail(&r, "unknown option '--bogus'");
+    RUN(&r, "train", "--bogus", "-o", "e.aem");
+    expect_fail(&r, "unknown option '--bogus'");
+    assert_int_equal(r.status, 2);
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--epochs");
+    expect_fail(&r, "needs a value");
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--tied=yes");
+    expect_fail(&r, "takes no value");
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--epochs", "x");
+    expect_fail(&r, "--epochs: 'x' is not a whole number");
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--epochs", "0");
+    expect_fail(&r, "out of range");
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--lr", "-1");
+    expect_fail(&r, "--lr");
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--act", "swish");
+    expect_fail(&r, "unknown activation 'swish'");
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--layers", "32,,4");
+    expect_fail(&r, "--layers");
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--shape", "3x3");
+    expect_fail(&r, "does not fit");
+    RUN(&r, "train", "-d", "x.npy");
+    expect_fail(&r, "-o MODEL");
+    RUN(&r, "train", "-d", "missing.npy", "-o", "e.aem");
+    expect_fail(&r, "cannot open");
+    RUN(&r, "train", "-d", "nan.csv", "-o", "e.aem");
+    expect_fail(&r, "nan.csv");
+    /* Options that do not go together. */
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--layers", "8", "--topk", "2", "--batch-topk",
+        "2");
+    expect_fail(&r, "do not go together");
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--layers", "8", "--topk", "9");
+    expect_fail(&r, "wider than the code");
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--kl-weight", "0.1");
+    expect_fail(&r, "--kl-weight needs --kl-sparsity");
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--kl-sparsity", "0.05");
+    expect_fail(&r, "--code-act sigmoid");
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--momentum", "0.9");
+    expect_fail(&r, "--optimizer sgd");
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--gamma", "0.5");
+    expect_fail(&r, "--schedule step");
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--noise", "mask");
+    expect_fail(&r, "--noise-level");
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--loss", "bce", "--output-act", "identity");
+    expect_fail(&r, "--loss bce needs --output-act sigmoid");
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--standardize", "feature", "--output-act",
+        "sigmoid");
+    expect_fail(&r, "--standardize");
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--recon-png", "no.png");
+    expect_fail(&r, "--shape");
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--csv-header");
+    expect_fail(&r, "CSV");
+    /* A failure in the first step: nothing is written. */
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--noise", "dropout", "--noise-level", "2",
+        "--epochs", "1");
+    expect_fail(&r, "epoch 1, batch 1");
+    assert_false(exists("e.aem"));
+
+    /* Model files: missing, corrupt, truncated. */
+    RUN(&r, "info", "nothing.aem");
+    expect_fail(&r, "cannot open nothing.aem");
+    RUN(&r, "info", "corrupt.aem");
+    expect_fail(&r, "ae info:");
+    RUN(&r, "encode", "-m", "corrupt.aem", "-d", "x.npy", "-o", "e.npy");
+    expect_fail(&r, "ae encode:");
+    char buf[4096];
+    FILE *f = fopen(path("m.aem"), "rb");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    assert_true(n > 200);
+    f = fopen(path("trunc.aem"), "wb");
+    fwrite(buf, 1, n / 2, f);
+    fclose(f);
+    RUN(&r, "eval", "-m", "trunc.aem", "-d", "x.npy");
+    expect_fail(&r, "ae eval:");
+    /* Data that do not fit the model. */
+    RUN(&r, "encode", "-m", "m.aem", "-d", "y.npy", "-o", "e.npy");
+    expect_fail(&r, "the model takes 144");
+    RUN(&r, "decode", "-m", "m.aem", "-d", "x.npy", "-o", "e.npy");
+    expect_fail(&r, "code has 4");
+    RUN(&r, "encode", "-m", "m.aem", "-d", "x.npy");
+    expect_fail(&r, "-o FILE");
+    RUN(&r, "encode", "-m", "m.aem", "-o", "e.npy");
+    expect_fail(&r, "-d FILE");
+    RUN(&r, "encode", "-m", "m.aem", "-d", "x.npy", "-o", "e.npy", "--percentile", "5");
+    expect_fail(&r, "not for this command");
+    RUN(&r, "eval", "-m", "m.aem", "-d", "x.npy", "--percentile", "101");
+    expect_fail(&r, "out of range");
+    RUN(&r, "eval", "-m", "m.aem", "-d", "x.npy", "--labels", "x.npy");
+    expect_fail(&r, "labels");
+    RUN(&r, "reconstruct", "-m", "m.aem", "-d", "x.npy", "-o", "/nonexistent-dir/e.npy");
+    expect_fail(&r, "/nonexistent-dir/e.npy");
+    assert_false(exists("e.npy"));
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_tool PATH-TO-ae\n");
+        return 1;
+    }
+    /* Absolute: the tool runs in the temporary directory. */
+    static char abs_ae[4096], cwd[2048];
+    if (argv[1][0] == '/')
+        snprintf(abs_ae, sizeof abs_ae, "%s", argv[1]);
+    else if (getcwd(cwd, sizeof cwd))
+        snprintf(abs_ae, sizeof abs_ae, "%s/%s", cwd, argv[1]);
+    if (access(abs_ae, X_OK) != 0) {
+        fprintf(stderr, "test_tool: no program at %s\n", argv[1]);
+        return 1;
+    }
+    g_ae = abs_ae;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_help),
+        cmocka_unit_test(test_train_and_use),
+        cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_formats_and_flags),
+        cmocka_unit_test(test_default_data_missing),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
