@@ -102,4 +102,14 @@ if readelf -d consumer_static | grep -q 'NEEDED.*\[libae\.so'; then
 fi
 env -u LD_LIBRARY_PATH ./consumer_static || fail "consumer_static exited with $?"
 
+# The ae tool, when the build has it: the program in bindir, its man page,
+# and it runs against the installed library.
+if [ -x "$build/tools/ae/ae" ]; then
+    aebin=$dest$prefix/bin/ae
+    [ -x "$aebin" ] || fail "the ae tool was built but not installed in bindir"
+    find "$dest" -path '*/man1/ae.1*' | grep -q . || fail "the man page ae.1 was not installed"
+    LD_LIBRARY_PATH=$libdir "$aebin" --version | grep -q "libae" ||
+        fail "the installed ae does not run"
+fi
+
 echo "install_test: OK (prefix $prefix, soname $soname)"

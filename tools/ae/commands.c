@@ -381,10 +381,9 @@ int cmd_info(int argc, char **argv) {
     if (!m) return EXIT_RUN;
     size_t layers = ae_model_layer_count(m), code_at = ae_model_code_layer(m);
     printf("model %s\n", o.model);
-    printf("input %zu (%zux%zux%zu), code %zu, %zu layers, %zu trainable parameters, %llu "
-           "training steps\n\n",
+    printf("input %zu (%zux%zux%zu), code %zu, %zu layers, %zu trainable parameters\n\n",
            ae_model_input_size(m), p.shape[0], p.shape[1], p.shape[2], ae_model_code_size(m),
-           layers, ae_model_param_count(m), (unsigned long long)ae_model_step_count(m));
+           layers, ae_model_param_count(m));
     printf("  layer  kind              activation      in -> out      weights   biases\n");
     for (size_t i = 0; i < layers; i++) {
         ae_layer_info li;
@@ -425,7 +424,7 @@ int cmd_info(int argc, char **argv) {
         }
     }
     printf("\n");
-    const char *v = NULL, *hist = NULL;
+    const char *hist = NULL;
     printf("\ndata: scale %g", p.scale);
     if (p.st_n) printf(", standardised with %zu mean/std value%s", p.st_n, p.st_n > 1 ? "s" : "");
     printf("\n");
@@ -440,7 +439,6 @@ int cmd_info(int argc, char **argv) {
         if (strcmp(key, "ae.data.mean") == 0 || strcmp(key, "ae.data.std") == 0) continue;
         printf("  %-22s %s\n", key, val);
     }
-    (void)v;
     if (hist) print_history(hist);
     ae_model_destroy(m);
     prep_free(&p);

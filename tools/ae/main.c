@@ -39,10 +39,7 @@ static const struct {
 };
 
 int main(int argc, char **argv) {
-    if (argc < 2) {
-        fputs(MAIN_HELP, stderr);
-        return EXIT_USAGE;
-    }
+    if (argc < 2) return usage_error("no command given");
     const char *cmd = argv[1];
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         if (strcmp(cmd, "help") == 0 && argc > 2) {

@@ -222,7 +222,7 @@ int evaluate_print(ae_model *m, const prep *p, ae_dataset *ds, const eval_opts *
         printf("SSIM           %.4f (Gaussian window 11x11, sigma 1.5, K1 0.01, K2 0.03)\n", ssim);
     else
         printf("SSIM           not computed (needs images of at least 11x11)\n");
-    printf("anomaly        threshold %.6f at the %g%% percentile of the per-sample MSE: %zu of %zu "
+    printf("anomaly        threshold %.6f (percentile %g of the per-sample MSE): %zu of %zu "
            "above\n",
            thr, o->percentile, flagged, n);
     if (o->scores_path) {
