@@ -324,12 +324,13 @@ static ae_model *build_model(const train_opts *o, size_t in_dim) {
         st = ae_config_add_dense(cfg, o->widths[i], i + 1 == o->nwidths ? o->code_act : o->act);
     if (st == AE_OK && o->kl_rho)
         st = ae_config_add_kl_sparsity(cfg, AE_LAST_LAYER, o->kl_rho, o->kl_weight, AE_REDUCE_SUM);
-    if (st == AE_OK && o->l1) st = ae_config_add_l1_sparsity(cfg, AE_LAST_LAYER, o->l1);
     if (st == AE_OK && o->topk) st = ae_config_add_topk(cfg, o->topk);
     if (st == AE_OK && o->batch_topk) st = ae_config_add_batch_topk(cfg, o->batch_topk);
     if (st == AE_OK && o->lifetime_k) st = ae_config_add_lifetime_topk(cfg, o->lifetime_k);
     if (st == AE_OK && o->lifetime_frac)
         st = ae_config_add_lifetime_topk_fraction(cfg, o->lifetime_frac);
+    /* L1 on the code as the decoder sees it (after any selection). */
+    if (st == AE_OK && o->l1) st = ae_config_add_l1_sparsity(cfg, AE_LAST_LAYER, o->l1);
     if (st == AE_OK) st = ae_config_mark_code(cfg);
     /* The decoder mirrors the encoder's widths (selection layers have none). */
     for (size_t i = o->nwidths; st == AE_OK && i-- > 0;)
