@@ -240,7 +240,7 @@ static void test_help(void **state) {
     result r;
     RUN(&r, "--help");
     expect_ok(&r);
-    const char *cmds[] = {"train", "encode", "decode", "reconstruct", "eval", "info"};
+    const char *cmds[] = {"train", "encode", "decode", "reconstruct", "eval", "info", "sample"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         assert_non_null(strstr(r.out, cmds[i]));
         char usage[64];
@@ -394,6 +394,37 @@ static void test_formats_and_flags(void **state) {
     expect_ok(&r);
 }
 
+/* A variational autoencoder: train, sample, evaluate. */
+static void test_vae(void **state) {
+    (void)state;
+    result r;
+    RUN(&r, "train", "-d", "img.npy", "--labels", "y.npy", "--vae", "--layers", "16,2", "--beta",
+        "0.5", "--kl-warmup", "4", "--epochs", "2", "-b", "16", "-o", "vae.aem", "--scatter-png",
+        "vae_scatter.png");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "[gaussian 2]"));
+    assert_png("vae_scatter.png");
+    RUN(&r, "info", "vae.aem");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "gaussian"));
+    assert_non_null(strstr(r.out, "VAE beta 0.5"));
+    assert_non_null(strstr(r.out, "reduction sum"));
+    RUN(&r, "sample", "-m", "vae.aem", "-n", "9", "-o", "samples.npy", "--png", "samples.png",
+        "--codes", "z.npy", "--seed", "3");
+    expect_ok(&r);
+    assert_npy_shape("samples.npy", "(9, 1, 12, 12)");
+    assert_npy_shape("z.npy", "(9, 2)");
+    assert_png("samples.png");
+    RUN(&r, "eval", "-m", "vae.aem", "-d", "img.npy");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "negative ELBO"));
+    RUN(&r, "sample", "-m", "m.aem", "-o", "never.npy");
+    expect_fail(&r, "not a variational autoencoder");
+    assert_false(exists("never.npy"));
+    RUN(&r, "sample", "-m", "vae.aem");
+    expect_fail(&r, "nothing to write");
+}
+
 static void test_default_data_missing(void **state) {
     (void)state;
     result r;
@@ -448,6 +479,12 @@ static void test_errors(void **state) {
     expect_fail(&r, "--kl-weight needs --kl-sparsity");
     RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--kl-sparsity", "0.05");
     expect_fail(&r, "--code-act sigmoid");
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--beta", "2");
+    expect_fail(&r, "--beta and --kl-warmup need --vae");
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--vae", "--topk", "1");
+    expect_fail(&r, "--vae does not go with the sparsity options");
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--vae", "--code-act", "tanh");
+    expect_fail(&r, "--vae does not go with --code-act");
     RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--momentum", "0.9");
     expect_fail(&r, "--optimizer sgd");
     RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--gamma", "0.5");
@@ -528,6 +565,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_train_and_use),
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_formats_and_flags),
+        cmocka_unit_test(test_vae),
         cmocka_unit_test(test_default_data_missing),
         cmocka_unit_test(test_errors),
     };

@@ -13,11 +13,14 @@ typedef struct model_opts {
     data_opts data;
     size_t count;
     eval_opts eval;
+    uint64_t seed;
+    const char *codes;
 } model_opts;
 
 enum {
     M_LABELS = 256, M_CSV_HEADER, M_CSV_LABEL_FIRST, M_SHAPE, M_LIMIT, M_SCALE, M_PNG, M_PERCENTILE,
-    M_KNN, M_KNN_MAX, M_SCORES, M_ACTIVE, M_RECON_PNG, M_FEATURES_PNG, M_SCATTER_PNG
+    M_KNN, M_KNN_MAX, M_SCORES, M_ACTIVE, M_RECON_PNG, M_FEATURES_PNG, M_SCATTER_PNG, M_SEED,
+    M_CODES
 };
 
 static const struct option MODEL_OPTS[] = {
@@ -40,6 +43,8 @@ static const struct option MODEL_OPTS[] = {
     {"recon-png", required_argument, NULL, M_RECON_PNG},
     {"features-png", required_argument, NULL, M_FEATURES_PNG},
     {"scatter-png", required_argument, NULL, M_SCATTER_PNG},
+    {"seed", required_argument, NULL, M_SEED},
+    {"codes", required_argument, NULL, M_CODES},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -99,6 +104,18 @@ static const char EVAL_HELP[] =
     "      --features-png FILE  the decoder's features, one tile per code unit\n"
     "      --scatter-png FILE   the codes in 2-D coloured by label\n";
 
+static const char SAMPLE_HELP[] =
+    "Usage: ae sample -m MODEL [-n N] [-o OUT.npy] [--png FILE] [OPTIONS]\n"
+    "Draws N codes z ~ N(0, I) and decodes them with a variational autoencoder\n"
+    "(a model trained with 'ae train --vae'), in the units of its training data.\n\n"
+    "  -m, --model FILE         the model file\n"
+    "  -n, --count N            how many samples (default 64)\n"
+    "  -o, --output FILE        the .npy file of the samples\n"
+    "      --png FILE           the samples as a grid\n"
+    "      --codes FILE         also write the drawn codes as a .npy\n"
+    "      --seed N             seeds the draws (default 0)\n"
+    "  -h, --help               this help\n";
+
 static const char INFO_HELP[] =
     "Usage: ae info MODEL\n"
     "       ae info -m MODEL\n"
@@ -157,6 +174,8 @@ static int parse_model_opts(int argc, char **argv, const int *allowed, const cha
         case M_RECON_PNG: o->recon_png = a; break;
         case M_FEATURES_PNG: o->features_png = a; break;
         case M_SCATTER_PNG: o->scatter_png = a; break;
+        case M_SEED: bad = parse_u64("--seed", a, &o->seed); break;
+        case M_CODES: o->codes = a; break;
         default: return usage_error("unknown option '%s'", argv[optind - 1]);
         }
         if (bad) return EXIT_USAGE;
@@ -343,6 +362,80 @@ done:
     return rc;
 }
 
+/* ---- sample ---- */
+
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Standard normal draws by Box-Muller from 53-bit uniforms. */
+static void normal_fill(float *z, size_t n, uint64_t seed) {
+    uint64_t s = seed;
+    for (size_t i = 0; i < n; i += 2) {
+        double u1 = ((double)(splitmix(&s) >> 11) + 1.0) / 9007199254740993.0; /* (0, 1] */
+        double u2 = (double)(splitmix(&s) >> 11) / 9007199254740992.0;
+        double r = sqrt(-2.0 * log(u1));
+        z[i] = (float)(r * cos(6.283185307179586 * u2));
+        if (i + 1 < n) z[i + 1] = (float)(r * sin(6.283185307179586 * u2));
+    }
+}
+
+int cmd_sample(int argc, char **argv) {
+    static const int allowed[] = {'m', 'o', 'n', M_PNG, M_SEED, M_CODES, 0};
+    model_opts o;
+    int rc = parse_model_opts(argc, argv, allowed, SAMPLE_HELP, 0, &o);
+    if (rc) return rc == 1 ? 0 : rc;
+    if ((rc = check_required(&o, 0, 0, argc, argv))) return rc;
+    if (!o.output && !o.png) return usage_error("nothing to write: give -o FILE and/or --png FILE");
+    prep p;
+    ae_model *m = model_load(o.model, &p);
+    if (!m) return EXIT_RUN;
+    size_t n = o.count ? o.count : 64, k = ae_model_code_size(m), d = ae_model_output_size(m);
+    float *z = NULL, *out = NULL;
+    rc = EXIT_RUN;
+    if (!model_is_vae(m)) {
+        rc = fail(EXIT_USAGE, "%s is not a variational autoencoder (train it with --vae)", o.model);
+        goto done;
+    }
+    if (o.png && p.shape[1] == 1 && p.shape[2] == 1) {
+        rc = fail(EXIT_USAGE, "--png: the model's samples are vectors, not images");
+        goto done;
+    }
+    z = malloc(n * k * sizeof *z);
+    out = malloc(n * d * sizeof *out);
+    if (!z || !out) {
+        fail(EXIT_RUN, "out of memory");
+        goto done;
+    }
+    /* The tool draws z itself (rather than ae_vae_sample from the model's
+     * RNG) so that --seed chooses the draws of a saved model. */
+    normal_fill(z, n * k, o.seed ^ 0x53414d504c45ULL);
+    if (run_batched(m, RUN_DECODE, z, n, k, out, d)) goto done;
+    prep_undo(&p, out, n, d);
+    if (o.output) {
+        if (write_npy(o.output, out, n, p.shape[0], p.shape[1], p.shape[2])) goto done;
+        printf("%zu samples written to %s\n", n, o.output);
+    }
+    if (o.codes) {
+        if (write_npy(o.codes, z, n, k, 1, 1)) goto done;
+        printf("their codes written to %s\n", o.codes);
+    }
+    if (o.png) {
+        if (png_grid(o.png, out, n, p.shape[0], p.shape[1], p.shape[2], 0)) goto done;
+        printf("picture written to %s\n", o.png);
+    }
+    rc = 0;
+done:
+    free(z);
+    free(out);
+    ae_model_destroy(m);
+    prep_free(&p);
+    return rc;
+}
+
 /* ---- info ---- */
 
 static void print_history(const char *h) {
@@ -402,7 +495,8 @@ int cmd_info(int argc, char **argv) {
         {AE_P_LOSS, "loss", 1},           {AE_P_OPTIMIZER, "optimizer", 1},
         {AE_P_LEARNING_RATE, "learning rate", 0}, {AE_P_WEIGHT_DECAY, "weight decay", 0},
         {AE_P_SEED, "seed", 1},           {AE_P_NOISE_KIND, "noise", 1},
-        {AE_P_NOISE_LEVEL, "noise level", 0},
+        {AE_P_NOISE_LEVEL, "noise level", 0},     {AE_P_REDUCTION, "reduction", 1},
+        {AE_P_VAE_BETA, "VAE beta", 0},           {AE_P_VAE_BETA_WARMUP_STEPS, "KL warm-up steps", 1},
     };
     static const char *const loss_names[] = {"mse", "bce"}, *const opt_names[] = {"sgd", "adam", "adamw"},
                              *const noise_names[] = {"none", "gaussian", "mask", "bernoulli",
@@ -417,9 +511,12 @@ int cmd_info(int argc, char **argv) {
             if (settings[i].p == AE_P_LOSS && iv >= 0 && iv < 2) nm = loss_names[iv];
             if (settings[i].p == AE_P_OPTIMIZER && iv >= 0 && iv < 3) nm = opt_names[iv];
             if (settings[i].p == AE_P_NOISE_KIND && iv >= 0 && iv < 6) nm = noise_names[iv];
+            if (settings[i].p == AE_P_REDUCTION) nm = iv ? "sum" : "mean";
+            if (settings[i].p == AE_P_VAE_BETA_WARMUP_STEPS && !model_is_vae(m)) continue;
             if (nm) printf(" %s %s;", settings[i].name, nm);
             else printf(" %s %lld;", settings[i].name, (long long)iv);
-        } else if (ae_model_get_float(m, settings[i].p, &fv) == AE_OK) {
+        } else if ((settings[i].p != AE_P_VAE_BETA || model_is_vae(m)) &&
+                   ae_model_get_float(m, settings[i].p, &fv) == AE_OK) {
             printf(" %s %g;", settings[i].name, fv);
         }
     }

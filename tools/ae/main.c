@@ -17,6 +17,7 @@ static const char MAIN_HELP[] =
     "  reconstruct  write the reconstructions of a data file as .npy (and a picture)\n"
     "  eval         print the metrics of a model on a dataset\n"
     "  info         print a model file's architecture, settings and training history\n"
+    "  sample       draw samples from a variational autoencoder (.npy and a picture)\n"
     "\n"
     "Options:\n"
     "  -h, --help     this help\n"
@@ -36,6 +37,7 @@ static const struct {
 } COMMANDS[] = {
     {"train", cmd_train},   {"encode", cmd_encode}, {"decode", cmd_decode},
     {"reconstruct", cmd_reconstruct}, {"eval", cmd_eval}, {"info", cmd_info},
+    {"sample", cmd_sample},
 };
 
 int main(int argc, char **argv) {

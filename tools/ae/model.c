@@ -150,6 +150,15 @@ void prep_undo(const prep *p, float *x, size_t n, size_t dim) {
     }
 }
 
+int model_is_vae(const ae_model *m) {
+    for (size_t i = 0; i < ae_model_layer_count(m); i++) {
+        ae_layer_info li;
+        li.struct_size = sizeof li;
+        if (ae_model_layer_info(m, i, &li) == AE_OK && li.kind == AE_LAYER_GAUSSIAN) return 1;
+    }
+    return 0;
+}
+
 /* ---- inference ---- */
 
 int run_batched(ae_model *m, int what, const float *in, size_t n, size_t in_dim, float *out,
@@ -236,6 +245,21 @@ int evaluate_print(ae_model *m, const prep *p, ae_dataset *ds, const eval_opts *
         free(fs);
         if (wrc) goto done;
         printf("scores         written to %s\n", o->scores_path);
+    }
+    if (model_is_vae(m)) {
+        /* The negative ELBO per sample, batches weighted by their size. */
+        double total = 0.0, rsum = 0.0, ksum = 0.0;
+        for (size_t i = 0; i < n; i += BATCH) {
+            size_t b = n - i < BATCH ? n - i : BATCH;
+            double ne, re, kl;
+            if ((st = ae_vae_neg_elbo(m, x + i * d, b, &ne, &re, &kl)) != AE_OK) {
+                fail(EXIT_RUN, "negative ELBO: %s", ae_model_last_error(m));
+                goto done;
+            }
+            total += ne * (double)b, rsum += re * (double)b, ksum += kl * (double)b;
+        }
+        printf("negative ELBO  %.4f per sample (reconstruction %.4f + KL %.4f, one draw)\n",
+               total / (double)n, rsum / (double)n, ksum / (double)n);
     }
     ae_latent_stats ls;
     ls.struct_size = sizeof ls;

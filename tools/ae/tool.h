@@ -81,6 +81,8 @@ typedef struct prep {
     size_t shape[3];
 } prep;
 
+/* Whether the model has a Gaussian latent (a VAE). */
+int model_is_vae(const ae_model *m);
 /* Loads a model file; prints the failure and returns NULL. */
 ae_model *model_load(const char *path, prep *p);
 void prep_free(prep *p);

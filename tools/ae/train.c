@@ -43,6 +43,14 @@ static const char TRAIN_HELP[] =
     "                           ACT: identity relu leaky-relu sigmoid tanh gelu softplus elu\n"
     "      --tied               the decoder uses the transposed encoder weights\n"
     "\n"
+    "Variational autoencoder:\n"
+    "      --vae                the code is a Gaussian latent (mu, log sigma^2 heads)\n"
+    "                           of the last --layers width; the loss adds beta * KL.\n"
+    "                           Defaults then: --loss bce (mse when the output is\n"
+    "                           not sigmoid) and --reduction sum, as PyTorch's VAE\n"
+    "      --beta F             weight of the KL term (default 1)\n"
+    "      --kl-warmup N        raise beta linearly from 0 over the first N steps\n"
+    "\n"
     "Sparsity (on the code):\n"
     "      --topk K             keep the K largest code values of each sample\n"
     "      --batch-topk K       keep the batch*K largest code values of the batch\n"
@@ -59,6 +67,7 @@ static const char TRAIN_HELP[] =
     "\n"
     "Training:\n"
     "      --loss LOSS          mse (default) or bce (needs --output-act sigmoid)\n"
+    "      --reduction R        mean (default) or sum of the loss over the batch\n"
     "      --optimizer OPT      adam (default), adamw or sgd\n"
     "      --lr F               learning rate (default 0.001)\n"
     "      --momentum F         SGD momentum; --nesterov for Nesterov's\n"
@@ -94,7 +103,7 @@ enum {
     O_BATCH_TOPK, O_LIFETIME_TOPK, O_KL_SPARSITY, O_KL_WEIGHT, O_L1, O_NOISE, O_NOISE_LEVEL,
     O_NOISE_CLIP, O_LOSS, O_OPTIMIZER, O_LR, O_MOMENTUM, O_NESTEROV, O_WEIGHT_DECAY, O_GRAD_CLIP,
     O_SEED, O_SCHEDULE, O_STEP_SIZE, O_GAMMA, O_MIN_LR, O_WARMUP, O_PATIENCE, O_RECON_PNG,
-    O_FEATURES_PNG, O_SCATTER_PNG
+    O_FEATURES_PNG, O_SCATTER_PNG, O_VAE, O_BETA, O_KL_WARMUP, O_REDUCTION
 };
 
 static const struct option TRAIN_OPTS[] = {
@@ -124,6 +133,10 @@ static const struct option TRAIN_OPTS[] = {
     {"noise-level", required_argument, NULL, O_NOISE_LEVEL},
     {"noise-clip", no_argument, NULL, O_NOISE_CLIP},
     {"loss", required_argument, NULL, O_LOSS},
+    {"reduction", required_argument, NULL, O_REDUCTION},
+    {"vae", no_argument, NULL, O_VAE},
+    {"beta", required_argument, NULL, O_BETA},
+    {"kl-warmup", required_argument, NULL, O_KL_WARMUP},
     {"optimizer", required_argument, NULL, O_OPTIMIZER},
     {"lr", required_argument, NULL, O_LR},
     {"momentum", required_argument, NULL, O_MOMENTUM},
@@ -164,7 +177,10 @@ typedef struct train_opts {
     int noise, noise_clip;
     double noise_level;
     int have_noise_level;
-    int loss, optimizer;
+    int loss, optimizer, reduction, have_loss, have_reduction;
+    int vae, have_code_act, have_beta;
+    double beta;
+    size_t kl_warmup;
     double lr, momentum, weight_decay, grad_clip;
     int nesterov, have_momentum;
     size_t epochs, batch;
@@ -180,6 +196,7 @@ static int parse_train(int argc, char **argv, train_opts *o) {
     static const char *const noise_names[] = {"none", "gaussian", "mask", "bernoulli", "dropout",
                                               "salt-pepper", NULL};
     static const char *const loss_names[] = {"mse", "bce", NULL};
+    static const char *const red_names[] = {"mean", "sum", NULL};
     static const char *const opt_names[] = {"sgd", "adam", "adamw", NULL};
     static const char *const sched_names[] = {"constant", "step", "cosine", NULL};
     static const char *const st_names[] = {"none", "scalar", "channel", "feature", NULL};
@@ -213,7 +230,10 @@ static int parse_train(int argc, char **argv, train_opts *o) {
         case O_VAL_SPLIT: bad = parse_double("--val-split", a, 1e-9, 1 - 1e-9, &o->val_split); break;
         case O_LAYERS: bad = parse_widths("--layers", a, o->widths, MAX_WIDTHS, &o->nwidths); break;
         case O_ACT: bad = parse_activation("--act", a, &o->act); break;
-        case O_CODE_ACT: bad = parse_activation("--code-act", a, &o->code_act); break;
+        case O_CODE_ACT:
+            bad = parse_activation("--code-act", a, &o->code_act);
+            o->have_code_act = 1;
+            break;
         case O_OUTPUT_ACT:
             bad = parse_activation("--output-act", a, &o->output_act);
             o->have_output_act = 1;
@@ -239,7 +259,20 @@ static int parse_train(int argc, char **argv, train_opts *o) {
             o->have_noise_level = 1;
             break;
         case O_NOISE_CLIP: o->noise_clip = 1; break;
-        case O_LOSS: bad = parse_choice("--loss", a, loss_names, &o->loss); break;
+        case O_LOSS:
+            bad = parse_choice("--loss", a, loss_names, &o->loss);
+            o->have_loss = 1;
+            break;
+        case O_REDUCTION:
+            bad = parse_choice("--reduction", a, red_names, &o->reduction);
+            o->have_reduction = 1;
+            break;
+        case O_VAE: o->vae = 1; break;
+        case O_BETA:
+            bad = parse_double("--beta", a, 0, 1e6, &o->beta);
+            o->have_beta = 1;
+            break;
+        case O_KL_WARMUP: bad = parse_size("--kl-warmup", a, 1, SIZE_MAX / 2, &o->kl_warmup); break;
         case O_OPTIMIZER: bad = parse_choice("--optimizer", a, opt_names, &o->optimizer); break;
         case O_LR: bad = parse_double("--lr", a, 0, 1e6, &o->lr); break;
         case O_MOMENTUM:
@@ -284,6 +317,14 @@ static int parse_train(int argc, char **argv, train_opts *o) {
         return usage_error("--labels and the CSV options need --data");
     if (!o->data.path && o->test) return usage_error("--test needs --data");
     if (o->test_labels && !o->test) return usage_error("--test-labels needs --test");
+    if ((o->have_beta || o->kl_warmup) && !o->vae)
+        return usage_error("--beta and --kl-warmup need --vae");
+    if (o->vae && (o->topk || o->batch_topk || o->lifetime_k || o->lifetime_frac || o->kl_rho ||
+                   o->l1))
+        return usage_error("--vae does not go with the sparsity options");
+    if (o->vae && o->have_code_act)
+        return usage_error("--vae does not go with --code-act (the code is sampled)");
+    if (o->vae && o->tied) return usage_error("--vae does not go with --tied");
     if (o->have_kl_weight && !o->kl_rho) return usage_error("--kl-weight needs --kl-sparsity");
     if (o->kl_rho && o->code_act != AE_ACT_SIGMOID)
         return usage_error("--kl-sparsity needs --code-act sigmoid (the code must lie in (0, 1))");
@@ -305,6 +346,8 @@ static int parse_train(int argc, char **argv, train_opts *o) {
     if (o->standardize && o->have_output_act && o->output_act == AE_ACT_SIGMOID)
         return usage_error("--output-act sigmoid cannot fit --standardize'd data (not in [0, 1])");
     if (o->standardize && !o->have_output_act) o->output_act = AE_ACT_IDENTITY;
+    if (o->vae && !o->have_loss) o->loss = o->output_act == AE_ACT_SIGMOID ? AE_LOSS_BCE : AE_LOSS_MSE;
+    if (o->vae && !o->have_reduction) o->reduction = AE_REDUCE_SUM;
     if (o->loss == AE_LOSS_BCE && o->output_act != AE_ACT_SIGMOID)
         return usage_error("--loss bce needs --output-act sigmoid");
     return 0;
@@ -320,8 +363,11 @@ static ae_model *build_model(const train_opts *o, size_t in_dim) {
         return NULL;
     }
     ae_status st = ae_config_set_input_size(cfg, in_dim);
-    for (size_t i = 0; st == AE_OK && i < o->nwidths; i++)
+    /* A VAE's last width is its Gaussian latent; otherwise a dense code layer. */
+    size_t dense = o->vae ? o->nwidths - 1 : o->nwidths;
+    for (size_t i = 0; st == AE_OK && i < dense; i++)
         st = ae_config_add_dense(cfg, o->widths[i], i + 1 == o->nwidths ? o->code_act : o->act);
+    if (st == AE_OK && o->vae) st = ae_config_add_gaussian(cfg, o->widths[o->nwidths - 1]);
     if (st == AE_OK && o->kl_rho)
         st = ae_config_add_kl_sparsity(cfg, AE_LAST_LAYER, o->kl_rho, o->kl_weight, AE_REDUCE_SUM);
     if (st == AE_OK && o->topk) st = ae_config_add_topk(cfg, o->topk);
@@ -338,6 +384,10 @@ static ae_model *build_model(const train_opts *o, size_t in_dim) {
                                  i == 0 ? o->output_act : o->act);
     if (st == AE_OK && o->tied) st = ae_config_tie(cfg);
     if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_LOSS, o->loss);
+    if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_REDUCTION, o->reduction);
+    if (st == AE_OK && o->have_beta) st = ae_config_set_float(cfg, AE_P_VAE_BETA, o->beta);
+    if (st == AE_OK && o->kl_warmup)
+        st = ae_config_set_int(cfg, AE_P_VAE_BETA_WARMUP_STEPS, (int64_t)o->kl_warmup);
     if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_OPTIMIZER, o->optimizer);
     if (st == AE_OK) st = ae_config_set_float(cfg, AE_P_LEARNING_RATE, o->lr);
     if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_SEED, (int64_t)(o->seed & INT64_MAX));
@@ -395,8 +445,10 @@ static double lr_at(const train_opts *o, size_t epoch) {
     }
 }
 
-/* Mean loss over a dataset (ae_evaluate per batch, weighted by batch size). */
-static int mean_loss(ae_model *m, const ae_dataset *ds, size_t bs, double *out) {
+/* Loss per sample over a dataset, as ae_fit defines it: the batch losses
+ * weighted by batch size (mean reduction) or summed (sum reduction), over
+ * the sample count. */
+static int mean_loss(ae_model *m, const ae_dataset *ds, size_t bs, int sum_red, double *out) {
     size_t n = ae_dataset_count(ds), d = ae_dataset_dim(ds);
     const float *x = ae_dataset_data(ds);
     double s = 0.0;
@@ -405,7 +457,7 @@ static int mean_loss(ae_model *m, const ae_dataset *ds, size_t bs, double *out) 
         float loss;
         if (ae_evaluate(m, x + i * d, NULL, b, &loss) != AE_OK)
             return fail(EXIT_RUN, "evaluation failed: %s", ae_model_last_error(m));
-        s += (double)loss * (double)b;
+        s += sum_red ? (double)loss : (double)loss * (double)b;
     }
     *out = s / (double)n;
     return 0;
@@ -468,7 +520,7 @@ static int train_loop(ae_model *m, const train_opts *o, ae_dataset *train, ae_da
                 rc = fail(EXIT_RUN, "epoch %zu, batch %zu: %s", e + 1, s + 1, ae_model_last_error(m));
                 break;
             }
-            sum += (double)loss * (double)b;
+            sum += o->reduction == AE_REDUCE_SUM ? (double)loss : (double)loss * (double)b;
             pr.done_steps++;
             if (pr.bar) draw_bar(&pr, e + 1, o->epochs, s + 1, steps, sum / (double)(off + b));
         }
@@ -477,7 +529,7 @@ static int train_loop(ae_model *m, const train_opts *o, ae_dataset *train, ae_da
         r->train_loss = sum / (double)n;
         r->lr = cur;
         r->val_loss = r->test_mse = NAN;
-        if (val && (rc = mean_loss(m, val, 1024, &r->val_loss))) break;
+        if (val && (rc = mean_loss(m, val, 1024, o->reduction == AE_REDUCE_SUM, &r->val_loss))) break;
         if (test && (rc = dataset_mse(m, test, &r->test_mse))) break;
         r->seconds = now_seconds() - t0;
         *epochs_run = e + 1;
@@ -646,7 +698,8 @@ int cmd_train(int argc, char **argv) {
         if (val) printf(", %zu for validation", ae_dataset_count(val));
         if (test) printf(", %zu for test", ae_dataset_count(test));
         printf("\nmodel: %zu", d);
-        for (size_t i = 0; i < o.nwidths; i++) printf("-%zu", o.widths[i]);
+        for (size_t i = 0; i < o.nwidths; i++)
+            printf(o.vae && i + 1 == o.nwidths ? "-[gaussian %zu]" : "-%zu", o.widths[i]);
         for (size_t i = o.nwidths - 1; i-- > 0;) printf("-%zu", o.widths[i]);
         printf("-%zu, %zu parameters, batch %zu, %zu epochs\n", d, ae_model_param_count(m),
                o.batch, o.epochs);
