@@ -102,7 +102,8 @@ static const char EVAL_HELP[] =
     "      --knn-max N          at most N samples for it, leave-one-out (default 2000)\n"
     "      --recon-png FILE     originals above their reconstructions\n"
     "      --features-png FILE  the decoder's features, one tile per code unit\n"
-    "      --scatter-png FILE   the codes in 2-D coloured by label\n";
+    "      --scatter-png FILE   the codes in 2-D coloured by label\n"
+    "  -n, --count N            the reconstruction picture shows N samples (default 20)\n";
 
 static const char SAMPLE_HELP[] =
     "Usage: ae sample -m MODEL [-n N] [-o OUT.npy] [--png FILE] [OPTIONS]\n"
