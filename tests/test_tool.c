@@ -425,6 +425,31 @@ static void test_vae(void **state) {
     expect_fail(&r, "nothing to write");
 }
 
+/* A convolutional encoder and its mirrored decoder. */
+static void test_conv(void **state) {
+    (void)state;
+    result r;
+    RUN(&r, "train", "-d", "img.npy", "--conv", "4,8", "--layers", "6", "--epochs", "1", "-b", "16",
+        "-o", "conv.aem", "--features-png", "conv_feat.png");
+    expect_ok(&r);
+    assert_png("conv_feat.png");
+    RUN(&r, "info", "conv.aem");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "1x12x12 -> 4x6x6"));
+    assert_non_null(strstr(r.out, "8x3x3 -> 72"));
+    assert_non_null(strstr(r.out, "4x6x6 -> 1x12x12"));
+    RUN(&r, "reconstruct", "-m", "conv.aem", "-d", "x.npy", "-o", "conv_rec.npy");
+    expect_ok(&r);
+    assert_npy_shape("conv_rec.npy", "(64, 1, 12, 12)");
+    RUN(&r, "train", "-d", "x.npy", "--conv", "4", "-o", "e.aem");
+    expect_fail(&r, "--conv needs image samples");
+    RUN(&r, "train", "-d", "x.npy", "--shape", "16x9", "--conv", "4", "-o", "e.aem");
+    expect_fail(&r, "cannot be halved");
+    RUN(&r, "train", "-d", "img.npy", "--conv", "4", "--tied", "-o", "e.aem");
+    expect_fail(&r, "--conv does not go with --tied");
+    assert_false(exists("e.aem"));
+}
+
 static void test_default_data_missing(void **state) {
     (void)state;
     result r;
@@ -566,6 +591,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_formats_and_flags),
         cmocka_unit_test(test_vae),
+        cmocka_unit_test(test_conv),
         cmocka_unit_test(test_default_data_missing),
         cmocka_unit_test(test_errors),
     };

@@ -478,15 +478,26 @@ int cmd_info(int argc, char **argv) {
     printf("input %zu (%zux%zux%zu), code %zu, %zu layers, %zu trainable parameters\n\n",
            ae_model_input_size(m), p.shape[0], p.shape[1], p.shape[2], ae_model_code_size(m),
            layers, ae_model_param_count(m));
-    printf("  layer  kind              activation      in -> out      weights   biases\n");
+    printf("  layer  kind              activation         in -> out           weights   biases\n");
     for (size_t i = 0; i < layers; i++) {
         ae_layer_info li;
         li.struct_size = sizeof li;
         if (ae_model_layer_info(m, i, &li) != AE_OK) continue;
         if (i == code_at) printf("  ---- code ----\n");
-        printf("  %5zu  %-16s  %-10s  %7zu -> %-7zu  %8zu  %7zu%s\n", i, layer_kind_name(li.kind),
-               activation_name(li.activation), li.in_size, li.out_size, li.weight_count,
-               li.bias_count, ae_model_is_tied(m, i) ? "  (tied)" : "");
+        /* Image shapes as CxHxW, vectors as their size. */
+        size_t in[3], out[3];
+        char sin[48], sout[48];
+        if (ae_model_layer_shape(m, i, in, out) == AE_OK && (in[1] > 1 || in[2] > 1))
+            snprintf(sin, sizeof sin, "%zux%zux%zu", in[0], in[1], in[2]);
+        else
+            snprintf(sin, sizeof sin, "%zu", li.in_size);
+        if (ae_model_layer_shape(m, i, in, out) == AE_OK && (out[1] > 1 || out[2] > 1))
+            snprintf(sout, sizeof sout, "%zux%zux%zu", out[0], out[1], out[2]);
+        else
+            snprintf(sout, sizeof sout, "%zu", li.out_size);
+        printf("  %5zu  %-16s  %-10s  %10s -> %-10s  %8zu  %7zu%s\n", i, layer_kind_name(li.kind),
+               activation_name(li.activation), sin, sout, li.weight_count, li.bias_count,
+               ae_model_is_tied(m, i) ? "  (tied)" : "");
     }
     static const struct {
         ae_param p;

@@ -34,7 +34,7 @@ static const char TRAIN_HELP[] =
     "      --val-split F        hold out the fraction F of the training data for\n"
     "                           validation (early stopping watches its loss)\n"
     "\n"
-    "Architecture (dense):\n"
+    "Architecture:\n"
     "      --layers LIST        encoder widths, the last one the code (default 256,32)\n"
     "      --act ACT            hidden activation (default relu)\n"
     "      --code-act ACT       code activation (default identity)\n"
@@ -42,6 +42,10 @@ static const char TRAIN_HELP[] =
     "                           standardised)\n"
     "                           ACT: identity relu leaky-relu sigmoid tanh gelu softplus elu\n"
     "      --tied               the decoder uses the transposed encoder weights\n"
+    "      --conv LIST          convolutional encoder first: 3x3 convolutions of stride 2\n"
+    "                           with these channel counts (e.g. 16,32), then the dense\n"
+    "                           --layers; the decoder mirrors them with transposed\n"
+    "                           convolutions (image samples; not with --tied)\n"
     "\n"
     "Variational autoencoder:\n"
     "      --vae                the code is a Gaussian latent (mu, log sigma^2 heads)\n"
@@ -103,7 +107,8 @@ enum {
     O_BATCH_TOPK, O_LIFETIME_TOPK, O_KL_SPARSITY, O_KL_WEIGHT, O_L1, O_NOISE, O_NOISE_LEVEL,
     O_NOISE_CLIP, O_LOSS, O_OPTIMIZER, O_LR, O_MOMENTUM, O_NESTEROV, O_WEIGHT_DECAY, O_GRAD_CLIP,
     O_SEED, O_SCHEDULE, O_STEP_SIZE, O_GAMMA, O_MIN_LR, O_WARMUP, O_PATIENCE, O_RECON_PNG,
-    O_FEATURES_PNG, O_SCATTER_PNG, O_VAE, O_BETA, O_KL_WARMUP, O_REDUCTION
+    O_FEATURES_PNG, O_SCATTER_PNG, O_VAE, O_BETA, O_KL_WARMUP, O_REDUCTION,
+    O_CONV
 };
 
 static const struct option TRAIN_OPTS[] = {
@@ -119,6 +124,7 @@ static const struct option TRAIN_OPTS[] = {
     {"test-labels", required_argument, NULL, O_TEST_LABELS},
     {"val-split", required_argument, NULL, O_VAL_SPLIT},
     {"layers", required_argument, NULL, O_LAYERS},
+    {"conv", required_argument, NULL, O_CONV},
     {"act", required_argument, NULL, O_ACT},
     {"code-act", required_argument, NULL, O_CODE_ACT},
     {"output-act", required_argument, NULL, O_OUTPUT_ACT},
@@ -169,6 +175,7 @@ typedef struct train_opts {
     const char *test, *test_labels, *output, *recon_png, *features_png, *scatter_png;
     double val_split;
     size_t widths[MAX_WIDTHS], nwidths;
+    size_t conv[MAX_WIDTHS], nconv;
     ae_activation act, code_act, output_act;
     int have_output_act, tied, standardize;
     size_t topk, batch_topk, lifetime_k;
@@ -229,6 +236,7 @@ static int parse_train(int argc, char **argv, train_opts *o) {
         case O_TEST_LABELS: o->test_labels = a; break;
         case O_VAL_SPLIT: bad = parse_double("--val-split", a, 1e-9, 1 - 1e-9, &o->val_split); break;
         case O_LAYERS: bad = parse_widths("--layers", a, o->widths, MAX_WIDTHS, &o->nwidths); break;
+        case O_CONV: bad = parse_widths("--conv", a, o->conv, 8, &o->nconv); break;
         case O_ACT: bad = parse_activation("--act", a, &o->act); break;
         case O_CODE_ACT:
             bad = parse_activation("--code-act", a, &o->code_act);
@@ -325,6 +333,8 @@ static int parse_train(int argc, char **argv, train_opts *o) {
     if (o->vae && o->have_code_act)
         return usage_error("--vae does not go with --code-act (the code is sampled)");
     if (o->vae && o->tied) return usage_error("--vae does not go with --tied");
+    if (o->nconv && o->tied)
+        return usage_error("--conv does not go with --tied (only dense layers can be tied)");
     if (o->have_kl_weight && !o->kl_rho) return usage_error("--kl-weight needs --kl-sparsity");
     if (o->kl_rho && o->code_act != AE_ACT_SIGMOID)
         return usage_error("--kl-sparsity needs --code-act sigmoid (the code must lie in (0, 1))");
@@ -355,14 +365,39 @@ static int parse_train(int argc, char **argv, train_opts *o) {
 
 /* ---- building the model ---- */
 
-static ae_model *build_model(const train_opts *o, size_t in_dim) {
+/* Heights and widths after each stride-2 convolution of --conv (level 0 is
+ * the input); -1 when a level's transposed convolution cannot restore
+ * height and width with one output padding. */
+static int conv_levels(const train_opts *o, const size_t shape[3], size_t *hs, size_t *ws) {
+    hs[0] = shape[1], ws[0] = shape[2];
+    for (size_t i = 0; i < o->nconv; i++) {
+        hs[i + 1] = (hs[i] - 1) / 2 + 1;
+        ws[i + 1] = (ws[i] - 1) / 2 + 1;
+        if (hs[i] - (2 * hs[i + 1] - 1) != ws[i] - (2 * ws[i + 1] - 1)) return -1;
+    }
+    return 0;
+}
+
+static ae_model *build_model(const train_opts *o, const size_t shape[3]) {
     ae_config *cfg = NULL;
     ae_model *m = NULL;
+    size_t in_dim = shape[0] * shape[1] * shape[2], hs[9], ws[9], flat = in_dim;
     if (ae_config_create(&cfg, NULL) != AE_OK) {
         fail(EXIT_RUN, "out of memory");
         return NULL;
     }
-    ae_status st = ae_config_set_input_size(cfg, in_dim);
+    ae_status st;
+    if (o->nconv) {
+        /* 3x3, stride 2, padding 1: each level halves height and width (rounding up). */
+        conv_levels(o, shape, hs, ws);
+        st = ae_config_set_input_shape(cfg, shape[0], shape[1], shape[2]);
+        for (size_t i = 0; st == AE_OK && i < o->nconv; i++)
+            st = ae_config_add_conv2d(cfg, o->conv[i], 3, 2, 1, o->act);
+        if (st == AE_OK) st = ae_config_add_flatten(cfg);
+        flat = o->conv[o->nconv - 1] * hs[o->nconv] * ws[o->nconv];
+    } else {
+        st = ae_config_set_input_size(cfg, in_dim);
+    }
     /* A VAE's last width is its Gaussian latent; otherwise a dense code layer. */
     size_t dense = o->vae ? o->nwidths - 1 : o->nwidths;
     for (size_t i = 0; st == AE_OK && i < dense; i++)
@@ -380,8 +415,17 @@ static ae_model *build_model(const train_opts *o, size_t in_dim) {
     if (st == AE_OK) st = ae_config_mark_code(cfg);
     /* The decoder mirrors the encoder's widths (selection layers have none). */
     for (size_t i = o->nwidths; st == AE_OK && i-- > 0;)
-        st = ae_config_add_dense(cfg, i == 0 ? in_dim : o->widths[i - 1],
-                                 i == 0 ? o->output_act : o->act);
+        st = ae_config_add_dense(cfg, i == 0 ? flat : o->widths[i - 1],
+                                 i == 0 && !o->nconv ? o->output_act : o->act);
+    if (st == AE_OK && o->nconv) {
+        st = ae_config_add_unflatten(cfg, o->conv[o->nconv - 1], hs[o->nconv], ws[o->nconv]);
+        for (size_t i = o->nconv; st == AE_OK && i-- > 0;) {
+            /* The output padding that gives back the level's exact size. */
+            size_t pad = hs[i] - (2 * hs[i + 1] - 1);
+            st = ae_config_add_conv_transpose2d(cfg, i == 0 ? shape[0] : o->conv[i - 1], 3, 2, 1,
+                                                pad, i == 0 ? o->output_act : o->act);
+        }
+    }
     if (st == AE_OK && o->tied) st = ae_config_tie(cfg);
     if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_LOSS, o->loss);
     if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_REDUCTION, o->reduction);
@@ -682,6 +726,17 @@ int cmd_train(int argc, char **argv) {
         train = all;
         all = NULL;
     }
+    size_t hs[9], ws[9];
+    if (o.nconv && p.shape[1] == 1 && p.shape[2] == 1) {
+        rc = usage_error("--conv needs image samples: give --shape (e.g. 1x28x28)");
+        goto done;
+    }
+    if (o.nconv && conv_levels(&o, p.shape, hs, ws) != 0) {
+        rc = usage_error("--conv: %zux%zu images cannot be halved %zu times with the same padding "
+                         "for height and width",
+                         p.shape[1], p.shape[2], o.nconv);
+        goto done;
+    }
     int need_img = o.recon_png || o.features_png;
     if (need_img && p.shape[1] == 1 && p.shape[2] == 1) {
         rc = usage_error("--recon-png and --features-png need image samples: give --shape "
@@ -691,16 +746,21 @@ int cmd_train(int argc, char **argv) {
     ae_dataset *shown = test ? test : val ? val : train;
     if (o.scatter_png && !ae_dataset_labels(shown))
         printf("note: no labels, the scatter has one colour\n");
-    if (!(m = build_model(&o, d))) goto done;
+    if (!(m = build_model(&o, p.shape))) goto done;
     if (!o.quiet) {
         printf("ae train: %s, %zu samples of %zux%zux%zu", source, ae_dataset_count(train),
                p.shape[0], p.shape[1], p.shape[2]);
         if (val) printf(", %zu for validation", ae_dataset_count(val));
         if (test) printf(", %zu for test", ae_dataset_count(test));
         printf("\nmodel: %zu", d);
+        for (size_t i = 0; i < o.nconv; i++)
+            printf("-conv%zu(%zux%zux%zu)", o.conv[i], o.conv[i], hs[i + 1], ws[i + 1]);
         for (size_t i = 0; i < o.nwidths; i++)
             printf(o.vae && i + 1 == o.nwidths ? "-[gaussian %zu]" : "-%zu", o.widths[i]);
         for (size_t i = o.nwidths - 1; i-- > 0;) printf("-%zu", o.widths[i]);
+        if (o.nconv) printf("-%zu", o.conv[o.nconv - 1] * hs[o.nconv] * ws[o.nconv]);
+        for (size_t i = o.nconv; i-- > 0;)
+            printf("-convT%zu", i == 0 ? p.shape[0] : o.conv[i - 1]);
         printf("-%zu, %zu parameters, batch %zu, %zu epochs\n", d, ae_model_param_count(m),
                o.batch, o.epochs);
         fflush(stdout);
