@@ -5,6 +5,8 @@
  * determinism. Error paths (bad flags, missing files, options that do not
  * go together, corrupt model files) must exit non-zero with exactly one
  * line on stderr. */
+/* posix_openpt and friends for the terminal test. */
+#define _XOPEN_SOURCE 700
 #include "test_util.h"
 
 #include <fcntl.h>
@@ -231,6 +233,52 @@ static int group_teardown(void **state) {
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
     return system(cmd) == 0 ? 0 : -1;
+}
+
+/* The progress bar: drawn on stderr only when it is a terminal. */
+static void test_progress(void **state) {
+    (void)state;
+    result r;
+    RUN(&r, "train", "-d", "x.npy", "--layers", "8", "--epochs", "2", "-b", "8", "-o", "p.aem");
+    expect_ok(&r);
+    assert_int_equal(strlen(r.err), 0); /* not a terminal: no bar */
+    assert_non_null(strstr(r.out, "epoch 1/2  train loss"));
+
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    assert_true(master >= 0);
+    assert_int_equal(grantpt(master), 0);
+    assert_int_equal(unlockpt(master), 0);
+    const char *slave = ptsname(master);
+    assert_non_null(slave);
+    char outp[128];
+    snprintf(outp, sizeof outp, "%s/stdout.txt", g_dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fs = open(slave, O_RDWR | O_NOCTTY);
+        int fo = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fs < 0 || fo < 0 || dup2(fo, 1) < 0 || dup2(fs, 2) < 0 || chdir(g_dir) != 0) _exit(127);
+        execl(g_ae, g_ae, "train", "-d", "x.npy", "--layers", "8", "--epochs", "2", "-b", "8", "-o",
+              "p.aem", (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    /* The child has exited: read what it left on the terminal. */
+    char buf[8192];
+    size_t n = 0;
+    fcntl(master, F_SETFL, O_NONBLOCK);
+    for (;;) {
+        ssize_t k = read(master, buf + n, sizeof buf - 1 - n);
+        if (k <= 0) break;
+        n += (size_t)k;
+    }
+    buf[n] = '\0';
+    close(master);
+    assert_non_null(strstr(buf, "\repoch 1/2 ["));
+    assert_non_null(strstr(buf, "left"));
+    assert_non_null(strstr(buf, "loss"));
 }
 
 /* ---- help ---- */
@@ -589,6 +637,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_help),
         cmocka_unit_test(test_train_and_use),
         cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_progress),
         cmocka_unit_test(test_formats_and_flags),
         cmocka_unit_test(test_vae),
         cmocka_unit_test(test_conv),
