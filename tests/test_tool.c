@@ -607,7 +607,7 @@ static void test_errors(void **state) {
     RUN(&r, "encode", "-m", "m.aem", "-o", "e.npy");
     expect_fail(&r, "-d FILE");
     RUN(&r, "encode", "-m", "m.aem", "-d", "x.npy", "-o", "e.npy", "--percentile", "5");
-    expect_fail(&r, "not for this command");
+    expect_fail(&r, "option '--percentile' is not for this command");
     RUN(&r, "eval", "-m", "m.aem", "-d", "x.npy", "--percentile", "101");
     expect_fail(&r, "out of range");
     RUN(&r, "eval", "-m", "m.aem", "-d", "x.npy", "--labels", "x.npy");

@@ -18,7 +18,9 @@ typedef struct model_opts {
 } model_opts;
 
 enum {
-    M_LABELS = 256, M_CSV_HEADER, M_CSV_LABEL_FIRST, M_SHAPE, M_LIMIT, M_SCALE, M_PNG, M_PERCENTILE,
+    M_LABELS = DATA_OPT_LABELS, M_CSV_HEADER = DATA_OPT_CSV_HEADER,
+    M_CSV_LABEL_FIRST = DATA_OPT_CSV_LABEL_FIRST, M_SHAPE = DATA_OPT_SHAPE, M_LIMIT = DATA_OPT_LIMIT,
+    M_SCALE = DATA_OPT_SCALE, M_PNG = DATA_OPT_END, M_PERCENTILE,
     M_KNN, M_KNN_MAX, M_SCORES, M_ACTIVE, M_RECON_PNG, M_FEATURES_PNG, M_SCATTER_PNG, M_SEED,
     M_CODES
 };
@@ -28,12 +30,7 @@ static const struct option MODEL_OPTS[] = {
     {"data", required_argument, NULL, 'd'},
     {"output", required_argument, NULL, 'o'},
     {"count", required_argument, NULL, 'n'},
-    {"labels", required_argument, NULL, M_LABELS},
-    {"csv-header", no_argument, NULL, M_CSV_HEADER},
-    {"csv-label-first", no_argument, NULL, M_CSV_LABEL_FIRST},
-    {"shape", required_argument, NULL, M_SHAPE},
-    {"limit", required_argument, NULL, M_LIMIT},
-    {"scale", required_argument, NULL, M_SCALE},
+    DATA_LONG_OPTIONS,
     {"png", required_argument, NULL, M_PNG},
     {"percentile", required_argument, NULL, M_PERCENTILE},
     {"knn", required_argument, NULL, M_KNN},
@@ -146,24 +143,22 @@ static int parse_model_opts(int argc, char **argv, const int *allowed, const cha
         if (c == '?' || c == ':') return getopt_error(argv, c);
         int ok = 0;
         for (const int *a = allowed; *a; a++) ok |= *a == c;
-        if (!ok) return usage_error("option '%s' is not for this command", argv[optind - 1]);
+        /* The option's own word: a separate argument follows it. */
+        const char *word = optarg && optind >= 2 && argv[optind - 1] == optarg ? argv[optind - 2]
+                                                                               : argv[optind - 1];
+        if (!ok) return usage_error("option '%s' is not for this command", word);
         const char *a = optarg;
-        int bad = 0;
+        int bad = data_parse_opt(c, a, &o->data);
+        if (bad >= 0) {
+            if (bad) return EXIT_USAGE;
+            continue;
+        }
+        bad = 0;
         switch (c) {
         case 'm': o->model = a; break;
         case 'd': o->data.path = a; break;
         case 'o': o->output = a; break;
         case 'n': bad = parse_size("--count", a, 1, 10000, &o->count); break;
-        case M_LABELS: o->data.labels = a; break;
-        case M_CSV_HEADER: o->data.csv_header = 1; break;
-        case M_CSV_LABEL_FIRST: o->data.csv_label_first = 1; break;
-        case M_SHAPE: bad = parse_shape("--shape", a, o->data.shape); break;
-        case M_LIMIT: bad = parse_size("--limit", a, 1, SIZE_MAX, &o->data.limit); break;
-        case M_SCALE:
-            bad = parse_double("--scale", a, -1e30, 1e30, &o->data.scale);
-            if (!bad && o->data.scale == 0.0) bad = usage_error("--scale: 0 would erase the data");
-            o->data.have_scale = 1;
-            break;
         case M_PNG: o->png = a; break;
         case M_PERCENTILE: bad = parse_double("--percentile", a, 0, 100, &o->eval.percentile); break;
         case M_KNN: bad = parse_size("--knn", a, 0, 1024, &o->eval.knn_k); break;
@@ -177,7 +172,7 @@ static int parse_model_opts(int argc, char **argv, const int *allowed, const cha
         case M_SCATTER_PNG: o->scatter_png = a; break;
         case M_SEED: bad = parse_u64("--seed", a, &o->seed); break;
         case M_CODES: o->codes = a; break;
-        default: return usage_error("unknown option '%s'", argv[optind - 1]);
+        default: return usage_error("unknown option '%s'", word);
         }
         if (bad) return EXIT_USAGE;
     }

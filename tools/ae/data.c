@@ -195,3 +195,19 @@ int write_npy(const char *path, const float *data, size_t n, size_t c, size_t h,
     ae_dataset_destroy(ds);
     return rc;
 }
+
+int data_parse_opt(int c, const char *arg, data_opts *o) {
+    switch (c) {
+    case DATA_OPT_LABELS: o->labels = arg; return 0;
+    case DATA_OPT_CSV_HEADER: o->csv_header = 1; return 0;
+    case DATA_OPT_CSV_LABEL_FIRST: o->csv_label_first = 1; return 0;
+    case DATA_OPT_SHAPE: return parse_shape("--shape", arg, o->shape) ? EXIT_USAGE : 0;
+    case DATA_OPT_LIMIT: return parse_size("--limit", arg, 1, SIZE_MAX, &o->limit) ? EXIT_USAGE : 0;
+    case DATA_OPT_SCALE:
+        o->have_scale = 1;
+        if (parse_double("--scale", arg, -1e30, 1e30, &o->scale)) return EXIT_USAGE;
+        if (o->scale == 0.0) return usage_error("--scale: 0 would erase the data");
+        return 0;
+    default: return -1;
+    }
+}

@@ -57,6 +57,26 @@ typedef struct data_opts {
     double scale; /* --scale; default 1/255 for IDX, 1 otherwise */
 } data_opts;
 
+/* getopt_long ids of the data options every command that reads a data file
+ * shares; a command numbers its own options from DATA_OPT_END. */
+enum {
+    DATA_OPT_LABELS = 256, DATA_OPT_CSV_HEADER, DATA_OPT_CSV_LABEL_FIRST, DATA_OPT_SHAPE,
+    DATA_OPT_LIMIT, DATA_OPT_SCALE, DATA_OPT_END
+};
+
+/* Their long options, for a command's option table. */
+#define DATA_LONG_OPTIONS                                                  \
+    {"labels", required_argument, NULL, DATA_OPT_LABELS},                  \
+    {"csv-header", no_argument, NULL, DATA_OPT_CSV_HEADER},                \
+    {"csv-label-first", no_argument, NULL, DATA_OPT_CSV_LABEL_FIRST},      \
+    {"shape", required_argument, NULL, DATA_OPT_SHAPE},                    \
+    {"limit", required_argument, NULL, DATA_OPT_LIMIT},                    \
+    {"scale", required_argument, NULL, DATA_OPT_SCALE}
+
+/* Applies data option `c` with argument `arg` to o: -1 when c is not a data
+ * option, EXIT_USAGE (the error printed) for a bad argument, else 0. */
+int data_parse_opt(int c, const char *arg, data_opts *o);
+
 /* Loads a dataset as the options say (format told by content), applies the
  * limit, shape and scale. Prints the failure and returns NULL. *scale_out
  * (may be NULL) receives the scale applied. */

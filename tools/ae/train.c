@@ -102,7 +102,7 @@ static const char TRAIN_HELP[] =
     "when it is a terminal; each epoch's line goes to standard output.\n";
 
 enum {
-    O_LABELS = 256, O_CSV_HEADER, O_CSV_LABEL_FIRST, O_SHAPE, O_LIMIT, O_SCALE, O_STANDARDIZE,
+    O_STANDARDIZE = DATA_OPT_END,
     O_TEST, O_TEST_LABELS, O_VAL_SPLIT, O_LAYERS, O_ACT, O_CODE_ACT, O_OUTPUT_ACT, O_TIED, O_TOPK,
     O_BATCH_TOPK, O_LIFETIME_TOPK, O_KL_SPARSITY, O_KL_WEIGHT, O_L1, O_NOISE, O_NOISE_LEVEL,
     O_NOISE_CLIP, O_LOSS, O_OPTIMIZER, O_LR, O_MOMENTUM, O_NESTEROV, O_WEIGHT_DECAY, O_GRAD_CLIP,
@@ -113,12 +113,7 @@ enum {
 
 static const struct option TRAIN_OPTS[] = {
     {"data", required_argument, NULL, 'd'},
-    {"labels", required_argument, NULL, O_LABELS},
-    {"csv-header", no_argument, NULL, O_CSV_HEADER},
-    {"csv-label-first", no_argument, NULL, O_CSV_LABEL_FIRST},
-    {"shape", required_argument, NULL, O_SHAPE},
-    {"limit", required_argument, NULL, O_LIMIT},
-    {"scale", required_argument, NULL, O_SCALE},
+    DATA_LONG_OPTIONS,
     {"standardize", required_argument, NULL, O_STANDARDIZE},
     {"test", required_argument, NULL, O_TEST},
     {"test-labels", required_argument, NULL, O_TEST_LABELS},
@@ -218,19 +213,14 @@ static int parse_train(int argc, char **argv, train_opts *o) {
     int c;
     while ((c = getopt_long(argc, argv, shortopts, TRAIN_OPTS, NULL)) != -1) {
         const char *a = optarg;
-        int bad = 0;
+        int bad = data_parse_opt(c, a, &o->data);
+        if (bad >= 0) {
+            if (bad) return EXIT_USAGE;
+            continue;
+        }
+        bad = 0;
         switch (c) {
         case 'd': o->data.path = a; break;
-        case O_LABELS: o->data.labels = a; break;
-        case O_CSV_HEADER: o->data.csv_header = 1; break;
-        case O_CSV_LABEL_FIRST: o->data.csv_label_first = 1; break;
-        case O_SHAPE: bad = parse_shape("--shape", a, o->data.shape); break;
-        case O_LIMIT: bad = parse_size("--limit", a, 1, SIZE_MAX, &o->data.limit); break;
-        case O_SCALE:
-            bad = parse_double("--scale", a, -1e30, 1e30, &o->data.scale);
-            if (!bad && o->data.scale == 0.0) bad = usage_error("--scale: 0 would erase the data");
-            o->data.have_scale = 1;
-            break;
         case O_STANDARDIZE: bad = parse_choice("--standardize", a, st_names, &o->standardize); break;
         case O_TEST: o->test = a; break;
         case O_TEST_LABELS: o->test_labels = a; break;
