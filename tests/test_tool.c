@@ -608,6 +608,15 @@ static void test_errors(void **state) {
     expect_fail(&r, "-d FILE");
     RUN(&r, "encode", "-m", "m.aem", "-d", "x.npy", "-o", "e.npy", "--percentile", "5");
     expect_fail(&r, "option '--percentile' is not for this command");
+    /* Outputs are checked before any work: never an input, never unwritable. */
+    RUN(&r, "reconstruct", "-m", "m.aem", "-d", "x.npy", "-o", "x.npy");
+    expect_fail(&r, "also an input");
+    RUN(&r, "train", "-d", "x.npy", "--layers", "8", "--epochs", "1", "-o", "x.npy");
+    expect_fail(&r, "also an input");
+    RUN(&r, "train", "-d", "x.npy", "--layers", "8", "--epochs", "1", "-o", "/nonexistent-dir/m.aem");
+    expect_fail(&r, "not writable");
+    RUN(&r, "encode", "-m", "m.aem", "-d", "x.npy", "-o", ".");
+    expect_fail(&r, "is a directory");
     RUN(&r, "eval", "-m", "m.aem", "-d", "x.npy", "--percentile", "101");
     expect_fail(&r, "out of range");
     RUN(&r, "eval", "-m", "m.aem", "-d", "x.npy", "--labels", "x.npy");

@@ -188,7 +188,11 @@ static int check_required(const model_opts *o, int need_data, int need_output, i
     if (!file_readable(o->model)) return fail(EXIT_RUN, "cannot open %s", o->model);
     if (o->data.path && !file_readable(o->data.path))
         return fail(EXIT_RUN, "cannot open %s", o->data.path);
-    return 0;
+    const char *outputs[] = {o->output, o->png, o->recon_png, o->features_png, o->scatter_png,
+                             o->eval.scores_path};
+    const char *inputs[] = {o->model, o->data.path, o->data.labels, o->codes};
+    return check_outputs(outputs, sizeof outputs / sizeof *outputs, inputs,
+                         sizeof inputs / sizeof *inputs);
 }
 
 /* Loads the model and the data, prepared for it. */

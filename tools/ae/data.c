@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tool.h"
@@ -11,6 +12,51 @@
 enum { FMT_NPY, FMT_IDX, FMT_CSV };
 
 int file_readable(const char *path) { return access(path, R_OK) == 0; }
+
+/* Whether a file can be created or replaced at path: its directory must be
+ * writable (the model file is saved through a temporary file beside it). */
+static int creatable(const char *path) {
+    size_t n = strlen(path);
+    char *dir = malloc(n + 2);
+    if (!dir) return 0;
+    memcpy(dir, path, n + 1);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    int ok = access(dir, W_OK | X_OK) == 0;
+    free(dir);
+    return ok;
+}
+
+int check_outputs(const char *const *outputs, size_t n_outputs, const char *const *inputs,
+                  size_t n_inputs) {
+    for (size_t i = 0; i < n_outputs; i++) {
+        const char *out = outputs[i];
+        if (!out) continue;
+        struct stat so;
+        int exists = stat(out, &so) == 0;
+        if (exists && S_ISDIR(so.st_mode)) return fail(EXIT_RUN, "%s is a directory", out);
+        if (!creatable(out)) return fail(EXIT_RUN, "cannot write %s: its directory is not writable or does not exist", out);
+        if (!exists) continue;
+        for (size_t j = 0; j < n_inputs; j++) {
+            struct stat si;
+            if (inputs[j] && stat(inputs[j], &si) == 0 && si.st_dev == so.st_dev &&
+                si.st_ino == so.st_ino)
+                return usage_error("%s is also an input; writing it would destroy it", out);
+        }
+        for (size_t j = 0; j < i; j++) {
+            struct stat sp;
+            if (outputs[j] && stat(outputs[j], &sp) == 0 && sp.st_dev == so.st_dev &&
+                sp.st_ino == so.st_ino)
+                return usage_error("%s is named for two outputs", out);
+        }
+    }
+    return 0;
+}
 
 static int sniff(const char *path, int *fmt) {
     FILE *f = fopen(path, "rb");

@@ -88,6 +88,12 @@ ae_dataset *data_head(const ae_dataset *ds, size_t n);
 /* Whether a file exists and can be read. */
 int file_readable(const char *path);
 
+/* Before any work: every output (NULL entries skipped) must be writable
+ * where it is named, and must not be one of the inputs (the same file under
+ * any name). Prints one line and returns EXIT_USAGE or EXIT_RUN, else 0. */
+int check_outputs(const char *const *outputs, size_t n_outputs, const char *const *inputs,
+                  size_t n_inputs);
+
 /* Writes n x (c, h, w) floats to a .npy through the public dataset call. */
 int write_npy(const char *path, const float *data, size_t n, size_t c, size_t h, size_t w);
 

@@ -666,6 +666,13 @@ int cmd_train(int argc, char **argv) {
     }
     if (!file_readable(o.data.path)) return fail(EXIT_RUN, "cannot open %s", o.data.path);
     if (o.test && !file_readable(o.test)) return fail(EXIT_RUN, "cannot open %s", o.test);
+    /* Before training: an hour's work must not end in a file that cannot be
+       written, nor overwrite its own data. */
+    const char *outputs[] = {o.output, o.recon_png, o.features_png, o.scatter_png};
+    const char *inputs[] = {o.data.path, o.data.labels, o.test, o.test_labels};
+    if ((rc = check_outputs(outputs, sizeof outputs / sizeof *outputs, inputs,
+                            sizeof inputs / sizeof *inputs)))
+        return rc;
 
     ae_dataset *all = NULL, *train = NULL, *val = NULL, *test = NULL;
     ae_model *m = NULL;
