@@ -584,6 +584,40 @@ static void test_grad_clip_and_settings(void **state) {
     ae_model_destroy(b);
 }
 
+/* PyTorch's defaults: AdamW decays by 1e-2 unless told otherwise; SGD and
+   Adam by 0; a value set explicitly survives a later change of optimizer. */
+static void test_weight_decay_defaults(void **state) {
+    (void)state;
+    ae_config *c = NULL;
+    double wd = -1;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_get_float(c, AE_P_WEIGHT_DECAY, &wd));
+    assert_true(wd == 0.0);
+    OK(ae_config_set_int(c, AE_P_OPTIMIZER, AE_OPT_ADAMW));
+    OK(ae_config_get_float(c, AE_P_WEIGHT_DECAY, &wd));
+    assert_true(wd == 1e-2);
+    OK(ae_config_set_int(c, AE_P_OPTIMIZER, AE_OPT_SGD));
+    OK(ae_config_get_float(c, AE_P_WEIGHT_DECAY, &wd));
+    assert_true(wd == 0.0);
+    OK(ae_config_set_float(c, AE_P_WEIGHT_DECAY, 0.0));
+    OK(ae_config_set_int(c, AE_P_OPTIMIZER, AE_OPT_ADAMW));
+    OK(ae_config_get_float(c, AE_P_WEIGHT_DECAY, &wd));
+    assert_true(wd == 0.0);
+    ae_config_destroy(c);
+
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_float(c, AE_P_WEIGHT_DECAY, 0.5));
+    OK(ae_config_set_int(c, AE_P_OPTIMIZER, AE_OPT_ADAMW));
+    OK(ae_config_get_float(c, AE_P_WEIGHT_DECAY, &wd));
+    assert_true(wd == 0.5);
+    ae_config_destroy(c);
+
+    ae_model *m = make_model(NULL, 20, 12, 4, AE_ACT_TANH, AE_ACT_SIGMOID, AE_LOSS_MSE, AE_OPT_ADAMW, 4);
+    OK(ae_model_get_float(m, AE_P_WEIGHT_DECAY, &wd));
+    assert_true(wd == 1e-2);
+    ae_model_destroy(m);
+}
+
 static void test_learns(void **state) {
     (void)state;
     /* Data on a 3-D subspace of 24-D is compressed well by a 4-D code. */
@@ -619,6 +653,7 @@ int main(void) {
         cmocka_unit_test(test_encode_decode_consistent),
         cmocka_unit_test(test_model_gradient_fd),
         cmocka_unit_test(test_grad_clip_and_settings),
+        cmocka_unit_test(test_weight_decay_defaults),
         cmocka_unit_test(test_learns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -186,8 +186,9 @@ typedef enum ae_param {
     AE_P_MOMENTUM = 11,
     /* int, 0 or 1, default 0 (SGD only; needs momentum > 0). Changeable. */
     AE_P_NESTEROV = 12,
-    /* float, [0, 1e6], default 0 (AdamW in PyTorch defaults to 1e-2; libae
-       uses 0 unless set, for every optimizer). Changeable. */
+    /* float, [0, 1e6]; default as PyTorch's: 1e-2 with AdamW, 0 with SGD and
+       Adam (choosing the optimizer sets it until it is set explicitly).
+       Changeable. */
     AE_P_WEIGHT_DECAY = 13,
     /* float, [0, 1), default 0.9 (Adam, AdamW). Changeable. */
     AE_P_BETA1 = 14,

@@ -98,6 +98,8 @@ ae_status ae_settings_set(ae_settings *s, ae_errbuf *err, ae_param p, int is_int
             return ae_error(err, AE_ERR_RANGE, "%s must be in [%.0f, %.0f], got %lld", r->name,
                             r->lo, r->hi, (long long)iv);
         memcpy(field, &iv, sizeof iv);
+        if (p == AE_P_OPTIMIZER && !s->weight_decay_set)
+            s->weight_decay = iv == AE_OPT_ADAMW ? 1e-2 : 0.0;
     } else {
         int ok = fv == fv && (r->lo_open ? fv > r->lo : fv >= r->lo) &&
                  (r->hi_open ? fv < r->hi : fv <= r->hi);
@@ -105,6 +107,7 @@ ae_status ae_settings_set(ae_settings *s, ae_errbuf *err, ae_param p, int is_int
             return ae_error(err, AE_ERR_RANGE, "%s must be in %c%g, %g%c, got %g", r->name,
                             r->lo_open ? '(' : '[', r->lo, r->hi, r->hi_open ? ')' : ']', fv);
         memcpy(field, &fv, sizeof fv);
+        if (p == AE_P_WEIGHT_DECAY) s->weight_decay_set = 1;
     }
     return AE_OK;
 }

@@ -16,6 +16,9 @@ typedef struct ae_settings {
     double noise_level, noise_mean, noise_lo, noise_hi, noise_value;
     double vae_beta; /* VAE: KL weight and its warm-up in steps */
     int64_t vae_warmup;
+    /* AE_P_WEIGHT_DECAY was set explicitly: choosing the optimizer no longer
+       picks its default (PyTorch's: 1e-2 for AdamW, 0 otherwise). */
+    int weight_decay_set;
 } ae_settings;
 
 void ae_settings_default(ae_settings *s);

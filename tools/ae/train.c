@@ -75,7 +75,7 @@ static const char TRAIN_HELP[] =
     "      --optimizer OPT      adam (default), adamw or sgd\n"
     "      --lr F               learning rate (default 0.001)\n"
     "      --momentum F         SGD momentum; --nesterov for Nesterov's\n"
-    "      --weight-decay F     weight decay (default 0)\n"
+    "      --weight-decay F     weight decay (default 1e-2 with adamw, else 0)\n"
     "      --grad-clip F        clip the gradient's global L2 norm to F\n"
     "  -e, --epochs N           epochs (default 10)\n"
     "  -b, --batch-size N       batch size (default 256)\n"
@@ -179,7 +179,7 @@ typedef struct train_opts {
     int noise, noise_clip;
     double noise_level;
     int have_noise_level;
-    int loss, optimizer, reduction, have_loss, have_reduction;
+    int loss, optimizer, reduction, have_loss, have_reduction, have_weight_decay;
     int vae, have_code_act, have_beta;
     double beta;
     size_t kl_warmup;
@@ -278,7 +278,10 @@ static int parse_train(int argc, char **argv, train_opts *o) {
             o->have_momentum = 1;
             break;
         case O_NESTEROV: o->nesterov = 1; break;
-        case O_WEIGHT_DECAY: bad = parse_double("--weight-decay", a, 0, 1e6, &o->weight_decay); break;
+        case O_WEIGHT_DECAY:
+            bad = parse_double("--weight-decay", a, 0, 1e6, &o->weight_decay);
+            o->have_weight_decay = 1;
+            break;
         case O_GRAD_CLIP: bad = parse_double("--grad-clip", a, 0, 1e12, &o->grad_clip); break;
         case 'e': bad = parse_size("--epochs", a, 1, 1u << 24, &o->epochs); break;
         case 'b': bad = parse_size("--batch-size", a, 1, 1u << 24, &o->batch); break;
@@ -427,7 +430,7 @@ static ae_model *build_model(const train_opts *o, const size_t shape[3]) {
     if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_SEED, (int64_t)(o->seed & INT64_MAX));
     if (st == AE_OK && o->momentum) st = ae_config_set_float(cfg, AE_P_MOMENTUM, o->momentum);
     if (st == AE_OK && o->nesterov) st = ae_config_set_int(cfg, AE_P_NESTEROV, 1);
-    if (st == AE_OK && o->weight_decay)
+    if (st == AE_OK && o->have_weight_decay)
         st = ae_config_set_float(cfg, AE_P_WEIGHT_DECAY, o->weight_decay);
     if (st == AE_OK && o->grad_clip) st = ae_config_set_float(cfg, AE_P_GRAD_CLIP_NORM, o->grad_clip);
     if (st == AE_OK && o->noise) {
