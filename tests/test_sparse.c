@@ -291,6 +291,11 @@ static void test_batch_topk_layer(void **state) {
     fwd(&r, x3, y, 2, 0);
     const float want3[] = {0, 3.3f, 100, 0, 0, 4};
     assert_memory_equal(y, want3, sizeof want3);
+    /* A batch whose k-th value overflowed leaves θ as it was. */
+    const float x4[] = {INFINITY, INFINITY, INFINITY, 0, 0, 0, 0, 0, 0};
+    fwd(&r, x4, y, 3, 1);
+    assert_int_equal(ae_batch_topk_threshold(&r.L, r.state, &theta), 1);
+    assert_true(fabs(theta - 3.2) < 1e-6);
     assert_int_equal(make_layer(&r, AE_LAYER_BATCH_TOPK, 3, 4, 0), AE_ERR_RANGE);
 }
 

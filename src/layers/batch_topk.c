@@ -77,7 +77,9 @@ static void batch_topk_forward(const ae_layer *L, const float *params, ae_layer_
         if (x[heap[t]] < smallest) smallest = x[heap[t]];
     }
     for (size_t i = 0; i < total; i++) y[i] = mask[i] ? x[i] : 0.0f;
-    if (io->train) {
+    /* An overflowed batch (an infinite k-th value) must not leave θ infinite
+       for every later inference. */
+    if (io->train && isfinite(smallest)) {
         if (state[1] == 0.0f) {
             state[0] = smallest;
             state[1] = 1.0f;
