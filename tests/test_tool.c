@@ -617,6 +617,8 @@ static void test_errors(void **state) {
     expect_fail(&r, "not writable");
     RUN(&r, "encode", "-m", "m.aem", "-d", "x.npy", "-o", ".");
     expect_fail(&r, "is a directory");
+    RUN(&r, "eval", "-m", "m.aem", "-d", "x.npy", "--knn", "3");
+    expect_fail(&r, "need labels");
     RUN(&r, "eval", "-m", "m.aem", "-d", "x.npy", "--percentile", "101");
     expect_fail(&r, "out of range");
     RUN(&r, "eval", "-m", "m.aem", "-d", "x.npy", "--labels", "x.npy");

@@ -506,5 +506,6 @@ AE_API ae_status ae_model_get_float(const ae_model *m, ae_param param, double *v
 #include <libae/sparse.h>
 #include <libae/vae.h>
 #include <libae/metrics.h>
+#include <libae/io.h>
 
 #endif /* LIBAE_AE_H */

@@ -1,8 +1,7 @@
 /*
  * libae - saving and loading models and checkpoints.
  *
- * Include it after (or instead of) <libae/ae.h>; <libae/ae.h> does not
- * include it. The file format is described byte by byte in
+ * <libae/ae.h> includes it. The file format is described byte by byte in
  * docs/file-format.md: a little-endian binary file with a magic, a format
  * version, the architecture and every setting, the parameters and layer
  * state, the model's metadata and, for a checkpoint, the optimizer state,

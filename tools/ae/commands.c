@@ -15,6 +15,7 @@ typedef struct model_opts {
     eval_opts eval;
     uint64_t seed;
     const char *codes;
+    int knn_given; /* --knn or --knn-max: they need --labels */
 } model_opts;
 
 enum {
@@ -161,8 +162,14 @@ static int parse_model_opts(int argc, char **argv, const int *allowed, const cha
         case 'n': bad = parse_size("--count", a, 1, 10000, &o->count); break;
         case M_PNG: o->png = a; break;
         case M_PERCENTILE: bad = parse_double("--percentile", a, 0, 100, &o->eval.percentile); break;
-        case M_KNN: bad = parse_size("--knn", a, 0, 1024, &o->eval.knn_k); break;
-        case M_KNN_MAX: bad = parse_size("--knn-max", a, 2, 100000, &o->eval.knn_max); break;
+        case M_KNN:
+            bad = parse_size("--knn", a, 0, 1024, &o->eval.knn_k);
+            o->knn_given = 1;
+            break;
+        case M_KNN_MAX:
+            bad = parse_size("--knn-max", a, 2, 100000, &o->eval.knn_max);
+            o->knn_given = 1;
+            break;
         case M_SCORES: o->eval.scores_path = a; break;
         case M_ACTIVE:
             bad = parse_double("--active-threshold", a, 0, 1e30, &o->eval.active_threshold);
@@ -335,6 +342,8 @@ int cmd_eval(int argc, char **argv) {
     model_opts o;
     int rc = parse_model_opts(argc, argv, allowed, EVAL_HELP, 1, &o);
     if (rc) return rc == 1 ? 0 : rc;
+    if (o.knn_given && !o.data.labels && !o.data.csv_label_first)
+        return usage_error("--knn and --knn-max need labels: --labels FILE or --csv-label-first");
     if ((rc = check_required(&o, 1, 0, argc, argv))) return rc;
     ae_model *m = NULL;
     ae_dataset *ds = NULL;

@@ -258,7 +258,8 @@ int evaluate_print(ae_model *m, const prep *p, ae_dataset *ds, const eval_opts *
             }
             total += ne * (double)b, rsum += re * (double)b, ksum += kl * (double)b;
         }
-        printf("negative ELBO  %.4f per sample (reconstruction %.4f + KL %.4f, one draw)\n",
+        printf("negative ELBO  %.4f nats per sample (reconstruction %.4f + KL %.4f, "
+               "one draw of z)\n",
                total / (double)n, rsum / (double)n, ksum / (double)n);
     }
     ae_latent_stats ls;
