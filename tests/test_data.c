@@ -1,7 +1,7 @@
 /* Tests of src/data: the IDX reader (plain and gzipped, every malformed
  * header and body, truncation at every byte, failing allocations), the
  * .npy and CSV readers and the .npy writer, the dataset handle (memory,
- * accessors, scale, gather, standardisation, shuffle, split) and the
+ * accessors, scale, gather, batches, standardisation, shuffle, split) and the
  * corruption operators (statistics, determinism, refusals). Files are written into a
  * fresh directory under /tmp. */
 #include "test_util.h"
@@ -741,6 +741,183 @@ static void test_gather(void **state) {
                      AE_OK);
     assert_int_equal(ae_dataset_gather(ds, idx, 3, dst, lab), AE_OK);
     assert_int_equal(lab[0] + lab[1] + lab[2], -3);
+    ae_dataset_destroy(ds);
+}
+
+/* Walks every batch of `ds` (batch_size bs) and checks it is exactly rows
+ * [i * bs, i * bs + rows) of ae_dataset_data, with its labels, and that
+ * together they cover `expect_rows` rows; returns the batch count. */
+static size_t check_batches(const ae_dataset *ds, size_t bs, int drop_last, size_t expect_rows) {
+    size_t n = ae_dataset_count(ds), d = ae_dataset_dim(ds), nb = 99;
+    const float *x = ae_dataset_data(ds);
+    const int32_t *l = ae_dataset_labels(ds);
+    assert_int_equal(ae_dataset_batch_count(ds, bs, drop_last, &nb), AE_OK);
+    float dst[64 * 4];
+    int32_t lab[64];
+    size_t covered = 0;
+    assert_true(bs * d <= 64 * 4);
+    for (size_t i = 0; i < nb; i++) {
+        for (size_t k = 0; k < 64 * 4; k++) dst[k] = -1.0f;
+        for (size_t k = 0; k < 64; k++) lab[k] = -1;
+        size_t rows = 0;
+        assert_int_equal(ae_dataset_get_batch(ds, i, bs, drop_last, dst, lab, &rows), AE_OK);
+        size_t want = n - i * bs < bs ? n - i * bs : bs;
+        assert_int_equal(rows, want);
+        assert_memory_equal(dst, x + i * bs * d, rows * d * sizeof(float));
+        for (size_t k = rows * d; k < bs * d; k++) assert_true(dst[k] == -1.0f); /* no more */
+        for (size_t k = 0; k < bs; k++) /* no labels in the dataset: left alone */
+            assert_int_equal(lab[k], l && k < rows ? l[i * bs + k] : -1);
+        covered += rows;
+    }
+    assert_int_equal(covered, expect_rows);
+    /* One past the last batch is out of range. */
+    size_t rows = 77;
+    assert_int_equal(ae_dataset_get_batch(ds, nb, bs, drop_last, dst, lab, &rows), AE_ERR_RANGE);
+    assert_int_equal(rows, 77);
+    return nb;
+}
+
+static void test_batches(void **state) {
+    (void)state;
+    enum { N = 10, D = 3 };
+    float x[N * D];
+    int32_t lab[N];
+    for (int i = 0; i < N; i++) {
+        lab[i] = 100 + i;
+        for (int j = 0; j < D; j++) x[i * D + j] = (float)(i * 10 + j);
+    }
+    /* Every call below runs on an allocator that fails every request: the
+     * batch calls allocate nothing. */
+    test_alloc t = {0, 0, -1};
+    ae_allocator al = test_allocator(&t);
+    ae_dataset *ds = NULL;
+    assert_int_equal(ae_dataset_create(&ds, &al), AE_OK);
+    assert_int_equal(ae_dataset_from_memory(ds, x, lab, N, D, 1, 1, AE_DATA_COPY), AE_OK);
+    long live0 = t.live;
+    t.count = 0;
+    t.fail_at = 0;
+
+    /* Batch counts: ceil(n / bs), or floor with drop_last. */
+    static const size_t sizes[] = {1, 3, 4, 5, 9, 10, 11, 64};
+    static const size_t full[] = {10, 4, 3, 2, 2, 1, 1, 1};
+    static const size_t dropped[] = {10, 3, 2, 2, 1, 1, 0, 0};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        size_t bs = sizes[s];
+        assert_int_equal(check_batches(ds, bs, 0, N), full[s]);
+        assert_int_equal(check_batches(ds, bs, 1, dropped[s] * bs), dropped[s]);
+    }
+    /* Spelled out for bs 4: rows 0-3, 4-7, then 8-9 (dropped with drop_last). */
+    float b[4 * D];
+    int32_t bl[4];
+    size_t rows = 0;
+    assert_int_equal(ae_dataset_get_batch(ds, 1, 4, 0, b, bl, &rows), AE_OK);
+    assert_int_equal(rows, 4);
+    assert_true(b[0] == 40.0f && b[2] == 42.0f && b[11] == 72.0f);
+    assert_int_equal(bl[0], 104);
+    assert_int_equal(bl[3], 107);
+    assert_int_equal(ae_dataset_get_batch(ds, 2, 4, 0, b, bl, &rows), AE_OK);
+    assert_int_equal(rows, 2);
+    assert_true(b[0] == 80.0f && b[5] == 92.0f);
+    assert_int_equal(bl[0], 108);
+    assert_int_equal(bl[1], 109);
+    assert_int_equal(ae_dataset_get_batch(ds, 2, 4, 1, b, bl, &rows), AE_ERR_RANGE);
+    assert_non_null(strstr(ae_dataset_last_error(ds), "batch 2 is out of range"));
+    assert_int_equal(rows, 2);
+    /* labels NULL: only the samples. */
+    assert_int_equal(ae_dataset_get_batch(ds, 0, 3, 1, b, NULL, &rows), AE_OK);
+    assert_int_equal(rows, 3);
+    assert_true(b[0] == 0.0f && b[8] == 22.0f);
+    assert_int_equal(t.count, 0);
+
+    /* Refusals: a status, a message, nothing written. */
+    snap before = take(ds);
+    for (size_t k = 0; k < 4 * D; k++) b[k] = -5.0f;
+    bl[0] = -5;
+    rows = 55;
+    size_t nb = 66;
+    assert_int_equal(ae_dataset_batch_count(NULL, 4, 0, &nb), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_dataset_batch_count(ds, 4, 0, NULL), AE_ERR_INVALID_ARG);
+    assert_non_null(strstr(ae_dataset_last_error(ds), "count is NULL"));
+    assert_int_equal(ae_dataset_batch_count(ds, 0, 0, &nb), AE_ERR_INVALID_ARG);
+    assert_non_null(strstr(ae_dataset_last_error(ds), "batch_size is 0"));
+    assert_int_equal(nb, 66);
+    assert_int_equal(ae_dataset_get_batch(NULL, 0, 4, 0, b, bl, &rows), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_dataset_get_batch(ds, 0, 4, 0, NULL, bl, &rows), AE_ERR_INVALID_ARG);
+    assert_non_null(strstr(ae_dataset_last_error(ds), "ae_dataset_get_batch: dst is NULL"));
+    assert_int_equal(ae_dataset_get_batch(ds, 0, 4, 0, b, bl, NULL), AE_ERR_INVALID_ARG);
+    assert_non_null(strstr(ae_dataset_last_error(ds), "rows is NULL"));
+    assert_int_equal(ae_dataset_get_batch(ds, 0, 0, 0, b, bl, &rows), AE_ERR_INVALID_ARG);
+    assert_non_null(strstr(ae_dataset_last_error(ds), "batch_size is 0"));
+    assert_int_equal(ae_dataset_get_batch(ds, 3, 4, 0, b, bl, &rows), AE_ERR_RANGE);
+    assert_non_null(strstr(ae_dataset_last_error(ds), "10 samples in 3 batches of 4"));
+    assert_int_equal(ae_dataset_get_batch(ds, SIZE_MAX, 4, 0, b, bl, &rows), AE_ERR_RANGE);
+    assert_int_equal(ae_dataset_get_batch(ds, 1, SIZE_MAX, 0, b, bl, &rows), AE_ERR_RANGE);
+    /* drop_last with fewer samples than a batch: 0 batches, batch 0 refused. */
+    assert_int_equal(ae_dataset_batch_count(ds, 11, 1, &nb), AE_OK);
+    assert_int_equal(nb, 0);
+    assert_int_equal(ae_dataset_get_batch(ds, 0, 11, 1, b, bl, &rows), AE_ERR_RANGE);
+    assert_non_null(strstr(ae_dataset_last_error(ds), "0 batches of 11, drop_last"));
+    for (size_t k = 0; k < 4 * D; k++) assert_true(b[k] == -5.0f);
+    assert_int_equal(bl[0], -5);
+    assert_int_equal(rows, 55);
+    assert_same(ds, &before);
+    /* A batch larger than the dataset holds it all. */
+    assert_int_equal(ae_dataset_batch_count(ds, SIZE_MAX, 0, &nb), AE_OK);
+    assert_int_equal(nb, 1);
+    assert_int_equal(t.count, 0);
+    t.fail_at = -1;
+
+    /* After a shuffle the batches follow the new order. */
+    assert_int_equal(ae_dataset_shuffle(ds, 7), AE_OK);
+    const int32_t *sl = ae_dataset_labels(ds);
+    int moved = 0;
+    for (int i = 0; i < N; i++) moved += sl[i] != 100 + i;
+    assert_true(moved > N / 2);
+    t.count = 0;
+    t.fail_at = 0;
+    assert_int_equal(check_batches(ds, 4, 0, N), 3);
+    assert_int_equal(check_batches(ds, 4, 1, 8), 2);
+    int seen[N] = {0};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(ae_dataset_get_batch(ds, i, 4, 0, b, bl, &rows), AE_OK);
+        for (size_t r = 0; r < rows; r++) {
+            int orig = bl[r] - 100; /* the label says which original row it is */
+            assert_true(orig >= 0 && orig < N);
+            assert_memory_equal(b + r * D, x + orig * D, D * sizeof(float));
+            assert_int_equal(bl[r], sl[i * 4 + r]);
+            seen[orig]++;
+        }
+    }
+    for (int i = 0; i < N; i++) assert_int_equal(seen[i], 1);
+    assert_int_equal(t.count, 0);
+    t.fail_at = -1;
+    assert_int_equal(t.live, live0);
+
+    /* A borrowed dataset without labels: read in place, labels left alone. */
+    assert_int_equal(ae_dataset_from_memory(ds, x, NULL, N, D, 1, 1, AE_DATA_BORROW), AE_OK);
+    t.count = 0;
+    t.fail_at = 0;
+    bl[0] = bl[1] = bl[2] = bl[3] = -9;
+    assert_int_equal(ae_dataset_get_batch(ds, 2, 4, 0, b, bl, &rows), AE_OK);
+    assert_int_equal(rows, 2);
+    assert_memory_equal(b, x + 8 * D, 2 * D * sizeof(float));
+    assert_int_equal(bl[0] + bl[1] + bl[2] + bl[3], -36);
+    assert_int_equal(check_batches(ds, 3, 0, N), 4);
+    assert_int_equal(t.count, 0);
+    t.fail_at = -1;
+    ae_dataset_destroy(ds);
+    assert_int_equal(t.live, 0);
+
+    /* An empty dataset has no batches. */
+    assert_int_equal(ae_dataset_create(&ds, NULL), AE_OK);
+    for (int drop = 0; drop < 2; drop++) {
+        nb = 5;
+        assert_int_equal(ae_dataset_batch_count(ds, 4, drop, &nb), AE_OK);
+        assert_int_equal(nb, 0);
+        rows = 5;
+        assert_int_equal(ae_dataset_get_batch(ds, 0, 4, drop, b, bl, &rows), AE_ERR_RANGE);
+        assert_int_equal(rows, 5);
+    }
     ae_dataset_destroy(ds);
 }
 
@@ -1537,6 +1714,7 @@ int main(void) {
         cmocka_unit_test(test_failing_allocator),
         cmocka_unit_test(test_scale),
         cmocka_unit_test(test_gather),
+        cmocka_unit_test(test_batches),
         cmocka_unit_test(test_from_memory),
         cmocka_unit_test(test_npy_read),
         cmocka_unit_test(test_npy_write),

@@ -80,6 +80,34 @@ AE_API ae_status ae_dataset_scale(ae_dataset *ds, float mul, float add);
 AE_API ae_status ae_dataset_gather(ae_dataset *ds, const size_t *idx, size_t n, float *dst,
                                    int32_t *labels);
 
+/**
+ * Number of batches of `batch_size` samples over the dataset's rows in
+ * their current order (ae_dataset_shuffle reorders them in place):
+ * ceil(count / batch_size), or floor(count / batch_size) when `drop_last`
+ * is nonzero (the last partial batch is skipped, as ae_fit's drop_last).
+ * 0 for an empty dataset, or with drop_last when count < batch_size.
+ * Allocates nothing. Errors: AE_ERR_INVALID_ARG (NULL, batch_size 0);
+ * *count is unchanged on failure. Since 0.1.0.
+ */
+AE_API ae_status ae_dataset_batch_count(const ae_dataset *ds, size_t batch_size, int drop_last,
+                                        size_t *count);
+
+/**
+ * Copies batch `index` (0-based) of those ae_dataset_batch_count counts,
+ * the rows [index * batch_size, index * batch_size + *rows), into `dst`
+ * ([*rows, dim]), and their labels into `labels` when it is not NULL and
+ * the dataset has labels (otherwise `labels` is left untouched, as by
+ * ae_dataset_gather; ae_dataset_labels tells which). *rows receives the
+ * batch's sample count: batch_size, or fewer for the last partial batch
+ * (never with drop_last); buffers of batch_size rows always suffice.
+ * Allocates nothing. Errors: AE_ERR_INVALID_ARG (NULL ds, dst or rows;
+ * batch_size 0), AE_ERR_RANGE (index >= the batch count, e.g. any index of
+ * an empty dataset or, with drop_last, of one with fewer than batch_size
+ * samples); on failure nothing is written. Since 0.1.0.
+ */
+AE_API ae_status ae_dataset_get_batch(const ae_dataset *ds, size_t index, size_t batch_size,
+                                      int drop_last, float *dst, int32_t *labels, size_t *rows);
+
 /** How ae_dataset_from_memory treats the caller's arrays. Since 0.1.0. */
 typedef enum ae_data_mode {
     /* The dataset copies the arrays; the caller may free them at once. */

@@ -1,6 +1,6 @@
 /* The dataset handle: float samples [count, dim] with optional int32 labels;
  * loading (IDX, .npy, CSV, caller memory), saving .npy, scaling,
- * standardisation, shuffling, splitting and gathering. */
+ * standardisation, shuffling, splitting, gathering and batching. */
 #include <math.h>
 #include <string.h>
 
@@ -173,6 +173,48 @@ ae_status ae_dataset_gather(ae_dataset *ds, const size_t *idx, size_t n, float *
         memcpy(dst + i * ds->dim, ds->data + idx[i] * ds->dim, ds->dim * sizeof *dst);
     if (labels && ds->labels)
         for (size_t i = 0; i < n; i++) labels[i] = ds->labels[idx[i]];
+    return AE_OK;
+}
+
+/* Batches walk the rows in their stored order (ae_dataset_shuffle reorders
+ * them in place), so a batch is one contiguous block: copied, never
+ * allocated. */
+static size_t batch_total(size_t n, size_t bs, int drop_last) {
+    return drop_last ? n / bs : n / bs + (n % bs != 0);
+}
+
+ae_status ae_dataset_batch_count(const ae_dataset *ds_in, size_t batch_size, int drop_last,
+                                 size_t *count) {
+    static const char who[] = "ae_dataset_batch_count";
+    if (!ds_in) return AE_ERR_INVALID_ARG;
+    ae_dataset *ds = (ae_dataset *)(uintptr_t)ds_in; /* only the message buffer is written */
+    if (!count) return ae_error(&ds->err, AE_ERR_INVALID_ARG, "%s: count is NULL", who);
+    if (batch_size == 0)
+        return ae_error(&ds->err, AE_ERR_INVALID_ARG, "%s: batch_size is 0", who);
+    *count = batch_total(ds->count, batch_size, drop_last);
+    return AE_OK;
+}
+
+ae_status ae_dataset_get_batch(const ae_dataset *ds_in, size_t index, size_t batch_size,
+                               int drop_last, float *dst, int32_t *labels, size_t *rows) {
+    static const char who[] = "ae_dataset_get_batch";
+    if (!ds_in) return AE_ERR_INVALID_ARG;
+    ae_dataset *ds = (ae_dataset *)(uintptr_t)ds_in; /* only the message buffer is written */
+    if (!dst || !rows)
+        return ae_error(&ds->err, AE_ERR_INVALID_ARG, "%s: %s is NULL", who, !dst ? "dst" : "rows");
+    if (batch_size == 0)
+        return ae_error(&ds->err, AE_ERR_INVALID_ARG, "%s: batch_size is 0", who);
+    size_t nb = batch_total(ds->count, batch_size, drop_last);
+    if (index >= nb)
+        return ae_error(&ds->err, AE_ERR_RANGE,
+                        "%s: batch %zu is out of range (%zu samples in %zu batches of %zu%s)", who,
+                        index, ds->count, nb, batch_size, drop_last ? ", drop_last" : "");
+    /* index < nb, so start = index * batch_size < count: no overflow. */
+    size_t start = index * batch_size, b = ds->count - start;
+    if (b > batch_size) b = batch_size;
+    memcpy(dst, ds->data + start * ds->dim, b * ds->dim * sizeof *dst);
+    if (labels && ds->labels) memcpy(labels, ds->labels + start, b * sizeof *labels);
+    *rows = b;
     return AE_OK;
 }
 
