@@ -20,8 +20,8 @@ static ae_model *build(int kind, size_t d) {
     if (kind == KL) CHECK(ae_config_add_kl_sparsity(cfg, AE_LAST_LAYER, 0.05, 0.1, AE_REDUCE_SUM), e);
     if (kind != KL) CHECK(ae_config_add_topk(cfg, 16), e);
     if (kind == LIFETIME) CHECK(ae_config_add_lifetime_topk_fraction(cfg, 0.05), e);
-    CHECK(ae_config_mark_code(cfg), e);
-    CHECK(ae_config_add_dense(cfg, d, kind == KL ? AE_ACT_SIGMOID : AE_ACT_IDENTITY), e);
+    /* 64-d: the selection layers stay on the encoder's side. */
+    CHECK(ae_config_mirror_decoder(cfg, kind == KL ? AE_ACT_SIGMOID : AE_ACT_IDENTITY), e);
     CHECK(ae_config_set_int(cfg, AE_P_OPTIMIZER, AE_OPT_ADAM), e);
     CHECK(ae_config_set_float(cfg, AE_P_LEARNING_RATE, 1e-3), e);
     CHECK(ae_config_set_int(cfg, AE_P_SEED, 42), e);

@@ -2,7 +2,8 @@
  * layers (ties, k = width, k > width refused, batch smaller than k, NaN),
  * their gradients, the KL and L1 penalties by finite differences, the
  * sparse dense paths against the dense ones, the mode, the statistics,
- * refusal of bad input, and PyTorch parity over 3 Adam steps
+ * refusal of bad input, mirrored decoders around selection layers (the
+ * same model as written by hand, tied too), and PyTorch parity over 3 Adam steps
  * (tests/fixtures/sparse_*.bin, written by gen_sparse_parity.py). */
 #include "test_util.h"
 
@@ -818,6 +819,201 @@ static void test_allocation_failures(void **state) {
     }
 }
 
+/* ---- mirrored decoders around selection layers ---- */
+
+/* The encoder of variant v on 784 inputs:
+ *   0: 64 (leaky ReLU) - top-16
+ *   1: 64 (leaky ReLU) - top-16 - lifetime top-k 5%
+ *   2: 64 (leaky ReLU) - batch top-16
+ *   3: 64 (leaky ReLU, slope 0.2) - top-16 (L1 on it) - 32 (sigmoid, no
+ *      bias, KL on it) - batch top-8: selection layers in the middle and on
+ *      the code, per-layer settings and penalties to carry or not. */
+static ae_config *mirror_encoder(int v) {
+    ae_config *c = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, 784));
+    OK(ae_config_add_dense(c, 64, AE_ACT_LEAKY_RELU));
+    if (v == 0 || v == 1 || v == 3) OK(ae_config_add_topk(c, 16));
+    if (v == 1) OK(ae_config_add_lifetime_topk_fraction(c, 0.05));
+    if (v == 2) OK(ae_config_add_batch_topk(c, 16));
+    if (v == 3) {
+        OK(ae_config_layer_set_float(c, 0, AE_LAYER_LEAKY_SLOPE, 0.2));
+        OK(ae_config_add_l1_sparsity(c, AE_LAST_LAYER, 1e-3));
+        OK(ae_config_add_dense(c, 32, AE_ACT_SIGMOID));
+        OK(ae_config_layer_set_int(c, AE_LAST_LAYER, AE_LAYER_BIAS, 0));
+        OK(ae_config_add_kl_sparsity(c, AE_LAST_LAYER, 0.1, 0.1, AE_REDUCE_SUM));
+        OK(ae_config_add_batch_topk(c, 8));
+    }
+    return c;
+}
+
+/* Variant v with its decoder mirrored or written by hand, tied or not;
+ * Adam, seed 9. */
+static ae_model *mirror_model(int v, int mirror, int tie) {
+    ae_config *c = mirror_encoder(v);
+    if (mirror) {
+        OK(ae_config_mirror_decoder(c, AE_ACT_SIGMOID));
+    } else {
+        OK(ae_config_mark_code(c));
+        if (v == 3) {
+            OK(ae_config_add_dense(c, 64, AE_ACT_LEAKY_RELU));
+            OK(ae_config_layer_set_float(c, AE_LAST_LAYER, AE_LAYER_LEAKY_SLOPE, 0.2));
+            OK(ae_config_layer_set_int(c, AE_LAST_LAYER, AE_LAYER_BIAS, 0));
+        }
+        OK(ae_config_add_dense(c, 784, AE_ACT_SIGMOID));
+    }
+    if (tie) OK(ae_config_tie(c));
+    OK(ae_config_set_int(c, AE_P_OPTIMIZER, AE_OPT_ADAM));
+    OK(ae_config_set_float(c, AE_P_LEARNING_RATE, 1e-2));
+    OK(ae_config_set_int(c, AE_P_SEED, 9));
+    ae_model *m = NULL;
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    return m;
+}
+
+/* The decoder mirrors the dense layers only: 784-64-[top-16] gives
+ * 64-784 with the output activation, the code stays the selection's
+ * output, and the penalties stay where they were put. */
+static void test_mirror_skips_selection(void **state) {
+    (void)state;
+    /* Per variant: the layer count, the code layer, and per layer its kind,
+     * output width, activation and bias count. */
+    static const struct {
+        size_t n, code;
+        ae_layer_kind kind[8];
+        size_t out[8], bias[8];
+        ae_activation act[8];
+    } want[4] = {
+        {3, 2, {AE_LAYER_DENSE, AE_LAYER_TOPK, AE_LAYER_DENSE}, {64, 64, 784}, {64, 0, 784},
+         {AE_ACT_LEAKY_RELU, AE_ACT_IDENTITY, AE_ACT_SIGMOID}},
+        {4, 3, {AE_LAYER_DENSE, AE_LAYER_TOPK, AE_LAYER_LIFETIME_TOPK, AE_LAYER_DENSE},
+         {64, 64, 64, 784}, {64, 0, 0, 784},
+         {AE_ACT_LEAKY_RELU, AE_ACT_IDENTITY, AE_ACT_IDENTITY, AE_ACT_SIGMOID}},
+        {3, 2, {AE_LAYER_DENSE, AE_LAYER_BATCH_TOPK, AE_LAYER_DENSE}, {64, 64, 784}, {64, 0, 784},
+         {AE_ACT_LEAKY_RELU, AE_ACT_IDENTITY, AE_ACT_SIGMOID}},
+        {6, 4,
+         {AE_LAYER_DENSE, AE_LAYER_TOPK, AE_LAYER_DENSE, AE_LAYER_BATCH_TOPK, AE_LAYER_DENSE,
+          AE_LAYER_DENSE},
+         {64, 64, 32, 32, 64, 784}, {64, 0, 0, 0, 0, 784},
+         {AE_ACT_LEAKY_RELU, AE_ACT_IDENTITY, AE_ACT_SIGMOID, AE_ACT_IDENTITY, AE_ACT_LEAKY_RELU,
+          AE_ACT_SIGMOID}},
+    };
+    for (int v = 0; v < 4; v++) {
+        ae_config *c = mirror_encoder(v);
+        size_t enc = c->nlayers;
+        OK(ae_config_mirror_decoder(c, AE_ACT_SIGMOID));
+        assert_int_equal(c->nlayers, want[v].n);
+        assert_int_equal(c->code_at, enc);
+        /* Penalties are not layers: the decoder copies none. */
+        for (size_t i = enc; i < c->nlayers; i++) {
+            assert_int_equal(c->layers[i].penalty.kl_on, 0);
+            assert_int_equal(c->layers[i].penalty.l1_on, 0);
+        }
+        if (v == 3) {
+            assert_true(c->layers[1].penalty.l1_on && c->layers[2].penalty.kl_on);
+            assert_true(c->layers[4].slope == 0.2f); /* from layer 0, whose width it makes */
+        }
+        ae_model *m = NULL;
+        OK(ae_model_create(&m, c));
+        assert_int_equal(ae_model_layer_count(m), want[v].n);
+        assert_int_equal(ae_model_code_layer(m), want[v].code);
+        assert_int_equal(ae_model_code_size(m), v == 3 ? 32 : 64);
+        for (size_t l = 0; l < want[v].n; l++) {
+            ae_layer_info info = {.struct_size = sizeof info};
+            OK(ae_model_layer_info(m, l, &info));
+            assert_int_equal(info.kind, want[v].kind[l]);
+            assert_int_equal(info.out_size, want[v].out[l]);
+            assert_int_equal(info.bias_count, want[v].bias[l]);
+            if (info.kind == AE_LAYER_DENSE) assert_int_equal(info.activation, want[v].act[l]);
+        }
+        /* Training: the penalties count (and only on the encoder, else
+         * creation would refuse a penalty on the output layer). */
+        float x[8 * 784], loss;
+        test_fill(x, 8 * 784, 11, 0.0f, 1.0f);
+        OK(ae_train_step(m, x, NULL, 8, &loss));
+        double l0, kl, l1;
+        OK(ae_model_get_stat(m, AE_STAT_CODE_L0, &l0));
+        OK(ae_model_get_stat(m, AE_STAT_LOSS_KL, &kl));
+        OK(ae_model_get_stat(m, AE_STAT_LOSS_L1, &l1));
+        if (v != 2) assert_true(l0 <= (v == 3 ? 8.0 : 16.0)); /* batch top-k: on average */
+        assert_true((kl > 0.0) == (v == 3) && (l1 > 0.0) == (v == 3));
+        ae_model_destroy(m);
+        ae_config_destroy(c);
+    }
+
+    /* Refused, changing nothing: an encoder of selection layers only, and
+     * a selection layer after the code (it is a decoder layer). */
+    ae_config *c = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, 10));
+    OK(ae_config_add_topk(c, 3));
+    assert_int_equal(ae_config_mirror_decoder(c, AE_ACT_SIGMOID), AE_ERR_STATE);
+    assert_non_null(strstr(ae_config_last_error(c), "no dense layer"));
+    assert_int_equal(c->nlayers, 1);
+    assert_int_equal(c->code_marked, 0);
+    OK(ae_config_add_dense(c, 6, AE_ACT_RELU));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_topk(c, 2));
+    assert_int_equal(ae_config_mirror_decoder(c, AE_ACT_SIGMOID), AE_ERR_STATE);
+    assert_non_null(strstr(ae_config_last_error(c), "decoder layers"));
+    assert_int_equal(c->nlayers, 3);
+    ae_config_destroy(c);
+    /* A top-k on the input is skipped like any other: 10-[top-3]-6 mirrors to 6-10. */
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, 10));
+    OK(ae_config_add_topk(c, 3));
+    OK(ae_config_add_dense(c, 6, AE_ACT_RELU));
+    OK(ae_config_mirror_decoder(c, AE_ACT_IDENTITY));
+    assert_int_equal(c->nlayers, 3);
+    assert_int_equal(c->layers[2].units, 10);
+    assert_int_equal(c->layers[2].act, AE_ACT_IDENTITY);
+    ae_config_destroy(c);
+}
+
+/* The mirrored model is the model written by hand: the same layers, the
+ * same initial parameters from the same seed, and bit for bit the same
+ * losses and parameters after a few Adam steps; tied too (ae_config_tie
+ * pairs 784-64 with 64-784, and with a middle selection layer 64-32 with
+ * 32-64). */
+static void test_mirror_matches_hand_written(void **state) {
+    (void)state;
+    enum { B = 16, STEPS = 3 };
+    float x[B * 784];
+    for (int tie = 0; tie < 2; tie++)
+        for (int v = 0; v < 4; v++) {
+            ae_model *a = mirror_model(v, 1, tie), *b = mirror_model(v, 0, tie);
+            assert_int_equal(a->nparams, b->nparams);
+            assert_int_equal(ae_model_param_count(a), ae_model_param_count(b));
+            size_t n = ae_model_layer_count(a);
+            assert_int_equal(n, ae_model_layer_count(b));
+            for (size_t l = 0; l < n; l++) {
+                ae_layer_info ia = {.struct_size = sizeof ia}, ib = {.struct_size = sizeof ib};
+                OK(ae_model_layer_info(a, l, &ia));
+                OK(ae_model_layer_info(b, l, &ib));
+                assert_memory_equal(&ia, &ib, sizeof ia);
+                assert_true(a->layers[l].slope == b->layers[l].slope);
+                assert_int_equal(ae_model_is_tied(a, l), ae_model_is_tied(b, l));
+                if (l < ae_model_code_layer(a) && ia.weight_count)
+                    assert_int_equal(ae_model_is_tied(a, l), tie);
+            }
+            if (tie) /* every dense pair shares its weight */
+                assert_int_equal(ae_model_param_count(a),
+                                 v == 3 ? 784 * 64 + 64 + 64 * 32 + 784 : 784 * 64 + 64 + 784);
+            assert_memory_equal(a->params, b->params, a->nparams * sizeof(float));
+            for (int step = 0; step < STEPS; step++) {
+                float la, lb;
+                test_fill(x, B * 784, 70 + (uint32_t)step, 0.0f, 1.0f);
+                OK(ae_train_step(a, x, NULL, B, &la));
+                OK(ae_train_step(b, x, NULL, B, &lb));
+                assert_memory_equal(&la, &lb, sizeof la);
+            }
+            assert_memory_equal(a->params, b->params, a->nparams * sizeof(float));
+            ae_model_destroy(a);
+            ae_model_destroy(b);
+        }
+}
+
 /* ---- PyTorch parity ---- */
 
 #define PAR_B 32
@@ -950,6 +1146,8 @@ int main(void) {
         cmocka_unit_test(test_builder_errors),
         cmocka_unit_test(test_nan_refused),
         cmocka_unit_test(test_allocation_failures),
+        cmocka_unit_test(test_mirror_skips_selection),
+        cmocka_unit_test(test_mirror_matches_hand_written),
         cmocka_unit_test_setup_teardown(test_parity_topk, par_setup, par_teardown),
         cmocka_unit_test_setup_teardown(test_parity_topk_lifetime, par_setup, par_teardown),
         cmocka_unit_test_setup_teardown(test_parity_kl, par_setup, par_teardown),

@@ -337,9 +337,14 @@ AE_API ae_status ae_config_mark_code(ae_config *cfg);
  * of its encoder partner, and `output_act` on the last layer. Marks the
  * code first if it is not marked. The encoder must be dense layers,
  * optionally ending in a Gaussian code (<libae/vae.h>), which mirrors as a
- * dense layer from its dim. Errors: AE_ERR_STATE (no encoder layer, another
- * kind of layer, or decoder layers were already added), AE_ERR_INVALID_ARG.
- * Since 0.1.0.
+ * dense layer from its dim, with selection layers (<libae/sparse.h>)
+ * anywhere among them. Only the layers with parameters are mirrored:
+ * selection layers act on the encoder's side and are skipped, so
+ * 784-64-[top-16] mirrors to 64-784 and the code is the top-k's output;
+ * ae_config_tie pairs the resulting dense layers. Penalties stay on the
+ * encoder layers they were attached to. Errors: AE_ERR_STATE (no encoder
+ * layer, no dense or Gaussian layer among them, another kind of layer, or
+ * decoder layers were already added), AE_ERR_INVALID_ARG. Since 0.1.0.
  */
 AE_API ae_status ae_config_mirror_decoder(ae_config *cfg, ae_activation output_act);
 

@@ -324,31 +324,48 @@ ae_status ae_config_mirror_decoder(ae_config *cfg, ae_activation output_act) {
     if (cfg->mirrored || (cfg->code_marked && cfg->nlayers > cfg->code_at))
         return ae_error(&cfg->err, AE_ERR_STATE, "the config already has decoder layers");
     size_t n = cfg->nlayers;
-    /* A Gaussian code (the last encoder layer) mirrors as a dense layer from
-     * its dim, as the dense layers do. */
-    for (size_t i = 0; i < n; i++)
-        if (cfg->layers[i].kind != AE_LAYER_DENSE &&
-            !(cfg->layers[i].kind == AE_LAYER_GAUSSIAN && i + 1 == n))
+    /* The decoder mirrors the parametric layers only: dense layers and a
+     * Gaussian code (the last encoder layer, mirrored as a dense layer from
+     * its dim). Selection layers are skipped wherever they are: they act on
+     * the encoder's side, and a selection on the code stays the code. */
+    size_t nparam = 0;
+    for (size_t i = 0; i < n; i++) {
+        ae_layer_kind kind = cfg->layers[i].kind;
+        if (kind == AE_LAYER_TOPK || kind == AE_LAYER_LIFETIME_TOPK || kind == AE_LAYER_BATCH_TOPK)
+            continue;
+        if (kind != AE_LAYER_DENSE && !(kind == AE_LAYER_GAUSSIAN && i + 1 == n))
             return ae_error(&cfg->err, AE_ERR_STATE,
-                            "only a dense encoder (optionally ending in a Gaussian code) can be "
-                            "mirrored; layer %zu is %s", i, ae_layer_kind_name(cfg->layers[i].kind));
+                            "only a dense encoder (with selection layers anywhere, optionally "
+                            "ending in a Gaussian code) can be mirrored; layer %zu is %s",
+                            i, ae_layer_kind_name(kind));
+        nparam++;
+    }
+    if (!nparam)
+        return ae_error(&cfg->err, AE_ERR_STATE,
+                        "the encoder has no dense layer to mirror (only selection layers)");
     size_t old_n = cfg->nlayers, old_code = cfg->code_at;
     int old_marked = cfg->code_marked;
     if (!cfg->code_marked) {
         cfg->code_marked = 1;
         cfg->code_at = n;
     }
-    /* Decoder layer j (of n) maps the width of encoder layer n-1-j's output
-     * back to its input; its activation is that of the encoder layer
-     * producing the same width, the output activation last. */
-    for (size_t j = 0; j < n; j++) {
-        const ae_layer_spec *partner = &cfg->layers[n - 1 - j];
-        size_t units = (n - 1 - j) == 0 ? cfg->input_size : cfg->layers[n - 2 - j].units;
-        ae_layer_spec spec = {.kind = AE_LAYER_DENSE, .units = units, .act = output_act,
+    /* From the last parametric layer back: each decoder layer maps the
+     * output width of its partner back to the partner's input width (the
+     * output of the parametric layer before it, or the input) with that
+     * layer's activation; the output activation last. */
+    size_t p = n;
+    while (p-- > 0) {
+        const ae_layer_spec *partner = &cfg->layers[p];
+        if (partner->kind != AE_LAYER_DENSE && partner->kind != AE_LAYER_GAUSSIAN) continue;
+        size_t q = p;
+        while (q > 0 && cfg->layers[q - 1].kind != AE_LAYER_DENSE) q--; /* selection layers */
+        ae_layer_spec spec = {.kind = AE_LAYER_DENSE, .units = cfg->input_size, .act = output_act,
                               .slope = 0.01f, .bias = partner->bias};
-        if (j + 1 < n) {
-            spec.act = cfg->layers[n - 2 - j].act;
-            spec.slope = cfg->layers[n - 2 - j].slope;
+        if (q > 0) {
+            const ae_layer_spec *prev = &cfg->layers[q - 1];
+            spec.units = prev->units;
+            spec.act = prev->act;
+            spec.slope = prev->slope;
         }
         ae_status st = ae_config_push_layer(cfg, &spec);
         if (st) {
