@@ -819,6 +819,7 @@ static void test_allocation_failures(void **state) {
     }
 }
 
+<<<<<<< HEAD
 /* ---- mirrored decoders around selection layers ---- */
 
 /* The encoder of variant v on 784 inputs:
@@ -867,11 +868,43 @@ static ae_model *mirror_model(int v, int mirror, int tie) {
     OK(ae_config_set_float(c, AE_P_LEARNING_RATE, 1e-2));
     OK(ae_config_set_int(c, AE_P_SEED, 9));
     ae_model *m = NULL;
+=======
+/* ---- no allocation in a step ---- */
+
+enum { NA_IN = 40, NA_BIG = 16, NA_BIGGER = 24 };
+
+/* A model of each sparse kind, through a counting allocator:
+ * 0 top-k on its sparse paths (k 5, 5*4 <= 48), 1 top-k on the GEMM paths
+ * (k 6, 6*4 > 16), 2 lifetime top-k (k 2), 3 lifetime top-k (fraction
+ * 0.25), 4 batch top-k (k 3), 5 KL penalty, 6 L1 penalty. */
+static ae_model *counted_model(const ae_allocator *a, int kind) {
+    static const size_t width[7] = {48, 16, 32, 32, 32, 24, 24};
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    OK(ae_config_create(&c, a));
+    OK(ae_config_set_input_size(c, NA_IN));
+    OK(ae_config_add_dense(c, width[kind], kind == 5 ? AE_ACT_SIGMOID : AE_ACT_RELU));
+    switch (kind) {
+    case 0: OK(ae_config_add_topk(c, 5)); break;
+    case 1: OK(ae_config_add_topk(c, 6)); break;
+    case 2: OK(ae_config_add_lifetime_topk(c, 2)); break;
+    case 3: OK(ae_config_add_lifetime_topk_fraction(c, 0.25)); break;
+    case 4: OK(ae_config_add_batch_topk(c, 3)); break;
+    case 5: OK(ae_config_add_kl_sparsity(c, AE_LAST_LAYER, 0.05, 0.5, AE_REDUCE_MEAN)); break;
+    default: OK(ae_config_add_l1_sparsity(c, AE_LAST_LAYER, 1e-3)); break;
+    }
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, NA_IN, AE_ACT_SIGMOID));
+    OK(ae_config_set_int(c, AE_P_OPTIMIZER, AE_OPT_ADAM));
+    OK(ae_config_set_float(c, AE_P_GRAD_CLIP_NORM, 1.0));
+    OK(ae_config_set_int(c, AE_P_SEED, 31));
+>>>>>>> allocs
     OK(ae_model_create(&m, c));
     ae_config_destroy(c);
     return m;
 }
 
+<<<<<<< HEAD
 /* The decoder mirrors the dense layers only: 784-64-[top-16] gives
  * 64-784 with the output activation, the code stays the selection's
  * output, and the penalties stay where they were put. */
@@ -1012,6 +1045,67 @@ static void test_mirror_matches_hand_written(void **state) {
             ae_model_destroy(a);
             ae_model_destroy(b);
         }
+=======
+/* Inference calls at batch b, in the model's current mode. */
+static void infer_calls(ae_model *m, const float *x, size_t b) {
+    float out[NA_BIGGER * NA_IN], code[NA_BIGGER * 48], loss;
+    double v;
+    OK(ae_evaluate(m, x, NULL, b, &loss));
+    OK(ae_encode(m, x, b, code));
+    OK(ae_decode(m, code, b, out));
+    OK(ae_reconstruct(m, x, b, out));
+    OK(ae_model_get_stat(m, AE_STAT_CODE_L0, &v));
+    OK(ae_model_get_stat(m, AE_STAT_DEAD_LATENTS, &v));
+}
+
+/* The workspace is sized for the largest batch seen (ae_model_reserve
+ * only grows it): after the first step of a batch size, steps of that size
+ * or any smaller one allocate nothing, in either mode; a larger batch
+ * allocates once, then the sizes up to it allocate nothing again. */
+static void check_no_allocation(int kind) {
+    test_alloc t = {0, 0, -1};
+    ae_allocator a = test_allocator(&t);
+    ae_model *m = counted_model(&a, kind);
+    assert_non_null(m);
+    float x[NA_BIGGER * NA_IN], loss;
+    test_fill(x, NA_BIGGER * NA_IN, 32 + (uint32_t)kind, 0.0f, 1.0f);
+    OK(ae_train_step(m, x, NULL, NA_BIG, &loss));
+    long planned = t.count;
+    static const size_t sizes[] = {NA_BIG, 8, 3, 1, NA_BIG, 5, NA_BIG};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        test_fill(x, NA_BIGGER * NA_IN, 40 + (uint32_t)i, 0.0f, 1.0f);
+        OK(ae_train_step(m, x, NULL, sizes[i], &loss));
+    }
+    infer_calls(m, x, NA_BIG);
+    infer_calls(m, x, 2);
+    OK(ae_model_set_mode(m, AE_MODE_TRAIN)); /* lifetime top-k selects, batch top-k updates θ */
+    infer_calls(m, x, NA_BIG);
+    infer_calls(m, x, 4);
+    OK(ae_model_set_mode(m, AE_MODE_INFER));
+    OK(ae_train_step(m, x, NULL, NA_BIG, &loss));
+    assert_int_equal(t.count, planned);
+    /* A larger batch: the workspace grows once (one allocation, the old one
+     * released), then smaller and equal batches allocate nothing. */
+    OK(ae_train_step(m, x, NULL, NA_BIGGER, &loss));
+    assert_int_equal(t.count, planned + 1);
+    OK(ae_train_step(m, x, NULL, 7, &loss));
+    OK(ae_train_step(m, x, NULL, NA_BIG, &loss));
+    OK(ae_train_step(m, x, NULL, NA_BIGGER, &loss));
+    infer_calls(m, x, NA_BIGGER);
+    assert_int_equal(t.count, planned + 1);
+    /* The paths meant: kind 0 on the sparse paths, kind 1 not. */
+    size_t hinted = 0;
+    for (size_t i = 0; i < m->nlayers; i++)
+        hinted += m->layers[i].in_sparse_k != 0 || m->layers[i].out_sparse_k != 0;
+    assert_int_equal(hinted, kind == 0 ? 2 : 0);
+    ae_model_destroy(m);
+    assert_int_equal(t.live, 0);
+}
+
+static void test_no_allocation_after_first_step(void **state) {
+    (void)state;
+    for (int kind = 0; kind < 7; kind++) check_no_allocation(kind);
+>>>>>>> allocs
 }
 
 /* ---- PyTorch parity ---- */
@@ -1146,8 +1240,12 @@ int main(void) {
         cmocka_unit_test(test_builder_errors),
         cmocka_unit_test(test_nan_refused),
         cmocka_unit_test(test_allocation_failures),
+<<<<<<< HEAD
         cmocka_unit_test(test_mirror_skips_selection),
         cmocka_unit_test(test_mirror_matches_hand_written),
+=======
+        cmocka_unit_test(test_no_allocation_after_first_step),
+>>>>>>> allocs
         cmocka_unit_test_setup_teardown(test_parity_topk, par_setup, par_teardown),
         cmocka_unit_test_setup_teardown(test_parity_topk_lifetime, par_setup, par_teardown),
         cmocka_unit_test_setup_teardown(test_parity_kl, par_setup, par_teardown),

@@ -10,11 +10,11 @@
 /* A dense model with the given widths d0..dL; layers [0, enc) form the
  * encoder; hidden layers ReLU-free smooth activations so finite
  * differences work; no bias where nobias is set (bit l for layer l). */
-static ae_model *make(const size_t *d, size_t layers, size_t enc, ae_optimizer opt, int tied,
-                      unsigned nobias, int64_t seed) {
+static ae_model *make_with(const ae_allocator *a, const size_t *d, size_t layers, size_t enc,
+                           ae_optimizer opt, int tied, unsigned nobias, int64_t seed) {
     ae_config *c = NULL;
     ae_model *m = NULL;
-    if (ae_config_create(&c, NULL) != AE_OK) return NULL;
+    if (ae_config_create(&c, a) != AE_OK) return NULL;
     ae_status st = ae_config_set_input_size(c, d[0]);
     for (size_t l = 0; l < layers && !st; l++) {
         if (l == enc) st = ae_config_mark_code(c);
@@ -29,6 +29,11 @@ static ae_model *make(const size_t *d, size_t layers, size_t enc, ae_optimizer o
     if (st) print_error("make: %s: %s\n", ae_status_name(st), ae_config_last_error(c));
     ae_config_destroy(c);
     return m;
+}
+
+static ae_model *make(const size_t *d, size_t layers, size_t enc, ae_optimizer opt, int tied,
+                      unsigned nobias, int64_t seed) {
+    return make_with(NULL, d, layers, enc, opt, tied, nobias, seed);
 }
 
 static const size_t D5[5] = {12, 8, 4, 8, 12};
@@ -464,6 +469,114 @@ static void test_pairs_skip_layers_without_weights(void **state) {
     OK(ae_model_tie(m));
     assert_int_equal(ae_model_untie_layers(m, 1, 1), AE_ERR_INVALID_ARG);
     assert_int_equal(ae_model_is_tied(m, 3), 1);
+    ae_model_destroy(m);
+}
+
+/* in-8-topk(2) | 12: layer 1 (the code) has no weight. With `enc_weight`
+ * 0, the encoder is the top-k layer alone. */
+static ae_model *make_topk(int enc_weight) {
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, 12));
+    if (enc_weight) OK(ae_config_add_dense(c, 8, AE_ACT_TANH));
+    OK(ae_config_add_topk(c, 2));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, 12, AE_ACT_SIGMOID));
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    return m;
+}
+
+/* Every error code stack.h lists for the calls on a layer range, each
+ * reached, and a bad range reported as AE_ERR_RANGE before anything about
+ * the model's state (nothing tied, not symmetric); each failure changes
+ * nothing. */
+static void test_range_checked_first(void **state) {
+    (void)state;
+    ae_model *m = make(D5, 4, 2, AE_OPT_ADAM, 0, 0, 26); /* 4 layers, nothing tied */
+    train(m, 1, 260);
+    full_state f;
+    capture(m, &f);
+    /* Untie: a bad range on an untied model is a range error, not "nothing tied". */
+    assert_int_equal(ae_model_untie_layers(m, 0, 5), AE_ERR_RANGE);
+    assert_non_null(strstr(ae_model_last_error(m), "layer 5 is not an encoder layer"));
+    assert_int_equal(ae_model_untie_layers(m, 0, 2), AE_ERR_RANGE);
+    assert_int_equal(ae_model_untie_layers(m, 1, 0), AE_ERR_RANGE);
+    assert_non_null(strstr(ae_model_last_error(m), "the first layer (1) is after the last (0)"));
+    assert_int_equal(ae_model_untie_layers(m, (size_t)-1, (size_t)-1), AE_ERR_RANGE);
+    assert_int_equal(ae_model_untie_layers(m, 0, 1), AE_ERR_STATE); /* a good range */
+    assert_non_null(strstr(ae_model_last_error(m), "no layer of the model is tied"));
+    assert_int_equal(ae_model_untie(m), AE_ERR_STATE);
+    assert_same_state(m, &f);
+    release(&f);
+    /* Partly tied: a pair of the range that is not tied. */
+    OK(ae_model_tie_layers(m, 1, 1));
+    capture(m, &f);
+    assert_int_equal(ae_model_untie_layers(m, 0, 1), AE_ERR_STATE);
+    assert_non_null(strstr(ae_model_last_error(m), "layers 0 and 3 are not tied"));
+    assert_int_equal(ae_model_untie_layers(m, 0, 4), AE_ERR_RANGE);
+    assert_int_equal(ae_model_tie_layers(m, 1, 1), AE_ERR_STATE);
+    assert_non_null(strstr(ae_model_last_error(m), "already tied"));
+    assert_int_equal(ae_model_tie_layers(m, 1, 9), AE_ERR_RANGE); /* range before "already tied" */
+    assert_same_state(m, &f);
+    release(&f);
+    ae_model_destroy(m);
+
+    /* Tie: a bad range on a model that is not symmetric is a range error. */
+    static const size_t d[5] = {12, 8, 4, 6, 12};
+    m = make(d, 4, 2, AE_OPT_ADAM, 0, 0, 27);
+    capture(m, &f);
+    assert_int_equal(ae_model_tie_layers(m, 0, 5), AE_ERR_RANGE);
+    assert_int_equal(ae_model_tie_layers(m, 1, 0), AE_ERR_RANGE);
+    assert_int_equal(ae_model_tie_layers(m, 0, 0), AE_ERR_SHAPE);
+    assert_int_equal(ae_model_untie_layers(m, 0, 5), AE_ERR_RANGE);
+    assert_int_equal(ae_model_untie_layers(m, 0, 0), AE_ERR_STATE);
+    assert_same_state(m, &f);
+    release(&f);
+    /* Not a dense layer (white-box, as in test_not_symmetric_refused). */
+    m->layers[2].kind = (ae_layer_kind)1;
+    assert_int_equal(ae_model_tie_layers(m, 0, 3), AE_ERR_RANGE);
+    m->layers[2].kind = AE_LAYER_DENSE;
+    ae_model_destroy(m);
+
+    /* A range holding no layer with a weight (a real top-k layer): an
+     * argument error, before "nothing tied". */
+    m = make_topk(1);
+    capture(m, &f);
+    assert_int_equal(ae_model_tie_layers(m, 1, 1), AE_ERR_INVALID_ARG);
+    assert_non_null(strstr(ae_model_last_error(m), "encoder layers 1 to 1 have no weight to tie"));
+    assert_int_equal(ae_model_untie_layers(m, 1, 1), AE_ERR_INVALID_ARG);
+    assert_non_null(strstr(ae_model_last_error(m), "encoder layers 1 to 1 have no weight to untie"));
+    assert_int_equal(ae_model_tie_layers(m, 1, 2), AE_ERR_RANGE);
+    assert_int_equal(ae_model_untie_layers(m, 1, 2), AE_ERR_RANGE);
+    assert_same_state(m, &f);
+    release(&f);
+    OK(ae_model_tie_layers(m, 0, 1)); /* the range holds the dense layer */
+    assert_int_equal(ae_model_is_tied(m, 2), 1);
+    assert_int_equal(ae_model_untie_layers(m, 1, 1), AE_ERR_INVALID_ARG);
+    OK(ae_model_untie_layers(m, 0, 1));
+    ae_model_destroy(m);
+    /* An encoder without any weight: the model is not symmetric. */
+    m = make_topk(0);
+    assert_int_equal(ae_model_tie(m), AE_ERR_SHAPE);
+    assert_non_null(strstr(ae_model_last_error(m), "none in the encoder but 1 in the decoder"));
+    assert_int_equal(ae_model_tie_layers(m, 0, 0), AE_ERR_SHAPE);
+    assert_int_equal(ae_model_tie_layers(m, 0, 1), AE_ERR_RANGE);
+    assert_int_equal(ae_model_untie_layers(m, 0, 0), AE_ERR_INVALID_ARG);
+    ae_model_destroy(m);
+
+    /* Freeze and unfreeze: every code. */
+    m = make(D5, 4, 2, AE_OPT_ADAM, 0, 0, 28);
+    capture(m, &f);
+    assert_int_equal(ae_model_freeze(NULL, 0, 0), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_model_unfreeze(NULL, 0, 0), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_model_freeze(m, 0, 4), AE_ERR_RANGE);
+    assert_int_equal(ae_model_unfreeze(m, 2, 1), AE_ERR_RANGE);
+    assert_int_equal(ae_model_unfreeze(m, 4, AE_LAST_LAYER), AE_ERR_RANGE);
+    OK(ae_model_unfreeze(m, 0, AE_LAST_LAYER)); /* nothing frozen: allowed */
+    assert_same_state(m, &f);
+    release(&f);
     ae_model_destroy(m);
 }
 
@@ -904,6 +1017,50 @@ static ae_status greedy_walk(test_alloc *t) {
     return st;
 }
 
+/* Tying, untying and freezing change offsets, flags and the block table,
+ * never the workspace: the activations, gradients and scratch of a step
+ * have the same sizes in every state. So after the first step of a batch
+ * size, no step allocates, whatever state changes come between steps (no
+ * re-plan either), and the state changes themselves allocate nothing. */
+static void test_no_allocation_across_state_changes(void **state) {
+    (void)state;
+    test_alloc t = {0, 0, -1};
+    ae_allocator a = test_allocator(&t);
+    ae_model *m = make_with(&a, D5, 4, 2, AE_OPT_ADAMW, 1, 0, 29);
+    assert_non_null(m);
+    float x[8 * 12], out[8 * 12], code[8 * 4], loss;
+    test_fill(x, 8 * 12, 29, 0.05f, 0.95f);
+    OK(ae_train_step(m, x, NULL, 8, &loss));
+    long after_first = t.count;
+    /* Tied, then each change between steps; smaller batches in between. */
+    OK(ae_train_step(m, x, NULL, 8, &loss));
+    OK(ae_train_step(m, x, NULL, 3, &loss));
+    OK(ae_model_freeze(m, 0, 0)); /* the shared weight of pair 0 frozen */
+    OK(ae_train_step(m, x, NULL, 8, &loss));
+    OK(ae_model_freeze(m, 0, 1)); /* everything below the decoder: no backward there */
+    OK(ae_train_step(m, x, NULL, 5, &loss));
+    OK(ae_model_untie_layers(m, 1, 1));
+    OK(ae_train_step(m, x, NULL, 8, &loss));
+    OK(ae_model_untie(m));
+    OK(ae_train_step(m, x, NULL, 8, &loss));
+    OK(ae_model_unfreeze(m, 0, AE_LAST_LAYER));
+    OK(ae_train_step(m, x, NULL, 1, &loss));
+    OK(ae_model_tie_layers(m, 1, 1));
+    OK(ae_train_step(m, x, NULL, 8, &loss));
+    OK(ae_model_tie_layers(m, 0, 0));
+    OK(ae_model_freeze(m, 3, 3)); /* the decoder side of a tied pair */
+    OK(ae_train_step(m, x, NULL, 8, &loss));
+    OK(ae_model_freeze(m, 0, AE_LAST_LAYER)); /* nothing trains */
+    OK(ae_train_step(m, x, NULL, 8, &loss));
+    OK(ae_evaluate(m, x, NULL, 8, &loss));
+    OK(ae_encode(m, x, 8, code));
+    OK(ae_decode(m, code, 8, out));
+    OK(ae_reconstruct(m, x, 2, out));
+    assert_int_equal(t.count, after_first);
+    ae_model_destroy(m);
+    assert_int_equal(t.live, 0);
+}
+
 static void test_failing_allocator(void **state) {
     (void)state;
     test_alloc t = {0, 0, -1};
@@ -948,6 +1105,7 @@ int main(void) {
         cmocka_unit_test(test_tie_misuse_changes_nothing),
         cmocka_unit_test(test_not_symmetric_refused),
         cmocka_unit_test(test_pairs_skip_layers_without_weights),
+        cmocka_unit_test(test_range_checked_first),
         cmocka_unit_test(test_gradients_fd),
         cmocka_unit_test(test_freeze_keeps_params_and_state),
         cmocka_unit_test(test_freeze_same_gradient_elsewhere),
@@ -956,6 +1114,7 @@ int main(void) {
         cmocka_unit_test(test_copy_outer_and_layers),
         cmocka_unit_test(test_copy_misuse),
         cmocka_unit_test(test_conv_models),
+        cmocka_unit_test(test_no_allocation_across_state_changes),
         cmocka_unit_test(test_failing_allocator),
         cmocka_unit_test(test_determinism),
     };

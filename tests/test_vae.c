@@ -14,10 +14,11 @@
 /* ---- helpers ---- */
 
 /* in-h(act)-[gaussian dz]-h(act)-in(sigmoid), mirrored. */
-static ae_model *mlp_vae(size_t in, size_t h, size_t dz, ae_activation act, ae_loss loss,
-                         ae_reduction red, ae_optimizer opt, double lr, int64_t seed) {
+static ae_model *mlp_vae_with(const ae_allocator *a, size_t in, size_t h, size_t dz,
+                              ae_activation act, ae_loss loss, ae_reduction red, ae_optimizer opt,
+                              double lr, int64_t seed) {
     ae_config *cfg = NULL;
-    OK(ae_config_create(&cfg, NULL));
+    OK(ae_config_create(&cfg, a));
     OK(ae_config_set_input_size(cfg, in));
     OK(ae_config_add_dense(cfg, h, act));
     OK(ae_config_add_gaussian(cfg, dz));
@@ -33,6 +34,11 @@ static ae_model *mlp_vae(size_t in, size_t h, size_t dz, ae_activation act, ae_l
     OK(st);
     ae_config_destroy(cfg);
     return m;
+}
+
+static ae_model *mlp_vae(size_t in, size_t h, size_t dz, ae_activation act, ae_loss loss,
+                         ae_reduction red, ae_optimizer opt, double lr, int64_t seed) {
+    return mlp_vae_with(NULL, in, h, dz, act, loss, red, opt, lr, seed);
 }
 
 static size_t total_params(ae_model *m) {
@@ -724,6 +730,66 @@ static void test_out_of_memory(void **state) {
     assert_true(completed);
 }
 
+/* After the first step of a batch size, steps of that size or smaller
+ * allocate nothing: sampling from the RNG or from fixed eps, during and
+ * after the beta warm-up, and the calls that read a batch (evaluate in
+ * both modes, encode, neg_elbo, reconstruct). Setting fixed eps copies
+ * them (one allocation, by the setter, not by a step). A larger batch
+ * grows the workspace once. */
+static void test_no_allocation_after_first_step(void **state) {
+    (void)state;
+    enum { D = 20, H = 12, DZ = 4, BIG = 16, BIGGER = 24 };
+    test_alloc t = {0, 0, -1};
+    ae_allocator a = test_allocator(&t);
+    ae_model *m = mlp_vae_with(&a, D, H, DZ, AE_ACT_TANH, AE_LOSS_BCE, AE_REDUCE_SUM, AE_OPT_ADAM,
+                               1e-3, 50);
+    OK(ae_model_set_float(m, AE_P_VAE_BETA, 0.5));
+    OK(ae_model_set_int(m, AE_P_VAE_BETA_WARMUP_STEPS, 6));
+    float x[BIGGER * D], out[BIGGER * D], mu[BIGGER * DZ], lv[BIGGER * DZ], z[BIGGER * DZ];
+    float eps[8 * DZ], loss;
+    double elbo, r, k;
+    test_fill(x, BIGGER * D, 51, 0.0f, 1.0f);
+    test_fill(eps, 8 * DZ, 52, -1.0f, 1.0f);
+    OK(ae_train_step(m, x, NULL, BIG, &loss));
+    long planned = t.count;
+    static const size_t sizes[] = {BIG, 8, 3, 1, BIG, 5, BIG, BIG}; /* across the warm-up's end */
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+        OK(ae_train_step(m, x, NULL, sizes[i], &loss));
+    assert_true(ae_model_step_count(m) > 6);
+    for (int mode = 0; mode < 2; mode++) {
+        OK(ae_model_set_mode(m, mode ? AE_MODE_TRAIN : AE_MODE_INFER));
+        OK(ae_evaluate(m, x, NULL, BIG, &loss));
+        OK(ae_vae_encode(m, x, BIG, mu, lv));
+        OK(ae_vae_neg_elbo(m, x, BIG, &elbo, &r, &k));
+        OK(ae_vae_loss_terms(m, &r, &k));
+        OK(ae_reconstruct(m, x, 3, out));
+        OK(ae_vae_sample(m, BIG, out, z)); /* with z_out: no buffer of its own */
+    }
+    OK(ae_model_set_mode(m, AE_MODE_INFER));
+    assert_int_equal(t.count, planned);
+    /* Fixed eps for batch 8: the setter copies them, the steps do not allocate. */
+    OK(ae_vae_set_fixed_eps(m, eps, 8 * DZ));
+    assert_int_equal(t.count, planned + 1);
+    for (int i = 0; i < 3; i++) OK(ae_train_step(m, x, NULL, 8, &loss));
+    OK(ae_model_set_mode(m, AE_MODE_TRAIN));
+    OK(ae_evaluate(m, x, NULL, 8, &loss));
+    OK(ae_reconstruct(m, x, 8, out));
+    OK(ae_model_set_mode(m, AE_MODE_INFER));
+    OK(ae_vae_set_fixed_eps(m, NULL, 0)); /* back to the RNG: frees only */
+    OK(ae_train_step(m, x, NULL, BIG, &loss));
+    assert_int_equal(t.count, planned + 1);
+    /* A larger batch grows the workspace once; then nothing again. */
+    OK(ae_train_step(m, x, NULL, BIGGER, &loss));
+    assert_int_equal(t.count, planned + 2);
+    OK(ae_train_step(m, x, NULL, 2, &loss));
+    OK(ae_train_step(m, x, NULL, BIG, &loss));
+    OK(ae_train_step(m, x, NULL, BIGGER, &loss));
+    OK(ae_vae_neg_elbo(m, x, BIGGER, &elbo, NULL, NULL));
+    assert_int_equal(t.count, planned + 2);
+    ae_model_destroy(m);
+    assert_int_equal(t.live, 0);
+}
+
 /* ---- PyTorch parity ---- */
 
 /* Fixture layout: tests/fixtures/README.md ("VAE parity fixtures"). */
@@ -841,6 +907,7 @@ int main(void) {
         cmocka_unit_test(test_gradient_conv),
         cmocka_unit_test(test_conv_trains),
         cmocka_unit_test(test_sampled_z_statistics),
+        cmocka_unit_test(test_no_allocation_after_first_step),
         cmocka_unit_test(test_sample_and_interpolate),
         cmocka_unit_test(test_encode_and_terms),
         cmocka_unit_test(test_neg_elbo),

@@ -35,6 +35,8 @@
  * below layer i.
  *
  * None of these calls allocates memory, and a failed call changes nothing.
+ * The calls that take a range of layers check the range first: a range
+ * that does not exist is AE_ERR_RANGE whatever the state of the model.
  */
 #ifndef LIBAE_STACK_H
 #define LIBAE_STACK_H
@@ -62,9 +64,9 @@ AE_API ae_status ae_config_tie(ae_config *cfg);
  * layer's own weight and its optimizer state are discarded. Biases are
  * untouched.
  * Errors: AE_ERR_INVALID_ARG (m NULL), AE_ERR_SHAPE (the model is not
- * symmetric: the message names the layers that do not match),
- * AE_ERR_UNSUPPORTED (a layer that is not dense), AE_ERR_STATE (a pair is
- * already tied). Since 0.1.0.
+ * symmetric, e.g. an encoder without weights: the message names the layers
+ * that do not match), AE_ERR_UNSUPPORTED (a layer that is not dense),
+ * AE_ERR_STATE (a pair is already tied). Since 0.1.0.
  */
 AE_API ae_status ae_model_tie(ae_model *m);
 
@@ -72,8 +74,12 @@ AE_API ae_status ae_model_tie(ae_model *m);
  * As ae_model_tie, for the encoder layers `first` to `last` (inclusive,
  * 0-based, both below ae_model_code_layer) and their partners only; e.g.
  * the inner pair of a model whose outer layers were copied from a shallower
- * one. Errors as ae_model_tie, and AE_ERR_RANGE (first > last, or last not
- * an encoder layer). Since 0.1.0.
+ * one. Errors, in the order they are checked: AE_ERR_INVALID_ARG (m NULL),
+ * AE_ERR_RANGE (first > last, or last not an encoder layer), AE_ERR_SHAPE
+ * (the model is not symmetric, or a pair in the range does not mirror),
+ * AE_ERR_INVALID_ARG (no layer in the range has a weight, e.g. only a top-k
+ * layer), AE_ERR_UNSUPPORTED (a layer in the range or its partner is not
+ * dense), AE_ERR_STATE (a pair in the range is already tied). Since 0.1.0.
  */
 AE_API ae_status ae_model_tie_layers(ae_model *m, size_t first, size_t last);
 
@@ -89,9 +95,11 @@ AE_API ae_status ae_model_untie(ae_model *m);
 
 /**
  * As ae_model_untie, for the encoder layers `first` to `last` (inclusive)
- * and their partners only. Errors: AE_ERR_INVALID_ARG, AE_ERR_RANGE (as
- * ae_model_tie_layers), AE_ERR_STATE (a pair in the range is not tied).
- * Since 0.1.0.
+ * and their partners only. Errors, in the order they are checked:
+ * AE_ERR_INVALID_ARG (m NULL), AE_ERR_RANGE (first > last, or last not an
+ * encoder layer; also on a model with nothing tied), AE_ERR_INVALID_ARG (no
+ * layer in the range has a weight), AE_ERR_STATE (no pair of the model is
+ * tied, or a pair in the range is not tied). Since 0.1.0.
  */
 AE_API ae_status ae_model_untie_layers(ae_model *m, size_t first, size_t last);
 
@@ -113,7 +121,9 @@ AE_API ae_status ae_model_freeze(ae_model *m, size_t first, size_t last);
 /**
  * Unfreezes layers `first` to `last`, as ae_model_freeze. An unfrozen
  * parameter resumes from the optimizer state it had when it was frozen
- * (fresh state if it never trained). Since 0.1.0.
+ * (fresh state if it never trained). Unfreezing a layer that is not frozen
+ * is allowed and changes nothing. Errors: AE_ERR_INVALID_ARG (m NULL),
+ * AE_ERR_RANGE (a layer that does not exist, or first > last). Since 0.1.0.
  */
 AE_API ae_status ae_model_unfreeze(ae_model *m, size_t first, size_t last);
 
@@ -133,8 +143,9 @@ AE_API int ae_model_is_frozen(const ae_model *m, size_t layer);
  * tied source layer gives its
  * effective weight. The destination keeps its optimizer state (as with
  * ae_model_set_weights), its frozen flags and its step count.
- * Errors (message in ae_model_last_error(dst)): AE_ERR_INVALID_ARG (NULL,
- * dst == src, count 0), AE_ERR_RANGE (a layer that does not exist),
+ * Errors (message in ae_model_last_error(dst)), in the order they are
+ * checked: AE_ERR_INVALID_ARG (NULL, dst == src, count 0), AE_ERR_RANGE (a
+ * layer that does not exist, in either model),
  * AE_ERR_SHAPE (layers that differ: the message names both and their
  * shapes), AE_ERR_STATE (a destination layer is tied: untie it first).
  * Since 0.1.0.
@@ -149,8 +160,10 @@ AE_API ae_status ae_model_copy_layers(ae_model *dst, size_t dst_first, const ae_
  * j decoder layers of `src` into the last j layers of `dst`. E.g. from
  * 784-256-784 into 784-256-64-256-784: layer 0 to layer 0, layer 1 to
  * layer 3. Checks every layer before copying any; otherwise as
- * ae_model_copy_layers. Errors as ae_model_copy_layers, and AE_ERR_SHAPE
- * when `src` has more encoder or decoder layers than `dst`. Since 0.1.0.
+ * ae_model_copy_layers. Errors: AE_ERR_INVALID_ARG (NULL, dst == src),
+ * AE_ERR_SHAPE (`src` has more encoder or decoder layers than `dst`, or
+ * layers that differ), AE_ERR_STATE (a destination layer is tied). Since
+ * 0.1.0.
  */
 AE_API ae_status ae_model_copy_outer(ae_model *dst, const ae_model *src);
 

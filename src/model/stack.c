@@ -129,10 +129,21 @@ static ae_status check_encoder_range(const ae_model *m, size_t first, size_t las
     return AE_OK;
 }
 
+/* A range of encoder layers holding no layer with a weight (`what`: "tie", "untie"). */
+static ae_status check_has_weight(const ae_model *m, size_t first, size_t last, const char *what,
+                                  ae_errbuf *err) {
+    if (!count_weighted(m, first, last + 1))
+        return ae_error(err, AE_ERR_INVALID_ARG, "encoder layers %zu to %zu have no weight to %s",
+                        first, last, what);
+    return AE_OK;
+}
+
 /* Checks that [first, last] names encoder layers of a symmetric dense model
- * whose pairs mirror each other. */
+ * whose pairs mirror each other. The range comes first: a bad range is
+ * reported as AE_ERR_RANGE whatever the model. */
 static ae_status check_pairs(const ae_model *m, size_t first, size_t last, ae_errbuf *err) {
-    ae_status st;
+    ae_status st = check_encoder_range(m, first, last, err);
+    if (st) return st;
     if (!symmetric(m)) {
         /* Name the layers with weights on each side. */
         char lists[2][128];
@@ -151,11 +162,8 @@ static ae_status check_pairs(const ae_model *m, size_t first, size_t last, ae_er
                         "encoder but %s in the decoder",
                         lists[0][0] ? lists[0] : "none", lists[1][0] ? lists[1] : "none");
     }
-    st = check_encoder_range(m, first, last, err);
-    if (st) return st;
-    if (!count_weighted(m, first, last + 1))
-        return ae_error(err, AE_ERR_INVALID_ARG, "encoder layers %zu to %zu have no weight to tie",
-                        first, last);
+    /* After the symmetry: an encoder without weights is a model that is not symmetric. */
+    if ((st = check_has_weight(m, first, last, "tie", err)) != AE_OK) return st;
     for (size_t i = first; i <= last; i++) {
         if (!weighted(m, i)) continue;
         const ae_layer *E = &m->layers[i], *D = &m->layers[partner_of(m, i)];
@@ -246,6 +254,12 @@ ae_status ae_model_tie_layers(ae_model *m, size_t first, size_t last) {
 }
 
 static ae_status untie(ae_model *m, size_t first, size_t last, int all) {
+    /* A bad range is reported as such, whatever is tied. */
+    if (!all) {
+        ae_status st = check_encoder_range(m, first, last, &m->err);
+        if (!st) st = check_has_weight(m, first, last, "untie", &m->err);
+        if (st) return st;
+    }
     size_t tied = 0;
     if (symmetric(m))
         for (size_t i = 0; i < m->code_layer; i++)
@@ -255,11 +269,6 @@ static ae_status untie(ae_model *m, size_t first, size_t last, int all) {
         first = 0;
         last = m->code_layer - 1;
     } else {
-        ae_status st = check_encoder_range(m, first, last, &m->err);
-        if (st) return st;
-        if (!count_weighted(m, first, last + 1))
-            return ae_error(&m->err, AE_ERR_INVALID_ARG,
-                            "encoder layers %zu to %zu have no weight to untie", first, last);
         for (size_t i = first; i <= last; i++)
             if (weighted(m, i) && !pair_tied(m, i))
                 return ae_error(&m->err, AE_ERR_STATE, "layers %zu and %zu are not tied", i,
