@@ -819,7 +819,6 @@ static void test_allocation_failures(void **state) {
     }
 }
 
-<<<<<<< HEAD
 /* ---- mirrored decoders around selection layers ---- */
 
 /* The encoder of variant v on 784 inputs:
@@ -868,7 +867,11 @@ static ae_model *mirror_model(int v, int mirror, int tie) {
     OK(ae_config_set_float(c, AE_P_LEARNING_RATE, 1e-2));
     OK(ae_config_set_int(c, AE_P_SEED, 9));
     ae_model *m = NULL;
-=======
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    return m;
+}
+
 /* ---- no allocation in a step ---- */
 
 enum { NA_IN = 40, NA_BIG = 16, NA_BIGGER = 24 };
@@ -898,13 +901,11 @@ static ae_model *counted_model(const ae_allocator *a, int kind) {
     OK(ae_config_set_int(c, AE_P_OPTIMIZER, AE_OPT_ADAM));
     OK(ae_config_set_float(c, AE_P_GRAD_CLIP_NORM, 1.0));
     OK(ae_config_set_int(c, AE_P_SEED, 31));
->>>>>>> allocs
     OK(ae_model_create(&m, c));
     ae_config_destroy(c);
     return m;
 }
 
-<<<<<<< HEAD
 /* The decoder mirrors the dense layers only: 784-64-[top-16] gives
  * 64-784 with the output activation, the code stays the selection's
  * output, and the penalties stay where they were put. */
@@ -1045,7 +1046,8 @@ static void test_mirror_matches_hand_written(void **state) {
             ae_model_destroy(a);
             ae_model_destroy(b);
         }
-=======
+}
+
 /* Inference calls at batch b, in the model's current mode. */
 static void infer_calls(ae_model *m, const float *x, size_t b) {
     float out[NA_BIGGER * NA_IN], code[NA_BIGGER * 48], loss;
@@ -1105,7 +1107,6 @@ static void check_no_allocation(int kind) {
 static void test_no_allocation_after_first_step(void **state) {
     (void)state;
     for (int kind = 0; kind < 7; kind++) check_no_allocation(kind);
->>>>>>> allocs
 }
 
 /* ---- PyTorch parity ---- */
@@ -1240,12 +1241,9 @@ int main(void) {
         cmocka_unit_test(test_builder_errors),
         cmocka_unit_test(test_nan_refused),
         cmocka_unit_test(test_allocation_failures),
-<<<<<<< HEAD
         cmocka_unit_test(test_mirror_skips_selection),
         cmocka_unit_test(test_mirror_matches_hand_written),
-=======
         cmocka_unit_test(test_no_allocation_after_first_step),
->>>>>>> allocs
         cmocka_unit_test_setup_teardown(test_parity_topk, par_setup, par_teardown),
         cmocka_unit_test_setup_teardown(test_parity_topk_lifetime, par_setup, par_teardown),
         cmocka_unit_test_setup_teardown(test_parity_kl, par_setup, par_teardown),
