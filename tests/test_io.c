@@ -1214,8 +1214,37 @@ static void test_atomic_save(void **state) {
 
 /* ---- golden files (committed, never regenerated) ---- */
 
-static void golden(const char *name, size_t batch, const float *expected, size_t count) {
-    char path[1024];
+/* What tests/fixtures/gen_golden.c computed from a golden file when it was
+   made (its *.expected is one initializer of this). */
+typedef struct golden_expect {
+    size_t batch;                   /* inputs encoded: test_fill seed 2026, [0, 1] */
+    float code[16];                 /* their codes */
+    size_t n_code;
+    float decoded[64];              /* ae_decode of 2 codes: seed 2027, [-1, 1] */
+    size_t n_decoded;
+    const char *layer_flags;        /* per layer: T tied, F frozen, B both, . neither */
+    int has_theta;                  /* a batch top-k layer's threshold, as loaded */
+    double theta;
+    uint64_t steps_before;          /* the step count loaded */
+    float loss;                     /* then one step on 4 inputs: seed 2028, [0, 1] */
+    double recon, kl, l1;           /* its AE_STAT_LOSS_RECON, _KL, _L1 */
+    int has_vae_kl;                 /* and AE_STAT_LOSS_VAE_KL for a VAE */
+    double vae_kl;
+    float params[64];               /* after it, per layer: W first, W last, b first */
+    size_t n_params;
+} golden_expect;
+
+static void assert_close_value(double got, double expected, const char *name, const char *what) {
+    if (fabs(got - expected) > 1e-6 + 1e-5 * fabs(expected)) {
+        print_error("%s %s: got %.9g, expected %.9g\n", name, what, got, expected);
+        fail();
+    }
+}
+
+/* Relative tolerance 1e-5 (absolute 1e-6 near 0): on one machine the values
+   are bitwise those stored, but OpenBLAS's kernels differ between CPUs. */
+static void golden(const char *name, const golden_expect *e) {
+    char path[1024], what[64];
     const char *root = getenv("AE_SOURCE_ROOT");
     snprintf(path, sizeof path, "%s/tests/fixtures/%s", root ? root : ".", name);
     ae_model *m = NULL;
@@ -1223,36 +1252,105 @@ static void golden(const char *name, size_t batch, const float *expected, size_t
     ae_status st = ae_model_load(&m, path, NULL, err, sizeof err);
     if (st) print_error("%s\n", err);
     OK(st);
-    size_t in = ae_model_input_size(m), code = ae_model_code_size(m);
-    assert_int_equal(batch * code, count);
-    float *x = malloc(batch * in * sizeof(float)), *c = malloc(count * sizeof(float));
-    test_fill(x, batch * in, 2026, 0, 1);
-    OK(ae_encode(m, x, batch, c));
-    assert_close_arrays(c, expected, count, 1e-5, 1e-6, name);
     const char *v = NULL;
     OK(ae_model_get_meta(m, "libae.golden", &v));
     assert_non_null(v);
-    /* Training continues from it. */
+    size_t in = ae_model_input_size(m), code = ae_model_code_size(m);
+    size_t out = ae_model_output_size(m), layers = ae_model_layer_count(m);
+    float *x = malloc(4 * in * sizeof(float)), *y = malloc(64 * 64 * sizeof(float));
+
+    /* The encoder, then the decoder, in the mode the file stores. */
+    assert_int_equal(e->batch * code, e->n_code);
+    test_fill(x, e->batch * in, 2026, 0, 1);
+    OK(ae_encode(m, x, e->batch, y));
+    snprintf(what, sizeof what, "%s code", name);
+    assert_close_arrays(y, e->code, e->n_code, 1e-5, 1e-6, what);
+    assert_int_equal(2 * out, e->n_decoded);
+    test_fill(x, 2 * code, 2027, -1, 1);
+    OK(ae_decode(m, x, 2, y));
+    snprintf(what, sizeof what, "%s decoded", name);
+    assert_close_arrays(y, e->decoded, e->n_decoded, 1e-5, 1e-6, what);
+
+    /* The layer flags and state. */
+    assert_int_equal(strlen(e->layer_flags), layers);
+    for (size_t l = 0; l < layers; l++) {
+        char f = e->layer_flags[l];
+        assert_int_equal(ae_model_is_tied(m, l), f == 'T' || f == 'B');
+        assert_int_equal(ae_model_is_frozen(m, l), f == 'F' || f == 'B');
+    }
+    double theta;
+    st = ae_model_get_stat(m, AE_STAT_BATCH_TOPK_THRESHOLD, &theta);
+    assert_int_equal(st == AE_OK, e->has_theta);
+    if (e->has_theta) assert_close_value(theta, e->theta, name, "theta");
+    assert_int_equal(ae_model_step_count(m), e->steps_before);
+
+    /* One more training step: the settings, optimizer state, RNG and (for
+       a VAE) warm-up and fixed eps of a checkpoint all enter it. */
     float loss;
-    OK(ae_train_step(m, x, NULL, batch, &loss));
-    assert_true(isfinite(loss));
+    test_fill(x, 4 * in, 2028, 0, 1);
+    OK(ae_train_step(m, x, NULL, 4, &loss));
+    assert_close_value(loss, e->loss, name, "loss");
+    double s;
+    OK(ae_model_get_stat(m, AE_STAT_LOSS_RECON, &s));
+    assert_close_value(s, e->recon, name, "recon");
+    OK(ae_model_get_stat(m, AE_STAT_LOSS_KL, &s));
+    assert_close_value(s, e->kl, name, "KL penalty");
+    OK(ae_model_get_stat(m, AE_STAT_LOSS_L1, &s));
+    assert_close_value(s, e->l1, name, "L1 penalty");
+    st = ae_model_get_stat(m, AE_STAT_LOSS_VAE_KL, &s);
+    assert_int_equal(st == AE_OK, e->has_vae_kl);
+    if (e->has_vae_kl) assert_close_value(s, e->vae_kl, name, "VAE KL");
+    assert_int_equal(ae_model_step_count(m), e->steps_before + 1);
+    float p[64];
+    size_t np = 0;
+    for (size_t l = 0; l < layers; l++) {
+        ae_layer_info info = {.struct_size = sizeof info};
+        OK(ae_model_layer_info(m, l, &info));
+        assert_true(info.weight_count <= 64 * 64 && info.bias_count <= 64 * 64);
+        assert_true(np + 3 <= sizeof p / sizeof p[0]);
+        if (info.weight_count) {
+            OK(ae_model_get_weights(m, l, y, info.weight_count));
+            p[np++] = y[0];
+            p[np++] = y[info.weight_count - 1];
+        }
+        if (info.bias_count) {
+            OK(ae_model_get_bias(m, l, y, info.bias_count));
+            p[np++] = y[0];
+        }
+    }
+    assert_int_equal(np, e->n_params);
+    snprintf(what, sizeof what, "%s params", name);
+    assert_close_arrays(p, e->params, np, 1e-5, 1e-6, what);
     free(x);
-    free(c);
+    free(y);
     ae_model_destroy(m);
 }
 
 /* Written by libae 0.1.0 (format 1.0); see tests/fixtures/README.md. */
-static const float golden_dense_code[] = {
+static const golden_expect golden_dense = {
 #include "fixtures/golden_v1.expected"
 };
-static const float golden_conv_code[] = {
+static const golden_expect golden_conv = {
 #include "fixtures/golden_conv_v1.expected"
+};
+/* Format 1.0 too, added to cover every layer kind, flag and penalty. */
+static const golden_expect golden_vae = {
+#include "fixtures/golden_vae_v1.expected"
+};
+static const golden_expect golden_sparse = {
+#include "fixtures/golden_sparse_v1.expected"
+};
+static const golden_expect golden_convt = {
+#include "fixtures/golden_convt_v1.expected"
 };
 
 static void test_golden_files(void **state) {
     (void)state;
-    golden("golden_v1.aem", 3, golden_dense_code, sizeof golden_dense_code / sizeof(float));
-    golden("golden_conv_v1.aem", 2, golden_conv_code, sizeof golden_conv_code / sizeof(float));
+    golden("golden_v1.aem", &golden_dense);
+    golden("golden_conv_v1.aem", &golden_conv);
+    golden("golden_vae_v1.aem", &golden_vae);
+    golden("golden_sparse_v1.aem", &golden_sparse);
+    golden("golden_convt_v1.aem", &golden_convt);
 }
 
 int main(void) {
