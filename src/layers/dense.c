@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "layers.h"
+#include "optim/optim.h"
 
 static ae_status dense_setup(ae_layer *L, const ae_layer_spec *spec, ae_errbuf *err) {
     (void)err;
@@ -161,18 +162,6 @@ AE_HOT static float dot(const float *a, const float *b, size_t n) {
     return s;
 }
 
-/* Σ v², in float lanes as the optimizer's finiteness check sums. */
-AE_HOT static double sumsq(const float *v, size_t n) {
-    float lanes[16] = {0};
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (size_t j = 0; j < 16; j++) lanes[j] += v[i + j] * v[i + j];
-    double total = 0.0;
-    for (size_t j = 0; j < 16; j++) total += lanes[j];
-    for (; i < n; i++) total += (double)v[i] * v[i];
-    return total;
-}
-
 static void sparse_forward(const ae_layer *L, const float *W, const ae_layer_io *io, float *pre) {
     size_t B = io->batch, k = io->in_k, in = L->in, out = L->out;
     col_lists c;
@@ -236,7 +225,7 @@ static void sparse_in_backward(const ae_layer *L, float *dW, int accumulate_w, c
             else
                 for (size_t l = 0; l < jb; l++) row[cj[l]] = c.gcols[l * out + o];
         }
-        if (flag) sq += sumsq(c.gcols, jb * out);
+        if (flag) sq += ae_optim_sqnorm(c.gcols, jb * out);
     }
     if (flag) {
         io->w_used = c.flags;
@@ -305,7 +294,7 @@ static void sparse_out_backward(const ae_layer *L, const float *W, float *grads,
         if (flag) {
             used[j] = !first;
             if (!first)
-                sq += sumsq(g, in);
+                sq += ae_optim_sqnorm(g, in);
             else if (!io->w_zero[j])
                 memset(g, 0, in * sizeof *g);
             io->w_zero[j] = (unsigned char)first;

@@ -4,7 +4,7 @@
 #include "optim.h"
 
 /* Sixteen independent partial sums: a plain float reduction would not vectorise. */
-AE_HOT static double sqnorm(const float *g, size_t n) {
+AE_HOT double ae_optim_sqnorm(const float *g, size_t n) {
     float lanes[16] = {0};
     size_t i = 0;
     for (; i + 16 <= n; i += 16)
@@ -21,7 +21,7 @@ double ae_optim_grad_sqnorm_shaped(const float *grads, const ae_param_block *blo
     for (size_t b = 0; b < nblocks; b++)
         if (!blocks[b].frozen)
             total += shapes && shapes[b].used ? shapes[b].used_sq
-                                              : sqnorm(grads + blocks[b].off, blocks[b].len);
+                                              : ae_optim_sqnorm(grads + blocks[b].off, blocks[b].len);
     return total;
 }
 

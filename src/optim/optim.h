@@ -36,6 +36,10 @@ typedef struct ae_optim_settings {
  * model allocates 2 always, so changing momentum between steps is safe. */
 #define AE_OPTIM_STATE_PER_PARAM 2
 
+/* Σ g² of n floats, summed the way every finiteness check and clipping
+ * norm of a step sums (layers that report their sums use it too, so the
+ * totals agree bit for bit). */
+double ae_optim_sqnorm(const float *g, size_t n);
 /* Squared L2 norm of the gradient over the blocks that are not frozen
  * (non-finite when some gradient is). */
 double ae_optim_grad_sqnorm(const float *grads, const ae_param_block *blocks, size_t nblocks);

@@ -373,19 +373,12 @@ done:
 
 /* ---- sample ---- */
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 /* Standard normal draws by Box-Muller from 53-bit uniforms. */
 static void normal_fill(float *z, size_t n, uint64_t seed) {
     uint64_t s = seed;
     for (size_t i = 0; i < n; i += 2) {
-        double u1 = ((double)(splitmix(&s) >> 11) + 1.0) / 9007199254740993.0; /* (0, 1] */
-        double u2 = (double)(splitmix(&s) >> 11) / 9007199254740992.0;
+        double u1 = ((double)(tool_splitmix(&s) >> 11) + 1.0) / 9007199254740993.0; /* (0, 1] */
+        double u2 = (double)(tool_splitmix(&s) >> 11) / 9007199254740992.0;
         double r = sqrt(-2.0 * log(u1));
         z[i] = (float)(r * cos(6.283185307179586 * u2));
         if (i + 1 < n) z[i + 1] = (float)(r * sin(6.283185307179586 * u2));

@@ -45,6 +45,9 @@ int parse_choice(const char *opt, const char *s, const char *const *names, int *
  * starting with ':'); returns EXIT_USAGE. */
 int getopt_error(char **argv, int c);
 
+/* SplitMix64: the tool's own shuffles and normal draws, seeded by --seed. */
+uint64_t tool_splitmix(uint64_t *s);
+
 /* ---- data (data.c) ---- */
 
 typedef struct data_opts {

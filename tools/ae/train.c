@@ -511,13 +511,6 @@ static int dataset_mse(ae_model *m, const ae_dataset *ds, double *out) {
     return rc;
 }
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 static int train_loop(ae_model *m, const train_opts *o, ae_dataset *train, ae_dataset *val,
                       ae_dataset *test, epoch_rec *hist, size_t *epochs_run, int *early) {
     size_t n = ae_dataset_count(train), d = ae_dataset_dim(train), bs = o->batch;
@@ -540,7 +533,7 @@ static int train_loop(ae_model *m, const train_opts *o, ae_dataset *train, ae_da
     for (size_t e = 0; e < o->epochs && !rc; e++) {
         double t0 = now_seconds(), lr = lr_at(o, e), sum = 0.0, cur = lr;
         for (size_t i = n; i > 1; i--) { /* Fisher-Yates */
-            size_t j = (size_t)(splitmix(&rng) % i), t = idx[i - 1];
+            size_t j = (size_t)(tool_splitmix(&rng) % i), t = idx[i - 1];
             idx[i - 1] = idx[j];
             idx[j] = t;
         }

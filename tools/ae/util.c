@@ -214,3 +214,10 @@ int getopt_error(char **argv, int c) {
     if (optopt) return usage_error("option '%s' takes no value", arg);
     return usage_error("unknown option '%s'", arg);
 }
+
+uint64_t tool_splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
