@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "golden.h"
 #include "test_util.h"
 
 #include <libae/io.h>
@@ -1303,21 +1304,7 @@ static void golden(const char *name, const golden_expect *e) {
     assert_int_equal(ae_model_step_count(m), e->steps_before + 1);
     float p[64];
     size_t np = 0;
-    for (size_t l = 0; l < layers; l++) {
-        ae_layer_info info = {.struct_size = sizeof info};
-        OK(ae_model_layer_info(m, l, &info));
-        assert_true(info.weight_count <= 64 * 64 && info.bias_count <= 64 * 64);
-        assert_true(np + 3 <= sizeof p / sizeof p[0]);
-        if (info.weight_count) {
-            OK(ae_model_get_weights(m, l, y, info.weight_count));
-            p[np++] = y[0];
-            p[np++] = y[info.weight_count - 1];
-        }
-        if (info.bias_count) {
-            OK(ae_model_get_bias(m, l, y, info.bias_count));
-            p[np++] = y[0];
-        }
-    }
+    OK(golden_sample_params(m, y, 64 * 64, p, sizeof p / sizeof p[0], &np));
     assert_int_equal(np, e->n_params);
     snprintf(what, sizeof what, "%s params", name);
     assert_close_arrays(p, e->params, np, 1e-5, 1e-6, what);

@@ -161,9 +161,12 @@ AE_API ae_status ae_dataset_load_npy(ae_dataset *ds, const char *path);
  * Writes the samples to a .npy file (version 1.0, '<f4', C order) readable
  * by numpy.load and torch.from_numpy: shape [N, D] for vectors (height and
  * width 1), [N, C, H, W] otherwise. Labels are not written. The file is
- * written under a temporary name and renamed, so a failure leaves no
- * partial file at `path`. Errors: AE_ERR_INVALID_ARG, AE_ERR_STATE (empty
- * dataset), AE_ERR_IO (the message names the file). Since 0.1.0.
+ * written as model files are (ae_model_save): under a temporary name next
+ * to `path`, flushed to disk and renamed, so a failure leaves no partial
+ * file at `path` and an existing file there as it was; a replaced file
+ * keeps its permission bits. Errors: AE_ERR_INVALID_ARG, AE_ERR_STATE (empty
+ * dataset), AE_ERR_OUT_OF_MEMORY, AE_ERR_IO (the message names the file).
+ * Since 0.1.0.
  */
 AE_API ae_status ae_dataset_save_npy(ae_dataset *ds, const char *path);
 

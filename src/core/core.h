@@ -82,4 +82,19 @@ int ae_all_finite(const float *p, size_t n);
 /* Index of the first non-finite value, or n. */
 size_t ae_first_nonfinite(const float *p, size_t n);
 
+/* ---- files (file.c) ---- */
+typedef struct ae_span {
+    const void *p;
+    size_t n;
+} ae_span;
+/* Replaces the file at `path` with the parts, one after the other,
+ * atomically and durably: a new file next to it, flushed, renamed over it
+ * (a replaced file's permission bits are kept), then the directory flushed.
+ * 0 on success. -1 when the file was not replaced: nothing is left behind,
+ * an existing file at `path` is as it was. 1 when it was replaced but the
+ * directory could not be flushed. On -1 and 1, *step says what failed ("write",
+ * "flush", ...: "cannot <step> <path>" reads well) and errno the cause. */
+int ae_file_replace(const ae_allocator *a, const char *path, const ae_span *parts, size_t nparts,
+                    const char **step);
+
 #endif

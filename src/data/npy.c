@@ -336,44 +336,17 @@ ae_status ae_npy_write_file(const ae_allocator *a, ae_errbuf *e, const char *pat
     memset(head + 10 + k, ' ', pad);
     head[10 + hlen - 1] = '\n';
 
-    size_t plen = strlen(path);
-    char *tmp = ae_alloc(a, plen + 16);
-    if (!tmp) return ae_src_fail(&c, AE_ERR_OUT_OF_MEMORY, "out of memory");
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", 12);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        ae_status st = ae_src_fail(&c, AE_ERR_IO, "cannot create a temporary file next to it: %s",
-                                ae_sys_error(errno).s);
-        ae_free(a, tmp);
-        return st;
-    }
-    /* mkstemp creates the file 0600; a data file is normally world-readable. */
-    (void)fchmod(fd, 0644);
-    FILE *fp = fdopen(fd, "wb");
-    int ok = fp != NULL;
-    if (!fp) close(fd);
-    size_t n = count * shape[0] * shape[1] * shape[2];
-    if (ok) ok = fwrite(head, 1, 10 + hlen, fp) == 10 + hlen;
-    /* Little-endian float32 on every supported host; written in blocks. */
-    for (size_t i = 0; ok && i < n; i += 65536) {
-        size_t m = n - i < 65536 ? n - i : 65536;
-        ok = fwrite(data + i, sizeof(float), m, fp) == m;
-    }
+    /* Little-endian float32 on every supported host: the data as it is. */
+    ae_span parts[2] = {{head, 10 + hlen},
+                        {data, count * shape[0] * shape[1] * shape[2] * sizeof(float)}};
+    const char *step = NULL;
+    int rc = ae_file_replace(a, path, parts, 2, &step);
     int err = errno;
-    if (fp && fclose(fp) != 0 && ok) {
-        ok = 0;
-        err = errno;
-    }
-    if (ok && rename(tmp, path) != 0) {
-        ok = 0;
-        err = errno;
-    }
-    if (!ok) {
-        unlink(tmp);
-        ae_free(a, tmp);
-        return ae_src_fail(&c, AE_ERR_IO, "cannot write: %s", ae_sys_error(err).s);
-    }
-    ae_free(a, tmp);
+    if (rc < 0)
+        return ae_src_fail(&c, err == ENOMEM ? AE_ERR_OUT_OF_MEMORY : AE_ERR_IO, "cannot %s it: %s",
+                           step, ae_sys_error(err).s);
+    if (rc > 0)
+        return ae_src_fail(&c, AE_ERR_IO, "written, but cannot %s it: %s", step,
+                           ae_sys_error(err).s);
     return AE_OK;
 }

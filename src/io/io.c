@@ -418,94 +418,30 @@ ae_status ae_model_save_buffer(ae_model *m, unsigned flags, void *buf, size_t ca
     return AE_OK;
 }
 
-/* ---- atomic save to a path ---- */
-
-static ae_status sys_error(ae_model *m, const char *what, const char *path) {
-    return ae_error(&m->err, AE_ERR_IO, "%s '%s': %s", what, path, strerror(errno));
-}
-
-/* Flushes the directory holding `path`, so that the rename is durable. */
-static ae_status sync_dir(ae_model *m, const char *path, char *tmp) {
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        strcpy(tmp, ".");
-    else if (slash == path)
-        strcpy(tmp, "/");
-    else {
-        memcpy(tmp, path, (size_t)(slash - path));
-        tmp[slash - path] = '\0';
-    }
-    int fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return sys_error(m, "saved, but cannot open the directory to flush it:", tmp);
-    int rc = fsync(fd);
-    /* Some file systems cannot flush a directory; that is not an error. */
-    if (rc != 0 && errno != EINVAL && errno != ENOTSUP) {
-        ae_status st = sys_error(m, "saved, but flushing the directory failed:", tmp);
-        close(fd);
-        return st;
-    }
-    close(fd);
-    return AE_OK;
-}
+/* ---- saving to a path: atomically, through ae_file_replace ---- */
 
 ae_status ae_model_save(ae_model *m, const char *path, unsigned flags) {
     if (!m) return AE_ERR_INVALID_ARG;
     if (!path || !*path) return ae_error(&m->err, AE_ERR_INVALID_ARG, "the path is NULL or empty");
     ae_status st = check_save(m, flags);
     if (st) return st;
-    size_t n = file_size(m, flags), plen = strlen(path);
+    size_t n = file_size(m, flags);
     unsigned char *buf = ae_alloc(&m->alloc, n);
-    char *tmp = plen < SIZE_MAX - 64 ? ae_alloc(&m->alloc, plen + 64) : NULL;
-    if (!buf || !tmp) {
-        ae_free(&m->alloc, buf);
-        ae_free(&m->alloc, tmp);
+    if (!buf)
         return ae_error(&m->err, AE_ERR_OUT_OF_MEMORY, "out of memory saving the model (%zu bytes)",
                         n);
-    }
     wbuf w = {buf, n, 0};
     write_file(m, flags, &w);
-
-    /* A fresh name next to the target: same file system, so rename is atomic. */
-    int fd = -1;
-    for (unsigned attempt = 0; attempt < 1000 && fd < 0; attempt++) {
-        snprintf(tmp, plen + 64, "%s.tmp-%ld-%u", path, (long)getpid(), attempt);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST) break;
-    }
-    if (fd < 0) {
-        st = sys_error(m, "cannot create a temporary file next to", path);
-        goto done;
-    }
-    /* A file replaced keeps its permission bits. */
-    struct stat old;
-    if (stat(path, &old) == 0 && S_ISREG(old.st_mode) && fchmod(fd, old.st_mode & 07777) != 0)
-        st = sys_error(m, "cannot set the permissions of", tmp);
-    const unsigned char *p = buf;
-    size_t left = n;
-    while (!st && left) {
-        ssize_t k = write(fd, p, left > (1u << 30) ? (1u << 30) : left);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) {
-            if (k == 0) errno = EIO;
-            st = sys_error(m, "cannot write", tmp);
-            break;
-        }
-        p += k;
-        left -= (size_t)k;
-    }
-    if (!st && fsync(fd) != 0) st = sys_error(m, "cannot flush", tmp);
-    if (close(fd) != 0 && !st) st = sys_error(m, "cannot close", tmp);
-    if (!st && rename(tmp, path) != 0)
-        st = ae_error(&m->err, AE_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, path,
+    ae_span part = {buf, n};
+    const char *step = NULL;
+    int rc = ae_file_replace(&m->alloc, path, &part, 1, &step);
+    if (rc < 0)
+        st = ae_error(&m->err, errno == ENOMEM ? AE_ERR_OUT_OF_MEMORY : AE_ERR_IO,
+                      "cannot %s '%s': %s", step, path, strerror(errno));
+    else if (rc > 0)
+        st = ae_error(&m->err, AE_ERR_IO, "saved, but cannot %s '%s': %s", step, path,
                       strerror(errno));
-    if (st) {
-        unlink(tmp);
-        goto done;
-    }
-    st = sync_dir(m, path, tmp);
-done:
     ae_free(&m->alloc, buf);
-    ae_free(&m->alloc, tmp);
     return st;
 }
 

@@ -13,12 +13,6 @@
 #define KNN_MAX_K 1024
 #define SSIM_WIN 11
 
-static int all_finite(const float *p, size_t count) {
-    for (size_t i = 0; i < count; i++)
-        if (!isfinite(p[i])) return 0;
-    return 1;
-}
-
 /* n·dim with both non-zero and the product in range; 0 otherwise. */
 static size_t checked_count(size_t n, size_t dim) {
     size_t c;
@@ -38,7 +32,7 @@ static double sse(const float *x, const float *y, size_t count) {
 ae_status ae_metric_mse(const float *x, const float *y, size_t count, double *mse) {
     if (!x || !y || !mse) return AE_ERR_INVALID_ARG;
     if (count == 0 || count > MAX_VALUES) return AE_ERR_RANGE;
-    if (!all_finite(x, count) || !all_finite(y, count)) return AE_ERR_NUMERIC;
+    if (!ae_all_finite(x, count) || !ae_all_finite(y, count)) return AE_ERR_NUMERIC;
     *mse = sse(x, y, count) / (double)count;
     return AE_OK;
 }
@@ -48,7 +42,7 @@ ae_status ae_metric_mse_per_sample(const float *x, const float *y, size_t n, siz
     if (!x || !y || !scores) return AE_ERR_INVALID_ARG;
     size_t count = checked_count(n, dim);
     if (!count) return AE_ERR_RANGE;
-    if (!all_finite(x, count) || !all_finite(y, count)) return AE_ERR_NUMERIC;
+    if (!ae_all_finite(x, count) || !ae_all_finite(y, count)) return AE_ERR_NUMERIC;
     for (size_t i = 0; i < n; i++) scores[i] = sse(x + i * dim, y + i * dim, dim) / (double)dim;
     return AE_OK;
 }
@@ -58,7 +52,7 @@ ae_status ae_metric_psnr(const float *x, const float *y, size_t count, double da
     if (!x || !y || !psnr) return AE_ERR_INVALID_ARG;
     if (count == 0 || count > MAX_VALUES || !(data_range > 0.0) || !isfinite(data_range))
         return AE_ERR_RANGE;
-    if (!all_finite(x, count) || !all_finite(y, count)) return AE_ERR_NUMERIC;
+    if (!ae_all_finite(x, count) || !ae_all_finite(y, count)) return AE_ERR_NUMERIC;
     double mse = sse(x, y, count) / (double)count;
     *psnr = mse == 0.0 ? INFINITY : 10.0 * log10(data_range * data_range / mse);
     return AE_OK;
@@ -122,7 +116,7 @@ ae_status ae_metric_ssim(const float *x, const float *y, size_t n, size_t channe
     size_t count = planes && plane ? checked_count(planes, plane) : 0;
     if (!count || !(data_range > 0.0) || !isfinite(data_range)) return AE_ERR_RANGE;
     if (height < SSIM_WIN || width < SSIM_WIN) return AE_ERR_SHAPE;
-    if (!all_finite(x, count) || !all_finite(y, count)) return AE_ERR_NUMERIC;
+    if (!ae_all_finite(x, count) || !ae_all_finite(y, count)) return AE_ERR_NUMERIC;
     size_t tmp_count;
     if (ae_mul_overflow(height * (width - (SSIM_WIN - 1)), 5, &tmp_count) ||
         tmp_count > SIZE_MAX / sizeof(double))
@@ -152,7 +146,7 @@ ae_status ae_metric_ssim(const float *x, const float *y, size_t n, size_t channe
 ae_status ae_metric_nmse(const float *x, const float *y, size_t count, double *nmse) {
     if (!x || !y || !nmse) return AE_ERR_INVALID_ARG;
     if (count == 0 || count > MAX_VALUES) return AE_ERR_RANGE;
-    if (!all_finite(x, count) || !all_finite(y, count)) return AE_ERR_NUMERIC;
+    if (!ae_all_finite(x, count) || !ae_all_finite(y, count)) return AE_ERR_NUMERIC;
     double den = 0.0;
     for (size_t i = 0; i < count; i++) den += (double)x[i] * (double)x[i];
     if (den == 0.0) return AE_ERR_NUMERIC;
@@ -164,7 +158,7 @@ ae_status ae_metric_fvu(const float *x, const float *y, size_t n, size_t dim, do
     if (!x || !y || !fvu) return AE_ERR_INVALID_ARG;
     size_t count = checked_count(n, dim);
     if (!count) return AE_ERR_RANGE;
-    if (!all_finite(x, count) || !all_finite(y, count)) return AE_ERR_NUMERIC;
+    if (!ae_all_finite(x, count) || !ae_all_finite(y, count)) return AE_ERR_NUMERIC;
     double *mean = calloc(dim, sizeof(double));
     if (!mean) return AE_ERR_OUT_OF_MEMORY;
     for (size_t i = 0; i < n; i++)
@@ -230,7 +224,7 @@ ae_status ae_metric_latent_stats(const float *codes, size_t n, size_t dim,
     if (!codes || !out || out->struct_size < sizeof(ae_latent_stats)) return AE_ERR_INVALID_ARG;
     size_t count = checked_count(n, dim);
     if (!count || !(active_threshold >= 0.0) || !isfinite(active_threshold)) return AE_ERR_RANGE;
-    if (!all_finite(codes, count)) return AE_ERR_NUMERIC;
+    if (!ae_all_finite(codes, count)) return AE_ERR_NUMERIC;
     double *mean = calloc(2 * dim, sizeof(double));
     if (!mean) return AE_ERR_OUT_OF_MEMORY;
     double *nonzero = mean + dim;
@@ -287,7 +281,7 @@ ae_status ae_metric_knn_accuracy(const float *ref, const int32_t *ref_labels, si
     size_t rc = checked_count(n_ref, dim), qc = checked_count(n_query, dim);
     size_t candidates = loo ? n_ref - (n_ref > 0) : n_ref;
     if (!rc || !qc || k == 0 || k > KNN_MAX_K || k > candidates) return AE_ERR_RANGE;
-    if (!all_finite(ref, rc) || (!loo && !all_finite(query, qc))) return AE_ERR_NUMERIC;
+    if (!ae_all_finite(ref, rc) || (!loo && !ae_all_finite(query, qc))) return AE_ERR_NUMERIC;
     double *dist = malloc(k * sizeof(double));
     size_t *idx = malloc(k * sizeof(size_t));
     if (!dist || !idx) {
@@ -349,7 +343,7 @@ ae_status ae_metric_pca(const float *x, size_t n, size_t dim, size_t k, float *c
     if (!x) return AE_ERR_INVALID_ARG;
     size_t count = checked_count(n, dim);
     if (!count || n < 2 || dim > PCA_MAX_DIM || k == 0 || k > dim) return AE_ERR_RANGE;
-    if (!all_finite(x, count)) return AE_ERR_NUMERIC;
+    if (!ae_all_finite(x, count)) return AE_ERR_NUMERIC;
     double *mean = calloc(dim, sizeof(double));
     double *cov = calloc(dim * dim, sizeof(double));
     double *v = malloc(dim * sizeof(double)), *w = malloc(dim * sizeof(double));

@@ -227,6 +227,10 @@ static ae_status check_batch(ae_model *m, const void *a, const void *b, size_t b
     if (batch > AE_MAX_DIM)
         return ae_error(&m->err, AE_ERR_RANGE, "batch size must be at most %zu, got %zu",
                         AE_MAX_DIM, batch);
+    return ae_model_check_layer_batch(m, batch);
+}
+
+ae_status ae_model_check_layer_batch(ae_model *m, size_t batch) {
     for (size_t i = 0; i < m->nlayers; i++) {
         const ae_layer *L = &m->layers[i];
         if (L->max_batch && batch > L->max_batch)

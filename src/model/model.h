@@ -152,6 +152,8 @@ ae_status ae_model_prepare(ae_model *m, const float *x, const void *out, size_t 
 ae_status ae_model_reserve(ae_model *m, size_t batch);
 /* Grows the buffer of the corrupted input (denoising) likewise. */
 ae_status ae_model_reserve_noisy(ae_model *m, size_t batch);
+/* AE_ERR_RANGE with a message when a layer caps its batch below `batch`. */
+ae_status ae_model_check_layer_batch(ae_model *m, size_t batch);
 
 /* ---- sparse models (sparse.c) ---- */
 /* At creation, after every layer's setup: checks the penalties, sets the

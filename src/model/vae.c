@@ -134,14 +134,7 @@ static ae_status check_count(ae_model *m, size_t n, size_t min, const char *what
     if (n < min || n > AE_MAX_DIM)
         return ae_error(&m->err, n == 0 ? AE_ERR_INVALID_ARG : AE_ERR_RANGE,
                         "%s must be in [%zu, %zu], got %zu", what, min, AE_MAX_DIM, n);
-    for (size_t i = 0; i < m->nlayers; i++) {
-        const ae_layer *L = &m->layers[i];
-        if (L->max_batch && n > L->max_batch)
-            return ae_error(&m->err, AE_ERR_RANGE,
-                            "layer %zu (%s) takes batches of at most %zu, got %zu", i,
-                            L->ops->name, L->max_batch, n);
-    }
-    return AE_OK;
+    return ae_model_check_layer_batch(m, n);
 }
 
 ae_status ae_vae_sample(ae_model *m, size_t n, float *out, float *z_out) {

@@ -157,7 +157,6 @@ static int parse_model_opts(int argc, char **argv, const int *allowed, const cha
         bad = 0;
         switch (c) {
         case 'm': o->model = a; break;
-        case 'd': o->data.path = a; break;
         case 'o': o->output = a; break;
         case 'n': bad = parse_size("--count", a, 1, 10000, &o->count); break;
         case M_PNG: o->png = a; break;

@@ -244,6 +244,7 @@ int write_npy(const char *path, const float *data, size_t n, size_t c, size_t h,
 
 int data_parse_opt(int c, const char *arg, data_opts *o) {
     switch (c) {
+    case 'd': o->path = arg; return 0;
     case DATA_OPT_LABELS: o->labels = arg; return 0;
     case DATA_OPT_CSV_HEADER: o->csv_header = 1; return 0;
     case DATA_OPT_CSV_LABEL_FIRST: o->csv_label_first = 1; return 0;

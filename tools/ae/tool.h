@@ -76,8 +76,9 @@ enum {
     {"limit", required_argument, NULL, DATA_OPT_LIMIT},                    \
     {"scale", required_argument, NULL, DATA_OPT_SCALE}
 
-/* Applies data option `c` with argument `arg` to o: -1 when c is not a data
- * option, EXIT_USAGE (the error printed) for a bad argument, else 0. */
+/* Applies data option `c` (-d or one of DATA_OPT_*) with argument `arg`
+ * to o: -1 when c is not a data option, EXIT_USAGE (the error printed) for
+ * a bad argument, else 0. */
 int data_parse_opt(int c, const char *arg, data_opts *o);
 
 /* Loads a dataset as the options say (format told by content), applies the

@@ -220,7 +220,6 @@ static int parse_train(int argc, char **argv, train_opts *o) {
         }
         bad = 0;
         switch (c) {
-        case 'd': o->data.path = a; break;
         case O_STANDARDIZE: bad = parse_choice("--standardize", a, st_names, &o->standardize); break;
         case O_TEST: o->test = a; break;
         case O_TEST_LABELS: o->test_labels = a; break;

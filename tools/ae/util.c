@@ -35,23 +35,6 @@ int usage_error(const char *fmt, ...) {
     return EXIT_USAGE;
 }
 
-int parse_size(const char *opt, const char *s, size_t lo, size_t hi, size_t *out) {
-    char *end;
-    errno = 0;
-    if (!s || !*s || *s == '-' || *s == '+') goto bad;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end) goto bad;
-    if (v < lo || v > hi) {
-        usage_error("%s: %s is out of range [%zu, %zu]", opt, s, lo, hi);
-        return -1;
-    }
-    *out = (size_t)v;
-    return 0;
-bad:
-    usage_error("%s: '%s' is not a whole number", opt, s ? s : "");
-    return -1;
-}
-
 int parse_u64(const char *opt, const char *s, uint64_t *out) {
     char *end;
     errno = 0;
@@ -63,6 +46,17 @@ int parse_u64(const char *opt, const char *s, uint64_t *out) {
 bad:
     usage_error("%s: '%s' is not a whole number", opt, s ? s : "");
     return -1;
+}
+
+int parse_size(const char *opt, const char *s, size_t lo, size_t hi, size_t *out) {
+    uint64_t v;
+    if (parse_u64(opt, s, &v)) return -1;
+    if (v < lo || v > hi) {
+        usage_error("%s: %s is out of range [%zu, %zu]", opt, s, lo, hi);
+        return -1;
+    }
+    *out = (size_t)v;
+    return 0;
 }
 
 int parse_double(const char *opt, const char *s, double lo, double hi, double *out) {
