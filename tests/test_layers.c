@@ -148,12 +148,130 @@ static void test_activation_values(void **state) {
     assert_string_equal(ae_layer_kind_name(AE_LAYER_DENSE), "dense");
 }
 
+/* Every kind has one descriptor, reached through its ops, whose name is
+ * the public name and parses back; its attributes fit the model file's
+ * layer record and their defaults their bounds. */
+static void test_layer_descriptors(void **state) {
+    (void)state;
+    static const ae_layer_kind kinds[] = {
+        AE_LAYER_DENSE,     AE_LAYER_CONV2D,     AE_LAYER_CONV_TRANSPOSE2D, AE_LAYER_MAXPOOL2D,
+        AE_LAYER_UPSAMPLE,  AE_LAYER_BATCHNORM,  AE_LAYER_AVGPOOL_1X1,      AE_LAYER_FLATTEN,
+        AE_LAYER_UNFLATTEN, AE_LAYER_ACTIVATION, AE_LAYER_TOPK,             AE_LAYER_LIFETIME_TOPK,
+        AE_LAYER_BATCH_TOPK, AE_LAYER_GAUSSIAN};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        const ae_layer_desc *d = ae_layer_desc_for(kinds[i]);
+        assert_non_null(d);
+        assert_ptr_equal(d, ae_layer_ops_for(kinds[i])->desc);
+        assert_int_equal(d->kind, kinds[i]);
+        assert_string_equal(ae_layer_kind_name(kinds[i]), d->name);
+        ae_layer_kind k = (ae_layer_kind)-1;
+        assert_int_equal(ae_layer_kind_from_name(d->name, &k), AE_OK);
+        assert_int_equal(k, kinds[i]);
+        size_t ni = 0, nf = 0;
+        ae_layer_spec sp;
+        ae_layer_spec_init(&sp, kinds[i]);
+        assert_int_equal(sp.bias, (d->flags & AE_LK_WEIGHTS) != 0);
+        for (size_t j = 0; j < d->nattrs; j++) {
+            const ae_layer_attr *a = &d->attrs[j];
+            if (a->type == AE_ATTR_FLOAT) nf++; else ni++;
+            assert_true(a->lo <= a->hi);
+            if (a->has_default) assert_true(a->def >= a->lo && a->def <= a->hi);
+            if (a->type == AE_ATTR_ENUM) {
+                assert_non_null(a->values);
+                for (int v = (int)a->lo; v <= (int)a->hi; v++) assert_non_null(a->values[v - (int)a->lo]);
+            }
+            for (size_t q = 0; q < j; q++) assert_string_not_equal(a->name, d->attrs[q].name);
+        }
+        assert_true(ni <= 6 && nf <= 4); /* the layer record's iv[6] and fv[4] */
+    }
+    ae_layer_kind k = AE_LAYER_DENSE;
+    assert_null(ae_layer_kind_name((ae_layer_kind)99));
+    assert_null(ae_layer_desc_for((ae_layer_kind)99));
+    assert_int_equal(ae_layer_kind_from_name("conv-transpose2d", &k), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_layer_kind_from_name(NULL, &k), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_layer_kind_from_name("dense", NULL), AE_ERR_INVALID_ARG);
+    assert_int_equal(k, AE_LAYER_DENSE);
+    assert_string_equal(ae_layer_kind_name(AE_LAYER_CONV_TRANSPOSE2D), "conv_transpose2d");
+
+    for (int a = AE_ACT_IDENTITY; a <= AE_ACT_ELU; a++) {
+        ae_activation back = (ae_activation)-1;
+        assert_non_null(ae_activation_name((ae_activation)a));
+        assert_int_equal(ae_activation_from_name(ae_activation_name((ae_activation)a), &back), AE_OK);
+        assert_int_equal(back, a);
+    }
+    ae_activation act = AE_ACT_RELU;
+    assert_string_equal(ae_activation_name(AE_ACT_LEAKY_RELU), "leaky_relu");
+    assert_null(ae_activation_name((ae_activation)8));
+    assert_int_equal(ae_activation_from_name("Relu", &act), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_activation_from_name(NULL, &act), AE_ERR_INVALID_ARG);
+    assert_int_equal(act, AE_ACT_RELU);
+}
+
+/* The descriptor's bounds and the kinds' own checks, on specs. */
+static void test_layer_spec_check(void **state) {
+    (void)state;
+    ae_errbuf err;
+    ae_layer_spec sp;
+    ae_layer_spec_init(&sp, AE_LAYER_CONV2D);
+    sp.units = 4;
+    sp.iparam[0] = 3;
+    sp.iparam[1] = 1;
+    assert_int_equal(ae_layer_spec_check(&sp, &err), AE_OK);
+    sp.iparam[0] = 65;
+    assert_int_equal(ae_layer_spec_check(&sp, &err), AE_ERR_RANGE);
+    assert_string_equal(err.msg, "conv2d kernel must be in [1, 64], got 65");
+    ae_layer_spec_init(&sp, AE_LAYER_UPSAMPLE);
+    sp.iparam[0] = 2;
+    sp.iparam[1] = 5;
+    assert_int_equal(ae_layer_spec_check(&sp, &err), AE_ERR_INVALID_ARG);
+    assert_string_equal(err.msg, "unknown upsample mode 5");
+    /* maxpool2d: stride 0 becomes the kernel */
+    ae_layer_spec_init(&sp, AE_LAYER_MAXPOOL2D);
+    sp.iparam[0] = 3;
+    assert_int_equal(ae_layer_spec_check(&sp, &err), AE_OK);
+    assert_int_equal(sp.iparam[1], 3);
+    sp.iparam[2] = 2;
+    assert_int_equal(ae_layer_spec_check(&sp, &err), AE_ERR_RANGE);
+    /* batchnorm defaults; eps excludes 0 */
+    ae_layer_spec_init(&sp, AE_LAYER_BATCHNORM);
+    assert_true(sp.fparam[0] == 0.1 && sp.fparam[1] == 1e-5);
+    assert_int_equal(ae_layer_spec_check(&sp, &err), AE_OK);
+    sp.fparam[1] = 0.0;
+    assert_int_equal(ae_layer_spec_check(&sp, &err), AE_ERR_RANGE);
+    assert_non_null(strstr(err.msg, "(0, 1]"));
+    /* lifetime top-k: k or a fraction, exactly one */
+    ae_layer_spec_init(&sp, AE_LAYER_LIFETIME_TOPK);
+    assert_int_equal(ae_layer_spec_check(&sp, &err), AE_ERR_RANGE);
+    sp.iparam[0] = 2;
+    assert_int_equal(ae_layer_spec_check(&sp, &err), AE_OK);
+    sp.fparam[0] = 0.5;
+    assert_int_equal(ae_layer_spec_check(&sp, &err), AE_ERR_RANGE);
+    sp.iparam[0] = 0;
+    assert_int_equal(ae_layer_spec_check(&sp, &err), AE_OK);
+    /* conv_transpose2d: output_padding below the stride */
+    ae_layer_spec_init(&sp, AE_LAYER_CONV_TRANSPOSE2D);
+    sp.units = 1;
+    sp.iparam[0] = 3;
+    sp.iparam[1] = 2;
+    sp.iparam[3] = 2;
+    assert_int_equal(ae_layer_spec_check(&sp, &err), AE_ERR_RANGE);
+    sp.iparam[3] = 1;
+    assert_int_equal(ae_layer_spec_check(&sp, &err), AE_OK);
+    /* units over 2^63 are out of bounds, not negative */
+    ae_layer_spec_init(&sp, AE_LAYER_DENSE);
+    sp.units = (size_t)-1;
+    assert_int_equal(ae_layer_spec_check(&sp, &err), AE_ERR_RANGE);
+    assert_null(strstr(err.msg, "got -"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dense_gradients),
         cmocka_unit_test(test_dense_frozen_still_passes_gradient),
         cmocka_unit_test(test_dense_batch1_matches_gemm),
         cmocka_unit_test(test_activation_values),
+        cmocka_unit_test(test_layer_descriptors),
+        cmocka_unit_test(test_layer_spec_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

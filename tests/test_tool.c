@@ -412,7 +412,7 @@ static void test_formats_and_flags(void **state) {
     assert_png("csv_scatter.png");
     RUN(&r, "info", "-m", "csv.aem");
     expect_ok(&r);
-    assert_non_null(strstr(r.out, "top-k"));
+    assert_non_null(strstr(r.out, "topk"));
     assert_non_null(strstr(r.out, "(tied)"));
     assert_non_null(strstr(r.out, "noise gaussian"));
 

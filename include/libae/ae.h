@@ -163,6 +163,41 @@ typedef enum ae_layer_kind {
     AE_LAYER_GAUSSIAN = 30       /* the latent of a VAE: heads for mu, log sigma² (vae.h) */
 } ae_layer_kind;
 
+/* ------------------------------------------------------------------------
+ * Names of layer kinds and activations
+ * ------------------------------------------------------------------------ */
+
+/**
+ * The text name of a layer kind, lower case and PyTorch-like: "dense",
+ * "conv2d", "conv_transpose2d", "maxpool2d", "upsample", "batchnorm" (1d or
+ * 2d by the shape it meets), "avgpool_1x1", "flatten", "unflatten",
+ * "activation", "topk", "lifetime_topk", "batch_topk", "gaussian". Text
+ * descriptions of models and the ae tool spell kinds so. The string is
+ * static; NULL for a number that is no kind. Since 0.1.0.
+ */
+AE_API const char *ae_layer_kind_name(ae_layer_kind kind);
+
+/**
+ * The layer kind whose ae_layer_kind_name is `name` (exactly, case
+ * included) into *kind. Errors: AE_ERR_INVALID_ARG (NULL, or no kind of
+ * that name; *kind is not changed). Since 0.1.0.
+ */
+AE_API ae_status ae_layer_kind_from_name(const char *name, ae_layer_kind *kind);
+
+/**
+ * The name of an activation as torch.nn.functional spells it: "identity",
+ * "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softplus", "elu".
+ * Static; NULL for a number that is no activation. Since 0.1.0.
+ */
+AE_API const char *ae_activation_name(ae_activation act);
+
+/**
+ * The activation whose ae_activation_name is `name` (exactly) into *act.
+ * Errors: AE_ERR_INVALID_ARG (NULL, or no activation of that name; *act is
+ * not changed). Since 0.1.0.
+ */
+AE_API ae_status ae_activation_from_name(const char *name, ae_activation *act);
+
 /**
  * Model settings. Each has a type (int or float), bounds, a default, and
  * says whether it may change after the model is created. Set them on a

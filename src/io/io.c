@@ -132,64 +132,30 @@ typedef struct layer_rec {
     double kl_rho, kl_lambda, l1_lambda;
 } layer_rec;
 
-/* Fills a record from a spec; 0 for a kind this format version lacks. */
+/* Fills a record from a spec, as the kind's descriptor lays it out: its
+ * integer attributes in iv[], its real ones in fv[], in the order listed;
+ * bias, activation and slope only where the kind has them. 0 for a kind
+ * this format version lacks. */
 static int record_from_spec(const ae_layer_spec *sp, layer_rec *r) {
     memset(r, 0, sizeof *r);
+    const ae_layer_desc *d = ae_layer_desc_for(sp->kind);
+    if (!d) return 0;
     r->kind = (uint32_t)sp->kind;
-    switch (sp->kind) {
-    case AE_LAYER_DENSE:
-        r->iv[0] = sp->units;
-        break;
-    case AE_LAYER_CONV2D:
-        r->iv[0] = sp->units;
-        for (int i = 0; i < 3; i++) r->iv[1 + i] = (uint64_t)sp->iparam[i];
-        break;
-    case AE_LAYER_CONV_TRANSPOSE2D:
-        r->iv[0] = sp->units;
-        for (int i = 0; i < 4; i++) r->iv[1 + i] = (uint64_t)sp->iparam[i];
-        break;
-    case AE_LAYER_MAXPOOL2D:
-    case AE_LAYER_UNFLATTEN:
-        for (int i = 0; i < 3; i++) r->iv[i] = (uint64_t)sp->iparam[i];
-        break;
-    case AE_LAYER_UPSAMPLE:
-        for (int i = 0; i < 2; i++) r->iv[i] = (uint64_t)sp->iparam[i];
-        break;
-    case AE_LAYER_BATCHNORM:
-        r->fv[0] = sp->fparam[0];
-        r->fv[1] = sp->fparam[1];
-        break;
-    case AE_LAYER_AVGPOOL_1X1:
-    case AE_LAYER_FLATTEN:
-    case AE_LAYER_ACTIVATION:
-        break;
-    case AE_LAYER_TOPK:
-    case AE_LAYER_BATCH_TOPK:
-        r->iv[0] = (uint64_t)sp->iparam[0];
-        break;
-    case AE_LAYER_LIFETIME_TOPK:
-        r->iv[0] = (uint64_t)sp->iparam[0];
-        r->fv[0] = sp->fparam[0];
-        break;
-    case AE_LAYER_GAUSSIAN:
-        r->iv[0] = sp->units;
-        break;
-    default:
-        return 0;
+    size_t ni = 0, nf = 0;
+    for (size_t i = 0; i < d->nattrs; i++) {
+        const ae_layer_attr *a = &d->attrs[i];
+        if (a->type == AE_ATTR_FLOAT) {
+            if (nf == 4) return 0;
+            r->fv[nf++] = ae_spec_get_float(sp, a);
+        } else {
+            if (ni == 6) return 0;
+            r->iv[ni++] = (uint64_t)ae_spec_get_int(sp, a);
+        }
     }
-    /* Activation, slope and bias only where the kind has them. */
-    switch (sp->kind) {
-    case AE_LAYER_DENSE:
-    case AE_LAYER_CONV2D:
-    case AE_LAYER_CONV_TRANSPOSE2D:
-        r->flags |= sp->bias ? LF_BIAS : 0;
-        /* fall through */
-    case AE_LAYER_ACTIVATION:
+    if (d->flags & AE_LK_BIAS) r->flags |= sp->bias ? LF_BIAS : 0;
+    if (d->flags & AE_LK_ACT) {
         r->act = (uint32_t)sp->act;
         r->slope = sp->slope;
-        break;
-    default:
-        break;
     }
     const ae_penalty_spec *p = &sp->penalty;
     if (p->kl_on) {
@@ -622,50 +588,31 @@ static void get_record(rbuf *r, layer_rec *x) {
 
 static size_t as_size(uint64_t v) { return v > SIZE_MAX ? SIZE_MAX : (size_t)v; }
 
-/* Adds layer `rec` to the config through the public builder calls. */
-static ae_status add_layer(ae_config *cfg, const layer_rec *r, int *pre) {
-    *pre = 0;
-    ae_activation act = (ae_activation)r->act;
-    size_t a = as_size(r->iv[0]), b = as_size(r->iv[1]), c = as_size(r->iv[2]),
-           d = as_size(r->iv[3]), e = as_size(r->iv[4]);
-    ae_status st;
-    switch ((ae_layer_kind)r->kind) {
-    case AE_LAYER_DENSE: st = ae_config_add_dense(cfg, a, act); break;
-    case AE_LAYER_CONV2D: st = ae_config_add_conv2d(cfg, a, b, c, d, act); break;
-    case AE_LAYER_CONV_TRANSPOSE2D:
-        st = ae_config_add_conv_transpose2d(cfg, a, b, c, d, e, act);
-        break;
-    case AE_LAYER_MAXPOOL2D:
-        /* A stride of 0 means "the kernel" to the builder; a file states it. */
-        st = b ? ae_config_add_maxpool2d(cfg, a, b, c) : (*pre = 1, AE_ERR_RANGE);
-        break;
-    case AE_LAYER_UPSAMPLE: st = ae_config_add_upsample(cfg, a, (ae_upsample_mode)r->iv[1]); break;
-    case AE_LAYER_BATCHNORM:
-        st = ae_config_add_batchnorm(cfg);
-        if (!st) st = ae_config_layer_set_float(cfg, AE_LAST_LAYER, AE_LAYER_BN_MOMENTUM, r->fv[0]);
-        if (!st) st = ae_config_layer_set_float(cfg, AE_LAST_LAYER, AE_LAYER_BN_EPS, r->fv[1]);
-        break;
-    case AE_LAYER_AVGPOOL_1X1: st = ae_config_add_avgpool_1x1(cfg); break;
-    case AE_LAYER_FLATTEN: st = ae_config_add_flatten(cfg); break;
-    case AE_LAYER_UNFLATTEN: st = ae_config_add_unflatten(cfg, a, b, c); break;
-    case AE_LAYER_ACTIVATION: st = ae_config_add_activation(cfg, act); break;
-    case AE_LAYER_TOPK: st = ae_config_add_topk(cfg, a); break;
-    case AE_LAYER_BATCH_TOPK: st = ae_config_add_batch_topk(cfg, a); break;
-    case AE_LAYER_GAUSSIAN: st = ae_config_add_gaussian(cfg, a); break; /* marks the code */
-    case AE_LAYER_LIFETIME_TOPK:
-        st = r->fv[0] != 0.0 ? (a ? (*pre = 1, AE_ERR_RANGE)
-                                 : ae_config_add_lifetime_topk_fraction(cfg, r->fv[0]))
-                             : ae_config_add_lifetime_topk(cfg, a);
-        break;
-    default: return AE_ERR_UNSUPPORTED;
+/* Adds layer `rec` to the config: a spec read as the kind's descriptor
+ * lays it out (record_from_spec), checked by the builder as every builder
+ * call is (ae_config_add_spec); its penalties through the public calls.
+ * AE_ERR_UNSUPPORTED for an unknown kind. */
+static ae_status add_layer(ae_config *cfg, const layer_rec *r) {
+    const ae_layer_desc *d = ae_layer_desc_for((ae_layer_kind)r->kind);
+    if (!d) return AE_ERR_UNSUPPORTED;
+    ae_layer_spec spec;
+    ae_layer_spec_init(&spec, d->kind);
+    size_t ni = 0, nf = 0;
+    for (size_t i = 0; i < d->nattrs; i++) {
+        const ae_layer_attr *a = &d->attrs[i];
+        if (a->type == AE_ATTR_FLOAT) {
+            ae_spec_set_float(&spec, a, r->fv[nf++]);
+        } else {
+            uint64_t v = r->iv[ni++];
+            ae_spec_set_int(&spec, a, v > INT64_MAX ? INT64_MAX : (int64_t)v); /* then out of bounds */
+        }
     }
-    if (st) return st;
-    ae_layer_kind k = (ae_layer_kind)r->kind;
-    if (k == AE_LAYER_DENSE || k == AE_LAYER_CONV2D || k == AE_LAYER_CONV_TRANSPOSE2D)
-        st = ae_config_layer_set_int(cfg, AE_LAST_LAYER, AE_LAYER_BIAS, (r->flags & LF_BIAS) != 0);
-    if (!st && (k == AE_LAYER_DENSE || k == AE_LAYER_CONV2D || k == AE_LAYER_CONV_TRANSPOSE2D ||
-                k == AE_LAYER_ACTIVATION))
-        st = ae_config_layer_set_float(cfg, AE_LAST_LAYER, AE_LAYER_LEAKY_SLOPE, r->slope);
+    if (d->flags & AE_LK_BIAS) spec.bias = (r->flags & LF_BIAS) != 0;
+    if (d->flags & AE_LK_ACT) {
+        spec.act = (ae_activation)r->act;
+        spec.slope = r->slope;
+    }
+    ae_status st = ae_config_add_spec(cfg, &spec);
     if (!st && (r->pflags & PF_KL))
         st = ae_config_add_kl_sparsity(cfg, AE_LAST_LAYER, r->kl_rho, r->kl_lambda,
                                        (r->pflags & PF_KL_SUM) ? AE_REDUCE_SUM : AE_REDUCE_MEAN);
@@ -713,17 +660,13 @@ static ae_status build_config(loader *ld, ae_config *cfg, size_t *nlayers, size_
             st = ae_config_mark_code(cfg);
             if (st) return builder_error(ld, st, cfg, "code");
         }
-        int pre = 0;
-        st = add_layer(cfg, &x, &pre);
+        st = add_layer(cfg, &x);
         if (st == AE_ERR_UNSUPPORTED)
             return ae_error(&ld->err, unknown_code(ld),
                             "layer %zu has unknown kind %lu (a newer libae may know it)", i,
                             (unsigned long)x.kind);
         char where[64];
         snprintf(where, sizeof where, "layer %zu (%s)", i, ae_layer_kind_name((ae_layer_kind)x.kind));
-        if (pre)
-            /* Refused before the builder saw it (see add_layer). */
-            return ae_error(&ld->err, AE_ERR_FORMAT, "%s: inconsistent settings", where);
         if (st) return builder_error(ld, st, cfg, where);
         if (x.flags & ~(LF_BIAS | LF_FROZEN | LF_TIED))
             return ae_error(&ld->err, unknown_code(ld), "%s: unknown flags 0x%lx", where,
@@ -731,7 +674,8 @@ static ae_status build_config(loader *ld, ae_config *cfg, size_t *nlayers, size_
         if ((x.flags & LF_TIED) && i >= *code)
             return ae_error(&ld->err, AE_ERR_FORMAT, "%s: only encoder layers are marked tied", where);
         /* Canonical form: what the builder made of the record must be the
-         * record, so unused fields are 0 and nothing was silently dropped. */
+         * record, so unused fields are 0, nothing was silently dropped, and
+         * a value the builder normalises (a maxpool stride of 0) is stated. */
         layer_rec back;
         record_from_spec(&cfg->layers[i], &back);
         back.flags |= x.flags & (LF_FROZEN | LF_TIED);
@@ -741,7 +685,8 @@ static ae_status build_config(loader *ld, ae_config *cfg, size_t *nlayers, size_
         put_record(&w2, &x);
         if (memcmp(a1, a2, LAYER_RECORD) != 0)
             return ae_error(&ld->err, unknown_code(ld),
-                            "%s: fields the kind does not use are not 0", where);
+                            "%s: fields the kind does not use are not 0, or a value is not in "
+                            "canonical form", where);
     }
 
     /* Settings. */

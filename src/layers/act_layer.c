@@ -44,8 +44,14 @@ static void act_backward(const ae_layer *L, const float *params, float *grads, a
     if (!io->dy_is_dpre) ae_act_backward(L->act, L->slope, io->x, io->y, io->dx, n);
 }
 
-const ae_layer_ops ae_activation_ops = {
+static const ae_layer_desc act_desc = {
+    .kind = AE_LAYER_ACTIVATION,
     .name = "activation",
+    .flags = AE_LK_ACT,
+};
+
+const ae_layer_ops ae_activation_ops = {
+    .desc = &act_desc,
     .setup = act_setup,
     .scratch_floats = act_scratch,
     .init = act_init,

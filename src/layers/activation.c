@@ -5,10 +5,27 @@
 
 int ae_act_valid(int act) { return act >= AE_ACT_IDENTITY && act <= AE_ACT_ELU; }
 
-const char *ae_act_name(ae_activation act) {
-    static const char *const names[] = {"identity", "relu",     "leaky_relu", "sigmoid",
+/* PyTorch's functional names (torch.nn.functional.leaky_relu). */
+static const char *const act_names[] = {"identity", "relu",     "leaky_relu", "sigmoid",
                                         "tanh",     "gelu",     "softplus",   "elu"};
-    return ae_act_valid((int)act) ? names[act] : "unknown";
+
+const char *ae_activation_name(ae_activation act) {
+    return ae_act_valid((int)act) ? act_names[act] : NULL;
+}
+
+ae_status ae_activation_from_name(const char *name, ae_activation *act) {
+    if (!name || !act) return AE_ERR_INVALID_ARG;
+    for (int i = AE_ACT_IDENTITY; i <= AE_ACT_ELU; i++)
+        if (strcmp(name, act_names[i]) == 0) {
+            *act = (ae_activation)i;
+            return AE_OK;
+        }
+    return AE_ERR_INVALID_ARG;
+}
+
+const char *ae_act_name(ae_activation act) {
+    const char *s = ae_activation_name(act);
+    return s ? s : "unknown";
 }
 
 int ae_act_needs_pre(ae_activation act) { return act == AE_ACT_GELU; }

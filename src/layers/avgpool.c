@@ -47,8 +47,14 @@ static void avg_backward(const ae_layer *L, const float *params, float *grads, a
     }
 }
 
-const ae_layer_ops ae_avgpool_ops = {
+static const ae_layer_desc avg_desc = {
+    .kind = AE_LAYER_AVGPOOL_1X1,
     .name = "avgpool_1x1",
+    .flags = 0,
+};
+
+const ae_layer_ops ae_avgpool_ops = {
+    .desc = &avg_desc,
     .setup = avg_setup,
     .scratch_floats = avg_scratch,
     .init = avg_init,

@@ -98,8 +98,20 @@ static void batch_topk_backward(const ae_layer *L, const float *params, float *g
         ae_mask_backward((const unsigned char *)io->scratch, io->dy, io->dx, io->batch * L->in);
 }
 
-const ae_layer_ops ae_batch_topk_ops = {
+static const ae_layer_attr batch_topk_attrs[] = {
+    {.name = "k", .type = AE_ATTR_INT, .slot = 0, .lo = 1, .hi = (double)AE_MAX_DIM},
+};
+
+static const ae_layer_desc batch_topk_desc = {
+    .kind = AE_LAYER_BATCH_TOPK,
     .name = "batch_topk",
+    .flags = AE_LK_SELECT | AE_LK_STATE,
+    .attrs = batch_topk_attrs,
+    .nattrs = sizeof batch_topk_attrs / sizeof batch_topk_attrs[0],
+};
+
+const ae_layer_ops ae_batch_topk_ops = {
+    .desc = &batch_topk_desc,
     .setup = batch_topk_setup,
     .scratch_floats = batch_topk_scratch,
     .init = no_init,

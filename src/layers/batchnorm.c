@@ -119,8 +119,23 @@ static void bn_backward(const ae_layer *L, const float *params, float *grads, ae
     }
 }
 
-const ae_layer_ops ae_batchnorm_ops = {
+static const ae_layer_attr bn_attrs[] = {
+    {.name = "momentum", .type = AE_ATTR_FLOAT, .slot = F_MOMENTUM,
+     .lo = 0, .hi = 1, .has_default = 1, .def = 0.1, .setting = AE_LAYER_BN_MOMENTUM},
+    {.name = "eps", .type = AE_ATTR_FLOAT, .slot = F_EPS,
+     .lo = 0, .hi = 1, .lo_open = 1, .has_default = 1, .def = 1e-5, .setting = AE_LAYER_BN_EPS},
+};
+
+static const ae_layer_desc bn_desc = {
+    .kind = AE_LAYER_BATCHNORM,
     .name = "batchnorm",
+    .flags = AE_LK_WEIGHTS | AE_LK_STATE,
+    .attrs = bn_attrs,
+    .nattrs = sizeof bn_attrs / sizeof bn_attrs[0],
+};
+
+const ae_layer_ops ae_batchnorm_ops = {
+    .desc = &bn_desc,
     .setup = bn_setup,
     .scratch_floats = bn_scratch,
     .init = bn_init,

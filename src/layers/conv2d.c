@@ -145,8 +145,24 @@ static void conv_backward(const ae_layer *L, const float *params, float *grads, 
     }
 }
 
-const ae_layer_ops ae_conv2d_ops = {
+static const ae_layer_attr conv2d_attrs[] = {
+    {.name = "out_channels", .type = AE_ATTR_INT, .slot = AE_ATTR_UNITS,
+     .lo = 1, .hi = (double)AE_MAX_DIM},
+    {.name = "kernel", .type = AE_ATTR_INT, .slot = I_KERNEL, .lo = 1, .hi = (double)AE_MAX_KERNEL},
+    {.name = "stride", .type = AE_ATTR_INT, .slot = I_STRIDE, .lo = 1, .hi = (double)AE_MAX_KERNEL},
+    {.name = "padding", .type = AE_ATTR_INT, .slot = I_PAD, .lo = 0, .hi = (double)AE_MAX_KERNEL},
+};
+
+static const ae_layer_desc conv2d_desc = {
+    .kind = AE_LAYER_CONV2D,
     .name = "conv2d",
+    .flags = AE_LK_BIAS | AE_LK_ACT | AE_LK_WEIGHTS,
+    .attrs = conv2d_attrs,
+    .nattrs = sizeof conv2d_attrs / sizeof conv2d_attrs[0],
+};
+
+const ae_layer_ops ae_conv2d_ops = {
+    .desc = &conv2d_desc,
     .setup = conv_setup,
     .scratch_floats = conv_scratch,
     .init = conv_init,

@@ -145,8 +145,37 @@ static void convt_backward(const ae_layer *L, const float *params, float *grads,
     }
 }
 
-const ae_layer_ops ae_conv_transpose2d_ops = {
+/* PyTorch requires output_padding < stride. */
+static ae_status convt_check(ae_layer_spec *sp, ae_errbuf *err) {
+    if (sp->iparam[I_OUTPAD] >= sp->iparam[I_STRIDE])
+        return ae_error(err, AE_ERR_RANGE,
+                        "conv_transpose2d output_padding must be smaller than the stride %lld, "
+                        "got %lld",
+                        (long long)sp->iparam[I_STRIDE], (long long)sp->iparam[I_OUTPAD]);
+    return AE_OK;
+}
+
+static const ae_layer_attr convt_attrs[] = {
+    {.name = "out_channels", .type = AE_ATTR_INT, .slot = AE_ATTR_UNITS,
+     .lo = 1, .hi = (double)AE_MAX_DIM},
+    {.name = "kernel", .type = AE_ATTR_INT, .slot = I_KERNEL, .lo = 1, .hi = (double)AE_MAX_KERNEL},
+    {.name = "stride", .type = AE_ATTR_INT, .slot = I_STRIDE, .lo = 1, .hi = (double)AE_MAX_KERNEL},
+    {.name = "padding", .type = AE_ATTR_INT, .slot = I_PAD, .lo = 0, .hi = (double)AE_MAX_KERNEL},
+    {.name = "output_padding", .type = AE_ATTR_INT, .slot = I_OUTPAD,
+     .lo = 0, .hi = (double)AE_MAX_KERNEL, .has_default = 1, .def = 0},
+};
+
+static const ae_layer_desc convt_desc = {
+    .kind = AE_LAYER_CONV_TRANSPOSE2D,
     .name = "conv_transpose2d",
+    .flags = AE_LK_BIAS | AE_LK_ACT | AE_LK_WEIGHTS,
+    .attrs = convt_attrs,
+    .nattrs = sizeof convt_attrs / sizeof convt_attrs[0],
+    .check = convt_check,
+};
+
+const ae_layer_ops ae_conv_transpose2d_ops = {
+    .desc = &convt_desc,
     .setup = convt_setup,
     .scratch_floats = convt_scratch,
     .init = convt_init,

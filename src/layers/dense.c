@@ -386,8 +386,21 @@ static void dense_backward(const ae_layer *L, const float *params, float *grads,
     }
 }
 
-const ae_layer_ops ae_dense_ops = {
+static const ae_layer_attr dense_attrs[] = {
+    {.name = "units", .type = AE_ATTR_INT, .slot = AE_ATTR_UNITS,
+     .lo = 1, .hi = (double)AE_MAX_DIM},
+};
+
+static const ae_layer_desc dense_desc = {
+    .kind = AE_LAYER_DENSE,
     .name = "dense",
+    .flags = AE_LK_BIAS | AE_LK_ACT | AE_LK_WEIGHTS,
+    .attrs = dense_attrs,
+    .nattrs = sizeof dense_attrs / sizeof dense_attrs[0],
+};
+
+const ae_layer_ops ae_dense_ops = {
+    .desc = &dense_desc,
     .setup = dense_setup,
     .scratch_floats = dense_scratch,
     .init = dense_init,

@@ -86,8 +86,20 @@ static void gaussian_backward(const ae_layer *L, const float *params, float *gra
                  L->in);
 }
 
-const ae_layer_ops ae_gaussian_ops = {
+static const ae_layer_attr gaussian_attrs[] = {
+    {.name = "dim", .type = AE_ATTR_INT, .slot = AE_ATTR_UNITS, .lo = 1, .hi = (double)AE_MAX_DIM},
+};
+
+static const ae_layer_desc gaussian_desc = {
+    .kind = AE_LAYER_GAUSSIAN,
     .name = "gaussian",
+    .flags = AE_LK_WEIGHTS | AE_LK_CODE,
+    .attrs = gaussian_attrs,
+    .nattrs = sizeof gaussian_attrs / sizeof gaussian_attrs[0],
+};
+
+const ae_layer_ops ae_gaussian_ops = {
+    .desc = &gaussian_desc,
     .setup = gaussian_setup,
     .scratch_floats = gaussian_scratch,
     .init = gaussian_init,

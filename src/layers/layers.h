@@ -17,6 +17,7 @@ void ae_act_backward(ae_activation act, float slope, const float *pre, const flo
 int ae_act_needs_pre(ae_activation act);
 /* Scalar forms, for tests and the loss. */
 float ae_act_value(ae_activation act, float slope, float x);
+/* ae_activation_name, "unknown" instead of NULL (for messages). */
 const char *ae_act_name(ae_activation act);
 int ae_act_valid(int act);
 
@@ -29,6 +30,12 @@ typedef struct ae_shape {
 
 static inline size_t ae_shape_size(ae_shape s) { return s.c * s.h * s.w; }
 
+/* The largest kernel, stride, padding and scale of the image layers. */
+#define AE_MAX_KERNEL 64
+
+/* A size argument as an integer attribute (larger values fail the bounds). */
+static inline int64_t ae_size_attr(size_t v) { return v > INT64_MAX ? INT64_MAX : (int64_t)v; }
+
 /* Sparsity penalties attached to a layer's output (src/losses/sparsity.c). */
 typedef struct ae_penalty_spec {
     int kl_on, kl_sum;        /* KL penalty; kl_sum: sum over units instead of mean */
@@ -37,7 +44,8 @@ typedef struct ae_penalty_spec {
     double l1_lambda;
 } ae_penalty_spec;
 
-/* What the config builder records for one layer; each kind reads its own fields. */
+/* What the config builder records for one layer; each kind reads its own
+ * fields, where its descriptor (ae_layer_desc) says they are. */
 typedef struct ae_layer_spec {
     ae_layer_kind kind;
     size_t units;      /* dense: outputs */
@@ -48,6 +56,51 @@ typedef struct ae_layer_spec {
     double fparam[4];  /* kind-specific reals */
     ae_penalty_spec penalty; /* sparsity penalties on the layer's output */
 } ae_layer_spec;
+
+/* ---- layer kind descriptors ----
+ * What is known about a layer kind, in one place (its own file): its text
+ * name, its attributes and where the spec keeps them, and what it has. The
+ * builder checks a spec against it (src/model/config.c), the model file
+ * reads and writes a layer record from it (src/io/io.c), and names are
+ * printed and parsed through it (ae_layer_kind_name). */
+
+/* An attribute of a layer kind. Integer and enum attributes live in
+ * spec->iparam[slot] (or spec->units when slot is AE_ATTR_UNITS), real ones
+ * in spec->fparam[slot]. In the model file's layer record the integer
+ * attributes fill iv[] and the real ones fv[], each in the order listed. */
+#define AE_ATTR_UNITS (-1)
+typedef enum ae_attr_type { AE_ATTR_INT, AE_ATTR_ENUM, AE_ATTR_FLOAT } ae_attr_type;
+typedef struct ae_layer_attr {
+    const char *name; /* "kernel", as PyTorch's argument */
+    ae_attr_type type;
+    int slot;
+    double lo, hi;  /* bounds, inclusive; an enum's are its first and last value */
+    int lo_open;    /* lo itself excluded (reals) */
+    int has_default;
+    double def;     /* the value when omitted (has_default) */
+    const char *const *values; /* an enum's value names, lo..hi; NULL otherwise */
+    ae_layer_param setting;    /* the per-layer setting that changes it, or 0 */
+} ae_layer_attr;
+
+/* What a layer kind has. */
+#define AE_LK_BIAS 1u    /* a bias, which AE_LAYER_BIAS can turn off */
+#define AE_LK_ACT 2u     /* an activation on its output (and AE_LAYER_LEAKY_SLOPE) */
+#define AE_LK_WEIGHTS 4u /* trainable parameters */
+#define AE_LK_STATE 8u   /* non-trainable state (running statistics, thresholds) */
+#define AE_LK_SELECT 16u /* a selection layer: no parameters, keeps the shape */
+#define AE_LK_CODE 32u   /* it is the code: adding it ends the encoder */
+
+typedef struct ae_layer_desc {
+    ae_layer_kind kind;
+    const char *name; /* PyTorch-like: "conv_transpose2d" */
+    unsigned flags;   /* AE_LK_* */
+    const ae_layer_attr *attrs;
+    size_t nattrs;
+    /* Optional: checks between attributes once each is within its bounds,
+     * and puts the spec in canonical form (e.g. a stride 0 meaning "the
+     * kernel"). Messages go to err. */
+    ae_status (*check)(ae_layer_spec *spec, ae_errbuf *err);
+} ae_layer_desc;
 
 /* One layer's view of a forward or backward pass over a batch. */
 typedef struct ae_layer_io {
@@ -60,7 +113,9 @@ typedef struct ae_layer_io {
     float *dx;      /* backward: gradient w.r.t. x [batch, in]; NULL when not needed */
     int dy_is_dpre; /* backward: dy already holds the gradient w.r.t. pre */
     float *scratch; /* ops->scratch_floats(batch) floats */
-    float *state;   /* the layer's non-trainable state, or NULL */
+    /* The layer's non-trainable state (m->buffers + L->s_off), NULL when
+     * s_count is 0; forward may update it in training mode. */
+    float *state;
     /* Sparsity hints (see ae_layer.in_sparse_k): the input's only nonzero
      * columns, in_k ascending indices per row; and in backward the only
      * columns where dy is nonzero, out_k per row. NULL when not known. */
@@ -93,7 +148,7 @@ typedef struct ae_layer_io {
 } ae_layer_io;
 
 typedef struct ae_layer_ops {
-    const char *name;
+    const ae_layer_desc *desc;
     /* From the spec and the input shape: sets out_shape, w_count, b_count,
      * s_count (non-trainable state floats) and keep_pre. Shape errors go to err. */
     ae_status (*setup)(ae_layer *L, const ae_layer_spec *spec, ae_errbuf *err);
@@ -102,8 +157,6 @@ typedef struct ae_layer_ops {
     /* Draws initial parameters into params (the model's arena). */
     void (*init)(const ae_layer *L, float *params, ae_rng *rng);
     void (*forward)(const ae_layer *L, const float *params, ae_layer_io *io);
-    /* Non-trainable state of the layer (m->buffers + L->s_off), NULL when s_count is 0;
-     * forward may update it in training mode. */
     /* Writes the parameter gradients into grads (accumulating into a weight
      * range when accumulate_w is set, as a tied weight's second user does)
      * unless the layer is frozen, and dx when io->dx is set. */
@@ -166,7 +219,22 @@ static inline const float *ae_gaussian_eps(const float *scratch, size_t batch, s
     return scratch + 2 * batch * dim;
 }
 
+/* The ops of a kind; NULL for a number that is no kind. (The names of
+ * kinds, ae_layer_kind_name, are public: <libae/ae.h>.) */
 const ae_layer_ops *ae_layer_ops_for(ae_layer_kind kind);
-const char *ae_layer_kind_name(ae_layer_kind kind);
+/* The descriptor of a kind; NULL for a number that is no kind. */
+const ae_layer_desc *ae_layer_desc_for(ae_layer_kind kind);
+/* A spec of `kind` with every attribute at its default (0 without one),
+ * identity activation, slope 0.01, and a bias when the kind has trainable
+ * weights. */
+void ae_layer_spec_init(ae_layer_spec *spec, ae_layer_kind kind);
+/* An attribute's value in a spec (integers and enums as int64, reals as double). */
+int64_t ae_spec_get_int(const ae_layer_spec *spec, const ae_layer_attr *a);
+double ae_spec_get_float(const ae_layer_spec *spec, const ae_layer_attr *a);
+void ae_spec_set_int(ae_layer_spec *spec, const ae_layer_attr *a, int64_t v);
+void ae_spec_set_float(ae_layer_spec *spec, const ae_layer_attr *a, double v);
+/* Checks every attribute of `spec` against its bounds (AE_ERR_RANGE, or
+ * AE_ERR_INVALID_ARG for an unknown enum value), then the kind's check. */
+ae_status ae_layer_spec_check(ae_layer_spec *spec, ae_errbuf *err);
 
 #endif

@@ -74,8 +74,36 @@ static void lifetime_backward(const ae_layer *L, const float *params, float *gra
         ae_mask_backward((const unsigned char *)io->scratch, io->dy, io->dx, io->batch * L->in);
 }
 
-const ae_layer_ops ae_lifetime_topk_ops = {
+/* k is a count or a fraction of the batch: exactly one of them is set. */
+static ae_status lifetime_check(ae_layer_spec *sp, ae_errbuf *err) {
+    if (sp->fparam[0] == 0.0 && sp->iparam[0] == 0)
+        return ae_error(err, AE_ERR_RANGE, "lifetime_topk k must be in [1, %zu], got 0", AE_MAX_DIM);
+    if (sp->fparam[0] != 0.0 && sp->iparam[0] != 0)
+        return ae_error(err, AE_ERR_RANGE,
+                        "lifetime_topk takes k or a fraction of the batch, not both (k %lld, "
+                        "fraction %g)",
+                        (long long)sp->iparam[0], sp->fparam[0]);
+    return AE_OK;
+}
+
+static const ae_layer_attr lifetime_attrs[] = {
+    {.name = "k", .type = AE_ATTR_INT, .slot = 0,
+     .lo = 0, .hi = (double)AE_MAX_DIM, .has_default = 1, .def = 0},
+    {.name = "fraction", .type = AE_ATTR_FLOAT, .slot = 0,
+     .lo = 0, .hi = 1, .has_default = 1, .def = 0},
+};
+
+static const ae_layer_desc lifetime_desc = {
+    .kind = AE_LAYER_LIFETIME_TOPK,
     .name = "lifetime_topk",
+    .flags = AE_LK_SELECT,
+    .attrs = lifetime_attrs,
+    .nattrs = sizeof lifetime_attrs / sizeof lifetime_attrs[0],
+    .check = lifetime_check,
+};
+
+const ae_layer_ops ae_lifetime_topk_ops = {
+    .desc = &lifetime_desc,
     .setup = lifetime_setup,
     .scratch_floats = lifetime_scratch,
     .init = no_init,

@@ -88,8 +88,36 @@ static void pool_backward(const ae_layer *L, const float *params, float *grads, 
     }
 }
 
-const ae_layer_ops ae_maxpool2d_ops = {
+/* Stride 0 is PyTorch's default, the kernel; padding at most half the
+ * kernel, as PyTorch requires. */
+static ae_status pool_check(ae_layer_spec *sp, ae_errbuf *err) {
+    if (sp->iparam[I_STRIDE] == 0) sp->iparam[I_STRIDE] = sp->iparam[I_KERNEL];
+    if (sp->iparam[I_PAD] > sp->iparam[I_KERNEL] / 2)
+        return ae_error(err, AE_ERR_RANGE,
+                        "maxpool2d padding must be at most half the kernel (%lld), got %lld",
+                        (long long)(sp->iparam[I_KERNEL] / 2), (long long)sp->iparam[I_PAD]);
+    return AE_OK;
+}
+
+static const ae_layer_attr pool_attrs[] = {
+    {.name = "kernel", .type = AE_ATTR_INT, .slot = I_KERNEL, .lo = 1, .hi = (double)AE_MAX_KERNEL},
+    {.name = "stride", .type = AE_ATTR_INT, .slot = I_STRIDE,
+     .lo = 0, .hi = (double)AE_MAX_KERNEL, .has_default = 1, .def = 0},
+    {.name = "padding", .type = AE_ATTR_INT, .slot = I_PAD,
+     .lo = 0, .hi = (double)AE_MAX_KERNEL, .has_default = 1, .def = 0},
+};
+
+static const ae_layer_desc pool_desc = {
+    .kind = AE_LAYER_MAXPOOL2D,
     .name = "maxpool2d",
+    .flags = 0,
+    .attrs = pool_attrs,
+    .nattrs = sizeof pool_attrs / sizeof pool_attrs[0],
+    .check = pool_check,
+};
+
+const ae_layer_ops ae_maxpool2d_ops = {
+    .desc = &pool_desc,
     .setup = pool_setup,
     .scratch_floats = pool_scratch,
     .init = pool_init,

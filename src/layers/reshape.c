@@ -48,8 +48,14 @@ static void reshape_backward(const ae_layer *L, const float *params, float *grad
     if (io->dx) memcpy(io->dx, io->dy, io->batch * L->in * sizeof *io->dx);
 }
 
-const ae_layer_ops ae_flatten_ops = {
+static const ae_layer_desc flatten_desc = {
+    .kind = AE_LAYER_FLATTEN,
     .name = "flatten",
+    .flags = 0,
+};
+
+const ae_layer_ops ae_flatten_ops = {
+    .desc = &flatten_desc,
     .setup = flatten_setup,
     .scratch_floats = reshape_scratch,
     .init = reshape_init,
@@ -57,8 +63,22 @@ const ae_layer_ops ae_flatten_ops = {
     .backward = reshape_backward,
 };
 
-const ae_layer_ops ae_unflatten_ops = {
+static const ae_layer_attr unflatten_attrs[] = {
+    {.name = "channels", .type = AE_ATTR_INT, .slot = 0, .lo = 1, .hi = (double)AE_MAX_DIM},
+    {.name = "height", .type = AE_ATTR_INT, .slot = 1, .lo = 1, .hi = (double)AE_MAX_DIM},
+    {.name = "width", .type = AE_ATTR_INT, .slot = 2, .lo = 1, .hi = (double)AE_MAX_DIM},
+};
+
+static const ae_layer_desc unflatten_desc = {
+    .kind = AE_LAYER_UNFLATTEN,
     .name = "unflatten",
+    .flags = 0,
+    .attrs = unflatten_attrs,
+    .nattrs = sizeof unflatten_attrs / sizeof unflatten_attrs[0],
+};
+
+const ae_layer_ops ae_unflatten_ops = {
+    .desc = &unflatten_desc,
     .setup = unflatten_setup,
     .scratch_floats = reshape_scratch,
     .init = reshape_init,

@@ -235,8 +235,20 @@ static const int32_t *topk_kept_index(const ae_layer *L, const float *scratch) {
     return (const int32_t *)scratch;
 }
 
-const ae_layer_ops ae_topk_ops = {
+static const ae_layer_attr topk_attrs[] = {
+    {.name = "k", .type = AE_ATTR_INT, .slot = 0, .lo = 1, .hi = (double)AE_MAX_DIM},
+};
+
+static const ae_layer_desc topk_desc = {
+    .kind = AE_LAYER_TOPK,
     .name = "topk",
+    .flags = AE_LK_SELECT,
+    .attrs = topk_attrs,
+    .nattrs = sizeof topk_attrs / sizeof topk_attrs[0],
+};
+
+const ae_layer_ops ae_topk_ops = {
+    .desc = &topk_desc,
     .setup = topk_setup,
     .scratch_floats = topk_scratch,
     .init = no_init,

@@ -127,8 +127,25 @@ static void up_backward(const ae_layer *L, const float *params, float *grads, ae
     }
 }
 
-const ae_layer_ops ae_upsample_ops = {
+static const char *const up_modes[] = {"nearest", "bilinear", NULL};
+
+static const ae_layer_attr up_attrs[] = {
+    {.name = "scale", .type = AE_ATTR_INT, .slot = I_SCALE, .lo = 1, .hi = (double)AE_MAX_KERNEL},
+    {.name = "mode", .type = AE_ATTR_ENUM, .slot = I_MODE,
+     .lo = AE_UPSAMPLE_NEAREST, .hi = AE_UPSAMPLE_BILINEAR,
+     .has_default = 1, .def = AE_UPSAMPLE_NEAREST, .values = up_modes},
+};
+
+static const ae_layer_desc up_desc = {
+    .kind = AE_LAYER_UPSAMPLE,
     .name = "upsample",
+    .flags = 0,
+    .attrs = up_attrs,
+    .nattrs = sizeof up_attrs / sizeof up_attrs[0],
+};
+
+const ae_layer_ops ae_upsample_ops = {
+    .desc = &up_desc,
     .setup = up_setup,
     .scratch_floats = up_scratch,
     .init = up_init,

@@ -192,20 +192,75 @@ ae_status ae_config_push_layer(ae_config *cfg, const ae_layer_spec *spec) {
     return AE_OK;
 }
 
-ae_status ae_config_add_dense(ae_config *cfg, size_t units, ae_activation act) {
-    if (!cfg) return AE_ERR_INVALID_ARG;
+/* The sample shape after the config's layers so far. */
+static ae_status current_shape(ae_config *cfg, ae_shape *out) {
+    ae_shape shape = cfg->input_shape;
+    for (size_t i = 0; i < cfg->nlayers; i++) {
+        ae_layer L;
+        memset(&L, 0, sizeof L);
+        L.in_shape = shape;
+        L.in = ae_shape_size(shape);
+        L.spec = cfg->layers[i];
+        ae_status st = ae_layer_ops_for(cfg->layers[i].kind)->setup(&L, &cfg->layers[i], &cfg->err);
+        if (st) return st;
+        shape = L.out_shape;
+    }
+    *out = shape;
+    return AE_OK;
+}
+
+ae_status ae_config_add_spec(ae_config *cfg, ae_layer_spec *spec) {
+    const ae_layer_desc *d = ae_layer_desc_for(spec->kind);
+    if (!d) return ae_error(&cfg->err, AE_ERR_INVALID_ARG, "unknown layer kind %d", (int)spec->kind);
     if (!cfg->input_size)
-        return ae_error(&cfg->err, AE_ERR_STATE, "set the input size before adding layers");
+        return ae_error(&cfg->err, AE_ERR_STATE,
+                        "set the input size (or shape) before adding layers (a %s layer)", d->name);
     if (cfg->mirrored)
         return ae_error(&cfg->err, AE_ERR_STATE,
                         "the decoder was mirrored from the encoder; no layer can follow it");
-    if (!ae_act_valid((int)act))
-        return ae_error(&cfg->err, AE_ERR_INVALID_ARG, "unknown activation %d", (int)act);
-    if (units == 0 || units > AE_MAX_DIM)
-        return ae_error(&cfg->err, AE_ERR_RANGE, "dense units must be in [1, %zu], got %zu",
-                        AE_MAX_DIM, units);
-    ae_layer_spec spec = {.kind = AE_LAYER_DENSE, .units = units, .act = act, .slope = 0.01f, .bias = 1};
-    return ae_config_push_layer(cfg, &spec);
+    if ((d->flags & AE_LK_CODE) && cfg->code_marked)
+        return ae_error(&cfg->err, AE_ERR_STATE,
+                        "the code is already marked: the %s layer is the code and ends the "
+                        "encoder (add it instead of ae_config_mark_code)", d->name);
+    if (d->flags & AE_LK_ACT) {
+        if (!ae_act_valid((int)spec->act))
+            return ae_error(&cfg->err, AE_ERR_INVALID_ARG, "unknown activation %d", (int)spec->act);
+        if (!(spec->slope >= 0.0f && spec->slope <= 1e3f))
+            return ae_error(&cfg->err, AE_ERR_RANGE,
+                            "AE_LAYER_LEAKY_SLOPE must be in [0, 1000], got %g", (double)spec->slope);
+    }
+    ae_status st = ae_layer_spec_check(spec, &cfg->err);
+    if (st) return st;
+    /* The layer must fit the shape reached so far: refused when added. */
+    ae_shape in;
+    if ((st = current_shape(cfg, &in)) != AE_OK) return st;
+    ae_layer L;
+    memset(&L, 0, sizeof L);
+    L.in_shape = in;
+    L.in = ae_shape_size(in);
+    L.spec = *spec;
+    if ((st = ae_layer_ops_for(spec->kind)->setup(&L, spec, &cfg->err)) != AE_OK) return st;
+    size_t out = ae_shape_size(L.out_shape);
+    if (out == 0 || out > AE_MAX_DIM)
+        return ae_error(&cfg->err, AE_ERR_SHAPE,
+                        "a %s layer on %zux%zux%zu gives %zux%zux%zu: outside [1, %zu] values",
+                        d->name, in.c, in.h, in.w, L.out_shape.c, L.out_shape.h, L.out_shape.w,
+                        AE_MAX_DIM);
+    if ((st = ae_config_push_layer(cfg, spec)) != AE_OK) return st;
+    if (d->flags & AE_LK_CODE) {
+        cfg->code_marked = 1;
+        cfg->code_at = cfg->nlayers;
+    }
+    return AE_OK;
+}
+
+ae_status ae_config_add_dense(ae_config *cfg, size_t units, ae_activation act) {
+    if (!cfg) return AE_ERR_INVALID_ARG;
+    ae_layer_spec spec;
+    ae_layer_spec_init(&spec, AE_LAYER_DENSE);
+    spec.units = units;
+    spec.act = act;
+    return ae_config_add_spec(cfg, &spec);
 }
 
 static ae_status layer_index(ae_config *cfg, size_t *layer) {
@@ -219,19 +274,20 @@ static ae_status layer_index(ae_config *cfg, size_t *layer) {
     return AE_OK;
 }
 
-/* Whether a layer kind has a per-layer setting. */
+/* The attribute a per-layer setting changes, or NULL. */
+static const ae_layer_attr *setting_attr(ae_layer_kind kind, ae_layer_param param) {
+    const ae_layer_desc *d = ae_layer_desc_for(kind);
+    for (size_t i = 0; d && i < d->nattrs; i++)
+        if (d->attrs[i].setting == param) return &d->attrs[i];
+    return NULL;
+}
+
+/* Whether a layer kind has a per-layer setting (its descriptor says). */
 static int layer_has_setting(ae_layer_kind kind, ae_layer_param param) {
-    switch (param) {
-    case AE_LAYER_BIAS:
-        return kind == AE_LAYER_DENSE || kind == AE_LAYER_CONV2D ||
-               kind == AE_LAYER_CONV_TRANSPOSE2D;
-    case AE_LAYER_LEAKY_SLOPE:
-        return kind == AE_LAYER_DENSE || kind == AE_LAYER_CONV2D ||
-               kind == AE_LAYER_CONV_TRANSPOSE2D || kind == AE_LAYER_ACTIVATION;
-    case AE_LAYER_BN_MOMENTUM:
-    case AE_LAYER_BN_EPS: return kind == AE_LAYER_BATCHNORM;
-    }
-    return 0;
+    const ae_layer_desc *d = ae_layer_desc_for(kind);
+    if (param == AE_LAYER_BIAS) return (d->flags & AE_LK_BIAS) != 0;
+    if (param == AE_LAYER_LEAKY_SLOPE) return (d->flags & AE_LK_ACT) != 0;
+    return setting_attr(kind, param) != NULL;
 }
 
 static const char *layer_param_name(ae_layer_param param) {
@@ -279,28 +335,20 @@ ae_status ae_config_layer_set_float(ae_config *cfg, size_t layer, ae_layer_param
     ae_status st = layer_setting(cfg, &layer, param, 0);
     if (st) return st;
     ae_layer_spec *sp = &cfg->layers[layer];
-    switch (param) {
-    case AE_LAYER_LEAKY_SLOPE:
+    if (param == AE_LAYER_LEAKY_SLOPE) {
         if (!(value >= 0.0 && value <= 1e3))
             return ae_error(&cfg->err, AE_ERR_RANGE, "AE_LAYER_LEAKY_SLOPE must be in [0, 1000], got %g",
                             value);
         sp->slope = (float)value;
         return AE_OK;
-    case AE_LAYER_BN_MOMENTUM:
-        if (!(value >= 0.0 && value <= 1.0))
-            return ae_error(&cfg->err, AE_ERR_RANGE, "AE_LAYER_BN_MOMENTUM must be in [0, 1], got %g",
-                            value);
-        sp->fparam[0] = value;
-        return AE_OK;
-    case AE_LAYER_BN_EPS:
-        if (!(value > 0.0 && value <= 1.0))
-            return ae_error(&cfg->err, AE_ERR_RANGE, "AE_LAYER_BN_EPS must be in (0, 1], got %g",
-                            value);
-        sp->fparam[1] = value;
-        return AE_OK;
-    case AE_LAYER_BIAS: break;
     }
-    return ae_error(&cfg->err, AE_ERR_INVALID_ARG, "unknown layer setting %d", (int)param);
+    /* A setting of one of the kind's attributes: its bounds. */
+    const ae_layer_attr *a = setting_attr(sp->kind, param);
+    if (!((a->lo_open ? value > a->lo : value >= a->lo) && value <= a->hi))
+        return ae_error(&cfg->err, AE_ERR_RANGE, "%s must be in %c%g, %g], got %g",
+                        layer_param_name(param), a->lo_open ? '(' : '[', a->lo, a->hi, value);
+    ae_spec_set_float(sp, a, value);
+    return AE_OK;
 }
 
 ae_status ae_config_mark_code(ae_config *cfg) {
@@ -308,12 +356,16 @@ ae_status ae_config_mark_code(ae_config *cfg) {
     if (!cfg->nlayers) return ae_error(&cfg->err, AE_ERR_STATE, "add encoder layers before the code");
     /* ae_config_add_gaussian marks the code itself; marking it again right after is harmless. */
     if (cfg->code_marked && cfg->code_at == cfg->nlayers &&
-        cfg->layers[cfg->nlayers - 1].kind == AE_LAYER_GAUSSIAN)
+        (ae_layer_desc_for(cfg->layers[cfg->nlayers - 1].kind)->flags & AE_LK_CODE))
         return AE_OK;
     if (cfg->code_marked) return ae_error(&cfg->err, AE_ERR_STATE, "the code is already marked");
     cfg->code_marked = 1;
     cfg->code_at = cfg->nlayers;
     return AE_OK;
+}
+
+static int is_selection(ae_layer_kind kind) {
+    return (ae_layer_desc_for(kind)->flags & AE_LK_SELECT) != 0;
 }
 
 ae_status ae_config_mirror_decoder(ae_config *cfg, ae_activation output_act) {
@@ -331,8 +383,7 @@ ae_status ae_config_mirror_decoder(ae_config *cfg, ae_activation output_act) {
     size_t nparam = 0;
     for (size_t i = 0; i < n; i++) {
         ae_layer_kind kind = cfg->layers[i].kind;
-        if (kind == AE_LAYER_TOPK || kind == AE_LAYER_LIFETIME_TOPK || kind == AE_LAYER_BATCH_TOPK)
-            continue;
+        if (is_selection(kind)) continue;
         if (kind != AE_LAYER_DENSE && !(kind == AE_LAYER_GAUSSIAN && i + 1 == n))
             return ae_error(&cfg->err, AE_ERR_STATE,
                             "only a dense encoder (with selection layers anywhere, optionally "
@@ -356,9 +407,9 @@ ae_status ae_config_mirror_decoder(ae_config *cfg, ae_activation output_act) {
     size_t p = n;
     while (p-- > 0) {
         const ae_layer_spec *partner = &cfg->layers[p];
-        if (partner->kind != AE_LAYER_DENSE && partner->kind != AE_LAYER_GAUSSIAN) continue;
+        if (is_selection(partner->kind)) continue;
         size_t q = p;
-        while (q > 0 && cfg->layers[q - 1].kind != AE_LAYER_DENSE) q--; /* selection layers */
+        while (q > 0 && is_selection(cfg->layers[q - 1].kind)) q--;
         ae_layer_spec spec = {.kind = AE_LAYER_DENSE, .units = cfg->input_size, .act = output_act,
                               .slope = 0.01f, .bias = partner->bias};
         if (q > 0) {

@@ -104,7 +104,7 @@ ae_status ae_model_create(ae_model **out, const ae_config *cfg_in) {
         L->out = ae_shape_size(L->out_shape);
         if (L->out == 0 || L->out > AE_MAX_DIM) {
             ae_error(&cfg->err, AE_ERR_SHAPE, "layer %zu (%s) has %zu outputs per sample", i,
-                     L->ops->name, L->out);
+                     L->ops->desc->name, L->out);
             ae_model_destroy(m);
             return AE_ERR_SHAPE;
         }
@@ -236,7 +236,7 @@ ae_status ae_model_check_layer_batch(ae_model *m, size_t batch) {
         if (L->max_batch && batch > L->max_batch)
             return ae_error(&m->err, AE_ERR_RANGE,
                             "layer %zu (%s) takes batches of at most %zu, got %zu", i,
-                            L->ops->name, L->max_batch, batch);
+                            L->ops->desc->name, L->max_batch, batch);
     }
     return AE_OK;
 }
@@ -248,7 +248,7 @@ static ae_status check_train_batch(ae_model *m, size_t batch) {
         if (batch < L->min_train_batch)
             return ae_error(&m->err, AE_ERR_SHAPE,
                             "layer %zu (%s) needs at least %zu samples per training batch, got %zu",
-                            i, L->ops->name, L->min_train_batch, batch);
+                            i, L->ops->desc->name, L->min_train_batch, batch);
     }
     return AE_OK;
 }

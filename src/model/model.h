@@ -125,6 +125,12 @@ int ae_settings_row(size_t i, ae_param *id, int *is_int);
 
 /* Appends a layer spec to a config (growing its array); errors name the cause. */
 ae_status ae_config_push_layer(ae_config *cfg, const ae_layer_spec *spec);
+/* Every builder call that adds a layer ends here: checks that a layer may
+ * be added now, the spec against its kind's descriptor (activation, slope,
+ * attribute bounds, the kind's own check, which may canonicalise the spec),
+ * and that it fits the shape reached so far; then appends it (a layer that
+ * is the code, AE_LK_CODE, also marks the code). Errors change nothing. */
+ae_status ae_config_add_spec(ae_config *cfg, ae_layer_spec *spec);
 
 /* Tying (src/model/stack.c). Ties encoder layers [first, last] to their
  * mirror partners (decoder layer nlayers-1-i); errors go to err and change

@@ -12,70 +12,32 @@
 
 /* ---- builder ---- */
 
-/* The output width of the layers added so far, when the builder knows it. */
-static int known_width(const ae_config *cfg, size_t *w) {
-    size_t width = cfg->input_size;
-    for (size_t i = 0; i < cfg->nlayers; i++) {
-        switch (cfg->layers[i].kind) {
-        case AE_LAYER_DENSE: width = cfg->layers[i].units; break;
-        case AE_LAYER_TOPK:
-        case AE_LAYER_LIFETIME_TOPK:
-        case AE_LAYER_BATCH_TOPK: break;
-        default: return 0;
-        }
-    }
-    *w = width;
-    return 1;
-}
-
-static ae_status can_add(ae_config *cfg, const char *what) {
-    if (!cfg->input_size)
-        return ae_error(&cfg->err, AE_ERR_STATE, "set the input size before adding %s", what);
-    if (cfg->mirrored)
-        return ae_error(&cfg->err, AE_ERR_STATE,
-                        "the decoder was mirrored from the encoder; no layer can follow it");
-    return AE_OK;
-}
-
-static ae_status add_selection(ae_config *cfg, ae_layer_kind kind, size_t k, double fraction,
-                               const char *what) {
+/* k against the width of its input is checked by the layers' setup. */
+static ae_status add_selection(ae_config *cfg, ae_layer_kind kind, size_t k, double fraction) {
     if (!cfg) return AE_ERR_INVALID_ARG;
-    ae_status st = can_add(cfg, what);
-    if (st) return st;
-    size_t w = 0;
-    if (fraction == 0.0) {
-        if (k < 1 || k > AE_MAX_DIM)
-            return ae_error(&cfg->err, AE_ERR_RANGE, "%s: k must be in [1, %zu], got %zu", what,
-                            AE_MAX_DIM, k);
-        if (kind != AE_LAYER_LIFETIME_TOPK && known_width(cfg, &w) && k > w)
-            return ae_error(&cfg->err, AE_ERR_RANGE,
-                            "%s: k must be in [1, %zu] (the width of its input), got %zu", what, w, k);
-    } else if (!(fraction > 0.0 && fraction <= 1.0)) {
-        return ae_error(&cfg->err, AE_ERR_RANGE, "%s: the fraction must be in (0, 1], got %g", what,
-                        fraction);
-    }
-    ae_layer_spec spec = {.kind = kind, .act = AE_ACT_IDENTITY, .slope = 0.01f};
-    spec.iparam[0] = (int64_t)k;
+    ae_layer_spec spec;
+    ae_layer_spec_init(&spec, kind);
+    spec.iparam[0] = ae_size_attr(k);
     spec.fparam[0] = fraction;
-    return ae_config_push_layer(cfg, &spec);
+    return ae_config_add_spec(cfg, &spec);
 }
 
 ae_status ae_config_add_topk(ae_config *cfg, size_t k) {
-    return add_selection(cfg, AE_LAYER_TOPK, k, 0.0, "top-k");
+    return add_selection(cfg, AE_LAYER_TOPK, k, 0.0);
 }
 
 ae_status ae_config_add_lifetime_topk(ae_config *cfg, size_t k) {
-    return add_selection(cfg, AE_LAYER_LIFETIME_TOPK, k, 0.0, "lifetime top-k");
+    return add_selection(cfg, AE_LAYER_LIFETIME_TOPK, k, 0.0);
 }
 
 ae_status ae_config_add_lifetime_topk_fraction(ae_config *cfg, double fraction) {
     if (cfg && fraction == 0.0)
-        return ae_error(&cfg->err, AE_ERR_RANGE, "lifetime top-k: the fraction must be in (0, 1], got 0");
-    return add_selection(cfg, AE_LAYER_LIFETIME_TOPK, 0, fraction, "lifetime top-k");
+        return ae_error(&cfg->err, AE_ERR_RANGE, "lifetime_topk fraction must be in (0, 1], got 0");
+    return add_selection(cfg, AE_LAYER_LIFETIME_TOPK, 0, fraction);
 }
 
 ae_status ae_config_add_batch_topk(ae_config *cfg, size_t k) {
-    return add_selection(cfg, AE_LAYER_BATCH_TOPK, k, 0.0, "batch top-k");
+    return add_selection(cfg, AE_LAYER_BATCH_TOPK, k, 0.0);
 }
 
 static ae_status penalty_layer(ae_config *cfg, size_t *layer) {

@@ -170,7 +170,7 @@ static ae_status check_pairs(const ae_model *m, size_t first, size_t last, ae_er
         if (E->kind != AE_LAYER_DENSE || D->kind != AE_LAYER_DENSE)
             return ae_error(err, AE_ERR_UNSUPPORTED,
                             "only dense layers can be tied: layer %zu is %s, layer %zu is %s", i,
-                            E->ops->name, partner_of(m, i), D->ops->name);
+                            E->ops->desc->name, partner_of(m, i), D->ops->desc->name);
     }
     char msg[sizeof err->msg];
     size_t len = 0, bad = 0;
@@ -339,9 +339,9 @@ static ae_status check_copy(ae_model *dst, size_t di, const ae_model *src, size_
                         "layer %zu of the source (%s %zux%zux%zu->%zux%zux%zu, %zu weights, %zu "
                         "biases) does not match layer %zu of the destination (%s "
                         "%zux%zux%zu->%zux%zux%zu, %zu weights, %zu biases)",
-                        si, S->ops->name, S->in_shape.c, S->in_shape.h, S->in_shape.w,
+                        si, S->ops->desc->name, S->in_shape.c, S->in_shape.h, S->in_shape.w,
                         S->out_shape.c, S->out_shape.h, S->out_shape.w, S->w_count, S->b_count,
-                        di, D->ops->name, D->in_shape.c, D->in_shape.h, D->in_shape.w,
+                        di, D->ops->desc->name, D->in_shape.c, D->in_shape.h, D->in_shape.w,
                         D->out_shape.c, D->out_shape.h, D->out_shape.w, D->w_count, D->b_count);
     if (ae_model_is_tied(dst, di))
         return ae_error(&dst->err, AE_ERR_STATE,

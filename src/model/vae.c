@@ -12,27 +12,13 @@
 
 /* ---- builder ---- */
 
+/* The Gaussian layer is the code (AE_LK_CODE): adding it marks the code. */
 ae_status ae_config_add_gaussian(ae_config *cfg, size_t dim) {
     if (!cfg) return AE_ERR_INVALID_ARG;
-    if (!cfg->input_size)
-        return ae_error(&cfg->err, AE_ERR_STATE, "set the input size before adding a Gaussian layer");
-    if (cfg->mirrored)
-        return ae_error(&cfg->err, AE_ERR_STATE,
-                        "the decoder was mirrored from the encoder; no layer can follow it");
-    if (cfg->code_marked)
-        return ae_error(&cfg->err, AE_ERR_STATE,
-                        "the code is already marked: the Gaussian layer is the code and ends the "
-                        "encoder (add it instead of ae_config_mark_code)");
-    if (dim == 0 || dim > AE_MAX_DIM)
-        return ae_error(&cfg->err, AE_ERR_RANGE, "Gaussian layer: dim must be in [1, %zu], got %zu",
-                        AE_MAX_DIM, dim);
-    ae_layer_spec spec = {.kind = AE_LAYER_GAUSSIAN, .units = dim, .act = AE_ACT_IDENTITY,
-                          .slope = 0.01f, .bias = 1};
-    ae_status st = ae_config_push_layer(cfg, &spec);
-    if (st) return st;
-    cfg->code_marked = 1;
-    cfg->code_at = cfg->nlayers;
-    return AE_OK;
+    ae_layer_spec spec;
+    ae_layer_spec_init(&spec, AE_LAYER_GAUSSIAN);
+    spec.units = dim;
+    return ae_config_add_spec(cfg, &spec);
 }
 
 /* ---- creation ---- */

@@ -495,8 +495,9 @@ int cmd_info(int argc, char **argv) {
             snprintf(sout, sizeof sout, "%zux%zux%zu", out[0], out[1], out[2]);
         else
             snprintf(sout, sizeof sout, "%zu", li.out_size);
-        printf("  %5zu  %-16s  %-10s  %10s -> %-10s  %8zu  %7zu%s\n", i, layer_kind_name(li.kind),
-               activation_name(li.activation), sin, sout, li.weight_count, li.bias_count,
+        const char *kind = ae_layer_kind_name(li.kind), *act = ae_activation_name(li.activation);
+        printf("  %5zu  %-16s  %-10s  %10s -> %-10s  %8zu  %7zu%s\n", i, kind ? kind : "?",
+               act ? act : "?", sin, sout, li.weight_count, li.bias_count,
                ae_model_is_tied(m, i) ? "  (tied)" : "");
     }
     static const struct {

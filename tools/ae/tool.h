@@ -35,8 +35,6 @@ int parse_shape(const char *opt, const char *s, size_t shape[3]);
 /* "256,32" into up to `cap` widths. */
 int parse_widths(const char *opt, const char *s, size_t *w, size_t cap, size_t *n);
 int parse_activation(const char *opt, const char *s, ae_activation *out);
-const char *activation_name(ae_activation a);
-const char *layer_kind_name(ae_layer_kind k);
 
 double now_seconds(void);
 /* One of names (NULL-terminated), case-insensitive: its index in *out. */

@@ -40,7 +40,7 @@ static const char TRAIN_HELP[] =
     "      --code-act ACT       code activation (default identity)\n"
     "      --output-act ACT     output activation (default sigmoid; identity when\n"
     "                           standardised)\n"
-    "                           ACT: identity relu leaky-relu sigmoid tanh gelu softplus elu\n"
+    "                           ACT: identity relu leaky_relu sigmoid tanh gelu softplus elu\n"
     "      --tied               the decoder uses the transposed encoder weights\n"
     "      --conv LIST          convolutional encoder first: 3x3 convolutions of stride 2\n"
     "                           with these channel counts (e.g. 16,32), then the dense\n"

@@ -1,4 +1,5 @@
 /* Messages and argument parsing shared by the commands. */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -132,51 +133,24 @@ int parse_widths(const char *opt, const char *s, size_t *w, size_t cap, size_t *
     return -1;
 }
 
-static const struct {
-    const char *name;
-    ae_activation act;
-} acts[] = {
-    {"identity", AE_ACT_IDENTITY}, {"relu", AE_ACT_RELU},         {"leaky-relu", AE_ACT_LEAKY_RELU},
-    {"sigmoid", AE_ACT_SIGMOID},   {"tanh", AE_ACT_TANH},         {"gelu", AE_ACT_GELU},
-    {"softplus", AE_ACT_SOFTPLUS}, {"elu", AE_ACT_ELU},
-};
-
+/* The library's names (ae_activation_name), any case, '-' for '_' too
+ * ("leaky-relu"). */
 int parse_activation(const char *opt, const char *s, ae_activation *out) {
-    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
-        if (strcasecmp(s, acts[i].name) == 0) {
-            *out = acts[i].act;
-            return 0;
+    char name[32];
+    size_t n = 0;
+    for (; s[n] && n + 1 < sizeof name; n++)
+        name[n] = s[n] == '-' ? '_' : (char)tolower((unsigned char)s[n]);
+    name[n] = '\0';
+    if (!s[n] && ae_activation_from_name(name, out) == AE_OK) return 0;
+    char list[200] = "";
+    const char *a;
+    for (int i = 0; (a = ae_activation_name((ae_activation)i)) != NULL; i++)
+        if (strlen(list) + strlen(a) + 3 < sizeof list) {
+            strcat(list, i ? ", " : "");
+            strcat(list, a);
         }
-    usage_error("%s: unknown activation '%s' (identity, relu, leaky-relu, sigmoid, tanh, gelu, "
-                "softplus, elu)",
-                opt, s);
+    usage_error("%s: unknown activation '%s' (%s)", opt, s, list);
     return -1;
-}
-
-const char *activation_name(ae_activation a) {
-    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
-        if (acts[i].act == a) return acts[i].name;
-    return "?";
-}
-
-const char *layer_kind_name(ae_layer_kind k) {
-    switch ((int)k) {
-    case AE_LAYER_DENSE: return "dense";
-    case AE_LAYER_CONV2D: return "conv2d";
-    case AE_LAYER_CONV_TRANSPOSE2D: return "conv-transpose2d";
-    case AE_LAYER_MAXPOOL2D: return "maxpool2d";
-    case AE_LAYER_UPSAMPLE: return "upsample";
-    case AE_LAYER_BATCHNORM: return "batchnorm";
-    case AE_LAYER_AVGPOOL_1X1: return "avgpool-1x1";
-    case AE_LAYER_FLATTEN: return "flatten";
-    case AE_LAYER_UNFLATTEN: return "unflatten";
-    case AE_LAYER_ACTIVATION: return "activation";
-    case AE_LAYER_TOPK: return "top-k";
-    case AE_LAYER_LIFETIME_TOPK: return "lifetime-top-k";
-    case AE_LAYER_BATCH_TOPK: return "batch-top-k";
-    case 30: return "gaussian"; /* AE_LAYER_GAUSSIAN (vae.h) */
-    default: return "layer";
-    }
 }
 
 double now_seconds(void) {
