@@ -199,8 +199,9 @@ static void test_topk_kernels(void **state) {
             test_fill(dy, B * n, seed++, -1.0f, 1.0f);
             for (int only = 0; only < 2; only++) {
                 for (size_t i = 0; i < B * n; i++) dx[i] = 42.0f;
+                ae_sparse_io sp = {.dx_kept_only = only};
                 ae_layer_io io = {.batch = B, .train = 1, .dy = dy, .dx = dx,
-                                  .scratch = w.scratch, .dx_kept_only = only};
+                                  .scratch = w.scratch, .sparse = &sp};
                 w.L.ops->backward(&w.L, NULL, NULL, &io, 0);
                 for (size_t r = 0; r < B; r++)
                     for (size_t i = 0, t = 0; i < n; i++) {

@@ -52,7 +52,7 @@ static void bias_act(const ae_layer *L, const float *bias, float *pre, float *y,
 }
 
 /* ---- sparse paths ----
- * After a top-k layer the input has k nonzeros per row at io->in_idx. The
+ * After a top-k layer the input has k nonzeros per row at io->sparse->in_idx. The
  * kept entries are sorted by column (a counting sort); the columns some row
  * uses (few in a wide code: the same features win for most samples) are
  * walked in groups of AE_COLS: the group's columns of W (or of dW) are read
@@ -64,7 +64,8 @@ static void bias_act(const ae_layer *L, const float *bias, float *pre, float *y,
 #define AE_COLS 16
 
 static int sparse_input(const ae_layer *L, const ae_layer_io *io) {
-    return io->in_idx && !L->w_transposed && io->in_k == L->in_sparse_k && io->in_k > 0;
+    const ae_sparse_io *sp = io->sparse;
+    return sp && sp->in_idx && !L->w_transposed && sp->in_k == L->in_sparse_k && sp->in_k > 0;
 }
 
 /* At most this many columns can be used: min(in, B·k). */
@@ -98,7 +99,7 @@ typedef struct col_lists {
 } col_lists;
 
 static void build_lists(const ae_layer *L, const ae_layer_io *io, col_lists *c, int gather) {
-    size_t B = io->batch, k = io->in_k, in = L->in;
+    size_t B = io->batch, k = io->sparse->in_k, in = L->in;
     float *vals = io->scratch;
     c->vals = vals;
     c->dxk = io->scratch + B * k;
@@ -112,10 +113,10 @@ static void build_lists(const ae_layer *L, const ae_layer_io *io, col_lists *c, 
     if (gather)
         for (size_t r = 0; r < B; r++)
             for (size_t t = 0; t < k; t++)
-                vals[r * k + t] = io->x[r * in + (size_t)io->in_idx[r * k + t]];
+                vals[r * k + t] = io->x[r * in + (size_t)io->sparse->in_idx[r * k + t]];
     int32_t *start = c->start;
     memset(start, 0, (in + 1) * sizeof *start);
-    for (size_t p = 0; p < B * k; p++) start[io->in_idx[p] + 1]++;
+    for (size_t p = 0; p < B * k; p++) start[io->sparse->in_idx[p] + 1]++;
     size_t nu = 0;
     for (size_t j = 0; j < in; j++) {
         c->flags[j] = start[j + 1] != 0;
@@ -124,7 +125,7 @@ static void build_lists(const ae_layer *L, const ae_layer_io *io, col_lists *c, 
     }
     c->nused = nu;
     /* Fill using start[j] as a cursor, then shift back. */
-    for (size_t p = 0; p < B * k; p++) c->ent[start[io->in_idx[p]]++] = (int32_t)p;
+    for (size_t p = 0; p < B * k; p++) c->ent[start[io->sparse->in_idx[p]]++] = (int32_t)p;
     for (size_t j = in; j > 0; j--) start[j] = start[j - 1];
     start[0] = 0;
 }
@@ -163,7 +164,7 @@ AE_HOT static float dot(const float *a, const float *b, size_t n) {
 }
 
 static void sparse_forward(const ae_layer *L, const float *W, const ae_layer_io *io, float *pre) {
-    size_t B = io->batch, k = io->in_k, in = L->in, out = L->out;
+    size_t B = io->batch, k = io->sparse->in_k, in = L->in, out = L->out;
     col_lists c;
     build_lists(L, io, &c, 1);
     /* Kept for the backward pass (W does not change in between). */
@@ -179,27 +180,28 @@ static void sparse_forward(const ae_layer *L, const float *W, const ae_layer_io 
 }
 
 /* Backward with a sparse input: dW gets only the used columns (the others
- * are zero: written as zeros unless io->w_zero says they are already), dx
+ * are zero: written as zeros unless io->sparse->w_zero says they are already), dx
  * only the kept entries (the top-k layer before passes nothing else; the
- * rest is zeroed unless io->dx_kept_only).
+ * rest is zeroed unless io->sparse->dx_kept_only).
  * d is dL/dpre [batch, out]. */
 static void sparse_in_backward(const ae_layer *L, float *dW, int accumulate_w, const float *d,
                                ae_layer_io *io) {
-    size_t B = io->batch, k = io->in_k, in = L->in, out = L->out;
+    size_t B = io->batch, k = io->sparse->in_k, in = L->in, out = L->out;
     col_lists c;
     build_lists(L, io, &c, 0); /* the values and wcols were gathered by the forward pass */
     int want_dx = io->dx != NULL;
     /* The flags are per column unless the layer also has a sparse dy path
      * (then per row: ae_sparse_zero_flags). */
-    int flag = dW && !accumulate_w && io->sparse_grads && io->w_zero && !L->out_sparse_k;
+    int flag =
+        dW && !accumulate_w && io->sparse->sparse_grads && io->sparse->w_zero && !L->out_sparse_k;
     if (dW && !accumulate_w && !flag) memset(dW, 0, in * out * sizeof *dW);
     if (flag) {
         /* Zero the columns used last time and not now; the rest of the
          * unused columns are zero already. */
         size_t nc = 0;
         for (size_t j = 0; j < in; j++) {
-            if (!c.flags[j] && !io->w_zero[j]) c.clear[nc++] = (int32_t)j;
-            io->w_zero[j] = (unsigned char)!c.flags[j];
+            if (!c.flags[j] && !io->sparse->w_zero[j]) c.clear[nc++] = (int32_t)j;
+            io->sparse->w_zero[j] = (unsigned char)!c.flags[j];
         }
         if (nc)
             for (size_t o = 0; o < out; o++)
@@ -228,18 +230,18 @@ static void sparse_in_backward(const ae_layer *L, float *dW, int accumulate_w, c
         if (flag) sq += ae_optim_sqnorm(c.gcols, jb * out);
     }
     if (flag) {
-        io->w_used = c.flags;
-        io->w_used_cols = 1;
-        io->w_sqnorm = sq;
+        io->sparse->w_used = c.flags;
+        io->sparse->w_used_cols = 1;
+        io->sparse->w_sqnorm = sq;
     }
     if (want_dx) {
-        if (!io->dx_kept_only) memset(io->dx, 0, B * in * sizeof(float));
+        if (!io->sparse->dx_kept_only) memset(io->dx, 0, B * in * sizeof(float));
         for (size_t p = 0; p < B * k; p++)
-            io->dx[(p / k) * in + (size_t)io->in_idx[p]] = c.dxk[p];
+            io->dx[(p / k) * in + (size_t)io->sparse->in_idx[p]] = c.dxk[p];
     }
 }
 
-/* Backward when dy is nonzero only at io->out_idx (the layer feeds a top-k
+/* Backward when dy is nonzero only at io->sparse->out_idx (the layer feeds a top-k
  * layer): the activation's derivative, the bias gradient, dW = dᵀx and
  * dx = d W use only those k entries per row. The entries are first sorted
  * by unit (a counting sort into the scratch), so each row of dW is written
@@ -247,7 +249,7 @@ static void sparse_in_backward(const ae_layer *L, float *dW, int accumulate_w, c
  * samples that did, in sample order. */
 static void sparse_out_backward(const ae_layer *L, const float *W, float *grads, ae_layer_io *io,
                                 int accumulate_w) {
-    size_t B = io->batch, k = io->out_k, in = L->in, out = L->out;
+    size_t B = io->batch, k = io->sparse->out_k, in = L->in, out = L->out;
     float *d = io->dy;
     float *db = (!L->frozen && L->has_bias) ? grads + L->b_off : NULL;
     float *dW = (!L->frozen && !L->w_frozen) ? grads + L->w_off : NULL;
@@ -255,11 +257,11 @@ static void sparse_out_backward(const ae_layer *L, const float *W, float *grads,
     int32_t *rows = start + out + 1;                                     /* B * k */
     unsigned char *used = (unsigned char *)(rows + B * k);              /* out */
     /* Rows of dW no sample uses are zeroed only when not zero already. */
-    int flag = dW && !accumulate_w && io->sparse_grads && io->w_zero;
+    int flag = dW && !accumulate_w && io->sparse->sparse_grads && io->sparse->w_zero;
     double sq = 0.0;
     memset(start, 0, (out + 1) * sizeof *start);
     for (size_t r = 0; r < B; r++) {
-        const int32_t *ix = io->out_idx + r * k;
+        const int32_t *ix = io->sparse->out_idx + r * k;
         for (size_t t = 0; t < k; t++) {
             size_t j = (size_t)ix[t], pos = r * out + j;
             if (!io->dy_is_dpre)
@@ -270,7 +272,7 @@ static void sparse_out_backward(const ae_layer *L, const float *W, float *grads,
     }
     for (size_t j = 0; j < out; j++) start[j + 1] += start[j];
     for (size_t r = 0; r < B; r++) {
-        const int32_t *ix = io->out_idx + r * k;
+        const int32_t *ix = io->sparse->out_idx + r * k;
         for (size_t t = 0; t < k; t++) rows[start[ix[t]]++] = (int32_t)r;
     }
     /* start[j] now ends unit j's list; the list begins at start[j - 1]. */
@@ -295,9 +297,9 @@ static void sparse_out_backward(const ae_layer *L, const float *W, float *grads,
             used[j] = !first;
             if (!first)
                 sq += ae_optim_sqnorm(g, in);
-            else if (!io->w_zero[j])
+            else if (!io->sparse->w_zero[j])
                 memset(g, 0, in * sizeof *g);
-            io->w_zero[j] = (unsigned char)first;
+            io->sparse->w_zero[j] = (unsigned char)first;
         } else if (g && first) {
             memset(g, 0, in * sizeof *g);
         }
@@ -305,14 +307,14 @@ static void sparse_out_backward(const ae_layer *L, const float *W, float *grads,
         begin = end;
     }
     if (flag) {
-        io->w_used = used;
-        io->w_used_cols = 0;
-        io->w_sqnorm = sq;
+        io->sparse->w_used = used;
+        io->sparse->w_used_cols = 0;
+        io->sparse->w_sqnorm = sq;
     }
     if (io->dx) {
         memset(io->dx, 0, B * in * sizeof(float));
         for (size_t r = 0; r < B; r++) {
-            const int32_t *ix = io->out_idx + r * k;
+            const int32_t *ix = io->sparse->out_idx + r * k;
             float *dx = io->dx + r * in;
             for (size_t t = 0; t < k; t++) {
                 size_t j = (size_t)ix[t];
@@ -349,7 +351,8 @@ static void dense_forward(const ae_layer *L, const float *params, ae_layer_io *i
 static void dense_backward(const ae_layer *L, const float *params, float *grads, ae_layer_io *io,
                            int accumulate_w) {
     size_t B = io->batch, n = L->out;
-    if (io->out_idx && !L->w_transposed && io->out_k == L->out_sparse_k && io->out_k > 0) {
+    const ae_sparse_io *sp = io->sparse;
+    if (sp && sp->out_idx && !L->w_transposed && sp->out_k == L->out_sparse_k && sp->out_k > 0) {
         sparse_out_backward(L, params + L->w_off, grads, io, accumulate_w);
         return;
     }

@@ -38,14 +38,17 @@ static void gaussian_forward(const ae_layer *L, const float *params, ae_layer_io
     const float *W = params + L->w_off, *bias = params + L->b_off;
     float *ml = io->scratch, *eps = io->scratch + d2 * B;
     ae_sgemm(AE_NO_TRANS, AE_TRANS, B, d2, L->in, 1.0f, io->x, L->in, W, L->in, 0.0f, ml, d2);
-    int sample = io->eps || io->rng;
+    const ae_gaussian_in *gin = L->gauss_in;
+    const float *eps_in = gin ? gin->eps : NULL;
+    ae_rng *rng = gin ? gin->rng : NULL;
+    int sample = eps_in || rng;
     for (size_t r = 0; r < B; r++) {
         float *row = ml + r * d2, *e = eps + r * d, *z = io->y + r * d;
         for (size_t j = 0; j < d2; j++) row[j] += bias[j];
-        if (io->eps)
-            memcpy(e, io->eps + r * d, d * sizeof *e);
-        else if (io->rng)
-            for (size_t j = 0; j < d; j++) e[j] = ae_rng_normal(io->rng);
+        if (eps_in)
+            memcpy(e, eps_in + r * d, d * sizeof *e);
+        else if (rng)
+            for (size_t j = 0; j < d; j++) e[j] = ae_rng_normal(rng);
         else
             memset(e, 0, d * sizeof *e);
         /* Without sampling z is mu exactly (no exp that could overflow). */
@@ -60,7 +63,7 @@ static void gaussian_backward(const ae_layer *L, const float *params, float *gra
                               int accumulate_w) {
     size_t B = io->batch, d = L->out, d2 = 2 * d;
     const float *ml = io->scratch, *eps = io->scratch + d2 * B;
-    float *dml = io->scratch + 3 * d * B, c = io->kl_coef;
+    float *dml = io->scratch + 3 * d * B, c = L->gauss_in ? L->gauss_in->kl_coef : 0.0f;
     /* dz/dmu = 1, dz/dlogvar = sigma·eps/2; dKL/dmu = mu, dKL/dlogvar = (exp(logvar) - 1)/2. */
     for (size_t r = 0; r < B; r++) {
         const float *row = ml + r * d2, *e = eps + r * d, *dz = io->dy + r * d;

@@ -102,31 +102,14 @@ typedef struct ae_layer_desc {
     ae_status (*check)(ae_layer_spec *spec, ae_errbuf *err);
 } ae_layer_desc;
 
-/* One layer's view of a forward or backward pass over a batch. */
-typedef struct ae_layer_io {
-    size_t batch;
-    int train;
-    const float *x; /* input [batch, in] */
-    float *pre;     /* pre-activation [batch, out], or NULL when not kept */
-    float *y;       /* output [batch, out] */
-    float *dy;      /* backward: gradient w.r.t. y (or pre, see dy_is_dpre); overwritten */
-    float *dx;      /* backward: gradient w.r.t. x [batch, in]; NULL when not needed */
-    int dy_is_dpre; /* backward: dy already holds the gradient w.r.t. pre */
-    float *scratch; /* ops->scratch_floats(batch) floats */
-    /* The layer's non-trainable state (m->buffers + L->s_off), NULL when
-     * s_count is 0; forward may update it in training mode. */
-    float *state;
-    /* Sparsity hints (see ae_layer.in_sparse_k): the input's only nonzero
-     * columns, in_k ascending indices per row; and in backward the only
-     * columns where dy is nonzero, out_k per row. NULL when not known. */
+/* What the model tells a layer on the sparse paths (src/model/sparse.c),
+ * and what the layer tells back. */
+typedef struct ae_sparse_io {
+    /* Hints (see ae_layer.in_sparse_k): the input's only nonzero columns,
+     * in_k ascending indices per row; and in backward the only columns
+     * where dy is nonzero, out_k per row. NULL when not known. */
     const int32_t *in_idx, *out_idx;
     size_t in_k, out_k;
-    /* Gaussian layer (gaussian.c): forward samples eps from rng, or copies
-     * eps when it is set; with neither, z = mu. backward adds kl_coef times
-     * the KL term's gradient (kl_coef = beta / batch or beta). */
-    ae_rng *rng;
-    const float *eps;
-    float kl_coef;
     /* Backward, set by the caller: the optimizer and the finiteness check
      * read w_used and w_sqnorm (below). w_zero (NULL: not kept) flags, per
      * row (sparse dy) or column (sparse input) of the weight gradient, those
@@ -145,6 +128,35 @@ typedef struct ae_layer_io {
     const unsigned char *w_used;
     int w_used_cols;
     double w_sqnorm;
+} ae_sparse_io;
+
+/* The inputs of a Gaussian layer (gaussian.c), owned by the model and set
+ * before each pass (src/model/vae.c): forward samples eps from rng, or
+ * copies eps when it is set; with neither, z = mu. backward adds kl_coef
+ * times the KL term's gradient (kl_coef = beta / batch or beta). */
+typedef struct ae_gaussian_in {
+    ae_rng *rng;
+    const float *eps;
+    float kl_coef;
+} ae_gaussian_in;
+
+/* One layer's view of a forward or backward pass over a batch. */
+typedef struct ae_layer_io {
+    size_t batch;
+    int train;
+    const float *x; /* input [batch, in] */
+    float *pre;     /* pre-activation [batch, out], or NULL when not kept */
+    float *y;       /* output [batch, out] */
+    float *dy;      /* backward: gradient w.r.t. y (or pre, see dy_is_dpre); overwritten */
+    float *dx;      /* backward: gradient w.r.t. x [batch, in]; NULL when not needed */
+    int dy_is_dpre; /* backward: dy already holds the gradient w.r.t. pre */
+    float *scratch; /* ops->scratch_floats(batch) floats */
+    /* The layer's non-trainable state (m->buffers + L->s_off), NULL when
+     * s_count is 0; forward may update it in training mode. */
+    float *state;
+    /* Sparse paths (a dense layer beside a top-k, and the top-k itself):
+     * hints and bookkeeping, set by the model; NULL for ordinary layers. */
+    ae_sparse_io *sparse;
 } ae_layer_io;
 
 typedef struct ae_layer_ops {
@@ -197,6 +209,7 @@ struct ae_layer {
     size_t sparse_k;
     int keeps_zeros;
     size_t in_sparse_k, out_sparse_k;
+    ae_gaussian_in *gauss_in; /* a Gaussian layer's inputs (model-owned); NULL for other kinds */
 };
 
 /* Selection helpers (topk.c). Indices of the k largest of the n values

@@ -211,7 +211,7 @@ static void topk_forward(const ae_layer *L, const float *params, ae_layer_io *io
     }
 }
 
-/* dx = dy at the kept entries, 0 elsewhere; with io->dx_kept_only the layer
+/* dx = dy at the kept entries, 0 elsewhere; with io->sparse->dx_kept_only the layer
  * before reads only the kept entries, so the zeros are not written. */
 static void topk_backward(const ae_layer *L, const float *params, float *grads, ae_layer_io *io,
                           int accumulate_w) {
@@ -221,7 +221,7 @@ static void topk_backward(const ae_layer *L, const float *params, float *grads, 
     if (!io->dx) return;
     size_t n = L->in, k = L->sparse_k;
     const int32_t *idx = (const int32_t *)io->scratch;
-    if (!io->dx_kept_only) memset(io->dx, 0, io->batch * n * sizeof(float));
+    if (!(io->sparse && io->sparse->dx_kept_only)) memset(io->dx, 0, io->batch * n * sizeof(float));
     for (size_t r = 0; r < io->batch; r++) {
         const int32_t *ix = idx + r * k;
         const float *dy = io->dy + r * n;

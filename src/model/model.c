@@ -208,12 +208,13 @@ ae_status ae_model_reserve(ae_model *m, size_t batch) {
 
 const float *ae_model_forward(ae_model *m, size_t from, size_t to, const float *x, size_t batch,
                               int train, ae_rng *rng, const float *eps) {
+    ae_vae_before_forward(m, rng, eps);
     for (size_t i = from; i < to; i++) {
         ae_layer_io io = {.batch = batch, .train = train, .x = x, .pre = m->pre[i], .y = m->y[i],
                           .scratch = m->scratch[i],
-                          .state = m->layers[i].s_count ? m->buffers + m->layers[i].s_off : NULL,
-                          .rng = rng, .eps = eps};
-        ae_sparse_hints(m, i, from, 0, &io);
+                          .state = m->layers[i].s_count ? m->buffers + m->layers[i].s_off : NULL};
+        ae_sparse_io sp;
+        io.sparse = ae_sparse_hints(m, i, from, batch, &sp);
         m->layers[i].ops->forward(&m->layers[i], m->params, &io);
         ae_sparse_after_forward(m, i, from);
         x = m->y[i];
@@ -301,18 +302,6 @@ static int layer_trains(const ae_layer *L) {
     return (L->b_count && !L->frozen) || (L->w_count && !L->frozen && !L->w_frozen);
 }
 
-/* The layer knows where its weight gradient is zero: the optimizer and the
- * finiteness check read its flags instead of the zeros. */
-static void record_sparse_grad(ae_model *m, const ae_layer *L, const ae_layer_io *io) {
-    for (size_t b = 0; b < m->nblocks; b++) {
-        const ae_param_block *blk = &m->blocks[b];
-        /* The weight's own block (sparse paths are for untied layers). */
-        if (blk->off != L->w_off || blk->len != L->w_count) continue;
-        m->grad_shapes[b] = (ae_grad_shape){io->w_used, L->in, io->w_used_cols, io->w_sqnorm};
-        return;
-    }
-}
-
 static void backward(ae_model *m, const float *x, size_t batch) {
     float *dy = m->grad_a, *dx = m->grad_b;
     /* Below the first layer that trains, no gradient is needed. */
@@ -330,19 +319,12 @@ static void backward(ae_model *m, const float *x, size_t batch) {
                           .dx = i > first ? dx : NULL,
                           .dy_is_dpre = i + 1 == m->nlayers,
                           .scratch = m->scratch[i],
-                          .state = L->s_count ? m->buffers + L->s_off : NULL,
-                          .kl_coef = m->vae_kl_coef};
+                          .state = L->s_count ? m->buffers + L->s_off : NULL};
         if (i + 1 < m->nlayers) ae_sparse_penalty_grad(m, i, batch, dy);
-        ae_sparse_hints(m, i, 0, 1, &io);
-        io.sparse_grads = 1;
-        io.dx_kept_only = io.dx && ae_sparse_dx_kept_only(m, i, first, batch);
-        unsigned char *zero = m->grad_zero[i];
-        if (zero && !m->grad_zero_ok[i]) memset(zero, 0, ae_sparse_zero_flags(L));
-        io.w_zero = zero;
+        ae_sparse_io sp;
+        io.sparse = ae_sparse_before_backward(m, i, first, batch, io.dx != NULL, &sp);
         L->ops->backward(L, m->params, m->grads, &io, m->accumulate_w[i]);
-        /* Flags the layer did not keep up to date are forgotten. */
-        if (zero) m->grad_zero_ok[i] = io.w_used != NULL;
-        if (io.w_used) record_sparse_grad(m, L, &io);
+        if (io.sparse) ae_sparse_after_backward(m, i, io.sparse);
         float *t = dy;
         dy = dx;
         dx = t;

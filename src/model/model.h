@@ -64,7 +64,7 @@ struct ae_model {
     ae_grad_shape *grad_shapes; /* per block (same capacity), set by each backward pass */
     /* Per layer, for dense layers with sparse paths (else NULL): which rows
      * or columns of the weight gradient are all zero in the arena
-     * (ae_layer_io.w_zero), valid when grad_zero_ok. */
+     * (ae_sparse_io.w_zero), valid when grad_zero_ok. */
     unsigned char **grad_zero;
     unsigned char *grad_zero_ok;
     unsigned char *accumulate_w; /* per layer: its weight gradient adds to a range already written */
@@ -100,7 +100,7 @@ struct ae_model {
     float *vae_eps;          /* fixed eps [vae_eps_count], or NULL */
     size_t vae_eps_count;
     double stat_vae_kl;      /* the KL term of the last step or evaluation, reduced */
-    float vae_kl_coef;       /* beta_t / batch or beta_t of the current training step */
+    ae_gaussian_in vae_in;   /* the Gaussian layer's inputs (its gauss_in) */
     /* Metadata (meta.c): key/value strings in the order first set. */
     struct ae_meta_entry *meta;
     size_t nmeta, meta_cap;
@@ -168,14 +168,20 @@ ae_status ae_sparse_setup(ae_model *m, ae_errbuf *err);
 void ae_sparse_free(ae_model *m);
 /* Records layer i's kept-index list after its forward (from = first layer run). */
 void ae_sparse_after_forward(ae_model *m, size_t i, size_t from);
-/* Fills the sparsity hints of layer i's io for the forward or backward pass. */
-void ae_sparse_hints(const ae_model *m, size_t i, size_t from, int backward, ae_layer_io *io);
-/* The penalties of the last forward (values of every layer's penalties). */
-/* 1 when the backward of layer i - 1 reads its dy (layer i's dx) only at
- * the kept entries of the top-k layer it is or feeds (ae_layer_io.dx_kept_only). */
-int ae_sparse_dx_kept_only(const ae_model *m, size_t i, size_t first, size_t batch);
+/* The sparse-path hints of layer i's forward pass (from = first layer
+ * run) in *sp: sp, or NULL when the layer has none (ae_layer_io.sparse). */
+ae_sparse_io *ae_sparse_hints(const ae_model *m, size_t i, size_t from, size_t batch,
+                              ae_sparse_io *sp);
+/* The same for layer i's backward pass (first = the lowest layer the pass
+ * reaches, want_dx: it writes dx), with the weight gradient's zero flags;
+ * after the layer's backward, ae_sparse_after_backward keeps what it
+ * reported (the flags, and the gradient's shape for the optimizer). */
+ae_sparse_io *ae_sparse_before_backward(ae_model *m, size_t i, size_t first, size_t batch,
+                                        int want_dx, ae_sparse_io *sp);
+void ae_sparse_after_backward(ae_model *m, size_t i, const ae_sparse_io *sp);
 /* The number of zero flags of a dense layer with sparse paths. */
 size_t ae_sparse_zero_flags(const ae_layer *L);
+/* The penalties of the last forward (values of every layer's penalties). */
 void ae_sparse_penalties(const ae_model *m, size_t batch, double *kl, double *l1);
 /* Adds the penalty gradients of layer i's output to dy. */
 void ae_sparse_penalty_grad(ae_model *m, size_t i, size_t batch, float *dy);
@@ -196,7 +202,10 @@ double ae_vae_beta_now(const ae_model *m);
 /* The KL term of the last forward, reduced over the batch as AE_P_REDUCTION
  * says (0 without a Gaussian layer). */
 double ae_vae_kl_term(const ae_model *m, size_t batch);
-/* Sets vae_kl_coef for the backward pass of a training step on `batch`. */
+/* Sets the Gaussian layer's kl_coef for the backward pass of a training
+ * step on `batch`. */
 void ae_vae_before_backward(ae_model *m, size_t batch);
+/* Sets the Gaussian layer's sampling for a forward pass (see ae_model_forward). */
+void ae_vae_before_forward(ae_model *m, ae_rng *rng, const float *eps);
 
 #endif

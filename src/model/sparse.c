@@ -184,24 +184,35 @@ void ae_sparse_after_forward(ae_model *m, size_t i, size_t from) {
     }
 }
 
-void ae_sparse_hints(const ae_model *m, size_t i, size_t from, int backward, ae_layer_io *io) {
+/* The index lists layer i may read: in_idx always, out_idx in backward. */
+static void fill_hints(const ae_model *m, size_t i, size_t from, size_t batch, int backward,
+                       ae_sparse_io *sp) {
     const ae_layer *L = &m->layers[i];
+    memset(sp, 0, sizeof *sp);
     /* The sparse paths count entries in int32. */
-    if (io->batch * (L->in_sparse_k > L->out_sparse_k ? L->in_sparse_k : L->out_sparse_k) >
+    if (batch * (L->in_sparse_k > L->out_sparse_k ? L->in_sparse_k : L->out_sparse_k) >
         (size_t)INT32_MAX)
         return;
     if (L->in_sparse_k && i > from && m->out_idx[i - 1] && m->out_k[i - 1] == L->in_sparse_k) {
-        io->in_idx = m->out_idx[i - 1];
-        io->in_k = m->out_k[i - 1];
+        sp->in_idx = m->out_idx[i - 1];
+        sp->in_k = m->out_k[i - 1];
     }
     if (backward && L->out_sparse_k && i + 1 < m->nlayers && m->out_idx[i + 1] &&
         m->out_k[i + 1] == L->out_sparse_k) {
-        io->out_idx = m->out_idx[i + 1];
-        io->out_k = m->out_k[i + 1];
+        sp->out_idx = m->out_idx[i + 1];
+        sp->out_k = m->out_k[i + 1];
     }
 }
 
-int ae_sparse_dx_kept_only(const ae_model *m, size_t i, size_t first, size_t batch) {
+ae_sparse_io *ae_sparse_hints(const ae_model *m, size_t i, size_t from, size_t batch,
+                              ae_sparse_io *sp) {
+    fill_hints(m, i, from, batch, 0, sp);
+    return sp->in_idx ? sp : NULL;
+}
+
+/* 1 when the backward of layer i - 1 reads its dy (layer i's dx) only at
+ * the kept entries of the top-k layer it is or feeds (ae_sparse_io.dx_kept_only). */
+static int dx_kept_only(const ae_model *m, size_t i, size_t first, size_t batch) {
     if (i == 0 || i - 1 < first) return 0;
     const ae_layer *P = &m->layers[i - 1];
     /* A top-k layer's backward reads its dy only at its kept entries, which
@@ -212,9 +223,36 @@ int ae_sparse_dx_kept_only(const ae_model *m, size_t i, size_t first, size_t bat
     if (P->kind != AE_LAYER_DENSE || P->w_transposed || !P->out_sparse_k ||
         !m->layers[i].ops->kept_index)
         return 0;
-    ae_layer_io io = {.batch = batch};
-    ae_sparse_hints(m, i - 1, 0, 1, &io);
-    return io.out_idx != NULL && io.out_k == P->out_sparse_k;
+    ae_sparse_io sp;
+    fill_hints(m, i - 1, 0, batch, 1, &sp);
+    return sp.out_idx != NULL && sp.out_k == P->out_sparse_k;
+}
+
+ae_sparse_io *ae_sparse_before_backward(ae_model *m, size_t i, size_t first, size_t batch,
+                                        int want_dx, ae_sparse_io *sp) {
+    fill_hints(m, i, 0, batch, 1, sp);
+    sp->sparse_grads = 1;
+    sp->dx_kept_only = want_dx && dx_kept_only(m, i, first, batch);
+    unsigned char *zero = m->grad_zero[i];
+    if (zero && !m->grad_zero_ok[i]) memset(zero, 0, ae_sparse_zero_flags(&m->layers[i]));
+    sp->w_zero = zero;
+    return sp->in_idx || sp->out_idx || sp->w_zero || sp->dx_kept_only ? sp : NULL;
+}
+
+void ae_sparse_after_backward(ae_model *m, size_t i, const ae_sparse_io *sp) {
+    const ae_layer *L = &m->layers[i];
+    /* Flags the layer did not keep up to date are forgotten. */
+    if (m->grad_zero[i]) m->grad_zero_ok[i] = sp->w_used != NULL;
+    if (!sp->w_used) return;
+    /* The layer knows where its weight gradient is zero: the optimizer and
+     * the finiteness check read its flags instead of the zeros. */
+    for (size_t b = 0; b < m->nblocks; b++) {
+        const ae_param_block *blk = &m->blocks[b];
+        /* The weight's own block (sparse paths are for untied layers). */
+        if (blk->off != L->w_off || blk->len != L->w_count) continue;
+        m->grad_shapes[b] = (ae_grad_shape){sp->w_used, L->in, sp->w_used_cols, sp->w_sqnorm};
+        return;
+    }
 }
 
 void ae_sparse_penalties(const ae_model *m, size_t batch, double *kl, double *l1) {

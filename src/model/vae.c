@@ -33,6 +33,7 @@ ae_status ae_vae_setup(ae_model *m, ae_errbuf *err) {
                             "encoder)", i, m->code_layer - 1);
         m->has_vae = 1;
         m->vae_layer = i;
+        m->layers[i].gauss_in = &m->vae_in;
     }
     return AE_OK;
 }
@@ -79,7 +80,12 @@ double ae_vae_kl_term(const ae_model *m, size_t batch) {
 }
 
 void ae_vae_before_backward(ae_model *m, size_t batch) {
-    m->vae_kl_coef = m->has_vae ? (float)(ae_vae_beta_now(m) * batch_scale(m, batch)) : 0.0f;
+    m->vae_in.kl_coef = m->has_vae ? (float)(ae_vae_beta_now(m) * batch_scale(m, batch)) : 0.0f;
+}
+
+void ae_vae_before_forward(ae_model *m, ae_rng *rng, const float *eps) {
+    m->vae_in.rng = rng;
+    m->vae_in.eps = eps;
 }
 
 /* ---- public calls ---- */
