@@ -267,7 +267,11 @@ typedef enum ae_noise_kind {
 
 /**
  * A corruption for ae_corrupt. Fill it with ae_noise_init, then change
- * fields. Fields added later go at the end. Since 0.1.0.
+ * fields. Its fields are a model's denoising settings one to one (kind
+ * AE_P_NOISE_KIND, level AE_P_NOISE_LEVEL, mean AE_P_NOISE_MEAN, value
+ * AE_P_NOISE_VALUE, clip, clip_lo and clip_hi AE_P_NOISE_CLIP, _LO and
+ * _HI), with the same defaults, ranges and meaning. Fields added later go
+ * at the end. Since 0.1.0.
  */
 typedef struct ae_noise {
     size_t struct_size;  /* sizeof(ae_noise) */

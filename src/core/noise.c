@@ -38,7 +38,7 @@ ae_status ae_noise_check(const ae_noise_spec *n, ae_errbuf *e, int settings) {
                             "%s is a probability for dropout noise: must be in [0, 1), got %g", lv, p);
         break;
     default:
-        return ae_error(e, AE_ERR_INVALID_ARG, "unknown noise kind %d", n->kind);
+        return ae_error(e, AE_ERR_INVALID_ARG, "unknown noise kind %lld", (long long)n->kind);
     }
     if (n->clip) {
         if (!(fabs(n->lo) <= 1e30) || !(fabs(n->hi) <= 1e30))

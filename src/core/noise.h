@@ -6,12 +6,16 @@
 
 #include "core.h"
 
+/* The one description of a corruption inside the library: a model keeps
+ * its AE_P_NOISE_* settings as this struct (ae_settings.noise), and the
+ * public ae_noise of ae_corrupt is converted to it at that call. The
+ * integers are int64_t because the settings table stores them so. */
 typedef struct ae_noise_spec {
-    int kind;     /* ae_noise_kind */
+    int64_t kind; /* ae_noise_kind (AE_P_NOISE_KIND) */
     double level; /* variance (Gaussian), rate (masking), probability (others) */
     double mean;  /* Gaussian mean */
     double value; /* masking constant */
-    int clip;     /* clip the result to [lo, hi] */
+    int64_t clip; /* clip the result to [lo, hi] */
     double lo, hi;
 } ae_noise_spec;
 

@@ -32,13 +32,13 @@ static const param_row param_table[] = {
     ROW_F(AE_P_EPSILON, "AE_P_EPSILON", 0, 1, 1, 0, 1, eps),
     ROW_F(AE_P_GRAD_CLIP_NORM, "AE_P_GRAD_CLIP_NORM", 0, 1e12, 0, 0, 1, clip_norm),
     ROW_F(AE_P_DAMPENING, "AE_P_DAMPENING", 0, 1e6, 0, 0, 1, dampening),
-    ROW_I(AE_P_NOISE_KIND, "AE_P_NOISE_KIND", 0, 5, 1, noise_kind),
-    ROW_F(AE_P_NOISE_LEVEL, "AE_P_NOISE_LEVEL", 0, 1e6, 0, 0, 1, noise_level),
-    ROW_F(AE_P_NOISE_MEAN, "AE_P_NOISE_MEAN", -1e6, 1e6, 0, 0, 1, noise_mean),
-    ROW_I(AE_P_NOISE_CLIP, "AE_P_NOISE_CLIP", 0, 1, 1, noise_clip),
-    ROW_F(AE_P_NOISE_CLIP_LO, "AE_P_NOISE_CLIP_LO", -1e30, 1e30, 0, 0, 1, noise_lo),
-    ROW_F(AE_P_NOISE_CLIP_HI, "AE_P_NOISE_CLIP_HI", -1e30, 1e30, 0, 0, 1, noise_hi),
-    ROW_F(AE_P_NOISE_VALUE, "AE_P_NOISE_VALUE", -1e30, 1e30, 0, 0, 1, noise_value),
+    ROW_I(AE_P_NOISE_KIND, "AE_P_NOISE_KIND", 0, 5, 1, noise.kind),
+    ROW_F(AE_P_NOISE_LEVEL, "AE_P_NOISE_LEVEL", 0, 1e6, 0, 0, 1, noise.level),
+    ROW_F(AE_P_NOISE_MEAN, "AE_P_NOISE_MEAN", -1e6, 1e6, 0, 0, 1, noise.mean),
+    ROW_I(AE_P_NOISE_CLIP, "AE_P_NOISE_CLIP", 0, 1, 1, noise.clip),
+    ROW_F(AE_P_NOISE_CLIP_LO, "AE_P_NOISE_CLIP_LO", -1e30, 1e30, 0, 0, 1, noise.lo),
+    ROW_F(AE_P_NOISE_CLIP_HI, "AE_P_NOISE_CLIP_HI", -1e30, 1e30, 0, 0, 1, noise.hi),
+    ROW_F(AE_P_NOISE_VALUE, "AE_P_NOISE_VALUE", -1e30, 1e30, 0, 0, 1, noise.value),
     ROW_F(AE_P_VAE_BETA, "AE_P_VAE_BETA", 0, 1e6, 0, 0, 1, vae_beta),
     ROW_I(AE_P_VAE_BETA_WARMUP_STEPS, "AE_P_VAE_BETA_WARMUP_STEPS", 0, 9223372036854775807.0, 1,
           vae_warmup),
@@ -67,7 +67,7 @@ void ae_settings_default(ae_settings *s) {
     s->beta1 = 0.9;
     s->beta2 = 0.999;
     s->eps = 1e-8;
-    s->noise_hi = 1.0;
+    s->noise.hi = 1.0;
     s->dead_window = 1000;
     s->vae_beta = 1.0;
 }

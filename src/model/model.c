@@ -346,14 +346,12 @@ ae_status ae_model_reserve_noisy(ae_model *m, size_t batch) {
 /* Denoising: corrupts a private copy of x (allocated at the first step of a
  * new largest batch) from the model's RNG; *xin is the copy. */
 static ae_status corrupt_input(ae_model *m, const float *x, size_t batch, const float **xin) {
-    const ae_settings *s = &m->s;
-    ae_noise_spec ns = {(int)s->noise_kind, s->noise_level, s->noise_mean, s->noise_value,
-                        (int)s->noise_clip, s->noise_lo, s->noise_hi};
-    ae_status st = ae_noise_check(&ns, &m->err, 1);
+    const ae_noise_spec *ns = &m->s.noise;
+    ae_status st = ae_noise_check(ns, &m->err, 1);
     if (!st) st = check_finite(m, x, batch * m->in_size, "the input");
     if (st) return st;
     if ((st = ae_model_reserve_noisy(m, batch)) != AE_OK) return st;
-    ae_noise_apply(&ns, &m->rng, x, m->noisy, batch, m->in_size);
+    ae_noise_apply(ns, &m->rng, x, m->noisy, batch, m->in_size);
     *xin = m->noisy;
     return AE_OK;
 }
@@ -367,7 +365,7 @@ ae_status ae_train_step(ae_model *m, const float *x, const float *target, size_t
     /* A failed step leaves the RNG as it was, too. */
     ae_rng rng_before = m->rng;
     const float *xin = x;
-    if (m->s.noise_kind != AE_NOISE_NONE) {
+    if (m->s.noise.kind != AE_NOISE_NONE) {
         if ((st = corrupt_input(m, x, batch, &xin)) != AE_OK) return st;
         if (!target) target = x; /* the clean input */
     }

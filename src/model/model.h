@@ -4,6 +4,7 @@
 #define AE_MODEL_H
 
 #include "core/core.h"
+#include "core/noise.h"
 #include "layers/layers.h"
 #include "losses/losses.h"
 #include "optim/optim.h"
@@ -12,8 +13,7 @@
 typedef struct ae_settings {
     int64_t loss, reduction, optimizer, seed, nesterov, dead_window;
     double lr, momentum, dampening, weight_decay, beta1, beta2, eps, clip_norm;
-    int64_t noise_kind, noise_clip; /* denoising: see core/noise.h */
-    double noise_level, noise_mean, noise_lo, noise_hi, noise_value;
+    ae_noise_spec noise; /* denoising: the AE_P_NOISE_* settings (core/noise.h) */
     double vae_beta; /* VAE: KL weight and its warm-up in steps */
     int64_t vae_warmup;
     /* AE_P_WEIGHT_DECAY was set explicitly: choosing the optimizer no longer

@@ -191,9 +191,7 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
     ae_epoch_stats *rec = NULL;
     if (h && h->cap < o->epochs) rec = ae_alloc(&h->alloc, o->epochs * sizeof *rec);
     /* A denoising model validates on a corrupted copy, drawn once. */
-    const ae_settings *ms = &m->s;
-    ae_noise_spec ns = {(int)ms->noise_kind, ms->noise_level, ms->noise_mean, ms->noise_value,
-                        (int)ms->noise_clip, ms->noise_lo, ms->noise_hi};
+    const ae_noise_spec ns = m->s.noise;
     int val_noisy = o->val && o->val_corrupt && ns.kind != AE_NOISE_NONE;
     size_t nval = o->val ? ae_dataset_count(o->val) : 0;
     float *vnoisy = val_noisy ? ae_alloc(a, nval * d * sizeof *vnoisy) : NULL;
