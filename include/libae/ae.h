@@ -1,9 +1,15 @@
 /*
  * libae - train and run autoencoders from C.
  *
- * This is the one header users include. It declares the whole public API:
- * status codes, the allocator hook, the configuration builder, the model,
- * and (through the topic headers it includes) datasets.
+ * This is the one header users include. It declares the core of the API:
+ * status codes, the names of layer kinds and activations, the allocator
+ * hook, the configuration builder (input size or shape, dense layers and
+ * the layers every kind of model uses: flatten, unflatten, activation),
+ * the model (training, inference, shapes, the train/infer mode and the
+ * statistics); and it includes the topic headers: datasets and corruption
+ * (data.h), image layers (conv.h), tying and stacking (stack.h), the
+ * training loop (train.h), sparse (sparse.h) and variational (vae.h)
+ * models, metrics (metrics.h), files (io.h).
  *
  * Principles that hold for every call:
  * - Handles are opaque. Every *_create has a *_destroy that accepts NULL.
@@ -147,7 +153,8 @@ typedef enum ae_optimizer {
 /** Layer kinds, as reported by ae_model_layer_info. Since 0.1.0. */
 typedef enum ae_layer_kind {
     AE_LAYER_DENSE = 0,
-    /* Convolutional layers (<libae/conv.h>). Since 0.1.0. */
+    /* Image layers (<libae/conv.h>) and the generic flatten, unflatten and
+       activation layers. Since 0.1.0. */
     AE_LAYER_CONV2D = 10,
     AE_LAYER_CONV_TRANSPOSE2D = 11,
     AE_LAYER_MAXPOOL2D = 12,
@@ -270,7 +277,7 @@ typedef enum ae_param {
        ae_evaluate uses the weight of the next step. Changeable. */
     AE_P_VAE_BETA_WARMUP_STEPS = 51,
     /* int, [1, 2^31-1], default 1000: the window, in training steps, of
-       AE_STAT_DEAD_LATENTS (sparse.h). Changeable. */
+       AE_STAT_DEAD_LATENTS (below). Changeable. */
     AE_P_DEAD_WINDOW = 60
 } ae_param;
 
@@ -336,6 +343,16 @@ AE_API const char *ae_config_last_error(const ae_config *cfg);
 AE_API ae_status ae_config_set_input_size(ae_config *cfg, size_t features);
 
 /**
+ * Sets the shape of one input sample: `channels` x `height` x `width`
+ * (each at least 1, their product at most 2^24). ae_config_set_input_size(n)
+ * is the shape n x 1 x 1. Must be called before any layer is added.
+ * Errors: AE_ERR_INVALID_ARG (cfg NULL), AE_ERR_RANGE, AE_ERR_STATE (layers
+ * already added). Since 0.1.0.
+ */
+AE_API ae_status ae_config_set_input_shape(ae_config *cfg, size_t channels, size_t height,
+                                           size_t width);
+
+/**
  * Appends a dense layer y = act(x Wᵀ + b) with `units` outputs
  * (1 to 2^24), W of shape [units, inputs] as PyTorch's nn.Linear.
  * Layers added before ae_config_mark_code form the encoder; layers after it
@@ -344,6 +361,28 @@ AE_API ae_status ae_config_set_input_size(ae_config *cfg, size_t features);
  * already added). Since 0.1.0.
  */
 AE_API ae_status ae_config_add_dense(ae_config *cfg, size_t units, ae_activation act);
+
+/**
+ * Appends nn.Flatten: c x h x w becomes (c·h·w) x 1 x 1. The data are not
+ * changed. Errors: AE_ERR_INVALID_ARG, AE_ERR_STATE. Since 0.1.0.
+ */
+AE_API ae_status ae_config_add_flatten(ae_config *cfg);
+
+/**
+ * Appends nn.Unflatten: the current sample (of any shape) is read as
+ * `channels` x `height` x `width`, whose product must equal its size.
+ * Errors: AE_ERR_INVALID_ARG, AE_ERR_RANGE (a zero dimension), AE_ERR_SHAPE
+ * (the product differs from the current size), AE_ERR_STATE. Since 0.1.0.
+ */
+AE_API ae_status ae_config_add_unflatten(ae_config *cfg, size_t channels, size_t height,
+                                         size_t width);
+
+/**
+ * Appends a standalone element-wise activation (e.g. after a BatchNorm),
+ * keeping the shape. Errors: AE_ERR_INVALID_ARG (unknown activation),
+ * AE_ERR_STATE. Since 0.1.0.
+ */
+AE_API ae_status ae_config_add_activation(ae_config *cfg, ae_activation act);
 
 /**
  * Sets a per-layer setting of layer `layer` (0-based, counting every layer
@@ -503,6 +542,14 @@ typedef struct ae_layer_info {
 AE_API ae_status ae_model_layer_info(const ae_model *m, size_t layer, ae_layer_info *info);
 
 /**
+ * The sample shapes of layer `layer`'s input and output: `in` and `out`
+ * (either may be NULL) receive channels, height, width. Errors:
+ * AE_ERR_INVALID_ARG (m NULL), AE_ERR_RANGE (no such layer). Since 0.1.0.
+ */
+AE_API ae_status ae_model_layer_shape(const ae_model *m, size_t layer, size_t in[3],
+                                      size_t out[3]);
+
+/**
  * Copies a layer's weight (row-major, [out, in] for dense) into `dst`, which
  * holds `count` floats; `count` must equal the layer's weight_count. For a
  * tied decoder layer this is its partner's weight, transposed, and
@@ -534,6 +581,72 @@ AE_API ae_status ae_model_set_float(ae_model *m, ae_param param, double value);
 AE_API ae_status ae_model_get_int(const ae_model *m, ae_param param, int64_t *value);
 /** Reads a float setting of the model. Since 0.1.0. */
 AE_API ae_status ae_model_get_float(const ae_model *m, ae_param param, double *value);
+
+/* ------------------------------------------------------------------------
+ * Mode
+ * ------------------------------------------------------------------------ */
+
+/** Training or inference behaviour of the layers. Since 0.1.0. */
+typedef enum ae_mode {
+    AE_MODE_INFER = 0, /* default: lifetime top-k passes through, batch top-k uses θ */
+    AE_MODE_TRAIN = 1  /* every forward behaves as in training (and updates θ) */
+} ae_mode;
+
+/**
+ * Sets the mode used by ae_evaluate, ae_encode, ae_decode and
+ * ae_reconstruct (PyTorch's model.train() / model.eval()). ae_train_step
+ * always runs in training mode whatever the setting. A model starts in
+ * AE_MODE_INFER. Errors: AE_ERR_INVALID_ARG (m NULL, unknown mode).
+ * Since 0.1.0.
+ */
+AE_API ae_status ae_model_set_mode(ae_model *m, ae_mode mode);
+
+/** The model's mode; AE_MODE_INFER for NULL. Since 0.1.0. */
+AE_API ae_mode ae_model_get_mode(const ae_model *m);
+
+/* ------------------------------------------------------------------------
+ * Statistics
+ * ------------------------------------------------------------------------ */
+
+/** Statistics read with ae_model_get_stat (numbers frozen). Since 0.1.0. */
+typedef enum ae_stat {
+    /* The loss of the last ae_train_step or ae_evaluate: reconstruction
+       plus every penalty (and a VAE's beta-weighted KL term). */
+    AE_STAT_LOSS = 1,
+    /* Its reconstruction term. */
+    AE_STAT_LOSS_RECON = 2,
+    /* The sum of its KL sparsity penalties (λ included). */
+    AE_STAT_LOSS_KL = 3,
+    /* The sum of its L1 penalties (λ included). */
+    AE_STAT_LOSS_L1 = 4,
+    /* Mean over the samples of the last ae_train_step or ae_evaluate of
+       the number of nonzero code entries. */
+    AE_STAT_CODE_L0 = 5,
+    /* Code units not active (nonzero for any sample) in any of the last
+       AE_P_DEAD_WINDOW training steps (or, before that many steps, in any
+       step so far). Needs one training step. */
+    AE_STAT_DEAD_LATENTS = 6,
+    /* Lifetime top-k layers that kept every value in the last training
+       step because the batch was no larger than their k. */
+    AE_STAT_LIFETIME_KEPT_ALL = 7,
+    /* The inference threshold θ of the first batch top-k layer. Needs a
+       batch top-k layer that has seen a training forward. */
+    AE_STAT_BATCH_TOPK_THRESHOLD = 8,
+    /* The KL term of a VAE's last ae_train_step or ae_evaluate, reduced over
+       the batch as the reconstruction (mean: divided by the batch size; sum:
+       summed), without the weight beta (<libae/vae.h>). Needs a Gaussian
+       layer. Since 0.1.0. */
+    AE_STAT_LOSS_VAE_KL = 9
+} ae_stat;
+
+/**
+ * Reads a statistic into *value. Errors: AE_ERR_INVALID_ARG (NULL, unknown
+ * statistic), AE_ERR_STATE (no step or evaluation yet for the loss and L0
+ * statistics; no training step yet for the training ones; no batch top-k
+ * layer, or one that has not trained, for the threshold; no Gaussian layer
+ * for AE_STAT_LOSS_VAE_KL). Since 0.1.0.
+ */
+AE_API ae_status ae_model_get_stat(const ae_model *m, ae_stat stat, double *value);
 
 #ifdef __cplusplus
 }

@@ -5,10 +5,12 @@
  *
  * Layers for images, with PyTorch's shapes, semantics and parameter layouts:
  * Conv2d, ConvTranspose2d, MaxPool2d, Upsample, BatchNorm (1d and 2d),
- * AdaptiveAvgPool2d to 1x1, Flatten and Unflatten, and a standalone
- * activation. They mix freely with dense layers: a dense layer takes any
- * input shape (flattened, as nn.Flatten then nn.Linear would) and produces
- * a vector of shape units x 1 x 1.
+ * AdaptiveAvgPool2d to 1x1. The input shape (ae_config_set_input_shape),
+ * Flatten, Unflatten, the standalone activation and ae_model_layer_shape
+ * are in <libae/ae.h>: every kind of model uses them. Image layers mix
+ * freely with dense layers: a dense layer takes any input shape (flattened,
+ * as nn.Flatten then nn.Linear would) and produces a vector of shape
+ * units x 1 x 1.
  *
  * Data are NCHW: a batch of images is [batch, channels, height, width],
  * row-major, each sample channels*height*width floats.
@@ -45,16 +47,6 @@ typedef enum ae_upsample_mode {
     AE_UPSAMPLE_NEAREST = 0, /* nn.Upsample(mode="nearest") */
     AE_UPSAMPLE_BILINEAR = 1 /* nn.Upsample(mode="bilinear", align_corners=True) */
 } ae_upsample_mode;
-
-/**
- * Sets the shape of one input sample: `channels` x `height` x `width`
- * (each at least 1, their product at most 2^24). ae_config_set_input_size(n)
- * is the shape n x 1 x 1. Must be called before any layer is added.
- * Errors: AE_ERR_INVALID_ARG (cfg NULL), AE_ERR_RANGE, AE_ERR_STATE (layers
- * already added). Since 0.1.0.
- */
-AE_API ae_status ae_config_set_input_shape(ae_config *cfg, size_t channels, size_t height,
-                                           size_t width);
 
 /**
  * Appends a 2-D convolution (nn.Conv2d) with `out_channels` outputs
@@ -115,36 +107,6 @@ AE_API ae_status ae_config_add_batchnorm(ae_config *cfg);
  * becomes c x 1 x 1. Errors: AE_ERR_INVALID_ARG, AE_ERR_STATE. Since 0.1.0.
  */
 AE_API ae_status ae_config_add_avgpool_1x1(ae_config *cfg);
-
-/**
- * Appends nn.Flatten: c x h x w becomes (c·h·w) x 1 x 1. The data are not
- * changed. Errors: AE_ERR_INVALID_ARG, AE_ERR_STATE. Since 0.1.0.
- */
-AE_API ae_status ae_config_add_flatten(ae_config *cfg);
-
-/**
- * Appends nn.Unflatten: the current sample (of any shape) is read as
- * `channels` x `height` x `width`, whose product must equal its size.
- * Errors: AE_ERR_INVALID_ARG, AE_ERR_RANGE (a zero dimension), AE_ERR_SHAPE
- * (the product differs from the current size), AE_ERR_STATE. Since 0.1.0.
- */
-AE_API ae_status ae_config_add_unflatten(ae_config *cfg, size_t channels, size_t height,
-                                         size_t width);
-
-/**
- * Appends a standalone element-wise activation (e.g. after a BatchNorm),
- * keeping the shape. Errors: AE_ERR_INVALID_ARG (unknown activation),
- * AE_ERR_STATE. Since 0.1.0.
- */
-AE_API ae_status ae_config_add_activation(ae_config *cfg, ae_activation act);
-
-/**
- * The sample shapes of layer `layer`'s input and output: `in` and `out`
- * (either may be NULL) receive channels, height, width. Errors:
- * AE_ERR_INVALID_ARG (m NULL), AE_ERR_RANGE (no such layer). Since 0.1.0.
- */
-AE_API ae_status ae_model_layer_shape(const ae_model *m, size_t layer, size_t in[3],
-                                      size_t out[3]);
 
 #ifdef __cplusplus
 }

@@ -3,9 +3,10 @@
  *
  * Selection layers (top-k per sample, lifetime top-k per feature, batch
  * top-k) and sparsity penalties (KL divergence, L1) on the code or after any
- * layer; a training/inference mode switch; the statistics a sparse model's
- * user watches (loss terms, mean L0 of the code, dead latents). What each
- * operator computes is in docs/sparse.md.
+ * layer. The training/inference mode (ae_model_set_mode) and the statistics
+ * a sparse model's user watches (AE_STAT_LOSS_KL, AE_STAT_CODE_L0,
+ * AE_STAT_DEAD_LATENTS, ...) are in <libae/ae.h>, as every model has them.
+ * What each operator computes is in docs/sparse.md.
  *
  * Selection layers have no parameters; ae_model_layer_info reports them with
  * their kind, AE_ACT_IDENTITY and equal input and output sizes.
@@ -101,72 +102,6 @@ AE_API ae_status ae_config_add_kl_sparsity(ae_config *cfg, size_t layer, double 
  * ae_model_create). Errors as ae_config_add_kl_sparsity. Since 0.1.0.
  */
 AE_API ae_status ae_config_add_l1_sparsity(ae_config *cfg, size_t layer, double lambda);
-
-/* ------------------------------------------------------------------------
- * Mode
- * ------------------------------------------------------------------------ */
-
-/** Training or inference behaviour of the layers. Since 0.1.0. */
-typedef enum ae_mode {
-    AE_MODE_INFER = 0, /* default: lifetime top-k passes through, batch top-k uses θ */
-    AE_MODE_TRAIN = 1  /* every forward behaves as in training (and updates θ) */
-} ae_mode;
-
-/**
- * Sets the mode used by ae_evaluate, ae_encode, ae_decode and
- * ae_reconstruct (PyTorch's model.train() / model.eval()). ae_train_step
- * always runs in training mode whatever the setting. A model starts in
- * AE_MODE_INFER. Errors: AE_ERR_INVALID_ARG (m NULL, unknown mode).
- * Since 0.1.0.
- */
-AE_API ae_status ae_model_set_mode(ae_model *m, ae_mode mode);
-
-/** The model's mode; AE_MODE_INFER for NULL. Since 0.1.0. */
-AE_API ae_mode ae_model_get_mode(const ae_model *m);
-
-/* ------------------------------------------------------------------------
- * Statistics
- * ------------------------------------------------------------------------ */
-
-/** Statistics read with ae_model_get_stat (numbers frozen). Since 0.1.0. */
-typedef enum ae_stat {
-    /* The loss of the last ae_train_step or ae_evaluate: reconstruction
-       plus every penalty (and a VAE's beta-weighted KL term). */
-    AE_STAT_LOSS = 1,
-    /* Its reconstruction term. */
-    AE_STAT_LOSS_RECON = 2,
-    /* The sum of its KL sparsity penalties (λ included). */
-    AE_STAT_LOSS_KL = 3,
-    /* The sum of its L1 penalties (λ included). */
-    AE_STAT_LOSS_L1 = 4,
-    /* Mean over the samples of the last ae_train_step or ae_evaluate of
-       the number of nonzero code entries. */
-    AE_STAT_CODE_L0 = 5,
-    /* Code units not active (nonzero for any sample) in any of the last
-       AE_P_DEAD_WINDOW training steps (or, before that many steps, in any
-       step so far). Needs one training step. */
-    AE_STAT_DEAD_LATENTS = 6,
-    /* Lifetime top-k layers that kept every value in the last training
-       step because the batch was no larger than their k. */
-    AE_STAT_LIFETIME_KEPT_ALL = 7,
-    /* The inference threshold θ of the first batch top-k layer. Needs a
-       batch top-k layer that has seen a training forward. */
-    AE_STAT_BATCH_TOPK_THRESHOLD = 8,
-    /* The KL term of a VAE's last ae_train_step or ae_evaluate, reduced over
-       the batch as the reconstruction (mean: divided by the batch size; sum:
-       summed), without the weight beta (<libae/vae.h>). Needs a Gaussian
-       layer. Since 0.1.0. */
-    AE_STAT_LOSS_VAE_KL = 9
-} ae_stat;
-
-/**
- * Reads a statistic into *value. Errors: AE_ERR_INVALID_ARG (NULL, unknown
- * statistic), AE_ERR_STATE (no step or evaluation yet for the loss and L0
- * statistics; no training step yet for the training ones; no batch top-k
- * layer, or one that has not trained, for the threshold; no Gaussian layer
- * for AE_STAT_LOSS_VAE_KL). Since 0.1.0.
- */
-AE_API ae_status ae_model_get_stat(const ae_model *m, ae_stat stat, double *value);
 
 #ifdef __cplusplus
 }
