@@ -126,11 +126,11 @@ static void write_all(const char *path, const void *p, size_t n) {
 }
 
 static unsigned char *save_buf(ae_model *m, unsigned flags, size_t *size) {
-    assert_int_equal(ae_model_save_buffer(m, flags, NULL, 0, size), AE_ERR_RANGE);
+    assert_int_equal(ae_model_save_buffer(m, NULL, 0, size, flags), AE_ERR_RANGE);
     unsigned char *p = malloc(*size);
     assert_non_null(p);
     size_t again = 0;
-    OK(ae_model_save_buffer(m, flags, p, *size, &again));
+    OK(ae_model_save_buffer(m, p, *size, &again, flags));
     assert_int_equal(again, *size);
     return p;
 }
@@ -719,16 +719,16 @@ static void test_save_buffer_contract(void **state) {
     (void)state;
     ae_model *m = build_dense(NULL);
     size_t size = 0;
-    assert_int_equal(ae_model_save_buffer(m, 0, NULL, 0, &size), AE_ERR_RANGE);
+    assert_int_equal(ae_model_save_buffer(m, NULL, 0, &size, 0), AE_ERR_RANGE);
     assert_true(size > 100);
     unsigned char *buf = malloc(size + 8);
     memset(buf, 0xAB, size + 8);
     size_t got = 0;
-    assert_int_equal(ae_model_save_buffer(m, 0, buf, size - 1, &got), AE_ERR_RANGE);
+    assert_int_equal(ae_model_save_buffer(m, buf, size - 1, &got, 0), AE_ERR_RANGE);
     assert_int_equal(got, size);
     assert_int_equal(buf[0], 0xAB); /* nothing written */
     assert_non_null(strstr(ae_model_last_error(m), "bytes"));
-    OK(ae_model_save_buffer(m, 0, buf, size + 8, &got));
+    OK(ae_model_save_buffer(m, buf, size + 8, &got, 0));
     assert_int_equal(got, size);
     assert_int_equal(buf[size], 0xAB);
     /* The file on disk is the same bytes. */
@@ -746,10 +746,10 @@ static void test_save_buffer_contract(void **state) {
     assert_int_equal(buf[8] | buf[9] << 8, AE_FORMAT_VERSION_MAJOR);
     assert_int_equal(rd64(buf + 16), size);
     /* Misuse. */
-    assert_int_equal(ae_model_save_buffer(NULL, 0, buf, size, &got), AE_ERR_INVALID_ARG);
-    assert_int_equal(ae_model_save_buffer(m, 0, buf, size, NULL), AE_ERR_INVALID_ARG);
-    assert_int_equal(ae_model_save_buffer(m, 0, NULL, 5, &got), AE_ERR_INVALID_ARG);
-    assert_int_equal(ae_model_save_buffer(m, 2, buf, size, &got), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_model_save_buffer(NULL, buf, size, &got, 0), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_model_save_buffer(m, buf, size, NULL, 0), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_model_save_buffer(m, NULL, 5, &got, 0), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_model_save_buffer(m, buf, size, &got, 2), AE_ERR_INVALID_ARG);
     assert_int_equal(ae_model_save(m, NULL, 0), AE_ERR_INVALID_ARG);
     assert_int_equal(ae_model_save(m, "", 0), AE_ERR_INVALID_ARG);
     assert_int_equal(ae_model_save(NULL, path, 0), AE_ERR_INVALID_ARG);

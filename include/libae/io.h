@@ -35,23 +35,26 @@ typedef enum ae_save_flags {
  * Saves a model to `path` atomically: the file is written to a temporary
  * file in the same directory, flushed to disk (fsync), renamed over `path`,
  * and the directory is flushed. A failed save leaves no temporary file and
- * leaves a file already at `path` as it was. The model is not changed.
+ * leaves a file already at `path` as it was. The model is not changed
+ * (only its message buffer, ae_model_last_error, on failure).
  * `flags` is AE_SAVE_MODEL or AE_SAVE_CHECKPOINT.
  * Errors (message in ae_model_last_error(m)): AE_ERR_INVALID_ARG (NULL,
  * unknown flags), AE_ERR_OUT_OF_MEMORY, AE_ERR_IO (the message names the
  * step and the system's reason). Since 0.1.0.
  */
-AE_API ae_status ae_model_save(ae_model *m, const char *path, unsigned flags);
+AE_API ae_status ae_model_save(const ae_model *m, const char *path, unsigned flags);
 
 /**
- * Saves a model into memory, as ae_model_save would write the file.
+ * Saves a model into memory, as ae_model_save would write the file: the
+ * model, where to write, then `flags`, as ae_model_save takes them.
  * snprintf-style: *size always receives the full size in bytes (size may
  * not be NULL); when it exceeds `capacity`, nothing is written and the call
  * returns AE_ERR_RANGE. `buf` may be NULL when capacity is 0 (to ask for
- * the size). Errors: AE_ERR_INVALID_ARG, AE_ERR_RANGE. Since 0.1.0.
+ * the size). The model is not changed. Errors (message in
+ * ae_model_last_error(m)): AE_ERR_INVALID_ARG, AE_ERR_RANGE. Since 0.1.0.
  */
-AE_API ae_status ae_model_save_buffer(ae_model *m, unsigned flags, void *buf, size_t capacity,
-                                      size_t *size);
+AE_API ae_status ae_model_save_buffer(const ae_model *m, void *buf, size_t capacity,
+                                      size_t *size, unsigned flags);
 
 /**
  * Loads a model (or a checkpoint: then training resumes bitwise as if it

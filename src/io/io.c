@@ -345,14 +345,18 @@ static void write_file(const ae_model *m, unsigned flags, wbuf *w) {
     put_u32(w, crc);
 }
 
+/* A save changes nothing in the model; a failure's message is still kept
+ * in its message buffer, as ae_model_create keeps its own in the config's. */
+static ae_errbuf *save_err(const ae_model *m) { return (ae_errbuf *)&m->err; }
+
 /* Checks the arguments and that every layer kind can be saved. */
-static ae_status check_save(ae_model *m, unsigned flags) {
+static ae_status check_save(const ae_model *m, unsigned flags) {
     if (flags > AE_SAVE_CHECKPOINT)
-        return ae_error(&m->err, AE_ERR_INVALID_ARG, "unknown save flags %u", flags);
+        return ae_error(save_err(m), AE_ERR_INVALID_ARG, "unknown save flags %u", flags);
     for (size_t i = 0; i < m->nlayers; i++) {
         layer_rec r;
         if (!record_from_spec(&m->layers[i].spec, &r))
-            return ae_error(&m->err, AE_ERR_UNSUPPORTED,
+            return ae_error(save_err(m), AE_ERR_UNSUPPORTED,
                             "layer %zu (%s) cannot be saved in format version %d.%d", i,
                             ae_layer_kind_name(m->layers[i].kind), AE_FORMAT_VERSION_MAJOR,
                             AE_FORMAT_VERSION_MINOR);
@@ -366,18 +370,18 @@ static size_t file_size(const ae_model *m, unsigned flags) {
     return w.pos;
 }
 
-ae_status ae_model_save_buffer(ae_model *m, unsigned flags, void *buf, size_t capacity,
-                               size_t *size) {
+ae_status ae_model_save_buffer(const ae_model *m, void *buf, size_t capacity, size_t *size,
+                               unsigned flags) {
     if (!m) return AE_ERR_INVALID_ARG;
-    if (!size) return ae_error(&m->err, AE_ERR_INVALID_ARG, "size is NULL");
+    if (!size) return ae_error(save_err(m), AE_ERR_INVALID_ARG, "size is NULL");
     if (!buf && capacity)
-        return ae_error(&m->err, AE_ERR_INVALID_ARG, "buf is NULL but capacity is %zu", capacity);
+        return ae_error(save_err(m), AE_ERR_INVALID_ARG, "buf is NULL but capacity is %zu", capacity);
     ae_status st = check_save(m, flags);
     if (st) return st;
     size_t n = file_size(m, flags);
     *size = n;
     if (capacity < n)
-        return ae_error(&m->err, AE_ERR_RANGE, "the model needs %zu bytes; the buffer holds %zu", n,
+        return ae_error(save_err(m), AE_ERR_RANGE, "the model needs %zu bytes; the buffer holds %zu", n,
                         capacity);
     wbuf w = {buf, capacity, 0};
     write_file(m, flags, &w);
@@ -386,15 +390,15 @@ ae_status ae_model_save_buffer(ae_model *m, unsigned flags, void *buf, size_t ca
 
 /* ---- saving to a path: atomically, through ae_file_replace ---- */
 
-ae_status ae_model_save(ae_model *m, const char *path, unsigned flags) {
+ae_status ae_model_save(const ae_model *m, const char *path, unsigned flags) {
     if (!m) return AE_ERR_INVALID_ARG;
-    if (!path || !*path) return ae_error(&m->err, AE_ERR_INVALID_ARG, "the path is NULL or empty");
+    if (!path || !*path) return ae_error(save_err(m), AE_ERR_INVALID_ARG, "the path is NULL or empty");
     ae_status st = check_save(m, flags);
     if (st) return st;
     size_t n = file_size(m, flags);
     unsigned char *buf = ae_alloc(&m->alloc, n);
     if (!buf)
-        return ae_error(&m->err, AE_ERR_OUT_OF_MEMORY, "out of memory saving the model (%zu bytes)",
+        return ae_error(save_err(m), AE_ERR_OUT_OF_MEMORY, "out of memory saving the model (%zu bytes)",
                         n);
     wbuf w = {buf, n, 0};
     write_file(m, flags, &w);
@@ -402,10 +406,10 @@ ae_status ae_model_save(ae_model *m, const char *path, unsigned flags) {
     const char *step = NULL;
     int rc = ae_file_replace(&m->alloc, path, &part, 1, &step);
     if (rc < 0)
-        st = ae_error(&m->err, errno == ENOMEM ? AE_ERR_OUT_OF_MEMORY : AE_ERR_IO,
+        st = ae_error(save_err(m), errno == ENOMEM ? AE_ERR_OUT_OF_MEMORY : AE_ERR_IO,
                       "cannot %s '%s': %s", step, path, strerror(errno));
     else if (rc > 0)
-        st = ae_error(&m->err, AE_ERR_IO, "saved, but cannot %s '%s': %s", step, path,
+        st = ae_error(save_err(m), AE_ERR_IO, "saved, but cannot %s '%s': %s", step, path,
                       strerror(errno));
     ae_free(&m->alloc, buf);
     return st;

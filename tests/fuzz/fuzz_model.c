@@ -26,13 +26,13 @@ static void try_load(const uint8_t *data, size_t size) {
     unsigned flags = data[12] & 1;
     size_t n = 0, n2 = 0;
     /* Not always `size` bytes: settings a file lacks are written back. */
-    if (ae_model_save_buffer(m, flags, NULL, 0, &n) != AE_ERR_RANGE || n == 0) abort();
+    if (ae_model_save_buffer(m, NULL, 0, &n, flags) != AE_ERR_RANGE || n == 0) abort();
     uint8_t *buf = malloc(n), *buf2 = malloc(n);
     if (!buf || !buf2) abort();
-    if (ae_model_save_buffer(m, flags, buf, n, &n) != AE_OK) abort();
+    if (ae_model_save_buffer(m, buf, n, &n, flags) != AE_OK) abort();
     ae_model *again = NULL;
     if (ae_model_load_buffer(&again, buf, n, NULL, NULL, 0) != AE_OK) abort();
-    if (ae_model_save_buffer(again, flags, buf2, n, &n2) != AE_OK || n2 != n ||
+    if (ae_model_save_buffer(again, buf2, n, &n2, flags) != AE_OK || n2 != n ||
         memcmp(buf, buf2, n) != 0)
         abort();
     /* Run small models once (a wide one would only cost time). */

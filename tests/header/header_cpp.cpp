@@ -27,7 +27,7 @@ int main()
     ok = ok && ae_model_meta_count(model) == 1;
     {
         size_t size = 0;
-        ok = ok && ae_model_save_buffer(model, AE_SAVE_MODEL, nullptr, 0, &size) == AE_ERR_RANGE;
+        ok = ok && ae_model_save_buffer(model, nullptr, 0, &size, AE_SAVE_MODEL) == AE_ERR_RANGE;
         ok = ok && size > 0;
     }
     ok = ok && ae_dataset_create(&ds, nullptr) == AE_OK;

@@ -87,7 +87,7 @@ int main(void)
         ae_model *loaded = NULL;
         char err[128];
         CHECK(ae_model_set_meta(model, "origin", "consumer"));
-        CHECK(ae_model_save_buffer(model, AE_SAVE_CHECKPOINT, buf, sizeof buf, &size));
+        CHECK(ae_model_save_buffer(model, buf, sizeof buf, &size, AE_SAVE_CHECKPOINT));
         if (ae_model_load_buffer(&loaded, buf, size, NULL, err, sizeof err) != AE_OK) {
             fprintf(stderr, "consumer: load failed: %s\n", err);
             ae_model_destroy(model);
