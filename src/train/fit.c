@@ -1,9 +1,20 @@
 /* The fit loop: epochs of shuffled batches through ae_train_step,
  * validation through ae_evaluate, learning-rate schedules (step, cosine,
  * reduce-on-plateau) with a linear warm-up, early stopping, a progress
- * callback and the recorded history. Only the model's public calls and its
- * parameter arenas (to keep the best epoch) are used, so every model kind
- * is served. */
+ * callback and the recorded history. Training and validation go through
+ * the public calls only, so every model kind is served. Besides them it
+ * reads and writes these parts of the model (src/model/model.h), for what
+ * the public API does not offer cheaply:
+ * - m->err and m->alloc: its messages go to the model's last error, its
+ *   buffers come from the model's allocator;
+ * - m->in_size, m->steps, m->s.reduction and m->s.noise (read), m->s.lr
+ *   (written each step by the schedule and restored at the end, without
+ *   the checks of ae_model_set_float);
+ * - ae_model_reserve, ae_model_reserve_noisy and ae_noise_check before the
+ *   first step, so that no step fails for memory or a bad noise level;
+ * - m->params and m->buffers with m->nparams and m->nbuffers: the best
+ *   epoch's parameters and layer state are copied out and back whole
+ *   (restore_best), bypassing the per-layer get/set calls. */
 #include <math.h>
 #include <string.h>
 #include <time.h>
