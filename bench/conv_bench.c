@@ -178,7 +178,7 @@ int main(int argc, char **argv) {
         const ae_layer *L = &m->layers[i];
         printf("#   layer %zu %-17s %3zux%2zux%2zu -> %3zux%2zux%2zu  forward %6.3f (%4.1f%%)  "
                "backward %6.3f (%4.1f%%)\n",
-               i, L->ops->name, L->in_shape.c, L->in_shape.h, L->in_shape.w, L->out_shape.c,
+               i, L->ops->desc->name, L->in_shape.c, L->in_shape.h, L->in_shape.w, L->out_shape.c,
                L->out_shape.h, L->out_shape.w, t[i] / (double)prof * 1e3, 100 * t[i] / total,
                t[n + i] / (double)prof * 1e3, 100 * t[n + i] / total);
     }
