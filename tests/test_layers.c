@@ -1,4 +1,5 @@
-/* Tests of src/layers: activations and the dense layer by finite differences; the kinds' descriptors and names. */
+/* Tests of src/layers: activations and the dense layer by finite differences;
+ * the kinds' descriptors and names. */
 #include "test_util.h"
 
 #include "layers/layers.h"
