@@ -179,7 +179,8 @@ static void test_layer_descriptors(void **state) {
             if (a->has_default) assert_true(a->def >= a->lo && a->def <= a->hi);
             if (a->type == AE_ATTR_ENUM) {
                 assert_non_null(a->values);
-                for (int v = (int)a->lo; v <= (int)a->hi; v++) assert_non_null(a->values[v - (int)a->lo]);
+                for (int v = (int)a->lo; v <= (int)a->hi; v++)
+                    assert_non_null(a->values[v - (int)a->lo]);
             }
             for (size_t q = 0; q < j; q++) assert_string_not_equal(a->name, d->attrs[q].name);
         }
@@ -197,7 +198,8 @@ static void test_layer_descriptors(void **state) {
     for (int a = AE_ACT_IDENTITY; a <= AE_ACT_ELU; a++) {
         ae_activation back = (ae_activation)-1;
         assert_non_null(ae_activation_name((ae_activation)a));
-        assert_int_equal(ae_activation_from_name(ae_activation_name((ae_activation)a), &back), AE_OK);
+        const char *name = ae_activation_name((ae_activation)a);
+        assert_int_equal(ae_activation_from_name(name, &back), AE_OK);
         assert_int_equal(back, a);
     }
     ae_activation act = AE_ACT_RELU;

@@ -608,7 +608,8 @@ static ae_status add_layer(ae_config *cfg, const layer_rec *r) {
             ae_spec_set_float(&spec, a, r->fv[nf++]);
         } else {
             uint64_t v = r->iv[ni++];
-            ae_spec_set_int(&spec, a, v > INT64_MAX ? INT64_MAX : (int64_t)v); /* then out of bounds */
+            /* A value over INT64_MAX stays out of bounds. */
+            ae_spec_set_int(&spec, a, v > INT64_MAX ? INT64_MAX : (int64_t)v);
         }
     }
     if (d->flags & AE_LK_BIAS) spec.bias = (r->flags & LF_BIAS) != 0;

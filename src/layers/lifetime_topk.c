@@ -77,7 +77,8 @@ static void lifetime_backward(const ae_layer *L, const float *params, float *gra
 /* k is a count or a fraction of the batch: exactly one of them is set. */
 static ae_status lifetime_check(ae_layer_spec *sp, ae_errbuf *err) {
     if (sp->fparam[0] == 0.0 && sp->iparam[0] == 0)
-        return ae_error(err, AE_ERR_RANGE, "lifetime_topk k must be in [1, %zu], got 0", AE_MAX_DIM);
+        return ae_error(err, AE_ERR_RANGE, "lifetime_topk k must be in [1, %zu], got 0",
+                        AE_MAX_DIM);
     if (sp->fparam[0] != 0.0 && sp->iparam[0] != 0)
         return ae_error(err, AE_ERR_RANGE,
                         "lifetime_topk takes k or a fraction of the batch, not both (k %lld, "

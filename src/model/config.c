@@ -211,7 +211,8 @@ static ae_status current_shape(ae_config *cfg, ae_shape *out) {
 
 ae_status ae_config_add_spec(ae_config *cfg, ae_layer_spec *spec) {
     const ae_layer_desc *d = ae_layer_desc_for(spec->kind);
-    if (!d) return ae_error(&cfg->err, AE_ERR_INVALID_ARG, "unknown layer kind %d", (int)spec->kind);
+    if (!d)
+        return ae_error(&cfg->err, AE_ERR_INVALID_ARG, "unknown layer kind %d", (int)spec->kind);
     if (!cfg->input_size)
         return ae_error(&cfg->err, AE_ERR_STATE,
                         "set the input size (or shape) before adding layers (a %s layer)", d->name);
@@ -227,7 +228,8 @@ ae_status ae_config_add_spec(ae_config *cfg, ae_layer_spec *spec) {
             return ae_error(&cfg->err, AE_ERR_INVALID_ARG, "unknown activation %d", (int)spec->act);
         if (!(spec->slope >= 0.0f && spec->slope <= 1e3f))
             return ae_error(&cfg->err, AE_ERR_RANGE,
-                            "AE_LAYER_LEAKY_SLOPE must be in [0, 1000], got %g", (double)spec->slope);
+                            "AE_LAYER_LEAKY_SLOPE must be in [0, 1000], got %g",
+                            (double)spec->slope);
     }
     ae_status st = ae_layer_spec_check(spec, &cfg->err);
     if (st) return st;
