@@ -30,7 +30,11 @@ cd "$(dirname "$0")/.."
 src=$(pwd)
 keep=
 if [[ ${1:-} == --keep ]]; then
-    keep=$(realpath "$2")
+    [[ -n ${2:-} ]] || { echo "usage: scripts/deb.sh [--keep DIR]" >&2; exit 2; }
+    keep=$(realpath -m "$2")
+elif (($#)); then
+    echo "usage: scripts/deb.sh [--keep DIR]" >&2
+    exit 2
 fi
 
 lock=/var/tmp/libae-deb.lock
@@ -113,10 +117,6 @@ for p in "${packages[@]}"; do
 done
 unexpected=$(ls "$tmp"/*.deb | grep -v -E '/(libae0|libae-dev|ae-tools)(-dbgsym)?_' || true)
 [[ -z $unexpected ]] || fail "unexpected packages: $unexpected"
-if [[ -n $keep ]]; then
-    mkdir -p "$keep"
-    cp "${debs[@]}" "$keep/"
-fi
 
 # The packages' contents as the issue lists them.
 has_file() { # has_file DEB PATTERN
@@ -244,6 +244,11 @@ echo "$lint_summary"
 if ((lint_errors)); then
     echo "deb.sh: FAIL: lintian reports errors"
     exit 1
+fi
+if [[ -n $keep ]]; then
+    mkdir -p "$keep"
+    cp "${debs[@]}" "$keep/"
+    echo "deb.sh: the packages are in $keep"
 fi
 if [[ -n $skipped ]]; then
     echo "deb.sh: built and linted; the install check was SKIPPED: $skipped"
