@@ -27,7 +27,6 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-src=$(pwd)
 keep=
 if [[ ${1:-} == --keep ]]; then
     [[ -n ${2:-} ]] || { echo "usage: scripts/deb.sh [--keep DIR]" >&2; exit 2; }
@@ -115,8 +114,9 @@ for p in "${packages[@]}"; do
     debs+=("$deb")
     echo "  ${deb##*/}: $(dpkg-deb -f "$deb" Installed-Size) KiB installed"
 done
-unexpected=$(ls "$tmp"/*.deb | grep -v -E '/(libae0|libae-dev|ae-tools)(-dbgsym)?_' || true)
-[[ -z $unexpected ]] || fail "unexpected packages: $unexpected"
+for deb in "$tmp"/*.deb; do
+    [[ ${deb##*/} =~ ^(libae0|libae-dev|ae-tools)(-dbgsym)?_ ]] || fail "unexpected package ${deb##*/}"
+done
 
 # The packages' contents as the issue lists them.
 has_file() { # has_file DEB PATTERN
