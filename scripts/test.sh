@@ -4,6 +4,9 @@
 # libae twice with warnings as errors and runs every meson test in each:
 #   build-test/           release build
 #   build-test-sanitize/  ASan + UBSan build; any finding (leaks too) fails
+# then, when dpkg-dev and debhelper are there, scripts/deb.sh builds, lints,
+# installs, checks and removes the Debian packages (one more test; its
+# lintian summary is printed before the totals).
 # Both directories are recreated on every run so no earlier state leaks in.
 # Exits non-zero on any failure; the last line is "N passed, N failed".
 set -euo pipefail
@@ -12,7 +15,8 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
 packages=(meson ninja-build pkg-config gcc g++ libopenblas-dev libcmocka-dev zlib1g-dev
-          libpng-dev dataset-fashion-mnist)
+          libpng-dev dataset-fashion-mnist
+          dpkg-dev debhelper fakeroot lintian cmake)
 missing=()
 for p in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
@@ -66,5 +70,22 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 run_suite build-test-sanitize --timeout-multiplier 3
 
 echo "test.sh: release and sanitizer builds done"
+
+echo "=== Debian packages (scripts/deb.sh) ==="
+lintian_line="lintian: not run (dpkg-dev or debhelper missing)"
+if command -v dpkg-buildpackage >/dev/null 2>&1 && command -v dh >/dev/null 2>&1; then
+    deb_rc=0
+    bash scripts/deb.sh 2>&1 | tee build-test/deb-output.txt || deb_rc=$?
+    lintian_line=$(grep '^lintian: ' build-test/deb-output.txt | tail -n 1 || true)
+    lintian_line=${lintian_line:-"lintian: no result (see build-test/deb-output.txt)"}
+    case $deb_rc in
+    0) passed=$((passed + 1)) ;;
+    77) echo "test.sh: the Debian install check was skipped (see above)" ;;
+    *) failed=$((failed + 1)) status=1 ;;
+    esac
+else
+    echo "test.sh: dpkg-buildpackage or dh not found: the Debian packages are not checked"
+fi
+echo "test.sh: $lintian_line"
 echo "tests: $passed passed, $failed failed"
 exit "$status"
