@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
 packages=(meson ninja-build pkg-config gcc g++ libopenblas-dev libcmocka-dev zlib1g-dev
-          libpng-dev dataset-fashion-mnist)
+          libpng-dev libjpeg62-turbo-dev dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
