@@ -298,20 +298,34 @@ static void taps(size_t i, size_t in, size_t out, size_t *lo, size_t *hi, float 
 void ae_image_resize(const uint8_t *src, size_t sh, size_t sw, size_t c, size_t rh, size_t rw,
                      size_t oy, size_t ox, float *dst, size_t dh, size_t dw) {
     const float inv = 1.0f / 255.0f;
-    for (size_t y = 0; y < dh; y++) {
-        size_t y0, y1;
-        float ty;
-        taps(oy + y, sh, rh, &y0, &y1, &ty);
-        for (size_t x = 0; x < dw; x++) {
-            size_t x0, x1;
-            float tx;
-            taps(ox + x, sw, rw, &x0, &x1, &tx);
+    if (rh == sh && rw == sw && oy == 0 && ox == 0 && dh == sh && dw == sw) {
+        /* The same size: every weight is 0 or 1, the values as they are. */
+        for (size_t k = 0; k < c; k++)
+            for (size_t i = 0; i < dh * dw; i++) dst[k * dh * dw + i] = src[i * c + k] * inv;
+        return;
+    }
+    /* The columns' taps, computed once per block of columns. */
+    enum { BLOCK = 256 };
+    size_t xlo[BLOCK], xhi[BLOCK];
+    float xt[BLOCK];
+    for (size_t xb = 0; xb < dw; xb += BLOCK) {
+        size_t nx = dw - xb < BLOCK ? dw - xb : BLOCK;
+        for (size_t x = 0; x < nx; x++) taps(ox + xb + x, sw, rw, &xlo[x], &xhi[x], &xt[x]);
+        for (size_t y = 0; y < dh; y++) {
+            size_t y0, y1;
+            float ty;
+            taps(oy + y, sh, rh, &y0, &y1, &ty);
+            const uint8_t *r0 = src + y0 * sw * c, *r1 = src + y1 * sw * c;
             for (size_t k = 0; k < c; k++) {
-                float p00 = src[(y0 * sw + x0) * c + k] * inv, p01 = src[(y0 * sw + x1) * c + k] * inv;
-                float p10 = src[(y1 * sw + x0) * c + k] * inv, p11 = src[(y1 * sw + x1) * c + k] * inv;
-                /* torch's order: the two rows' horizontal blends, then vertical. */
-                float top = (1.0f - tx) * p00 + tx * p01, bot = (1.0f - tx) * p10 + tx * p11;
-                dst[(k * dh + y) * dw + x] = (1.0f - ty) * top + ty * bot;
+                float *out = dst + (k * dh + y) * dw + xb;
+                for (size_t x = 0; x < nx; x++) {
+                    float tx = xt[x];
+                    float p00 = r0[xlo[x] * c + k] * inv, p01 = r0[xhi[x] * c + k] * inv;
+                    float p10 = r1[xlo[x] * c + k] * inv, p11 = r1[xhi[x] * c + k] * inv;
+                    /* torch's order: the two rows' horizontal blends, then vertical. */
+                    float top = (1.0f - tx) * p00 + tx * p01, bot = (1.0f - tx) * p10 + tx * p11;
+                    out[x] = (1.0f - ty) * top + ty * bot;
+                }
             }
         }
     }
