@@ -614,8 +614,8 @@ static void test_file_backed_dtypes(void **state) {
         assert_int_equal(ae_dataset_split(mem, 0.25, 5, &tm, &vm), AE_OK);
         assert_true(ae_dataset_file_backed(tr) && ae_dataset_file_backed(va));
         assert_int_equal(ae_dataset_count(va), ae_dataset_count(vm));
-        assert_int_equal(ae_dataset_rows(va, 0, ae_dataset_count(va), a, NULL), AE_OK);
-        assert_memory_equal(a, ae_dataset_data(vm), ae_dataset_count(vm) * D * sizeof(float));
+        assert_int_equal(ae_dataset_rows(va, 0, ae_dataset_count(va), all, NULL), AE_OK);
+        assert_memory_equal(all, ae_dataset_data(vm), ae_dataset_count(vm) * D * sizeof(float));
         ae_dataset *sub, *sub2;
         assert_int_equal(ae_dataset_subset_range(tr, 3, 4, &sub), AE_OK);
         assert_true(ae_dataset_file_backed(sub));
@@ -625,7 +625,8 @@ static void test_file_backed_dtypes(void **state) {
         assert_int_equal(ae_dataset_rows(sub2, 0, 2, a, NULL), AE_OK);
         assert_memory_equal(a, ae_dataset_data(tm) + (3 + 1) * D, D * sizeof(float));
         assert_memory_equal(a + D, a, D * sizeof(float));
-        assert_int_equal(ae_dataset_subset_range(sub, 2, 3, &sub2 /* unchanged on failure */), AE_ERR_RANGE);
+        ae_dataset_destroy(sub2);
+        assert_int_equal(ae_dataset_subset_range(sub, 2, 3, &sub2), AE_ERR_RANGE);
         assert_null(sub2);
         assert_int_equal(ae_dataset_rows(sub, 3, 2, a, NULL), AE_ERR_RANGE);
         /* Saving a file-backed set writes its values. */

@@ -260,8 +260,10 @@ AE_API ae_status ae_dataset_split(const ae_dataset *ds, double val_fraction, uin
  * such a dataset (ae_dataset_file_backed tells); ae_dataset_scale and
  * ae_dataset_standardize record their transform and apply it as rows are
  * read; ae_dataset_shuffle reorders a row map, not the file; a NaN or
- * infinity is reported when its row is read (AE_ERR_FORMAT), and an I/O
- * error then as AE_ERR_IO (the buffer being filled is then unspecified).
+ * infinity is reported when its row is read (AE_ERR_FORMAT; AE_ERR_NUMERIC
+ * when the recorded scale overflows a value), and an I/O error then as
+ * AE_ERR_IO: on these errors the buffer being filled (of ae_dataset_rows,
+ * ae_dataset_get_batch, ae_dataset_gather) is left unspecified.
  * Replaces what the dataset held only on success. Errors: as
  * ae_dataset_load_npy (AE_ERR_IO also for a FIFO, device or directory).
  * Since 0.1.0.

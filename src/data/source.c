@@ -187,10 +187,16 @@ ae_status ae_rowfile_read(ae_rowfile *f, ae_errbuf *e, const size_t *rows, size_
             size_t bad = ae_first_nonfinite(out, vals);
             if (bad < vals)
                 return ae_src_fail(&c, AE_ERR_FORMAT, "row %zu, value %zu is %s where data must be finite",
-                                   r + bad / d, bad % d, isnan(out[bad]) ? "NaN" : "infinite");
+                                   rows ? rows[i + bad / d] : r + bad / d, bad % d,
+                                   isnan(out[bad]) ? "NaN" : "infinite");
         }
-        if (!identity)
+        if (!identity) {
             for (size_t j = 0; j < vals; j++) out[j] = out[j] * mul + add;
+            size_t bad = ae_first_nonfinite(out, vals);
+            if (bad < vals)
+                return ae_src_fail(&c, AE_ERR_NUMERIC, "row %zu, value %zu overflows float when scaled",
+                                   rows ? rows[i + bad / d] : r + bad / d, bad % d);
+        }
         i += run;
     }
     return AE_OK;
