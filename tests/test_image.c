@@ -134,6 +134,7 @@ static void write_jpeg(const char *path, size_t h, size_t w, int comps, const ui
 }
 #endif
 
+#if defined(AE_HAVE_PNG) || defined(AE_HAVE_JPEG)
 static uint8_t *slurp(const char *path, size_t *len) {
     ae_allocator a;
     ae_allocator_init(&a, NULL);
@@ -141,6 +142,30 @@ static uint8_t *slurp(const char *path, size_t *len) {
     uint8_t *buf;
     assert_int_equal(ae_read_whole_file(&a, &e, path, &buf, len), AE_OK);
     return buf;
+}
+#endif
+
+/* A build without a decoder says so, by file. */
+static void test_without_decoder(void **state) {
+    (void)state;
+#if defined(AE_HAVE_PNG) && defined(AE_HAVE_JPEG)
+    skip(); /* both decoders are built in */
+#else
+    mkdir(tpath("nodec"), 0755);
+#ifndef AE_HAVE_PNG
+    write_bytes(tpath("nodec/a.png"), "\x89PNG\r\n\x1a\n0000", 12);
+    const char *want = "without libpng";
+#else
+    write_bytes(tpath("nodec/a.jpg"), "\xff\xd8\xff\xe0", 4);
+    const char *want = "without libjpeg";
+#endif
+    ae_dataset *ds;
+    assert_int_equal(ae_dataset_create(&ds, NULL), AE_OK);
+    assert_int_equal(ae_dataset_load_images(ds, tpath("nodec"), NULL), AE_ERR_UNSUPPORTED);
+    assert_non_null(strstr(ae_dataset_last_error(ds), want));
+    assert_non_null(strstr(ae_dataset_last_error(ds), "nodec/a."));
+    ae_dataset_destroy(ds);
+#endif
 }
 
 /* ---- decoding ---- */
@@ -788,6 +813,7 @@ static void test_larger_than_memory_limit(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_without_decoder),
         cmocka_unit_test(test_png_colour_types),
         cmocka_unit_test(test_jpeg),
         cmocka_unit_test(test_resize_matches_torchvision),

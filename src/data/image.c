@@ -24,6 +24,7 @@
  * cannot ask for more than 256 MB of pixels. */
 #define MAX_PIXELS ((size_t)1 << 26)
 
+#if defined(AE_HAVE_PNG) || defined(AE_HAVE_JPEG)
 /* PIL's convert("L"): (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16. */
 static uint8_t luma(const uint8_t *p) {
     return (uint8_t)(((uint32_t)p[0] * 19595u + (uint32_t)p[1] * 38470u + (uint32_t)p[2] * 7471u +
@@ -47,6 +48,8 @@ static void convert_pixels(const uint8_t *in, int from, uint8_t *out, int to, si
         }
     }
 }
+
+#endif
 
 /* ---- PNG ---- */
 
