@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
 packages=(meson ninja-build pkg-config gcc g++ libopenblas-dev libcmocka-dev zlib1g-dev
-          libpng-dev dataset-fashion-mnist
+          libpng-dev libjpeg62-turbo-dev dataset-fashion-mnist
           dpkg-dev debhelper fakeroot lintian cmake)
 missing=()
 for p in "${packages[@]}"; do

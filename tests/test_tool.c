@@ -628,6 +628,69 @@ static void test_errors(void **state) {
     assert_false(exists("e.npy"));
 }
 
+/* Image folders (-d DIR) and rows read from disk (--mmap). */
+static void test_images_and_mmap(void **state) {
+    (void)state;
+#ifndef AE_HAVE_PNG
+    skip();
+#else
+    /* A 4 x 4 RGB PNG (pixel bytes (k * 37 + 11) % 256), written by PIL. */
+    static const unsigned char png[] = {
+        0x89,0x50,0x4e,0x47,0x0d,0x0a,0x1a,0x0a,0x00,0x00,0x00,0x0d,0x49,0x48,0x44,0x52,0x00,0x00,
+        0x00,0x04,0x00,0x00,0x00,0x04,0x08,0x02,0x00,0x00,0x00,0x26,0x93,0x09,0x29,0x00,0x00,0x00,
+        0x34,0x49,0x44,0x41,0x54,0x78,0x9c,0x63,0xe0,0x36,0x08,0xad,0x9a,0x7f,0xe4,0x25,0x9f,0x71,
+        0x44,0xed,0x22,0x86,0xe3,0x6f,0x04,0xcd,0xa2,0x1b,0x96,0x9e,0x7a,0x2f,0x62,0x19,0xc7,0xd0,
+        0xbc,0xe2,0xec,0x27,0x71,0x9b,0xc4,0xb6,0xd5,0x17,0xbe,0x4a,0x31,0xed,0x41,0x02,0x00,0x61,
+        0x20,0x1a,0x6d,0x59,0xf3,0x72,0x7a,0x00,0x00,0x00,0x00,0x49,0x45,0x4e,0x44,0xae,0x42,0x60,
+        0x82};
+    assert_int_equal(mkdir(path("pics"), 0755), 0);
+    assert_int_equal(mkdir(path("pics/a"), 0755), 0);
+    assert_int_equal(mkdir(path("pics/b"), 0755), 0);
+    const char *names[] = {"pics/a/1.png", "pics/a/2.png", "pics/b/1.png", "pics/b/2.png"};
+    for (int i = 0; i < 4; i++) {
+        FILE *f = fopen(path(names[i]), "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(png, 1, sizeof png, f), sizeof png);
+        fclose(f);
+    }
+    result r;
+    RUN(&r, "train", "-d", "pics", "--image-size", "4x4", "--layers", "8,2", "--epochs", "1", "-b",
+        "2", "-o", "pics.aem", "--recon-png", "pics.png", "--scatter-png", "pics_sc.png");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "4 samples of 3x4x4"));
+    assert_png("pics.png");
+    write_text("pics/b/3.png", "not a PNG");
+    RUN(&r, "train", "-d", "pics", "--image-size", "4x4", "--epochs", "1", "-o", "e.aem");
+    expect_fail(&r, "pics/b/3.png");
+    RUN(&r, "train", "-d", "pics", "--image-size", "1x8x8", "--crop", "--skip-bad", "--epochs",
+        "1", "--image-cache", "pics.npy", "-o", "pics.aem");
+    expect_ok(&r);
+    assert_non_null(strstr(r.err, "skipped 1"));
+    assert_npy_shape("pics.npy", "(4, 1, 8, 8)");
+    RUN(&r, "train", "-d", "x.npy", "--image-size", "4x4", "-o", "e.aem");
+    expect_fail(&r, "image folders");
+    RUN(&r, "train", "-d", "pics", "--mmap", "-o", "e.aem");
+    expect_fail(&r, "image folder");
+    /* Rows from disk train exactly as rows in memory. */
+    char mem[16384];
+    RUN(&r, "train", "-d", "img.npy", "--layers", "8,2", "--epochs", "2", "-b", "16",
+        "--val-split", "0.25", "-o", "m1.aem");
+    expect_ok(&r);
+    memcpy(mem, r.out, sizeof mem);
+    RUN(&r, "train", "-d", "img.npy", "--mmap", "--layers", "8,2", "--epochs", "2", "-b", "16",
+        "--val-split", "0.25", "-o", "m2.aem", "--recon-png", "m2.png");
+    expect_ok(&r);
+    assert_png("m2.png");
+    const char *a = strstr(mem, "final train loss"), *b = strstr(r.out, "final train loss");
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_memory_equal(a, b, 24);
+    RUN(&r, "train", "-d", "x.csv", "--mmap", "--csv-header", "-o", "e.aem");
+    expect_fail(&r, "--mmap is for .npy");
+    assert_false(exists("e.aem"));
+#endif
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_tool PATH-TO-ae\n");
@@ -654,6 +717,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_conv),
         cmocka_unit_test(test_default_data_missing),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_images_and_mmap),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

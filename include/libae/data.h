@@ -59,7 +59,8 @@ AE_API size_t ae_dataset_dim(const ae_dataset *ds);
  */
 AE_API ae_status ae_dataset_shape(const ae_dataset *ds, size_t *channels, size_t *height,
                                   size_t *width);
-/** The samples, [count, dim], or NULL when empty. Since 0.1.0. */
+/** The samples, [count, dim], or NULL when empty or file-backed
+ *  (ae_dataset_file_backed; read those with ae_dataset_rows). Since 0.1.0. */
 AE_API const float *ae_dataset_data(const ae_dataset *ds);
 /** The labels, [count], or NULL when the dataset has none. Since 0.1.0. */
 AE_API const int32_t *ae_dataset_labels(const ae_dataset *ds);
@@ -243,6 +244,146 @@ AE_API ae_status ae_dataset_shuffle(ae_dataset *ds, uint64_t seed);
  */
 AE_API ae_status ae_dataset_split(const ae_dataset *ds, double val_fraction, uint64_t seed,
                                   ae_dataset **train, ae_dataset **val);
+
+/* ------------------------------------------------------------------------
+ * File-backed data, subsets and image folders (docs/data.md)
+ * ------------------------------------------------------------------------ */
+
+/**
+ * Opens a NumPy .npy file (the dtypes and shapes of ae_dataset_load_npy)
+ * without loading it: the rows stay on disk, in their own dtype (a uint8
+ * file stays uint8), and are read and converted to float as they are
+ * needed, by ae_dataset_rows, ae_dataset_get_batch, ae_dataset_gather and
+ * ae_fit, so a set larger than memory trains in the memory of one batch.
+ * The dataset keeps the file open until it is destroyed or loaded anew;
+ * the file must not change meanwhile. ae_dataset_data returns NULL for
+ * such a dataset (ae_dataset_file_backed tells); ae_dataset_scale and
+ * ae_dataset_standardize record their transform and apply it as rows are
+ * read; ae_dataset_shuffle reorders a row map, not the file; a NaN or
+ * infinity is reported when its row is read (AE_ERR_FORMAT; AE_ERR_NUMERIC
+ * when the recorded scale overflows a value), and an I/O error then as
+ * AE_ERR_IO: on these errors the buffer being filled (of ae_dataset_rows,
+ * ae_dataset_get_batch, ae_dataset_gather) is left unspecified.
+ * Replaces what the dataset held only on success. Errors: as
+ * ae_dataset_load_npy (AE_ERR_IO also for a FIFO, device or directory).
+ * Since 0.1.0.
+ */
+AE_API ae_status ae_dataset_open_npy(ae_dataset *ds, const char *path);
+
+/** Nonzero when the rows are read from a file (ae_dataset_open_npy, an
+ *  image-folder cache). 0 for NULL. Since 0.1.0. */
+AE_API int ae_dataset_file_backed(const ae_dataset *ds);
+
+/**
+ * Copies samples [start, start + n) as floats into `dst` ([n, dim]) and
+ * their labels into `labels` when it is not NULL and the dataset has
+ * labels: the way to read any dataset, in memory or file-backed. Errors:
+ * AE_ERR_INVALID_ARG (NULL ds or dst), AE_ERR_RANGE (the range exceeds the
+ * count; nothing written), and for file-backed rows AE_ERR_IO and
+ * AE_ERR_FORMAT. Since 0.1.0.
+ */
+AE_API ae_status ae_dataset_rows(const ae_dataset *ds, size_t start, size_t n, float *dst,
+                                 int32_t *labels);
+
+/**
+ * A new dataset of the samples idx[0..n) of `ds`, in that order (an index
+ * may repeat), with their labels, shape, scale and standardisation. For a
+ * file-backed dataset no row is copied: the new one reads the same file
+ * through a map of n row numbers (labels are copied). Data in memory is
+ * copied. `ds` is unchanged; the caller destroys *out, in any order with
+ * `ds`. Class names stay with `ds`. Errors: AE_ERR_INVALID_ARG (NULL),
+ * AE_ERR_RANGE (n is 0, an index out of range), AE_ERR_OUT_OF_MEMORY;
+ * *out is NULL on failure. Since 0.1.0.
+ */
+AE_API ae_status ae_dataset_subset(const ae_dataset *ds, const size_t *idx, size_t n,
+                                   ae_dataset **out);
+
+/**
+ * As ae_dataset_subset for the samples [start, start + n); for a
+ * file-backed dataset in file order, not even a row map is made.
+ * Errors: AE_ERR_INVALID_ARG, AE_ERR_RANGE (an empty range or one past
+ * the count), AE_ERR_OUT_OF_MEMORY. Since 0.1.0.
+ */
+AE_API ae_status ae_dataset_subset_range(const ae_dataset *ds, size_t start, size_t n,
+                                         ae_dataset **out);
+
+/** How ae_dataset_load_images sizes images (numbers frozen). Since 0.1.0. */
+typedef enum ae_resize_mode {
+    /* Every image must already be height x width (0 x 0: the first
+       image's size). */
+    AE_RESIZE_NONE = 0,
+    /* Bilinear to height x width, aspect ratio not kept
+       (torchvision Resize((h, w))). */
+    AE_RESIZE_STRETCH = 1,
+    /* Shorter side to `shorter` (bilinear, aspect kept), then the centre
+       height x width (torchvision Resize(shorter) + CenterCrop((h, w))). */
+    AE_RESIZE_SHORTER_CROP = 2
+} ae_resize_mode;
+
+/**
+ * Options of ae_dataset_load_images. Fill with ae_image_options_init, then
+ * change fields. Fields added later go at the end. Since 0.1.0.
+ */
+typedef struct ae_image_options {
+    size_t struct_size;    /* sizeof(ae_image_options) */
+    size_t channels;       /* 1 (gray), 3 (RGB, default) or 4 (RGBA) */
+    size_t height, width;  /* the sample size, 1 .. 65536; default 64 x 64 */
+    ae_resize_mode resize; /* default AE_RESIZE_STRETCH */
+    size_t shorter;        /* AE_RESIZE_SHORTER_CROP: the shorter side,
+                              0 (default) = max(height, width) */
+    int skip_bad;          /* nonzero: skip unreadable files and count them
+                              (ae_dataset_skipped); 0 (default): refuse */
+    const float *mean, *std; /* `channels` values each, or both NULL
+                              (default): per-channel normalisation after
+                              the [0, 1] scaling, as torchvision's
+                              Normalize, recorded as by ae_dataset_standardize */
+    const char *cache;     /* NULL (default), or the path of a .npy cache
+                              (uint8, N x C x H x W): made on the first load,
+                              then read back file-backed without decoding */
+} ae_image_options;
+
+/** Fills `o` with the defaults. Accepts NULL. Since 0.1.0. */
+AE_API void ae_image_options_init(ae_image_options *o);
+
+/**
+ * Loads a folder of PNG and JPEG images (by extension, case-insensitive:
+ * .png, .jpg, .jpeg; hidden files and other extensions are ignored, but
+ * the other image extensions torchvision reads (.bmp, .ppm, .pgm, .tif,
+ * .tiff, .webp) count as unreadable files). When `dir` holds
+ * subfolders, it is a torchvision ImageFolder: each subfolder is a class,
+ * classes numbered in byte order of their names (ae_dataset_class_name),
+ * the files directly inside each, in name order, labelled by class; files
+ * beside the subfolders are ignored. Otherwise the files of `dir` are the
+ * samples, without labels. Each image is converted to `channels` (gray,
+ * RGB, RGBA, palette and 16-bit PNGs, gray, RGB and CMYK JPEGs; gray is
+ * ITU-R 601 luma as PIL's convert("L"), alpha dropped or set opaque),
+ * resized as opts->resize says, scaled to [0, 1] (x / 255, torchvision's
+ * ToTensor) and stored C x H x W; then normalised by opts->mean/std.
+ * Resizing is bilinear without antialiasing, equal to
+ * torch.nn.functional.interpolate(align_corners=False) on the [0, 1]
+ * values; torchvision's Resize on PIL images antialiases when shrinking
+ * (docs/data.md). With opts->cache the decoded set is written once as a
+ * uint8 .npy and the dataset reads it file-backed; a later call with the
+ * same cache path reads it without decoding if the cache is newer than
+ * the folder and its class folders and has the same shape and count.
+ * opts may be NULL (the defaults). Replaces what the dataset held only on
+ * success. Errors (the message names the file): AE_ERR_INVALID_ARG (NULL,
+ * a wrong struct_size, an option out of its range, mean/std not finite or
+ * std <= 0), AE_ERR_IO (the folder or a file cannot be read), AE_ERR_FORMAT
+ * (a corrupt, truncated or non-image file, or an image of the wrong size
+ * with AE_RESIZE_NONE, unless skip_bad; no images at all; an empty class
+ * folder), AE_ERR_UNSUPPORTED (an image format not built into this libae,
+ * unless skip_bad), AE_ERR_OUT_OF_MEMORY. Since 0.1.0.
+ */
+AE_API ae_status ae_dataset_load_images(ae_dataset *ds, const char *dir,
+                                        const ae_image_options *opts);
+
+/** Number of classes of an image folder; 0 otherwise. Since 0.1.0. */
+AE_API size_t ae_dataset_class_count(const ae_dataset *ds);
+/** The name of class i (its folder), or NULL. Since 0.1.0. */
+AE_API const char *ae_dataset_class_name(const ae_dataset *ds, size_t i);
+/** Files ae_dataset_load_images skipped (skip_bad); 0 otherwise. Since 0.1.0. */
+AE_API size_t ae_dataset_skipped(const ae_dataset *ds);
 
 /* ------------------------------------------------------------------------
  * Corruption (denoising), SPEC.md "Corruption"

@@ -136,7 +136,9 @@ AE_API void ae_fit_options_init(ae_fit_options *opts);
  * AE_ERR_NUMERIC) stop the run: the
  * model keeps the parameters of its last successful step, the history the
  * finished epochs, and the message says which epoch and batch failed.
- * Since 0.1.0.
+ * File-backed datasets (ae_dataset_open_npy) are read a batch at a time;
+ * a read error or a non-finite value there stops the fit with AE_ERR_IO
+ * or AE_ERR_FORMAT and the dataset's message. Since 0.1.0.
  */
 AE_API ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opts);
 

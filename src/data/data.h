@@ -73,6 +73,100 @@ ae_status ae_csv_parse_mem(const ae_allocator *a, ae_errbuf *e, const char *name
 ae_status ae_npy_write_file(const ae_allocator *a, ae_errbuf *e, const char *path,
                             const float *data, size_t count, const size_t shape[3]);
 
+/* Element types of a .npy file. */
+typedef enum ae_npy_type { AE_NPY_F4 = 0, AE_NPY_F8 = 1, AE_NPY_U1 = 2 } ae_npy_type;
+
+/* A parsed .npy header: the data starts at `offset` and holds `elems`
+ * values of `item` bytes, `count` samples of shape[0..3). The caller sets
+ * max_elems (the largest element count accepted) before the call. */
+typedef struct ae_npy_info {
+    size_t max_elems;
+    ae_npy_type type;
+    size_t item, offset, elems, count;
+    size_t shape[3];
+} ae_npy_info;
+
+/* Parses the header of a .npy file whose first `len` bytes are in buf
+ * (the data need not be present). */
+ae_status ae_npy_parse_header(ae_errbuf *e, const char *name, const void *buf, size_t len,
+                              ae_npy_info *out);
+
+/* As ae_npy_write_file for data of `type` (uint8 image caches). */
+ae_status ae_npy_write_typed(const ae_allocator *a, ae_errbuf *e, const char *path,
+                             ae_npy_type type, const void *data, size_t count,
+                             const size_t shape[3]);
+
+/* ---- file-backed rows (source.c) ----
+ * A .npy file kept on disk and read row by row with pread, converted to
+ * float on the way; shared (reference counted) by a dataset and its
+ * subsets, so a subset copies no rows. */
+typedef struct ae_rowfile ae_rowfile;
+
+/* Opens `path` (a regular file) and checks its header and size. */
+ae_status ae_rowfile_open(const ae_allocator *a, ae_errbuf *e, const char *path, ae_rowfile **out);
+ae_rowfile *ae_rowfile_ref(ae_rowfile *f);
+void ae_rowfile_unref(ae_rowfile *f); /* accepts NULL */
+size_t ae_rowfile_count(const ae_rowfile *f);
+const size_t *ae_rowfile_shape(const ae_rowfile *f);
+ae_npy_type ae_rowfile_type(const ae_rowfile *f);
+/* Reads rows rows[0..n) (or start..start+n when rows is NULL) as floats
+ * into dst ([n, dim]), x * mul + add. AE_ERR_IO on a read error or a file
+ * that shrank, AE_ERR_FORMAT on a non-finite value; messages name the
+ * file and the row. */
+ae_status ae_rowfile_read(ae_rowfile *f, ae_errbuf *e, const size_t *rows, size_t start, size_t n,
+                          float mul, float add, float *dst);
+
+/* Opens a file for reading: a regular file only (a FIFO or device is
+ * refused without blocking). Returns the descriptor or -1 with the
+ * message in e. */
+int ae_open_regular(ae_errbuf *e, const char *path, size_t *size);
+
+/* ---- image decoding (image.c) ----
+ * Decodes a PNG or JPEG held in memory to 8-bit pixels, interleaved
+ * (H x W x channels), converted to `channels` (1 gray, 3 RGB, 4 RGBA):
+ * gray <- RGB by ITU-R 601 luma as PIL's convert("L"), alpha dropped (or
+ * 255 added), palettes expanded, 16-bit samples reduced to their high
+ * byte. *pix is from `a` (owned by the caller). `name` starts messages.
+ * AE_ERR_FORMAT for a corrupt, truncated or non-image input,
+ * AE_ERR_UNSUPPORTED for an image format not built in. */
+ae_status ae_png_decode(const ae_allocator *a, ae_errbuf *e, const char *name, const void *buf,
+                        size_t len, int channels, uint8_t **pix, size_t *h, size_t *w);
+ae_status ae_jpeg_decode(const ae_allocator *a, ae_errbuf *e, const char *name, const void *buf,
+                         size_t len, int channels, uint8_t **pix, size_t *h, size_t *w);
+/* Either, told by the magic bytes. */
+ae_status ae_image_decode(const ae_allocator *a, ae_errbuf *e, const char *name, const void *buf,
+                          size_t len, int channels, uint8_t **pix, size_t *h, size_t *w);
+
+/* Resizes interleaved 8-bit pixels (sh x sw x c) to planar floats in
+ * [0, 1] (c x dh x dw): the window at (oy, ox) of the image resized to
+ * rh x rw (rh >= oy + dh, rw >= ox + dw), so a resize followed by a centre
+ * crop is one pass. Bilinear with half-pixel centres and no antialiasing,
+ * as torch.nn.functional.interpolate(mode="bilinear", align_corners=False)
+ * on the values / 255. */
+void ae_image_resize(const uint8_t *src, size_t sh, size_t sw, size_t c, size_t rh, size_t rw,
+                     size_t oy, size_t ox, float *dst, size_t dh, size_t dw);
+
+/* ---- the dataset's internal side ---- */
+typedef struct ae_dataset ae_dataset;
+
+/* Rows [start, start + n) as floats, the one way the fit loop reads a
+ * dataset: *out points into the dataset when its rows are in memory, else
+ * the rows are read into buf ([n, dim]) and *out = buf. The range must be
+ * valid. Errors (file-backed rows: AE_ERR_IO, AE_ERR_FORMAT) leave the
+ * message in the dataset's last_error. */
+ae_status ae_dataset_rows_view(const ae_dataset *ds, size_t start, size_t n, float *buf,
+                               const float **out);
+
+/* For the image-folder loader (folder.c). */
+const ae_allocator *ae_dataset_allocator(const ae_dataset *ds);
+ae_errbuf *ae_dataset_errbuf(ae_dataset *ds);
+/* Replaces what ds held with x (values in memory, or file-backed rows from
+ * `file` when it is not NULL, whose count and shape x repeats) and its
+ * labels; takes over x, the file reference and `classes` (nclasses names
+ * from the dataset's allocator). */
+void ae_dataset_adopt_images(ae_dataset *ds, ae_idx *x, ae_rowfile *file, char **classes,
+                             size_t nclasses, size_t skipped);
+
 /* Reads a whole file into memory from `a` (*buf owned by the caller; a
  * 1-byte block for an empty file). Messages name the path. */
 ae_status ae_read_whole_file(const ae_allocator *a, ae_errbuf *e, const char *path, uint8_t **buf,

@@ -1,6 +1,13 @@
 /* The dataset handle: float samples [count, dim] with optional int32 labels;
  * loading (IDX, .npy, CSV, caller memory), saving .npy, scaling,
- * standardisation, shuffling, splitting, gathering and batching. */
+ * standardisation, shuffling, splitting, gathering and batching.
+ *
+ * The rows live in one of two places: in memory (`data`, owned or
+ * borrowed), or in a .npy file read on demand (`file`, source.c), where
+ * sample i is the file's row rows[i] (or row0 + i when rows is NULL) and
+ * the scale and standardisation are applied as rows are read. Every reader
+ * of rows goes through ae_dataset_rows / gather / get_batch, so the fit
+ * loop never knows where rows live. */
 #include <math.h>
 #include <string.h>
 
@@ -16,6 +23,12 @@ struct ae_dataset {
     int borrowed;    /* data and labels are the caller's: never written or freed */
     float *st_mean, *st_std; /* standardisation applied, st_n values each */
     size_t st_n;
+    ae_rowfile *file; /* file-backed rows (data is NULL), shared with subsets */
+    size_t *rows;     /* the file row of each sample, or NULL: row0 + i */
+    size_t row0;
+    float mul, add;   /* x * mul + add, applied to file rows as read */
+    char **classes;   /* class folder names (image folders), nclasses */
+    size_t nclasses, skipped;
 };
 
 ae_status ae_dataset_create(ae_dataset **out, const ae_allocator *alloc) {
@@ -27,6 +40,7 @@ ae_status ae_dataset_create(ae_dataset **out, const ae_allocator *alloc) {
     if (!ds) return AE_ERR_OUT_OF_MEMORY;
     memset(ds, 0, sizeof *ds);
     ds->alloc = a;
+    ds->mul = 1.0f;
     *out = ds;
     return AE_OK;
 }
@@ -38,6 +52,17 @@ static void clear(ae_dataset *ds) {
     }
     ae_free(&ds->alloc, ds->st_mean);
     ae_free(&ds->alloc, ds->st_std);
+    ae_rowfile_unref(ds->file);
+    ae_free(&ds->alloc, ds->rows);
+    for (size_t i = 0; i < ds->nclasses; i++) ae_free(&ds->alloc, ds->classes[i]);
+    ae_free(&ds->alloc, ds->classes);
+    ds->file = NULL;
+    ds->rows = NULL;
+    ds->row0 = 0;
+    ds->mul = 1.0f;
+    ds->add = 0.0f;
+    ds->classes = NULL;
+    ds->nclasses = ds->skipped = 0;
     ds->data = NULL;
     ds->labels = NULL;
     ds->st_mean = ds->st_std = NULL;
@@ -75,6 +100,85 @@ static ae_status own(ae_dataset *ds, const char *who) {
     ds->data = d;
     ds->labels = l;
     ds->borrowed = 0;
+    return AE_OK;
+}
+
+/* ---- file-backed rows ---- */
+
+/* Which statistic feature j uses, for n shared values. */
+static size_t stat_index(const ae_dataset *ds, size_t n, size_t j) {
+    if (n == 1) return 0;
+    if (n == ds->dim) return j;
+    return j / (ds->shape[1] * ds->shape[2]); /* per channel */
+}
+
+/* Reads samples idx[0..n) (start .. start + n when idx is NULL) of a
+ * file-backed dataset into dst, scaled and standardised. */
+static ae_status file_read(ae_dataset *ds, const size_t *idx, size_t start, size_t n, float *dst) {
+    ae_status st = AE_OK;
+    if (!idx)
+        st = ds->rows ? ae_rowfile_read(ds->file, &ds->err, ds->rows + start, 0, n, ds->mul, ds->add, dst)
+                      : ae_rowfile_read(ds->file, &ds->err, NULL, ds->row0 + start, n, ds->mul,
+                                        ds->add, dst);
+    for (size_t i = 0; idx && i < n && st == AE_OK; i++) {
+        size_t r = ds->rows ? ds->rows[idx[i]] : ds->row0 + idx[i];
+        st = ae_rowfile_read(ds->file, &ds->err, NULL, r, 1, ds->mul, ds->add, dst + i * ds->dim);
+    }
+    if (st || !ds->st_n) return st;
+    for (size_t s = 0; s < n; s++)
+        for (size_t j = 0; j < ds->dim; j++) {
+            size_t k = stat_index(ds, ds->st_n, j);
+            float *x = dst + s * ds->dim + j;
+            *x = (*x - ds->st_mean[k]) / ds->st_std[k];
+        }
+    return AE_OK;
+}
+
+ae_status ae_dataset_rows_view(const ae_dataset *ds_in, size_t start, size_t n, float *buf,
+                               const float **out) {
+    ae_dataset *ds = (ae_dataset *)(uintptr_t)ds_in; /* the message buffer is written */
+    if (!ds->file) {
+        *out = ds->data + start * ds->dim;
+        return AE_OK;
+    }
+    ae_status st = file_read(ds, NULL, start, n, buf);
+    *out = st ? NULL : buf;
+    return st;
+}
+
+int ae_dataset_file_backed(const ae_dataset *ds) { return ds && ds->file; }
+
+ae_status ae_dataset_rows(const ae_dataset *ds_in, size_t start, size_t n, float *dst,
+                          int32_t *labels) {
+    static const char who[] = "ae_dataset_rows";
+    if (!ds_in) return AE_ERR_INVALID_ARG;
+    ae_dataset *ds = (ae_dataset *)(uintptr_t)ds_in; /* only the message buffer is written */
+    if (n == 0) return AE_OK;
+    if (!dst) return ae_error(&ds->err, AE_ERR_INVALID_ARG, "%s: dst is NULL", who);
+    if (start > ds->count || n > ds->count - start)
+        return ae_error(&ds->err, AE_ERR_RANGE, "%s: rows %zu..%zu are out of range (%zu samples)",
+                        who, start, start + n, ds->count);
+    if (ds->file) {
+        ae_status st = file_read(ds, NULL, start, n, dst);
+        if (st) return st;
+    } else {
+        memcpy(dst, ds->data + start * ds->dim, n * ds->dim * sizeof *dst);
+    }
+    if (labels && ds->labels) memcpy(labels, ds->labels + start, n * sizeof *labels);
+    return AE_OK;
+}
+
+ae_status ae_dataset_open_npy(ae_dataset *ds, const char *path) {
+    if (!ds) return AE_ERR_INVALID_ARG;
+    if (!path) return ae_error(&ds->err, AE_ERR_INVALID_ARG, "ae_dataset_open_npy: path is NULL");
+    ae_rowfile *f;
+    ae_status st = ae_rowfile_open(&ds->alloc, &ds->err, path, &f);
+    if (st) return st;
+    clear(ds);
+    ds->file = f;
+    ds->count = ae_rowfile_count(f);
+    memcpy(ds->shape, ae_rowfile_shape(f), sizeof ds->shape);
+    ds->dim = ds->shape[0] * ds->shape[1] * ds->shape[2];
     return AE_OK;
 }
 
@@ -134,6 +238,19 @@ ae_status ae_dataset_scale(ae_dataset *ds, float mul, float add) {
         return ae_error(&ds->err, AE_ERR_INVALID_ARG,
                         "ae_dataset_scale: mul (%g) and add (%g) must be finite", (double)mul,
                         (double)add);
+    if (ds->file) {
+        /* Composed into the transform applied as rows are read (each read
+           checks that the results are finite). */
+        if (ds->st_n)
+            return ae_error(&ds->err, AE_ERR_STATE,
+                            "ae_dataset_scale: a file-backed dataset is scaled before it is standardised");
+        float m2 = ds->mul * mul, a2 = ds->add * mul + add;
+        if (!isfinite(m2) || !isfinite(a2))
+            return ae_error(&ds->err, AE_ERR_INVALID_ARG, "ae_dataset_scale: the combined scale overflows");
+        ds->mul = m2;
+        ds->add = a2;
+        return AE_OK;
+    }
     if (!ds->data)
         return ae_error(&ds->err, AE_ERR_STATE, "ae_dataset_scale: the dataset is empty");
     float *x = ds->data;
@@ -169,8 +286,13 @@ ae_status ae_dataset_gather(ae_dataset *ds, const size_t *idx, size_t n, float *
             return ae_error(&ds->err, AE_ERR_RANGE,
                             "ae_dataset_gather: idx[%zu] = %zu is out of range (%zu samples)", i,
                             idx[i], ds->count);
-    for (size_t i = 0; i < n; i++)
-        memcpy(dst + i * ds->dim, ds->data + idx[i] * ds->dim, ds->dim * sizeof *dst);
+    if (ds->file) {
+        ae_status st = file_read(ds, idx, 0, n, dst);
+        if (st) return st;
+    } else {
+        for (size_t i = 0; i < n; i++)
+            memcpy(dst + i * ds->dim, ds->data + idx[i] * ds->dim, ds->dim * sizeof *dst);
+    }
     if (labels && ds->labels)
         for (size_t i = 0; i < n; i++) labels[i] = ds->labels[idx[i]];
     return AE_OK;
@@ -212,7 +334,12 @@ ae_status ae_dataset_get_batch(const ae_dataset *ds_in, size_t index, size_t bat
     /* index < nb, so start = index * batch_size < count: no overflow. */
     size_t start = index * batch_size, b = ds->count - start;
     if (b > batch_size) b = batch_size;
-    memcpy(dst, ds->data + start * ds->dim, b * ds->dim * sizeof *dst);
+    if (ds->file) {
+        ae_status st = file_read(ds, NULL, start, b, dst);
+        if (st) return st;
+    } else {
+        memcpy(dst, ds->data + start * ds->dim, b * ds->dim * sizeof *dst);
+    }
     if (labels && ds->labels) memcpy(labels, ds->labels + start, b * sizeof *labels);
     *rows = b;
     return AE_OK;
@@ -273,7 +400,8 @@ ae_status ae_dataset_from_memory(ae_dataset *ds, const float *data, const int32_
 
 ae_status ae_dataset_reshape(ae_dataset *ds, size_t channels, size_t height, size_t width) {
     if (!ds) return AE_ERR_INVALID_ARG;
-    if (!ds->data) return ae_error(&ds->err, AE_ERR_STATE, "ae_dataset_reshape: the dataset is empty");
+    if (!ds->data && !ds->file)
+        return ae_error(&ds->err, AE_ERR_STATE, "ae_dataset_reshape: the dataset is empty");
     size_t d;
     if (ae_mul_overflow(channels, height, &d) || ae_mul_overflow(d, width, &d) || d != ds->dim)
         return ae_error(&ds->err, AE_ERR_SHAPE,
@@ -309,8 +437,21 @@ ae_status ae_dataset_load_npy(ae_dataset *ds, const char *path) {
 ae_status ae_dataset_save_npy(ae_dataset *ds, const char *path) {
     if (!ds) return AE_ERR_INVALID_ARG;
     if (!path) return ae_error(&ds->err, AE_ERR_INVALID_ARG, "ae_dataset_save_npy: path is NULL");
-    if (!ds->data) return ae_error(&ds->err, AE_ERR_STATE, "ae_dataset_save_npy: the dataset is empty");
-    return ae_npy_write_file(&ds->alloc, &ds->err, path, ds->data, ds->count, ds->shape);
+    if (!ds->data && !ds->file)
+        return ae_error(&ds->err, AE_ERR_STATE, "ae_dataset_save_npy: the dataset is empty");
+    if (!ds->file) return ae_npy_write_file(&ds->alloc, &ds->err, path, ds->data, ds->count, ds->shape);
+    /* The one writer takes the file's bytes in memory: the rows are read first. */
+    size_t bytes;
+    float *all = ae_mul_overflow(ds->count * ds->dim, sizeof(float), &bytes) ? NULL
+                                                                             : ae_alloc(&ds->alloc, bytes);
+    if (!all)
+        return ae_error(&ds->err, AE_ERR_OUT_OF_MEMORY,
+                        "ae_dataset_save_npy: out of memory for the %zu rows of a file-backed dataset",
+                        ds->count);
+    ae_status st = file_read(ds, NULL, 0, ds->count, all);
+    if (!st) st = ae_npy_write_file(&ds->alloc, &ds->err, path, all, ds->count, ds->shape);
+    ae_free(&ds->alloc, all);
+    return st;
 }
 
 ae_status ae_dataset_load_csv(ae_dataset *ds, const char *path, unsigned flags) {
@@ -332,17 +473,45 @@ ae_status ae_dataset_load_csv(ae_dataset *ds, const char *path, unsigned flags) 
 
 /* ---- standardisation ---- */
 
-/* Which statistic feature j uses, for n shared values. */
-static size_t stat_index(const ae_dataset *ds, size_t n, size_t j) {
-    if (n == 1) return 0;
-    if (n == ds->dim) return j;
-    return j / (ds->shape[1] * ds->shape[2]); /* per channel */
+/* The mean and population std of a file-backed dataset, read in chunks,
+ * two passes in double as for data in memory. */
+static ae_status file_stats(ae_dataset *ds, size_t n, double *acc, float *mu, float *sd) {
+    size_t chunk = 256, dim = ds->dim;
+    float *buf = ae_alloc(&ds->alloc, chunk * dim * sizeof *buf);
+    if (!buf) return ae_error(&ds->err, AE_ERR_OUT_OF_MEMORY, "ae_dataset_standardize: out of memory");
+    double per = (double)ds->count * (double)dim / (double)n;
+    ae_status st = AE_OK;
+    for (int pass = 0; pass < 2 && !st; pass++) {
+        for (size_t s0 = 0; s0 < ds->count && !st; s0 += chunk) {
+            size_t b = ds->count - s0 < chunk ? ds->count - s0 : chunk;
+            st = file_read(ds, NULL, s0, b, buf);
+            for (size_t s = 0; !st && s < b; s++)
+                for (size_t j = 0; j < dim; j++) {
+                    size_t k = stat_index(ds, n, j);
+                    double v = buf[s * dim + j];
+                    if (pass == 0)
+                        acc[k] += v;
+                    else
+                        acc[n + k] += (v - acc[k]) * (v - acc[k]);
+                }
+        }
+        if (pass == 0)
+            for (size_t i = 0; i < n; i++) acc[i] /= per;
+    }
+    ae_free(&ds->alloc, buf);
+    if (st) return st;
+    for (size_t i = 0; i < n; i++) {
+        double v = sqrt(acc[n + i] / per);
+        mu[i] = (float)acc[i];
+        sd[i] = v > 0.0 && isfinite((float)v) && (float)v > 0.0f ? (float)v : 1.0f;
+    }
+    return AE_OK;
 }
 
 ae_status ae_dataset_standardize(ae_dataset *ds, const float *mean, const float *std, size_t n) {
     static const char who[] = "ae_dataset_standardize";
     if (!ds) return AE_ERR_INVALID_ARG;
-    if (!ds->data) return ae_error(&ds->err, AE_ERR_STATE, "%s: the dataset is empty", who);
+    if (!ds->data && !ds->file) return ae_error(&ds->err, AE_ERR_STATE, "%s: the dataset is empty", who);
     if (ds->st_n)
         return ae_error(&ds->err, AE_ERR_STATE, "%s: the dataset is already standardised", who);
     if (!mean != !std)
@@ -368,6 +537,14 @@ ae_status ae_dataset_standardize(ae_dataset *ds, const float *mean, const float 
     if (mean) {
         memcpy(mu, mean, n * sizeof *mu);
         memcpy(sd, std, n * sizeof *sd);
+    } else if (ds->file) {
+        ae_status rs = file_stats(ds, n, acc, mu, sd);
+        ae_free(&ds->alloc, acc);
+        if (rs) {
+            ae_free(&ds->alloc, mu);
+            ae_free(&ds->alloc, sd);
+            return rs;
+        }
     } else {
         /* Two passes in double: the mean, then the mean squared deviation. */
         double per = (double)ds->count * (double)ds->dim / (double)n;
@@ -387,6 +564,13 @@ ae_status ae_dataset_standardize(ae_dataset *ds, const float *mean, const float 
             sd[i] = v > 0.0 && isfinite((float)v) && (float)v > 0.0f ? (float)v : 1.0f;
         }
         ae_free(&ds->alloc, acc);
+    }
+    if (ds->file) {
+        /* Applied as rows are read; each read checks its results. */
+        ds->st_mean = mu;
+        ds->st_std = sd;
+        ds->st_n = n;
+        return AE_OK;
     }
     /* Check that every result is finite before changing anything. */
     int ok = 1;
@@ -446,6 +630,27 @@ ae_status ae_dataset_shuffle(ae_dataset *ds, uint64_t seed) {
     static const char who[] = "ae_dataset_shuffle";
     if (!ds) return AE_ERR_INVALID_ARG;
     if (ds->count < 2) return AE_OK;
+    if (ds->file) {
+        /* Only the row map moves: new sample i is old sample idx[i]. */
+        size_t *idx = ae_alloc(&ds->alloc, ds->count * sizeof *idx);
+        int32_t *l = ds->labels ? ae_alloc(&ds->alloc, ds->count * sizeof *l) : NULL;
+        if (!idx || (ds->labels && !l)) {
+            ae_free(&ds->alloc, idx);
+            ae_free(&ds->alloc, l);
+            return ae_error(&ds->err, AE_ERR_OUT_OF_MEMORY, "%s: out of memory", who);
+        }
+        permutation(idx, ds->count, seed);
+        for (size_t i = 0; i < ds->count; i++) {
+            if (l) l[i] = ds->labels[idx[i]];
+            idx[i] = ds->rows ? ds->rows[idx[i]] : ds->row0 + idx[i];
+        }
+        ae_free(&ds->alloc, ds->rows);
+        ae_free(&ds->alloc, ds->labels);
+        ds->rows = idx;
+        ds->labels = l;
+        ds->row0 = 0;
+        return AE_OK;
+    }
     size_t *idx = ae_alloc(&ds->alloc, ds->count * sizeof *idx);
     float *d = ae_alloc(&ds->alloc, ds->count * ds->dim * sizeof *d);
     int32_t *l = ds->labels ? ae_alloc(&ds->alloc, ds->count * sizeof *l) : NULL;
@@ -471,21 +676,35 @@ ae_status ae_dataset_shuffle(ae_dataset *ds, uint64_t seed) {
     return AE_OK;
 }
 
-/* A new dataset holding samples idx[0..n) of ds. */
-static ae_status subset(const ae_dataset *ds, const size_t *idx, size_t n, ae_dataset **out) {
+/* A new dataset holding samples idx[0..n) of ds (start .. start + n when
+ * idx is NULL). A file-backed one shares the file: only the row map (none
+ * for a range of a range) and the labels are copied. */
+static ae_status subset(const ae_dataset *ds, const size_t *idx, size_t start, size_t n,
+                        ae_dataset **out) {
     ae_dataset *s = NULL;
     if (ae_dataset_create(&s, &ds->alloc) != AE_OK) return AE_ERR_OUT_OF_MEMORY;
-    s->data = ae_alloc(&s->alloc, n * ds->dim * sizeof(float));
+    int map = ds->file && (idx || ds->rows);
+    s->data = ds->file ? NULL : ae_alloc(&s->alloc, n * ds->dim * sizeof(float));
+    s->rows = map ? ae_alloc(&s->alloc, n * sizeof(size_t)) : NULL;
     s->labels = ds->labels ? ae_alloc(&s->alloc, n * sizeof(int32_t)) : NULL;
     s->st_mean = ds->st_n ? ae_alloc(&s->alloc, ds->st_n * sizeof(float)) : NULL;
     s->st_std = ds->st_n ? ae_alloc(&s->alloc, ds->st_n * sizeof(float)) : NULL;
-    if (!s->data || (ds->labels && !s->labels) || (ds->st_n && (!s->st_mean || !s->st_std))) {
+    if ((!ds->file && !s->data) || (map && !s->rows) || (ds->labels && !s->labels) ||
+        (ds->st_n && (!s->st_mean || !s->st_std))) {
         ae_dataset_destroy(s);
         return AE_ERR_OUT_OF_MEMORY;
     }
     for (size_t i = 0; i < n; i++) {
-        memcpy(s->data + i * ds->dim, ds->data + idx[i] * ds->dim, ds->dim * sizeof(float));
-        if (s->labels) s->labels[i] = ds->labels[idx[i]];
+        size_t k = idx ? idx[i] : start + i;
+        if (s->data) memcpy(s->data + i * ds->dim, ds->data + k * ds->dim, ds->dim * sizeof(float));
+        if (s->rows) s->rows[i] = ds->rows ? ds->rows[k] : ds->row0 + k;
+        if (s->labels) s->labels[i] = ds->labels[k];
+    }
+    if (ds->file) {
+        s->file = ae_rowfile_ref(ds->file);
+        s->row0 = map ? 0 : ds->row0 + start;
+        s->mul = ds->mul;
+        s->add = ds->add;
     }
     if (ds->st_n) {
         memcpy(s->st_mean, ds->st_mean, ds->st_n * sizeof(float));
@@ -496,6 +715,37 @@ static ae_status subset(const ae_dataset *ds, const size_t *idx, size_t n, ae_da
     s->dim = ds->dim;
     memcpy(s->shape, ds->shape, sizeof s->shape);
     *out = s;
+    return AE_OK;
+}
+
+ae_status ae_dataset_subset(const ae_dataset *ds_in, const size_t *idx, size_t n, ae_dataset **out) {
+    static const char who[] = "ae_dataset_subset";
+    if (out) *out = NULL;
+    if (!ds_in) return AE_ERR_INVALID_ARG;
+    ae_dataset *ds = (ae_dataset *)(uintptr_t)ds_in; /* only the message buffer is written */
+    if (!out || !idx) return ae_error(&ds->err, AE_ERR_INVALID_ARG, "%s: %s is NULL", who, !out ? "out" : "idx");
+    if (n == 0) return ae_error(&ds->err, AE_ERR_RANGE, "%s: n is 0 (a dataset is never empty)", who);
+    for (size_t i = 0; i < n; i++)
+        if (idx[i] >= ds->count)
+            return ae_error(&ds->err, AE_ERR_RANGE, "%s: idx[%zu] = %zu is out of range (%zu samples)",
+                            who, i, idx[i], ds->count);
+    if (subset(ds, idx, 0, n, out) != AE_OK)
+        return ae_error(&ds->err, AE_ERR_OUT_OF_MEMORY, "%s: out of memory", who);
+    return AE_OK;
+}
+
+ae_status ae_dataset_subset_range(const ae_dataset *ds_in, size_t start, size_t n, ae_dataset **out) {
+    static const char who[] = "ae_dataset_subset_range";
+    if (out) *out = NULL;
+    if (!ds_in) return AE_ERR_INVALID_ARG;
+    ae_dataset *ds = (ae_dataset *)(uintptr_t)ds_in; /* only the message buffer is written */
+    if (!out) return ae_error(&ds->err, AE_ERR_INVALID_ARG, "%s: out is NULL", who);
+    if (n == 0 || start > ds->count || n > ds->count - start)
+        return ae_error(&ds->err, AE_ERR_RANGE,
+                        "%s: rows %zu..%zu are not a nonempty range of the %zu samples", who, start,
+                        start + n, ds->count);
+    if (subset(ds, NULL, start, n, out) != AE_OK)
+        return ae_error(&ds->err, AE_ERR_OUT_OF_MEMORY, "%s: out of memory", who);
     return AE_OK;
 }
 
@@ -523,8 +773,8 @@ ae_status ae_dataset_split(const ae_dataset *ds_in, double val_fraction, uint64_
     if (!idx) return ae_error(&ds->err, AE_ERR_OUT_OF_MEMORY, "%s: out of memory", who);
     permutation(idx, ds->count, seed);
     ae_dataset *v = NULL, *t = NULL;
-    ae_status st = subset(ds, idx, nval, &v);
-    if (!st) st = subset(ds, idx + nval, ds->count - nval, &t);
+    ae_status st = subset(ds, idx, 0, nval, &v);
+    if (!st) st = subset(ds, idx + nval, 0, ds->count - nval, &t);
     ae_free(&ds->alloc, idx);
     if (st) {
         ae_dataset_destroy(v);
@@ -534,3 +784,26 @@ ae_status ae_dataset_split(const ae_dataset *ds_in, double val_fraction, uint64_
     *val = v;
     return AE_OK;
 }
+
+/* ---- image folders (folder.c) ---- */
+
+const ae_allocator *ae_dataset_allocator(const ae_dataset *ds) { return &ds->alloc; }
+ae_errbuf *ae_dataset_errbuf(ae_dataset *ds) { return &ds->err; }
+
+void ae_dataset_adopt_images(ae_dataset *ds, ae_idx *x, ae_rowfile *file, char **classes,
+                             size_t nclasses, size_t skipped) {
+    adopt(ds, x);
+    ds->file = file;
+    if (file) ds->mul = 1.0f / 255.0f; /* the cache holds bytes; ToTensor's scale */
+    ds->classes = classes;
+    ds->nclasses = nclasses;
+    ds->skipped = skipped;
+}
+
+size_t ae_dataset_class_count(const ae_dataset *ds) { return ds ? ds->nclasses : 0; }
+
+const char *ae_dataset_class_name(const ae_dataset *ds, size_t i) {
+    return ds && i < ds->nclasses ? ds->classes[i] : NULL;
+}
+
+size_t ae_dataset_skipped(const ae_dataset *ds) { return ds ? ds->skipped : 0; }

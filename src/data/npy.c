@@ -181,12 +181,11 @@ static uint32_t rd_le(const uint8_t *p, int n) {
     return v;
 }
 
-ae_status ae_npy_parse_mem(const ae_allocator *a, ae_errbuf *e, const char *name, const void *buf,
-                           size_t len, ae_idx *out) {
-    if (!out) return ae_error(e, AE_ERR_INVALID_ARG, "ae_npy_parse_mem: out is NULL");
+ae_status ae_npy_parse_header(ae_errbuf *e, const char *name, const void *buf, size_t len,
+                              ae_npy_info *out) {
+    size_t max_elems = out->max_elems;
     memset(out, 0, sizeof *out);
-    if (!a || !name || (!buf && len))
-        return ae_error(e, AE_ERR_INVALID_ARG, "ae_npy_parse_mem: NULL argument");
+    out->max_elems = max_elems;
     npy_ctx c;
     ae_src_name_init(&c, e, name);
     const uint8_t *b = buf;
@@ -222,18 +221,44 @@ ae_status ae_npy_parse_mem(const ae_allocator *a, ae_errbuf *e, const char *name
     for (size_t i = 0; i < nh.ndim; i++) {
         if (nh.shape[i] == 0) return ae_src_fail(&c, AE_ERR_FORMAT, "empty array: dimension %zu is 0", i);
         if (nh.shape[i] > 1) big++;
-        if (ae_mul_overflow(elems, nh.shape[i], &elems) || elems > AE_IDX_MAX_ELEMS)
+        if (ae_mul_overflow(elems, nh.shape[i], &elems) || elems > out->max_elems)
             return ae_src_fail(&c, AE_ERR_FORMAT, "the shape exceeds the limit of %zu elements",
-                            AE_IDX_MAX_ELEMS);
+                            out->max_elems);
     }
     if (nh.fortran && big > 1)
         return ae_src_fail(&c, AE_ERR_UNSUPPORTED,
                         "Fortran order is not supported: save with np.ascontiguousarray(arr)");
-    size_t payload = elems * isz, have = len - start - hlen;
+    out->type = t == T_F4 ? AE_NPY_F4 : t == T_F8 ? AE_NPY_F8 : AE_NPY_U1;
+    out->item = isz;
+    out->offset = start + hlen;
+    out->elems = elems;
+    out->count = nh.shape[0];
+    out->shape[0] = nh.ndim == 4 ? nh.shape[1] : nh.ndim == 2 ? nh.shape[1] : 1;
+    out->shape[1] = nh.ndim == 4 ? nh.shape[2] : nh.ndim == 3 ? nh.shape[1] : 1;
+    out->shape[2] = nh.ndim == 4 ? nh.shape[3] : nh.ndim == 3 ? nh.shape[2] : 1;
+    return AE_OK;
+}
+
+ae_status ae_npy_parse_mem(const ae_allocator *a, ae_errbuf *e, const char *name, const void *buf,
+                           size_t len, ae_idx *out) {
+    if (!out) return ae_error(e, AE_ERR_INVALID_ARG, "ae_npy_parse_mem: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!a || !name || (!buf && len))
+        return ae_error(e, AE_ERR_INVALID_ARG, "ae_npy_parse_mem: NULL argument");
+    npy_ctx c;
+    ae_src_name_init(&c, e, name);
+    const uint8_t *b = buf;
+    ae_npy_info ni;
+    ni.max_elems = AE_IDX_MAX_ELEMS;
+    ae_status st = ae_npy_parse_header(e, name, buf, len, &ni);
+    if (st) return st;
+    int t = ni.type == AE_NPY_F4 ? T_F4 : ni.type == AE_NPY_F8 ? T_F8 : T_U1;
+    size_t elems = ni.elems;
+    size_t payload = elems * ni.item, have = len - ni.offset;
     if (have != payload)
         return ae_src_fail(&c, AE_ERR_FORMAT, "%s: the shape needs %zu bytes of data, the file has %zu",
                         have < payload ? "truncated" : "trailing bytes", payload, have);
-    const uint8_t *src = b + start + hlen;
+    const uint8_t *src = b + ni.offset;
     float *v = ae_alloc(a, elems * sizeof(float));
     if (!v) return ae_src_fail(&c, AE_ERR_OUT_OF_MEMORY, "out of memory for %zu values", elems);
     for (size_t i = 0; i < elems; i++) {
@@ -257,10 +282,8 @@ ae_status ae_npy_parse_mem(const ae_allocator *a, ae_errbuf *e, const char *name
         v[i] = (float)d;
     }
     out->values = v;
-    out->count = nh.shape[0];
-    out->shape[0] = nh.ndim == 4 ? nh.shape[1] : nh.ndim == 2 ? nh.shape[1] : 1;
-    out->shape[1] = nh.ndim == 4 ? nh.shape[2] : nh.ndim == 3 ? nh.shape[1] : 1;
-    out->shape[2] = nh.ndim == 4 ? nh.shape[3] : nh.ndim == 3 ? nh.shape[2] : 1;
+    out->count = ni.count;
+    memcpy(out->shape, ni.shape, sizeof out->shape);
     out->dim = out->shape[0] * out->shape[1] * out->shape[2];
     return AE_OK;
 }
@@ -313,17 +336,25 @@ ae_status ae_read_whole_file(const ae_allocator *a, ae_errbuf *e, const char *pa
 
 ae_status ae_npy_write_file(const ae_allocator *a, ae_errbuf *e, const char *path,
                             const float *data, size_t count, const size_t shape[3]) {
+    return ae_npy_write_typed(a, e, path, AE_NPY_F4, data, count, shape);
+}
+
+ae_status ae_npy_write_typed(const ae_allocator *a, ae_errbuf *e, const char *path,
+                             ae_npy_type type, const void *data, size_t count,
+                             const size_t shape[3]) {
+    const char *descr = type == AE_NPY_U1 ? "|u1" : type == AE_NPY_F8 ? "<f8" : "<f4";
+    size_t item = type == AE_NPY_U1 ? 1 : type == AE_NPY_F8 ? 8 : 4;
     npy_ctx c;
     ae_src_name_init(&c, e, path);
     char dict[256];
     int k;
     if (shape[1] == 1 && shape[2] == 1)
-        k = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %zu), }",
-                     count, shape[0]);
+        k = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%zu, %zu), }",
+                     descr, count, shape[0]);
     else
         k = snprintf(dict, sizeof dict,
-                     "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %zu, %zu, %zu), }",
-                     count, shape[0], shape[1], shape[2]);
+                     "{'descr': '%s', 'fortran_order': False, 'shape': (%zu, %zu, %zu, %zu), }",
+                     descr, count, shape[0], shape[1], shape[2]);
     /* Pad with spaces and a newline so that the data starts at a multiple of 64. */
     size_t hlen = (size_t)k + 1, total = 10 + hlen;
     size_t pad = (64 - total % 64) % 64;
@@ -338,7 +369,7 @@ ae_status ae_npy_write_file(const ae_allocator *a, ae_errbuf *e, const char *pat
 
     /* Little-endian float32 on every supported host: the data as it is. */
     ae_span parts[2] = {{head, 10 + hlen},
-                        {data, count * shape[0] * shape[1] * shape[2] * sizeof(float)}};
+                        {data, count * shape[0] * shape[1] * shape[2] * item}};
     const char *step = NULL;
     int rc = ae_file_replace(a, path, parts, 2, &step);
     int err = errno;

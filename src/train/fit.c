@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "core/noise.h"
+#include "data/data.h"
 #include "model/model.h"
 
 struct ae_history {
@@ -153,18 +154,30 @@ static double scheduled(const ae_fit_options *o, double base, size_t ep) {
     }
 }
 
-/* Mean loss of `ds` in batches, no update; the input is `noisy` (a
- * corrupted copy of the data) when not NULL, the target the clean data. */
-static ae_status evaluate_set(ae_model *m, const ae_dataset *ds, const float *noisy, size_t bs,
-                              int sum_reduce, double *out) {
+/* Mean loss of `ds` in batches, no update; the input is a corrupted copy
+ * of the data when `ns` is not NULL (`noisy`: the whole copy, drawn once,
+ * for data in memory; else each batch is corrupted into `nbuf` from `vr`,
+ * seeded anew per evaluation so that every epoch sees the same noise),
+ * the target the clean data. File-backed rows are read into `buf`. */
+static ae_status evaluate_set(ae_model *m, const ae_dataset *ds, const float *noisy,
+                              const ae_noise_spec *ns, uint64_t seed, float *buf, float *nbuf,
+                              size_t bs, int sum_reduce, double *out) {
     size_t n = ae_dataset_count(ds), d = ae_dataset_dim(ds);
-    const float *x = ae_dataset_data(ds);
     double acc = 0.0;
+    ae_rng vr;
+    ae_rng_seed(&vr, seed);
     for (size_t i = 0; i < n; i += bs) {
         size_t b = n - i < bs ? n - i : bs;
         float l;
-        ae_status st = noisy ? ae_evaluate(m, noisy + i * d, x + i * d, b, &l)
-                             : ae_evaluate(m, x + i * d, NULL, b, &l);
+        const float *x;
+        ae_status st = ae_dataset_rows_view(ds, i, b, buf, &x);
+        if (st) return ae_error(&m->err, st, "%s", ae_dataset_last_error(ds));
+        const float *in = noisy ? noisy + i * d : NULL;
+        if (ns && !noisy) {
+            ae_noise_apply(ns, &vr, x, nbuf, b, d);
+            in = nbuf;
+        }
+        st = in ? ae_evaluate(m, in, x, b, &l) : ae_evaluate(m, x, NULL, b, &l);
         if (st) return st;
         acc += sum_reduce ? (double)l : (double)l * (double)b;
     }
@@ -195,7 +208,9 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
     ae_history *h = o->history;
     const ae_allocator *a = &m->alloc;
     size_t *idx = o->shuffle ? ae_alloc(a, n * sizeof *idx) : NULL;
-    float *batch = o->shuffle ? ae_alloc(a, bs * d * sizeof *batch) : NULL;
+    /* One batch of rows: the gathered (shuffled) or file-backed ones. */
+    int need_batch = o->shuffle || ae_dataset_file_backed(train);
+    float *batch = need_batch ? ae_alloc(a, bs * d * sizeof *batch) : NULL;
     int keep_best = o->restore_best != 0;
     float *best_p = keep_best ? ae_alloc(a, (m->nparams + 1) * sizeof(float)) : NULL;
     float *best_b = keep_best ? ae_alloc(a, (m->nbuffers + 1) * sizeof(float)) : NULL;
@@ -205,15 +220,21 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
     const ae_noise_spec ns = m->s.noise;
     int val_noisy = o->val && o->val_corrupt && ns.kind != AE_NOISE_NONE;
     size_t nval = o->val ? ae_dataset_count(o->val) : 0;
-    float *vnoisy = val_noisy ? ae_alloc(a, nval * d * sizeof *vnoisy) : NULL;
-    int oom = (o->shuffle && (!idx || !batch)) || (keep_best && (!best_p || !best_b)) ||
-              (h && h->cap < o->epochs && !rec) || (val_noisy && !vnoisy);
+    /* A file-backed validation set is read (and corrupted) batch by batch. */
+    int val_file = o->val && ae_dataset_file_backed(o->val);
+    float *vnoisy = val_noisy && !val_file ? ae_alloc(a, nval * d * sizeof *vnoisy) : NULL;
+    size_t vb = val_file ? (val_noisy ? 2 : 1) * bs * d : 0;
+    float *vbuf = val_file ? ae_alloc(a, vb * sizeof *vbuf) : NULL;
+    int oom = (need_batch && (!idx && o->shuffle)) || (need_batch && !batch) ||
+              (keep_best && (!best_p || !best_b)) || (h && h->cap < o->epochs && !rec) ||
+              (val_noisy && !val_file && !vnoisy) || (val_file && !vbuf);
     if (oom) st = ae_error(&m->err, AE_ERR_OUT_OF_MEMORY, "ae_fit: out of memory for the batch buffers");
     /* The workspace for the batch size, so that no step fails for memory. */
     if (!oom) st = ae_model_reserve(m, bs);
     if (!st && ns.kind != AE_NOISE_NONE) st = ae_noise_check(&ns, &m->err, 1);
     if (!st && ns.kind != AE_NOISE_NONE) st = ae_model_reserve_noisy(m, bs);
     if (st) {
+        ae_free(a, vbuf);
         ae_free(a, vnoisy);
         ae_free(a, idx);
         ae_free(a, batch);
@@ -233,14 +254,13 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
         h->stop = AE_FIT_COMPLETED;
     }
 
-    if (val_noisy) {
+    if (vnoisy) {
         ae_rng vr;
         ae_rng_seed(&vr, o->val_noise_seed);
         ae_noise_apply(&ns, &vr, ae_dataset_data(o->val), vnoisy, nval, d);
     }
     const double base_lr = m->s.lr;
     const int sum_reduce = m->s.reduction == AE_REDUCE_SUM;
-    const float *data = ae_dataset_data(train);
     ae_rng order;
     ae_rng_seed(&order, o->shuffle_seed);
     double best = INFINITY, plateau_best = INFINITY, lr_plateau = base_lr;
@@ -257,11 +277,15 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
         if (o->shuffle) permute(&order, idx, n);
         for (size_t b = 0; b < nbatch; b++) {
             size_t i0 = b * bs, nb = n - i0 < bs ? n - i0 : bs;
-            const float *x = data + i0 * d;
-            if (o->shuffle) {
-                /* Cannot fail: the indices are in range and the buffer is sized. */
-                ae_dataset_gather((ae_dataset *)(uintptr_t)train, idx + i0, nb, batch, NULL);
-                x = batch;
+            const float *x = batch;
+            /* In memory these cannot fail (indices in range, buffer sized);
+               file-backed rows can meet a read error or a non-finite value. */
+            st = o->shuffle ? ae_dataset_gather((ae_dataset *)(uintptr_t)train, idx + i0, nb, batch, NULL)
+                            : ae_dataset_rows_view(train, i0, nb, batch, &x);
+            if (st) {
+                ae_error(&m->err, st, "ae_fit: epoch %zu, batch %zu: %s", ep + 1, b + 1,
+                         ae_dataset_last_error(train));
+                break;
             }
             lr = lr_epoch;
             if (step < o->warmup_steps)
@@ -287,7 +311,8 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
         es.val_loss = NAN;
         es.learning_rate = lr;
         if (o->val) {
-            st = evaluate_set(m, o->val, vnoisy, bs, sum_reduce, &es.val_loss);
+            st = evaluate_set(m, o->val, vnoisy, val_noisy ? &ns : NULL, o->val_noise_seed, vbuf,
+                              vbuf ? vbuf + bs * d : NULL, bs, sum_reduce, &es.val_loss);
             if (st) {
                 memcpy(msg, m->err.msg, sizeof msg);
                 ae_error(&m->err, st, "ae_fit: epoch %zu, validation: %s", ep + 1, msg);
@@ -349,6 +374,7 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
     }
     m->s.lr = base_lr;
     if (h) h->stop = stop;
+    ae_free(a, vbuf);
     ae_free(a, vnoisy);
     ae_free(a, idx);
     ae_free(a, batch);

@@ -9,7 +9,7 @@
 
 #include "tool.h"
 
-enum { FMT_NPY, FMT_IDX, FMT_CSV };
+enum { FMT_NPY, FMT_IDX, FMT_CSV, FMT_DIR };
 
 int file_readable(const char *path) { return access(path, R_OK) == 0; }
 
@@ -76,7 +76,7 @@ static int sniff(const char *path, int *fmt) {
 }
 
 static const char *fmt_name(int fmt) {
-    return fmt == FMT_NPY ? ".npy" : fmt == FMT_IDX ? "IDX" : "CSV";
+    return fmt == FMT_NPY ? ".npy" : fmt == FMT_IDX ? "IDX" : fmt == FMT_DIR ? "an image folder" : "CSV";
 }
 
 /* Labels from a .npy of integers or a CSV with one integer a line. */
@@ -128,13 +128,56 @@ ae_dataset *data_head(const ae_dataset *src, size_t n) {
     if (n == 0 || n > count) n = count;
     ae_dataset_shape(src, &c, &h, &w);
     ae_dataset *ds = NULL;
+    /* File-backed rows are read into memory first. */
+    float *rows = ae_dataset_file_backed(src) ? malloc(n * ae_dataset_dim(src) * sizeof *rows) : NULL;
+    if (ae_dataset_file_backed(src) && (!rows || ae_dataset_rows(src, 0, n, rows, NULL) != AE_OK)) {
+        fail(EXIT_RUN, "%s", rows ? ae_dataset_last_error(src) : "out of memory");
+        free(rows);
+        return NULL;
+    }
     if (ae_dataset_create(&ds, NULL) != AE_OK ||
-        ae_dataset_from_memory(ds, ae_dataset_data(src), ae_dataset_labels(src), n, c, h, w,
-                               AE_DATA_COPY) != AE_OK) {
+        ae_dataset_from_memory(ds, rows ? rows : ae_dataset_data(src), ae_dataset_labels(src), n, c,
+                               h, w, AE_DATA_COPY) != AE_OK) {
         fail(EXIT_RUN, "out of memory copying %zu samples", n);
+        ae_dataset_destroy(ds);
+        ds = NULL;
+    }
+    free(rows);
+    return ds;
+}
+
+/* Whether a .npy file is better left on disk: larger than half the RAM. */
+static int too_big_for_memory(const char *path) {
+    struct stat sb;
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    if (stat(path, &sb) != 0 || pages <= 0 || psize <= 0) return 0;
+    /* float32 in memory: up to 4 times the file (a uint8 file). */
+    return (double)sb.st_size * 4.0 > 0.5 * (double)pages * (double)psize;
+}
+
+static ae_dataset *load_image_dir(const data_opts *o) {
+    ae_image_options io;
+    ae_image_options_init(&io);
+    if (o->image_size[0]) {
+        io.height = o->image_size[0];
+        io.width = o->image_size[1];
+    }
+    if (o->channels) io.channels = o->channels;
+    io.resize = o->crop ? AE_RESIZE_SHORTER_CROP : AE_RESIZE_STRETCH;
+    io.skip_bad = o->skip_bad;
+    io.cache = o->cache;
+    ae_dataset *ds = NULL;
+    if (ae_dataset_create(&ds, NULL) != AE_OK) {
+        fail(EXIT_RUN, "out of memory");
+        return NULL;
+    }
+    if (ae_dataset_load_images(ds, o->path, &io) != AE_OK) {
+        fail(EXIT_RUN, "%s", ae_dataset_last_error(ds));
         ae_dataset_destroy(ds);
         return NULL;
     }
+    if (ae_dataset_skipped(ds))
+        fprintf(stderr, "ae: %s: skipped %zu unreadable files\n", o->path, ae_dataset_skipped(ds));
     return ds;
 }
 
@@ -144,8 +187,32 @@ ae_dataset *data_load(const data_opts *o, double *scale_out) {
         fail(EXIT_USAGE, "no data file given");
         return NULL;
     }
+    struct stat pst;
+    int is_dir = stat(o->path, &pst) == 0 && S_ISDIR(pst.st_mode);
+    if ((o->image_size[0] || o->channels || o->crop || o->skip_bad || o->cache) && !is_dir) {
+        fail(EXIT_USAGE, "--image-size, --channels, --crop, --skip-bad and --image-cache are for "
+                         "image folders; %s is not a folder", o->path);
+        return NULL;
+    }
+    if (is_dir && (o->labels || o->csv_header || o->csv_label_first || o->mmap)) {
+        fail(EXIT_USAGE, "%s is an image folder: its labels are its class folders (--labels, --csv-* "
+                         "and --mmap do not apply; --image-cache keeps it on disk)", o->path);
+        return NULL;
+    }
+    ae_dataset *ds = NULL;
+    ae_status st;
+    int idx_labels = 0;
+    if (is_dir) {
+        fmt = FMT_DIR;
+        if (!(ds = load_image_dir(o))) return NULL;
+        goto loaded;
+    }
     if (sniff(o->path, &fmt) != 0) {
         fail(EXIT_RUN, "cannot open %s", o->path);
+        return NULL;
+    }
+    if (o->mmap && fmt != FMT_NPY) {
+        fail(EXIT_USAGE, "--mmap is for .npy files; %s is %s", o->path, fmt_name(fmt));
         return NULL;
     }
     if (o->labels && !file_readable(o->labels)) {
@@ -161,20 +228,18 @@ ae_dataset *data_load(const data_opts *o, double *scale_out) {
         fail(EXIT_USAGE, "--labels and --csv-label-first do not go together");
         return NULL;
     }
-    ae_dataset *ds = NULL;
     if (ae_dataset_create(&ds, NULL) != AE_OK) {
         fail(EXIT_RUN, "out of memory");
         return NULL;
     }
-    ae_status st;
-    int idx_labels = 0;
     if (fmt == FMT_IDX) {
         int lfmt = FMT_CSV;
         if (o->labels) sniff(o->labels, &lfmt);
         idx_labels = o->labels && lfmt == FMT_IDX;
         st = ae_dataset_load_idx(ds, o->path, idx_labels ? o->labels : NULL);
     } else if (fmt == FMT_NPY) {
-        st = ae_dataset_load_npy(ds, o->path);
+        int on_disk = o->allow_file && (o->mmap || too_big_for_memory(o->path));
+        st = on_disk ? ae_dataset_open_npy(ds, o->path) : ae_dataset_load_npy(ds, o->path);
     } else {
         unsigned flags = (o->csv_header ? AE_CSV_HEADER : 0u) |
                          (o->csv_label_first ? AE_CSV_LABEL_FIRST : 0u);
@@ -185,6 +250,7 @@ ae_dataset *data_load(const data_opts *o, double *scale_out) {
         ae_dataset_destroy(ds);
         return NULL;
     }
+loaded:
     if (o->labels && !idx_labels) {
         int32_t *lab = load_labels(o->labels, ae_dataset_count(ds));
         if (!lab) {
@@ -194,6 +260,12 @@ ae_dataset *data_load(const data_opts *o, double *scale_out) {
         size_t c, h, w;
         ae_dataset_shape(ds, &c, &h, &w);
         ae_dataset *with = NULL;
+        if (ae_dataset_file_backed(ds)) {
+            fail(EXIT_USAGE, "--labels do not go with --mmap yet: load %s into memory", o->path);
+            free(lab);
+            ae_dataset_destroy(ds);
+            return NULL;
+        }
         if (ae_dataset_create(&with, NULL) != AE_OK ||
             ae_dataset_from_memory(with, ae_dataset_data(ds), lab, ae_dataset_count(ds), c, h, w,
                                    AE_DATA_COPY) != AE_OK) {
@@ -206,8 +278,20 @@ ae_dataset *data_load(const data_opts *o, double *scale_out) {
         if (!with) return NULL;
         ds = with;
     }
+    if (ae_dataset_file_backed(ds) && !o->allow_file) {
+        /* This command reads the data in memory (an image-folder cache). */
+        ae_dataset *mem = data_head(ds, o->limit);
+        ae_dataset_destroy(ds);
+        if (!mem) return NULL;
+        ds = mem;
+    }
     if (o->limit && o->limit < ae_dataset_count(ds)) {
-        ae_dataset *head = data_head(ds, o->limit);
+        ae_dataset *head = NULL;
+        /* A range of file-backed rows stays on disk; rows in memory are copied. */
+        if (ae_dataset_file_backed(ds) && ae_dataset_subset_range(ds, 0, o->limit, &head) != AE_OK)
+            fail(EXIT_RUN, "%s", ae_dataset_last_error(ds));
+        else if (!ae_dataset_file_backed(ds))
+            head = data_head(ds, o->limit);
         ae_dataset_destroy(ds);
         if (!head) return NULL;
         ds = head;
@@ -250,6 +334,27 @@ int data_parse_opt(int c, const char *arg, data_opts *o) {
     case DATA_OPT_CSV_LABEL_FIRST: o->csv_label_first = 1; return 0;
     case DATA_OPT_SHAPE: return parse_shape("--shape", arg, o->shape) ? EXIT_USAGE : 0;
     case DATA_OPT_LIMIT: return parse_size("--limit", arg, 1, SIZE_MAX, &o->limit) ? EXIT_USAGE : 0;
+    case DATA_OPT_IMAGE_SIZE: {
+        size_t sh[3];
+        if (parse_shape("--image-size", arg, sh)) return EXIT_USAGE;
+        if (sh[0] != 1 && sh[0] != 3 && sh[0] != 4)
+            return usage_error("--image-size: %zu channels; give HxW or CxHxW with C 1, 3 or 4", sh[0]);
+        if (sh[1] > 65536 || sh[2] > 65536) return usage_error("--image-size: at most 65536x65536");
+        size_t xs = 0;
+        for (const char *q = arg; *q; q++) xs += *q == 'x' || *q == 'X';
+        if (xs == 2) o->channels = sh[0];
+        o->image_size[0] = sh[1];
+        o->image_size[1] = sh[2];
+        return 0;
+    }
+    case DATA_OPT_CHANNELS:
+        if (parse_size("--channels", arg, 1, 4, &o->channels)) return EXIT_USAGE;
+        if (o->channels == 2) return usage_error("--channels: 1 (gray), 3 (RGB) or 4 (RGBA)");
+        return 0;
+    case DATA_OPT_CROP: o->crop = 1; return 0;
+    case DATA_OPT_SKIP_BAD: o->skip_bad = 1; return 0;
+    case DATA_OPT_IMAGE_CACHE: o->cache = arg; return 0;
+    case DATA_OPT_MMAP: o->mmap = 1; return 0;
     case DATA_OPT_SCALE:
         o->have_scale = 1;
         if (parse_double("--scale", arg, -1e30, 1e30, &o->scale)) return EXIT_USAGE;

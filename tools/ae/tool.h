@@ -56,13 +56,22 @@ typedef struct data_opts {
     size_t limit;    /* first N samples; 0 = all */
     int have_scale;
     double scale; /* --scale; default 1/255 for IDX, 1 otherwise */
+    /* Image folders (-d DIR) and file-backed rows. */
+    size_t image_size[2]; /* --image-size HxW; default 64x64 */
+    size_t channels;      /* --channels; default 3 */
+    int crop, skip_bad;   /* --crop, --skip-bad */
+    const char *cache;    /* --image-cache FILE */
+    int mmap;             /* --mmap: read the .npy rows from disk */
+    int allow_file;       /* set by the caller: a file-backed result is welcome
+                             (else it is copied into memory) */
 } data_opts;
 
 /* getopt_long ids of the data options every command that reads a data file
  * shares; a command numbers its own options from DATA_OPT_END. */
 enum {
     DATA_OPT_LABELS = 256, DATA_OPT_CSV_HEADER, DATA_OPT_CSV_LABEL_FIRST, DATA_OPT_SHAPE,
-    DATA_OPT_LIMIT, DATA_OPT_SCALE, DATA_OPT_END
+    DATA_OPT_LIMIT, DATA_OPT_SCALE, DATA_OPT_IMAGE_SIZE, DATA_OPT_CHANNELS, DATA_OPT_CROP,
+    DATA_OPT_SKIP_BAD, DATA_OPT_IMAGE_CACHE, DATA_OPT_MMAP, DATA_OPT_END
 };
 
 /* Their long options, for a command's option table. */
@@ -72,7 +81,13 @@ enum {
     {"csv-label-first", no_argument, NULL, DATA_OPT_CSV_LABEL_FIRST},      \
     {"shape", required_argument, NULL, DATA_OPT_SHAPE},                    \
     {"limit", required_argument, NULL, DATA_OPT_LIMIT},                    \
-    {"scale", required_argument, NULL, DATA_OPT_SCALE}
+    {"scale", required_argument, NULL, DATA_OPT_SCALE},                    \
+    {"image-size", required_argument, NULL, DATA_OPT_IMAGE_SIZE},          \
+    {"channels", required_argument, NULL, DATA_OPT_CHANNELS},              \
+    {"crop", no_argument, NULL, DATA_OPT_CROP},                            \
+    {"skip-bad", no_argument, NULL, DATA_OPT_SKIP_BAD},                    \
+    {"image-cache", required_argument, NULL, DATA_OPT_IMAGE_CACHE},        \
+    {"mmap", no_argument, NULL, DATA_OPT_MMAP}
 
 /* Applies data option `c` (-d or one of DATA_OPT_*) with argument `arg`
  * to o: -1 when c is not a data option, EXIT_USAGE (the error printed) for

@@ -20,7 +20,18 @@ static const char TRAIN_HELP[] =
     "(" FMNIST_DIR ") and reports the MSE on its test set.\n"
     "\n"
     "Data:\n"
-    "  -d, --data FILE          training data: IDX (plain or gzipped), .npy or CSV\n"
+    "  -d, --data FILE          training data: IDX (plain or gzipped), .npy, CSV, or a\n"
+    "                           folder of PNG/JPEG images (one subfolder per class)\n"
+    "      --image-size HxW     image folders: resize to HxW (default 64x64; CxHxW\n"
+    "                           also sets the channels)\n"
+    "      --channels N         image folders: 1 (gray), 3 (RGB, default) or 4 (RGBA)\n"
+    "      --crop               image folders: shorter side to max(H, W), then the\n"
+    "                           centre HxW (default: stretch to HxW)\n"
+    "      --skip-bad           image folders: skip unreadable files (counted)\n"
+    "      --image-cache FILE   image folders: decode once into FILE (a uint8 .npy)\n"
+    "                           and train from it on disk\n"
+    "      --mmap               .npy: read the rows from disk batch by batch (also\n"
+    "                           when the file would take over half the memory)\n"
     "      --labels FILE        labels: IDX (with IDX data), .npy or CSV\n"
     "      --csv-header         the CSV's first line is a header\n"
     "      --csv-label-first    the CSV's first column is the label\n"
@@ -487,14 +498,24 @@ static double lr_at(const train_opts *o, size_t epoch) {
 static int mean_loss(ae_model *m, const ae_dataset *ds, size_t bs, int sum_red, double *out) {
     size_t n = ae_dataset_count(ds), d = ae_dataset_dim(ds);
     const float *x = ae_dataset_data(ds);
+    /* File-backed rows (a split of -d --mmap) are read a batch at a time. */
+    float *buf = x ? NULL : malloc(bs * d * sizeof *buf);
+    if (!x && !buf) return fail(EXIT_RUN, "out of memory");
     double s = 0.0;
     for (size_t i = 0; i < n; i += bs) {
         size_t b = n - i < bs ? n - i : bs;
         float loss;
-        if (ae_evaluate(m, x + i * d, NULL, b, &loss) != AE_OK)
+        if (buf && ae_dataset_rows(ds, i, b, buf, NULL) != AE_OK) {
+            free(buf);
+            return fail(EXIT_RUN, "%s", ae_dataset_last_error(ds));
+        }
+        if (ae_evaluate(m, buf ? buf : x + i * d, NULL, b, &loss) != AE_OK) {
+            free(buf);
             return fail(EXIT_RUN, "evaluation failed: %s", ae_model_last_error(m));
+        }
         s += sum_red ? (double)loss : (double)loss * (double)b;
     }
+    free(buf);
     *out = s / (double)n;
     return 0;
 }
@@ -669,12 +690,13 @@ int cmd_train(int argc, char **argv) {
                             sizeof inputs / sizeof *inputs)))
         return rc;
 
-    ae_dataset *all = NULL, *train = NULL, *val = NULL, *test = NULL;
+    ae_dataset *all = NULL, *train = NULL, *val = NULL, *test = NULL, *shown_mem = NULL;
     ae_model *m = NULL;
     epoch_rec *hist = NULL;
     prep p;
     memset(&p, 0, sizeof p);
     rc = EXIT_RUN;
+    o.data.allow_file = 1; /* the training rows may stay on disk; the test set is read in */
     all = data_load(&o.data, &p.scale);
     if (!all) goto done;
     if (o.test) {
@@ -736,6 +758,9 @@ int cmd_train(int argc, char **argv) {
         goto done;
     }
     ae_dataset *shown = test ? test : val ? val : train;
+    /* The pictures read their samples in memory: a head of file-backed rows. */
+    if (ae_dataset_file_backed(shown) && !(shown_mem = data_head(shown, 5000))) goto done;
+    if (shown_mem) shown = shown_mem;
     if (o.scatter_png && !ae_dataset_labels(shown))
         printf("note: no labels, the scatter has one colour\n");
     if (!(m = build_model(&o, p.shape))) goto done;
@@ -791,7 +816,8 @@ int cmd_train(int argc, char **argv) {
         if (!o.quiet) printf("reconstructions written to %s\n", o.recon_png);
     }
     if (o.features_png) {
-        if (picture_features(o.features_png, m, &p, train)) goto done;
+        if (picture_features(o.features_png, m, &p, ae_dataset_file_backed(train) ? shown : train))
+            goto done;
         if (!o.quiet) printf("features written to %s\n", o.features_png);
     }
     if (o.scatter_png) {
@@ -806,6 +832,7 @@ done:
     ae_dataset_destroy(train);
     ae_dataset_destroy(val);
     ae_dataset_destroy(test);
+    ae_dataset_destroy(shown_mem);
     prep_free(&p);
     return rc;
 }
