@@ -619,6 +619,43 @@ static void test_weight_decay_defaults(void **state) {
     ae_model_destroy(m);
 }
 
+/* Every activation as the output, fused into the last dense layer or as a
+ * standalone activation layer, with MSE and (for sigmoid) BCE: the model
+ * trains, and the two forms give the same losses step by step. */
+static void test_every_output_activation(void **state) {
+    (void)state;
+    enum { N = 6, D = 5 };
+    float x[N * D];
+    for (size_t i = 0; i < N * D; i++) x[i] = (float)((i * 7) % 11) / 10.0f;
+    for (int act = AE_ACT_IDENTITY; act <= AE_ACT_ELU; act++)
+        for (int loss = AE_LOSS_MSE; loss <= AE_LOSS_BCE; loss++) {
+            if (loss == AE_LOSS_BCE && act != AE_ACT_SIGMOID) continue;
+            float losses[2][4];
+            for (int standalone = 0; standalone < 2; standalone++) {
+                ae_config *c = NULL;
+                ae_model *m = NULL;
+                OK(ae_config_create(&c, NULL));
+                OK(ae_config_set_input_size(c, D));
+                OK(ae_config_add_dense(c, 3, AE_ACT_TANH));
+                OK(ae_config_mark_code(c));
+                OK(ae_config_add_dense(c, D, standalone ? AE_ACT_IDENTITY : (ae_activation)act));
+                if (standalone) OK(ae_config_add_activation(c, (ae_activation)act));
+                OK(ae_config_set_int(c, AE_P_LOSS, loss));
+                OK(ae_config_set_int(c, AE_P_SEED, 5));
+                OK(ae_model_create(&m, c));
+                ae_config_destroy(c);
+                for (int step = 0; step < 4; step++) {
+                    OK(ae_train_step(m, x, NULL, N, &losses[standalone][step]));
+                    assert_true(isfinite(losses[standalone][step]));
+                }
+                ae_model_destroy(m);
+            }
+            for (int step = 0; step < 4; step++)
+                assert_float_equal(losses[0][step], losses[1][step],
+                                   1e-5 * (1.0 + fabs(losses[0][step])));
+        }
+}
+
 static void test_learns(void **state) {
     (void)state;
     /* Data on a 3-D subspace of 24-D is compressed well by a 4-D code. */
@@ -656,6 +693,7 @@ int main(void) {
         cmocka_unit_test(test_grad_clip_and_settings),
         cmocka_unit_test(test_weight_decay_defaults),
         cmocka_unit_test(test_learns),
+        cmocka_unit_test(test_every_output_activation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

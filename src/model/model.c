@@ -108,8 +108,12 @@ ae_status ae_model_create(ae_model **out, const ae_config *cfg_in) {
             ae_model_destroy(m);
             return AE_ERR_SHAPE;
         }
-        L->keep_pre = L->keep_pre || (i + 1 == m->nlayers &&
-                                      ae_loss_wants_logits((ae_loss)m->s.loss, L->act));
+        /* The loss differentiates the output activation itself, so the last
+         * layer keeps its pre-activation whenever that derivative needs it
+         * (GELU) or the loss reads logits, whatever the layer's kind. */
+        L->keep_pre = L->keep_pre ||
+                      (i + 1 == m->nlayers && (ae_act_needs_pre(L->act) ||
+                                               ae_loss_wants_logits((ae_loss)m->s.loss, L->act)));
         L->w_off = m->w_own[i] = off;
         off += L->w_count;
         L->b_off = off;
