@@ -946,6 +946,25 @@ static void test_from_memory(void **state) {
     assert_non_null(strstr(ae_dataset_last_error(ds), "sample 1, feature 2"));
     assert_same(ds, &before);
     x[6] = 3.0f;
+    /* Borrowing the dataset's own storage would leave it pointing at what
+     * the load frees: refused, unchanged (data, labels, or a part of them). */
+    assert_int_equal(ae_dataset_from_memory(ds, ae_dataset_data(ds), NULL, before.count, 1, 1,
+                                            before.dim, AE_DATA_BORROW),
+                     AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_dataset_from_memory(ds, ae_dataset_data(ds) + 1, NULL, 1, 1, 1, 1,
+                                            AE_DATA_BORROW),
+                     AE_ERR_INVALID_ARG);
+    if (ae_dataset_labels(ds))
+        assert_int_equal(ae_dataset_from_memory(ds, x, ae_dataset_labels(ds), 1, 1, 1, 4,
+                                                AE_DATA_BORROW),
+                         AE_ERR_INVALID_ARG);
+    assert_same(ds, &before);
+    /* Copying it is fine: the copy is made before the old storage goes. */
+    float first = ae_dataset_data(ds)[0];
+    assert_int_equal(ae_dataset_from_memory(ds, ae_dataset_data(ds), NULL, 1, 1, 1, 2,
+                                            AE_DATA_COPY),
+                     AE_OK);
+    assert_true(ae_dataset_data(ds)[0] == first);
 
     /* Copy: independent of the caller's array. */
     assert_int_equal(ae_dataset_from_memory(ds, x, lab, 3, 1, 2, 2, AE_DATA_COPY), AE_OK);

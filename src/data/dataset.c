@@ -347,6 +347,13 @@ ae_status ae_dataset_get_batch(const ae_dataset *ds_in, size_t index, size_t bat
 
 /* ---- memory, reshape ---- */
 
+/* 1 when the byte ranges [p, p+n) and [q, q+m) share a byte. Compared as
+ * integers: the ranges may belong to different objects. */
+static int overlaps(const void *p, size_t n, const void *q, size_t m) {
+    uintptr_t a = (uintptr_t)p, b = (uintptr_t)q;
+    return p && q && n && m && a < b + m && b < a + n;
+}
+
 ae_status ae_dataset_from_memory(ae_dataset *ds, const float *data, const int32_t *labels,
                                  size_t count, size_t channels, size_t height, size_t width,
                                  ae_data_mode mode) {
@@ -375,6 +382,16 @@ ae_status ae_dataset_from_memory(ae_dataset *ds, const float *data, const int32_
     x.shape[0] = channels;
     x.shape[1] = height;
     x.shape[2] = width;
+    if (mode == AE_DATA_BORROW && !ds->borrowed &&
+        (overlaps(data, bytes, ds->data, ds->count * ds->dim * sizeof(float)) ||
+         overlaps(data, bytes, ds->labels, ds->labels ? ds->count * sizeof(int32_t) : 0) ||
+         (labels && (overlaps(labels, count * sizeof(int32_t), ds->data,
+                              ds->count * ds->dim * sizeof(float)) ||
+                     overlaps(labels, count * sizeof(int32_t), ds->labels,
+                              ds->labels ? ds->count * sizeof(int32_t) : 0)))))
+        return ae_error(&ds->err, AE_ERR_INVALID_ARG,
+                        "%s: cannot borrow the dataset's own storage, which loading frees; "
+                        "use AE_DATA_COPY", who);
     if (mode == AE_DATA_BORROW) {
         clear(ds);
         ds->count = count;
