@@ -699,6 +699,46 @@ static void check_mixed_gradient(ae_loss loss) {
     ae_model_destroy(m);
 }
 
+/* Padding wider than the input (3 around a 2x2 image): most kernel taps
+ * see only padding. The code equals a direct convolution, and training and
+ * the backward pass run; the sanitizer build checks that no pointer is formed
+ * outside the image. */
+static void test_padding_wider_than_input(void **state) {
+    (void)state;
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_shape(c, 1, 2, 2));
+    OK(ae_config_add_conv2d(c, 1, 3, 1, 3, AE_ACT_IDENTITY)); /* 2x2 -> 6x6 */
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_conv2d(c, 1, 5, 1, 0, AE_ACT_IDENTITY)); /* 6x6 -> 2x2 */
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    enum { B = 3 };
+    float x[B * 4], code[B * 36], w[9], bias, loss;
+    test_fill(x, B * 4, 9, -1, 1);
+    OK(ae_model_get_weights(m, 0, w, 9));
+    OK(ae_model_get_bias(m, 0, &bias, 1));
+    OK(ae_encode(m, x, B, code));
+    for (int b = 0; b < B; b++)
+        for (int oh = 0; oh < 6; oh++)
+            for (int ow = 0; ow < 6; ow++) {
+                double ref = bias;
+                for (int ki = 0; ki < 3; ki++)
+                    for (int kj = 0; kj < 3; kj++) {
+                        int ih = oh + ki - 3, iw = ow + kj - 3;
+                        if (ih >= 0 && ih < 2 && iw >= 0 && iw < 2)
+                            ref += (double)w[ki * 3 + kj] * x[b * 4 + ih * 2 + iw];
+                    }
+                assert_float_equal(code[b * 36 + oh * 6 + ow], ref, 1e-5);
+            }
+    for (int step = 0; step < 3; step++) {
+        OK(ae_train_step(m, x, NULL, B, &loss));
+        assert_true(isfinite(loss));
+    }
+    ae_model_destroy(m);
+}
+
 static void test_mixed_model_gradient(void **state) {
     (void)state;
     check_mixed_gradient(AE_LOSS_MSE);
@@ -1082,6 +1122,7 @@ int main(void) {
         cmocka_unit_test(test_conv_encoder_dense_decoder),
         cmocka_unit_test(test_batch_limit),
         cmocka_unit_test(test_allocation),
+        cmocka_unit_test(test_padding_wider_than_input),
         cmocka_unit_test_setup_teardown(test_parity_seed_conv_ae, psetup, pteardown),
         cmocka_unit_test_setup_teardown(test_parity_bn_pool_upsample, psetup, pteardown),
     };

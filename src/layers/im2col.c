@@ -24,6 +24,12 @@ void ae_im2col(const ae_conv_geom *g, size_t B, const float *img, float *col) {
                 float *row = col + ((c * k + ki) * k + kj) * N;
                 size_t lo, hi;
                 valid_range(W, Wo, s, p, kj, &lo, &hi);
+                /* No column inside (padding wider than the input): the loops
+                 * below would form pointers before the row, lo + kj < p. */
+                if (lo == hi) {
+                    memset(row, 0, N * sizeof *row);
+                    continue;
+                }
                 for (size_t b = 0; b < B; b++) {
                     const float *src = img + (b * C + c) * HW;
                     float *d = row + b * P;
@@ -59,6 +65,7 @@ void ae_col2im(const ae_conv_geom *g, size_t B, const float *col, float *img) {
                 const float *row = col + ((c * k + ki) * k + kj) * N;
                 size_t lo, hi;
                 valid_range(W, Wo, s, p, kj, &lo, &hi);
+                if (lo == hi) continue; /* as in ae_im2col: nothing lands inside */
                 for (size_t b = 0; b < B; b++) {
                     float *dst = img + (b * C + c) * HW;
                     const float *d = row + b * P;
