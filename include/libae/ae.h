@@ -330,8 +330,9 @@ AE_API void ae_config_destroy(ae_config *cfg);
 
 /**
  * The message of the last failed call on `cfg`, or "" if none; also of a
- * failed ae_model_create(…, cfg). Owned by the config, valid until its next
- * call. Returns a static message for cfg NULL. Since 0.1.0.
+ * failed ae_model_create(…, cfg) or ae_model_load*(…, cfg). Owned by the
+ * config, valid until its next call. Returns a static message for cfg NULL.
+ * Since 0.1.0.
  */
 AE_API const char *ae_config_last_error(const ae_config *cfg);
 

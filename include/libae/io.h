@@ -60,22 +60,29 @@ AE_API ae_status ae_model_save_buffer(const ae_model *m, void *buf, size_t capac
  * Loads a model (or a checkpoint: then training resumes bitwise as if it
  * had not stopped) from `path`. The model is rebuilt through the config
  * builder, so every check of ae_config_* and ae_model_create applies.
- * `alloc` may be NULL (malloc); it is used as ae_config_create uses it.
- * `err` may be NULL (err_size 0); on failure a one-line message is written
- * there (truncated to err_size, always terminated when err_size > 0).
- * Errors: AE_ERR_INVALID_ARG, AE_ERR_IO (cannot read the file),
- * AE_ERR_FORMAT (not a model file, truncated, malformed, an unknown layer
- * kind or setting), AE_ERR_VERSION (a newer major format version, or a
- * newer minor version using something this release lacks),
+ * `cfg` plays the part it plays in ae_model_create, the handle of the
+ * call: the model allocates through the allocator `cfg` was created with,
+ * and a failure's message (naming `path`) is in ae_config_last_error(cfg).
+ * Nothing else of `cfg` is read or changed (its layers and settings are
+ * not used: the file holds the architecture), so any config, even an
+ * empty one, serves, and it may be destroyed or reused afterwards. `cfg`
+ * may be NULL: then malloc, and no message.
+ * Errors: AE_ERR_INVALID_ARG (out or path NULL), AE_ERR_IO (cannot read
+ * the file), AE_ERR_FORMAT (not a model file, truncated, malformed, an
+ * unknown layer kind or setting), AE_ERR_VERSION (a newer major format
+ * version, or a newer minor version using something this release lacks),
  * AE_ERR_CHECKSUM (damaged), AE_ERR_OUT_OF_MEMORY. On failure *out is NULL.
  * Since 0.1.0.
  */
-AE_API ae_status ae_model_load(ae_model **out, const char *path, const ae_allocator *alloc,
-                               char *err, size_t err_size);
+AE_API ae_status ae_model_load(ae_model **out, const char *path, const ae_config *cfg);
 
-/** As ae_model_load, from `size` bytes at `buf` (not kept). Since 0.1.0. */
+/**
+ * As ae_model_load, from `size` bytes at `buf` (not kept; NULL only when
+ * size is 0). Errors as ae_model_load (AE_ERR_INVALID_ARG for out NULL or
+ * buf NULL), message in ae_config_last_error(cfg). Since 0.1.0.
+ */
 AE_API ae_status ae_model_load_buffer(ae_model **out, const void *buf, size_t size,
-                                      const ae_allocator *alloc, char *err, size_t err_size);
+                                      const ae_config *cfg);
 
 /**
  * Metadata: UTF-8 key/value strings kept with the model (through its

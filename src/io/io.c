@@ -425,7 +425,7 @@ typedef struct rbuf {
 } rbuf;
 
 typedef struct loader {
-    const ae_allocator *alloc;
+    ae_allocator alloc; /* the caller's config's, or malloc */
     ae_errbuf err;
     unsigned minor;
     int checkpoint;
@@ -922,7 +922,7 @@ static ae_status load_mem(loader *ld, ae_model **out, const unsigned char *p, si
     ae_status st = parse_frame(ld, p, size);
     if (st) return st;
     ae_config *cfg = NULL;
-    if (ae_config_create(&cfg, ld->alloc) != AE_OK)
+    if (ae_config_create(&cfg, &ld->alloc) != AE_OK)
         return ae_error(&ld->err, AE_ERR_OUT_OF_MEMORY, "out of memory loading the model");
     size_t nlayers = 0, code = 0, np = 0, ns = 0;
     uint32_t mode = 0;
@@ -958,60 +958,41 @@ fail:
     return st;
 }
 
-static void report(const loader *ld, char *err, size_t err_size, const char *prefix) {
-    if (!err || !err_size) return;
-    if (prefix)
-        snprintf(err, err_size, "%s: %s", prefix, ld->err.msg);
-    else
-        snprintf(err, err_size, "%s", ld->err.msg);
+/* A failure's message goes to the caller's config, the one handle it has
+ * (as ae_model_create reports); its message buffer is the only part written. */
+static ae_status report(const loader *ld, const ae_config *cfg, ae_status st, const char *prefix) {
+    if (!cfg) return st;
+    ae_errbuf *e = &((ae_config *)cfg)->err;
+    return prefix ? ae_error(e, st, "%s: %s", prefix, ld->err.msg) : ae_error(e, st, "%s", ld->err.msg);
 }
 
-static ae_status load_begin(loader *ld, ae_model **out, ae_allocator *a, const ae_allocator *alloc,
-                            char *err, size_t err_size) {
+static ae_status load_begin(loader *ld, ae_model **out, const ae_config *cfg) {
     memset(ld, 0, sizeof *ld);
-    if (err && err_size) err[0] = '\0';
-    if (!out) {
-        ae_error(&ld->err, AE_ERR_INVALID_ARG, "out is NULL");
-        report(ld, err, err_size, NULL);
-        return AE_ERR_INVALID_ARG;
-    }
+    if (!out) return report(ld, cfg, ae_error(&ld->err, AE_ERR_INVALID_ARG, "out is NULL"), NULL);
     *out = NULL;
-    if (ae_allocator_init(a, alloc) != AE_OK) {
-        ae_error(&ld->err, AE_ERR_INVALID_ARG, "malformed allocator");
-        report(ld, err, err_size, NULL);
-        return AE_ERR_INVALID_ARG;
-    }
-    ld->alloc = alloc;
+    /* The config's allocator (checked when it was made), or malloc. */
+    if (cfg)
+        ld->alloc = cfg->alloc;
+    else
+        ae_allocator_init(&ld->alloc, NULL);
     return AE_OK;
 }
 
-ae_status ae_model_load_buffer(ae_model **out, const void *buf, size_t size,
-                               const ae_allocator *alloc, char *err, size_t err_size) {
+ae_status ae_model_load_buffer(ae_model **out, const void *buf, size_t size, const ae_config *cfg) {
     loader ld;
-    ae_allocator a;
-    ae_status st = load_begin(&ld, out, &a, alloc, err, err_size);
+    ae_status st = load_begin(&ld, out, cfg);
     if (st) return st;
-    if (!buf && size) {
-        ae_error(&ld.err, AE_ERR_INVALID_ARG, "buf is NULL");
-        report(&ld, err, err_size, NULL);
-        return AE_ERR_INVALID_ARG;
-    }
+    if (!buf && size)
+        return report(&ld, cfg, ae_error(&ld.err, AE_ERR_INVALID_ARG, "buf is NULL"), NULL);
     st = load_mem(&ld, out, buf ? buf : (const void *)"", size);
-    if (st) report(&ld, err, err_size, NULL);
-    return st;
+    return st ? report(&ld, cfg, st, NULL) : AE_OK;
 }
 
-ae_status ae_model_load(ae_model **out, const char *path, const ae_allocator *alloc, char *err,
-                        size_t err_size) {
+ae_status ae_model_load(ae_model **out, const char *path, const ae_config *cfg) {
     loader ld;
-    ae_allocator a;
-    ae_status st = load_begin(&ld, out, &a, alloc, err, err_size);
+    ae_status st = load_begin(&ld, out, cfg);
     if (st) return st;
-    if (!path) {
-        ae_error(&ld.err, AE_ERR_INVALID_ARG, "path is NULL");
-        report(&ld, err, err_size, NULL);
-        return AE_ERR_INVALID_ARG;
-    }
+    if (!path) return report(&ld, cfg, ae_error(&ld.err, AE_ERR_INVALID_ARG, "path is NULL"), NULL);
     unsigned char *buf = NULL;
     size_t size = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -1025,7 +1006,7 @@ ae_status ae_model_load(ae_model **out, const char *path, const ae_allocator *al
                       (long long)sb.st_size);
     } else {
         size = (size_t)sb.st_size;
-        buf = ae_alloc(&a, size ? size : 1);
+        buf = ae_alloc(&ld.alloc, size ? size : 1);
         if (!buf) st = ae_error(&ld.err, AE_ERR_OUT_OF_MEMORY, "out of memory reading %zu bytes", size);
         size_t got = 0;
         while (!st && got < size) {
@@ -1038,7 +1019,6 @@ ae_status ae_model_load(ae_model **out, const char *path, const ae_allocator *al
     }
     if (fd >= 0) close(fd);
     if (!st) st = load_mem(&ld, out, buf, size);
-    ae_free(&a, buf);
-    if (st) report(&ld, err, err_size, path);
-    return st;
+    ae_free(&ld.alloc, buf);
+    return st ? report(&ld, cfg, st, path) : AE_OK;
 }

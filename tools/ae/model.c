@@ -68,18 +68,22 @@ int prep_store(ae_model *m, const prep *p) {
 }
 
 ae_model *model_load(const char *path, prep *p) {
-    char err[512];
     ae_model *m = NULL;
     memset(p, 0, sizeof *p);
     if (!path) {
         fail(EXIT_USAGE, "no model file given (-m FILE)");
         return NULL;
     }
-    ae_status st = ae_model_load(&m, path, NULL, err, sizeof err);
+    ae_config *cfg = NULL; /* only the handle of the load's message */
+    ae_status st = ae_config_create(&cfg, NULL);
+    if (st == AE_OK) st = ae_model_load(&m, path, cfg);
     if (st != AE_OK) {
-        fail(EXIT_RUN, "%s", err[0] ? err : ae_status_string(st));
+        const char *msg = cfg ? ae_config_last_error(cfg) : "";
+        fail(EXIT_RUN, "%s", msg[0] ? msg : ae_status_string(st));
+        ae_config_destroy(cfg);
         return NULL;
     }
+    ae_config_destroy(cfg);
     const char *v = NULL;
     p->scale = 1.0;
     p->shape[0] = ae_model_input_size(m), p->shape[1] = p->shape[2] = 1;
