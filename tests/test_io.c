@@ -919,6 +919,7 @@ static void test_wrong_magic_and_versions(void **state) {
     /* A newer major version: refused before anything else, CRC or not. */
     memcpy(q, p, n);
     q[8] = 2;
+    q[10] = 0;
     expect_refused(q, n, AE_ERR_VERSION, "2.0");
     fix_crc(q, n);
     expect_refused(q, n, AE_ERR_VERSION, "2.0");
@@ -939,7 +940,7 @@ static void test_wrong_magic_and_versions(void **state) {
     size_t qn;
     q = splice(p, n, 32, sec, sizeof sec, 0, &qn);
     wr32(q + 24, rd32(q + 24) + 1);
-    q[10] = 1;
+    q[10] = AE_FORMAT_VERSION_MINOR + 1;
     fix_crc(q, qn);
     ae_model_destroy(load_buf(q, qn, NULL));
     q[32 + 4] = 0; /* the section's flags: required now */
@@ -956,7 +957,7 @@ static void test_wrong_magic_and_versions(void **state) {
     q[12] = 6;
     fix_crc(q, n);
     expect_refused(q, n, AE_ERR_FORMAT, "flags");
-    q[10] = 1;
+    q[10] = AE_FORMAT_VERSION_MINOR + 1;
     fix_crc(q, n);
     expect_refused(q, n, AE_ERR_VERSION, "flags");
     /* The checkpoint flag on a model file: sections missing. */
@@ -1100,9 +1101,9 @@ static void test_crafted_headers(void **state) {
     CRAFT(wr64(q + tran + 112 + 8 * 2, 0xFFFFFFFFFFFFFFFFu), AE_ERR_FORMAT, "TRAN");
     CRAFT(wr64(q + tran + 104, 99), AE_ERR_FORMAT, "statistics");
 
-    /* Unknown layer kind: malformed in a 1.0 file, a version error in a newer minor. */
+    /* Unknown layer kind: malformed in a file of this minor version, a version error in a newer one. */
     CRAFT(wr32(q + rec0, 99), AE_ERR_FORMAT, "unknown kind 99");
-    CRAFT((wr32(q + rec0, 99), q[10] = 1), AE_ERR_VERSION, "unknown kind 99");
+    CRAFT((wr32(q + rec0, 99), q[10] = AE_FORMAT_VERSION_MINOR + 1), AE_ERR_VERSION, "unknown kind 99");
     CRAFT(wr32(q + rec0 + 4, 42), AE_ERR_FORMAT, "activation");
     /* Fields the kind does not use must be 0. */
     CRAFT(wr64(q + rec0 + 56, 5), AE_ERR_FORMAT, "not 0");

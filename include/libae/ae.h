@@ -252,7 +252,8 @@ typedef enum ae_param {
        Since 0.1.0. */
     /* int, ae_noise_kind, default AE_NOISE_NONE. */
     AE_P_NOISE_KIND = 40,
-    /* float, [0, 1e6], default 0: the variance (Gaussian), the masked
+    /* float, [0, 1e6], default 0: the standard deviation sigma (Gaussian:
+       x + sigma * N(0, 1), as PyTorch's x + sigma * randn), the masked
        fraction (masking), or the probability p (Bernoulli, dropout: [0, 1),
        salt and pepper). */
     AE_P_NOISE_LEVEL = 41,

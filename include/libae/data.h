@@ -66,6 +66,34 @@ AE_API const float *ae_dataset_data(const ae_dataset *ds);
 AE_API const int32_t *ae_dataset_labels(const ae_dataset *ds);
 
 /**
+ * Attaches `count` labels (copied) to a dataset of any origin (loaded from
+ * a file, file-backed, from memory, a subset), replacing its labels;
+ * `labels` NULL removes them. A borrowed dataset (AE_DATA_BORROW) copies
+ * its samples first, as a call that changes values does. Errors:
+ * AE_ERR_INVALID_ARG (NULL ds), AE_ERR_STATE (an empty dataset),
+ * AE_ERR_SHAPE (count differs from the sample count),
+ * AE_ERR_OUT_OF_MEMORY; on failure nothing changes. Since 0.1.0.
+ */
+AE_API ae_status ae_dataset_set_labels(ae_dataset *ds, const int32_t *labels, size_t count);
+
+/**
+ * Reads labels from a file and attaches them (ae_dataset_set_labels), the
+ * format told by the content: a NumPy .npy of shape [N] or [N, 1] of any
+ * integer dtype (int8 to int64, uint8 to uint64, either byte order) or of
+ * floats holding whole numbers (float32, float64, either byte order); an
+ * IDX labels file (unsigned bytes, gzipped or plain); or a CSV of one
+ * integer a line. Every label must fit int32. Use it after
+ * ae_dataset_load_npy, ae_dataset_open_npy, ae_dataset_load_csv or
+ * ae_dataset_from_memory. Errors (the message names the file; for a bad
+ * label its index and value): AE_ERR_INVALID_ARG, AE_ERR_STATE (an empty
+ * dataset), AE_ERR_IO, AE_ERR_FORMAT (malformed, more than one value per
+ * sample, a label that is not a whole number or outside int32, a count
+ * other than the sample count), AE_ERR_UNSUPPORTED (another dtype),
+ * AE_ERR_OUT_OF_MEMORY; on failure nothing changes. Since 0.1.0.
+ */
+AE_API ae_status ae_dataset_load_labels(ae_dataset *ds, const char *path);
+
+/**
  * Applies x = x * mul + add to every value (e.g. mul = 1/255 to get [0, 1]).
  * Errors: AE_ERR_INVALID_ARG (NULL, non-finite mul or add), AE_ERR_STATE
  * (empty dataset). Since 0.1.0.
@@ -386,13 +414,144 @@ AE_API const char *ae_dataset_class_name(const ae_dataset *ds, size_t i);
 AE_API size_t ae_dataset_skipped(const ae_dataset *ds);
 
 /* ------------------------------------------------------------------------
+ * Value conventions (docs/data.md "Value conventions")
+ * ------------------------------------------------------------------------ */
+
+/** What the stored values of data are (numbers frozen). Since 0.1.0. */
+typedef enum ae_elem_type {
+    /* Not recorded: an empty dataset, or a model that was never trained
+       by ae_fit nor given a convention (ae_model_set_data_convention). */
+    AE_ELEM_UNKNOWN = 0,
+    /* Real numbers: float32 and float64 .npy files, caller memory
+       (ae_dataset_from_memory), CSV files other than those below. */
+    AE_ELEM_FLOAT = 1,
+    /* 8-bit values 0..255: IDX files, uint8 .npy files, image folders and
+       their caches, and CSV files whose values are all whole numbers in
+       0..255, not all 0 or 1 (pixel files such as Kaggle's MNIST CSVs). */
+    AE_ELEM_UINT8 = 2
+} ae_elem_type;
+
+/**
+ * A value convention: what the numbers a model sees mean. A stored value v
+ * of element type `elem` becomes the model's input
+ * x = (v * scale + offset - mean) / std, with std_count mean and std values
+ * (0: no standardisation; else 1, the channel count or the sample size,
+ * shared as ae_dataset_standardize shares them). Fill with
+ * ae_data_convention_init, then change fields; fields added later go at
+ * the end. Since 0.1.0.
+ */
+typedef struct ae_data_convention {
+    size_t struct_size;   /* sizeof(ae_data_convention) */
+    ae_elem_type elem;    /* default AE_ELEM_UNKNOWN */
+    double scale, offset; /* default 1 and 0; scale finite and not 0, offset finite */
+    size_t std_count;     /* default 0 */
+    double lo, hi;        /* the range of the model's inputs x in training
+                             (ae_fit records it), or both NaN (default):
+                             unknown */
+} ae_data_convention;
+
+/** Fills `c` with struct_size and the defaults. Accepts NULL. Since 0.1.0. */
+AE_API void ae_data_convention_init(ae_data_convention *c);
+
+/**
+ * The convention of a dataset's values: its element type (AE_ELEM_UNKNOWN
+ * when empty), the scale and offset applied to the stored values since it
+ * was loaded (ae_dataset_scale, ae_dataset_conform; 1/255 for image
+ * folders), and its standardisation count (the values are read with
+ * ae_dataset_standardization); lo and hi are NaN. Subsets and splits keep
+ * the convention of their source. Errors: AE_ERR_INVALID_ARG (NULL, a
+ * struct_size other than sizeof(ae_data_convention)). Since 0.1.0.
+ */
+AE_API ae_status ae_dataset_convention(const ae_dataset *ds, ae_data_convention *out);
+
+/**
+ * Declares what a dataset's current values are, without changing them:
+ * element type c->elem (not AE_ELEM_UNKNOWN), and that they are the
+ * stored values times c->scale plus c->offset; c->std_count must be 0 and
+ * lo, hi are ignored. For data made in memory from another source, e.g.
+ * 8-bit pixels already divided by 255: elem AE_ELEM_UINT8, scale 1/255.
+ * Errors: AE_ERR_INVALID_ARG (NULL, a wrong struct_size, an unknown or
+ * unknown-type elem, a scale of 0 or a value that is not finite,
+ * std_count not 0), AE_ERR_STATE (empty, or standardised). Since 0.1.0.
+ */
+AE_API ae_status ae_dataset_set_convention(ae_dataset *ds, const ae_data_convention *c);
+
+/**
+ * Gives a dataset the meaning of `target` (a model's convention, from
+ * ae_model_data_convention): the one rule by which data reach a model.
+ * The scale and offset applied are relative to the stored values, whatever
+ * ae_dataset_scale did before:
+ * - data of target's element type: target's scale and offset;
+ * - 8-bit data for a convention of float data: v / 255 stands for a float
+ *   value (torchvision's ToTensor), so the scale is target->scale / 255
+ *   and the offset target->offset;
+ * - float data for a convention of 8-bit data: taken as already in the
+ *   model's range (scale 1, offset 0);
+ * - target's element type unknown: 8-bit data get 1/255, float data stay
+ *   as they are;
+ * then standardisation with `mean` and `std` (target->std_count values
+ * each; both NULL when it is 0). When the element types differ (a meaning
+ * taken for granted) and target's range is known, the resulting values
+ * must lie within [lo - s, hi + s], s = max(hi - lo, 1e-6): otherwise the
+ * call fails with AE_ERR_RANGE and a message naming both conventions and
+ * the range found (that check reads every value once, file-backed rows
+ * too). A dataset standardised before is accepted only with target's
+ * statistics and scale (then nothing changes). On failure nothing changes.
+ * Errors (message in ae_dataset_last_error): AE_ERR_INVALID_ARG (NULL ds
+ * or target, a wrong struct_size, an unknown element type, a scale of 0
+ * or a value that is not finite, mean/std missing, not finite or
+ * std <= 0), AE_ERR_STATE (empty; standardised with other statistics),
+ * AE_ERR_SHAPE (std_count is none of 1, the channel count, the sample
+ * size), AE_ERR_RANGE, AE_ERR_NUMERIC (a value overflows float),
+ * AE_ERR_OUT_OF_MEMORY, and for file-backed rows AE_ERR_IO and
+ * AE_ERR_FORMAT. Since 0.1.0.
+ */
+AE_API ae_status ae_dataset_conform(ae_dataset *ds, const ae_data_convention *target,
+                                    const float *mean, const float *std);
+
+/**
+ * Sets the convention of the data a model is trained on (ae_fit sets it
+ * from its training set): saved in the model file, read back by
+ * ae_model_data_convention, applied to other data by ae_dataset_conform.
+ * `c` NULL clears it (elem AE_ELEM_UNKNOWN). `mean` and `std` hold
+ * c->std_count values each (NULL when it is 0); they are copied.
+ * Errors (message in ae_model_last_error): AE_ERR_INVALID_ARG (NULL m, a
+ * wrong struct_size, an unknown element type, a scale of 0 or a field that
+ * is not finite, lo > hi or only one of them NaN, mean/std missing, not
+ * finite or std <= 0), AE_ERR_SHAPE (std_count does not divide the
+ * model's input size), AE_ERR_OUT_OF_MEMORY; on failure nothing changes.
+ * Since 0.1.0.
+ */
+AE_API ae_status ae_model_set_data_convention(ae_model *m, const ae_data_convention *c,
+                                              const float *mean, const float *std);
+
+/**
+ * Reads a model's convention into `out` (ae_data_convention_init's
+ * defaults when it has none). `mean` and `std` (either may be NULL)
+ * receive out->std_count values when `n` equals it. Errors:
+ * AE_ERR_INVALID_ARG (NULL m or out, a wrong struct_size), AE_ERR_SHAPE
+ * (mean or std given and n is not the count; *out is filled).
+ * Since 0.1.0.
+ */
+AE_API ae_status ae_model_data_convention(const ae_model *m, ae_data_convention *out, float *mean,
+                                          float *std, size_t n);
+
+/**
+ * ae_dataset_conform with the convention of `m`: prepares data for a
+ * trained model. Errors as ae_dataset_conform (message in
+ * ae_dataset_last_error(ds)); AE_ERR_SHAPE also when the sample size is
+ * not the model's input size. Since 0.1.0.
+ */
+AE_API ae_status ae_model_prepare_data(const ae_model *m, ae_dataset *ds);
+
+/* ------------------------------------------------------------------------
  * Corruption (denoising), SPEC.md "Corruption"
  * ------------------------------------------------------------------------ */
 
 /** Corruption operators (numbers frozen). Since 0.1.0. */
 typedef enum ae_noise_kind {
     AE_NOISE_NONE = 0,
-    /* x + mean + sqrt(level) * N(0, 1): level is the variance. */
+    /* x + mean + level * N(0, 1): level is the standard deviation. */
     AE_NOISE_GAUSSIAN = 1,
     /* Exactly floor(dim * level) entries of each sample, chosen without
        replacement, set to `value` (default 0). */

@@ -14,7 +14,8 @@ ae_status ae_noise_check(const ae_noise_spec *n, ae_errbuf *e, int settings) {
     case AE_NOISE_NONE: return AE_OK;
     case AE_NOISE_GAUSSIAN:
         if (!(p >= 0.0 && p <= 1e6))
-            return ae_error(e, AE_ERR_RANGE, "%s is a variance for Gaussian noise: must be in [0, 1e6], got %g",
+            return ae_error(e, AE_ERR_RANGE,
+                            "%s is a standard deviation for Gaussian noise: must be in [0, 1e6], got %g",
                             lv, p);
         if (!(fabs(n->mean) <= 1e6))
             return ae_error(e, AE_ERR_RANGE, "%s must be in [-1e6, 1e6], got %g",
@@ -58,7 +59,7 @@ void ae_noise_apply(const ae_noise_spec *n, ae_rng *r, const float *in, float *o
     case AE_NOISE_GAUSSIAN: {
         /* Box-Muller, both values of each pair used: two normals per two
          * uniforms (32 bits each, from one 64-bit draw). */
-        double mean = n->mean, sd = sqrt(n->level);
+        double mean = n->mean, sd = n->level; /* a standard deviation: x + sigma * randn */
         for (size_t i = 0; i < total; i += 2) {
             uint64_t v = ae_rng_next(r);
             double u1 = ((double)(v >> 32) + 1.0) * 0x1.0p-32; /* (0, 1]: log is finite */

@@ -12,7 +12,7 @@
  * integers are int64_t because the settings table stores them so. */
 typedef struct ae_noise_spec {
     int64_t kind; /* ae_noise_kind (AE_P_NOISE_KIND) */
-    double level; /* variance (Gaussian), rate (masking), probability (others) */
+    double level; /* standard deviation (Gaussian), rate (masking), probability (others) */
     double mean;  /* Gaussian mean */
     double value; /* masking constant */
     int64_t clip; /* clip the result to [lo, hi] */

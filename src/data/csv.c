@@ -47,6 +47,17 @@ static size_t field_count(const line *l) {
     return n;
 }
 
+/* Whether the values are pixels written as text: all whole numbers in
+ * 0..255 and not all 0 or 1 (binary features keep their values). */
+static int byte_valued(const float *v, size_t n) {
+    int above_one = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!(v[i] >= 0.0f && v[i] <= 255.0f) || v[i] != floorf(v[i])) return 0;
+        above_one |= v[i] > 1.0f;
+    }
+    return above_one;
+}
+
 /* Shows a field in a message: printable bytes only, shortened. */
 static void show(char *dst, size_t cap, const char *s, size_t n) {
     size_t k = 0;
@@ -243,6 +254,7 @@ ae_status ae_csv_parse_mem(const ae_allocator *a, ae_errbuf *e, const char *name
     }
     out->values = v;
     out->labels = lab;
+    out->elem = byte_valued(v, rows * dim) ? AE_ELEM_UINT8 : AE_ELEM_FLOAT;
     out->count = rows;
     out->shape[0] = dim;
     out->shape[1] = out->shape[2] = 1;

@@ -41,6 +41,7 @@ typedef struct ae_idx {
     size_t dim;      /* shape[0] * shape[1] * shape[2] */
     float *values;   /* [count, dim], AE_IDX_SAMPLES */
     int32_t *labels; /* [count], AE_IDX_LABELS */
+    ae_elem_type elem; /* what the values were stored as */
 } ae_idx;
 
 /* Parses an IDX file held in memory, gzipped or plain. `name` appears at
@@ -73,18 +74,32 @@ ae_status ae_csv_parse_mem(const ae_allocator *a, ae_errbuf *e, const char *name
 ae_status ae_npy_write_file(const ae_allocator *a, ae_errbuf *e, const char *path,
                             const float *data, size_t count, const size_t shape[3]);
 
-/* Element types of a .npy file. */
-typedef enum ae_npy_type { AE_NPY_F4 = 0, AE_NPY_F8 = 1, AE_NPY_U1 = 2 } ae_npy_type;
+/* Element types of a .npy file: those of samples, and AE_NPY_OTHER for
+ * the other integer and float dtypes labels may have. */
+typedef enum ae_npy_type { AE_NPY_F4 = 0, AE_NPY_F8 = 1, AE_NPY_U1 = 2, AE_NPY_OTHER = 3 } ae_npy_type;
 
 /* A parsed .npy header: the data starts at `offset` and holds `elems`
  * values of `item` bytes, `count` samples of shape[0..3). The caller sets
- * max_elems (the largest element count accepted) before the call. */
+ * max_elems (the largest element count accepted) and any_dtype before the
+ * call: 0 accepts the sample dtypes only, 1 also every integer dtype and
+ * big-endian floats (AE_NPY_OTHER, described by kind 'i', 'u' or 'f',
+ * item and big). */
 typedef struct ae_npy_info {
     size_t max_elems;
+    int any_dtype;
     ae_npy_type type;
-    size_t item, offset, elems, count;
+    char kind;
+    int big;
+    size_t item, offset, elems, count, ndim;
     size_t shape[3];
 } ae_npy_info;
+
+/* Parses a .npy file of labels held in memory: shape [N] or [N, 1], any
+ * integer dtype of either byte order, or floats holding whole numbers;
+ * every value must fit int32 (the message gives the index of one that
+ * does not). On success out->labels ([count]) is from `a`. */
+ae_status ae_npy_parse_labels(const ae_allocator *a, ae_errbuf *e, const char *name,
+                              const void *buf, size_t len, ae_idx *out);
 
 /* Parses the header of a .npy file whose first `len` bytes are in buf
  * (the data need not be present). */
@@ -147,7 +162,30 @@ void ae_image_resize(const uint8_t *src, size_t sh, size_t sw, size_t c, size_t 
                      size_t oy, size_t ox, float *dst, size_t dh, size_t dw);
 
 /* ---- the dataset's internal side ---- */
-typedef struct ae_dataset ae_dataset;
+/* The handle, shared by dataset.c (loading, scaling, batching) and
+ * convention.c (value conventions). */
+struct ae_dataset {
+    ae_allocator alloc;
+    ae_errbuf err;
+    size_t count, dim;
+    size_t shape[3]; /* C, H, W */
+    float *data;     /* [count, dim], NULL when empty */
+    int32_t *labels; /* [count], NULL when there are none */
+    int borrowed;    /* data and labels are the caller's: never written or freed */
+    float *st_mean, *st_std; /* standardisation applied, st_n values each */
+    size_t st_n;
+    ae_rowfile *file; /* file-backed rows (data is NULL), shared with subsets */
+    size_t *rows;     /* the file row of each sample, or NULL: row0 + i */
+    size_t row0;
+    float mul, add;   /* x * mul + add, applied to file rows as read */
+    /* The value convention (convention.c): the stored element type, and
+     * the scale and offset applied since loading (for file-backed rows
+     * the same as mul and add, kept in double). */
+    ae_elem_type elem;
+    double t_scale, t_offset;
+    char **classes;   /* class folder names (image folders), nclasses */
+    size_t nclasses, skipped;
+};
 
 /* Rows [start, start + n) as floats, the one way the fit loop reads a
  * dataset: *out points into the dataset when its rows are in memory, else
@@ -156,6 +194,10 @@ typedef struct ae_dataset ae_dataset;
  * message in the dataset's last_error. */
 ae_status ae_dataset_rows_view(const ae_dataset *ds, size_t start, size_t n, float *buf,
                                const float **out);
+
+/* Before values of a borrowed dataset change: copies them into its own
+ * storage (AE_ERR_OUT_OF_MEMORY, message naming `who`). */
+ae_status ae_dataset_own(ae_dataset *ds, const char *who);
 
 /* For the image-folder loader (folder.c). */
 const ae_allocator *ae_dataset_allocator(const ae_dataset *ds);

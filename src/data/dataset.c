@@ -13,23 +13,6 @@
 
 #include "data.h"
 
-struct ae_dataset {
-    ae_allocator alloc;
-    ae_errbuf err;
-    size_t count, dim;
-    size_t shape[3]; /* C, H, W */
-    float *data;     /* [count, dim], NULL when empty */
-    int32_t *labels; /* [count], NULL when there are none */
-    int borrowed;    /* data and labels are the caller's: never written or freed */
-    float *st_mean, *st_std; /* standardisation applied, st_n values each */
-    size_t st_n;
-    ae_rowfile *file; /* file-backed rows (data is NULL), shared with subsets */
-    size_t *rows;     /* the file row of each sample, or NULL: row0 + i */
-    size_t row0;
-    float mul, add;   /* x * mul + add, applied to file rows as read */
-    char **classes;   /* class folder names (image folders), nclasses */
-    size_t nclasses, skipped;
-};
 
 ae_status ae_dataset_create(ae_dataset **out, const ae_allocator *alloc) {
     if (!out) return AE_ERR_INVALID_ARG;
@@ -41,6 +24,7 @@ ae_status ae_dataset_create(ae_dataset **out, const ae_allocator *alloc) {
     memset(ds, 0, sizeof *ds);
     ds->alloc = a;
     ds->mul = 1.0f;
+    ds->t_scale = 1.0;
     *out = ds;
     return AE_OK;
 }
@@ -61,6 +45,9 @@ static void clear(ae_dataset *ds) {
     ds->row0 = 0;
     ds->mul = 1.0f;
     ds->add = 0.0f;
+    ds->elem = AE_ELEM_UNKNOWN;
+    ds->t_scale = 1.0;
+    ds->t_offset = 0.0;
     ds->classes = NULL;
     ds->nclasses = ds->skipped = 0;
     ds->data = NULL;
@@ -80,11 +67,12 @@ static void adopt(ae_dataset *ds, ae_idx *x) {
     memcpy(ds->shape, x->shape, sizeof ds->shape);
     ds->data = x->values;
     ds->labels = x->labels;
+    ds->elem = x->elem;
     memset(x, 0, sizeof *x);
 }
 
 /* Before changing values of a borrowed dataset: make them its own. */
-static ae_status own(ae_dataset *ds, const char *who) {
+ae_status ae_dataset_own(ae_dataset *ds, const char *who) {
     if (!ds->borrowed) return AE_OK;
     size_t n = ds->count * ds->dim;
     float *d = ae_alloc(&ds->alloc, n * sizeof *d);
@@ -179,6 +167,7 @@ ae_status ae_dataset_open_npy(ae_dataset *ds, const char *path) {
     ds->count = ae_rowfile_count(f);
     memcpy(ds->shape, ae_rowfile_shape(f), sizeof ds->shape);
     ds->dim = ds->shape[0] * ds->shape[1] * ds->shape[2];
+    ds->elem = ae_rowfile_type(f) == AE_NPY_U1 ? AE_ELEM_UINT8 : AE_ELEM_FLOAT;
     return AE_OK;
 }
 
@@ -232,6 +221,83 @@ const float *ae_dataset_data(const ae_dataset *ds) { return ds ? ds->data : NULL
 
 const int32_t *ae_dataset_labels(const ae_dataset *ds) { return ds ? ds->labels : NULL; }
 
+/* Replaces the labels with `lab` (owned from ds->alloc, or NULL). */
+static ae_status take_labels(ae_dataset *ds, int32_t *lab, const char *who) {
+    ae_status st = ae_dataset_own(ds, who);
+    if (st) {
+        ae_free(&ds->alloc, lab);
+        return st;
+    }
+    ae_free(&ds->alloc, ds->labels);
+    ds->labels = lab;
+    return AE_OK;
+}
+
+ae_status ae_dataset_set_labels(ae_dataset *ds, const int32_t *labels, size_t count) {
+    static const char who[] = "ae_dataset_set_labels";
+    if (!ds) return AE_ERR_INVALID_ARG;
+    if (!ds->data && !ds->file) return ae_error(&ds->err, AE_ERR_STATE, "%s: the dataset is empty", who);
+    if (count != ds->count)
+        return ae_error(&ds->err, AE_ERR_SHAPE, "%s: %zu labels for %zu samples", who, count,
+                        ds->count);
+    int32_t *lab = NULL;
+    if (labels) {
+        lab = ae_alloc(&ds->alloc, count * sizeof *lab);
+        if (!lab) return ae_error(&ds->err, AE_ERR_OUT_OF_MEMORY, "%s: out of memory", who);
+        memcpy(lab, labels, count * sizeof *lab);
+    }
+    return take_labels(ds, lab, who);
+}
+
+ae_status ae_dataset_load_labels(ae_dataset *ds, const char *path) {
+    static const char who[] = "ae_dataset_load_labels";
+    if (!ds) return AE_ERR_INVALID_ARG;
+    if (!path) return ae_error(&ds->err, AE_ERR_INVALID_ARG, "%s: path is NULL", who);
+    if (!ds->data && !ds->file) return ae_error(&ds->err, AE_ERR_STATE, "%s: the dataset is empty", who);
+    uint8_t *buf;
+    size_t len;
+    ae_status st = ae_read_whole_file(&ds->alloc, &ds->err, path, &buf, &len);
+    if (st) return st;
+    ae_idx x;
+    memset(&x, 0, sizeof x);
+    if (len >= 6 && memcmp(buf, "\x93NUMPY", 6) == 0) {
+        st = ae_npy_parse_labels(&ds->alloc, &ds->err, path, buf, len, &x);
+    } else if (len >= 4 && ((buf[0] == 0x1f && buf[1] == 0x8b) ||
+                            (buf[0] == 0 && buf[1] == 0 && buf[2] == 0x08))) {
+        st = ae_idx_parse_mem(&ds->alloc, &ds->err, path, buf, len, AE_IDX_LABELS, &x);
+    } else {
+        st = ae_csv_parse_mem(&ds->alloc, &ds->err, path, buf, len, 0, &x);
+        if (!st && x.dim != 1)
+            st = ae_error(&ds->err, AE_ERR_FORMAT, "%s: %zu values a line; labels are one integer a line",
+                          path, x.dim);
+        if (!st) {
+            x.labels = ae_alloc(&ds->alloc, x.count * sizeof *x.labels);
+            if (!x.labels) st = ae_error(&ds->err, AE_ERR_OUT_OF_MEMORY, "%s: out of memory", who);
+        }
+        for (size_t i = 0; !st && i < x.count; i++) {
+            float v = x.values[i];
+            if (v != floorf(v) || !(v >= -2147483648.0f && v < 2147483648.0f))
+                st = ae_error(&ds->err, AE_ERR_FORMAT,
+                              "%s: label %zu (%g) is not a whole number in the int32 range", path, i,
+                              (double)v);
+            else
+                x.labels[i] = (int32_t)v;
+        }
+    }
+    ae_free(&ds->alloc, buf);
+    if (!st && x.count != ds->count)
+        st = ae_error(&ds->err, AE_ERR_FORMAT, "%s: %zu labels, but the dataset has %zu samples", path,
+                      x.count, ds->count);
+    if (st) {
+        ae_idx_free(&ds->alloc, &x);
+        return st;
+    }
+    int32_t *lab = x.labels;
+    x.labels = NULL;
+    ae_idx_free(&ds->alloc, &x);
+    return take_labels(ds, lab, who);
+}
+
 ae_status ae_dataset_scale(ae_dataset *ds, float mul, float add) {
     if (!ds) return AE_ERR_INVALID_ARG;
     if (!isfinite(mul) || !isfinite(add))
@@ -249,6 +315,8 @@ ae_status ae_dataset_scale(ae_dataset *ds, float mul, float add) {
             return ae_error(&ds->err, AE_ERR_INVALID_ARG, "ae_dataset_scale: the combined scale overflows");
         ds->mul = m2;
         ds->add = a2;
+        ds->t_scale *= mul;
+        ds->t_offset = ds->t_offset * mul + add;
         return AE_OK;
     }
     if (!ds->data)
@@ -267,10 +335,12 @@ ae_status ae_dataset_scale(ae_dataset *ds, float mul, float add) {
         return ae_error(&ds->err, AE_ERR_INVALID_ARG,
                         "ae_dataset_scale: x * %g + %g overflows float for values in [%g, %g]",
                         (double)mul, (double)add, (double)lo, (double)hi);
-    ae_status st = own(ds, "ae_dataset_scale");
+    ae_status st = ae_dataset_own(ds, "ae_dataset_scale");
     if (st) return st;
     x = ds->data;
     for (size_t i = 0; i < n; i++) x[i] = x[i] * mul + add;
+    ds->t_scale *= mul;
+    ds->t_offset = ds->t_offset * mul + add;
     return AE_OK;
 }
 
@@ -400,6 +470,7 @@ ae_status ae_dataset_from_memory(ae_dataset *ds, const float *data, const int32_
         ds->data = (float *)(uintptr_t)data; /* never written while borrowed */
         ds->labels = (int32_t *)(uintptr_t)labels;
         ds->borrowed = 1;
+        ds->elem = AE_ELEM_FLOAT;
         return AE_OK;
     }
     x.values = ae_alloc(&ds->alloc, bytes);
@@ -411,6 +482,7 @@ ae_status ae_dataset_from_memory(ae_dataset *ds, const float *data, const int32_
     }
     memcpy(x.values, data, bytes);
     if (labels) memcpy(x.labels, labels, count * sizeof(int32_t));
+    x.elem = AE_ELEM_FLOAT;
     adopt(ds, &x);
     return AE_OK;
 }
@@ -599,7 +671,7 @@ ae_status ae_dataset_standardize(ae_dataset *ds, const float *mean, const float 
                 break;
             }
         }
-    ae_status st = ok ? own(ds, who)
+    ae_status st = ok ? ae_dataset_own(ds, who)
                       : ae_error(&ds->err, AE_ERR_NUMERIC,
                                  "%s: the standardised values overflow float (std too small)", who);
     if (st) {
@@ -731,6 +803,9 @@ static ae_status subset(const ae_dataset *ds, const size_t *idx, size_t start, s
     s->count = n;
     s->dim = ds->dim;
     memcpy(s->shape, ds->shape, sizeof s->shape);
+    s->elem = ds->elem;
+    s->t_scale = ds->t_scale;
+    s->t_offset = ds->t_offset;
     *out = s;
     return AE_OK;
 }
@@ -809,9 +884,12 @@ ae_errbuf *ae_dataset_errbuf(ae_dataset *ds) { return &ds->err; }
 
 void ae_dataset_adopt_images(ae_dataset *ds, ae_idx *x, ae_rowfile *file, char **classes,
                              size_t nclasses, size_t skipped) {
+    x->elem = AE_ELEM_UINT8;
     adopt(ds, x);
     ds->file = file;
     if (file) ds->mul = 1.0f / 255.0f; /* the cache holds bytes; ToTensor's scale */
+    /* Decoded images are v / 255 already (in memory) or as read (cache). */
+    ds->t_scale = 1.0 / 255.0;
     ds->classes = classes;
     ds->nclasses = nclasses;
     ds->skipped = skipped;

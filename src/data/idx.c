@@ -348,6 +348,7 @@ static ae_status parse(idx_src *s, ae_idx_role role, ae_idx *out) {
         out->shape[0] = out->shape[1] = out->shape[2] = 1;
     } else {
         out->values = conv;
+        out->elem = AE_ELEM_UINT8;
         out->shape[0] = ndim == 3 ? 1 : dims[1];
         out->shape[1] = ndim == 3 ? dims[1] : 1;
         out->shape[2] = ndim == 3 ? dims[2] : 1;

@@ -149,30 +149,52 @@ static ae_status parse_dict(npy_ctx *c, hdr *h, npy_header *out) {
     return AE_OK;
 }
 
-enum { T_F4, T_F8, T_U1 };
+enum { T_F4, T_F8, T_U1, T_OTHER };
 
-static ae_status dtype_of(npy_ctx *c, const char *d, int *t, size_t *size) {
-    if (strcmp(d, "<f4") == 0) {
-        *t = T_F4;
-        *size = 4;
-    } else if (strcmp(d, "<f8") == 0) {
-        *t = T_F8;
-        *size = 8;
-    } else if (strcmp(d, "|u1") == 0 || strcmp(d, "<u1") == 0 || strcmp(d, ">u1") == 0 ||
-               strcmp(d, "u1") == 0) {
+/* A dtype string: byte order ('<', '>', '|' or '=', which is little-endian
+ * on every supported host), kind ('i', 'u', 'f') and size. Samples take
+ * '<f4', '<f8' and 'u1' (any order mark); with `any`, labels also take the
+ * other integers and big-endian floats (T_OTHER). */
+static ae_status dtype_of(npy_ctx *c, const char *d, int any, int *t, size_t *size, char *kind,
+                          int *big) {
+    const char *p = d;
+    char order = '=';
+    if (*p == '<' || *p == '>' || *p == '|' || *p == '=') order = *p++;
+    char k = *p;
+    size_t n = 0;
+    if ((k == 'i' || k == 'u' || k == 'f') && p[1] >= '1' && p[1] <= '8' && p[2] == '\0')
+        n = (size_t)(p[1] - '0');
+    int valid = (n == 1 && k != 'f') || n == 2 || n == 4 || n == 8;
+    if (k == 'f' && n == 2) valid = 0; /* float16: not read */
+    if (valid && order == '|' && n != 1) valid = 0;
+    *kind = k;
+    *size = n;
+    *big = order == '>' && n > 1;
+    if (valid && k == 'u' && n == 1) {
         *t = T_U1;
-        *size = 1;
-    } else if (strcmp(d, ">f4") == 0 || strcmp(d, ">f8") == 0) {
-        return ae_src_fail(c, AE_ERR_UNSUPPORTED,
-                        "big-endian dtype '%s' is not supported: save with arr.astype('<%s')", d,
-                        d + 1);
-    } else {
-        return ae_src_fail(c, AE_ERR_UNSUPPORTED,
-                        "unsupported dtype '%s': float32 '<f4', float64 '<f8' or uint8 '|u1' "
-                        "are read",
-                        d);
+        return AE_OK;
     }
-    return AE_OK;
+    if (valid && k == 'f' && !*big) {
+        *t = n == 4 ? T_F4 : T_F8;
+        return AE_OK;
+    }
+    if (valid && any) {
+        *t = T_OTHER;
+        return AE_OK;
+    }
+    if (valid && k == 'f')
+        return ae_src_fail(c, AE_ERR_UNSUPPORTED,
+                           "big-endian dtype '%s' is not supported: save with arr.astype('<%s')", d,
+                           d + 1);
+    if (valid)
+        return ae_src_fail(c, AE_ERR_UNSUPPORTED,
+                           "integer dtype '%s' is read for labels only: samples are float32 '<f4', "
+                           "float64 '<f8' or uint8 '|u1'",
+                           d);
+    return ae_src_fail(c, AE_ERR_UNSUPPORTED,
+                       "unsupported dtype '%s': float32 '<f4', float64 '<f8' or uint8 '|u1' "
+                       "are read",
+                       d);
 }
 
 static uint32_t rd_le(const uint8_t *p, int n) {
@@ -184,8 +206,10 @@ static uint32_t rd_le(const uint8_t *p, int n) {
 ae_status ae_npy_parse_header(ae_errbuf *e, const char *name, const void *buf, size_t len,
                               ae_npy_info *out) {
     size_t max_elems = out->max_elems;
+    int any = out->any_dtype;
     memset(out, 0, sizeof *out);
     out->max_elems = max_elems;
+    out->any_dtype = any;
     npy_ctx c;
     ae_src_name_init(&c, e, name);
     const uint8_t *b = buf;
@@ -212,9 +236,10 @@ ae_status ae_npy_parse_header(ae_errbuf *e, const char *name, const void *buf, s
     hdr h = {(const char *)b + start, (const char *)b + start + hlen};
     ae_status st = parse_dict(&c, &h, &nh);
     if (st) return st;
-    int t = T_F4;
+    int t = T_F4, bigend = 0;
     size_t isz = 4;
-    if ((st = dtype_of(&c, nh.descr, &t, &isz)) != AE_OK) return st;
+    char kind = 'f';
+    if ((st = dtype_of(&c, nh.descr, any, &t, &isz, &kind, &bigend)) != AE_OK) return st;
     if (nh.ndim == 0)
         return ae_src_fail(&c, AE_ERR_UNSUPPORTED, "a scalar (shape ()) is not a set of samples");
     size_t elems = 1, big = 0;
@@ -228,7 +253,10 @@ ae_status ae_npy_parse_header(ae_errbuf *e, const char *name, const void *buf, s
     if (nh.fortran && big > 1)
         return ae_src_fail(&c, AE_ERR_UNSUPPORTED,
                         "Fortran order is not supported: save with np.ascontiguousarray(arr)");
-    out->type = t == T_F4 ? AE_NPY_F4 : t == T_F8 ? AE_NPY_F8 : AE_NPY_U1;
+    out->type = t == T_F4 ? AE_NPY_F4 : t == T_F8 ? AE_NPY_F8 : t == T_U1 ? AE_NPY_U1 : AE_NPY_OTHER;
+    out->kind = kind;
+    out->big = bigend;
+    out->ndim = nh.ndim;
     out->item = isz;
     out->offset = start + hlen;
     out->elems = elems;
@@ -250,6 +278,7 @@ ae_status ae_npy_parse_mem(const ae_allocator *a, ae_errbuf *e, const char *name
     const uint8_t *b = buf;
     ae_npy_info ni;
     ni.max_elems = AE_IDX_MAX_ELEMS;
+    ni.any_dtype = 0;
     ae_status st = ae_npy_parse_header(e, name, buf, len, &ni);
     if (st) return st;
     int t = ni.type == AE_NPY_F4 ? T_F4 : ni.type == AE_NPY_F8 ? T_F8 : T_U1;
@@ -282,9 +311,86 @@ ae_status ae_npy_parse_mem(const ae_allocator *a, ae_errbuf *e, const char *name
         v[i] = (float)d;
     }
     out->values = v;
+    out->elem = t == T_U1 ? AE_ELEM_UINT8 : AE_ELEM_FLOAT;
     out->count = ni.count;
     memcpy(out->shape, ni.shape, sizeof out->shape);
     out->dim = out->shape[0] * out->shape[1] * out->shape[2];
+    return AE_OK;
+}
+
+ae_status ae_npy_parse_labels(const ae_allocator *a, ae_errbuf *e, const char *name,
+                              const void *buf, size_t len, ae_idx *out) {
+    if (!out) return ae_error(e, AE_ERR_INVALID_ARG, "ae_npy_parse_labels: out is NULL");
+    memset(out, 0, sizeof *out);
+    npy_ctx c;
+    ae_src_name_init(&c, e, name);
+    ae_npy_info ni;
+    ni.max_elems = AE_IDX_MAX_ELEMS;
+    ni.any_dtype = 1;
+    ae_status st = ae_npy_parse_header(e, name, buf, len, &ni);
+    if (st) return st;
+    if (ni.ndim > 2 || ni.shape[0] != 1)
+        return ae_src_fail(&c, AE_ERR_FORMAT,
+                           "labels are one integer per sample: shape [N] or [N, 1], not %zu values "
+                           "per sample",
+                           ni.elems / ni.count);
+    size_t payload = ni.elems * ni.item, have = len - ni.offset;
+    if (have != payload)
+        return ae_src_fail(&c, AE_ERR_FORMAT, "%s: the shape needs %zu bytes of data, the file has %zu",
+                           have < payload ? "truncated" : "trailing bytes", payload, have);
+    int32_t *lab = ae_alloc(a, ni.count * sizeof *lab);
+    if (!lab) return ae_src_fail(&c, AE_ERR_OUT_OF_MEMORY, "out of memory for %zu labels", ni.count);
+    const uint8_t *src = (const uint8_t *)buf + ni.offset;
+    for (size_t i = 0; i < ni.count; i++) {
+        /* The element's bytes, little-endian first. */
+        uint8_t b[8];
+        for (size_t k = 0; k < ni.item; k++)
+            b[k] = src[i * ni.item + (ni.big ? ni.item - 1 - k : k)];
+        uint64_t u = 0;
+        for (size_t k = ni.item; k-- > 0;) u = u << 8 | b[k];
+        int ok;
+        double shown;
+        int64_t v = 0;
+        if (ni.kind == 'f') {
+            double d;
+            if (ni.item == 4) {
+                float f;
+                uint32_t u32 = (uint32_t)u;
+                memcpy(&f, &u32, 4);
+                d = f;
+            } else {
+                memcpy(&d, &u, 8);
+            }
+            shown = d;
+            ok = isfinite(d) && d == floor(d) && d >= -2147483648.0 && d <= 2147483647.0;
+            if (ok) v = (int64_t)d;
+            if (!ok && (!isfinite(d) || d != floor(d))) {
+                ae_free(a, lab);
+                return ae_src_fail(&c, AE_ERR_FORMAT, "label %zu (%g) is not a whole number", i, d);
+            }
+        } else if (ni.kind == 'u') {
+            shown = (double)u;
+            ok = u <= INT32_MAX;
+            v = (int64_t)u;
+        } else {
+            /* Sign-extend from item bytes. */
+            unsigned bits = (unsigned)(8 * ni.item);
+            if (bits < 64 && (u >> (bits - 1) & 1)) u |= ~(uint64_t)0 << bits;
+            memcpy(&v, &u, 8);
+            shown = (double)v;
+            ok = v >= INT32_MIN && v <= INT32_MAX;
+        }
+        if (!ok) {
+            ae_free(a, lab);
+            return ae_src_fail(&c, AE_ERR_FORMAT, "label %zu (%.17g) is out of the int32 range", i,
+                               shown);
+        }
+        lab[i] = (int32_t)v;
+    }
+    out->labels = lab;
+    out->count = ni.count;
+    out->shape[0] = out->shape[1] = out->shape[2] = 1;
+    out->dim = 1;
     return AE_OK;
 }
 

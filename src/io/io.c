@@ -39,9 +39,12 @@ static const unsigned char magic[8] = {0x89, 'A', 'E', 'M', '\r', '\n', 0x1A, '\
 #define PF_KL_SUM 2u
 #define PF_L1 4u
 
-enum { S_ARCH, S_SETS, S_PARM, S_LSTA, S_META, S_OPTM, S_TRAN, S_COUNT };
+/* VALU (format 1.1) is optional: a model may have no data convention, and
+ * a 1.0 reader skips it. */
+enum { S_ARCH, S_SETS, S_PARM, S_LSTA, S_META, S_OPTM, S_TRAN, S_VALU, S_COUNT };
 static const char section_tags[S_COUNT][5] = {"ARCH", "SETS", "PARM", "LSTA", "META", "OPTM",
-                                              "TRAN"};
+                                              "TRAN", "VALU"};
+#define VALU_FIXED 48 /* VALU up to its mean and std values */
 
 static uint32_t crc_of(const unsigned char *p, size_t n) {
     uLong c = crc32(0L, Z_NULL, 0);
@@ -115,7 +118,7 @@ static void patch_u32(wbuf *w, size_t at, uint32_t v) {
 
 static size_t section_begin(wbuf *w, int tag) {
     put(w, section_tags[tag], 4);
-    put_u32(w, 0); /* flags: every section of 1.0 is required */
+    put_u32(w, tag == S_VALU ? SECTION_OPTIONAL : 0); /* the sections of 1.0 are required */
     put_u64(w, 0); /* length, patched by section_end */
     return w->pos;
 }
@@ -292,6 +295,23 @@ static void write_file(const ae_model *m, unsigned flags, wbuf *w) {
     }
     section_end(w, s);
     nsections++;
+
+    /* The value convention of the training data, when the model has one. */
+    if (m->conv.struct_size) {
+        const ae_data_convention *c = &m->conv;
+        s = section_begin(w, S_VALU);
+        put_u32(w, (uint32_t)c->elem);
+        put_u32(w, 0);
+        put_f64(w, c->scale);
+        put_f64(w, c->offset);
+        put_f64(w, c->lo);
+        put_f64(w, c->hi);
+        put_u64(w, c->std_count);
+        put_floats(w, m->conv_stats, c->std_count);
+        put_floats(w, m->conv_stats + m->conv_cap, c->std_count);
+        section_end(w, s);
+        nsections++;
+    }
 
     if (flags & FLAG_CHECKPOINT) {
         s = section_begin(w, S_OPTM);
@@ -566,6 +586,7 @@ static ae_status parse_frame(loader *ld, const unsigned char *p, size_t size) {
         return ae_error(&ld->err, AE_ERR_FORMAT, "%zu bytes between the last section and the checksum",
                         end - pos);
     for (int s = 0; s < S_COUNT; s++) {
+        if (s == S_VALU) continue; /* optional in every file */
         int need = s < S_OPTM || ld->checkpoint;
         if (need && !ld->have[s])
             return ae_error(&ld->err, AE_ERR_FORMAT, "no %s section", section_tags[s]);
@@ -824,6 +845,42 @@ static ae_status restore_meta(loader *ld, ae_model *m) {
     return AE_OK;
 }
 
+/* VALU: the value convention of the training data, through the public
+ * setter (which checks every field against the model). */
+static ae_status restore_convention(loader *ld, ae_model *m) {
+    rbuf *r = &ld->sec[S_VALU];
+    if (r->len < VALU_FIXED)
+        return ae_error(&ld->err, AE_ERR_FORMAT, "section VALU has %zu bytes, fewer than %d", r->len,
+                        VALU_FIXED);
+    ae_data_convention c;
+    c.struct_size = sizeof c;
+    uint32_t elem = get_u32(r), reserved = get_u32(r);
+    c.scale = get_f64(r);
+    c.offset = get_f64(r);
+    c.lo = get_f64(r);
+    c.hi = get_f64(r);
+    uint64_t n = get_u64(r);
+    /* The count is bounded by the section's length before anything is sized by it. */
+    if (n > (r->len - VALU_FIXED) / 8 || r->len - VALU_FIXED != 8 * n)
+        return ae_error(&ld->err, AE_ERR_FORMAT,
+                        "section VALU has %zu bytes, not what %llu mean/std values need", r->len,
+                        (unsigned long long)n);
+    if (reserved) return ae_error(&ld->err, unknown_code(ld), "VALU: reserved field is not 0");
+    if (elem > AE_ELEM_UINT8)
+        return ae_error(&ld->err, unknown_code(ld), "VALU: unknown element type %lu",
+                        (unsigned long)elem);
+    c.elem = (ae_elem_type)elem;
+    c.std_count = (size_t)n;
+    float *v = n ? ae_alloc(&ld->alloc, 2 * (size_t)n * sizeof *v) : NULL;
+    if (n && !v) return ae_error(&ld->err, AE_ERR_OUT_OF_MEMORY, "out of memory for VALU");
+    ae_status st = get_floats(ld, r, v, 2 * (size_t)n, "VALU");
+    if (!st && (st = ae_model_set_data_convention(m, &c, v, v ? v + n : NULL)) != AE_OK)
+        st = ae_error(&ld->err, st == AE_ERR_OUT_OF_MEMORY ? st : AE_ERR_FORMAT, "VALU: %s",
+                      ae_model_last_error(m));
+    ae_free(&ld->alloc, v);
+    return st;
+}
+
 /* TRAN, then OPTM (whose block steps cannot exceed the model's). */
 static ae_status restore_checkpoint(loader *ld, ae_model *m) {
     rbuf *r = &ld->sec[S_TRAN];
@@ -928,6 +985,10 @@ static ae_status load_mem(loader *ld, ae_model **out, const unsigned char *p, si
     uint32_t mode = 0;
     ae_model *m = NULL;
     st = build_config(ld, cfg, &nlayers, &code, &mode);
+    /* Format 1.0 stored a Gaussian noise level as a variance; 1.1 as the
+       standard deviation it now is (the same noise either way). */
+    if (!st && ld->minor == 0 && cfg->s.noise.kind == AE_NOISE_GAUSSIAN)
+        cfg->s.noise.level = sqrt(cfg->s.noise.level);
     if (!st) st = count_floats(ld, cfg, &np, &ns);
     if (!st) st = check_float_section(ld, S_PARM, np, "parameters");
     if (!st) st = check_float_section(ld, S_LSTA, ns, "layer state");
@@ -946,6 +1007,7 @@ static ae_status load_mem(loader *ld, ae_model **out, const unsigned char *p, si
     if (!st) st = restore_params(ld, m);
     if (!st) ae_model_set_mode(m, (ae_mode)mode);
     if (!st) st = restore_meta(ld, m);
+    if (!st && ld->have[S_VALU]) st = restore_convention(ld, m);
     if (!st && ld->checkpoint) st = restore_checkpoint(ld, m);
     if (st) goto fail;
     ae_config_destroy(cfg);

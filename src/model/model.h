@@ -104,6 +104,12 @@ struct ae_model {
     /* Metadata (meta.c): key/value strings in the order first set. */
     struct ae_meta_entry *meta;
     size_t nmeta, meta_cap;
+    /* The value convention of the training data (convention.c): conv,
+     * and conv.std_count means then stds in conv_stats (room for
+     * conv_cap values each). */
+    ae_data_convention conv;
+    float *conv_stats;
+    size_t conv_cap;
 };
 
 /* ---- metadata (meta.c) ---- */
@@ -118,6 +124,12 @@ typedef struct ae_meta_entry {
 ae_status ae_meta_set(ae_model *m, ae_errbuf *err, const char *key, size_t key_len,
                       const char *value, size_t value_len);
 void ae_meta_free(ae_model *m);
+
+/* ---- the training data's value convention (convention.c) ---- */
+/* Room for n mean/std values, so that setting a convention of n values
+ * (ae_fit, after its last step) cannot fail for memory. */
+ae_status ae_convention_reserve(ae_model *m, size_t n);
+void ae_convention_free(ae_model *m);
 
 /* The settings table in order, for saving: the id and type of row i; 0
  * past the end. */

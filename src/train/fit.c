@@ -231,6 +231,8 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
     if (oom) st = ae_error(&m->err, AE_ERR_OUT_OF_MEMORY, "ae_fit: out of memory for the batch buffers");
     /* The workspace for the batch size, so that no step fails for memory. */
     if (!oom) st = ae_model_reserve(m, bs);
+    /* Room for the training data's convention, recorded after the steps. */
+    if (!st) st = ae_convention_reserve(m, train->st_n);
     if (!st && ns.kind != AE_NOISE_NONE) st = ae_noise_check(&ns, &m->err, 1);
     if (!st && ns.kind != AE_NOISE_NONE) st = ae_model_reserve_noisy(m, bs);
     if (st) {
@@ -267,6 +269,7 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
     size_t bad_epochs = 0, wait = 0, cooldown = 0, best_epoch = 0;
     uint64_t step = 0;
     ae_fit_stop stop = AE_FIT_COMPLETED;
+    float in_lo = INFINITY, in_hi = -INFINITY; /* the inputs of the first epoch */
     char msg[sizeof m->err.msg];
 
     for (size_t ep = 0; ep < o->epochs && st == AE_OK; ep++) {
@@ -301,6 +304,10 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
             acc += sum_reduce ? (double)l : (double)l * (double)nb;
             seen += nb;
             step++;
+            for (size_t i = 0; ep == 0 && i < nb * d; i++) {
+                in_lo = x[i] < in_lo ? x[i] : in_lo;
+                in_hi = x[i] > in_hi ? x[i] : in_hi;
+            }
         }
         if (st) break;
         ae_epoch_stats es;
@@ -368,6 +375,16 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
         }
     }
     if (st) stop = AE_FIT_FAILED;
+    if (step > 0) {
+        /* The model now means what its training data mean (room reserved
+           above, so this cannot fail). */
+        ae_data_convention dc;
+        dc.struct_size = sizeof dc;
+        ae_dataset_convention(train, &dc);
+        dc.lo = in_lo;
+        dc.hi = in_hi;
+        ae_model_set_data_convention(m, &dc, train->st_mean, train->st_std);
+    }
     if (keep_best && best_epoch && st == AE_OK) {
         memcpy(m->params, best_p, m->nparams * sizeof(float));
         memcpy(m->buffers, best_b, m->nbuffers * sizeof(float));

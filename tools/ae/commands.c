@@ -205,12 +205,8 @@ static int check_required(const model_opts *o, int need_data, int need_output, i
 static int load_both(model_opts *o, ae_model **m, prep *p, ae_dataset **ds) {
     *ds = NULL;
     if (!(*m = model_load(o->model, p))) return EXIT_RUN;
-    if (!o->data.have_scale) {
-        o->data.have_scale = 1;
-        o->data.scale = p->scale;
-    }
-    if (!(*ds = data_load(&o->data, NULL))) return EXIT_RUN;
-    return prep_apply(p, *ds, o->data.path);
+    if (!(*ds = data_load(&o->data))) return EXIT_RUN;
+    return prep_data(*ds, &o->data, p, o->data.path);
 }
 
 int cmd_encode(int argc, char **argv) {
@@ -257,9 +253,7 @@ int cmd_decode(int argc, char **argv) {
     float *out = NULL;
     if (!m) return EXIT_RUN;
     rc = EXIT_RUN;
-    o.data.have_scale = 1;
-    o.data.scale = 1.0; /* codes are used as they are */
-    if (!(ds = data_load(&o.data, NULL))) goto done;
+    if (!(ds = data_load(&o.data))) goto done; /* codes are used as they are */
     size_t n = ae_dataset_count(ds), k = ae_model_code_size(m), d = ae_model_output_size(m);
     if (ae_dataset_dim(ds) != k) {
         fail(EXIT_RUN, "%s has %zu values per sample; the model's code has %zu", o.data.path,
@@ -318,7 +312,9 @@ int cmd_reconstruct(int argc, char **argv) {
         goto done;
     }
     if (run_batched(m, RUN_RECONSTRUCT, ae_dataset_data(ds), n, d, out, d)) goto done;
-    prep_undo(&p, out, n, d);
+    /* In the units of this data file (its own convention, the model's statistics). */
+    prep in_units = prep_of(ds, &p);
+    prep_undo(&in_units, out, n, d);
     if (write_npy(o.output, out, n, c, h, w)) goto done;
     printf("%zu reconstructions written to %s\n", n, o.output);
     if (o.png) {
@@ -461,6 +457,26 @@ static void print_history(const char *h) {
     }
 }
 
+/* The value convention of the training data, one line. */
+static void print_convention(const ae_data_convention *c) {
+    static const char *const elems[] = {"unknown", "float", "uint8"};
+    if (c->elem == AE_ELEM_UNKNOWN && c->std_count == 0) {
+        printf("\ndata: no value convention recorded (uint8 files are taken x 1/255, float files "
+               "as they are)\n");
+        return;
+    }
+    printf("\ndata: %s values", elems[c->elem <= AE_ELEM_UINT8 ? c->elem : 0]);
+    if (fabs(c->scale * 255.0 - 1.0) < 1e-6)
+        printf(" x 1/255");
+    else
+        printf(" x %g", c->scale);
+    if (c->offset != 0.0) printf(" + %g", c->offset);
+    if (c->std_count)
+        printf(", standardised with %zu mean/std value%s", c->std_count, c->std_count > 1 ? "s" : "");
+    if (!isnan(c->lo)) printf("; trained on inputs in [%g, %g]", c->lo, c->hi);
+    printf("\n");
+}
+
 int cmd_info(int argc, char **argv) {
     static const int allowed[] = {'m', 0};
     model_opts o;
@@ -535,9 +551,7 @@ int cmd_info(int argc, char **argv) {
     }
     printf("\n");
     const char *hist = NULL;
-    printf("\ndata: scale %g", p.scale);
-    if (p.st_n) printf(", standardised with %zu mean/std value%s", p.st_n, p.st_n > 1 ? "s" : "");
-    printf("\n");
+    print_convention(&p.conv);
     size_t nmeta = ae_model_meta_count(m);
     for (size_t i = 0; i < nmeta; i++) {
         const char *key, *val;

@@ -79,50 +79,6 @@ static const char *fmt_name(int fmt) {
     return fmt == FMT_NPY ? ".npy" : fmt == FMT_IDX ? "IDX" : fmt == FMT_DIR ? "an image folder" : "CSV";
 }
 
-/* Labels from a .npy of integers or a CSV with one integer a line. */
-static int32_t *load_labels(const char *path, size_t count) {
-    int fmt;
-    if (sniff(path, &fmt) != 0) {
-        fail(EXIT_RUN, "cannot open the labels file %s", path);
-        return NULL;
-    }
-    if (fmt == FMT_IDX) {
-        fail(EXIT_RUN, "%s: IDX labels go with IDX data; give the labels as .npy or CSV", path);
-        return NULL;
-    }
-    ae_dataset *ds = NULL;
-    if (ae_dataset_create(&ds, NULL) != AE_OK) {
-        fail(EXIT_RUN, "out of memory");
-        return NULL;
-    }
-    ae_status st = fmt == FMT_NPY ? ae_dataset_load_npy(ds, path) : ae_dataset_load_csv(ds, path, 0);
-    if (st != AE_OK) {
-        fail(EXIT_RUN, "%s", ae_dataset_last_error(ds));
-        ae_dataset_destroy(ds);
-        return NULL;
-    }
-    if (ae_dataset_dim(ds) != 1 || ae_dataset_count(ds) != count) {
-        fail(EXIT_RUN, "%s: %zu labels of %zu values each; expected %zu single labels", path,
-             ae_dataset_count(ds), ae_dataset_dim(ds), count);
-        ae_dataset_destroy(ds);
-        return NULL;
-    }
-    int32_t *lab = malloc(count * sizeof *lab);
-    const float *v = ae_dataset_data(ds);
-    for (size_t i = 0; lab && i < count; i++) {
-        if (v[i] != floorf(v[i]) || fabsf(v[i]) > 2147483520.0f) {
-            fail(EXIT_RUN, "%s: label %zu (%g) is not an integer", path, i, (double)v[i]);
-            free(lab);
-            lab = NULL;
-            break;
-        }
-        lab[i] = (int32_t)v[i];
-    }
-    if (!lab && count) fail(EXIT_RUN, "out of memory");
-    ae_dataset_destroy(ds);
-    return lab;
-}
-
 ae_dataset *data_head(const ae_dataset *src, size_t n) {
     size_t count = ae_dataset_count(src), c, h, w;
     if (n == 0 || n > count) n = count;
@@ -142,6 +98,12 @@ ae_dataset *data_head(const ae_dataset *src, size_t n) {
         ae_dataset_destroy(ds);
         ds = NULL;
     }
+    /* The copy means what its source meant (8-bit rows stay 8-bit data). */
+    ae_data_convention conv;
+    conv.struct_size = sizeof conv;
+    if (ds && ae_dataset_convention(src, &conv) == AE_OK && conv.elem != AE_ELEM_UNKNOWN &&
+        !conv.std_count)
+        ae_dataset_set_convention(ds, &conv);
     free(rows);
     return ds;
 }
@@ -181,7 +143,7 @@ static ae_dataset *load_image_dir(const data_opts *o) {
     return ds;
 }
 
-ae_dataset *data_load(const data_opts *o, double *scale_out) {
+ae_dataset *data_load(const data_opts *o) {
     int fmt;
     if (!o->path) {
         fail(EXIT_USAGE, "no data file given");
@@ -251,32 +213,12 @@ ae_dataset *data_load(const data_opts *o, double *scale_out) {
         return NULL;
     }
 loaded:
-    if (o->labels && !idx_labels) {
-        int32_t *lab = load_labels(o->labels, ae_dataset_count(ds));
-        if (!lab) {
-            ae_dataset_destroy(ds);
-            return NULL;
-        }
-        size_t c, h, w;
-        ae_dataset_shape(ds, &c, &h, &w);
-        ae_dataset *with = NULL;
-        if (ae_dataset_file_backed(ds)) {
-            fail(EXIT_USAGE, "--labels do not go with --mmap yet: load %s into memory", o->path);
-            free(lab);
-            ae_dataset_destroy(ds);
-            return NULL;
-        }
-        if (ae_dataset_create(&with, NULL) != AE_OK ||
-            ae_dataset_from_memory(with, ae_dataset_data(ds), lab, ae_dataset_count(ds), c, h, w,
-                                   AE_DATA_COPY) != AE_OK) {
-            fail(EXIT_RUN, "out of memory");
-            ae_dataset_destroy(with);
-            with = NULL;
-        }
-        free(lab);
+    /* Labels of any integer dtype, IDX or CSV, attached by the library
+       (file-backed rows too). */
+    if (o->labels && !idx_labels && ae_dataset_load_labels(ds, o->labels) != AE_OK) {
+        fail(EXIT_RUN, "%s", ae_dataset_last_error(ds));
         ae_dataset_destroy(ds);
-        if (!with) return NULL;
-        ds = with;
+        return NULL;
     }
     if (ae_dataset_file_backed(ds) && !o->allow_file) {
         /* This command reads the data in memory (an image-folder cache). */
@@ -302,13 +244,6 @@ loaded:
         ae_dataset_destroy(ds);
         return NULL;
     }
-    double scale = o->have_scale ? o->scale : fmt == FMT_IDX ? 1.0 / 255.0 : 1.0;
-    if (scale != 1.0 && ae_dataset_scale(ds, (float)scale, 0.0f) != AE_OK) {
-        fail(EXIT_RUN, "%s", ae_dataset_last_error(ds));
-        ae_dataset_destroy(ds);
-        return NULL;
-    }
-    if (scale_out) *scale_out = scale;
     return ds;
 }
 

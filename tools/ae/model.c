@@ -16,60 +16,20 @@ void prep_free(prep *p) {
     free(p->mean);
     free(p->std);
     p->mean = p->std = NULL;
-    p->st_n = 0;
-}
-
-/* Parses "a,b,c" into n floats (allocated); -1 when malformed. */
-static int parse_floats(const char *s, float **out, size_t *n) {
-    size_t count = 1;
-    for (const char *p = s; *p; p++) count += *p == ',';
-    float *v = malloc(count * sizeof *v);
-    if (!v) return -1;
-    const char *p = s;
-    for (size_t i = 0; i < count; i++) {
-        char *end;
-        errno = 0;
-        double d = strtod(p, &end);
-        if (end == p || errno || !isfinite(d) || (*end != ',' && *end != '\0')) {
-            free(v);
-            return -1;
-        }
-        v[i] = (float)d;
-        p = *end ? end + 1 : end;
-    }
-    *out = v;
-    *n = count;
-    return 0;
-}
-
-static char *format_floats(const float *v, size_t n) {
-    char *s = malloc(n * 18 + 1), *p = s;
-    if (!s) return NULL;
-    for (size_t i = 0; i < n; i++) p += sprintf(p, "%s%.9g", i ? "," : "", (double)v[i]);
-    *p = '\0';
-    return s;
+    p->conv.std_count = 0;
 }
 
 int prep_store(ae_model *m, const prep *p) {
     char buf[96];
-    snprintf(buf, sizeof buf, "%.17g", p->scale);
-    if (ae_model_set_meta(m, "ae.data.scale", buf) != AE_OK) return -1;
     snprintf(buf, sizeof buf, "%zux%zux%zu", p->shape[0], p->shape[1], p->shape[2]);
     if (ae_model_set_meta(m, "ae.data.shape", buf) != AE_OK) return -1;
-    if (!p->st_n) return 0;
-    char *mean = format_floats(p->mean, p->st_n), *std = format_floats(p->std, p->st_n);
-    int rc = mean && std && ae_model_set_meta(m, "ae.data.mean", mean) == AE_OK &&
-                     ae_model_set_meta(m, "ae.data.std", std) == AE_OK
-                 ? 0
-                 : -1;
-    free(mean);
-    free(std);
-    return rc;
+    return ae_model_set_data_convention(m, &p->conv, p->mean, p->std) == AE_OK ? 0 : -1;
 }
 
 ae_model *model_load(const char *path, prep *p) {
     ae_model *m = NULL;
     memset(p, 0, sizeof *p);
+    p->conv.struct_size = sizeof p->conv;
     if (!path) {
         fail(EXIT_USAGE, "no model file given (-m FILE)");
         return NULL;
@@ -85,13 +45,7 @@ ae_model *model_load(const char *path, prep *p) {
     }
     ae_config_destroy(cfg);
     const char *v = NULL;
-    p->scale = 1.0;
     p->shape[0] = ae_model_input_size(m), p->shape[1] = p->shape[2] = 1;
-    if (ae_model_get_meta(m, "ae.data.scale", &v) == AE_OK && v) {
-        char *end;
-        p->scale = strtod(v, &end);
-        if (*end || !isfinite(p->scale) || p->scale == 0.0) goto bad_meta;
-    }
     if (ae_model_get_meta(m, "ae.data.shape", &v) == AE_OK && v) {
         size_t c, h, w;
         char tail;
@@ -100,57 +54,87 @@ ae_model *model_load(const char *path, prep *p) {
             goto bad_meta;
         p->shape[0] = c, p->shape[1] = h, p->shape[2] = w;
     }
-    const char *mean = NULL, *std = NULL;
-    ae_model_get_meta(m, "ae.data.mean", &mean);
-    ae_model_get_meta(m, "ae.data.std", &std);
-    if (mean || std) {
-        size_t nm = 0, ns = 0;
-        if (!mean || !std || parse_floats(mean, &p->mean, &nm) || parse_floats(std, &p->std, &ns) ||
-            nm != ns || (nm != 1 && nm != p->shape[0] && nm != ae_model_input_size(m)))
-            goto bad_meta;
-        for (size_t i = 0; i < ns; i++)
-            if (!(p->std[i] > 0.0f)) goto bad_meta;
-        p->st_n = nm;
+    /* The value convention of the training data, a field of the model file. */
+    ae_model_data_convention(m, &p->conv, NULL, NULL, 0);
+    size_t n = p->conv.std_count;
+    if (n) {
+        p->mean = malloc(n * sizeof *p->mean);
+        p->std = malloc(n * sizeof *p->std);
+        if (!p->mean || !p->std || ae_model_data_convention(m, &p->conv, p->mean, p->std, n) != AE_OK) {
+            fail(EXIT_RUN, "out of memory");
+            prep_free(p);
+            ae_model_destroy(m);
+            return NULL;
+        }
+        /* Shared per channel needs the image shape. */
+        if (n != 1 && n != p->shape[0] && n != ae_model_input_size(m)) goto bad_meta;
     }
     return m;
 bad_meta:
-    fail(EXIT_RUN, "%s: the data preparation in the model's metadata is malformed", path);
+    fail(EXIT_RUN, "%s: the sample shape in the model's metadata is malformed or does not fit its "
+                   "value convention",
+         path);
     prep_free(p);
     ae_model_destroy(m);
     return NULL;
 }
 
-int prep_apply(const prep *p, ae_dataset *ds, const char *what) {
-    size_t dim = ae_dataset_dim(ds);
-    if (dim != p->shape[0] * p->shape[1] * p->shape[2])
-        return fail(EXIT_RUN, "%s has %zu values per sample; the model takes %zu", what, dim,
-                    p->shape[0] * p->shape[1] * p->shape[2]);
-    size_t c, h, w;
-    ae_dataset_shape(ds, &c, &h, &w);
-    /* Vectors of the right size take the model's image shape (for pictures and SSIM). */
-    if (h == 1 && w == 1 && (p->shape[1] > 1 || p->shape[2] > 1))
-        ae_dataset_reshape(ds, p->shape[0], p->shape[1], p->shape[2]);
-    if (p->st_n && ae_dataset_standardize(ds, p->mean, p->std, p->st_n) != AE_OK)
-        return fail(EXIT_RUN, "cannot standardise %s: %s", what, ae_dataset_last_error(ds));
+int prep_data(ae_dataset *ds, const data_opts *o, const prep *target, const char *what) {
+    if (target) {
+        size_t dim = ae_dataset_dim(ds), want = target->shape[0] * target->shape[1] * target->shape[2];
+        if (dim != want)
+            return fail(EXIT_RUN, "%s has %zu values per sample; the model takes %zu", what, dim, want);
+        size_t c, h, w;
+        ae_dataset_shape(ds, &c, &h, &w);
+        /* Vectors of the right size take the model's image shape (for
+           pictures, SSIM and per-channel statistics). */
+        if (h == 1 && w == 1 && (target->shape[1] > 1 || target->shape[2] > 1))
+            ae_dataset_reshape(ds, target->shape[0], target->shape[1], target->shape[2]);
+    }
+    ae_data_convention c;
+    if (target)
+        c = target->conv;
+    else
+        ae_data_convention_init(&c); /* the default: 8-bit data x 1/255, floats as they are */
+    if (o->have_scale) {
+        /* --scale: the stored values times F, whatever the conventions say. */
+        ae_data_convention have;
+        have.struct_size = sizeof have;
+        ae_dataset_convention(ds, &have);
+        c.elem = have.elem == AE_ELEM_UINT8 ? AE_ELEM_UINT8 : AE_ELEM_FLOAT;
+        c.scale = o->scale;
+        c.offset = 0.0;
+        c.lo = c.hi = NAN;
+    }
+    if (ae_dataset_conform(ds, &c, target ? target->mean : NULL, target ? target->std : NULL) != AE_OK)
+        return fail(EXIT_RUN, "%s: %s", what, ae_dataset_last_error(ds));
     return 0;
 }
 
-/* Undoes the standardisation only: back to the units after --scale. */
+prep prep_of(const ae_dataset *ds, const prep *target) {
+    prep p = *target;
+    p.conv.struct_size = sizeof p.conv;
+    ae_dataset_convention(ds, &p.conv);
+    return p;
+}
+
+/* Undoes the standardisation only: back to the units after the scale. */
 static void unstandardize(const prep *p, float *x, size_t n, size_t dim) {
-    if (!p->st_n) return;
+    size_t st_n = p->conv.std_count;
+    if (!st_n) return;
     size_t plane = p->shape[1] * p->shape[2];
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < dim; j++) {
-            size_t k = p->st_n == 1 ? 0 : p->st_n == dim ? j : j / plane;
+            size_t k = st_n == 1 ? 0 : st_n == dim ? j : j / plane;
             x[i * dim + j] = x[i * dim + j] * p->std[k] + p->mean[k];
         }
 }
 
 void prep_undo(const prep *p, float *x, size_t n, size_t dim) {
     unstandardize(p, x, n, dim);
-    if (p->scale != 1.0) {
-        float inv = (float)(1.0 / p->scale);
-        for (size_t i = 0; i < n * dim; i++) x[i] *= inv;
+    if (p->conv.scale != 1.0 || p->conv.offset != 0.0) {
+        float inv = (float)(1.0 / p->conv.scale), off = (float)p->conv.offset;
+        for (size_t i = 0; i < n * dim; i++) x[i] = (x[i] - off) * inv;
     }
 }
 

@@ -55,7 +55,7 @@ typedef struct data_opts {
     size_t shape[3]; /* --shape, all 0 when not given */
     size_t limit;    /* first N samples; 0 = all */
     int have_scale;
-    double scale; /* --scale; default 1/255 for IDX, 1 otherwise */
+    double scale; /* --scale: overrides the value convention (prep_data) */
     /* Image folders (-d DIR) and file-backed rows. */
     size_t image_size[2]; /* --image-size HxW; default 64x64 */
     size_t channels;      /* --channels; default 3 */
@@ -95,9 +95,9 @@ enum {
 int data_parse_opt(int c, const char *arg, data_opts *o);
 
 /* Loads a dataset as the options say (format told by content), applies the
- * limit, shape and scale. Prints the failure and returns NULL. *scale_out
- * (may be NULL) receives the scale applied. */
-ae_dataset *data_load(const data_opts *o, double *scale_out);
+ * limit and shape; the values stay as stored (prep_data gives them their
+ * meaning). Prints the failure and returns NULL. */
+ae_dataset *data_load(const data_opts *o);
 
 /* A copy of the first `n` samples of ds (or all when n is 0 or too large). */
 ae_dataset *data_head(const ae_dataset *ds, size_t n);
@@ -116,10 +116,11 @@ int write_npy(const char *path, const float *data, size_t n, size_t c, size_t h,
 
 /* ---- the model file's metadata (model.c) ---- */
 
-/* How data are prepared for the model: x · scale, then (x − mean) / std. */
+/* How data are prepared for the model: its value convention (the
+ * library's, <libae/data.h>; conv.std_count mean and std values) and the
+ * sample shape. */
 typedef struct prep {
-    double scale;
-    size_t st_n; /* 0: no standardisation; 1, channels or dim values */
+    ae_data_convention conv;
     float *mean, *std;
     size_t shape[3];
 } prep;
@@ -129,11 +130,20 @@ int model_is_vae(const ae_model *m);
 /* Loads a model file; prints the failure and returns NULL. */
 ae_model *model_load(const char *path, prep *p);
 void prep_free(prep *p);
-/* Applies the model's preparation to a dataset loaded without scale. */
-int prep_apply(const prep *p, ae_dataset *ds, const char *what);
+/* Gives a dataset just loaded (data_load) the meaning of `target` (a
+ * model's preparation; NULL: the default, 8-bit data x 1/255, floats as
+ * they are) through ae_dataset_conform; --scale in `o` overrides the
+ * scale. With a target, the sample size must be its and vectors take its
+ * image shape. Prints the failure (naming `what`) and returns non-zero. */
+int prep_data(ae_dataset *ds, const data_opts *o, const prep *target, const char *what);
+/* The preparation of a dataset after prep_data (its convention, the
+ * target's statistics and shape), for prep_undo of its reconstructions;
+ * shares the statistics of `target`: not freed. */
+prep prep_of(const ae_dataset *ds, const prep *target);
 /* Maps prepared values back to the units of the data file, in place. */
 void prep_undo(const prep *p, float *x, size_t n, size_t dim);
-/* Records the preparation in the model's metadata. */
+/* Records the preparation in the model: its value convention (with the
+ * range lo..hi of the training inputs) and the sample shape. */
 int prep_store(ae_model *m, const prep *p);
 
 /* Runs ae_encode / ae_reconstruct / ae_decode over a big array in batches. */

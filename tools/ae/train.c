@@ -531,8 +531,11 @@ static int dataset_mse(ae_model *m, const ae_dataset *ds, double *out) {
     return rc;
 }
 
+/* Trains; *lo and *hi receive the range of the inputs of the first epoch
+ * (recorded in the model's value convention). */
 static int train_loop(ae_model *m, const train_opts *o, ae_dataset *train, ae_dataset *val,
-                      ae_dataset *test, epoch_rec *hist, size_t *epochs_run, int *early) {
+                      ae_dataset *test, epoch_rec *hist, size_t *epochs_run, int *early,
+                      double *lo, double *hi) {
     size_t n = ae_dataset_count(train), d = ae_dataset_dim(train), bs = o->batch;
     if (bs > n) bs = n;
     size_t steps = (n + bs - 1) / bs;
@@ -547,6 +550,7 @@ static int train_loop(ae_model *m, const train_opts *o, ae_dataset *train, ae_da
     progress pr = {isatty(STDERR_FILENO) && !o->quiet, now_seconds(), 0.0, steps * o->epochs, 0};
     uint64_t rng = o->seed ^ 0x5348554646ULL; /* "SHUFF" */
     double best = INFINITY;
+    float in_lo = INFINITY, in_hi = -INFINITY;
     size_t since_best = 0, global = 0;
     int rc = 0;
     *early = 0;
@@ -571,6 +575,10 @@ static int train_loop(ae_model *m, const train_opts *o, ae_dataset *train, ae_da
                 break;
             }
             sum += o->reduction == AE_REDUCE_SUM ? (double)loss : (double)loss * (double)b;
+            for (size_t i = 0; e == 0 && i < b * d; i++) {
+                in_lo = batch[i] < in_lo ? batch[i] : in_lo;
+                in_hi = batch[i] > in_hi ? batch[i] : in_hi;
+            }
             pr.done_steps++;
             if (pr.bar) draw_bar(&pr, e + 1, o->epochs, s + 1, steps, sum / (double)(off + b));
         }
@@ -602,6 +610,8 @@ static int train_loop(ae_model *m, const train_opts *o, ae_dataset *train, ae_da
     }
     /* The model keeps its configured rate, not the last scheduled one. */
     ae_model_set_float(m, AE_P_LEARNING_RATE, o->lr);
+    *lo = in_lo <= in_hi ? in_lo : NAN;
+    *hi = in_lo <= in_hi ? in_hi : NAN;
     free(idx);
     free(batch);
     return rc;
@@ -697,28 +707,19 @@ int cmd_train(int argc, char **argv) {
     memset(&p, 0, sizeof p);
     rc = EXIT_RUN;
     o.data.allow_file = 1; /* the training rows may stay on disk; the test set is read in */
-    all = data_load(&o.data, &p.scale);
-    if (!all) goto done;
-    if (o.test) {
-        test_opts.have_scale = 1;
-        test_opts.scale = p.scale;
-        if (!(test = data_load(&test_opts, NULL))) goto done;
-    }
+    /* The values get their meaning by the library's rule (8-bit data
+       x 1/255 unless --scale); the model records it, and the test data
+       are given the same. */
+    all = data_load(&o.data);
+    if (!all || prep_data(all, &o.data, NULL, o.data.path)) goto done;
     size_t d = ae_dataset_dim(all);
     ae_dataset_shape(all, &p.shape[0], &p.shape[1], &p.shape[2]);
-    if (test && ae_dataset_dim(test) != d) {
-        fail(EXIT_RUN, "the test data have %zu values per sample, the training data %zu",
-             ae_dataset_dim(test), d);
-        goto done;
-    }
-    if (test) ae_dataset_reshape(test, p.shape[0], p.shape[1], p.shape[2]);
     if (o.standardize) {
         size_t k = o.standardize == ST_SCALAR ? 1 : o.standardize == ST_CHANNEL ? p.shape[0] : d;
         if (ae_dataset_standardize(all, NULL, NULL, k) != AE_OK) {
             fail(EXIT_RUN, "cannot standardise: %s", ae_dataset_last_error(all));
             goto done;
         }
-        p.st_n = k;
         p.mean = malloc(k * sizeof *p.mean);
         p.std = malloc(k * sizeof *p.std);
         if (!p.mean || !p.std) {
@@ -726,10 +727,18 @@ int cmd_train(int argc, char **argv) {
             goto done;
         }
         ae_dataset_standardization(all, p.mean, p.std, k);
-        if (test && ae_dataset_standardize(test, p.mean, p.std, k) != AE_OK) {
-            fail(EXIT_RUN, "cannot standardise the test data: %s", ae_dataset_last_error(test));
+    }
+    p.conv.struct_size = sizeof p.conv;
+    ae_dataset_convention(all, &p.conv);
+    if (o.test) {
+        if (!(test = data_load(&test_opts))) goto done;
+        if (ae_dataset_dim(test) != d) {
+            fail(EXIT_RUN, "the test data have %zu values per sample, the training data %zu",
+                 ae_dataset_dim(test), d);
             goto done;
         }
+        ae_dataset_reshape(test, p.shape[0], p.shape[1], p.shape[2]);
+        if (prep_data(test, &test_opts, &p, o.test)) goto done;
     }
     if (o.val_split) {
         if (ae_dataset_split(all, o.val_split, o.seed, &train, &val) != AE_OK) {
@@ -790,7 +799,7 @@ int cmd_train(int argc, char **argv) {
     size_t run = 0;
     int early = 0;
     double t0 = now_seconds();
-    if (train_loop(m, &o, train, val, test, hist, &run, &early)) goto done;
+    if (train_loop(m, &o, train, val, test, hist, &run, &early, &p.conv.lo, &p.conv.hi)) goto done;
     double total = now_seconds() - t0;
     if (prep_store(m, &p) || store_meta(m, &o, argc, argv, source, ae_dataset_count(train), hist,
                                         run, early)) {
