@@ -1143,7 +1143,7 @@ static void test_npy_malformed(void **state) {
     size_t n = make_npy(buf, 1, "{'descr': '>f4', 'fortran_order': False, 'shape': (2, 2), }", f, 16);
     expect_npy_fail(ds, "e5.npy", buf, n, AE_ERR_UNSUPPORTED, "big-endian");
     n = make_npy(buf, 1, "{'descr': '<i8', 'fortran_order': False, 'shape': (2, 1), }", f, 16);
-    expect_npy_fail(ds, "e6.npy", buf, n, AE_ERR_UNSUPPORTED, "unsupported dtype '<i8'");
+    expect_npy_fail(ds, "e6.npy", buf, n, AE_ERR_UNSUPPORTED, "integer dtype '<i8' is read for labels only");
     n = make_npy(buf, 1, "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }", f, 16);
     expect_npy_fail(ds, "e7.npy", buf, n, AE_ERR_UNSUPPORTED, "Fortran order");
     float nan4[4] = {1, 2, NAN, 4};

@@ -490,12 +490,15 @@ AE_API ae_status ae_dataset_set_convention(ae_dataset *ds, const ae_data_convent
  * - target's element type unknown: 8-bit data get 1/255, float data stay
  *   as they are;
  * then standardisation with `mean` and `std` (target->std_count values
- * each; both NULL when it is 0). When the element types differ (a meaning
- * taken for granted) and target's range is known, the resulting values
- * must lie within [lo - s, hi + s], s = max(hi - lo, 1e-6): otherwise the
- * call fails with AE_ERR_RANGE and a message naming both conventions and
- * the range found (that check reads every value once, file-backed rows
- * too). A dataset standardised before is accepted only with target's
+ * each; both NULL when it is 0). When the element types differ, a
+ * meaning was taken for granted, and it is checked against the 8-bit
+ * range: let R be [0, 255] as the model reads 8-bit values (mapped by the
+ * scale, offset and statistics), widened by half its span on each side.
+ * Float data must then lie within R (this reads every value once,
+ * file-backed rows too); for 8-bit data the model's training range
+ * target->lo .. hi, when known, must lie within R. Otherwise the call
+ * fails with AE_ERR_RANGE and a message naming both conventions and the
+ * ranges. A dataset standardised before is accepted only with target's
  * statistics and scale (then nothing changes). On failure nothing changes.
  * Errors (message in ae_dataset_last_error): AE_ERR_INVALID_ARG (NULL ds
  * or target, a wrong struct_size, an unknown element type, a scale of 0

@@ -177,19 +177,39 @@ ae_status ae_dataset_conform(ae_dataset *ds, const ae_data_convention *t, const 
                         "otherwise than %s: load it anew",
                         who, ds->st_n, want);
     }
-    int check = cross && !isnan(t->lo);
-    if (identity && !n && !check) {
+    /* When the element types differ, a meaning was taken for granted; it is
+       checked against the 8-bit range [0, 255] as the model reads it:
+       float data must lie in it (within half its span), and for 8-bit
+       data the model's float training inputs must have. */
+    int check_data = cross && de == AE_ELEM_FLOAT;
+    int check_model = cross && de == AE_ELEM_UINT8 && !isnan(t->lo);
+    if (identity && !n && !check_data && !check_model) {
         ds->t_scale = sw;
         ds->t_offset = aw;
         return AE_OK;
     }
+    size_t g = n ? n : 1;
+    double nlo = INFINITY, nhi = -INFINITY; /* [0, 255] as the model's inputs */
+    double bs = de == AE_ELEM_UINT8 ? sw : t->scale, ba = de == AE_ELEM_UINT8 ? aw : t->offset;
+    for (size_t k = 0; k < g; k++) {
+        double a = ba, b = 255.0 * bs + ba;
+        if (n) a = (a - mean[k]) / std[k], b = (b - mean[k]) / std[k];
+        nlo = fmin(nlo, fmin(a, b));
+        nhi = fmax(nhi, fmax(a, b));
+    }
+    double slack = (nhi - nlo) / 2.0;
+    if (check_model && (t->lo < nlo - slack || t->hi > nhi + slack))
+        return ae_error(e, AE_ERR_RANGE,
+                        "%s: %s (8-bit values taken as v/255 of the model's float data) give values "
+                        "in [%g, %g], but the model's convention is %s, trained on values in "
+                        "[%g, %g]: the meanings differ; give the scale explicitly",
+                        who, have, nlo, nhi, want, t->lo, t->hi);
 
     /* The range of the result, per statistics group, before anything
-       changes: it must be finite (and near the model's, when a meaning was
-       taken for granted). Rows on disk are checked as they are read. */
-    size_t g = n ? n : 1;
+       changes: it must be finite (and for float data within the model's
+       8-bit range). Rows on disk are checked as they are read. */
     float fr = (float)r, fq = (float)q;
-    if (check || ds->data) {
+    if (check_data || ds->data) {
         float *gmin = ae_alloc(&ds->alloc, 2 * g * sizeof *gmin);
         if (!gmin) return ae_error(e, AE_ERR_OUT_OF_MEMORY, "%s: out of memory", who);
         float *gmax = gmin + g;
@@ -215,16 +235,12 @@ ae_status ae_dataset_conform(ae_dataset *ds, const ae_data_convention *t, const 
         ae_free(&ds->alloc, gmin);
         if (!finite)
             return ae_error(e, AE_ERR_NUMERIC, "%s: %s as %s overflow float", who, have, want);
-        double s = t->hi - t->lo > 1e-6 ? t->hi - t->lo : 1e-6;
-        if (check && ((double)lo < t->lo - s || (double)hi > t->hi + s))
+        if (check_data && ((double)lo < nlo - slack || (double)hi > nhi + slack))
             return ae_error(e, AE_ERR_RANGE,
-                            "%s: %s (%s) give values in [%g, %g], but the model's convention is "
-                            "%s, trained on values in [%g, %g]: the meanings differ; give the "
-                            "scale explicitly",
-                            who, have,
-                            de == AE_ELEM_UINT8 ? "8-bit values taken as v/255 of the float data"
-                                                : "float data taken as already in the model's range",
-                            (double)lo, (double)hi, want, t->lo, t->hi);
+                            "%s: %s (float data taken as already in the model's range) hold values "
+                            "in [%g, %g], but the model's convention is %s, which reads 8-bit "
+                            "values as [%g, %g]: the meanings differ; give the scale explicitly",
+                            who, have, (double)lo, (double)hi, want, nlo, nhi);
     }
 
     float *mu = n ? ae_alloc(&ds->alloc, n * sizeof *mu) : NULL;
