@@ -691,6 +691,162 @@ static void test_images_and_mmap(void **state) {
 #endif
 }
 
+/* ---- value conventions (the cases) ---- */
+
+/* The number after `label` at the start of a line of `out`, or NAN. */
+static double number_after(const char *out, const char *label) {
+    for (const char *p = out; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, label, strlen(label)) == 0) return strtod(p + strlen(label), NULL);
+    return NAN;
+}
+
+static double eval_mse(const char *model, const char *data, const char *extra) {
+    result r;
+    if (extra)
+        RUN(&r, "eval", "-m", model, "-d", data, "--scale", extra);
+    else
+        RUN(&r, "eval", "-m", model, "-d", data);
+    expect_ok(&r);
+    return number_after(r.out, "MSE ");
+}
+
+/* The same images as IDX bytes, a [0, 1] float .npy (bytes / 255), a .npy
+ * of 0..255 floats and a CSV of 0..255 pixels with a header and labels
+ * first. */
+static void write_convention_files(void) {
+    static float unit[N * D], raw[N * D];
+    for (int i = 0; i < N * D; i++) {
+        raw[i] = (float)lrintf(g_x[i] * 255.0f);
+        unit[i] = raw[i] / 255.0f;
+    }
+    write_npy_file("unit.npy", unit, N, 1, H, W);
+    write_npy_file("raw.npy", raw, N, 1, H, W);
+    FILE *f = fopen(path("pix.csv"), "wb");
+    assert_non_null(f);
+    fprintf(f, "label");
+    for (int j = 0; j < D; j++) fprintf(f, ",pixel%d", j);
+    fprintf(f, "\n");
+    for (int i = 0; i < N; i++) {
+        fprintf(f, "%d", g_y[i]);
+        for (int j = 0; j < D; j++) fprintf(f, ",%d", (int)raw[i * D + j]);
+        fprintf(f, "\n");
+    }
+    fclose(f);
+}
+
+/* Data in another form than the training data mean the same: before, an
+ * IDX-trained model (scale 1/255 in its metadata) applied that scale to a
+ * [0, 1] .npy (black pictures, a plausible MSE of 0.0096), a .npy-trained
+ * model read IDX as 0..255 (MSE 15195), --test x.npy during IDX training
+ * was scaled by 1/255, a model saved from C (scale 1) read IDX as 0..255
+ * (MSE 13283) and the man page's CSV example on 0..255 data trained with a
+ * stuck loss of 13243. */
+static void test_value_conventions(void **state) {
+    (void)state;
+    write_convention_files();
+    result r;
+    /* An IDX-trained model on the [0, 1] .npy of the same images. */
+    RUN(&r, "train", "-d", "img.idx", "--layers", "16,4", "--epochs", "3", "-b", "16", "-q", "-o",
+        "c_idx.aem");
+    expect_ok(&r);
+    double on_idx = eval_mse("c_idx.aem", "img.idx", NULL);
+    double on_npy = eval_mse("c_idx.aem", "unit.npy", NULL);
+    if (!(fabs(on_idx - on_npy) < 1e-6 && on_idx < 0.2))
+        fprintf(stderr, "IDX-trained: MSE %g on IDX, %g on the .npy\n", on_idx, on_npy);
+    assert_true(on_idx < 0.2);
+    assert_true(fabs(on_idx - on_npy) < 1e-6);
+    RUN(&r, "info", "c_idx.aem");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "data: uint8 values x 1/255"));
+    /* Reconstructions come back in the units of each file. */
+    RUN(&r, "reconstruct", "-m", "c_idx.aem", "-d", "unit.npy", "-o", "c_rec_unit.npy");
+    expect_ok(&r);
+    RUN(&r, "reconstruct", "-m", "c_idx.aem", "-d", "img.idx", "-o", "c_rec_idx.npy");
+    expect_ok(&r);
+    ae_dataset *a = NULL, *b = NULL;
+    assert_int_equal(ae_dataset_create(&a, NULL), AE_OK);
+    assert_int_equal(ae_dataset_create(&b, NULL), AE_OK);
+    assert_int_equal(ae_dataset_load_npy(a, path("c_rec_unit.npy")), AE_OK);
+    assert_int_equal(ae_dataset_load_npy(b, path("c_rec_idx.npy")), AE_OK);
+    for (size_t i = 0; i < N * D; i++) {
+        assert_true(ae_dataset_data(a)[i] >= 0.0f && ae_dataset_data(a)[i] <= 1.0f);
+        assert_true(fabsf(ae_dataset_data(a)[i] * 255.0f - ae_dataset_data(b)[i]) < 1e-3f);
+    }
+    ae_dataset_destroy(a);
+    ae_dataset_destroy(b);
+    /* A .npy of 0..255 floats cannot mean what the model's bytes mean:
+     * refused, naming both conventions; --scale says what it means. */
+    RUN(&r, "eval", "-m", "c_idx.aem", "-d", "raw.npy");
+    expect_fail(&r, "uint8 data x 1/255");
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "float data x 1"));
+    assert_non_null(strstr(r.err, "raw.npy"));
+    assert_true(fabs(eval_mse("c_idx.aem", "raw.npy", "0.00392156862745098") - on_idx) < 1e-6);
+
+    /* A .npy-trained model on the IDX file of the same images. */
+    RUN(&r, "train", "-d", "unit.npy", "--layers", "16,4", "--epochs", "3", "-b", "16", "-q", "-o",
+        "c_npy.aem");
+    expect_ok(&r);
+    on_npy = eval_mse("c_npy.aem", "unit.npy", NULL);
+    on_idx = eval_mse("c_npy.aem", "img.idx", NULL);
+    if (!(fabs(on_idx - on_npy) < 1e-6)) fprintf(stderr, "npy-trained: %g vs %g\n", on_npy, on_idx);
+    assert_true(fabs(on_idx - on_npy) < 1e-6);
+
+    /* --test x.npy during IDX training: the test MSE is the model's MSE on
+     * the same images as IDX. */
+    RUN(&r, "train", "-d", "img.idx", "--test", "unit.npy", "--layers", "16,4", "--epochs", "2",
+        "-b", "16", "-o", "c_test.aem");
+    expect_ok(&r);
+    double reported = number_after(strstr(r.out, "final test MSE"), "final test MSE ");
+    on_idx = eval_mse("c_test.aem", "img.idx", NULL);
+    if (!(fabs(reported - on_idx) < 1e-5)) fprintf(stderr, "--test: %g vs %g\n", reported, on_idx);
+    assert_true(fabs(reported - on_idx) < 1e-5);
+
+    /* A model trained from C with ae_fit on IDX scaled to [0, 1]. */
+    ae_dataset *ds = NULL;
+    assert_int_equal(ae_dataset_create(&ds, NULL), AE_OK);
+    assert_int_equal(ae_dataset_load_idx(ds, path("img.idx"), NULL), AE_OK);
+    assert_int_equal(ae_dataset_scale(ds, 1.0f / 255.0f, 0.0f), AE_OK);
+    ae_config *cfg = NULL;
+    ae_model *m = NULL;
+    assert_int_equal(ae_config_create(&cfg, NULL), AE_OK);
+    assert_int_equal(ae_config_set_input_shape(cfg, 1, H, W), AE_OK);
+    assert_int_equal(ae_config_add_dense(cfg, 16, AE_ACT_RELU), AE_OK);
+    assert_int_equal(ae_config_add_dense(cfg, 4, AE_ACT_IDENTITY), AE_OK);
+    assert_int_equal(ae_config_mark_code(cfg), AE_OK);
+    assert_int_equal(ae_config_add_dense(cfg, 16, AE_ACT_RELU), AE_OK);
+    assert_int_equal(ae_config_add_dense(cfg, D, AE_ACT_SIGMOID), AE_OK);
+    assert_int_equal(ae_model_create(&m, cfg), AE_OK);
+    ae_fit_options fo;
+    ae_fit_options_init(&fo);
+    fo.epochs = 5;
+    fo.batch_size = 16;
+    assert_int_equal(ae_fit(m, ds, &fo), AE_OK);
+    assert_int_equal(ae_model_save(m, path("c_from_c.aem"), AE_SAVE_MODEL), AE_OK);
+    ae_model_destroy(m);
+    ae_config_destroy(cfg);
+    ae_dataset_destroy(ds);
+    on_idx = eval_mse("c_from_c.aem", "img.idx", NULL);
+    on_npy = eval_mse("c_from_c.aem", "unit.npy", NULL);
+    if (!(on_idx < 0.2 && fabs(on_idx - on_npy) < 1e-6))
+        fprintf(stderr, "C-saved: %g on IDX, %g on the .npy\n", on_idx, on_npy);
+    assert_true(on_idx < 0.2);
+    assert_true(fabs(on_idx - on_npy) < 1e-6);
+
+    /* The man page's CSV example on 0..255 pixels: the values are 8-bit
+     * data, x 1/255 as IDX, so the sigmoid output can fit them. */
+    RUN(&r, "train", "-d", "pix.csv", "--csv-header", "--csv-label-first", "--shape", "12x12",
+        "--layers", "32,8", "--topk", "4", "--noise", "mask", "--noise-level", "0.2", "-o",
+        "sparse.aem", "--features-png", "features.png", "--scatter-png", "codes.png", "--epochs",
+        "3", "-b", "16");
+    expect_ok(&r);
+    double loss = number_after(strstr(r.out, "final train loss"), "final train loss ");
+    if (!(loss < 0.5)) fprintf(stderr, "CSV example: %s", r.out);
+    assert_true(loss < 0.5);
+    assert_true(fabs(eval_mse("sparse.aem", "img.idx", NULL) - eval_mse("sparse.aem", "unit.npy", NULL)) <
+                1e-6);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_tool PATH-TO-ae\n");
@@ -718,6 +874,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_default_data_missing),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_images_and_mmap),
+        cmocka_unit_test(test_value_conventions),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
