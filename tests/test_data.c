@@ -1037,6 +1037,132 @@ static void expect_npy_fail(ae_dataset *ds, const char *name, const uint8_t *buf
     assert_same(ds, &before);
 }
 
+/* Labels from .npy files of every integer dtype in both byte orders and
+ * of whole floats (before, only what the float reader took: numpy's
+ * default int64 was refused), attached to datasets of any origin. */
+#define OK(x) assert_int_equal((x), AE_OK)
+static void test_labels(void **state) {
+    (void)state;
+    static const int32_t want[4] = {0, 7, 2, 100};
+    const char *kinds[] = {"i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8", "f4", "f8"};
+    ae_dataset *ds = NULL;
+    OK(ae_dataset_create(&ds, NULL));
+    assert_int_equal(ae_dataset_load_labels(ds, tpath("none.npy")), AE_ERR_STATE);
+    float x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    OK(ae_dataset_from_memory(ds, x, NULL, 4, 2, 1, 1, AE_DATA_BORROW));
+    uint8_t buf[512];
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+        for (int big = 0; big < 2; big++) {
+            size_t item = (size_t)(kinds[k][1] - '0');
+            if (item == 1 && big) continue;
+            uint8_t data[32];
+            for (size_t i = 0; i < 4; i++) {
+                uint8_t le[8] = {0};
+                if (kinds[k][0] == 'f' && item == 4) {
+                    float f = (float)want[i];
+                    memcpy(le, &f, 4);
+                } else if (kinds[k][0] == 'f') {
+                    double d = want[i];
+                    memcpy(le, &d, 8);
+                } else {
+                    uint64_t u = (uint64_t)want[i];
+                    for (size_t b = 0; b < 8; b++) le[b] = (uint8_t)(u >> (8 * b));
+                }
+                for (size_t b = 0; b < item; b++) data[i * item + b] = big ? le[item - 1 - b] : le[b];
+            }
+            char dict[128], name[32];
+            snprintf(dict, sizeof dict, "{'descr': '%c%s', 'fortran_order': False, 'shape': (%s), }",
+                     item == 1 ? '|' : big ? '>' : '<', kinds[k], k % 2 ? "4, 1" : "4,");
+            snprintf(name, sizeof name, "lab_%s_%d.npy", kinds[k], big);
+            size_t n = make_npy(buf, 1, dict, data, 4 * item);
+            OK(ae_dataset_load_labels(ds, write_plain(name, buf, n)));
+            assert_memory_equal(ae_dataset_labels(ds), want, sizeof want);
+            assert_true(ae_dataset_data(ds) != x); /* a borrowed dataset copied itself */
+            assert_true(ae_dataset_data(ds)[5] == 6.0f);
+        }
+    /* Refused with the index of the label: out of int32, not whole, NaN;
+     * more than one value per sample, another count; the labels stay. */
+    struct {
+        const char *descr, *shape;
+        uint8_t bytes[32];
+        size_t n;
+        const char *what;
+    } bad[] = {
+        {"<i8", "(4,)", {0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0}, 32,
+         "label 2 (4294967296) is out of the int32 range"},
+        {"<u4", "(4,)", {0, 0, 0, 0, 0, 0, 0, 0x80, 1, 0, 0, 0, 2, 0, 0, 0}, 16,
+         "label 1 (2147483648) is out of the int32 range"},
+        {"<f4", "(4,)", {0, 0, 0, 0, 0, 0, 0, 0x3f, 0, 0, 0, 0, 0, 0, 0, 0}, 16,
+         "label 1 (0.5) is not a whole number"},
+        {"<f4", "(4,)", {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xc0, 0x7f, 0, 0, 0, 0}, 16,
+         "label 2 (nan) is not a whole number"},
+        {"<i4", "(2, 2)", {0}, 16, "one integer per sample"},
+        {"<i4", "(3,)", {0}, 12, "3 labels, but the dataset has 4 samples"},
+        {"<f2", "(4,)", {0}, 8, "unsupported dtype"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char dict[128], name[32];
+        snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }",
+                 bad[i].descr, bad[i].shape);
+        snprintf(name, sizeof name, "badlab%zu.npy", i);
+        size_t n = make_npy(buf, 1, dict, bad[i].bytes, bad[i].n);
+        ae_status st = ae_dataset_load_labels(ds, write_plain(name, buf, n));
+        if (st == AE_OK || !strstr(ae_dataset_last_error(ds), bad[i].what))
+            print_error("case %zu: %s '%s'\n", i, ae_status_name(st), ae_dataset_last_error(ds));
+        assert_true(st != AE_OK);
+        assert_non_null(strstr(ae_dataset_last_error(ds), bad[i].what));
+        assert_memory_equal(ae_dataset_labels(ds), want, sizeof want);
+    }
+    /* IDX labels and a CSV of integers go to any dataset too. */
+    uint8_t idx[12] = {0, 0, 8, 1, 0, 0, 0, 4, 3, 1, 4, 1};
+    OK(ae_dataset_load_labels(ds, write_plain("lab4.idx", idx, sizeof idx)));
+    assert_int_equal(ae_dataset_labels(ds)[2], 4);
+    OK(ae_dataset_load_labels(ds, write_plain("lab4.csv", "5\n-3\n9\n0\n", 9)));
+    assert_int_equal(ae_dataset_labels(ds)[1], -3);
+    assert_int_equal(ae_dataset_load_labels(ds, write_plain("lab4b.csv", "5\n-3.5\n9\n0\n", 11)),
+                     AE_ERR_FORMAT);
+    assert_non_null(strstr(ae_dataset_last_error(ds), "label 1 (-3.5)"));
+    assert_int_equal(ae_dataset_load_labels(ds, write_plain("lab4c.csv", "5,1\n3,1\n9,1\n0,1\n", 16)),
+                     AE_ERR_FORMAT);
+    /* From memory, and removed. */
+    OK(ae_dataset_set_labels(ds, want, 4));
+    assert_memory_equal(ae_dataset_labels(ds), want, sizeof want);
+    assert_int_equal(ae_dataset_set_labels(ds, want, 3), AE_ERR_SHAPE);
+    assert_int_equal(ae_dataset_set_labels(NULL, want, 4), AE_ERR_INVALID_ARG);
+    OK(ae_dataset_set_labels(ds, NULL, 4));
+    assert_null(ae_dataset_labels(ds));
+    /* A file-backed dataset takes labels (kept in memory), batches carry them. */
+    float rows[8] = {0};
+    int32_t got[4];
+    OK(ae_dataset_save_npy(ds, tpath("fb.npy")));
+    OK(ae_dataset_open_npy(ds, tpath("fb.npy")));
+    OK(ae_dataset_load_labels(ds, tpath("lab_i8_0.npy")));
+    OK(ae_dataset_rows(ds, 0, 4, rows, got));
+    assert_memory_equal(got, want, sizeof want);
+    /* Failing allocations change nothing. */
+    for (long k = 0;; k++) {
+        test_alloc ta = {0, 0, -1};
+        ae_allocator a = test_allocator(&ta);
+        ae_dataset *d = NULL;
+        OK(ae_dataset_create(&d, &a));
+        OK(ae_dataset_from_memory(d, x, NULL, 4, 2, 1, 1, AE_DATA_BORROW));
+        ta.fail_at = ta.count + k;
+        ae_status st = ae_dataset_load_labels(d, tpath("lab_i8_0.npy"));
+        if (st == AE_OK) {
+            assert_memory_equal(ae_dataset_labels(d), want, sizeof want);
+            ae_dataset_destroy(d);
+            assert_int_equal(ta.live, 0);
+            break;
+        }
+        assert_int_equal(st, AE_ERR_OUT_OF_MEMORY);
+        assert_null(ae_dataset_labels(d));
+        assert_true(ae_dataset_data(d) == x);
+        ae_dataset_destroy(d);
+        assert_int_equal(ta.live, 0);
+    }
+    ae_dataset_destroy(ds);
+}
+
 static void test_npy_read(void **state) {
     (void)state;
     uint8_t buf[1024];
@@ -1743,6 +1869,7 @@ int main(void) {
         cmocka_unit_test(test_readers_failing_allocator),
         cmocka_unit_test(test_standardize),
         cmocka_unit_test(test_shuffle_split),
+        cmocka_unit_test(test_labels),
         cmocka_unit_test(test_corrupt_statistics),
         cmocka_unit_test(test_corrupt_determinism_and_errors),
         cmocka_unit_test(test_fashion_mnist_t10k),
