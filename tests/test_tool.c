@@ -847,6 +847,46 @@ static void test_value_conventions(void **state) {
                 1e-6);
 }
 
+/* The KL sparsity penalty is a mean over the code units by default (the
+ * seeds' form; before, the tool summed: the same weight was 8 times
+ * stronger on an 8-unit code), a sum with --kl-reduction sum. With a
+ * learning rate of 0 both models keep the same initial weights, so their
+ * penalties on the same batch differ by the code width. */
+static void test_kl_reduction(void **state) {
+    (void)state;
+    result r;
+    const char *names[3] = {"kl_default.aem", "kl_mean.aem", "kl_sum.aem"};
+    RUN(&r, "train", "-d", "x.npy", "--layers", "16,8", "--code-act", "sigmoid", "--kl-sparsity",
+        "0.05", "--lr", "0", "--epochs", "1", "-b", "64", "-q", "-o", names[0]);
+    expect_ok(&r);
+    RUN(&r, "train", "-d", "x.npy", "--layers", "16,8", "--code-act", "sigmoid", "--kl-sparsity",
+        "0.05", "--kl-reduction", "mean", "--lr", "0", "--epochs", "1", "-b", "64", "-q", "-o",
+        names[1]);
+    expect_ok(&r);
+    RUN(&r, "train", "-d", "x.npy", "--layers", "16,8", "--code-act", "sigmoid", "--kl-sparsity",
+        "0.05", "--kl-reduction", "sum", "--lr", "0", "--epochs", "1", "-b", "64", "-q", "-o",
+        names[2]);
+    expect_ok(&r);
+    double kl[3];
+    for (int i = 0; i < 3; i++) {
+        ae_model *m = NULL;
+        assert_int_equal(ae_model_load(&m, path(names[i]), NULL), AE_OK);
+        float loss;
+        assert_int_equal(ae_evaluate(m, g_x, NULL, N, &loss), AE_OK);
+        assert_int_equal(ae_model_get_stat(m, AE_STAT_LOSS_KL, &kl[i]), AE_OK);
+        ae_model_destroy(m);
+    }
+    assert_true(kl[0] > 0.0);
+    assert_true(kl[0] == kl[1]);
+    assert_true(fabs(kl[2] / kl[1] - 8.0) < 1e-6);
+    RUN(&r, "train", "-d", "x.npy", "--kl-reduction", "sum", "-o", "e.aem");
+    expect_fail(&r, "--kl-reduction needs --kl-sparsity");
+    RUN(&r, "train", "-d", "x.npy", "--code-act", "sigmoid", "--kl-sparsity", "0.1",
+        "--kl-reduction", "max", "-o", "e.aem");
+    expect_fail(&r, "--kl-reduction");
+    assert_false(exists("e.aem"));
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_tool PATH-TO-ae\n");
@@ -875,6 +915,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_images_and_mmap),
         cmocka_unit_test(test_value_conventions),
+        cmocka_unit_test(test_kl_reduction),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -73,11 +73,14 @@ static const char TRAIN_HELP[] =
     "                           the fraction F (a number with a point, e.g. 0.05)\n"
     "      --kl-sparsity RHO    KL penalty towards mean activation RHO (needs\n"
     "                           --code-act sigmoid); --kl-weight L (default 0.1)\n"
+    "      --kl-reduction R     mean (default, as the seeds) or sum of the KL\n"
+    "                           penalty over the code units\n"
     "      --l1 L               L1 penalty of weight L on the code\n"
     "\n"
     "Denoising:\n"
     "      --noise KIND         gaussian, mask, bernoulli, dropout or salt-pepper\n"
-    "      --noise-level F      variance (gaussian) or fraction/probability (others)\n"
+    "      --noise-level F      standard deviation (gaussian: x + F * randn) or\n"
+    "                           fraction/probability (others)\n"
     "      --noise-clip         clip the corrupted input to [0, 1]\n"
     "\n"
     "Training:\n"
@@ -119,7 +122,7 @@ enum {
     O_NOISE_CLIP, O_LOSS, O_OPTIMIZER, O_LR, O_MOMENTUM, O_NESTEROV, O_WEIGHT_DECAY, O_GRAD_CLIP,
     O_SEED, O_SCHEDULE, O_STEP_SIZE, O_GAMMA, O_MIN_LR, O_WARMUP, O_PATIENCE, O_RECON_PNG,
     O_FEATURES_PNG, O_SCATTER_PNG, O_VAE, O_BETA, O_KL_WARMUP, O_REDUCTION,
-    O_CONV
+    O_CONV, O_KL_REDUCTION
 };
 
 static const struct option TRAIN_OPTS[] = {
@@ -140,6 +143,7 @@ static const struct option TRAIN_OPTS[] = {
     {"lifetime-topk", required_argument, NULL, O_LIFETIME_TOPK},
     {"kl-sparsity", required_argument, NULL, O_KL_SPARSITY},
     {"kl-weight", required_argument, NULL, O_KL_WEIGHT},
+    {"kl-reduction", required_argument, NULL, O_KL_REDUCTION},
     {"l1", required_argument, NULL, O_L1},
     {"noise", required_argument, NULL, O_NOISE},
     {"noise-level", required_argument, NULL, O_NOISE_LEVEL},
@@ -186,7 +190,7 @@ typedef struct train_opts {
     int have_output_act, tied, standardize;
     size_t topk, batch_topk, lifetime_k;
     double lifetime_frac, kl_rho, kl_weight, l1;
-    int have_kl_weight;
+    int have_kl_weight, kl_reduction, have_kl_reduction;
     int noise, noise_clip;
     double noise_level;
     int have_noise_level;
@@ -259,6 +263,10 @@ static int parse_train(int argc, char **argv, train_opts *o) {
         case O_KL_WEIGHT:
             bad = parse_double("--kl-weight", a, 0, 1e6, &o->kl_weight);
             o->have_kl_weight = 1;
+            break;
+        case O_KL_REDUCTION:
+            bad = parse_choice("--kl-reduction", a, red_names, &o->kl_reduction);
+            o->have_kl_reduction = 1;
             break;
         case O_L1: bad = parse_double("--l1", a, 0, 1e6, &o->l1); break;
         case O_NOISE: bad = parse_choice("--noise", a, noise_names, &o->noise); break;
@@ -339,6 +347,8 @@ static int parse_train(int argc, char **argv, train_opts *o) {
     if (o->nconv && o->tied)
         return usage_error("--conv does not go with --tied (only dense layers can be tied)");
     if (o->have_kl_weight && !o->kl_rho) return usage_error("--kl-weight needs --kl-sparsity");
+    if (o->have_kl_reduction && !o->kl_rho)
+        return usage_error("--kl-reduction needs --kl-sparsity");
     if (o->kl_rho && o->code_act != AE_ACT_SIGMOID)
         return usage_error("--kl-sparsity needs --code-act sigmoid (the code must lie in (0, 1))");
     if (o->topk && o->batch_topk) return usage_error("--topk and --batch-topk do not go together");
@@ -407,7 +417,8 @@ static ae_model *build_model(const train_opts *o, const size_t shape[3]) {
         st = ae_config_add_dense(cfg, o->widths[i], i + 1 == o->nwidths ? o->code_act : o->act);
     if (st == AE_OK && o->vae) st = ae_config_add_gaussian(cfg, o->widths[o->nwidths - 1]);
     if (st == AE_OK && o->kl_rho)
-        st = ae_config_add_kl_sparsity(cfg, AE_LAST_LAYER, o->kl_rho, o->kl_weight, AE_REDUCE_SUM);
+        st = ae_config_add_kl_sparsity(cfg, AE_LAST_LAYER, o->kl_rho, o->kl_weight,
+                                       o->kl_reduction ? AE_REDUCE_SUM : AE_REDUCE_MEAN);
     if (st == AE_OK && o->topk) st = ae_config_add_topk(cfg, o->topk);
     if (st == AE_OK && o->batch_topk) st = ae_config_add_batch_topk(cfg, o->batch_topk);
     if (st == AE_OK && o->lifetime_k) st = ae_config_add_lifetime_topk(cfg, o->lifetime_k);
