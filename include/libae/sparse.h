@@ -81,9 +81,9 @@ AE_API ae_status ae_config_add_batch_topk(ae_config *cfg, size_t k);
  * `layer` (0-based, or AE_LAST_LAYER): with ρ̂_j the batch mean of z_j,
  * clamped to [1e-6, 1 - 1e-6] (no gradient where the clamp acts),
  * penalty = λ · R_j [ρ log(ρ/ρ̂_j) + (1-ρ) log((1-ρ)/(1-ρ̂_j))], where R is
- * the mean over units j (`units` AE_REDUCE_MEAN) or the sum
- * (AE_REDUCE_SUM, Ng's notes and most reference code). It is added to the
- * loss and its gradient; AE_STAT_LOSS_KL reports it. `rho` in (0, 1),
+ * the mean over units j (`units` AE_REDUCE_MEAN, the seeds' form and the
+ * one to choose by default) or the sum (AE_REDUCE_SUM, Ng's notes). It is
+ * added to the loss and its gradient; AE_STAT_LOSS_KL reports it. `rho` in (0, 1),
  * `lambda` in [0, 1e6]. Replaces an earlier KL penalty on the same layer.
  * The layer's values must lie in (0, 1): ae_model_create refuses a layer
  * whose activation is not sigmoid (AE_ERR_STATE), and a penalty on the
