@@ -486,6 +486,15 @@ AE_API ae_status ae_train_step(ae_model *m, const float *x, const float *target,
                                float *loss);
 
 /**
+ * The bytes of the workspace that a call on `batch` samples allocates
+ * (every layer's outputs and scratch, the gradient buffers), so that a
+ * caller can choose a batch that fits a memory budget; it grows about
+ * linearly with the batch. Errors (by code only): AE_ERR_INVALID_ARG
+ * (NULL), AE_ERR_RANGE (batch 0 or over 2^24). Since 0.1.0.
+ */
+AE_API ae_status ae_model_workspace_size(const ae_model *m, size_t batch, size_t *bytes);
+
+/**
  * The loss of a batch without any update (inference mode). Arguments and
  * errors as ae_train_step. Since 0.1.0.
  */

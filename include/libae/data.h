@@ -188,8 +188,9 @@ AE_API ae_status ae_dataset_load_npy(ae_dataset *ds, const char *path);
 
 /**
  * Writes the samples to a .npy file (version 1.0, '<f4', C order) readable
- * by numpy.load and torch.from_numpy: shape [N, D] for vectors (height and
- * width 1), [N, C, H, W] otherwise. Labels are not written. The file is
+ * by numpy.load and torch.from_numpy: shape [N] for one value a sample
+ * (1 x 1 x 1, e.g. scores), [N, D] for vectors (height and width 1),
+ * [N, C, H, W] otherwise. Labels are not written. The file is
  * written as model files are (ae_model_save): under a temporary name next
  * to `path`, flushed to disk and renamed, so a failure leaves no partial
  * file at `path` and an existing file there as it was; a replaced file

@@ -136,6 +136,45 @@ AE_API ae_status ae_metric_knn_accuracy(const float *ref, const int32_t *ref_lab
                                         size_t n_query, size_t dim, size_t k, double *accuracy);
 
 /**
+ * Options of ae_metric_linear_probe. Fill with ae_probe_options_init, then
+ * change fields; fields added later go at the end. Since 0.1.0.
+ */
+typedef struct ae_probe_options {
+    size_t struct_size; /* sizeof(ae_probe_options) */
+    double l2;          /* [0, 1e6], default 1e-4: the weight of (1/2)||W||² on the
+                           mean cross-entropy; scikit-learn's C is
+                           1 / (l2 · n_train) */
+    size_t max_iter;    /* L-BFGS iterations, [1, 100000], default 1000 */
+    double tol;         /* (0, 1), default 1e-6: stop when no gradient entry
+                           is larger */
+} ae_probe_options;
+
+/** Fills `o` with struct_size and the defaults. Accepts NULL. Since 0.1.0. */
+AE_API void ae_probe_options_init(ae_probe_options *o);
+
+/**
+ * A linear probe of codes: multinomial logistic regression with an
+ * intercept, softmax(W x + b), fitted to `n_train` codes `train` [n_train,
+ * dim] and their labels by minimising the mean cross-entropy plus
+ * (l2 / 2)·||W||² (the intercept is not penalised) with L-BFGS, the
+ * objective of scikit-learn's LogisticRegression(C = 1 / (l2 · n_train))
+ * up to a constant factor; *accuracy receives the fraction of the `n_test`
+ * codes `test` whose label is the predicted one (the largest logit, the
+ * smaller label on a tie; a label absent from the training labels is never
+ * predicted). The classes are the distinct training labels, at least 2.
+ * `opts` may be NULL (the defaults). Deterministic. Takes
+ * O(iterations · n_train · classes · dim) time. Errors (by code only):
+ * AE_ERR_INVALID_ARG (NULL, a wrong struct_size), AE_ERR_RANGE (a count
+ * of 0, fewer than 2 classes, classes · (dim + 1) over 2^24, an option out
+ * of range), AE_ERR_NUMERIC (a value that is not finite),
+ * AE_ERR_OUT_OF_MEMORY. Since 0.1.0.
+ */
+AE_API ae_status ae_metric_linear_probe(const float *train, const int32_t *train_labels,
+                                        size_t n_train, const float *test,
+                                        const int32_t *test_labels, size_t n_test, size_t dim,
+                                        const ae_probe_options *opts, double *accuracy);
+
+/**
  * Principal component analysis of `n` samples (n >= 2) of `dim` features
  * (1 to 4096): the `k` (1 to dim) leading eigenvectors of the sample
  * covariance (divided by n - 1), by power iteration with deflation. Each

@@ -454,7 +454,10 @@ ae_status ae_npy_write_typed(const ae_allocator *a, ae_errbuf *e, const char *pa
     ae_src_name_init(&c, e, path);
     char dict[256];
     int k;
-    if (shape[1] == 1 && shape[2] == 1)
+    if (shape[0] == 1 && shape[1] == 1 && shape[2] == 1) /* one value a sample: numpy's 1-D form */
+        k = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%zu,), }",
+                     descr, count);
+    else if (shape[1] == 1 && shape[2] == 1)
         k = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%zu, %zu), }",
                      descr, count, shape[0]);
     else

@@ -178,12 +178,26 @@ static size_t layer_floats(const ae_layer *L, size_t batch, size_t *scratch) {
     return y + (L->keep_pre ? y : 0) + ((*scratch + 15) & ~(size_t)15);
 }
 
+/* The floats of the workspace for `batch`: every layer's buffers and the
+ * two gradient buffers. */
+static size_t workspace_floats(const ae_model *m, size_t batch, size_t *gsize) {
+    size_t total = 0, scratch;
+    *gsize = (batch * m->max_width + 15) & ~(size_t)15;
+    for (size_t i = 0; i < m->nlayers; i++) total += layer_floats(&m->layers[i], batch, &scratch);
+    return total + 2 * *gsize;
+}
+
+ae_status ae_model_workspace_size(const ae_model *m, size_t batch, size_t *bytes) {
+    if (!m || !bytes) return AE_ERR_INVALID_ARG;
+    if (batch < 1 || batch > AE_MAX_DIM) return AE_ERR_RANGE;
+    size_t gsize;
+    *bytes = workspace_floats(m, batch, &gsize) * sizeof(float);
+    return AE_OK;
+}
+
 ae_status ae_model_reserve(ae_model *m, size_t batch) {
     if (batch <= m->ws_batch) return AE_OK;
-    size_t total = 0, scratch;
-    size_t gsize = (batch * m->max_width + 15) & ~(size_t)15;
-    for (size_t i = 0; i < m->nlayers; i++) total += layer_floats(&m->layers[i], batch, &scratch);
-    total += 2 * gsize;
+    size_t gsize, total = workspace_floats(m, batch, &gsize);
     float *ws = ae_alloc(&m->alloc, total * sizeof(float));
     if (!ws)
         return ae_error(&m->err, AE_ERR_OUT_OF_MEMORY,

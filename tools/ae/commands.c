@@ -16,14 +16,24 @@ typedef struct model_opts {
     uint64_t seed;
     const char *codes;
     int knn_given; /* --knn or --knn-max: they need --labels */
+    data_opts ref; /* --ref, --ref-labels: the reference set of kNN and the probe */
+    int mode;      /* --mode: ae_mode */
+    int noise, noise_clip, have_noise_level; /* --noise (NOISE_MODEL: the model's) */
+    double noise_level;
 } model_opts;
+
+/* --noise's names: the kinds (ae_noise_kind numbers) and the model's own. */
+static const char *const NOISE_NAMES[] = {"none", "gaussian", "mask", "bernoulli", "dropout",
+                                          "salt-pepper", "model", NULL};
+enum { NOISE_MODEL = 6 };
 
 enum {
     M_LABELS = DATA_OPT_LABELS, M_CSV_HEADER = DATA_OPT_CSV_HEADER,
     M_CSV_LABEL_FIRST = DATA_OPT_CSV_LABEL_FIRST, M_SHAPE = DATA_OPT_SHAPE, M_LIMIT = DATA_OPT_LIMIT,
     M_SCALE = DATA_OPT_SCALE, M_PNG = DATA_OPT_END, M_PERCENTILE,
     M_KNN, M_KNN_MAX, M_SCORES, M_ACTIVE, M_RECON_PNG, M_FEATURES_PNG, M_SCATTER_PNG, M_SEED,
-    M_CODES
+    M_CODES, M_REF, M_REF_LABELS, M_PROBE, M_PROBE_L2, M_MODE, M_NOISE, M_NOISE_LEVEL,
+    M_NOISE_CLIP, M_BATCH
 };
 
 static const struct option MODEL_OPTS[] = {
@@ -43,6 +53,15 @@ static const struct option MODEL_OPTS[] = {
     {"scatter-png", required_argument, NULL, M_SCATTER_PNG},
     {"seed", required_argument, NULL, M_SEED},
     {"codes", required_argument, NULL, M_CODES},
+    {"ref", required_argument, NULL, M_REF},
+    {"ref-labels", required_argument, NULL, M_REF_LABELS},
+    {"probe", no_argument, NULL, M_PROBE},
+    {"probe-l2", required_argument, NULL, M_PROBE_L2},
+    {"mode", required_argument, NULL, M_MODE},
+    {"noise", required_argument, NULL, M_NOISE},
+    {"noise-level", required_argument, NULL, M_NOISE_LEVEL},
+    {"noise-clip", no_argument, NULL, M_NOISE_CLIP},
+    {"batch", required_argument, NULL, M_BATCH},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -53,8 +72,12 @@ static const char DATA_HELP[] =
     "      --csv-label-first    the CSV's first column is the label\n"
     "      --shape CxHxW        sample shape, e.g. 1x28x28\n"
     "      --limit N            use the first N samples\n"
-    "      --scale F            multiply the values by F (default: the scale the\n"
-    "                           model was trained with)\n";
+    "      --scale F            multiply the stored values by F (default: the value\n"
+    "                           convention of the model's training data: 8-bit\n"
+    "                           files are mapped to its range, float files are\n"
+    "                           taken as already in it)\n"
+    "      --batch N            samples per call (default: the most, up to 1024,\n"
+    "                           whose workspace fits 256 MB)\n";
 
 static const char ENCODE_HELP[] =
     "Usage: ae encode -m MODEL -d DATA -o CODES.npy [OPTIONS]\n"
@@ -73,6 +96,8 @@ static const char DECODE_HELP[] =
     "  -o, --output FILE        the .npy file to write\n"
     "      --png FILE           a grid of the first --count outputs (image models)\n"
     "  -n, --count N            pictures show N samples (default 64)\n"
+    "      --batch N            codes per call (default: the most, up to 1024, whose\n"
+    "                           workspace fits 256 MB)\n"
     "  -h, --help               this help\n";
 
 static const char RECONSTRUCT_HELP[] =
@@ -81,8 +106,15 @@ static const char RECONSTRUCT_HELP[] =
     "data file, as a .npy of the data's shape.\n\n"
     "  -m, --model FILE         the model file\n"
     "  -o, --output FILE        the .npy file to write\n"
-    "      --png FILE           originals above their reconstructions\n"
-    "  -n, --count N            the picture shows N samples (default 20)\n";
+    "      --png FILE           originals above their reconstructions (with --noise:\n"
+    "                           clean, corrupted and denoised rows)\n"
+    "  -n, --count N            the picture shows N samples (default 20)\n"
+    "      --noise KIND         reconstruct a corrupted copy of the data: gaussian,\n"
+    "                           mask, bernoulli, dropout, salt-pepper, or model (the\n"
+    "                           model's training noise); --noise-level F, --noise-clip\n"
+    "                           and --seed N (default 0) as for train\n"
+    "      --mode MODE          infer (default) or train: selection layers as in\n"
+    "                           training (lifetime top-k over each batch)\n";
 
 static const char EVAL_HELP[] =
     "Usage: ae eval -m MODEL -d DATA [OPTIONS]\n"
@@ -97,8 +129,23 @@ static const char EVAL_HELP[] =
     "      --active-threshold V a code unit is active when its variance exceeds V\n"
     "                           (default 0.01)\n"
     "      --knn K              neighbours for the kNN accuracy (default 5; 0: off)\n"
-    "      --knn-max N          at most N samples for it, leave-one-out (default 2000)\n"
-    "      --recon-png FILE     originals above their reconstructions\n"
+    "      --knn-max N          at most N samples for it (default 2000 leave-one-out;\n"
+    "                           with --ref every sample)\n"
+    "      --ref FILE           reference data (e.g. the training set): kNN takes its\n"
+    "                           codes and labels, the data are the queries\n"
+    "      --ref-labels FILE    the labels of --ref (IDX, .npy or CSV)\n"
+    "      --probe              a linear probe: multinomial logistic regression on\n"
+    "                           the codes of --ref, its accuracy on the data\n"
+    "      --probe-l2 L         its L2 weight on the mean loss (default 1/N of --ref,\n"
+    "                           scikit-learn's C = 1)\n"
+    "      --noise KIND         evaluate denoising: corrupt the data (gaussian, mask,\n"
+    "                           bernoulli, dropout, salt-pepper, or model: the model's\n"
+    "                           training noise) and compare the reconstructions with\n"
+    "                           the clean data; --noise-level F, --noise-clip, --seed N\n"
+    "      --mode MODE          infer (default) or train: selection layers as in\n"
+    "                           training (lifetime top-k over each batch)\n"
+    "      --recon-png FILE     originals above their reconstructions (with --noise:\n"
+    "                           clean, corrupted and denoised rows)\n"
     "      --features-png FILE  the decoder's features, one tile per code unit\n"
     "      --scatter-png FILE   the codes in 2-D coloured by label\n"
     "  -n, --count N            the reconstruction picture shows N samples (default 20)\n";
@@ -127,6 +174,7 @@ static const char INFO_HELP[] =
 static int parse_model_opts(int argc, char **argv, const int *allowed, const char *help,
                             int with_data_help, model_opts *o) {
     memset(o, 0, sizeof *o);
+    g_batch = 0;
     o->eval.percentile = 99.0;
     o->eval.knn_k = 5;
     o->eval.knn_max = 2000;
@@ -168,6 +216,7 @@ static int parse_model_opts(int argc, char **argv, const int *allowed, const cha
         case M_KNN_MAX:
             bad = parse_size("--knn-max", a, 2, 100000, &o->eval.knn_max);
             o->knn_given = 1;
+            o->eval.knn_max_given = 1;
             break;
         case M_SCORES: o->eval.scores_path = a; break;
         case M_ACTIVE:
@@ -178,6 +227,22 @@ static int parse_model_opts(int argc, char **argv, const int *allowed, const cha
         case M_SCATTER_PNG: o->scatter_png = a; break;
         case M_SEED: bad = parse_u64("--seed", a, &o->seed); break;
         case M_CODES: o->codes = a; break;
+        case M_REF: o->ref.path = a; break;
+        case M_REF_LABELS: o->ref.labels = a; break;
+        case M_PROBE: o->eval.probe = 1; break;
+        case M_PROBE_L2: bad = parse_double("--probe-l2", a, 0, 1e6, &o->eval.probe_l2); break;
+        case M_MODE: {
+            static const char *const modes[] = {"infer", "train", NULL};
+            bad = parse_choice("--mode", a, modes, &o->mode);
+            break;
+        }
+        case M_NOISE: bad = parse_choice("--noise", a, NOISE_NAMES, &o->noise); break;
+        case M_NOISE_LEVEL:
+            bad = parse_double("--noise-level", a, 0, 1e6, &o->noise_level);
+            o->have_noise_level = 1;
+            break;
+        case M_NOISE_CLIP: o->noise_clip = 1; break;
+        case M_BATCH: bad = parse_size("--batch", a, 1, 1u << 24, &g_batch); break;
         default: return usage_error("unknown option '%s'", word);
         }
         if (bad) return EXIT_USAGE;
@@ -196,7 +261,9 @@ static int check_required(const model_opts *o, int need_data, int need_output, i
         return fail(EXIT_RUN, "cannot open %s", o->data.path);
     const char *outputs[] = {o->output, o->png, o->recon_png, o->features_png, o->scatter_png,
                              o->eval.scores_path};
-    const char *inputs[] = {o->model, o->data.path, o->data.labels, o->codes};
+    if (o->ref.path && !file_readable(o->ref.path)) return fail(EXIT_RUN, "cannot open %s", o->ref.path);
+    const char *inputs[] = {o->model, o->data.path, o->data.labels, o->codes, o->ref.path,
+                            o->ref.labels};
     return check_outputs(outputs, sizeof outputs / sizeof *outputs, inputs,
                          sizeof inputs / sizeof *inputs);
 }
@@ -209,9 +276,48 @@ static int load_both(model_opts *o, ae_model **m, prep *p, ae_dataset **ds) {
     return prep_data(*ds, &o->data, p, o->data.path);
 }
 
+/* The options of denoising evaluation that need one another. */
+static int check_noise_opts(const model_opts *o) {
+    if ((o->have_noise_level || o->noise_clip) && !o->noise)
+        return usage_error("--noise-level and --noise-clip need --noise");
+    if (o->noise && o->noise != NOISE_MODEL && !o->have_noise_level)
+        return usage_error("--noise %s needs --noise-level", NOISE_NAMES[o->noise]);
+    if (o->noise == NOISE_MODEL && (o->have_noise_level || o->noise_clip))
+        return usage_error("--noise model takes the model's level and clipping");
+    return 0;
+}
+
+/* The corruption --noise asks for (the model's training noise for
+ * "model"); *desc receives its description. 0 when none is asked. */
+static int noise_of(const model_opts *o, ae_model *m, ae_noise *nz, char *desc, size_t cap) {
+    if (!o->noise) return 0;
+    if (o->noise == NOISE_MODEL) {
+        int64_t kind = 0, clip = 0;
+        double level = 0, mean = 0, value = 0, lo = 0, hi = 1;
+        ae_model_get_int(m, AE_P_NOISE_KIND, &kind);
+        if (kind == AE_NOISE_NONE)
+            return fail(EXIT_USAGE, "--noise model: %s was not trained with noise; give a kind",
+                        o->model);
+        ae_model_get_float(m, AE_P_NOISE_LEVEL, &level);
+        ae_model_get_float(m, AE_P_NOISE_MEAN, &mean);
+        ae_model_get_float(m, AE_P_NOISE_VALUE, &value);
+        ae_model_get_int(m, AE_P_NOISE_CLIP, &clip);
+        ae_model_get_float(m, AE_P_NOISE_CLIP_LO, &lo);
+        ae_model_get_float(m, AE_P_NOISE_CLIP_HI, &hi);
+        ae_noise_init(nz, (ae_noise_kind)kind, level);
+        nz->mean = mean, nz->value = value, nz->clip = (int)clip, nz->clip_lo = lo, nz->clip_hi = hi;
+    } else {
+        ae_noise_init(nz, (ae_noise_kind)o->noise, o->noise_level);
+        if (o->noise_clip) nz->clip = 1, nz->clip_lo = 0.0, nz->clip_hi = 1.0;
+    }
+    snprintf(desc, cap, "%s level %g%s, seed %llu", NOISE_NAMES[nz->kind], nz->level,
+             nz->clip ? ", clipped" : "", (unsigned long long)o->seed);
+    return 0;
+}
+
 int cmd_encode(int argc, char **argv) {
     static const int allowed[] = {'m', 'd', 'o', M_CSV_HEADER, M_CSV_LABEL_FIRST, M_SHAPE, M_LIMIT,
-                                  M_SCALE, 0};
+                                  M_SCALE, M_BATCH, 0};
     model_opts o;
     int rc = parse_model_opts(argc, argv, allowed, ENCODE_HELP, 1, &o);
     if (rc) return rc == 1 ? 0 : rc;
@@ -242,7 +348,7 @@ done:
 }
 
 int cmd_decode(int argc, char **argv) {
-    static const int allowed[] = {'m', 'd', 'o', 'n', M_CSV_HEADER, M_PNG, 0};
+    static const int allowed[] = {'m', 'd', 'o', 'n', M_CSV_HEADER, M_PNG, M_BATCH, 0};
     model_opts o;
     int rc = parse_model_opts(argc, argv, allowed, DECODE_HELP, 0, &o);
     if (rc) return rc == 1 ? 0 : rc;
@@ -290,15 +396,16 @@ done:
 
 int cmd_reconstruct(int argc, char **argv) {
     static const int allowed[] = {'m', 'd', 'o', 'n', M_CSV_HEADER, M_CSV_LABEL_FIRST, M_SHAPE,
-                                  M_LIMIT, M_SCALE, M_PNG, 0};
+                                  M_LIMIT, M_SCALE, M_PNG, M_BATCH, M_NOISE, M_NOISE_LEVEL,
+                                  M_NOISE_CLIP, M_SEED, M_MODE, 0};
     model_opts o;
     int rc = parse_model_opts(argc, argv, allowed, RECONSTRUCT_HELP, 1, &o);
     if (rc) return rc == 1 ? 0 : rc;
-    if ((rc = check_required(&o, 1, 1, argc, argv))) return rc;
+    if ((rc = check_noise_opts(&o)) || (rc = check_required(&o, 1, 1, argc, argv))) return rc;
     ae_model *m = NULL;
     ae_dataset *ds = NULL;
     prep p;
-    float *out = NULL;
+    float *out = NULL, *noisy = NULL;
     if ((rc = load_both(&o, &m, &p, &ds))) goto done;
     rc = EXIT_RUN;
     size_t n = ae_dataset_count(ds), d = ae_dataset_dim(ds), c, h, w;
@@ -311,19 +418,28 @@ int cmd_reconstruct(int argc, char **argv) {
         fail(EXIT_RUN, "out of memory");
         goto done;
     }
-    if (run_batched(m, RUN_RECONSTRUCT, ae_dataset_data(ds), n, d, out, d)) goto done;
+    ae_noise nz;
+    char desc[128];
+    if ((rc = noise_of(&o, m, &nz, desc, sizeof desc)) != 0) goto done;
+    rc = EXIT_RUN;
+    if (o.noise && (rc = corrupt_copy(&nz, o.seed, ds, &noisy)) != 0) goto done;
+    rc = EXIT_RUN;
+    if (o.mode) ae_model_set_mode(m, AE_MODE_TRAIN);
+    if (run_batched(m, RUN_RECONSTRUCT, noisy ? noisy : ae_dataset_data(ds), n, d, out, d)) goto done;
     /* In the units of this data file (its own convention, the model's statistics). */
     prep in_units = prep_of(ds, &p);
     prep_undo(&in_units, out, n, d);
     if (write_npy(o.output, out, n, c, h, w)) goto done;
-    printf("%zu reconstructions written to %s\n", n, o.output);
+    printf("%zu reconstructions%s%s written to %s\n", n, noisy ? " of the data corrupted by " : "",
+           noisy ? desc : "", o.output);
     if (o.png) {
-        if (picture_recon(o.png, m, &p, ds, o.count ? o.count : 20)) goto done;
+        if (picture_recon(o.png, m, &p, ds, noisy, o.count ? o.count : 20)) goto done;
         printf("picture written to %s\n", o.png);
     }
     rc = 0;
 done:
     free(out);
+    free(noisy);
     ae_dataset_destroy(ds);
     ae_model_destroy(m);
     prep_free(&p);
@@ -333,21 +449,56 @@ done:
 int cmd_eval(int argc, char **argv) {
     static const int allowed[] = {'m', 'd', M_LABELS, M_CSV_HEADER, M_CSV_LABEL_FIRST, M_SHAPE,
                                   M_LIMIT, M_SCALE, M_PERCENTILE, M_KNN, M_KNN_MAX, M_SCORES,
-                                  M_ACTIVE, M_RECON_PNG, M_FEATURES_PNG, M_SCATTER_PNG, 'n', 0};
+                                  M_ACTIVE, M_RECON_PNG, M_FEATURES_PNG, M_SCATTER_PNG, 'n',
+                                  M_REF, M_REF_LABELS, M_PROBE, M_PROBE_L2, M_MODE, M_NOISE,
+                                  M_NOISE_LEVEL, M_NOISE_CLIP, M_SEED, M_BATCH, 0};
     model_opts o;
     int rc = parse_model_opts(argc, argv, allowed, EVAL_HELP, 1, &o);
     if (rc) return rc == 1 ? 0 : rc;
-    if (o.knn_given && !o.data.labels && !o.data.csv_label_first)
+    int labelled = o.data.labels || o.data.csv_label_first;
+    /* --knn 0 turns kNN off: then it needs nothing. */
+    if (o.knn_given && o.eval.knn_k && !labelled)
         return usage_error("--knn and --knn-max need labels: --labels FILE or --csv-label-first");
-    if ((rc = check_required(&o, 1, 0, argc, argv))) return rc;
+    if (o.ref.labels && !o.ref.path) return usage_error("--ref-labels needs --ref");
+    if (o.eval.probe_l2 && !o.eval.probe) return usage_error("--probe-l2 needs --probe");
+    if (o.eval.probe && !o.ref.path)
+        return usage_error("--probe needs --ref (the data it is trained on)");
+    if (o.ref.path && !o.eval.probe && !o.eval.knn_k)
+        return usage_error("--ref is for --knn and --probe");
+    if (o.ref.path && !labelled)
+        return usage_error("--ref needs labels for the evaluated data: --labels FILE or "
+                           "--csv-label-first");
+    if (o.ref.path && !o.ref.labels && !o.data.csv_label_first)
+        return usage_error("--ref needs its labels: --ref-labels FILE (or CSVs with "
+                           "--csv-label-first)");
+    if ((rc = check_noise_opts(&o)) || (rc = check_required(&o, 1, 0, argc, argv))) return rc;
     ae_model *m = NULL;
-    ae_dataset *ds = NULL;
+    ae_dataset *ds = NULL, *ref = NULL;
     prep p;
+    float *noisy = NULL;
+    char desc[128];
+    ae_noise nz;
     if ((rc = load_both(&o, &m, &p, &ds))) goto done;
+    if (o.ref.path) {
+        /* The reference set means what the model's data mean, all of it. */
+        data_opts ro = o.data;
+        ro.path = o.ref.path;
+        ro.labels = o.ref.labels;
+        ro.limit = 0;
+        rc = EXIT_RUN;
+        if (!(ref = data_load(&ro)) || prep_data(ref, &ro, &p, ro.path)) goto done;
+        o.eval.ref = ref;
+    }
+    if ((rc = noise_of(&o, m, &nz, desc, sizeof desc)) != 0) goto done;
+    if (o.noise && (rc = corrupt_copy(&nz, o.seed, ds, &noisy)) != 0) goto done;
+    o.eval.noisy = noisy;
+    o.eval.noise_desc = desc;
+    /* Selection layers as in training (lifetime top-k over each batch). */
+    if (o.mode) ae_model_set_mode(m, AE_MODE_TRAIN);
     rc = EXIT_RUN;
     if (evaluate_print(m, &p, ds, &o.eval)) goto done;
     if (o.recon_png) {
-        if (picture_recon(o.recon_png, m, &p, ds, o.count ? o.count : 20)) goto done;
+        if (picture_recon(o.recon_png, m, &p, ds, noisy, o.count ? o.count : 20)) goto done;
         printf("reconstructions written to %s\n", o.recon_png);
     }
     if (o.features_png) {
@@ -360,7 +511,9 @@ int cmd_eval(int argc, char **argv) {
     }
     rc = 0;
 done:
+    free(noisy);
     ae_dataset_destroy(ds);
+    ae_dataset_destroy(ref);
     ae_model_destroy(m);
     prep_free(&p);
     return rc;

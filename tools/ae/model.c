@@ -8,7 +8,6 @@
 
 #include "tool.h"
 
-#define BATCH 1024
 
 /* ---- preparation ---- */
 
@@ -149,10 +148,30 @@ int model_is_vae(const ae_model *m) {
 
 /* ---- inference ---- */
 
+size_t g_batch;
+
+size_t batch_for(const ae_model *m, size_t n) {
+    size_t b = g_batch;
+    if (!b) {
+        /* The largest batch whose workspace fits the budget (it grows about
+           linearly with the batch), at most 1024 and at least 1. */
+        size_t one = 0;
+        ae_model_workspace_size(m, 1, &one);
+        b = one ? WORKSPACE_BUDGET / one : 1024;
+        if (b > 1024) b = 1024;
+        size_t bytes;
+        while (b > 1 && (ae_model_workspace_size(m, b, &bytes) != AE_OK || bytes > WORKSPACE_BUDGET))
+            b = b * 3 / 4;
+        if (b < 1) b = 1;
+    }
+    return b < n || n == 0 ? b : n;
+}
+
 int run_batched(ae_model *m, int what, const float *in, size_t n, size_t in_dim, float *out,
                 size_t out_dim) {
-    for (size_t i = 0; i < n; i += BATCH) {
-        size_t b = n - i < BATCH ? n - i : BATCH;
+    size_t bs = batch_for(m, n);
+    for (size_t i = 0; i < n; i += bs) {
+        size_t b = n - i < bs ? n - i : bs;
         const float *x = in + i * in_dim;
         float *y = out + i * out_dim;
         ae_status st = what == RUN_ENCODE   ? ae_encode(m, x, b, y)
@@ -163,10 +182,55 @@ int run_batched(ae_model *m, int what, const float *in, size_t n, size_t in_dim,
     return 0;
 }
 
+int corrupt_copy(const ae_noise *nz, uint64_t seed, const ae_dataset *ds, float **out) {
+    size_t n = ae_dataset_count(ds), d = ae_dataset_dim(ds);
+    *out = malloc(n * d * sizeof **out);
+    if (!*out) return fail(EXIT_RUN, "out of memory for the corrupted copy");
+    ae_status st = ae_corrupt(nz, ae_dataset_data(ds), *out, n, d, seed);
+    if (st != AE_OK) {
+        free(*out);
+        *out = NULL;
+        return fail(EXIT_USAGE, "--noise-level %g does not fit this noise: %s", nz->level,
+                    ae_status_string(st));
+    }
+    return 0;
+}
+
 /* ---- evaluation ---- */
 
 static int metric_fail(const char *what, ae_status st) {
     return fail(EXIT_RUN, "%s: %s", what, ae_status_string(st));
+}
+
+/* Codes of a whole dataset (malloc'ed [n, code size]). */
+static float *encode_all(ae_model *m, const ae_dataset *ds) {
+    size_t n = ae_dataset_count(ds), k = ae_model_code_size(m);
+    float *codes = malloc(n * k * sizeof *codes);
+    if (!codes) {
+        fail(EXIT_RUN, "out of memory for %zu codes", n);
+        return NULL;
+    }
+    if (run_batched(m, RUN_ENCODE, ae_dataset_data(ds), n, ae_dataset_dim(ds), codes, k)) {
+        free(codes);
+        return NULL;
+    }
+    return codes;
+}
+
+int probe_print(const float *train, const int32_t *train_labels, size_t n_train, const float *test,
+                const int32_t *test_labels, size_t n_test, size_t dim, const eval_opts *o) {
+    ae_probe_options po;
+    ae_probe_options_init(&po);
+    /* scikit-learn's default C = 1 unless --probe-l2. */
+    po.l2 = o->probe_l2 > 0.0 ? o->probe_l2 : 1.0 / (double)n_train;
+    double acc;
+    ae_status st = ae_metric_linear_probe(train, train_labels, n_train, test, test_labels, n_test,
+                                          dim, &po, &acc);
+    if (st != AE_OK) return metric_fail("linear probe", st);
+    printf("linear probe   %.4f accuracy (multinomial logistic regression, L2 %g, i.e. C = %g, "
+           "trained on the codes of the %zu reference samples)\n",
+           acc, po.l2, 1.0 / (po.l2 * (double)n_train), n_train);
+    return 0;
 }
 
 int evaluate_print(ae_model *m, const prep *p, ae_dataset *ds, const eval_opts *o) {
@@ -174,8 +238,11 @@ int evaluate_print(ae_model *m, const prep *p, ae_dataset *ds, const eval_opts *
     size_t c, h, w;
     ae_dataset_shape(ds, &c, &h, &w);
     const float *x = ae_dataset_data(ds);
+    /* The model's input: the data, or their corrupted copy (denoising);
+       every metric compares the output with the clean data. */
+    const float *in = o->noisy ? o->noisy : x;
     float *y = malloc(n * d * sizeof *y), *codes = malloc(n * k * sizeof *codes);
-    float *xu = malloc(n * d * sizeof *xu);
+    float *xu = malloc(n * d * sizeof *xu), *ref_codes = NULL;
     double *scores = malloc(n * sizeof *scores);
     int rc = EXIT_RUN;
     ae_status st;
@@ -183,11 +250,22 @@ int evaluate_print(ae_model *m, const prep *p, ae_dataset *ds, const eval_opts *
         fail(EXIT_RUN, "out of memory for %zu samples", n);
         goto done;
     }
-    if (run_batched(m, RUN_RECONSTRUCT, x, n, d, y, d) || run_batched(m, RUN_ENCODE, x, n, d, codes, k))
+    if (run_batched(m, RUN_RECONSTRUCT, in, n, d, y, d) || run_batched(m, RUN_ENCODE, in, n, d, codes, k))
         goto done;
     double mse, nmse, fvu, psnr, ssim = NAN, thr;
     size_t flagged;
     printf("samples        %zu of %zux%zux%zu\n", n, c, h, w);
+    if (o->noisy) {
+        double nm;
+        if ((st = ae_metric_mse(x, o->noisy, n * d, &nm)) != AE_OK) {
+            metric_fail("MSE of the corrupted input", st);
+            goto done;
+        }
+        printf("noise          %s: MSE %.6f of the corrupted input against the clean data; "
+               "the metrics below compare the reconstructions of the corrupted input with the "
+               "clean data\n",
+               o->noise_desc, nm);
+    }
     if ((st = ae_metric_mse(x, y, n * d, &mse)) != AE_OK) {
         metric_fail("MSE", st);
         goto done;
@@ -206,7 +284,7 @@ int evaluate_print(ae_model *m, const prep *p, ae_dataset *ds, const eval_opts *
         metric_fail("anomaly scores", st);
         goto done;
     }
-    /* PSNR and SSIM in the units after --scale, before standardisation. */
+    /* PSNR and SSIM in the units after the scale, before standardisation. */
     memcpy(xu, x, n * d * sizeof *xu);
     unstandardize(p, xu, n, d);
     unstandardize(p, y, n, d);
@@ -229,6 +307,7 @@ int evaluate_print(ae_model *m, const prep *p, ae_dataset *ds, const eval_opts *
             goto done;
         }
         for (size_t i = 0; i < n; i++) fs[i] = (float)scores[i];
+        /* One score a sample: shape (N,), as numpy's 1-D arrays of labels. */
         int wrc = write_npy(o->scores_path, fs, n, 1, 1, 1);
         free(fs);
         if (wrc) goto done;
@@ -237,8 +316,9 @@ int evaluate_print(ae_model *m, const prep *p, ae_dataset *ds, const eval_opts *
     if (model_is_vae(m)) {
         /* The negative ELBO per sample, batches weighted by their size. */
         double total = 0.0, rsum = 0.0, ksum = 0.0;
-        for (size_t i = 0; i < n; i += BATCH) {
-            size_t b = n - i < BATCH ? n - i : BATCH;
+        size_t bs = batch_for(m, n);
+        for (size_t i = 0; i < n; i += bs) {
+            size_t b = n - i < bs ? n - i : bs;
             double ne, re, kl;
             if ((st = ae_vae_neg_elbo(m, x + i * d, b, &ne, &re, &kl)) != AE_OK) {
                 fail(EXIT_RUN, "negative ELBO: %s", ae_model_last_error(m));
@@ -247,7 +327,7 @@ int evaluate_print(ae_model *m, const prep *p, ae_dataset *ds, const eval_opts *
             total += ne * (double)b, rsum += re * (double)b, ksum += kl * (double)b;
         }
         printf("negative ELBO  %.4f nats per sample (reconstruction %.4f + KL %.4f, "
-               "one draw of z)\n",
+               "one draw of z, clean input)\n",
                total / (double)n, rsum / (double)n, ksum / (double)n);
     }
     ae_latent_stats ls;
@@ -261,7 +341,28 @@ int evaluate_print(ae_model *m, const prep *p, ae_dataset *ds, const eval_opts *
            ls.dims, ls.active, o->active_threshold, ls.dead, ls.mean_activation, ls.mean_abs,
            ls.total_variance, ls.l0);
     const int32_t *labels = ae_dataset_labels(ds);
-    if (labels && o->knn_k) {
+    const int32_t *ref_labels = o->ref ? ae_dataset_labels(o->ref) : NULL;
+    size_t nref = o->ref ? ae_dataset_count(o->ref) : 0;
+    if (o->ref && labels && ref_labels && (o->knn_k || o->probe) && !(ref_codes = encode_all(m, o->ref)))
+        goto done;
+    if (labels && o->knn_k && ref_codes) {
+        /* The standard protocol: the reference set's codes and labels, the
+           evaluated samples as queries. */
+        size_t q = o->knn_max_given && o->knn_max < n ? o->knn_max : n;
+        double acc;
+        if (nref < o->knn_k) {
+            printf("kNN accuracy   not computed (%zu reference samples for k = %zu)\n", nref,
+                   o->knn_k);
+        } else if ((st = ae_metric_knn_accuracy(ref_codes, ref_labels, nref, codes, labels, q, k,
+                                                o->knn_k, &acc)) != AE_OK) {
+            metric_fail("kNN accuracy", st);
+            goto done;
+        } else {
+            printf("kNN accuracy   %.4f (k = %zu, %zu queries against the codes of the %zu "
+                   "reference samples)\n",
+                   acc, o->knn_k, q, nref);
+        }
+    } else if (labels && o->knn_k) {
         size_t kn = n < o->knn_max ? n : o->knn_max;
         double acc;
         if (kn < o->knn_k + 1) {
@@ -276,10 +377,13 @@ int evaluate_print(ae_model *m, const prep *p, ae_dataset *ds, const eval_opts *
                    acc, o->knn_k, kn);
         }
     }
+    if (o->probe && labels && ref_codes && probe_print(ref_codes, ref_labels, nref, codes, labels, n, k, o))
+        goto done;
     rc = 0;
 done:
     free(y);
     free(codes);
+    free(ref_codes);
     free(xu);
     free(scores);
     return rc;
@@ -294,25 +398,32 @@ static int need_images(const char *path, size_t h, size_t w) {
                 path);
 }
 
-int picture_recon(const char *path, ae_model *m, const prep *p, const ae_dataset *ds, size_t n) {
+int picture_recon(const char *path, ae_model *m, const prep *p, const ae_dataset *ds,
+                  const float *noisy, size_t n) {
     size_t c, h, w, d = ae_dataset_dim(ds);
     ae_dataset_shape(ds, &c, &h, &w);
     if (need_images(path, h, w)) return EXIT_USAGE;
     if (n > ae_dataset_count(ds)) n = ae_dataset_count(ds);
     float *x = malloc(n * d * sizeof *x), *y = malloc(n * d * sizeof *y);
+    float *z = noisy ? malloc(n * d * sizeof *z) : NULL;
     int rc = EXIT_RUN;
-    if (!x || !y) {
+    if (!x || !y || (noisy && !z)) {
         fail(EXIT_RUN, "out of memory");
     } else {
         memcpy(x, ae_dataset_data(ds), n * d * sizeof *x);
-        if (run_batched(m, RUN_RECONSTRUCT, x, n, d, y, d) == 0) {
+        if (z) memcpy(z, noisy, n * d * sizeof *z);
+        /* Denoising: clean, corrupted and denoised rows. */
+        if (run_batched(m, RUN_RECONSTRUCT, z ? z : x, n, d, y, d) == 0) {
             unstandardize(p, x, n, d);
             unstandardize(p, y, n, d);
-            rc = png_recon(path, x, y, n, c, h, w);
+            if (z) unstandardize(p, z, n, d);
+            const float *rows[3] = {x, z ? z : y, y};
+            rc = png_rows(path, rows, z ? 3 : 2, n, c, h, w);
         }
     }
     free(x);
     free(y);
+    free(z);
     return rc;
 }
 

@@ -123,21 +123,21 @@ static size_t zoom_for(size_t h, size_t w) {
     return z;
 }
 
-int png_recon(const char *path, const float *x, const float *y, size_t n, size_t c, size_t h,
-              size_t w) {
-    size_t dim = c * h * w, cols = n < 10 ? n : 10, pairs = (n + cols - 1) / cols;
-    size_t z = zoom_for(h, w), tw = w * z, th = h * z, gap = 2, pair_gap = 10;
+int png_rows(const char *path, const float *const *sets, size_t nsets, size_t n, size_t c,
+             size_t h, size_t w) {
+    size_t dim = c * h * w, cols = n < 10 ? n : 10, groups = (n + cols - 1) / cols;
+    size_t z = zoom_for(h, w), tw = w * z, th = h * z, gap = 2, group_gap = 10;
+    size_t gh = nsets * (th + gap); /* one group: a row of each set */
     float lo, hi;
-    value_range(x, n * dim, &lo, &hi);
+    value_range(sets[0], n * dim, &lo, &hi);
     canvas cv;
-    if (canvas_init(&cv, cols * (tw + gap) + gap,
-                    pairs * (2 * th + 2 * gap) + (pairs - 1) * pair_gap + gap, 96))
+    if (canvas_init(&cv, cols * (tw + gap) + gap, groups * gh + (groups - 1) * group_gap + gap, 96))
         return EXIT_RUN;
     for (size_t i = 0; i < n; i++) {
-        size_t col = i % cols, pair = i / cols;
-        size_t px = gap + col * (tw + gap), py = gap + pair * (2 * th + 2 * gap + pair_gap);
-        draw_image(&cv, px, py, x + i * dim, c, h, w, z, lo, hi);
-        draw_image(&cv, px, py + th + gap, y + i * dim, c, h, w, z, lo, hi);
+        size_t col = i % cols, group = i / cols;
+        size_t px = gap + col * (tw + gap), py = gap + group * (gh + group_gap);
+        for (size_t k = 0; k < nsets; k++)
+            draw_image(&cv, px, py + k * (th + gap), sets[k] + i * dim, c, h, w, z, lo, hi);
     }
     int rc = canvas_save(&cv, path);
     free(cv.rgb);

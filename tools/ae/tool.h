@@ -146,26 +146,45 @@ void prep_undo(const prep *p, float *x, size_t n, size_t dim);
  * range lo..hi of the training inputs) and the sample shape. */
 int prep_store(ae_model *m, const prep *p);
 
+/* The batch of the inference calls: --batch (g_batch), or 0 for the largest
+ * (at most 1024) whose workspace (ae_model_workspace_size) fits
+ * WORKSPACE_BUDGET; never more than n (when n > 0). */
+#define WORKSPACE_BUDGET ((size_t)256 << 20)
+extern size_t g_batch;
+size_t batch_for(const ae_model *m, size_t n);
 /* Runs ae_encode / ae_reconstruct / ae_decode over a big array in batches. */
 int run_batched(ae_model *m, int what, const float *in, size_t n, size_t in_dim, float *out,
                 size_t out_dim);
+/* A corrupted copy of a dataset's values (*out malloc'ed), seeded. */
+int corrupt_copy(const ae_noise *nz, uint64_t seed, const ae_dataset *ds, float **out);
 enum { RUN_ENCODE, RUN_DECODE, RUN_RECONSTRUCT };
 
 /* Prints the evaluation of m on ds (metrics of <libae/metrics.h>). */
 typedef struct eval_opts {
     double percentile;     /* anomaly threshold */
     size_t knn_k, knn_max; /* k, and the most samples used for kNN */
+    int knn_max_given;
     const char *scores_path;
     double active_threshold;
+    const ae_dataset *ref; /* --ref, prepared, with labels; NULL: leave-one-out */
+    int probe;             /* --probe: a linear probe trained on ref */
+    double probe_l2;       /* its L2 weight; 0: scikit-learn's default C = 1 */
+    const float *noisy;    /* the corrupted input (--noise), or NULL */
+    const char *noise_desc;
 } eval_opts;
 int evaluate_print(ae_model *m, const prep *p, ae_dataset *ds, const eval_opts *o);
+/* Prints the linear probe's test accuracy (metrics of --probe). */
+int probe_print(const float *train, const int32_t *train_labels, size_t n_train, const float *test,
+                const int32_t *test_labels, size_t n_test, size_t dim, const eval_opts *o);
 
 /* ---- pictures (picture.c) ---- */
 
-/* Originals (top row of each pair) above their reconstructions. x and y are
- * n samples of c x h x w; c is 1 or 3. */
-int png_recon(const char *path, const float *x, const float *y, size_t n, size_t c, size_t h,
-              size_t w);
+/* Rows of images, one row per set, in groups of up to 10 samples: the
+ * originals above their reconstructions (2 sets), or clean, corrupted and
+ * denoised (3). Each set holds n samples of c x h x w; c is 1 or 3; the
+ * grey levels span the first set's range. */
+int png_rows(const char *path, const float *const *sets, size_t nsets, size_t n, size_t c,
+             size_t h, size_t w);
 /* A grid of n images (tiles each scaled on their own when per_tile). */
 int png_grid(const char *path, const float *x, size_t n, size_t c, size_t h, size_t w,
              int per_tile);
@@ -173,7 +192,10 @@ int png_grid(const char *path, const float *x, size_t n, size_t c, size_t h, siz
 int png_scatter(const char *path, const float *xy, const int32_t *labels, size_t n);
 
 /* Picture helpers that need the model. */
-int picture_recon(const char *path, ae_model *m, const prep *p, const ae_dataset *ds, size_t n);
+/* n originals above their reconstructions; with `noisy` (the corrupted
+ * copy of the dataset's values) clean, corrupted and denoised rows. */
+int picture_recon(const char *path, ae_model *m, const prep *p, const ae_dataset *ds,
+                  const float *noisy, size_t n);
 int picture_features(const char *path, ae_model *m, const prep *p, const ae_dataset *ds);
 int picture_scatter(const char *path, ae_model *m, const ae_dataset *ds, size_t max_points);
 

@@ -832,7 +832,7 @@ int cmd_train(int argc, char **argv) {
         printf("model written to %s\n", o.output);
     }
     if (o.recon_png) {
-        if (picture_recon(o.recon_png, m, &p, shown, 20)) goto done;
+        if (picture_recon(o.recon_png, m, &p, shown, NULL, 20)) goto done;
         if (!o.quiet) printf("reconstructions written to %s\n", o.recon_png);
     }
     if (o.features_png) {
