@@ -888,6 +888,181 @@ static void test_kl_reduction(void **state) {
     assert_false(exists("e.aem"));
 }
 
+/* ---- evaluation protocols ---- */
+
+static unsigned png_height(const char *name) {
+    unsigned char b[24] = {0};
+    FILE *f = fopen(path(name), "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(b, 1, 24, f), 24);
+    fclose(f);
+    return (unsigned)b[20] << 24 | (unsigned)b[21] << 16 | (unsigned)b[22] << 8 | b[23];
+}
+
+/* The codes of g_x under a model file, through the library. */
+static float *codes_of(const char *model, ae_model **out) {
+    ae_model *m = NULL;
+    assert_int_equal(ae_model_load(&m, path(model), NULL), AE_OK);
+    float *codes = malloc(N * ae_model_code_size(m) * sizeof *codes);
+    assert_int_equal(ae_encode(m, g_x, N, codes), AE_OK);
+    *out = m;
+    return codes;
+}
+
+/* kNN against a reference set, --knn 0 without labels, int64 labels, the
+ * linear probe, train-mode selection, denoising evaluation, --batch. */
+static void test_eval_protocols(void **state) {
+    (void)state;
+    result r;
+    /* Labels as numpy writes them by default: int64 (refused before). */
+    unsigned char lab64[128 + N * 8];
+    memset(lab64, 0, sizeof lab64);
+    {
+        const char *dict = "{'descr': '<i8', 'fortran_order': False, 'shape': (64,), }";
+        size_t dl = strlen(dict), hlen = 128 - 10;
+        memcpy(lab64, "\x93NUMPY\x01\x00", 8);
+        lab64[8] = (unsigned char)hlen;
+        memcpy(lab64 + 10, dict, dl);
+        memset(lab64 + 10 + dl, ' ', hlen - dl - 1);
+        lab64[127] = '\n';
+        for (int i = 0; i < N; i++) lab64[128 + 8 * i] = (unsigned char)g_y[i];
+        FILE *f = fopen(path("y64.npy"), "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(lab64, 1, sizeof lab64, f), sizeof lab64);
+        fclose(f);
+    }
+    RUN(&r, "train", "-d", "x.npy", "--labels", "y64.npy", "--shape", "1x12x12", "--layers",
+        "32,4", "--epochs", "3", "-b", "16", "--seed", "7", "-q", "-o", "ev.aem");
+    expect_ok(&r);
+    /* kNN with the training set as reference: the library's number. */
+    RUN(&r, "eval", "-m", "ev.aem", "-d", "img.npy", "--labels", "y64.npy", "--knn", "3", "--ref",
+        "x.npy", "--ref-labels", "y.npy");
+    expect_ok(&r);
+    ae_model *m = NULL;
+    float *codes = codes_of("ev.aem", &m);
+    double want;
+    assert_int_equal(ae_metric_knn_accuracy(codes, g_y, N, codes, g_y, N, 4, 3, &want), AE_OK);
+    char line[128];
+    snprintf(line, sizeof line, "kNN accuracy   %.4f (k = 3, 64 queries against the codes of the 64 "
+                                "reference samples)", want);
+    if (!strstr(r.out, line)) fprintf(stderr, "want '%s' in:\n%s", line, r.out);
+    assert_non_null(strstr(r.out, line));
+    /* The linear probe trained on the reference codes (C = 1). */
+    RUN(&r, "eval", "-m", "ev.aem", "-d", "x.npy", "--labels", "y.npy", "--ref", "x.npy",
+        "--ref-labels", "y64.npy", "--probe", "--knn", "0");
+    expect_ok(&r);
+    ae_probe_options po;
+    ae_probe_options_init(&po);
+    po.l2 = 1.0 / N;
+    assert_int_equal(ae_metric_linear_probe(codes, g_y, N, codes, g_y, N, 4, &po, &want), AE_OK);
+    snprintf(line, sizeof line, "linear probe   %.4f accuracy", want);
+    if (!strstr(r.out, line)) fprintf(stderr, "want '%s' in:\n%s", line, r.out);
+    assert_non_null(strstr(r.out, line));
+    assert_null(strstr(r.out, "kNN accuracy"));
+    free(codes);
+    ae_model_destroy(m);
+    /* Leave-one-out stays the default; --knn 0 needs no labels. */
+    RUN(&r, "eval", "-m", "ev.aem", "-d", "x.npy", "--labels", "y64.npy", "--knn", "3");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "leave-one-out"));
+    RUN(&r, "eval", "-m", "ev.aem", "-d", "x.npy", "--knn", "0");
+    expect_ok(&r);
+    RUN(&r, "eval", "-m", "ev.aem", "-d", "x.npy", "--knn", "3");
+    expect_fail(&r, "need labels");
+    RUN(&r, "eval", "-m", "ev.aem", "-d", "x.npy", "--labels", "y.npy", "--probe");
+    expect_fail(&r, "--probe needs --ref");
+    RUN(&r, "eval", "-m", "ev.aem", "-d", "x.npy", "--ref-labels", "y.npy");
+    expect_fail(&r, "--ref-labels needs --ref");
+    RUN(&r, "eval", "-m", "ev.aem", "-d", "x.npy", "--labels", "y.npy", "--ref", "x.npy");
+    expect_fail(&r, "--ref needs its labels");
+    /* --batch changes nothing but the memory. */
+    double mse = eval_mse("ev.aem", "x.npy", NULL);
+    RUN(&r, "eval", "-m", "ev.aem", "-d", "x.npy", "--batch", "7");
+    expect_ok(&r);
+    assert_true(fabs(number_after(r.out, "MSE ") - mse) < 1e-6);
+    RUN(&r, "encode", "-m", "ev.aem", "-d", "x.npy", "--batch", "5", "-o", "ev_codes.npy");
+    expect_ok(&r);
+    RUN(&r, "decode", "-m", "ev.aem", "-d", "ev_codes.npy", "--batch", "5", "-o", "ev_dec.npy");
+    expect_ok(&r);
+    RUN(&r, "eval", "-m", "ev.aem", "-d", "x.npy", "--batch", "0");
+    expect_fail(&r, "--batch");
+
+    /* Denoising: the corrupted input's MSE is the noise's variance
+     * (sigma 0.3: 0.09, a standard deviation as x + 0.3 * randn), the
+     * metrics compare the reconstructions of the corrupted input with the
+     * clean data, and the picture has clean, corrupted and denoised rows. */
+    RUN(&r, "train", "-d", "img.npy", "--layers", "32,8", "--noise", "gaussian", "--noise-level",
+        "0.3", "--epochs", "3", "-b", "16", "-q", "-o", "den.aem");
+    expect_ok(&r);
+    RUN(&r, "eval", "-m", "den.aem", "-d", "img.npy", "--noise", "gaussian", "--noise-level", "0.3",
+        "--seed", "5", "--recon-png", "den3.png", "--knn", "0");
+    expect_ok(&r);
+    float *noisy = malloc(N * D * sizeof *noisy), *y = malloc(N * D * sizeof *y);
+    ae_noise nz;
+    ae_noise_init(&nz, AE_NOISE_GAUSSIAN, 0.3);
+    assert_int_equal(ae_corrupt(&nz, g_x, noisy, N, D, 5), AE_OK);
+    double nmse, rmse;
+    assert_int_equal(ae_metric_mse(g_x, noisy, N * D, &nmse), AE_OK);
+    assert_true(fabs(nmse - 0.09) < 0.01);
+    snprintf(line, sizeof line, "gaussian level 0.3, seed 5: MSE %.6f of the corrupted input", nmse);
+    if (!strstr(r.out, line)) fprintf(stderr, "want '%s' in:\n%s", line, r.out);
+    assert_non_null(strstr(r.out, line));
+    assert_int_equal(ae_model_load(&m, path("den.aem"), NULL), AE_OK);
+    assert_int_equal(ae_reconstruct(m, noisy, N, y), AE_OK);
+    assert_int_equal(ae_metric_mse(g_x, y, N * D, &rmse), AE_OK);
+    ae_model_destroy(m);
+    assert_true(fabs(number_after(r.out, "MSE ") - rmse) < 1e-6);
+    RUN(&r, "eval", "-m", "den.aem", "-d", "img.npy", "--recon-png", "den2.png", "--knn", "0");
+    expect_ok(&r);
+    /* 20 samples: two groups of 10, of three rows each instead of two. */
+    unsigned h2 = png_height("den2.png"), h3 = png_height("den3.png");
+    assert_true(h3 > h2 && (h3 - 2) * 2 == (h2 - 2) * 3 - 10);
+    /* The model's own noise; reconstruct corrupts the same way. */
+    RUN(&r, "eval", "-m", "den.aem", "-d", "img.npy", "--noise", "model", "--seed", "5", "--knn",
+        "0");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, line));
+    RUN(&r, "reconstruct", "-m", "den.aem", "-d", "img.npy", "--noise", "model", "--seed", "5", "-o",
+        "den_rec.npy", "--png", "den_rec.png");
+    expect_ok(&r);
+    ae_dataset *ds = NULL;
+    assert_int_equal(ae_dataset_create(&ds, NULL), AE_OK);
+    assert_int_equal(ae_dataset_load_npy(ds, path("den_rec.npy")), AE_OK);
+    assert_close_arrays(ae_dataset_data(ds), y, N * D, 1e-5, 1e-6, "denoised");
+    ae_dataset_destroy(ds);
+    assert_int_equal(png_height("den_rec.png"), h3);
+    RUN(&r, "eval", "-m", "ev.aem", "-d", "x.npy", "--noise", "model");
+    expect_fail(&r, "not trained with noise");
+    RUN(&r, "eval", "-m", "den.aem", "-d", "img.npy", "--noise", "gaussian");
+    expect_fail(&r, "--noise gaussian needs --noise-level");
+    RUN(&r, "eval", "-m", "den.aem", "-d", "img.npy", "--noise-level", "0.1");
+    expect_fail(&r, "need --noise");
+    RUN(&r, "eval", "-m", "den.aem", "-d", "img.npy", "--noise", "mask", "--noise-level", "2");
+    expect_fail(&r, "--noise-level");
+    free(noisy);
+    free(y);
+
+    /* Lifetime top-k acts in training mode only: --mode train evaluates it
+     * as training does, over each batch (here one batch of 64). */
+    RUN(&r, "train", "-d", "img.npy", "--layers", "32,8", "--lifetime-topk", "4", "--epochs", "3",
+        "-b", "16", "-q", "-o", "lt.aem");
+    expect_ok(&r);
+    RUN(&r, "eval", "-m", "lt.aem", "-d", "img.npy", "--mode", "train", "--batch", "64");
+    expect_ok(&r);
+    double train_mse = number_after(r.out, "MSE ");
+    assert_int_equal(ae_model_load(&m, path("lt.aem"), NULL), AE_OK);
+    assert_int_equal(ae_model_set_mode(m, AE_MODE_TRAIN), AE_OK);
+    y = malloc(N * D * sizeof *y);
+    assert_int_equal(ae_reconstruct(m, g_x, N, y), AE_OK);
+    assert_int_equal(ae_metric_mse(g_x, y, N * D, &rmse), AE_OK);
+    free(y);
+    ae_model_destroy(m);
+    assert_true(fabs(train_mse - rmse) < 1e-6);
+    assert_true(fabs(train_mse - eval_mse("lt.aem", "img.npy", NULL)) > 1e-6);
+    RUN(&r, "eval", "-m", "lt.aem", "-d", "img.npy", "--mode", "test");
+    expect_fail(&r, "--mode");
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_tool PATH-TO-ae\n");
@@ -917,6 +1092,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_images_and_mmap),
         cmocka_unit_test(test_value_conventions),
         cmocka_unit_test(test_kl_reduction),
+        cmocka_unit_test(test_eval_protocols),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
