@@ -676,6 +676,52 @@ static void test_learns(void **state) {
     ae_model_destroy(m);
 }
 
+/* ae_model_workspace_size is the workspace an inference call allocates:
+ * the largest block a reconstruction of a new largest batch asks for. */
+static size_t g_largest;
+static void *largest_alloc(void *ud, size_t n) {
+    (void)ud;
+    if (n > g_largest) g_largest = n;
+    return malloc(n);
+}
+static void largest_free(void *ud, void *p) {
+    (void)ud;
+    free(p);
+}
+
+static void test_workspace_size(void **state) {
+    (void)state;
+    ae_allocator a = {sizeof a, largest_alloc, largest_free, NULL};
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    assert_int_equal(ae_config_create(&c, &a), AE_OK);
+    assert_int_equal(ae_config_set_input_shape(c, 2, 8, 8), AE_OK);
+    assert_int_equal(ae_config_add_conv2d(c, 6, 3, 2, 1, AE_ACT_RELU), AE_OK);
+    assert_int_equal(ae_config_add_flatten(c), AE_OK);
+    assert_int_equal(ae_config_add_dense(c, 5, AE_ACT_IDENTITY), AE_OK);
+    assert_int_equal(ae_config_mark_code(c), AE_OK);
+    assert_int_equal(ae_config_add_dense(c, 128, AE_ACT_SIGMOID), AE_OK);
+    assert_int_equal(ae_model_create(&m, c), AE_OK);
+    size_t w1, w2, w64;
+    assert_int_equal(ae_model_workspace_size(m, 1, &w1), AE_OK);
+    assert_int_equal(ae_model_workspace_size(m, 2, &w2), AE_OK);
+    assert_int_equal(ae_model_workspace_size(m, 64, &w64), AE_OK);
+    assert_true(w1 > 0 && w2 > w1 && w64 > 32 * w2 / 2);
+    float *x = calloc(64 * 128, sizeof *x), *y = malloc(64 * 128 * sizeof *y);
+    g_largest = 0;
+    assert_int_equal(ae_reconstruct(m, x, 64, y), AE_OK);
+    /* The block holds the workspace and the allocator's alignment slack. */
+    assert_true(g_largest >= w64 && g_largest <= w64 + 128);
+    assert_int_equal(ae_model_workspace_size(m, 0, &w1), AE_ERR_RANGE);
+    assert_int_equal(ae_model_workspace_size(m, (size_t)1 << 25, &w1), AE_ERR_RANGE);
+    assert_int_equal(ae_model_workspace_size(NULL, 1, &w1), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_model_workspace_size(m, 1, NULL), AE_ERR_INVALID_ARG);
+    free(x);
+    free(y);
+    ae_model_destroy(m);
+    ae_config_destroy(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shapes_and_counts),
@@ -694,6 +740,7 @@ int main(void) {
         cmocka_unit_test(test_weight_decay_defaults),
         cmocka_unit_test(test_learns),
         cmocka_unit_test(test_every_output_activation),
+        cmocka_unit_test(test_workspace_size),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
