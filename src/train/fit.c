@@ -14,7 +14,10 @@
  *   first step, so that no step fails for memory or a bad noise level;
  * - m->params and m->buffers with m->nparams and m->nbuffers: the best
  *   epoch's parameters and layer state are copied out and back whole
- *   (restore_best), bypassing the per-layer get/set calls. */
+ *   (restore_best), bypassing the per-layer get/set calls;
+ * - ae_convention_reserve before the first step, so that recording the
+ *   training set's value convention (with the dataset's st_mean and st_std)
+ *   after the last one cannot fail. */
 #include <math.h>
 #include <string.h>
 #include <time.h>
