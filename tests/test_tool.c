@@ -934,6 +934,11 @@ static void test_eval_protocols(void **state) {
     RUN(&r, "train", "-d", "x.npy", "--labels", "y64.npy", "--shape", "1x12x12", "--layers",
         "32,4", "--epochs", "3", "-b", "16", "--seed", "7", "-q", "-o", "ev.aem");
     expect_ok(&r);
+    /* Labels go with rows read from disk too (refused before). */
+    RUN(&r, "train", "-d", "img.npy", "--mmap", "--labels", "y64.npy", "--layers", "8,2", "--epochs",
+        "1", "-b", "16", "-q", "-o", "ev_mmap.aem", "--scatter-png", "ev_mmap.png");
+    expect_ok(&r);
+    assert_png("ev_mmap.png");
     /* kNN with the training set as reference: the library's number. */
     RUN(&r, "eval", "-m", "ev.aem", "-d", "img.npy", "--labels", "y64.npy", "--knn", "3", "--ref",
         "x.npy", "--ref-labels", "y.npy");

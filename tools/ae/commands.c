@@ -123,7 +123,7 @@ static const char EVAL_HELP[] =
     "percentile of the per-sample MSE, statistics of the codes, and with labels\n"
     "the k-nearest-neighbour accuracy of the codes. See ae(1) for definitions.\n\n"
     "  -m, --model FILE         the model file\n"
-    "      --labels FILE        labels: IDX (with IDX data), .npy or CSV\n"
+    "      --labels FILE        labels: IDX, .npy (any integer dtype) or CSV\n"
     "      --percentile P       anomaly threshold percentile (default 99)\n"
     "      --scores FILE        write the per-sample scores to a .npy\n"
     "      --active-threshold V a code unit is active when its variance exceeds V\n"
