@@ -742,6 +742,14 @@ int cmd_train(int argc, char **argv) {
     }
     p.conv.struct_size = sizeof p.conv;
     ae_dataset_convention(all, &p.conv);
+    /* The range of the training values (in memory), so that test data of
+       another element type are checked against it; the model records the
+       range its training batches had. */
+    const float *av = ae_dataset_data(all);
+    for (size_t i = 0; av && i < ae_dataset_count(all) * d; i++) {
+        if (i == 0 || av[i] < p.conv.lo) p.conv.lo = av[i];
+        if (i == 0 || av[i] > p.conv.hi) p.conv.hi = av[i];
+    }
     if (o.test) {
         if (!(test = data_load(&test_opts))) goto done;
         if (ae_dataset_dim(test) != d) {
