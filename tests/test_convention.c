@@ -311,7 +311,8 @@ static void test_conform_rules(void **state) {
      * and the dataset is unchanged: 0..255 floats for a model of uint8 x 1/255. */
     ds = load("raw.npy");
     assert_int_equal(ae_dataset_conform(ds, &u8, NULL, NULL), AE_ERR_RANGE);
-    const char *msg = ae_dataset_last_error(ds);
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", ae_dataset_last_error(ds));
     if (!strstr(msg, "float data x 1") || !strstr(msg, "uint8 data x 1/255") || !strstr(msg, "[10, 230]"))
         print_error("message: %s\n", msg);
     assert_non_null(strstr(msg, "float data x 1"));
