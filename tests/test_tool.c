@@ -473,6 +473,48 @@ static void test_vae(void **state) {
     expect_fail(&r, "nothing to write");
 }
 
+/* A copy of the model file `from` with the metadata key set to value. */
+static void copy_with_meta(const char *from, const char *to, const char *key, const char *value) {
+    ae_model *m = NULL;
+    assert_int_equal(ae_model_load(&m, path(from), NULL, NULL, 0), AE_OK);
+    assert_int_equal(ae_model_set_meta(m, key, value), AE_OK);
+    assert_int_equal(ae_model_save(m, path(to), AE_SAVE_MODEL), AE_OK);
+    ae_model_destroy(m);
+}
+
+/* Model files whose recorded sample shape lies: dimensions whose product
+ * wraps around to the input size (144) are refused, and a picture larger
+ * than the documented bound is refused, before anything is drawn. */
+static void test_crafted_shape(void **state) {
+    (void)state;
+    static const char *const wraps[] = {"144x3x12297829382473034411", /* 3 w = 2^65 + 1 */
+                                        "1x2x9223372036854775880",    /* 2^64 + 144 */
+                                        "1x18446744073709551615x18446744073709551472"};
+    result r;
+    for (size_t i = 0; i < sizeof wraps / sizeof *wraps; i++) {
+        copy_with_meta("vae.aem", "wrap_vae.aem", "ae.data.shape", wraps[i]);
+        RUN(&r, "sample", "-m", "wrap_vae.aem", "-n", "4", "--png", "wrap.png");
+        expect_fail(&r, "metadata");
+        assert_int_equal(r.status, 1);
+        assert_false(exists("wrap.png"));
+        copy_with_meta("m.aem", "wrap_m.aem", "ae.data.shape", wraps[i]);
+        RUN(&r, "eval", "-m", "wrap_m.aem", "-d", "x.npy", "--features-png", "wrap.png");
+        expect_fail(&r, "metadata");
+        assert_int_equal(r.status, 1);
+        assert_false(exists("wrap.png"));
+    }
+    /* A true shape, but 10000 tiles of 1x144 at zoom 2 make a picture wider
+     * than 16384 pixels. */
+    copy_with_meta("vae.aem", "wide_vae.aem", "ae.data.shape", "1x1x144");
+    RUN(&r, "sample", "-m", "wide_vae.aem", "-n", "10000", "--png", "wide.png");
+    expect_fail(&r, "16384");
+    assert_int_equal(r.status, 1);
+    assert_false(exists("wide.png"));
+    RUN(&r, "sample", "-m", "wide_vae.aem", "-n", "16", "--png", "wide.png");
+    expect_ok(&r);
+    assert_png("wide.png");
+}
+
 /* A convolutional encoder and its mirrored decoder. */
 static void test_conv(void **state) {
     (void)state;
@@ -714,6 +756,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_progress),
         cmocka_unit_test(test_formats_and_flags),
         cmocka_unit_test(test_vae),
+        cmocka_unit_test(test_crafted_shape),
         cmocka_unit_test(test_conv),
         cmocka_unit_test(test_default_data_missing),
         cmocka_unit_test(test_errors),

@@ -226,7 +226,7 @@ int cmd_encode(int argc, char **argv) {
     float *codes = NULL;
     if ((rc = load_both(&o, &m, &p, &ds))) goto done;
     size_t n = ae_dataset_count(ds), k = ae_model_code_size(m);
-    codes = malloc(n * k * sizeof *codes);
+    codes = alloc_array(n, k, sizeof(float));
     rc = EXIT_RUN;
     if (!codes) {
         fail(EXIT_RUN, "out of memory");
@@ -270,7 +270,7 @@ int cmd_decode(int argc, char **argv) {
         rc = fail(EXIT_USAGE, "--png: the model's samples are vectors, not images");
         goto done;
     }
-    if (!(out = malloc(n * d * sizeof *out))) {
+    if (!(out = alloc_array(n, d, sizeof(float)))) {
         fail(EXIT_RUN, "out of memory");
         goto done;
     }
@@ -313,7 +313,7 @@ int cmd_reconstruct(int argc, char **argv) {
         rc = fail(EXIT_USAGE, "--png: the samples are vectors, not images; give --shape");
         goto done;
     }
-    if (!(out = malloc(n * d * sizeof *out))) {
+    if (!(out = alloc_array(n, d, sizeof(float)))) {
         fail(EXIT_RUN, "out of memory");
         goto done;
     }
@@ -405,8 +405,8 @@ int cmd_sample(int argc, char **argv) {
         rc = fail(EXIT_USAGE, "--png: the model's samples are vectors, not images");
         goto done;
     }
-    z = malloc(n * k * sizeof *z);
-    out = malloc(n * d * sizeof *out);
+    z = alloc_array(n, k, sizeof(float));
+    out = alloc_array(n, d, sizeof(float));
     if (!z || !out) {
         fail(EXIT_RUN, "out of memory");
         goto done;

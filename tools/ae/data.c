@@ -107,7 +107,7 @@ static int32_t *load_labels(const char *path, size_t count) {
         ae_dataset_destroy(ds);
         return NULL;
     }
-    int32_t *lab = malloc(count * sizeof *lab);
+    int32_t *lab = alloc_array(count, 1, sizeof *lab);
     const float *v = ae_dataset_data(ds);
     for (size_t i = 0; lab && i < count; i++) {
         if (v[i] != floorf(v[i]) || fabsf(v[i]) > 2147483520.0f) {
@@ -129,7 +129,7 @@ ae_dataset *data_head(const ae_dataset *src, size_t n) {
     ae_dataset_shape(src, &c, &h, &w);
     ae_dataset *ds = NULL;
     /* File-backed rows are read into memory first. */
-    float *rows = ae_dataset_file_backed(src) ? malloc(n * ae_dataset_dim(src) * sizeof *rows) : NULL;
+    float *rows = ae_dataset_file_backed(src) ? alloc_array(n, ae_dataset_dim(src), sizeof(float)) : NULL;
     if (ae_dataset_file_backed(src) && (!rows || ae_dataset_rows(src, 0, n, rows, NULL) != AE_OK)) {
         fail(EXIT_RUN, "%s", rows ? ae_dataset_last_error(src) : "out of memory");
         free(rows);

@@ -36,6 +36,13 @@ int parse_shape(const char *opt, const char *s, size_t shape[3]);
 int parse_widths(const char *opt, const char *s, size_t *w, size_t cap, size_t *n);
 int parse_activation(const char *opt, const char *s, ae_activation *out);
 
+/* Sizes that come from files (shapes, counts) are multiplied through these:
+ * mul_size sets *out = a * b and returns 0, or returns -1 when the product
+ * does not fit size_t; alloc_array mallocs n * d elements of `elem` bytes,
+ * NULL when that overflows or memory runs out. */
+int mul_size(size_t a, size_t b, size_t *out);
+void *alloc_array(size_t n, size_t d, size_t elem);
+
 double now_seconds(void);
 /* One of names (NULL-terminated), case-insensitive: its index in *out. */
 int parse_choice(const char *opt, const char *s, const char *const *names, int *out);
@@ -151,6 +158,11 @@ typedef struct eval_opts {
 int evaluate_print(ae_model *m, const prep *p, ae_dataset *ds, const eval_opts *o);
 
 /* ---- pictures (picture.c) ---- */
+
+/* The largest picture drawn: at most PIC_MAX_SIDE pixels wide and high and
+ * PIC_MAX_PIXELS in all (192 MB of RGB). Larger ones are refused (docs/tool.md). */
+#define PIC_MAX_SIDE 16384
+#define PIC_MAX_PIXELS ((size_t)1 << 26)
 
 /* Originals (top row of each pair) above their reconstructions. x and y are
  * n samples of c x h x w; c is 1 or 3. */

@@ -499,7 +499,7 @@ static int mean_loss(ae_model *m, const ae_dataset *ds, size_t bs, int sum_red, 
     size_t n = ae_dataset_count(ds), d = ae_dataset_dim(ds);
     const float *x = ae_dataset_data(ds);
     /* File-backed rows (a split of -d --mmap) are read a batch at a time. */
-    float *buf = x ? NULL : malloc(bs * d * sizeof *buf);
+    float *buf = x ? NULL : alloc_array(bs, d, sizeof(float));
     if (!x && !buf) return fail(EXIT_RUN, "out of memory");
     double s = 0.0;
     for (size_t i = 0; i < n; i += bs) {
@@ -522,7 +522,7 @@ static int mean_loss(ae_model *m, const ae_dataset *ds, size_t bs, int sum_red, 
 
 static int dataset_mse(ae_model *m, const ae_dataset *ds, double *out) {
     size_t n = ae_dataset_count(ds), d = ae_dataset_dim(ds);
-    float *y = malloc(n * d * sizeof *y);
+    float *y = alloc_array(n, d, sizeof(float));
     if (!y) return fail(EXIT_RUN, "out of memory");
     int rc = run_batched(m, RUN_RECONSTRUCT, ae_dataset_data(ds), n, d, y, d);
     if (!rc && ae_metric_mse(ae_dataset_data(ds), y, n * d, out) != AE_OK)
@@ -536,8 +536,8 @@ static int train_loop(ae_model *m, const train_opts *o, ae_dataset *train, ae_da
     size_t n = ae_dataset_count(train), d = ae_dataset_dim(train), bs = o->batch;
     if (bs > n) bs = n;
     size_t steps = (n + bs - 1) / bs;
-    size_t *idx = malloc(n * sizeof *idx);
-    float *batch = malloc(bs * d * sizeof *batch);
+    size_t *idx = alloc_array(n, 1, sizeof *idx);
+    float *batch = alloc_array(bs, d, sizeof(float));
     if (!idx || !batch) {
         free(idx);
         free(batch);

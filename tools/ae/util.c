@@ -153,6 +153,18 @@ int parse_activation(const char *opt, const char *s, ae_activation *out) {
     return -1;
 }
 
+int mul_size(size_t a, size_t b, size_t *out) {
+    if (a != 0 && b > SIZE_MAX / a) return -1;
+    *out = a * b;
+    return 0;
+}
+
+void *alloc_array(size_t n, size_t d, size_t elem) {
+    size_t count, bytes;
+    if (mul_size(n, d, &count) || mul_size(count, elem, &bytes)) return NULL;
+    return malloc(bytes ? bytes : 1);
+}
+
 double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
