@@ -670,6 +670,73 @@ static void test_errors(void **state) {
     assert_false(exists("e.npy"));
 }
 
+/* A usage error (exit 2) naming both options, and no file written. */
+static void expect_same_file(const result *r, const char *opt1, const char *opt2) {
+    expect_fail(r, "are the same file");
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, opt1));
+    assert_non_null(strstr(r->err, opt2));
+}
+
+/* Two outputs of one command never name the same file, whether it exists
+ * yet or not, however it is spelled. */
+static void test_distinct_outputs(void **state) {
+    (void)state;
+    result r;
+#define TRAIN_FAST "train", "-d", "img.npy", "--layers", "8", "--epochs", "1", "-q"
+    RUN(&r, TRAIN_FAST, "-o", "same1.aem", "--recon-png", "same1.aem");
+    expect_same_file(&r, "-o", "--recon-png");
+    assert_false(exists("same1.aem"));
+    RUN(&r, TRAIN_FAST, "-o", "same2.aem", "--features-png", "same2.aem");
+    expect_same_file(&r, "-o", "--features-png");
+    assert_false(exists("same2.aem"));
+    /* An existing file is left as it was. */
+    write_text("same3.aem", "keep\n");
+    RUN(&r, TRAIN_FAST, "-o", "same3.aem", "--scatter-png", "same3.aem");
+    expect_same_file(&r, "-o", "--scatter-png");
+    char buf[16];
+    slurp(path("same3.aem"), buf, sizeof buf);
+    assert_string_equal(buf, "keep\n");
+    /* Other spellings of one name: ./X, dir/../X, dir//X, and a directory
+     * reached through a symbolic link. */
+    RUN(&r, TRAIN_FAST, "-o", "./same4.aem", "--recon-png", "same4.aem");
+    expect_same_file(&r, "-o", "--recon-png");
+    assert_int_equal(mkdir(path("sub"), 0755), 0);
+    RUN(&r, TRAIN_FAST, "-o", "sub/../same5.aem", "--recon-png", "same5.aem");
+    expect_same_file(&r, "-o", "--recon-png");
+    RUN(&r, TRAIN_FAST, "-o", "sub//same6.aem", "--features-png", "sub/./same6.aem");
+    expect_same_file(&r, "-o", "--features-png");
+    assert_int_equal(symlink("sub", path("sublink")), 0);
+    RUN(&r, TRAIN_FAST, "-o", "sublink/same7.aem", "--recon-png", path("sub/same7.aem"));
+    expect_same_file(&r, "-o", "--recon-png");
+    /* A dangling symbolic link names the file it would create. */
+    assert_int_equal(symlink("sub/same8.png", path("dangling")), 0);
+    RUN(&r, TRAIN_FAST, "-o", "sub/same8.png", "--recon-png", "dangling");
+    expect_same_file(&r, "-o", "--recon-png");
+    for (int i = 4; i <= 8; i++) {
+        char name[32];
+        snprintf(name, sizeof name, i < 8 ? "same%d.aem" : "sub/same%d.png", i);
+        assert_false(exists(name));
+    }
+    /* The model commands too. */
+    RUN(&r, "reconstruct", "-m", "m.aem", "-d", "x.npy", "-o", "same9.npy", "--png", "./same9.npy");
+    expect_same_file(&r, "-o", "--png");
+    RUN(&r, "sample", "-m", "vae.aem", "-o", "same10.npy", "--codes", "same10.npy");
+    expect_same_file(&r, "-o", "--codes");
+    RUN(&r, "eval", "-m", "m.aem", "-d", "x.npy", "--recon-png", "same11.png", "--features-png",
+        "sub/../same11.png");
+    expect_same_file(&r, "--recon-png", "--features-png");
+    RUN(&r, "eval", "-m", "m.aem", "-d", "x.npy", "--scores", "same12.npy", "--scatter-png",
+        "same12.npy");
+    expect_same_file(&r, "--scores", "--scatter-png");
+    assert_false(exists("same9.npy") || exists("same10.npy") || exists("same11.png") ||
+                 exists("same12.npy"));
+    /* Distinct names are fine. */
+    RUN(&r, "sample", "-m", "vae.aem", "-n", "4", "-o", "sub/s.npy", "--codes", "s.npy");
+    expect_ok(&r);
+#undef TRAIN_FAST
+}
+
 /* Image folders (-d DIR) and rows read from disk (--mmap). */
 static void test_images_and_mmap(void **state) {
     (void)state;
@@ -760,6 +827,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_conv),
         cmocka_unit_test(test_default_data_missing),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_distinct_outputs),
         cmocka_unit_test(test_images_and_mmap),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

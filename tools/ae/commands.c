@@ -194,9 +194,14 @@ static int check_required(const model_opts *o, int need_data, int need_output, i
     if (!file_readable(o->model)) return fail(EXIT_RUN, "cannot open %s", o->model);
     if (o->data.path && !file_readable(o->data.path))
         return fail(EXIT_RUN, "cannot open %s", o->data.path);
-    const char *outputs[] = {o->output, o->png, o->recon_png, o->features_png, o->scatter_png,
-                             o->eval.scores_path};
-    const char *inputs[] = {o->model, o->data.path, o->data.labels, o->codes};
+    const named_file outputs[] = {{"-o", o->output},
+                                  {"--png", o->png},
+                                  {"--recon-png", o->recon_png},
+                                  {"--features-png", o->features_png},
+                                  {"--scatter-png", o->scatter_png},
+                                  {"--scores", o->eval.scores_path},
+                                  {"--codes", o->codes}};
+    const named_file inputs[] = {{"-m", o->model}, {"-d", o->data.path}, {"--labels", o->data.labels}};
     return check_outputs(outputs, sizeof outputs / sizeof *outputs, inputs,
                          sizeof inputs / sizeof *inputs);
 }

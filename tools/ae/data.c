@@ -1,6 +1,8 @@
 /* Loading data files for the commands: the format is told by the content
  * (.npy magic, IDX magic or gzip, else CSV), labels come from the IDX
  * labels file, the CSV's first column, or a separate .npy/CSV file. */
+/* realpath is an XSI function in glibc's headers. */
+#define _XOPEN_SOURCE 700
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,30 +34,120 @@ static int creatable(const char *path) {
     return ok;
 }
 
-int check_outputs(const char *const *outputs, size_t n_outputs, const char *const *inputs,
-                  size_t n_inputs) {
-    for (size_t i = 0; i < n_outputs; i++) {
-        const char *out = outputs[i];
-        if (!out) continue;
-        struct stat so;
-        int exists = stat(out, &so) == 0;
-        if (exists && S_ISDIR(so.st_mode)) return fail(EXIT_RUN, "%s is a directory", out);
-        if (!creatable(out)) return fail(EXIT_RUN, "cannot write %s: its directory is not writable or does not exist", out);
-        if (!exists) continue;
-        for (size_t j = 0; j < n_inputs; j++) {
-            struct stat si;
-            if (inputs[j] && stat(inputs[j], &si) == 0 && si.st_dev == so.st_dev &&
-                si.st_ino == so.st_ino)
-                return usage_error("%s is also an input; writing it would destroy it", out);
+/* Appends the components of `rest` to the absolute, canonical `base`,
+ * resolving '.', '..' and repeated slashes by name (they name nothing that
+ * exists yet). malloc'd. */
+static char *join_by_name(const char *base, const char *rest) {
+    size_t bl = strlen(base), rl = strlen(rest);
+    char *r = malloc(bl + rl + 2);
+    if (!r) return NULL;
+    memcpy(r, base, bl + 1);
+    size_t len = bl;
+    for (const char *q = rest; *q;) {
+        const char *e = strchr(q, '/');
+        size_t n = e ? (size_t)(e - q) : strlen(q);
+        if (n == 2 && q[0] == '.' && q[1] == '.') {
+            while (len > 1 && r[len - 1] != '/') len--;
+            if (len > 1) len--; /* the slash, unless it is the root */
+        } else if (n && !(n == 1 && q[0] == '.')) {
+            if (r[len - 1] != '/') r[len++] = '/';
+            memcpy(r + len, q, n);
+            len += n;
         }
-        for (size_t j = 0; j < i; j++) {
-            struct stat sp;
-            if (outputs[j] && stat(outputs[j], &sp) == 0 && sp.st_dev == so.st_dev &&
-                sp.st_ino == so.st_ino)
-                return usage_error("%s is named for two outputs", out);
-        }
+        r[len] = '\0';
+        q += n + (e ? 1 : 0);
     }
-    return 0;
+    return r;
+}
+
+/* The file a path names, as an absolute path: the longest prefix that
+ * exists resolved by realpath (symbolic links, '.', '..'), the rest by
+ * name, and a dangling symbolic link at the end followed. malloc'd; NULL
+ * when out of memory or the working directory is unknown. */
+static char *normalised(const char *path) {
+    char *abs;
+    if (path[0] == '/') {
+        abs = strdup(path);
+    } else {
+        char cwd[4096];
+        if (!getcwd(cwd, sizeof cwd)) return NULL;
+        abs = malloc(strlen(cwd) + strlen(path) + 2);
+        if (abs) sprintf(abs, "%s/%s", cwd, path);
+    }
+    for (int hops = 0; abs && hops < 40; hops++) {
+        /* The longest prefix, cut at a slash, that realpath resolves ("" is the root). */
+        char *cut = abs + strlen(abs), *res = NULL;
+        for (;;) {
+            char keep = *cut;
+            *cut = '\0';
+            char *real = realpath(abs[0] ? abs : "/", NULL);
+            *cut = keep;
+            if (real) {
+                res = join_by_name(real, cut);
+                free(real);
+                break;
+            }
+            while (cut > abs && *--cut != '/') continue;
+        }
+        free(abs);
+        if (!res) return NULL;
+        char target[4096];
+        struct stat sb;
+        ssize_t tl;
+        if (lstat(res, &sb) != 0 || !S_ISLNK(sb.st_mode) ||
+            (tl = readlink(res, target, sizeof target - 1)) <= 0)
+            return res;
+        /* A dangling link: writing it creates its target. */
+        target[tl] = '\0';
+        char *slash = strrchr(res, '/');
+        slash[slash == res ? 1 : 0] = '\0';
+        abs = malloc(strlen(res) + (size_t)tl + 2);
+        if (abs && target[0] == '/')
+            strcpy(abs, target);
+        else if (abs)
+            sprintf(abs, "%s/%s", res, target);
+        free(res);
+    }
+    free(abs);
+    return NULL;
+}
+
+static int same_inode(const char *a, const struct stat *sb) {
+    struct stat sa;
+    return a && stat(a, &sa) == 0 && sa.st_dev == sb->st_dev && sa.st_ino == sb->st_ino;
+}
+
+int check_outputs(const named_file *outputs, size_t n_outputs, const named_file *inputs,
+                  size_t n_inputs) {
+    char **norm = calloc(n_outputs ? n_outputs : 1, sizeof *norm);
+    int rc = norm ? 0 : fail(EXIT_RUN, "out of memory");
+    for (size_t i = 0; i < n_outputs && !rc; i++) {
+        const named_file *out = &outputs[i];
+        if (!out->path) continue;
+        struct stat so;
+        int exists = stat(out->path, &so) == 0;
+        if (exists && S_ISDIR(so.st_mode)) {
+            rc = fail(EXIT_RUN, "%s is a directory", out->path);
+        } else if (!creatable(out->path)) {
+            rc = fail(EXIT_RUN, "cannot write %s: its directory is not writable or does not exist",
+                      out->path);
+        } else if (!(norm[i] = normalised(out->path))) {
+            rc = fail(EXIT_RUN, "cannot resolve the path %s", out->path);
+        }
+        for (size_t j = 0; j < n_inputs && !rc && exists; j++)
+            if (same_inode(inputs[j].path, &so))
+                rc = usage_error("%s %s is also an input (%s); writing it would destroy it",
+                                 out->opt, out->path, inputs[j].opt);
+        /* Two names of one file, whether it exists yet or not (a hard link
+           shows only as the same inode). */
+        for (size_t j = 0; j < i && !rc; j++)
+            if (norm[j] && (strcmp(norm[j], norm[i]) == 0 || (exists && same_inode(outputs[j].path, &so))))
+                rc = usage_error("%s %s and %s %s are the same file: give each output its own",
+                                 outputs[j].opt, outputs[j].path, out->opt, out->path);
+    }
+    for (size_t i = 0; norm && i < n_outputs; i++) free(norm[i]);
+    free(norm);
+    return rc;
 }
 
 static int sniff(const char *path, int *fmt) {

@@ -112,10 +112,19 @@ ae_dataset *data_head(const ae_dataset *ds, size_t n);
 /* Whether a file exists and can be read. */
 int file_readable(const char *path);
 
-/* Before any work: every output (NULL entries skipped) must be writable
- * where it is named, and must not be one of the inputs (the same file under
- * any name). Prints one line and returns EXIT_USAGE or EXIT_RUN, else 0. */
-int check_outputs(const char *const *outputs, size_t n_outputs, const char *const *inputs,
+/* A file named on the command line: the option that names it ("-o") and
+ * its path (NULL when the option is not given). */
+typedef struct named_file {
+    const char *opt, *path;
+} named_file;
+
+/* Before any work: every output must be writable where it is named, must
+ * not be one of the inputs (the same file under any name), and no two
+ * outputs may name the same file, existing or not (their paths are compared
+ * made absolute, the existing part resolved through symbolic links, '.',
+ * '..' and repeated slashes resolved). Prints one line and returns
+ * EXIT_USAGE or EXIT_RUN, else 0. */
+int check_outputs(const named_file *outputs, size_t n_outputs, const named_file *inputs,
                   size_t n_inputs);
 
 /* Writes n x (c, h, w) floats to a .npy through the public dataset call. */

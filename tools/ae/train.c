@@ -684,11 +684,24 @@ int cmd_train(int argc, char **argv) {
     if (o.test && !file_readable(o.test)) return fail(EXIT_RUN, "cannot open %s", o.test);
     /* Before training: an hour's work must not end in a file that cannot be
        written, nor overwrite its own data. */
-    const char *outputs[] = {o.output, o.recon_png, o.features_png, o.scatter_png};
-    const char *inputs[] = {o.data.path, o.data.labels, o.test, o.test_labels};
-    if ((rc = check_outputs(outputs, sizeof outputs / sizeof *outputs, inputs,
-                            sizeof inputs / sizeof *inputs)))
-        return rc;
+    char *cache_labels = NULL; /* the image cache's companion, "<cache>.labels.npy" */
+    if (o.data.cache && (cache_labels = malloc(strlen(o.data.cache) + 12)) != NULL)
+        sprintf(cache_labels, "%s.labels.npy", o.data.cache);
+    if (o.data.cache && !cache_labels) return fail(EXIT_RUN, "out of memory");
+    const named_file outputs[] = {{"-o", o.output},
+                                  {"--recon-png", o.recon_png},
+                                  {"--features-png", o.features_png},
+                                  {"--scatter-png", o.scatter_png},
+                                  {"--image-cache", o.data.cache},
+                                  {"--image-cache (its labels)", cache_labels}};
+    const named_file inputs[] = {{"-d", o.data.path},
+                                 {"--labels", o.data.labels},
+                                 {"--test", o.test},
+                                 {"--test-labels", o.test_labels}};
+    rc = check_outputs(outputs, sizeof outputs / sizeof *outputs, inputs,
+                       sizeof inputs / sizeof *inputs);
+    free(cache_labels);
+    if (rc) return rc;
 
     ae_dataset *all = NULL, *train = NULL, *val = NULL, *test = NULL, *shown_mem = NULL;
     ae_model *m = NULL;
