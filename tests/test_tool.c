@@ -670,6 +670,42 @@ static void test_errors(void **state) {
     assert_false(exists("e.npy"));
 }
 
+/* Unsigned options take digits only (strtoull alone would read " -1" as
+ * 2^64 - 1), and --seed uses all 64 bits. */
+static void test_unsigned_options(void **state) {
+    (void)state;
+    result r;
+    static const char *const bad[] = {" -1", "-1", "+1", " 1", "\t1", "1 ", "", "0x10",
+                                      "18446744073709551616"};
+    static const char *const opts[] = {"--seed", "--warmup-steps", "--limit", "--epochs"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        for (size_t j = 0; j < sizeof opts / sizeof *opts; j++) {
+            RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--layers", "8", "--epochs", "1", "-q",
+                opts[j], bad[i]);
+            expect_fail(&r, "is not a whole number");
+            assert_int_equal(r.status, 2);
+            assert_non_null(strstr(r.err, opts[j]));
+        }
+    RUN(&r, "sample", "-m", "vae.aem", "-o", "e.npy", "--seed", " -1");
+    expect_fail(&r, "--seed: ' -1' is not a whole number");
+    RUN(&r, "sample", "-m", "vae.aem", "-o", "e.npy", "-n", " 4");
+    expect_fail(&r, "--count");
+    assert_false(exists("e.aem") || exists("e.npy"));
+    /* 2^63 and 2^64 - 1 are seeds of their own, not 0 and 2^63 - 1. */
+    static const char *const seeds[] = {"9223372036854775808", "18446744073709551615"};
+    for (size_t i = 0; i < 2; i++) {
+        RUN(&r, "train", "-d", "x.npy", "-o", "seed.aem", "--layers", "8", "--epochs", "1", "-q",
+            "--seed", seeds[i]);
+        expect_ok(&r);
+        RUN(&r, "info", "seed.aem");
+        expect_ok(&r);
+        char want[64];
+        snprintf(want, sizeof want, " seed %s;", seeds[i]);
+        if (!strstr(r.out, want)) fprintf(stderr, "no '%s' in:\n%s", want, r.out);
+        assert_non_null(strstr(r.out, want));
+    }
+}
+
 /* A usage error (exit 2) naming both options, and no file written. */
 static void expect_same_file(const result *r, const char *opt1, const char *opt2) {
     expect_fail(r, "are the same file");
@@ -828,6 +864,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_default_data_missing),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_distinct_outputs),
+        cmocka_unit_test(test_unsigned_options),
         cmocka_unit_test(test_images_and_mmap),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

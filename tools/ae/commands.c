@@ -532,6 +532,8 @@ int cmd_info(int argc, char **argv) {
             if (settings[i].p == AE_P_REDUCTION) nm = iv ? "sum" : "mean";
             if (settings[i].p == AE_P_VAE_BETA_WARMUP_STEPS && !model_is_vae(m)) continue;
             if (nm) printf(" %s %s;", settings[i].name, nm);
+            else if (settings[i].p == AE_P_SEED) /* its 64 bits, unsigned */
+                printf(" %s %llu;", settings[i].name, (unsigned long long)(uint64_t)iv);
             else printf(" %s %lld;", settings[i].name, (long long)iv);
         } else if ((settings[i].p != AE_P_VAE_BETA || model_is_vae(m)) &&
                    ae_model_get_float(m, settings[i].p, &fv) == AE_OK) {

@@ -437,7 +437,10 @@ static ae_model *build_model(const train_opts *o, const size_t shape[3]) {
         st = ae_config_set_int(cfg, AE_P_VAE_BETA_WARMUP_STEPS, (int64_t)o->kl_warmup);
     if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_OPTIMIZER, o->optimizer);
     if (st == AE_OK) st = ae_config_set_float(cfg, AE_P_LEARNING_RATE, o->lr);
-    if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_SEED, (int64_t)(o->seed & INT64_MAX));
+    /* AE_P_SEED holds the seed's 64 bits as an int64. */
+    int64_t seed_bits;
+    memcpy(&seed_bits, &o->seed, sizeof seed_bits);
+    if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_SEED, seed_bits);
     if (st == AE_OK && o->momentum) st = ae_config_set_float(cfg, AE_P_MOMENTUM, o->momentum);
     if (st == AE_OK && o->nesterov) st = ae_config_set_int(cfg, AE_P_NESTEROV, 1);
     if (st == AE_OK && o->have_weight_decay)

@@ -39,7 +39,8 @@ int usage_error(const char *fmt, ...) {
 int parse_u64(const char *opt, const char *s, uint64_t *out) {
     char *end;
     errno = 0;
-    if (!s || !*s || *s == '-' || *s == '+') goto bad;
+    /* strtoull skips spaces and takes a sign (" -1" is 2^64 - 1): digits only. */
+    if (!s || *s < '0' || *s > '9') goto bad;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || *end) goto bad;
     *out = (uint64_t)v;
