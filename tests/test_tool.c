@@ -706,6 +706,43 @@ static void test_unsigned_options(void **state) {
     }
 }
 
+/* Options that do not fit the data are usage errors (exit 2) even when
+ * found only while loading it; one line each. */
+static void test_data_usage_errors(void **state) {
+    (void)state;
+    result r;
+    char text[64 * 4 + 1] = "";
+    for (int i = 0; i < N; i++) strcat(text, i == 5 ? "0.5\n" : "1\n");
+    write_text("nonint.csv", text);
+    write_text("three.csv", "0\n1\n0\n");
+    struct {
+        const char *args[12];
+        const char *needle;
+    } cases[] = {
+        {{"train", "-d", "x.npy", "--shape", "3x3", "-o", "e.aem"}, "does not fit"},
+        {{"train", "-d", "x.npy", "--csv-header", "-o", "e.aem"}, "are for CSV files"},
+        {{"train", "-d", "img.idx", "--csv-label-first", "-o", "e.aem"}, "are for CSV files"},
+        {{"train", "-d", "x.npy", "--labels", "lab.idx", "-o", "e.aem"}, "IDX labels go with IDX"},
+        {{"train", "-d", "x.npy", "--labels", "nonint.csv", "-o", "e.aem"}, "label 5 (0.5) is not an integer"},
+        {{"train", "-d", "x.npy", "--labels", "three.csv", "-o", "e.aem"}, "expected 64"},
+        {{"train", "-d", "x.npy", "--test", "x.npy", "--test-labels", "lab.idx", "-o", "e.aem"},
+         "IDX labels go with IDX"},
+        {{"eval", "-m", "m.aem", "-d", "x.npy", "--labels", "nonint.csv"}, "not an integer"},
+        {{"eval", "-m", "m.aem", "-d", "x.npy", "--shape", "2x2"}, "does not fit"},
+        {{"encode", "-m", "m.aem", "-d", "x.npy", "--csv-header", "-o", "e.npy"}, "are for CSV files"},
+        {{"reconstruct", "-m", "m.aem", "-d", "img.npy", "--shape", "5x5", "-o", "e.npy"}, "does not fit"},
+        {{"eval", "-m", "d1.aem", "-d", "x.npy", "--recon-png", "e.png"}, "not images"},
+        {{"eval", "-m", "d1.aem", "-d", "x.npy", "--features-png", "e.png"}, "not images"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        run_env(&r, NULL, cases[i].args);
+        expect_fail(&r, cases[i].needle);
+        if (r.status != 2) fprintf(stderr, "case %zu: status %d\n", i, r.status);
+        assert_int_equal(r.status, 2);
+    }
+    assert_false(exists("e.aem") || exists("e.npy") || exists("e.png"));
+}
+
 /* A usage error (exit 2) naming both options, and no file written. */
 static void expect_same_file(const result *r, const char *opt1, const char *opt2) {
     expect_fail(r, "are the same file");
@@ -865,6 +902,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_distinct_outputs),
         cmocka_unit_test(test_unsigned_options),
+        cmocka_unit_test(test_data_usage_errors),
         cmocka_unit_test(test_images_and_mmap),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

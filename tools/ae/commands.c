@@ -214,8 +214,8 @@ static int load_both(model_opts *o, ae_model **m, prep *p, ae_dataset **ds) {
         o->data.have_scale = 1;
         o->data.scale = p->scale;
     }
-    if (!(*ds = data_load(&o->data, NULL))) return EXIT_RUN;
-    return prep_apply(p, *ds, o->data.path);
+    int rc = data_load(&o->data, NULL, ds);
+    return rc ? rc : prep_apply(p, *ds, o->data.path);
 }
 
 int cmd_encode(int argc, char **argv) {
@@ -261,10 +261,10 @@ int cmd_decode(int argc, char **argv) {
     ae_dataset *ds = NULL;
     float *out = NULL;
     if (!m) return EXIT_RUN;
-    rc = EXIT_RUN;
     o.data.have_scale = 1;
     o.data.scale = 1.0; /* codes are used as they are */
-    if (!(ds = data_load(&o.data, NULL))) goto done;
+    if ((rc = data_load(&o.data, NULL, &ds)) != 0) goto done;
+    rc = EXIT_RUN;
     size_t n = ae_dataset_count(ds), k = ae_model_code_size(m), d = ae_model_output_size(m);
     if (ae_dataset_dim(ds) != k) {
         fail(EXIT_RUN, "%s has %zu values per sample; the model's code has %zu", o.data.path,
@@ -327,7 +327,7 @@ int cmd_reconstruct(int argc, char **argv) {
     if (write_npy(o.output, out, n, c, h, w)) goto done;
     printf("%zu reconstructions written to %s\n", n, o.output);
     if (o.png) {
-        if (picture_recon(o.png, m, &p, ds, o.count ? o.count : 20)) goto done;
+        if ((rc = picture_recon(o.png, m, &p, ds, o.count ? o.count : 20)) != 0) goto done;
         printf("picture written to %s\n", o.png);
     }
     rc = 0;
@@ -355,16 +355,17 @@ int cmd_eval(int argc, char **argv) {
     if ((rc = load_both(&o, &m, &p, &ds))) goto done;
     rc = EXIT_RUN;
     if (evaluate_print(m, &p, ds, &o.eval)) goto done;
+    /* The picture calls return the exit code of their failure. */
     if (o.recon_png) {
-        if (picture_recon(o.recon_png, m, &p, ds, o.count ? o.count : 20)) goto done;
+        if ((rc = picture_recon(o.recon_png, m, &p, ds, o.count ? o.count : 20)) != 0) goto done;
         printf("reconstructions written to %s\n", o.recon_png);
     }
     if (o.features_png) {
-        if (picture_features(o.features_png, m, &p, ds)) goto done;
+        if ((rc = picture_features(o.features_png, m, &p, ds)) != 0) goto done;
         printf("features written to %s\n", o.features_png);
     }
     if (o.scatter_png) {
-        if (picture_scatter(o.scatter_png, m, ds, 5000)) goto done;
+        if ((rc = picture_scatter(o.scatter_png, m, ds, 5000)) != 0) goto done;
         printf("code scatter written to %s\n", o.scatter_png);
     }
     rc = 0;

@@ -171,48 +171,42 @@ static const char *fmt_name(int fmt) {
     return fmt == FMT_NPY ? ".npy" : fmt == FMT_IDX ? "IDX" : fmt == FMT_DIR ? "an image folder" : "CSV";
 }
 
-/* Labels from a .npy of integers or a CSV with one integer a line. */
-static int32_t *load_labels(const char *path, size_t count) {
+/* Labels from a .npy of integers or a CSV with one integer a line, into
+ * *out (malloc'd). A file that is no labels of `count` samples is a usage
+ * error (the option names the wrong file). Returns 0 or the exit code, the
+ * error printed. */
+static int load_labels(const char *path, size_t count, int32_t **out) {
     int fmt;
-    if (sniff(path, &fmt) != 0) {
-        fail(EXIT_RUN, "cannot open the labels file %s", path);
-        return NULL;
-    }
-    if (fmt == FMT_IDX) {
-        fail(EXIT_RUN, "%s: IDX labels go with IDX data; give the labels as .npy or CSV", path);
-        return NULL;
-    }
+    *out = NULL;
+    if (sniff(path, &fmt) != 0) return fail(EXIT_RUN, "cannot open the labels file %s", path);
+    if (fmt == FMT_IDX)
+        return fail(EXIT_USAGE, "%s: IDX labels go with IDX data; give the labels as .npy or CSV",
+                    path);
     ae_dataset *ds = NULL;
-    if (ae_dataset_create(&ds, NULL) != AE_OK) {
-        fail(EXIT_RUN, "out of memory");
-        return NULL;
-    }
+    if (ae_dataset_create(&ds, NULL) != AE_OK) return fail(EXIT_RUN, "out of memory");
     ae_status st = fmt == FMT_NPY ? ae_dataset_load_npy(ds, path) : ae_dataset_load_csv(ds, path, 0);
+    int rc = 0;
+    int32_t *lab = NULL;
     if (st != AE_OK) {
-        fail(EXIT_RUN, "%s", ae_dataset_last_error(ds));
-        ae_dataset_destroy(ds);
-        return NULL;
-    }
-    if (ae_dataset_dim(ds) != 1 || ae_dataset_count(ds) != count) {
-        fail(EXIT_RUN, "%s: %zu labels of %zu values each; expected %zu single labels", path,
-             ae_dataset_count(ds), ae_dataset_dim(ds), count);
-        ae_dataset_destroy(ds);
-        return NULL;
-    }
-    int32_t *lab = alloc_array(count, 1, sizeof *lab);
-    const float *v = ae_dataset_data(ds);
-    for (size_t i = 0; lab && i < count; i++) {
-        if (v[i] != floorf(v[i]) || fabsf(v[i]) > 2147483520.0f) {
-            fail(EXIT_RUN, "%s: label %zu (%g) is not an integer", path, i, (double)v[i]);
-            free(lab);
-            lab = NULL;
-            break;
+        rc = fail(EXIT_RUN, "%s", ae_dataset_last_error(ds));
+    } else if (ae_dataset_dim(ds) != 1 || ae_dataset_count(ds) != count) {
+        rc = fail(EXIT_USAGE, "%s: %zu labels of %zu values each; expected %zu single labels", path,
+                  ae_dataset_count(ds), ae_dataset_dim(ds), count);
+    } else if (!(lab = alloc_array(count, 1, sizeof *lab))) {
+        rc = fail(EXIT_RUN, "out of memory");
+    } else {
+        const float *v = ae_dataset_data(ds);
+        for (size_t i = 0; i < count && !rc; i++) {
+            if (v[i] != floorf(v[i]) || fabsf(v[i]) > 2147483520.0f)
+                rc = fail(EXIT_USAGE, "%s: label %zu (%g) is not an integer label (int32)", path, i,
+                          (double)v[i]);
+            lab[i] = rc ? 0 : (int32_t)v[i];
         }
-        lab[i] = (int32_t)v[i];
     }
-    if (!lab && count) fail(EXIT_RUN, "out of memory");
     ae_dataset_destroy(ds);
-    return lab;
+    if (rc) free(lab);
+    else *out = lab;
+    return rc;
 }
 
 ae_dataset *data_head(const ae_dataset *src, size_t n) {
@@ -273,57 +267,38 @@ static ae_dataset *load_image_dir(const data_opts *o) {
     return ds;
 }
 
-ae_dataset *data_load(const data_opts *o, double *scale_out) {
+int data_load(const data_opts *o, double *scale_out, ae_dataset **out) {
     int fmt;
-    if (!o->path) {
-        fail(EXIT_USAGE, "no data file given");
-        return NULL;
-    }
+    *out = NULL;
+    if (!o->path) return fail(EXIT_USAGE, "no data file given");
     struct stat pst;
     int is_dir = stat(o->path, &pst) == 0 && S_ISDIR(pst.st_mode);
-    if ((o->image_size[0] || o->channels || o->crop || o->skip_bad || o->cache) && !is_dir) {
-        fail(EXIT_USAGE, "--image-size, --channels, --crop, --skip-bad and --image-cache are for "
-                         "image folders; %s is not a folder", o->path);
-        return NULL;
-    }
-    if (is_dir && (o->labels || o->csv_header || o->csv_label_first || o->mmap)) {
-        fail(EXIT_USAGE, "%s is an image folder: its labels are its class folders (--labels, --csv-* "
-                         "and --mmap do not apply; --image-cache keeps it on disk)", o->path);
-        return NULL;
-    }
+    if ((o->image_size[0] || o->channels || o->crop || o->skip_bad || o->cache) && !is_dir)
+        return fail(EXIT_USAGE, "--image-size, --channels, --crop, --skip-bad and --image-cache are "
+                                "for image folders; %s is not a folder", o->path);
+    if (is_dir && (o->labels || o->csv_header || o->csv_label_first || o->mmap))
+        return fail(EXIT_USAGE, "%s is an image folder: its labels are its class folders (--labels, "
+                                "--csv-* and --mmap do not apply; --image-cache keeps it on disk)",
+                    o->path);
     ae_dataset *ds = NULL;
     ae_status st;
-    int idx_labels = 0;
+    int idx_labels = 0, rc;
     if (is_dir) {
         fmt = FMT_DIR;
-        if (!(ds = load_image_dir(o))) return NULL;
+        if (!(ds = load_image_dir(o))) return EXIT_RUN;
         goto loaded;
     }
-    if (sniff(o->path, &fmt) != 0) {
-        fail(EXIT_RUN, "cannot open %s", o->path);
-        return NULL;
-    }
-    if (o->mmap && fmt != FMT_NPY) {
-        fail(EXIT_USAGE, "--mmap is for .npy files; %s is %s", o->path, fmt_name(fmt));
-        return NULL;
-    }
-    if (o->labels && !file_readable(o->labels)) {
-        fail(EXIT_RUN, "cannot open the labels file %s", o->labels);
-        return NULL;
-    }
-    if ((o->csv_header || o->csv_label_first) && fmt != FMT_CSV) {
-        fail(EXIT_USAGE, "--csv-header and --csv-label-first are for CSV files; %s is %s", o->path,
-             fmt_name(fmt));
-        return NULL;
-    }
-    if (o->csv_label_first && o->labels) {
-        fail(EXIT_USAGE, "--labels and --csv-label-first do not go together");
-        return NULL;
-    }
-    if (ae_dataset_create(&ds, NULL) != AE_OK) {
-        fail(EXIT_RUN, "out of memory");
-        return NULL;
-    }
+    if (sniff(o->path, &fmt) != 0) return fail(EXIT_RUN, "cannot open %s", o->path);
+    if (o->mmap && fmt != FMT_NPY)
+        return fail(EXIT_USAGE, "--mmap is for .npy files; %s is %s", o->path, fmt_name(fmt));
+    if (o->labels && !file_readable(o->labels))
+        return fail(EXIT_RUN, "cannot open the labels file %s", o->labels);
+    if ((o->csv_header || o->csv_label_first) && fmt != FMT_CSV)
+        return fail(EXIT_USAGE, "--csv-header and --csv-label-first are for CSV files; %s is %s",
+                    o->path, fmt_name(fmt));
+    if (o->csv_label_first && o->labels)
+        return fail(EXIT_USAGE, "--labels and --csv-label-first do not go together");
+    if (ae_dataset_create(&ds, NULL) != AE_OK) return fail(EXIT_RUN, "out of memory");
     if (fmt == FMT_IDX) {
         int lfmt = FMT_CSV;
         if (o->labels) sniff(o->labels, &lfmt);
@@ -338,26 +313,20 @@ ae_dataset *data_load(const data_opts *o, double *scale_out) {
         st = ae_dataset_load_csv(ds, o->path, flags);
     }
     if (st != AE_OK) {
-        fail(EXIT_RUN, "%s", ae_dataset_last_error(ds));
-        ae_dataset_destroy(ds);
-        return NULL;
+        rc = fail(EXIT_RUN, "%s", ae_dataset_last_error(ds));
+        goto bad;
     }
 loaded:
     if (o->labels && !idx_labels) {
-        int32_t *lab = load_labels(o->labels, ae_dataset_count(ds));
-        if (!lab) {
-            ae_dataset_destroy(ds);
-            return NULL;
+        if (ae_dataset_file_backed(ds)) {
+            rc = fail(EXIT_USAGE, "--labels do not go with --mmap yet: load %s into memory", o->path);
+            goto bad;
         }
+        int32_t *lab;
+        if ((rc = load_labels(o->labels, ae_dataset_count(ds), &lab)) != 0) goto bad;
         size_t c, h, w;
         ae_dataset_shape(ds, &c, &h, &w);
         ae_dataset *with = NULL;
-        if (ae_dataset_file_backed(ds)) {
-            fail(EXIT_USAGE, "--labels do not go with --mmap yet: load %s into memory", o->path);
-            free(lab);
-            ae_dataset_destroy(ds);
-            return NULL;
-        }
         if (ae_dataset_create(&with, NULL) != AE_OK ||
             ae_dataset_from_memory(with, ae_dataset_data(ds), lab, ae_dataset_count(ds), c, h, w,
                                    AE_DATA_COPY) != AE_OK) {
@@ -367,14 +336,14 @@ loaded:
         }
         free(lab);
         ae_dataset_destroy(ds);
-        if (!with) return NULL;
+        if (!with) return EXIT_RUN;
         ds = with;
     }
     if (ae_dataset_file_backed(ds) && !o->allow_file) {
         /* This command reads the data in memory (an image-folder cache). */
         ae_dataset *mem = data_head(ds, o->limit);
         ae_dataset_destroy(ds);
-        if (!mem) return NULL;
+        if (!mem) return EXIT_RUN;
         ds = mem;
     }
     if (o->limit && o->limit < ae_dataset_count(ds)) {
@@ -385,23 +354,25 @@ loaded:
         else if (!ae_dataset_file_backed(ds))
             head = data_head(ds, o->limit);
         ae_dataset_destroy(ds);
-        if (!head) return NULL;
+        if (!head) return EXIT_RUN;
         ds = head;
     }
     if (o->shape[0] && ae_dataset_reshape(ds, o->shape[0], o->shape[1], o->shape[2]) != AE_OK) {
-        fail(EXIT_USAGE, "--shape %zux%zux%zu does not fit %s: %s", o->shape[0], o->shape[1],
-             o->shape[2], o->path, ae_dataset_last_error(ds));
-        ae_dataset_destroy(ds);
-        return NULL;
+        rc = fail(EXIT_USAGE, "--shape %zux%zux%zu does not fit %s: %s", o->shape[0], o->shape[1],
+                  o->shape[2], o->path, ae_dataset_last_error(ds));
+        goto bad;
     }
     double scale = o->have_scale ? o->scale : fmt == FMT_IDX ? 1.0 / 255.0 : 1.0;
     if (scale != 1.0 && ae_dataset_scale(ds, (float)scale, 0.0f) != AE_OK) {
-        fail(EXIT_RUN, "%s", ae_dataset_last_error(ds));
-        ae_dataset_destroy(ds);
-        return NULL;
+        rc = fail(EXIT_RUN, "%s", ae_dataset_last_error(ds));
+        goto bad;
     }
     if (scale_out) *scale_out = scale;
-    return ds;
+    *out = ds;
+    return 0;
+bad:
+    ae_dataset_destroy(ds);
+    return rc;
 }
 
 int write_npy(const char *path, const float *data, size_t n, size_t c, size_t h, size_t w) {

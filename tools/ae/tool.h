@@ -101,10 +101,12 @@ enum {
  * a bad argument, else 0. */
 int data_parse_opt(int c, const char *arg, data_opts *o);
 
-/* Loads a dataset as the options say (format told by content), applies the
- * limit, shape and scale. Prints the failure and returns NULL. *scale_out
- * (may be NULL) receives the scale applied. */
-ae_dataset *data_load(const data_opts *o, double *scale_out);
+/* Loads a dataset as the options say (format told by content) into *out,
+ * applies the limit, shape and scale. Returns 0, or the exit code with the
+ * failure printed: EXIT_USAGE for options that do not fit the data (found
+ * only on reading it), EXIT_RUN otherwise. *scale_out (may be NULL)
+ * receives the scale applied. */
+int data_load(const data_opts *o, double *scale_out, ae_dataset **out);
 
 /* A copy of the first `n` samples of ds (or all when n is 0 or too large). */
 ae_dataset *data_head(const ae_dataset *ds, size_t n);

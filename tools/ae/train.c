@@ -711,15 +711,14 @@ int cmd_train(int argc, char **argv) {
     epoch_rec *hist = NULL;
     prep p;
     memset(&p, 0, sizeof p);
-    rc = EXIT_RUN;
     o.data.allow_file = 1; /* the training rows may stay on disk; the test set is read in */
-    all = data_load(&o.data, &p.scale);
-    if (!all) goto done;
+    if ((rc = data_load(&o.data, &p.scale, &all)) != 0) goto done;
     if (o.test) {
         test_opts.have_scale = 1;
         test_opts.scale = p.scale;
-        if (!(test = data_load(&test_opts, NULL))) goto done;
+        if ((rc = data_load(&test_opts, NULL, &test)) != 0) goto done;
     }
+    rc = EXIT_RUN;
     size_t d = ae_dataset_dim(all);
     ae_dataset_shape(all, &p.shape[0], &p.shape[1], &p.shape[2]);
     if (test && ae_dataset_dim(test) != d) {
@@ -827,17 +826,19 @@ int cmd_train(int argc, char **argv) {
                    run, total);
         printf("model written to %s\n", o.output);
     }
+    /* The picture calls return the exit code of their failure. */
     if (o.recon_png) {
-        if (picture_recon(o.recon_png, m, &p, shown, 20)) goto done;
+        if ((rc = picture_recon(o.recon_png, m, &p, shown, 20)) != 0) goto done;
         if (!o.quiet) printf("reconstructions written to %s\n", o.recon_png);
     }
     if (o.features_png) {
-        if (picture_features(o.features_png, m, &p, ae_dataset_file_backed(train) ? shown : train))
+        if ((rc = picture_features(o.features_png, m, &p,
+                                   ae_dataset_file_backed(train) ? shown : train)) != 0)
             goto done;
         if (!o.quiet) printf("features written to %s\n", o.features_png);
     }
     if (o.scatter_png) {
-        if (picture_scatter(o.scatter_png, m, shown, 5000)) goto done;
+        if ((rc = picture_scatter(o.scatter_png, m, shown, 5000)) != 0) goto done;
         if (!o.quiet) printf("code scatter written to %s\n", o.scatter_png);
     }
     rc = 0;
