@@ -23,7 +23,7 @@ void prep_free(prep *p) {
 static int parse_floats(const char *s, float **out, size_t *n) {
     size_t count = 1;
     for (const char *p = s; *p; p++) count += *p == ',';
-    float *v = malloc(count * sizeof *v);
+    float *v = alloc_array(count, 1, sizeof *v);
     if (!v) return -1;
     const char *p = s;
     for (size_t i = 0; i < count; i++) {
