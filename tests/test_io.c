@@ -1099,6 +1099,9 @@ static void test_crafted_headers(void **state) {
     CRAFT(wr64(q + tran + 112, 1u << 30), AE_ERR_FORMAT, "TRAN");
     CRAFT(wr64(q + tran + 112 + 8 * 2, 0xFFFFFFFFFFFFFFFFu), AE_ERR_FORMAT, "TRAN");
     CRAFT(wr64(q + tran + 104, 99), AE_ERR_FORMAT, "statistics");
+    /* A fixed eps count (the section's last field when there are none) whose
+     * byte count, 4 times it, wraps around to the 0 bytes that follow. */
+    CRAFT(wr64(q + tran + len - 8, (uint64_t)1 << 62), AE_ERR_FORMAT, "section TRAN has");
 
     /* Unknown layer kind: malformed in a 1.0 file, a version error in a newer minor. */
     CRAFT(wr32(q + rec0, 99), AE_ERR_FORMAT, "unknown kind 99");

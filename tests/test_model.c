@@ -159,7 +159,6 @@ static void test_config_errors(void **state) {
     assert_int_equal(ae_config_set_float(c, AE_P_BETA2, 1.0), AE_ERR_RANGE);
     assert_int_equal(ae_config_set_float(c, AE_P_EPSILON, 0.0), AE_ERR_RANGE);
     assert_int_equal(ae_config_set_int(c, AE_P_OPTIMIZER, 7), AE_ERR_RANGE);
-    assert_int_equal(ae_config_set_int(c, AE_P_SEED, -1), AE_ERR_RANGE);
     assert_int_equal(ae_config_set_int(c, (ae_param)999, 1), AE_ERR_INVALID_ARG);
     int64_t iv;
     double fv;
@@ -396,6 +395,43 @@ static void test_determinism(void **state) {
     ae_model_destroy(a);
     ae_model_destroy(b);
     ae_model_destroy(c);
+}
+
+/* The seed is all 64 bits of AE_P_SEED: seeds that differ only in the top
+ * bit (0 and 2^63), or are negative as int64, initialise differently, the
+ * model reports the value it was given, and it survives a save and load. */
+static void test_seed_uses_64_bits(void **state) {
+    (void)state;
+    const int64_t seeds[] = {0, INT64_MIN, -1, INT64_MAX, 1, INT64_MIN + 1};
+    enum { NS = sizeof seeds / sizeof *seeds };
+    float *p[NS];
+    size_t n = 0;
+    for (size_t i = 0; i < NS; i++) {
+        ae_model *m = make_model(NULL, 20, 12, 4, AE_ACT_TANH, AE_ACT_SIGMOID, AE_LOSS_BCE,
+                                 AE_OPT_ADAM, seeds[i]);
+        assert_non_null(m);
+        int64_t got;
+        OK(ae_model_get_int(m, AE_P_SEED, &got));
+        assert_true(got == seeds[i]);
+        p[i] = snapshot(m, &n);
+        for (size_t j = 0; j < i; j++) assert_memory_not_equal(p[i], p[j], n * sizeof(float));
+        size_t size = 0;
+        assert_int_equal(ae_model_save_buffer(m, NULL, 0, &size, AE_SAVE_MODEL), AE_ERR_RANGE);
+        unsigned char *buf = malloc(size);
+        assert_non_null(buf);
+        OK(ae_model_save_buffer(m, buf, size, &size, AE_SAVE_MODEL));
+        ae_model *back = NULL;
+        OK(ae_model_load_buffer(&back, buf, size, NULL, NULL, 0));
+        OK(ae_model_get_int(back, AE_P_SEED, &got));
+        assert_true(got == seeds[i]);
+        free(buf);
+        ae_model_destroy(back);
+        ae_model_destroy(m);
+    }
+    for (size_t i = 0; i < NS; i++) free(p[i]);
+    double lo, hi;
+    OK(ae_param_bounds(AE_P_SEED, NULL, &lo, &hi, NULL));
+    assert_true(lo == -9223372036854775808.0 && hi == 9223372036854775807.0);
 }
 
 typedef struct thread_job {
@@ -687,6 +723,7 @@ int main(void) {
         cmocka_unit_test(test_failing_allocator_every_index),
         cmocka_unit_test(test_no_allocation_after_first_step),
         cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_seed_uses_64_bits),
         cmocka_unit_test(test_two_threads_match_sequential),
         cmocka_unit_test(test_encode_decode_consistent),
         cmocka_unit_test(test_model_gradient_fd),

@@ -219,8 +219,10 @@ typedef enum ae_param {
     AE_P_REDUCTION = 2,
     /* int, ae_optimizer, default AE_OPT_ADAM. Fixed at creation. */
     AE_P_OPTIMIZER = 3,
-    /* int, [0, 2^63-1], default 0: seeds the model's RNG (initialisation,
-       and every random draw the model makes). Fixed at creation. */
+    /* int, any int64 value, default 0: seeds the model's RNG (initialisation,
+       and every random draw the model makes) with its 64 bits, so every
+       value is a distinct seed; a uint64_t seed s is set as the int64 of
+       the same bits ((int64_t)s, or memcpy). Fixed at creation. */
     AE_P_SEED = 4,
     /* float, [0, 1e6], default 1e-3. Changeable between steps. */
     AE_P_LEARNING_RATE = 10,

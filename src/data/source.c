@@ -93,8 +93,12 @@ ae_status ae_rowfile_open(const ae_allocator *a, ae_errbuf *e, const char *path,
     /* No limit below what size_t can address: the data is not loaded. */
     f->info.max_elems = SIZE_MAX / 8;
     ae_status st = ae_npy_parse_header(e, path, head, hn, &f->info);
-    if (st == AE_OK && f->info.offset + f->info.elems * f->info.item != size) {
-        size_t payload = f->info.elems * f->info.item, have = size - f->info.offset;
+    /* The header lies within the file (offset <= size): the payload is
+       compared with the bytes after it, never added to the offset. */
+    size_t payload = 0;
+    if (st == AE_OK && (ae_mul_overflow(f->info.elems, f->info.item, &payload) ||
+                        payload != size - f->info.offset)) {
+        size_t have = size - f->info.offset;
         st = ae_src_fail(&c, AE_ERR_FORMAT, "%s: the shape needs %zu bytes of data, the file has %zu",
                          have < payload ? "truncated" : "trailing bytes", payload, have);
     }

@@ -830,9 +830,12 @@ static ae_status restore_checkpoint(loader *ld, ae_model *m) {
     size_t want;
     int ovf;
     ae_status st;
-    size_t code = m->layers[m->code_layer - 1].out;
+    size_t code = m->layers[m->code_layer - 1].out, rest = 0;
+    /* The fixed eps count is read from the file: the bytes left are divided
+       by 4 and compared with it (4 times it could wrap around). */
     if (ae_mul_overflow(code, 8, &want) || r->len < TRAN_FIXED + want + 8 ||
-        r->len - (TRAN_FIXED + want + 8) != 4 * rd_u64_at(r->p + TRAN_FIXED + want))
+        (rest = r->len - (TRAN_FIXED + want + 8)) % 4 != 0 ||
+        rest / 4 != rd_u64_at(r->p + TRAN_FIXED + want))
         return ae_error(&ld->err, AE_ERR_FORMAT,
                         "section TRAN has %zu bytes, not what a code of %zu units and its fixed "
                         "eps need", r->len, code);

@@ -22,7 +22,8 @@ static const param_row param_table[] = {
     ROW_I(AE_P_LOSS, "AE_P_LOSS", 0, 1, 0, loss),
     ROW_I(AE_P_REDUCTION, "AE_P_REDUCTION", 0, 1, 0, reduction),
     ROW_I(AE_P_OPTIMIZER, "AE_P_OPTIMIZER", 0, 2, 0, optimizer),
-    ROW_I(AE_P_SEED, "AE_P_SEED", 0, 9223372036854775807.0, 0, seed),
+    /* Every int64: the seed is its 64 bits (a uint64_t seed as int64). */
+    ROW_I(AE_P_SEED, "AE_P_SEED", -9223372036854775808.0, 9223372036854775807.0, 0, seed),
     ROW_F(AE_P_LEARNING_RATE, "AE_P_LEARNING_RATE", 0, 1e6, 0, 0, 1, lr),
     ROW_F(AE_P_MOMENTUM, "AE_P_MOMENTUM", 0, 1, 0, 1, 1, momentum),
     ROW_I(AE_P_NESTEROV, "AE_P_NESTEROV", 0, 1, 1, nesterov),

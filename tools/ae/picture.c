@@ -16,6 +16,7 @@ typedef struct canvas {
     unsigned char *rgb;
 } canvas;
 
+/* w and h within PIC_MAX_SIDE (checked by the callers), so w * h * 3 fits. */
 static int canvas_init(canvas *c, size_t w, size_t h, unsigned char grey) {
     c->w = w;
     c->h = h;
@@ -117,6 +118,23 @@ static void draw_image(canvas *cv, size_t x0, size_t y0, const float *img, size_
         }
 }
 
+/* The extent of n tiles of `tile` pixels with `gap` pixels before each
+ * and after the last: n (tile + gap) + gap, or 0 when over PIC_MAX_SIDE.
+ * The arguments are bounded first, so nothing wraps even in 32 bits. */
+static size_t extent(size_t n, size_t tile, size_t gap) {
+    if (n > PIC_MAX_SIDE || tile > PIC_MAX_SIDE || gap > PIC_MAX_SIDE) return 0;
+    size_t e = n * (tile + gap) + gap;
+    return e <= PIC_MAX_SIDE ? e : 0;
+}
+
+/* Refuses a picture over the limits; returns EXIT_RUN. */
+static int too_big(const char *path, size_t n, size_t h, size_t w) {
+    return fail(EXIT_RUN,
+                "%s: a picture of %zu samples of %zux%zu pixels would exceed %d x %d pixels or %zu "
+                "in all; show fewer samples (-n)",
+                path, n, h, w, PIC_MAX_SIDE, PIC_MAX_SIDE, PIC_MAX_PIXELS);
+}
+
 static size_t zoom_for(size_t h, size_t w) {
     size_t big = h > w ? h : w, z = 1;
     while (big * (z + 1) <= 84 && z < 8) z++;
@@ -125,14 +143,18 @@ static size_t zoom_for(size_t h, size_t w) {
 
 int png_recon(const char *path, const float *x, const float *y, size_t n, size_t c, size_t h,
               size_t w) {
+    /* Bounded first, so that no size below wraps. */
+    if (h > PIC_MAX_SIDE || w > PIC_MAX_SIDE || n > PIC_MAX_PIXELS) return too_big(path, n, h, w);
     size_t dim = c * h * w, cols = n < 10 ? n : 10, pairs = (n + cols - 1) / cols;
     size_t z = zoom_for(h, w), tw = w * z, th = h * z, gap = 2, pair_gap = 10;
+    /* Each pair: original, gap, reconstruction, gap, then pair_gap (none after the last). */
+    size_t pw = extent(cols, tw, gap), ph = extent(pairs, 2 * th + gap + pair_gap, gap);
+    if (ph) ph -= pair_gap;
+    if (!pw || !ph || pw * ph > PIC_MAX_PIXELS) return too_big(path, n, h, w);
     float lo, hi;
     value_range(x, n * dim, &lo, &hi);
     canvas cv;
-    if (canvas_init(&cv, cols * (tw + gap) + gap,
-                    pairs * (2 * th + 2 * gap) + (pairs - 1) * pair_gap + gap, 96))
-        return EXIT_RUN;
+    if (canvas_init(&cv, pw, ph, 96)) return EXIT_RUN;
     for (size_t i = 0; i < n; i++) {
         size_t col = i % cols, pair = i / cols;
         size_t px = gap + col * (tw + gap), py = gap + pair * (2 * th + 2 * gap + pair_gap);
@@ -146,13 +168,16 @@ int png_recon(const char *path, const float *x, const float *y, size_t n, size_t
 
 int png_grid(const char *path, const float *x, size_t n, size_t c, size_t h, size_t w,
              int per_tile) {
+    /* Bounded first, so that no size below wraps. */
+    if (h > PIC_MAX_SIDE || w > PIC_MAX_SIDE || n > PIC_MAX_PIXELS) return too_big(path, n, h, w);
     size_t dim = c * h * w, cols = (size_t)ceil(sqrt((double)n)), rows = (n + cols - 1) / cols;
     size_t z = n <= 64 ? zoom_for(h, w) : (h < 20 ? 2 : 1), gap = 2;
-    size_t tw = w * z, th = h * z;
+    size_t tw = w * z, th = h * z, pw = extent(cols, tw, gap), ph = extent(rows, th, gap);
+    if (!pw || !ph || pw * ph > PIC_MAX_PIXELS) return too_big(path, n, h, w);
     float lo = 0, hi = 1;
     if (!per_tile) value_range(x, n * dim, &lo, &hi);
     canvas cv;
-    if (canvas_init(&cv, cols * (tw + gap) + gap, rows * (th + gap) + gap, 96)) return EXIT_RUN;
+    if (canvas_init(&cv, pw, ph, 96)) return EXIT_RUN;
     for (size_t i = 0; i < n; i++) {
         const float *img = x + i * dim;
         if (per_tile) {
