@@ -712,6 +712,186 @@ static void test_learns(void **state) {
     ae_model_destroy(m);
 }
 
+/* ---- float settings, checked in the precision they are used in ---- */
+
+/* 1 - 1e-10: below 1 as a double, 1 as a float. */
+#define FS_ONE_MINUS 0.9999999999
+#define FS_NPROBES 5
+static const double fs_probes[FS_NPROBES] = {1e-50, 1e-40, 1e39, -0.0, FS_ONE_MINUS};
+
+typedef struct float_case {
+    int layer; /* 0: an ae_param; 1: an ae_layer_param of layer `at` */
+    int param;
+    const char *name;
+    size_t at;
+    signed char ok[FS_NPROBES]; /* accepted (1) or refused (0), per probe */
+} float_case;
+
+static const float_case fs_cases[] = {
+    {0, AE_P_LEARNING_RATE, "AE_P_LEARNING_RATE", 0, {1, 1, 0, 1, 1}},
+    /* nonzero but 0 or subnormal as a float: on in double, off in float */
+    {0, AE_P_MOMENTUM, "AE_P_MOMENTUM", 0, {0, 0, 0, 1, 0}},
+    {0, AE_P_WEIGHT_DECAY, "AE_P_WEIGHT_DECAY", 0, {1, 1, 0, 1, 1}},
+    {0, AE_P_BETA1, "AE_P_BETA1", 0, {1, 1, 0, 1, 0}},
+    {0, AE_P_BETA2, "AE_P_BETA2", 0, {1, 1, 0, 1, 0}},
+    /* Adam divides by it in float: 1e-50 is 0 there (0/0) */
+    {0, AE_P_EPSILON, "AE_P_EPSILON", 0, {0, 0, 0, 0, 1}},
+    {0, AE_P_GRAD_CLIP_NORM, "AE_P_GRAD_CLIP_NORM", 0, {1, 1, 0, 1, 1}},
+    {0, AE_P_DAMPENING, "AE_P_DAMPENING", 0, {1, 1, 0, 1, 1}},
+    {0, AE_P_NOISE_LEVEL, "AE_P_NOISE_LEVEL", 0, {1, 1, 0, 1, 1}},
+    {0, AE_P_NOISE_MEAN, "AE_P_NOISE_MEAN", 0, {1, 1, 0, 1, 1}},
+    {0, AE_P_NOISE_CLIP_LO, "AE_P_NOISE_CLIP_LO", 0, {1, 1, 0, 1, 1}},
+    {0, AE_P_NOISE_CLIP_HI, "AE_P_NOISE_CLIP_HI", 0, {1, 1, 0, 1, 1}},
+    {0, AE_P_NOISE_VALUE, "AE_P_NOISE_VALUE", 0, {1, 1, 0, 1, 1}},
+    {0, AE_P_VAE_BETA, "AE_P_VAE_BETA", 0, {1, 1, 0, 1, 1}},
+    {1, AE_LAYER_LEAKY_SLOPE, "AE_LAYER_LEAKY_SLOPE", 0, {1, 1, 0, 1, 1}},
+    {1, AE_LAYER_BN_MOMENTUM, "AE_LAYER_BN_MOMENTUM", 1, {1, 1, 0, 1, 1}},
+    /* 1/sqrt(var + eps) becomes a float */
+    {1, AE_LAYER_BN_EPS, "AE_LAYER_BN_EPS", 1, {0, 0, 0, 0, 1}},
+};
+
+/* 6 - dense 5 (leaky ReLU) - batchnorm - dense 3 - dense 6 (sigmoid), with
+ * the optimizer and noise that make setting `fc` matter. */
+static ae_config *fs_config(const float_case *fc) {
+    ae_config *c = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, 6));
+    OK(ae_config_add_dense(c, 5, AE_ACT_LEAKY_RELU));
+    OK(ae_config_add_batchnorm(c));
+    OK(ae_config_add_dense(c, 3, AE_ACT_IDENTITY));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, 6, AE_ACT_SIGMOID));
+    int p = fc->layer ? 0 : fc->param;
+    int sgd = p == AE_P_MOMENTUM || p == AE_P_DAMPENING;
+    OK(ae_config_set_int(c, AE_P_OPTIMIZER, sgd ? AE_OPT_SGD : AE_OPT_ADAM));
+    if (p == AE_P_DAMPENING) OK(ae_config_set_float(c, AE_P_MOMENTUM, 0.9));
+    if (p == AE_P_WEIGHT_DECAY) OK(ae_config_set_int(c, AE_P_OPTIMIZER, AE_OPT_ADAMW));
+    if (p >= AE_P_NOISE_LEVEL && p <= AE_P_NOISE_VALUE) {
+        OK(ae_config_set_int(c, AE_P_NOISE_KIND, p == AE_P_NOISE_VALUE ? AE_NOISE_MASK
+                                                                       : AE_NOISE_GAUSSIAN));
+        OK(ae_config_set_float(c, AE_P_NOISE_LEVEL, p == AE_P_NOISE_VALUE ? 0.25 : 0.01));
+        OK(ae_config_set_int(c, AE_P_NOISE_CLIP, 1));
+    }
+    return c;
+}
+
+static ae_status fs_set(ae_config *c, const float_case *fc, double v) {
+    return fc->layer ? ae_config_layer_set_float(c, fc->at, (ae_layer_param)fc->param, v)
+                     : ae_config_set_float(c, (ae_param)fc->param, v);
+}
+
+/* A model with an accepted value trains to finite parameters, and what it
+ * saves loads; 0 when it does, else 1 with the reason printed. */
+static int fs_train(ae_config *c, const float_case *fc, double v) {
+    ae_model *m = NULL;
+    OK(ae_model_create(&m, c));
+    float x[4 * 6], loss;
+    int bad = 0;
+    for (int step = 0; step < 3 && !bad; step++) {
+        test_fill(x, 4 * 6, 60 + (uint32_t)step, 0.0f, 1.0f);
+        if (ae_train_step(m, x, NULL, 4, &loss) != AE_OK || !isfinite(loss)) {
+            print_error("%s = %g: step %d: %s\n", fc->name, v, step, ae_model_last_error(m));
+            bad = 1;
+        }
+    }
+    size_t np = ae_model_param_count(m);
+    float *p = malloc(np * sizeof *p);
+    assert_non_null(p);
+    test_get_params(m, p);
+    for (size_t i = 0; i < np && !bad; i++)
+        if (!isfinite(p[i])) {
+            print_error("%s = %g: parameter %zu is %g\n", fc->name, v, i, (double)p[i]);
+            bad = 1;
+        }
+    free(p);
+    size_t size = 0;
+    assert_int_equal(ae_model_save_buffer(m, NULL, 0, &size, AE_SAVE_CHECKPOINT), AE_ERR_RANGE);
+    void *buf = malloc(size);
+    assert_non_null(buf);
+    OK(ae_model_save_buffer(m, buf, size, &size, AE_SAVE_CHECKPOINT));
+    ae_model *back = NULL;
+    ae_config *lc = NULL;
+    OK(ae_config_create(&lc, NULL));
+    if (!bad && ae_model_load_buffer(&back, buf, size, lc) != AE_OK) {
+        print_error("%s = %g: the saved model does not load: %s\n", fc->name, v,
+                    ae_config_last_error(lc));
+        bad = 1;
+    }
+    ae_config_destroy(lc);
+    ae_model_destroy(back);
+    free(buf);
+    ae_model_destroy(m);
+    return bad;
+}
+
+/* Every float setting with values that are fine as doubles and not as the
+ * floats they are used as (1e-50 is 0, 1e-40 subnormal, 1e39 infinite,
+ * 1 - 1e-10 is 1), and -0.0: refused with the setting's name, or accepted,
+ * trained and saved without a non-finite number. */
+static void test_float_settings_precision(void **state) {
+    (void)state;
+    int bad = 0;
+    for (size_t k = 0; k < sizeof fs_cases / sizeof fs_cases[0]; k++) {
+        const float_case *fc = &fs_cases[k];
+        for (int j = 0; j < FS_NPROBES; j++) {
+            double v = fs_probes[j];
+            ae_config *c = fs_config(fc);
+            ae_status st = fs_set(c, fc, v);
+            if (fc->ok[j]) {
+                double got = v;
+                if (st == AE_OK && !fc->layer) OK(ae_config_get_float(c, (ae_param)fc->param, &got));
+                if (st != AE_OK) {
+                    print_error("%s = %g refused: %s\n", fc->name, v, ae_config_last_error(c));
+                    bad = 1;
+                } else if (got != v || (!fc->layer && signbit(got))) { /* -0.0 is kept as 0 */
+                    print_error("%s = %g reads back as %g\n", fc->name, v, got);
+                    bad = 1;
+                } else {
+                    bad |= fs_train(c, fc, v);
+                }
+            } else if (st != AE_ERR_RANGE) {
+                print_error("%s = %g: expected AE_ERR_RANGE, got %d\n", fc->name, v, (int)st);
+                bad = 1;
+            } else if (!strstr(ae_config_last_error(c), fc->name)) {
+                print_error("%s = %g: the message does not name it: %s\n", fc->name, v,
+                            ae_config_last_error(c));
+                bad = 1;
+            }
+            ae_config_destroy(c);
+        }
+    }
+    if (bad) fail();
+    /* Dropout draws against its probability as a float: 1 - 1e-10 is 1
+     * there, refused at the step (the level's range depends on the kind)
+     * and by ae_corrupt; the step changes nothing. */
+    ae_config *c = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, 6));
+    OK(ae_config_add_dense(c, 3, AE_ACT_IDENTITY));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, 6, AE_ACT_SIGMOID));
+    OK(ae_config_set_int(c, AE_P_NOISE_KIND, AE_NOISE_DROPOUT));
+    OK(ae_config_set_float(c, AE_P_NOISE_LEVEL, FS_ONE_MINUS));
+    ae_model *m = NULL;
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    float x[2 * 6], loss, p0[64], p1[64];
+    test_fill(x, 2 * 6, 7, 0.0f, 1.0f);
+    assert_true(ae_model_param_count(m) <= 64);
+    test_get_params(m, p0);
+    assert_int_equal(ae_train_step(m, x, NULL, 2, &loss), AE_ERR_RANGE);
+    assert_non_null(strstr(ae_model_last_error(m), "AE_P_NOISE_LEVEL"));
+    test_get_params(m, p1);
+    assert_memory_equal(p0, p1, ae_model_param_count(m) * sizeof(float));
+    OK(ae_model_set_float(m, AE_P_NOISE_LEVEL, 0.5));
+    OK(ae_train_step(m, x, NULL, 2, &loss));
+    ae_model_destroy(m);
+    ae_noise nz;
+    ae_noise_init(&nz, AE_NOISE_DROPOUT, FS_ONE_MINUS);
+    float out[2 * 6];
+    assert_int_equal(ae_corrupt(&nz, x, out, 2, 6, 1), AE_ERR_RANGE);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shapes_and_counts),
@@ -731,6 +911,7 @@ int main(void) {
         cmocka_unit_test(test_weight_decay_defaults),
         cmocka_unit_test(test_learns),
         cmocka_unit_test(test_every_output_activation),
+        cmocka_unit_test(test_float_settings_precision),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -210,7 +210,10 @@ AE_API ae_status ae_activation_from_name(const char *name, ae_activation *act);
  * says whether it may change after the model is created. Set them on a
  * config with ae_config_set_int / ae_config_set_float, and (where allowed)
  * on a model with ae_model_set_int / ae_model_set_float. ae_param_bounds
- * gives the bounds at run time. Since 0.1.0 unless noted.
+ * gives the bounds at run time. Float settings are stored as doubles and
+ * used as floats: a value must be within its bounds both as given and
+ * rounded to float (a beta of 1 - 1e-10 is 1 as a float and is refused),
+ * and -0.0 is stored as 0. Since 0.1.0 unless noted.
  */
 typedef enum ae_param {
     /* int, ae_loss, default AE_LOSS_MSE. Fixed at creation. */
@@ -226,7 +229,8 @@ typedef enum ae_param {
     AE_P_SEED = 4,
     /* float, [0, 1e6], default 1e-3. Changeable between steps. */
     AE_P_LEARNING_RATE = 10,
-    /* float, [0, 1), default 0 (SGD only). Changeable. */
+    /* float, [0, 1), default 0 (SGD only); 0 or a normal float (at least
+       FLT_MIN = 1.17549e-38). Changeable. */
     AE_P_MOMENTUM = 11,
     /* int, 0 or 1, default 0 (SGD only; needs momentum > 0). Changeable. */
     AE_P_NESTEROV = 12,
@@ -238,7 +242,8 @@ typedef enum ae_param {
     AE_P_BETA1 = 14,
     /* float, [0, 1), default 0.999 (Adam, AdamW). Changeable. */
     AE_P_BETA2 = 15,
-    /* float, (0, 1], default 1e-8 (Adam, AdamW). Changeable. */
+    /* float, [FLT_MIN = 1.17549e-38, 1], default 1e-8 (Adam, AdamW): a
+       positive normal float, as Adam divides by it in float. Changeable. */
     AE_P_EPSILON = 16,
     /* float, [0, 1e12], default 0 = off: clip the gradient by its global
        L2 norm before the update. Changeable. */
@@ -295,7 +300,8 @@ typedef enum ae_layer_param {
     /* float, [0, 1], default 0.1: BatchNorm running-statistics momentum
        (PyTorch's meaning: running = (1 - momentum) running + momentum batch). */
     AE_LAYER_BN_MOMENTUM = 20,
-    /* float, (0, 1], default 1e-5: BatchNorm epsilon added to the variance. */
+    /* float, [FLT_MIN = 1.17549e-38, 1], default 1e-5: BatchNorm epsilon
+       added to the variance (a positive normal float). */
     AE_LAYER_BN_EPS = 21
 } ae_layer_param;
 
