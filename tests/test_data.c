@@ -1643,6 +1643,27 @@ static void test_corrupt_determinism_and_errors(void **state) {
     nz.clip_lo = 0;
     nz.mean = NAN;
     assert_int_equal(ae_corrupt_rng(&nz, st, x, y1, N, D), AE_ERR_RANGE);
+    /* clip is a flag: 0 or 1 (2 was taken for 1) */
+    ae_noise_init(&nz, AE_NOISE_GAUSSIAN, 0.1);
+    nz.clip = 2;
+    assert_int_equal(ae_corrupt_rng(&nz, st, x, y1, N, D), AE_ERR_RANGE);
+    nz.clip = -1;
+    assert_int_equal(ae_corrupt_rng(&nz, st, x, y1, N, D), AE_ERR_RANGE);
+    /* Non-finite input is refused (it came out as NaN, AE_OK), for every
+     * kind, in place too. */
+    for (int k = 0; k <= 5; k++) {
+        static const float bad[3] = {NAN, INFINITY, -INFINITY};
+        for (int b = 0; b < 3; b++) {
+            ae_noise_init(&nz, (ae_noise_kind)k, 0.1);
+            memcpy(y3, x, sizeof x);
+            y3[N * D - 1 - (size_t)b] = bad[b];
+            assert_int_equal(ae_corrupt_rng(&nz, st, y3, y1, N, D), AE_ERR_NUMERIC);
+            float y4[N * D];
+            memcpy(y4, y3, sizeof y4);
+            assert_int_equal(ae_corrupt_rng(&nz, st, y3, y3, N, D), AE_ERR_NUMERIC);
+            assert_memory_equal(y3, y4, sizeof y4);
+        }
+    }
     ae_noise_init(&nz, AE_NOISE_GAUSSIAN, 0.1);
     nz.struct_size = 8;
     assert_int_equal(ae_corrupt_rng(&nz, st, x, y1, N, D), AE_ERR_INVALID_ARG);

@@ -420,7 +420,7 @@ typedef struct ae_noise {
     double level;        /* as AE_P_NOISE_LEVEL */
     double mean;         /* Gaussian mean, default 0 */
     double value;        /* masking constant, default 0 */
-    int clip;            /* 1: clip results to [clip_lo, clip_hi]; default 0 */
+    int clip;            /* 0 or 1: clip results to [clip_lo, clip_hi]; default 0 */
     double clip_lo, clip_hi; /* default 0 and 1 */
 } ae_noise;
 
@@ -439,8 +439,9 @@ AE_API void ae_rng_state_seed(uint64_t state[4], uint64_t seed);
  * is only read; `out` may equal `in` (in place) but must not otherwise
  * overlap it. Errors (by code only: there is no handle): AE_ERR_INVALID_ARG
  * (NULL, a wrong struct_size, an unknown kind), AE_ERR_RANGE (a level,
- * mean, value or clip bound out of the kind's range; count * dim
- * overflowing). On failure nothing is written and `state` is unchanged.
+ * mean, value or clip bound out of the kind's range, clip not 0 or 1;
+ * count * dim overflowing), AE_ERR_NUMERIC (a NaN or infinity in `in`).
+ * On failure nothing is written and `state` is unchanged.
  * Since 0.1.0.
  */
 AE_API ae_status ae_corrupt_rng(const ae_noise *noise, uint64_t state[4], const float *in,
