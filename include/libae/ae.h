@@ -484,9 +484,10 @@ AE_API const char *ae_model_last_error(const ae_model *m);
  * The first step at a new largest batch size allocates the workspace; later
  * steps at that size or smaller allocate nothing.
  * Errors: AE_ERR_INVALID_ARG (NULL, batch 0), AE_ERR_RANGE (batch over
- * 2^24), AE_ERR_NUMERIC (NaN or infinity in the data, the loss or the
- * gradients: the parameters and optimizer state stay exactly as before),
- * AE_ERR_OUT_OF_MEMORY. A failed step also leaves the model's RNG as it was.
+ * 2^24; with AE_LOSS_BCE a target outside [0, 1], the message naming the
+ * first such element), AE_ERR_NUMERIC (NaN or infinity in the data, the
+ * loss or the gradients: the parameters and optimizer state stay exactly
+ * as before), AE_ERR_OUT_OF_MEMORY. A failed step also leaves the model's RNG as it was.
  * Since 0.1.0.
  */
 AE_API ae_status ae_train_step(ae_model *m, const float *x, const float *target, size_t batch,

@@ -265,6 +265,16 @@ static ae_status check_finite(ae_model *m, const float *p, size_t n, const char 
                     what, (double)p[i], i);
 }
 
+ae_status ae_model_check_target(ae_model *m, const float *t, size_t batch, const char *what) {
+    size_t n = batch * m->out_size, i = ae_loss_bad_target((ae_loss)m->s.loss, t, n);
+    if (i == n) return AE_OK;
+    /* Outside [0, 1] the BCE has no minimum: training ran to -2e9. */
+    return ae_error(&m->err, AE_ERR_RANGE,
+                    "%s holds %g at element %zu (sample %zu, value %zu): BCE targets must be in "
+                    "[0, 1]",
+                    what, (double)t[i], i, i / m->out_size, i % m->out_size);
+}
+
 ae_status ae_model_prepare(ae_model *m, const float *x, const void *out, size_t batch,
                            size_t width) {
     ae_status st = check_batch(m, x, out, batch);
@@ -284,6 +294,7 @@ static ae_status forward_loss(ae_model *m, const float *x, const float *target, 
     ae_status st = sample && m->has_vae ? ae_vae_sampling(m, batch, &rng, &eps) : AE_OK;
     if (!st) st = check_finite(m, x, batch * m->in_size, "the input");
     if (!st && target != x) st = check_finite(m, target, batch * m->out_size, "the target");
+    if (!st) st = ae_model_check_target(m, target, batch, target != x ? "the target" : "the input");
     if (!st) st = ae_model_reserve(m, batch);
     if (st) return st;
     ae_model_forward(m, 0, m->nlayers, x, batch, train, rng, eps);

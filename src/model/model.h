@@ -153,6 +153,9 @@ const float *ae_model_forward(ae_model *m, size_t from, size_t to, const float *
  * values (batch·width) and reserves the workspace; messages go to m->err. */
 ae_status ae_model_prepare(ae_model *m, const float *x, const void *out, size_t batch,
                            size_t width);
+/* AE_ERR_RANGE naming the first of the batch's targets outside the loss's
+ * domain (BCE: [0, 1]); `what` names the array ("the target"). */
+ae_status ae_model_check_target(ae_model *m, const float *t, size_t batch, const char *what);
 
 /* Grows the workspace to hold `batch` samples; allocates only when larger than before. */
 ae_status ae_model_reserve(ae_model *m, size_t batch);

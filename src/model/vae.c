@@ -178,6 +178,7 @@ ae_status ae_vae_neg_elbo(ae_model *m, const float *x, size_t batch, double *neg
     ae_status st = need_vae(m);
     if (!st && !neg_elbo) st = ae_error(&m->err, AE_ERR_INVALID_ARG, "neg_elbo is NULL");
     if (!st) st = ae_model_prepare(m, x, x, batch, m->in_size);
+    if (!st) st = ae_model_check_target(m, x, batch, "the input");
     if (st) return st;
     ae_rng rng;
     ae_rng_seed(&rng, (uint64_t)m->s.seed ^ AE_ELBO_SEED_XOR);
