@@ -421,7 +421,7 @@ static void test_seed_uses_64_bits(void **state) {
         assert_non_null(buf);
         OK(ae_model_save_buffer(m, buf, size, &size, AE_SAVE_MODEL));
         ae_model *back = NULL;
-        OK(ae_model_load_buffer(&back, buf, size, NULL, NULL, 0));
+        OK(ae_model_load_buffer(&back, buf, size, NULL));
         OK(ae_model_get_int(back, AE_P_SEED, &got));
         assert_true(got == seeds[i]);
         free(buf);
