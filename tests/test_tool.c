@@ -476,7 +476,7 @@ static void test_vae(void **state) {
 /* A copy of the model file `from` with the metadata key set to value. */
 static void copy_with_meta(const char *from, const char *to, const char *key, const char *value) {
     ae_model *m = NULL;
-    assert_int_equal(ae_model_load(&m, path(from), NULL, NULL, 0), AE_OK);
+    assert_int_equal(ae_model_load(&m, path(from), NULL), AE_OK);
     assert_int_equal(ae_model_set_meta(m, key, value), AE_OK);
     assert_int_equal(ae_model_save(m, path(to), AE_SAVE_MODEL), AE_OK);
     ae_model_destroy(m);
