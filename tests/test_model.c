@@ -1,8 +1,12 @@
 /* Tests of src/model through the public API: builder, creation, training,
  * refusal of bad input (and that nothing changes), allocation failures,
- * determinism, threads, and whole-model gradients by finite differences. */
+ * determinism, threads, whole-model gradients by finite differences, and
+ * the gradient-reduce hook (against the gradient arena, white-box). */
 #include <pthread.h>
 
+#include <libae/hook.h>
+
+#include "model/model.h"
 #include "test_util.h"
 
 #define OK(call) assert_int_equal((call), AE_OK)
@@ -676,6 +680,275 @@ static void test_learns(void **state) {
     ae_model_destroy(m);
 }
 
+/* ---- the gradient-reduce hook (<libae/hook.h>) ---- */
+
+/* Everything a step may change, bitwise: a checkpoint (parameters, layer
+ * and optimizer state, RNG, step count, statistics). Caller frees. */
+static unsigned char *checkpoint(const ae_model *m, size_t *n) {
+    size_t size = 0;
+    assert_int_equal(ae_model_save_buffer(m, NULL, 0, &size, AE_SAVE_CHECKPOINT), AE_ERR_RANGE);
+    unsigned char *buf = malloc(size);
+    assert_non_null(buf);
+    OK(ae_model_save_buffer(m, buf, size, n, AE_SAVE_CHECKPOINT));
+    return buf;
+}
+
+static void assert_checkpoint(const ae_model *m, const unsigned char *before, size_t n) {
+    size_t n2;
+    unsigned char *now = checkpoint(m, &n2);
+    assert_int_equal(n2, n);
+    assert_memory_equal(now, before, n);
+    free(now);
+}
+
+typedef struct hook_log {
+    int calls;
+    float *copy; /* the arena as the hook received it (copy_n floats) */
+    size_t copy_n;
+    double batch;
+    int all_nan;     /* every gradient and loss scalar was NaN at the last call */
+    float scale;     /* multiplies every gradient */
+    float add;       /* then added to every gradient */
+    double loss;     /* when not 0, replaces the loss scalar */
+    size_t poison;   /* when not 0, gradient poison - 1 becomes NaN */
+    ae_status ret;
+} hook_log;
+
+static ae_status log_hook(void *ctx, float *g, size_t n, double *sc, size_t ns) {
+    hook_log *h = ctx;
+    h->calls++;
+    assert_int_equal(ns, AE_GRAD_SCALAR_COUNT);
+    free(h->copy);
+    h->copy = malloc(n * sizeof *g);
+    assert_non_null(h->copy);
+    memcpy(h->copy, g, n * sizeof *g);
+    h->copy_n = n;
+    h->batch = sc[AE_GRAD_SCALAR_BATCH];
+    int nan = 1;
+    for (size_t i = 0; i < n; i++) nan &= isnan(g[i]) != 0;
+    for (int k = 0; k < AE_GRAD_SCALAR_BATCH; k++) nan &= isnan(sc[k]) != 0;
+    h->all_nan = nan;
+    for (size_t i = 0; i < n; i++) g[i] = g[i] * h->scale + h->add;
+    if (h->loss != 0.0) sc[AE_GRAD_SCALAR_LOSS] = h->loss;
+    if (h->poison) g[h->poison - 1] = NAN;
+    return h->ret;
+}
+
+static hook_log new_log(void) {
+    hook_log h;
+    memset(&h, 0, sizeof h);
+    h.scale = 1.0f;
+    return h;
+}
+
+/* 24 - 32 (leaky ReLU) - top-4 | 24: the dense layers take their sparse
+ * paths (zero rows of the weight gradient kept across steps). */
+static ae_model *topk_model(ae_optimizer opt) {
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, 24));
+    OK(ae_config_add_dense(c, 32, AE_ACT_LEAKY_RELU));
+    OK(ae_config_add_topk(c, 4));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, 24, AE_ACT_IDENTITY));
+    OK(ae_config_set_int(c, AE_P_OPTIMIZER, opt));
+    OK(ae_config_set_float(c, AE_P_LEARNING_RATE, 0.05));
+    OK(ae_config_set_int(c, AE_P_SEED, 5));
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    return m;
+}
+
+/* 10 - 8 BatchNorm (ReLU) - 3 | 8 - 10 (sigmoid), Gaussian noise: a step
+ * writes layer state and draws from the RNG. */
+static ae_model *bn_noise_model(void) {
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, 10));
+    OK(ae_config_add_dense(c, 8, AE_ACT_IDENTITY));
+    OK(ae_config_add_batchnorm(c));
+    OK(ae_config_add_activation(c, AE_ACT_RELU));
+    OK(ae_config_add_dense(c, 3, AE_ACT_IDENTITY));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, 8, AE_ACT_RELU));
+    OK(ae_config_add_dense(c, 10, AE_ACT_SIGMOID));
+    OK(ae_config_set_int(c, AE_P_OPTIMIZER, AE_OPT_ADAM));
+    OK(ae_config_set_int(c, AE_P_NOISE_KIND, AE_NOISE_GAUSSIAN));
+    OK(ae_config_set_float(c, AE_P_NOISE_LEVEL, 0.01));
+    OK(ae_config_set_int(c, AE_P_SEED, 8));
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    return m;
+}
+
+/* A hook that changes nothing sees exactly the arena a step without hook
+ * computes (the sparse paths' zero rows included), and training is bitwise
+ * the same; the batch size is one of its scalars. */
+static void test_grad_reduce_sees_complete_arena(void **state) {
+    (void)state;
+    for (int kind = 0; kind < 3; kind++) {
+        ae_model *a, *b;
+        if (kind == 0) {
+            a = make_model(NULL, 12, 8, 3, AE_ACT_RELU, AE_ACT_SIGMOID, AE_LOSS_MSE, AE_OPT_ADAM, 3);
+            b = make_model(NULL, 12, 8, 3, AE_ACT_RELU, AE_ACT_SIGMOID, AE_LOSS_MSE, AE_OPT_ADAM, 3);
+        } else if (kind == 1) {
+            a = topk_model(AE_OPT_ADAM);
+            b = topk_model(AE_OPT_ADAM);
+        } else {
+            a = bn_noise_model();
+            b = bn_noise_model();
+        }
+        hook_log h = new_log();
+        OK(ae_model_set_grad_reduce(a, log_hook, &h));
+        size_t in = ae_model_input_size(a);
+        float x[5 * 24], la, lb;
+        for (int step = 0; step < 4; step++) {
+            test_fill(x, 5 * in, 60 + (uint32_t)step, 0.0f, 1.0f);
+            OK(ae_train_step(a, x, NULL, 5, &la));
+            OK(ae_train_step(b, x, NULL, 5, &lb));
+            assert_int_equal(h.calls, step + 1);
+            assert_true(h.batch == 5.0);
+            assert_true(la == lb);
+            assert_int_equal(h.copy_n, b->nparams);
+            assert_memory_equal(h.copy, b->grads, b->nparams * sizeof(float));
+            size_t na, nb;
+            unsigned char *ca = checkpoint(a, &na), *cb = checkpoint(b, &nb);
+            assert_int_equal(na, nb);
+            assert_memory_equal(ca, cb, na);
+            free(ca);
+            free(cb);
+        }
+        free(h.copy);
+        ae_model_destroy(a);
+        ae_model_destroy(b);
+    }
+}
+
+/* The update reads what the hook left: gradients scaled by 0 leave SGD
+ * (no momentum, no decay) where it was, while the step counts; a loss the
+ * hook replaces is the step's loss. */
+static void test_grad_reduce_result_is_used(void **state) {
+    (void)state;
+    ae_model *m = make_model(NULL, 12, 8, 3, AE_ACT_RELU, AE_ACT_SIGMOID, AE_LOSS_MSE, AE_OPT_SGD, 3);
+    OK(ae_model_set_float(m, AE_P_LEARNING_RATE, 0.5));
+    hook_log h = new_log();
+    h.scale = 0.0f;
+    h.loss = 42.0;
+    OK(ae_model_set_grad_reduce(m, log_hook, &h));
+    float x[4 * 12], loss = 0.0f;
+    test_fill(x, 48, 1, 0, 1);
+    size_t n;
+    float *before = snapshot(m, &n);
+    OK(ae_train_step(m, x, NULL, 4, &loss));
+    assert_unchanged(m, before, n);
+    assert_int_equal(ae_model_step_count(m), 1);
+    assert_true(loss == 42.0f);
+    double v;
+    OK(ae_model_get_stat(m, AE_STAT_LOSS, &v));
+    assert_true(v == 42.0);
+    /* Removed: the step trains again. */
+    OK(ae_model_set_grad_reduce(m, NULL, &h));
+    OK(ae_train_step(m, x, NULL, 4, &loss));
+    assert_int_equal(h.calls, 1);
+    float *after = snapshot(m, &n);
+    assert_true(memcmp(after, before, n * sizeof(float)) != 0);
+    free(after);
+    free(before);
+    free(h.copy);
+    ae_model_destroy(m);
+    assert_int_equal(ae_model_set_grad_reduce(NULL, log_hook, NULL), AE_ERR_INVALID_ARG);
+}
+
+/* A hook that fails, or leaves a non-finite gradient or loss, fails the
+ * step, which changes nothing (layer state and RNG included). A step whose
+ * own part fails still calls the hook, on NaN (so a summing reducer fails
+ * it on every process); a step refused for its arguments does not. */
+static void test_grad_reduce_failures_change_nothing(void **state) {
+    (void)state;
+    ae_model *m = bn_noise_model();
+    float x[6 * 10], loss = 7.0f;
+    test_fill(x, 60, 2, 0, 1);
+    OK(ae_train_step(m, x, NULL, 6, &loss));
+    hook_log h = new_log();
+    OK(ae_model_set_grad_reduce(m, log_hook, &h));
+    size_t n;
+    unsigned char *before = checkpoint(m, &n);
+
+    h.ret = AE_ERR_IO;
+    assert_int_equal(ae_train_step(m, x, NULL, 6, &loss), AE_ERR_IO);
+    assert_non_null(strstr(ae_model_last_error(m), "gradient-reduce hook failed"));
+    assert_checkpoint(m, before, n);
+    h.ret = AE_OK;
+
+    h.poison = 3;
+    assert_int_equal(ae_train_step(m, x, NULL, 6, &loss), AE_ERR_NUMERIC);
+    assert_non_null(strstr(ae_model_last_error(m), "gradient is not finite"));
+    assert_checkpoint(m, before, n);
+    h.poison = 0;
+
+    h.loss = INFINITY;
+    assert_int_equal(ae_train_step(m, x, NULL, 6, &loss), AE_ERR_NUMERIC);
+    assert_non_null(strstr(ae_model_last_error(m), "non-finite loss"));
+    assert_checkpoint(m, before, n);
+    h.loss = 0.0;
+    assert_int_equal(h.calls, 3);
+
+    x[7] = NAN;
+    assert_int_equal(ae_train_step(m, x, NULL, 6, &loss), AE_ERR_NUMERIC);
+    assert_non_null(strstr(ae_model_last_error(m), "element 7"));
+    assert_int_equal(h.calls, 4);
+    assert_true(h.all_nan);
+    assert_checkpoint(m, before, n);
+    x[7] = 0.5f;
+
+    assert_int_equal(ae_train_step(m, x, NULL, 0, &loss), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_train_step(m, x, NULL, 1, &loss), AE_ERR_SHAPE); /* BatchNorm needs 2 */
+    assert_int_equal(h.calls, 4);
+    assert_true(loss == 7.0f || isfinite(loss));
+    assert_checkpoint(m, before, n);
+
+    /* Still usable: the next step with a good hook trains. */
+    OK(ae_train_step(m, x, NULL, 6, &loss));
+    assert_int_equal(h.calls, 5);
+    assert_false(h.all_nan);
+    assert_int_equal(ae_model_step_count(m), 2);
+    free(before);
+    free(h.copy);
+    ae_model_destroy(m);
+}
+
+/* A hook that rewrites every gradient, on a model whose sparse paths keep
+ * zero rows of the weight gradient across steps, trains as the same model
+ * on the GEMM paths with the same hook: after the hook, the library
+ * forgets what it knew about the arena. */
+static void test_grad_reduce_rewrites_sparse_rows(void **state) {
+    (void)state;
+    for (int opt = 0; opt < 2; opt++) {
+        ae_model *a = topk_model(opt ? AE_OPT_ADAM : AE_OPT_SGD);
+        ae_model *b = topk_model(opt ? AE_OPT_ADAM : AE_OPT_SGD);
+        assert_int_equal(a->layers[0].out_sparse_k, 4);
+        for (size_t i = 0; i < b->nlayers; i++) b->layers[i].in_sparse_k = b->layers[i].out_sparse_k = 0;
+        hook_log ha = new_log(), hb = new_log();
+        ha.add = hb.add = 0.01f;
+        OK(ae_model_set_grad_reduce(a, log_hook, &ha));
+        OK(ae_model_set_grad_reduce(b, log_hook, &hb));
+        float x[3 * 24], la, lb;
+        for (int step = 0; step < 6; step++) {
+            test_fill(x, 3 * 24, 700 + (uint32_t)step, -1.0f, 1.0f);
+            OK(ae_train_step(a, x, NULL, 3, &la));
+            OK(ae_train_step(b, x, NULL, 3, &lb));
+            assert_close_arrays(ha.copy, hb.copy, a->nparams, 1e-4, 1e-6, "gradient the hook saw");
+            assert_close_arrays(a->params, b->params, a->nparams, 1e-4, 1e-6, "parameter");
+        }
+        free(ha.copy);
+        free(hb.copy);
+        ae_model_destroy(a);
+        ae_model_destroy(b);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shapes_and_counts),
@@ -694,6 +967,10 @@ int main(void) {
         cmocka_unit_test(test_weight_decay_defaults),
         cmocka_unit_test(test_learns),
         cmocka_unit_test(test_every_output_activation),
+        cmocka_unit_test(test_grad_reduce_sees_complete_arena),
+        cmocka_unit_test(test_grad_reduce_result_is_used),
+        cmocka_unit_test(test_grad_reduce_failures_change_nothing),
+        cmocka_unit_test(test_grad_reduce_rewrites_sparse_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

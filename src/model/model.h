@@ -3,6 +3,8 @@
 #ifndef AE_MODEL_H
 #define AE_MODEL_H
 
+#include <libae/hook.h>
+
 #include "core/core.h"
 #include "core/noise.h"
 #include "layers/layers.h"
@@ -72,6 +74,11 @@ struct ae_model {
      * its partner's range (w_off) while its own stays reserved, unused and
      * outside the blocks, for untying (src/model/stack.c). */
     size_t *w_own;
+
+    /* The gradient-reduce hook (<libae/hook.h>), called by ae_train_step
+     * between computing the gradients and the update; NULL: none. */
+    ae_grad_reduce_fn reduce_fn;
+    void *reduce_ctx;
 
     ae_rng rng;
     uint64_t steps;
