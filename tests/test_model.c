@@ -3,6 +3,7 @@
  * determinism, threads, whole-model gradients by finite differences, and
  * the gradient-reduce hook (against the gradient arena, white-box). */
 #include <pthread.h>
+#include <unistd.h>
 
 #include <libae/hook.h>
 
@@ -949,6 +950,235 @@ static void test_grad_reduce_rewrites_sparse_rows(void **state) {
     }
 }
 
+/* ---- the numeric battery: finite in, finite state out, or nothing changed ---- */
+
+typedef struct numeric_case {
+    const char *name;
+    int arch;          /* 0 dense MLP, 1 BatchNorm on the input, 2 conv + BatchNorm, 3 VAE */
+    ae_optimizer opt;
+    double lr, wd, momentum, eps; /* wd, momentum, eps: < 0 keeps the default */
+    float lo, hi;      /* the input's range */
+    int own_target;    /* the target is in [0, 1], not the input */
+    float big;         /* when not 0: every weight of layer 0 set to it */
+} numeric_case;
+
+static ae_model *numeric_model(const numeric_case *k) {
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    OK(ae_config_create(&c, NULL));
+    switch (k->arch) {
+    case 0:
+        OK(ae_config_set_input_size(c, 16));
+        OK(ae_config_add_dense(c, 8, AE_ACT_TANH));
+        OK(ae_config_add_dense(c, 4, AE_ACT_IDENTITY));
+        OK(ae_config_mirror_decoder(c, AE_ACT_IDENTITY));
+        break;
+    case 1:
+        OK(ae_config_set_input_shape(c, 1, 4, 4));
+        OK(ae_config_add_conv2d(c, 2, 1, 1, 0, AE_ACT_IDENTITY));
+        OK(ae_config_add_batchnorm(c));
+        OK(ae_config_mark_code(c));
+        OK(ae_config_add_conv2d(c, 1, 3, 1, 1, AE_ACT_IDENTITY));
+        break;
+    case 2:
+        OK(ae_config_set_input_shape(c, 1, 4, 4));
+        OK(ae_config_add_batchnorm(c));
+        OK(ae_config_add_conv2d(c, 2, 3, 1, 1, AE_ACT_RELU));
+        OK(ae_config_add_batchnorm(c));
+        OK(ae_config_mark_code(c));
+        OK(ae_config_add_conv2d(c, 1, 3, 1, 1, AE_ACT_IDENTITY));
+        break;
+    default:
+        OK(ae_config_set_input_size(c, 16));
+        OK(ae_config_add_dense(c, 8, AE_ACT_TANH));
+        OK(ae_config_add_gaussian(c, 3));
+        OK(ae_config_mirror_decoder(c, AE_ACT_IDENTITY));
+        break;
+    }
+    OK(ae_config_set_int(c, AE_P_OPTIMIZER, k->opt));
+    OK(ae_config_set_float(c, AE_P_LEARNING_RATE, k->lr));
+    if (k->wd >= 0) OK(ae_config_set_float(c, AE_P_WEIGHT_DECAY, k->wd));
+    if (k->momentum >= 0) OK(ae_config_set_float(c, AE_P_MOMENTUM, k->momentum));
+    /* An epsilon that is 0 in float may be refused by the settings' range. */
+    if (k->eps >= 0) (void)ae_config_set_float(c, AE_P_EPSILON, k->eps);
+    OK(ae_config_set_int(c, AE_P_SEED, 21));
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    if (k->big != 0.0f) {
+        ae_layer_info info = {.struct_size = sizeof info};
+        OK(ae_model_layer_info(m, 0, &info));
+        float *w = malloc(info.weight_count * sizeof *w);
+        for (size_t i = 0; i < info.weight_count; i++) w[i] = (i % 2 ? -1.0f : 1.0f) * k->big;
+        OK(ae_model_set_weights(m, 0, w, info.weight_count));
+        free(w);
+    }
+    return m;
+}
+
+static int arrays_finite(const float *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(p[i])) return 0;
+    return 1;
+}
+
+/* Every value a step can write is finite (white-box), and the model
+ * survives a checkpoint round trip bit for bit. */
+static void assert_finite_and_round_trips(const ae_model *m, const char *name, int step) {
+    if (!arrays_finite(m->params, m->nparams) || !arrays_finite(m->state1, m->nparams) ||
+        !arrays_finite(m->state2, m->nparams) || !arrays_finite(m->buffers, m->nbuffers) ||
+        !isfinite(m->last_loss)) {
+        print_error("%s, step %d: a successful call left a non-finite value\n", name, step);
+        fail();
+    }
+    for (unsigned flags = 0; flags <= AE_SAVE_CHECKPOINT; flags++) {
+        size_t n = 0, n2 = 0;
+        assert_int_equal(ae_model_save_buffer(m, NULL, 0, &n, flags), AE_ERR_RANGE);
+        unsigned char *buf = malloc(n), *buf2 = malloc(n);
+        OK(ae_model_save_buffer(m, buf, n, &n, flags));
+        ae_model *back = NULL;
+        char err[256] = "";
+        ae_status st = ae_model_load_buffer(&back, buf, n, NULL, err, sizeof err);
+        if (st) {
+            print_error("%s, step %d: the saved model does not load: %s\n", name, step, err);
+            fail();
+        }
+        OK(ae_model_save_buffer(back, buf2, n, &n2, flags));
+        assert_int_equal(n2, n);
+        assert_memory_equal(buf, buf2, n);
+        ae_model_destroy(back);
+        free(buf);
+        free(buf2);
+    }
+}
+
+/* Runs one call of the battery: AE_OK with everything finite, or
+ * AE_ERR_NUMERIC with the model bitwise as before. Returns the status. */
+static ae_status numeric_call(ae_model *m, int call, const float *x, const float *t, size_t batch,
+                              const char *name, int step) {
+    size_t n;
+    unsigned char *before = checkpoint(m, &n);
+    float loss = -1.0f, out[8 * 16];
+    ae_status st = call == 0   ? ae_train_step(m, x, t, batch, &loss)
+                   : call == 1 ? ae_evaluate(m, x, t, batch, &loss)
+                               : ae_reconstruct(m, x, batch, out);
+    if (st == AE_OK) {
+        assert_finite_and_round_trips(m, name, step);
+    } else {
+        if (st != AE_ERR_NUMERIC) {
+            print_error("%s, step %d, call %d: %s (%s)\n", name, step, call, ae_status_name(st),
+                        ae_model_last_error(m));
+            fail();
+        }
+        assert_true(loss == -1.0f);
+        assert_checkpoint(m, before, n);
+    }
+    free(before);
+    return st;
+}
+
+/* Huge inputs, huge learning rates and decays, huge weights set by the
+ * caller, overflowing BatchNorm statistics, an epsilon that is 0 in float:
+ * every step either trains to finite parameters, optimizer state and layer
+ * state, or fails with AE_ERR_NUMERIC and changes nothing; and whatever
+ * happened, the model saves and loads. Evaluation and reconstruction in
+ * training mode (they update BatchNorm's running statistics) too. */
+static void test_numeric_battery(void **state) {
+    (void)state;
+    static const numeric_case cases[] = {
+        {"dense, Adam, inputs 1e18", 0, AE_OPT_ADAM, 1e-3, -1, -1, -1, -1e18f, 1e18f, 0, 0},
+        {"dense, Adam, inputs 3e37", 0, AE_OPT_ADAM, 1e-3, -1, -1, -1, -3e37f, 3e37f, 0, 0},
+        {"dense, SGD, inputs 1e30, target", 0, AE_OPT_SGD, 1e-3, -1, -1, -1, -1e30f, 1e30f, 1, 0},
+        {"dense, SGD, lr 1e6", 0, AE_OPT_SGD, 1e6, -1, -1, -1, 0, 1, 0, 0},
+        {"dense, SGD momentum, lr 1e6, decay 1e6", 0, AE_OPT_SGD, 1e6, 1e6, 0.9, -1, 0, 1, 0, 0},
+        {"dense, Adam, lr 1e6, decay 1e6", 0, AE_OPT_ADAM, 1e6, 1e6, -1, -1, 0, 1, 0, 0},
+        {"dense, AdamW, lr 1e6, decay 1e6", 0, AE_OPT_ADAMW, 1e6, 1e6, -1, -1, 0, 1, 0, 0},
+        {"dense, Adam, lr 1e6", 0, AE_OPT_ADAM, 1e6, -1, -1, -1, 0, 1, 0, 0},
+        {"dense, Adam, eps 1e-50", 0, AE_OPT_ADAM, 1e-3, -1, -1, 1e-50, 0, 1, 0, 0},
+        {"dense, SGD, weights 1e38", 0, AE_OPT_SGD, 1e-2, -1, -1, -1, 0, 1, 0, 1e38f},
+        {"dense, SGD, weights 3e38, decay 2", 0, AE_OPT_SGD, 1e-2, 2, 0.9, -1, 0, 1, 0, 3e38f},
+        {"dense, AdamW, weights 3e38, lr 1, decay 3", 0, AE_OPT_ADAMW, 1, 3, -1, -1, 0, 1, 0, 3e38f},
+        {"dense, Adam, weights 3e38, decay 1", 0, AE_OPT_ADAM, 1e-2, 1, -1, -1, 0, 1, 0, 3e38f},
+        {"conv + BatchNorm, weights 1e38", 1, AE_OPT_ADAM, 1e-3, -1, -1, -1, 0, 1, 0, 1e38f},
+        {"conv + BatchNorm, weights 1e38, SGD", 1, AE_OPT_SGD, 1e-2, -1, -1, -1, 0, 1, 1, 1e38f},
+        {"BatchNorm, inputs 6e19", 2, AE_OPT_ADAM, 1e-3, -1, -1, -1, -6e19f, 6e19f, 1, 0},
+        {"BatchNorm, inputs 2e19", 2, AE_OPT_ADAM, 1e-3, -1, -1, -1, -2e19f, 2e19f, 1, 0},
+        {"BatchNorm, Adam, lr 1e6", 2, AE_OPT_ADAM, 1e6, -1, -1, -1, 0, 1, 0, 0},
+        {"VAE, inputs 1e18", 3, AE_OPT_ADAM, 1e-3, -1, -1, -1, -1e18f, 1e18f, 0, 0},
+        {"VAE, Adam, lr 1e6", 3, AE_OPT_ADAM, 1e6, -1, -1, -1, 0, 1, 0, 0},
+        {"VAE, SGD, lr 1e6", 3, AE_OPT_SGD, 1e6, -1, -1, -1, 0, 1, 0, 0},
+        {"VAE, weights 1e38", 3, AE_OPT_ADAM, 1e-3, -1, -1, -1, 0, 1, 0, 1e38f},
+    };
+    enum { B = 8, IN = 16, STEPS = 6 };
+    int failed = 0, trained = 0;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const numeric_case *c = &cases[k];
+        ae_model *m = numeric_model(c);
+        assert_finite_and_round_trips(m, c->name, -1);
+        float x[B * IN], t[B * IN];
+        for (int step = 0; step < STEPS; step++) {
+            /* In [0, 1) first: test_fill's arithmetic would overflow near FLT_MAX. */
+            test_fill(x, B * IN, 300 + (uint32_t)(k * 16 + (size_t)step), 0.0f, 1.0f);
+            for (size_t i = 0; i < B * IN; i++)
+                x[i] = (float)(c->lo + ((double)c->hi - c->lo) * x[i]);
+            test_fill(t, B * IN, 900 + (uint32_t)step, 0.0f, 1.0f);
+            ae_status st = numeric_call(m, 0, x, c->own_target ? t : NULL, B, c->name, step);
+            /* An update refused names its block: here the huge weight. */
+            if (st && c->big > 1e38f && strstr(ae_model_last_error(m), "the update"))
+                assert_non_null(strstr(ae_model_last_error(m), "layer 0's weight"));
+            if (st) failed++;
+            else trained++;
+        }
+        OK(ae_model_set_mode(m, AE_MODE_TRAIN));
+        numeric_call(m, 1, x, c->own_target ? t : NULL, B, c->name, STEPS);
+        numeric_call(m, 2, x, NULL, B, c->name, STEPS);
+        assert_finite_and_round_trips(m, c->name, STEPS);
+        ae_model_destroy(m);
+    }
+    /* The battery reaches both outcomes. */
+    assert_true(failed > 0 && trained > 0);
+}
+
+/* A model that saves loads: a value the loader would refuse (injected,
+ * white-box: no call leaves one) makes the save fail with AE_ERR_NUMERIC
+ * and write nothing. */
+static void test_save_refuses_non_finite(void **state) {
+    (void)state;
+    ae_model *m = bn_noise_model();
+    float x[6 * 10], loss;
+    test_fill(x, 60, 2, 0, 1);
+    OK(ae_train_step(m, x, NULL, 6, &loss));
+    char path[] = "/tmp/ae-test-numeric-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    unlink(path);
+    float *sites[] = {&m->params[3], &m->buffers[1], &m->state2[2]};
+    for (int k = 0; k < 4; k++) {
+        float keep = k < 3 ? *sites[k] : 0.0f;
+        double keep_loss = m->stat_recon;
+        if (k < 3)
+            *sites[k] = k == 1 ? NAN : INFINITY;
+        else
+            m->stat_recon = NAN;
+        size_t n = 0;
+        unsigned char buf[1];
+        /* The optimizer state and the statistics are saved in checkpoints only. */
+        assert_int_equal(ae_model_save_buffer(m, buf, sizeof buf, &n, AE_SAVE_MODEL),
+                         k < 2 ? AE_ERR_NUMERIC : AE_ERR_RANGE);
+        assert_int_equal(ae_model_save_buffer(m, NULL, 0, &n, AE_SAVE_CHECKPOINT), AE_ERR_NUMERIC);
+        assert_non_null(strstr(ae_model_last_error(m), "not finite"));
+        assert_int_equal(ae_model_save(m, path, AE_SAVE_CHECKPOINT), AE_ERR_NUMERIC);
+        assert_int_equal(access(path, F_OK), -1);
+        if (k < 3)
+            *sites[k] = keep;
+        else
+            m->stat_recon = keep_loss;
+    }
+    OK(ae_model_save(m, path, AE_SAVE_CHECKPOINT));
+    unlink(path);
+    ae_model_destroy(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shapes_and_counts),
@@ -971,6 +1201,8 @@ int main(void) {
         cmocka_unit_test(test_grad_reduce_result_is_used),
         cmocka_unit_test(test_grad_reduce_failures_change_nothing),
         cmocka_unit_test(test_grad_reduce_rewrites_sparse_rows),
+        cmocka_unit_test(test_numeric_battery),
+        cmocka_unit_test(test_save_refuses_non_finite),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

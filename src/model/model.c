@@ -41,6 +41,7 @@ void ae_model_destroy(ae_model *m) {
     ae_free(&a, m->w_own);
     ae_free(&a, m->blocks);
     ae_free(&a, m->grad_shapes);
+    ae_free(&a, m->bounds);
     ae_free(&a, m->params);
     ae_free(&a, m->grads);
     ae_free(&a, m->state1);
@@ -77,8 +78,9 @@ ae_status ae_model_create(ae_model **out, const ae_config *cfg_in) {
     m->w_own = ae_calloc(a, m->nlayers, sizeof *m->w_own);
     m->blocks = ae_calloc(a, 2 * m->nlayers, sizeof *m->blocks);
     m->grad_shapes = ae_calloc(a, 2 * m->nlayers, sizeof *m->grad_shapes);
+    m->bounds = ae_calloc(a, 2 * m->nlayers, sizeof *m->bounds);
     if (!m->layers || !m->y || !m->pre || !m->scratch || !m->accumulate_w || !m->w_own ||
-        !m->blocks || !m->grad_shapes)
+        !m->blocks || !m->grad_shapes || !m->bounds)
         goto oom;
 
     ae_shape shape = cfg->input_shape;
@@ -226,6 +228,31 @@ const float *ae_model_forward(ae_model *m, size_t from, size_t to, const float *
     return x;
 }
 
+/* Layer state is checked after the pass that wrote it rather than inside
+ * each layer's update: it is a few floats per layer (BatchNorm's running
+ * statistics, batch top-k's threshold), just written and in cache, and the
+ * copy to restore from (buffers_saved) exists already. */
+ae_status ae_model_check_state(ae_model *m) {
+    if (ae_all_finite(m->buffers, m->nbuffers)) return AE_OK;
+    size_t e = ae_first_nonfinite(m->buffers, m->nbuffers), i = 0;
+    while (i + 1 < m->nlayers && e >= m->layers[i].s_off + m->layers[i].s_count) i++;
+    float v = m->buffers[e];
+    memcpy(m->buffers, m->buffers_saved, m->nbuffers * sizeof(float));
+    return ae_error(&m->err, AE_ERR_NUMERIC,
+                    "layer %zu (%s): its state would become non-finite (%g at element %zu, the "
+                    "statistics overflow float); nothing was updated",
+                    i, m->layers[i].ops->desc->name, (double)v, e - m->layers[i].s_off);
+}
+
+ae_status ae_model_forward_train(ae_model *m, size_t from, size_t to, const float *x,
+                                 size_t batch, ae_rng *rng, const float *eps, const float **y) {
+    if (m->nbuffers) memcpy(m->buffers_saved, m->buffers, m->nbuffers * sizeof(float));
+    *y = ae_model_forward(m, from, to, x, batch, 1, rng, eps);
+    return ae_model_check_state(m);
+}
+
+void ae_model_params_written(ae_model *m) { ae_optim_forget_bounds(m->bounds, 2 * m->nlayers); }
+
 static ae_status check_batch(ae_model *m, const void *a, const void *b, size_t batch) {
     if (!a || !b) return ae_error(&m->err, AE_ERR_INVALID_ARG, "a data pointer is NULL");
     if (batch == 0) return ae_error(&m->err, AE_ERR_INVALID_ARG, "batch size is 0");
@@ -287,6 +314,8 @@ static ae_status forward_loss(ae_model *m, const float *x, const float *target, 
     if (!st) st = ae_model_reserve(m, batch);
     if (st) return st;
     ae_model_forward(m, 0, m->nlayers, x, batch, train, rng, eps);
+    /* The callers saved the layer state before. */
+    if (train && (st = ae_model_check_state(m)) != AE_OK) return st;
     const ae_layer *last = &m->layers[m->nlayers - 1];
     ae_loss_input li = {(ae_loss)m->s.loss, (ae_reduction)m->s.reduction, last->act, last->slope,
                         m->y[m->nlayers - 1], m->pre[m->nlayers - 1], target,
@@ -425,7 +454,8 @@ static ae_status reduce(ae_model *m, ae_status local, size_t batch, double *sc) 
 
 /* The finiteness check and the clipping scale, over what the hook left. */
 static ae_status check_gradients(ae_model *m, float *scale) {
-    double sq = ae_optim_grad_sqnorm_shaped(m->grads, m->blocks, m->grad_shapes, m->nblocks);
+    double sq = ae_optim_grad_sqnorm_blocks(m->grads, m->blocks, m->grad_shapes, m->nblocks,
+                                            m->bounds);
     if (!isfinite(sq))
         return ae_error(&m->err, AE_ERR_NUMERIC,
                         "the gradient is not finite at step %llu; nothing was updated",
@@ -440,12 +470,28 @@ static ae_status check_gradients(ae_model *m, float *scale) {
     return AE_OK;
 }
 
+/* The optimizer, checked: it writes nothing when some parameter or
+ * optimizer state value would not be finite (src/optim/optim.c says how
+ * that stays cheap). */
 static ae_status apply_update(ae_model *m, float scale) {
     ae_optim_settings os;
     ae_settings_to_optim(&m->s, &os);
-    ae_optim_step_shaped(&os, m->params, m->grads, m->state1, m->state2, m->blocks, m->grad_shapes,
-                         m->nblocks, scale);
-    return AE_OK;
+    size_t b = 0;
+    if (ae_optim_step_checked(&os, m->params, m->grads, m->state1, m->state2, m->blocks,
+                              m->grad_shapes, m->bounds, m->nblocks, scale, &b) == AE_OK)
+        return AE_OK;
+    size_t i = 0, off = m->blocks[b].off;
+    int bias = 0;
+    for (; i < m->nlayers; i++) {
+        const ae_layer *L = &m->layers[i];
+        if (L->w_count && !L->w_transposed && L->w_off == off) break;
+        if (L->b_count && L->b_off == off && (bias = 1)) break;
+    }
+    return ae_error(&m->err, AE_ERR_NUMERIC,
+                    "the update of layer %zu's %s would make a parameter or its optimizer state "
+                    "non-finite (learning rate, weight decay or values too large) at step %llu; "
+                    "nothing was updated",
+                    i, bias ? "bias" : "weight", (unsigned long long)m->steps);
 }
 
 ae_status ae_train_step(ae_model *m, const float *x, const float *target, size_t batch,
@@ -520,7 +566,12 @@ static ae_status run_range(ae_model *m, size_t from, size_t to, const float *x, 
     ae_status st = ae_model_prepare(m, x, out, batch, in_width);
     if (!st && sample && train && m->has_vae) st = ae_vae_sampling(m, batch, &rng, &eps);
     if (st) return st;
-    const float *y = ae_model_forward(m, from, to, x, batch, train, rng, eps);
+    const float *y;
+    if (train) {
+        if ((st = ae_model_forward_train(m, from, to, x, batch, rng, eps, &y)) != AE_OK) return st;
+    } else {
+        y = ae_model_forward(m, from, to, x, batch, 0, rng, eps);
+    }
     memcpy(out, y, batch * out_width * sizeof(float));
     return AE_OK;
 }
@@ -619,6 +670,7 @@ static ae_status set_param(ae_model *m, size_t layer, int bias, const float *src
         ae_stack_write_weight(m, &m->layers[layer], src);
     else
         memcpy(m->params + off, src, count * sizeof(float));
+    ae_model_params_written(m);
     return AE_OK;
 }
 
