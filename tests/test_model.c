@@ -786,7 +786,8 @@ static ae_model *bn_noise_model(void) {
 
 /* A hook that changes nothing sees exactly the arena a step without hook
  * computes (the sparse paths' zero rows included), and training is bitwise
- * the same; the batch size is one of its scalars. */
+ * the same, also after a failed step in between; the batch size is one of
+ * its scalars. */
 static void test_grad_reduce_sees_complete_arena(void **state) {
     (void)state;
     for (int kind = 0; kind < 3; kind++) {
@@ -807,9 +808,17 @@ static void test_grad_reduce_sees_complete_arena(void **state) {
         float x[5 * 24], la, lb;
         for (int step = 0; step < 4; step++) {
             test_fill(x, 5 * in, 60 + (uint32_t)step, 0.0f, 1.0f);
+            if (step == 2) {
+                /* A failed step (the hook gets NaN) leaves nothing behind. */
+                float keep = x[1];
+                x[1] = NAN;
+                assert_int_equal(ae_train_step(a, x, NULL, 5, &la), AE_ERR_NUMERIC);
+                assert_true(h.all_nan);
+                x[1] = keep;
+            }
             OK(ae_train_step(a, x, NULL, 5, &la));
             OK(ae_train_step(b, x, NULL, 5, &lb));
-            assert_int_equal(h.calls, step + 1);
+            assert_int_equal(h.calls, step + 1 + (step >= 2));
             assert_true(h.batch == 5.0);
             assert_true(la == lb);
             assert_int_equal(h.copy_n, b->nparams);
