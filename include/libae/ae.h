@@ -483,11 +483,15 @@ AE_API const char *ae_model_last_error(const ae_model *m);
  * `target`); a noise level out of its kind's range is AE_ERR_RANGE.
  * The first step at a new largest batch size allocates the workspace; later
  * steps at that size or smaller allocate nothing.
+ * After a successful step every parameter, optimizer state and layer
+ * state value is finite.
  * Errors: AE_ERR_INVALID_ARG (NULL, batch 0), AE_ERR_RANGE (batch over
  * 2^24; with AE_LOSS_BCE a target outside [0, 1], the message naming the
  * first such element), AE_ERR_NUMERIC (NaN or infinity in the data, the
- * loss or the gradients: the parameters and optimizer state stay exactly
- * as before), AE_ERR_OUT_OF_MEMORY. A failed step also leaves the model's RNG as it was.
+ * loss or the gradients, or an update or running statistic that would
+ * overflow float: the parameters, optimizer state and layer state stay
+ * exactly as before), AE_ERR_OUT_OF_MEMORY. A failed step also leaves the
+ * model's RNG as it was.
  * Since 0.1.0.
  */
 AE_API ae_status ae_train_step(ae_model *m, const float *x, const float *target, size_t batch,
@@ -502,7 +506,10 @@ AE_API ae_status ae_evaluate(ae_model *m, const float *x, const float *target, s
 
 /**
  * Runs the encoder: `x` [batch, input_size] to `code` [batch, code_size].
- * Errors: AE_ERR_INVALID_ARG, AE_ERR_RANGE, AE_ERR_OUT_OF_MEMORY. Since 0.1.0.
+ * Errors: AE_ERR_INVALID_ARG, AE_ERR_RANGE, AE_ERR_OUT_OF_MEMORY,
+ * AE_ERR_NUMERIC (a non-finite input; in AE_MODE_TRAIN, running statistics
+ * that would overflow float: they stay as before; the same for
+ * ae_evaluate, ae_decode and ae_reconstruct). Since 0.1.0.
  */
 AE_API ae_status ae_encode(ae_model *m, const float *x, size_t batch, float *code);
 

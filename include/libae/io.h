@@ -40,7 +40,9 @@ typedef enum ae_save_flags {
  * `flags` is AE_SAVE_MODEL or AE_SAVE_CHECKPOINT.
  * Errors (message in ae_model_last_error(m)): AE_ERR_INVALID_ARG (NULL,
  * unknown flags), AE_ERR_OUT_OF_MEMORY, AE_ERR_IO (the message names the
- * step and the system's reason). Since 0.1.0.
+ * step and the system's reason), AE_ERR_NUMERIC (a value to save is not
+ * finite, which ae_model_load would refuse: nothing is written; no call
+ * of the library leaves one). Since 0.1.0.
  */
 AE_API ae_status ae_model_save(const ae_model *m, const char *path, unsigned flags);
 
@@ -51,7 +53,8 @@ AE_API ae_status ae_model_save(const ae_model *m, const char *path, unsigned fla
  * not be NULL); when it exceeds `capacity`, nothing is written and the call
  * returns AE_ERR_RANGE. `buf` may be NULL when capacity is 0 (to ask for
  * the size). The model is not changed. Errors (message in
- * ae_model_last_error(m)): AE_ERR_INVALID_ARG, AE_ERR_RANGE. Since 0.1.0.
+ * ae_model_last_error(m)): AE_ERR_INVALID_ARG, AE_ERR_RANGE, AE_ERR_NUMERIC
+ * (as ae_model_save). Since 0.1.0.
  */
 AE_API ae_status ae_model_save_buffer(const ae_model *m, void *buf, size_t capacity,
                                       size_t *size, unsigned flags);

@@ -349,7 +349,31 @@ static void write_file(const ae_model *m, unsigned flags, wbuf *w) {
  * in its message buffer, as ae_model_create keeps its own in the config's. */
 static ae_errbuf *save_err(const ae_model *m) { return (ae_errbuf *)&m->err; }
 
-/* Checks the arguments and that every layer kind can be saved. */
+/* A model that saves loads: the loader refuses non-finite values, so a
+ * save refuses to write them (a step or any other call should never leave
+ * one; this is the last line). */
+static ae_status check_finite_values(const ae_model *m, unsigned flags) {
+    const char *what = NULL;
+    if (!ae_all_finite(m->params, m->nparams))
+        what = "a parameter";
+    else if (!ae_all_finite(m->buffers, m->nbuffers))
+        what = "the layer state";
+    else if (flags & FLAG_CHECKPOINT) {
+        double stats[7] = {m->last_loss, m->stat_loss, m->stat_recon, m->stat_kl,
+                           m->stat_l1,   m->stat_l0,   m->stat_vae_kl};
+        if (!ae_all_finite(m->state1, m->nparams) || !ae_all_finite(m->state2, m->nparams))
+            what = "the optimizer state";
+        for (int i = 0; i < 7 && !what; i++)
+            if (!isfinite(stats[i])) what = "a training statistic";
+    }
+    if (!what) return AE_OK;
+    return ae_error(save_err(m), AE_ERR_NUMERIC,
+                    "%s of the model is not finite: the file would not load; nothing was written",
+                    what);
+}
+
+/* Checks the arguments, that every layer kind can be saved and that every
+ * value is finite. */
 static ae_status check_save(const ae_model *m, unsigned flags) {
     if (flags > AE_SAVE_CHECKPOINT)
         return ae_error(save_err(m), AE_ERR_INVALID_ARG, "unknown save flags %u", flags);
@@ -361,7 +385,7 @@ static ae_status check_save(const ae_model *m, unsigned flags) {
                             ae_layer_kind_name(m->layers[i].kind), AE_FORMAT_VERSION_MAJOR,
                             AE_FORMAT_VERSION_MINOR);
     }
-    return AE_OK;
+    return check_finite_values(m, flags);
 }
 
 static size_t file_size(const ae_model *m, unsigned flags) {
