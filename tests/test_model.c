@@ -1261,12 +1261,15 @@ static void assert_finite_and_round_trips(const ae_model *m, const char *name, i
         unsigned char *buf = malloc(n), *buf2 = malloc(n);
         OK(ae_model_save_buffer(m, buf, n, &n, flags));
         ae_model *back = NULL;
-        char err[256] = "";
-        ae_status st = ae_model_load_buffer(&back, buf, n, NULL, err, sizeof err);
+        ae_config *lc = NULL;
+        OK(ae_config_create(&lc, NULL));
+        ae_status st = ae_model_load_buffer(&back, buf, n, lc);
         if (st) {
-            print_error("%s, step %d: the saved model does not load: %s\n", name, step, err);
+            print_error("%s, step %d: the saved model does not load: %s\n", name, step,
+                        ae_config_last_error(lc));
             fail();
         }
+        ae_config_destroy(lc);
         OK(ae_model_save_buffer(back, buf2, n, &n2, flags));
         assert_int_equal(n2, n);
         assert_memory_equal(buf, buf2, n);
