@@ -1,4 +1,11 @@
-/* Tests of src/core: status names, version, allocation, RNG, BLAS wrapper. */
+/* Tests of src/core: status names, version, allocation, RNG, BLAS wrapper,
+ * the atomic file writer. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "test_util.h"
 
 #include "core/core.h"
@@ -116,12 +123,99 @@ static void test_finite_check(void **state) {
     assert_false(ae_all_finite(v, 37));
 }
 
+/* ---- the atomic writer (file.c) ---- */
+
+static char tmpdir[256];
+
+static int setup_dir(void **state) {
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_core_XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+/* Removes the test directory, one level of subfolders included. */
+static void remove_tree(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        char p[1024];
+        while ((e = readdir(d)) != NULL) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            struct stat sb;
+            if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
+                remove_tree(p);
+            else
+                unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+static int teardown_dir(void **state) {
+    (void)state;
+    remove_tree(tmpdir);
+    return 0;
+}
+
+static void path_in(char *buf, size_t n, const char *name) { snprintf(buf, n, "%s/%s", tmpdir, name); }
+
+/* Entries of a directory (. and .. aside). */
+static int entries_of(const char *dir) {
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+    closedir(d);
+    return n;
+}
+
+/* ae_file_replace with one part, the text. */
+static int replace_with(const char *path, const char *text, const char **step) {
+    ae_allocator a;
+    assert_int_equal(ae_allocator_init(&a, NULL), AE_OK);
+    ae_span part = {text, strlen(text)};
+    *step = NULL;
+    return ae_file_replace(&a, path, &part, 1, step);
+}
+
+static void assert_file_is(const char *path, const char *text) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    char buf[256];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    assert_int_equal(n, strlen(text));
+    assert_memory_equal(buf, text, n);
+}
+
+/* A name of 255 bytes, the longest a directory entry takes, is saved: the
+ * temporary name does not grow with it. */
+static void test_replace_long_name(void **state) {
+    (void)state;
+    char name[256], path[512];
+    memset(name, 'n', 255);
+    name[255] = '\0';
+    path_in(path, sizeof path, name);
+    const char *step;
+    assert_int_equal(replace_with(path, "first", &step), 0);
+    assert_file_is(path, "first");
+    assert_int_equal(replace_with(path, "second", &step), 0);
+    assert_file_is(path, "second");
+    assert_int_equal(entries_of(tmpdir), 1);
+    unlink(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_names),  cmocka_unit_test(test_version),
         cmocka_unit_test(test_error_format),  cmocka_unit_test(test_alloc_aligned_and_hook),
         cmocka_unit_test(test_rng),           cmocka_unit_test(test_sgemm_wrapper),
         cmocka_unit_test(test_finite_check),
+        cmocka_unit_test_setup_teardown(test_replace_long_name, setup_dir, teardown_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
  * directory flushed so that the rename survives a crash. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -49,18 +50,43 @@ static int sync_dir(const char *path, char *dir) {
     return 0;
 }
 
+/* The temporary file's name: ".ae-" + 16 hex digits of a hash of the
+ * target's name + "-" + two digits of a slot, 23 bytes whatever the
+ * target's length (a name may be the 255 bytes a directory entry takes),
+ * so it always fits where the target does. The hash (64-bit FNV-1a) ties a
+ * temporary file to its target; the slot lets saves of one target run side
+ * by side. */
+#define TMP_SLOTS 64
+#define TMP_NAME_LEN 23
+
+static uint64_t name_hash(const char *s) {
+    uint64_t h = 0xcbf29ce484222325u;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3u;
+    return h;
+}
+
+/* Writes the temporary name of slot `slot` for `path` into tmp (room for
+ * strlen(path) + TMP_NAME_LEN + 2): the same directory, a short name. */
+static void temp_name(const char *path, unsigned slot, char *tmp) {
+    const char *slash = strrchr(path, '/');
+    size_t dlen = slash ? (size_t)(slash - path) + 1 : 0;
+    memcpy(tmp, path, dlen);
+    snprintf(tmp + dlen, TMP_NAME_LEN + 1, ".ae-%016llx-%02u",
+             (unsigned long long)name_hash(path + dlen), slot);
+}
+
 int ae_file_replace(const ae_allocator *a, const char *path, const ae_span *parts, size_t nparts,
                     const char **step) {
     size_t plen = strlen(path);
-    char *tmp = plen < SIZE_MAX - 64 ? ae_alloc(a, plen + 64) : NULL;
+    char *tmp = plen < SIZE_MAX - 64 ? ae_alloc(a, plen + TMP_NAME_LEN + 2) : NULL;
     if (!tmp) {
         *step = "allocate a name next to";
         errno = ENOMEM;
         return -1;
     }
     int fd = -1;
-    for (unsigned attempt = 0; attempt < 1000 && fd < 0; attempt++) {
-        snprintf(tmp, plen + 64, "%s.tmp-%ld-%u", path, (long)getpid(), attempt);
+    for (unsigned slot = 0; slot < TMP_SLOTS && fd < 0; slot++) {
+        temp_name(path, slot, tmp);
         fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd < 0 && errno != EEXIST) break;
     }
