@@ -3,7 +3,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "test_util.h"
@@ -209,6 +214,74 @@ static void test_replace_long_name(void **state) {
     unlink(path);
 }
 
+/* A save killed in the middle of its write: the child's file size limit
+ * stops it with SIGXFSZ, leaving its temporary file, as kill -9 would. */
+static void killed_save(const char *path) {
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct rlimit none = {0, 0}, small = {4096, 4096};
+        setrlimit(RLIMIT_CORE, &none);
+        setrlimit(RLIMIT_FSIZE, &small);
+        signal(SIGXFSZ, SIG_DFL);
+        static char big[1 << 16];
+        memset(big, 'x', sizeof big);
+        ae_allocator a;
+        ae_allocator_init(&a, NULL);
+        ae_span part = {big, sizeof big};
+        const char *step;
+        ae_file_replace(&a, path, &part, 1, &step);
+        _exit(0); /* not reached: the write past 4 kB ends the process */
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGXFSZ);
+}
+
+/* Temporary files of killed saves do not accumulate: the next save of the
+ * target removes them, unless a save in that directory is running (it may
+ * be theirs). */
+static void test_replace_removes_stale_temp(void **state) {
+    (void)state;
+    char path[512], other[512];
+    path_in(path, sizeof path, "model.bin");
+    path_in(other, sizeof other, "other.bin");
+    const char *step;
+    assert_int_equal(replace_with(path, "old", &step), 0);
+    assert_int_equal(replace_with(other, "other", &step), 0);
+    /* Kills while another save in the directory runs (the test holds the
+     * directory's shared lock, as a save does): the leftovers stay, as they
+     * may be that save's, and a save succeeds beside them. */
+    int dfd = open(tmpdir, O_RDONLY | O_DIRECTORY);
+    assert_true(dfd >= 0);
+    assert_int_equal(flock(dfd, LOCK_SH), 0);
+    for (int k = 0; k < 3; k++) killed_save(path);
+    killed_save(other);
+    assert_int_equal(entries_of(tmpdir), 6);
+    assert_file_is(path, "old");
+    assert_int_equal(replace_with(path, "new", &step), 0);
+    assert_file_is(path, "new");
+    assert_int_equal(entries_of(tmpdir), 6);
+    close(dfd);
+
+    /* None running: the three of this target go, the other target's stays. */
+    assert_int_equal(replace_with(path, "newer", &step), 0);
+    assert_file_is(path, "newer");
+    assert_int_equal(entries_of(tmpdir), 3);
+    assert_int_equal(replace_with(other, "other 2", &step), 0);
+    assert_int_equal(entries_of(tmpdir), 2);
+
+    /* Killed again and again: one leftover at most, the last one's. */
+    for (int k = 0; k < 5; k++) {
+        killed_save(path);
+        assert_int_equal(entries_of(tmpdir), 3);
+    }
+    assert_file_is(path, "newer");
+    assert_int_equal(replace_with(path, "newest", &step), 0);
+    assert_int_equal(entries_of(tmpdir), 2);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_names),  cmocka_unit_test(test_version),
@@ -216,6 +289,7 @@ int main(void) {
         cmocka_unit_test(test_rng),           cmocka_unit_test(test_sgemm_wrapper),
         cmocka_unit_test(test_finite_check),
         cmocka_unit_test_setup_teardown(test_replace_long_name, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_replace_removes_stale_temp, setup_dir, teardown_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

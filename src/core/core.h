@@ -91,8 +91,10 @@ typedef struct ae_span {
  * atomically and durably: a new file next to it, flushed, renamed over it
  * (a replaced file's permission bits are kept), then the directory flushed.
  * The temporary name is short (".ae-<hash of the name>-<slot>", 23 bytes),
- * so any name that fits a directory entry can be saved. docs/files.md is
- * the user's side of these rules.
+ * so any name that fits a directory entry can be saved. The temporary
+ * files of the target left by killed saves are removed first when no other
+ * save into the directory is running (a shared flock on the directory
+ * marks a running save). docs/files.md is the user's side of these rules.
  * 0 on success. -1 when the file was not replaced: nothing is left behind,
  * an existing file at `path` is as it was. 1 when it was replaced but the
  * directory could not be flushed. On -1 and 1, *step says what failed ("write",

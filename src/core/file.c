@@ -7,7 +7,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core.h"
@@ -26,8 +28,8 @@ static int write_all(int fd, const unsigned char *p, size_t left) {
     return 0;
 }
 
-/* Flushes the directory holding `path` (dir: room for strlen(path) + 2). */
-static int sync_dir(const char *path, char *dir) {
+/* Opens the directory holding `path` (dir: room for strlen(path) + 2). */
+static int open_dir(const char *path, char *dir) {
     const char *slash = strrchr(path, '/');
     if (!slash)
         strcpy(dir, ".");
@@ -37,17 +39,13 @@ static int sync_dir(const char *path, char *dir) {
         memcpy(dir, path, (size_t)(slash - path));
         dir[slash - path] = '\0';
     }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    int err = errno;
-    close(fd);
-    /* Some file systems cannot flush a directory; that is not an error. */
-    if (rc != 0 && err != EINVAL && err != ENOTSUP) {
-        errno = err;
-        return -1;
-    }
-    return 0;
+    return open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* Flushes a directory; some file systems cannot, which is not an error. */
+static int sync_dir(int dfd) {
+    if (fsync(dfd) == 0 || errno == EINVAL || errno == ENOTSUP) return 0;
+    return -1;
 }
 
 /* The temporary file's name: ".ae-" + 16 hex digits of a hash of the
@@ -75,6 +73,34 @@ static void temp_name(const char *path, unsigned slot, char *tmp) {
              (unsigned long long)name_hash(path + dlen), slot);
 }
 
+/* Leftovers of killed saves. A save holds a shared flock on the target's
+ * directory from before it creates its temporary file until it is done.
+ * Whoever gets the exclusive lock (no save running in the directory, so no
+ * temporary file there is being written) removes the temporary files of
+ * its target, those of saves that were killed; then it takes the shared
+ * lock like any save. flock rather than fcntl locks: it is held by the
+ * open file, so threads of one process exclude each other as processes do.
+ * Where locks do not work (some network file systems), nothing is removed. */
+static void remove_stale(const char *path, char *tmp) {
+    uid_t me = geteuid();
+    for (unsigned slot = 0; slot < TMP_SLOTS; slot++) {
+        temp_name(path, slot, tmp);
+        struct stat sb;
+        if (lstat(tmp, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_uid == me) unlink(tmp);
+    }
+}
+
+/* The shared lock, waited for a second at most: the exclusive holder is a
+ * save removing leftovers (microseconds), unless some other program holds
+ * it; then the save goes on without the lock rather than hang. */
+static void lock_shared(int dfd) {
+    for (int tries = 0; tries < 1000; tries++) {
+        if (flock(dfd, LOCK_SH | LOCK_NB) == 0 || (errno != EWOULDBLOCK && errno != EINTR)) return;
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+}
+
 int ae_file_replace(const ae_allocator *a, const char *path, const ae_span *parts, size_t nparts,
                     const char **step) {
     size_t plen = strlen(path);
@@ -84,49 +110,54 @@ int ae_file_replace(const ae_allocator *a, const char *path, const ae_span *part
         errno = ENOMEM;
         return -1;
     }
+    /* The directory stays open: its lock, then its flush. When it cannot be
+     * opened (no read permission) the file is still written, unlocked, and
+     * the flush is reported as failed. */
+    int dfd = open_dir(path, tmp), dir_err = errno;
+    if (dfd >= 0) {
+        if (flock(dfd, LOCK_EX | LOCK_NB) == 0) remove_stale(path, tmp);
+        lock_shared(dfd);
+    }
     int fd = -1;
     for (unsigned slot = 0; slot < TMP_SLOTS && fd < 0; slot++) {
         temp_name(path, slot, tmp);
         fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd < 0 && errno != EEXIST) break;
     }
-    if (fd < 0) {
-        *step = "create a temporary file next to";
-        int err = errno;
-        ae_free(a, tmp);
-        errno = err;
-        return -1;
-    }
     const char *failed = NULL;
-    /* A file replaced keeps its permission bits. */
-    struct stat old;
-    if (stat(path, &old) == 0 && S_ISREG(old.st_mode) && fchmod(fd, old.st_mode & 07777) != 0)
-        failed = "set the permissions of";
-    for (size_t i = 0; !failed && i < nparts; i++)
-        if (write_all(fd, parts[i].p, parts[i].n) != 0) failed = "write";
-    if (!failed && fsync(fd) != 0) failed = "flush";
-    int err = errno;
-    if (close(fd) != 0 && !failed) {
-        failed = "close";
+    int err = 0;
+    if (fd < 0) {
+        failed = "create a temporary file next to";
         err = errno;
-    }
-    if (!failed && rename(tmp, path) != 0) {
-        failed = "rename a temporary file to";
+    } else {
+        /* A file replaced keeps its permission bits. */
+        struct stat old;
+        if (stat(path, &old) == 0 && S_ISREG(old.st_mode) && fchmod(fd, old.st_mode & 07777) != 0)
+            failed = "set the permissions of";
+        for (size_t i = 0; !failed && i < nparts; i++)
+            if (write_all(fd, parts[i].p, parts[i].n) != 0) failed = "write";
+        if (!failed && fsync(fd) != 0) failed = "flush";
         err = errno;
-    }
-    if (failed) {
-        unlink(tmp);
-        ae_free(a, tmp);
-        *step = failed;
-        errno = err;
-        return -1;
+        if (close(fd) != 0 && !failed) {
+            failed = "close";
+            err = errno;
+        }
+        if (!failed && rename(tmp, path) != 0) {
+            failed = "rename a temporary file to";
+            err = errno;
+        }
+        if (failed) unlink(tmp);
     }
     int rc = 0;
-    if (sync_dir(path, tmp) != 0) {
+    if (failed) {
+        *step = failed;
+        rc = -1;
+    } else if (dfd < 0 || sync_dir(dfd) != 0) {
         *step = "flush the directory of";
+        err = dfd < 0 ? dir_err : errno;
         rc = 1;
     }
-    err = errno;
+    if (dfd >= 0) close(dfd); /* and with it the lock */
     ae_free(a, tmp);
     errno = err;
     return rc;
