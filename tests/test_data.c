@@ -1118,6 +1118,25 @@ static void test_npy_write(void **state) {
     snprintf(bad, sizeof bad, "%s/no-such-dir/x.npy", g_dir);
     assert_int_equal(ae_dataset_save_npy(ds, bad), AE_ERR_IO);
     assert_non_null(strstr(ae_dataset_last_error(ds), "no-such-dir/x.npy"));
+    /* A FIFO is refused by name and kind and stays a FIFO; through a
+     * symbolic link the linked file is written and the link stays. */
+    const char *fifo = tpath("out.fifo");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(ae_dataset_save_npy(ds, fifo), AE_ERR_IO);
+    assert_non_null(strstr(ae_dataset_last_error(ds), "out.fifo: it is a FIFO, not a regular file"));
+    struct stat sb;
+    assert_int_equal(lstat(fifo, &sb), 0);
+    assert_true(S_ISFIFO(sb.st_mode));
+    unlink(fifo);
+    const char *link = tpath("link.npy");
+    assert_int_equal(symlink("img.npy", link), 0);
+    assert_int_equal(ae_dataset_from_memory(ds, x, NULL, 24, 1, 1, 1, AE_DATA_BORROW), AE_OK);
+    assert_int_equal(ae_dataset_save_npy(ds, link), AE_OK);
+    assert_int_equal(lstat(link, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    assert_int_equal(ae_dataset_load_npy(back, tpath("img.npy")), AE_OK);
+    assert_int_equal(ae_dataset_count(back), 24);
+    unlink(link);
     ae_dataset_destroy(ds);
     ae_dataset_destroy(back);
 }

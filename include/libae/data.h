@@ -165,8 +165,10 @@ AE_API ae_status ae_dataset_load_npy(ae_dataset *ds, const char *path);
  * written as model files are (ae_model_save): under a temporary name next
  * to `path`, flushed to disk and renamed, so a failure leaves no partial
  * file at `path` and an existing file there as it was; a replaced file
- * keeps its permission bits. Errors: AE_ERR_INVALID_ARG, AE_ERR_STATE (empty
- * dataset), AE_ERR_OUT_OF_MEMORY, AE_ERR_IO (the message names the file).
+ * keeps its permission bits; a symbolic link is written through and a
+ * path that is not a regular file is refused (docs/files.md). Errors:
+ * AE_ERR_INVALID_ARG, AE_ERR_STATE (empty dataset), AE_ERR_OUT_OF_MEMORY,
+ * AE_ERR_IO (the message names the file).
  * Since 0.1.0.
  */
 AE_API ae_status ae_dataset_save_npy(ae_dataset *ds, const char *path);

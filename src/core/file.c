@@ -1,7 +1,9 @@
 /* Replacing a file atomically, for every writer of the library (model files,
- * .npy): a new file next to the target (same file system, so the rename is
- * atomic), written, flushed to disk, renamed over the target, and the
- * directory flushed so that the rename survives a crash. */
+ * .npy, PNG): a new file next to the target (same file system, so the
+ * rename is atomic), written, flushed to disk, renamed over the target, and
+ * the directory flushed so that the rename survives a crash. The target is
+ * the file a symbolic link names; anything but a regular file is refused.
+ * docs/files.md is the rule as users see it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -101,11 +103,116 @@ static void lock_shared(int dfd) {
     }
 }
 
+/* What is at a path, for the refusal: "a FIFO" and so on. */
+static const char *kind_of(mode_t m, int through_link) {
+    if (S_ISDIR(m)) return through_link ? "a symbolic link to a directory" : "a directory";
+    if (S_ISCHR(m)) return through_link ? "a symbolic link to a character device" : "a character device";
+    if (S_ISBLK(m)) return through_link ? "a symbolic link to a block device" : "a block device";
+    if (S_ISFIFO(m)) return through_link ? "a symbolic link to a FIFO" : "a FIFO";
+    if (S_ISSOCK(m)) return through_link ? "a symbolic link to a socket" : "a socket";
+    return through_link ? "a symbolic link to a special file" : "a special file";
+}
+
+/* Follows the symbolic links at `path` to the name that is written, as the
+ * kernel would when opening it, a dangling link included: *out (from `a`)
+ * is that name; *sb is its lstat, *exists 0 when nothing is there (or it
+ * cannot be looked at: the create reports why), *hops the links followed.
+ * A relative link is read from the directory holding it. -1 with errno on
+ * a loop (40 links, the kernel's limit) or no memory. */
+static int resolve(const ae_allocator *a, const char *path, char **out, struct stat *sb,
+                   int *exists, int *hops) {
+    size_t len = strlen(path);
+    char *cur = ae_alloc(a, len + 1);
+    if (!cur) goto nomem;
+    memcpy(cur, path, len + 1);
+    for (*hops = 0;; ++*hops) {
+        if (lstat(cur, sb) != 0) {
+            *exists = 0;
+            break;
+        }
+        if (!S_ISLNK(sb->st_mode)) {
+            *exists = 1;
+            break;
+        }
+        if (*hops == 40) {
+            ae_free(a, cur);
+            errno = ELOOP;
+            return -1;
+        }
+        /* st_size is the link's length on most file systems, 0 on some. */
+        size_t cap = (size_t)sb->st_size + 1 > 256 ? (size_t)sb->st_size + 1 : 256;
+        char *to = NULL;
+        ssize_t n;
+        for (;;) {
+            to = ae_alloc(a, cap);
+            if (!to) break;
+            n = readlink(cur, to, cap);
+            if (n < 0 || (size_t)n < cap) break;
+            ae_free(a, to);
+            to = NULL;
+            if (cap > ((size_t)1 << 20)) { /* no link target is this long */
+                n = -1;
+                errno = ENAMETOOLONG;
+                break;
+            }
+            cap *= 2;
+        }
+        if (!to) {
+            ae_free(a, cur);
+            goto nomem;
+        }
+        if (n < 0) { /* changed under us: take it as missing */
+            ae_free(a, to);
+            *exists = 0;
+            break;
+        }
+        const char *slash = strrchr(cur, '/');
+        size_t dlen = to[0] == '/' || !slash ? 0 : (size_t)(slash - cur) + 1;
+        char *next = ae_alloc(a, dlen + (size_t)n + 1);
+        if (!next) {
+            ae_free(a, to);
+            ae_free(a, cur);
+            goto nomem;
+        }
+        memcpy(next, cur, dlen);
+        memcpy(next + dlen, to, (size_t)n);
+        next[dlen + (size_t)n] = '\0';
+        ae_free(a, to);
+        ae_free(a, cur);
+        cur = next;
+    }
+    *out = cur;
+    return 0;
+nomem:
+    errno = ENOMEM;
+    return -1;
+}
+
 int ae_file_replace(const ae_allocator *a, const char *path, const ae_span *parts, size_t nparts,
                     const char **step) {
+    /* Through symbolic links to the file they name: the link stays, its
+     * file is replaced in its own directory. */
+    char *target = NULL;
+    struct stat old;
+    int exists, hops;
+    if (resolve(a, path, &target, &old, &exists, &hops) != 0) {
+        *step = errno == ENOMEM ? "allocate a name next to" : "follow the symbolic links of";
+        return -1;
+    }
+    /* Only a regular file is replaced: renaming over a device, FIFO or
+     * socket would put a file where the system expects that node (an
+     * output to /dev/null, as root, would replace /dev/null). */
+    if (exists && !S_ISREG(old.st_mode)) {
+        *step = kind_of(old.st_mode, hops > 0);
+        ae_free(a, target);
+        errno = 0;
+        return -2;
+    }
+    path = target;
     size_t plen = strlen(path);
     char *tmp = plen < SIZE_MAX - 64 ? ae_alloc(a, plen + TMP_NAME_LEN + 2) : NULL;
     if (!tmp) {
+        ae_free(a, target);
         *step = "allocate a name next to";
         errno = ENOMEM;
         return -1;
@@ -131,9 +238,7 @@ int ae_file_replace(const ae_allocator *a, const char *path, const ae_span *part
         err = errno;
     } else {
         /* A file replaced keeps its permission bits. */
-        struct stat old;
-        if (stat(path, &old) == 0 && S_ISREG(old.st_mode) && fchmod(fd, old.st_mode & 07777) != 0)
-            failed = "set the permissions of";
+        if (exists && fchmod(fd, old.st_mode & 07777) != 0) failed = "set the permissions of";
         for (size_t i = 0; !failed && i < nparts; i++)
             if (write_all(fd, parts[i].p, parts[i].n) != 0) failed = "write";
         if (!failed && fsync(fd) != 0) failed = "flush";
@@ -159,6 +264,7 @@ int ae_file_replace(const ae_allocator *a, const char *path, const ae_span *part
     }
     if (dfd >= 0) close(dfd); /* and with it the lock */
     ae_free(a, tmp);
+    ae_free(a, target);
     errno = err;
     return rc;
 }

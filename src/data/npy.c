@@ -373,6 +373,8 @@ ae_status ae_npy_write_typed(const ae_allocator *a, ae_errbuf *e, const char *pa
     const char *step = NULL;
     int rc = ae_file_replace(a, path, parts, 2, &step);
     int err = errno;
+    if (rc == -2)
+        return ae_src_fail(&c, AE_ERR_IO, "it is %s, not a regular file; nothing was written", step);
     if (rc < 0)
         return ae_src_fail(&c, err == ENOMEM ? AE_ERR_OUT_OF_MEMORY : AE_ERR_IO, "cannot %s it: %s",
                            step, ae_sys_error(err).s);

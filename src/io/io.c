@@ -405,7 +405,11 @@ ae_status ae_model_save(const ae_model *m, const char *path, unsigned flags) {
     ae_span part = {buf, n};
     const char *step = NULL;
     int rc = ae_file_replace(&m->alloc, path, &part, 1, &step);
-    if (rc < 0)
+    if (rc == -2)
+        st = ae_error(save_err(m), AE_ERR_IO,
+                      "cannot save to '%s': it is %s, not a regular file; nothing was written", path,
+                      step);
+    else if (rc < 0)
         st = ae_error(save_err(m), errno == ENOMEM ? AE_ERR_OUT_OF_MEMORY : AE_ERR_IO,
                       "cannot %s '%s': %s", step, path, strerror(errno));
     else if (rc > 0)
