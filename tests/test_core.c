@@ -432,6 +432,34 @@ static void test_replace_refuses_special_files(void **state) {
     assert_int_equal(entries_of(tmpdir), 3 + extra);
 }
 
+/* Every allocation of a save through a link failing in turn: -1 with
+ * ENOMEM, the file as it was, nothing left behind, nothing leaked. */
+static void test_replace_failing_allocator(void **state) {
+    (void)state;
+    char target[512], link[512];
+    path_in(target, sizeof target, "target.bin");
+    path_in(link, sizeof link, "link");
+    const char *step;
+    assert_int_equal(replace_with(target, "old", &step), 0);
+    assert_int_equal(symlink("target.bin", link), 0);
+    ae_span part = {"new", 3};
+    for (long k = 0;; k++) {
+        test_alloc t = {0, 0, k};
+        ae_allocator a = test_allocator(&t);
+        int rc = ae_file_replace(&a, link, &part, 1, &step);
+        assert_int_equal(t.live, 0);
+        if (rc == 0) {
+            assert_true(k >= 3);
+            break;
+        }
+        assert_int_equal(rc, -1);
+        assert_int_equal(errno, ENOMEM);
+        assert_file_is(target, "old");
+        assert_int_equal(entries_of(tmpdir), 2);
+    }
+    assert_file_is(target, "new");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_names),  cmocka_unit_test(test_version),
@@ -442,6 +470,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_replace_removes_stale_temp, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_replace_through_symlink, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_replace_refuses_special_files, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_replace_failing_allocator, setup_dir, teardown_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
