@@ -811,6 +811,43 @@ static void test_larger_than_memory_limit(void **state) {
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* A FIFO named like an image in a folder is refused at once, by path (or
+ * skipped with skip_bad), and a FIFO as the cache is not replaced. The
+ * alarm fails the test rather than let a blocking open hang it. */
+static void test_folder_special_files(void **state) {
+    (void)state;
+#ifndef AE_HAVE_PNG
+    skip();
+#else
+    assert_int_equal(mkdir(tpath("fifos"), 0700), 0);
+    write_rgb_png(tpath("fifos/a.png"), 3, 4);
+    assert_int_equal(mkfifo(tpath("fifos/b.png"), 0600), 0);
+    ae_dataset *ds;
+    assert_int_equal(ae_dataset_create(&ds, NULL), AE_OK);
+    ae_image_options o;
+    ae_image_options_init(&o);
+    alarm(20);
+    assert_int_equal(ae_dataset_load_images(ds, tpath("fifos"), &o), AE_ERR_IO);
+    assert_non_null(strstr(ae_dataset_last_error(ds), "b.png"));
+    assert_non_null(strstr(ae_dataset_last_error(ds), "is a FIFO"));
+    o.skip_bad = 1;
+    assert_int_equal(ae_dataset_load_images(ds, tpath("fifos"), &o), AE_OK);
+    assert_int_equal(ae_dataset_count(ds), 1);
+    assert_int_equal(ae_dataset_skipped(ds), 1);
+    char cache[256];
+    snprintf(cache, sizeof cache, "%s", tpath("cache.fifo"));
+    assert_int_equal(mkfifo(cache, 0600), 0);
+    o.cache = cache;
+    assert_int_equal(ae_dataset_load_images(ds, tpath("fifos"), &o), AE_ERR_IO);
+    assert_non_null(strstr(ae_dataset_last_error(ds), "it is a FIFO"));
+    alarm(0);
+    struct stat sb;
+    assert_int_equal(lstat(cache, &sb), 0);
+    assert_true(S_ISFIFO(sb.st_mode));
+    ae_dataset_destroy(ds);
+#endif
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_without_decoder),
@@ -821,6 +858,7 @@ int main(void) {
         cmocka_unit_test(test_image_cache),
         cmocka_unit_test(test_file_backed_dtypes),
         cmocka_unit_test(test_file_backed_errors),
+        cmocka_unit_test(test_folder_special_files),
         cmocka_unit_test(test_fit_file_backed),
         cmocka_unit_test(test_larger_than_memory_limit),
     };

@@ -22,6 +22,9 @@
 
 static const char *g_ae;
 static char g_dir[64];
+/* When set, a run of the tool is killed after this many seconds (a run
+ * that would hang fails instead). */
+static unsigned g_alarm;
 
 /* ---- running the tool ---- */
 
@@ -64,6 +67,7 @@ static void run_env(result *r, const char *env, const char *const *args) {
             name[len] = '\0';
             if (len) setenv(name, eq + 1, 1);
         }
+        if (g_alarm) alarm(g_alarm);
         execv(g_ae, (char *const *)argv);
         _exit(127);
     }
@@ -691,6 +695,30 @@ static void test_images_and_mmap(void **state) {
 #endif
 }
 
+/* A FIFO given as an input is refused at once (it used to wait for a
+ * writer), as a model, data or labels; as an output it is left a FIFO. */
+static void test_special_files(void **state) {
+    (void)state;
+    result r;
+    assert_int_equal(mkfifo(path("in.fifo"), 0600), 0);
+    g_alarm = 30;
+    RUN(&r, "info", "-m", "in.fifo");
+    expect_fail(&r, "is a FIFO");
+    RUN(&r, "train", "-d", "in.fifo", "-o", "f.aem");
+    expect_fail(&r, "is a FIFO");
+    RUN(&r, "train", "-d", "x.npy", "--labels", "in.fifo", "--layers", "8", "--epochs", "1", "-o",
+        "f.aem");
+    expect_fail(&r, "is a FIFO");
+    RUN(&r, "train", "-d", "x.npy", "--layers", "8", "--epochs", "1", "-o", "in.fifo");
+    expect_fail(&r, "it is a FIFO");
+    g_alarm = 0;
+    struct stat sb;
+    assert_int_equal(lstat(path("in.fifo"), &sb), 0);
+    assert_true(S_ISFIFO(sb.st_mode));
+    assert_false(exists("f.aem"));
+    unlink(path("in.fifo"));
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_tool PATH-TO-ae\n");
@@ -717,6 +745,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_conv),
         cmocka_unit_test(test_default_data_missing),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_special_files),
         cmocka_unit_test(test_images_and_mmap),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

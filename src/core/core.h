@@ -111,4 +111,13 @@ typedef struct ae_span {
 int ae_file_replace(const ae_allocator *a, const char *path, const ae_span *parts, size_t nparts,
                     const char **step);
 
+/* Opens `path` for reading, the one way every loader opens a file: a
+ * regular file only, checked with fstat after an open with O_NONBLOCK, so
+ * a FIFO or device is refused without waiting for a writer. Returns the
+ * descriptor (O_CLOEXEC, blocking) and its size, or -1 with *why "cannot
+ * open" / "cannot inspect" and errno the cause, or -2 when it is not a
+ * regular file: *why names what it is ("a directory", "a FIFO", ...) and
+ * errno is 0. */
+int ae_file_open_read(const char *path, size_t *size, const char **why);
+
 #endif

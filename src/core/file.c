@@ -268,3 +268,37 @@ int ae_file_replace(const ae_allocator *a, const char *path, const ae_span *part
     errno = err;
     return rc;
 }
+
+int ae_file_open_read(const char *path, size_t *size, const char **why) {
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        *why = "cannot open";
+        return -1;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int err = errno;
+        close(fd);
+        *why = "cannot inspect";
+        errno = err;
+        return -1;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        *why = kind_of(sb.st_mode, 0);
+        errno = 0;
+        return -2;
+    }
+    if ((uint64_t)sb.st_size > SIZE_MAX) {
+        close(fd);
+        *why = "cannot address";
+        errno = EFBIG;
+        return -1;
+    }
+    /* Reads of a regular file never block; the flag is cleared for clarity. */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    *size = (size_t)sb.st_size;
+    return fd;
+}

@@ -1018,17 +1018,15 @@ ae_status ae_model_load(ae_model **out, const char *path, const ae_allocator *al
     }
     unsigned char *buf = NULL;
     size_t size = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat sb;
-    if (fd < 0) {
-        st = ae_error(&ld.err, AE_ERR_IO, "cannot open: %s", strerror(errno));
-    } else if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        st = ae_error(&ld.err, AE_ERR_IO, "not a regular file");
-    } else if ((uint64_t)sb.st_size > SIZE_MAX - 1) {
-        st = ae_error(&ld.err, AE_ERR_OUT_OF_MEMORY, "too large to read (%lld bytes)",
-                      (long long)sb.st_size);
+    const char *why = NULL;
+    int fd = ae_file_open_read(path, &size, &why);
+    if (fd == -2) {
+        st = ae_error(&ld.err, AE_ERR_IO, "is %s, not a regular file", why);
+    } else if (fd < 0) {
+        st = ae_error(&ld.err, AE_ERR_IO, "%s: %s", why, strerror(errno));
+    } else if (size > SIZE_MAX - 1) {
+        st = ae_error(&ld.err, AE_ERR_OUT_OF_MEMORY, "too large to read (%zu bytes)", size);
     } else {
-        size = (size_t)sb.st_size;
         buf = ae_alloc(&a, size ? size : 1);
         if (!buf) st = ae_error(&ld.err, AE_ERR_OUT_OF_MEMORY, "out of memory reading %zu bytes", size);
         size_t got = 0;

@@ -1,6 +1,7 @@
 /* Loading data files for the commands: the format is told by the content
  * (.npy magic, IDX magic or gzip, else CSV), labels come from the IDX
  * labels file, the CSV's first column, or a separate .npy/CSV file. */
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,12 +59,17 @@ int check_outputs(const char *const *outputs, size_t n_outputs, const char *cons
     return 0;
 }
 
+/* The format by the first bytes. A FIFO or device is not read (opening a
+ * FIFO waits for a writer, hence O_NONBLOCK): it is left to the library's
+ * loader, which refuses it by name. */
 static int sniff(const char *path, int *fmt) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0) return -1;
+    struct stat sb;
     unsigned char b[6] = {0};
-    size_t n = fread(b, 1, sizeof b, f);
-    fclose(f);
+    ssize_t n = 0;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) n = read(fd, b, sizeof b);
+    close(fd);
     if (n >= 6 && b[0] == 0x93 && memcmp(b + 1, "NUMPY", 5) == 0)
         *fmt = FMT_NPY;
     else if (n >= 2 && b[0] == 0x1f && b[1] == 0x8b)
