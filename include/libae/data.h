@@ -387,6 +387,25 @@ AE_API const char *ae_dataset_class_name(const ae_dataset *ds, size_t i);
 /** Files ae_dataset_load_images skipped (skip_bad); 0 otherwise. Since 0.1.0. */
 AE_API size_t ae_dataset_skipped(const ae_dataset *ds);
 
+/**
+ * Writes a picture as an 8-bit PNG file. `pixels` holds height x width
+ * pixels, row by row from the top, each `channels` bytes: 1 gray, 2 gray
+ * and alpha, 3 RGB, 4 RGBA (the layout ae_dataset_load_images decodes
+ * from, interleaved, not planar). The file is written as every file of
+ * libae is (docs/files.md): encoded in memory, then atomically under a
+ * temporary name beside the target, flushed and renamed, so a failure
+ * leaves an existing file as it was; a symbolic link is written through;
+ * a path that is not a regular file is refused. `alloc` may be NULL
+ * (malloc). On failure the message (naming the file) is copied into `err`
+ * (err_size bytes, truncated; may be NULL). Errors: AE_ERR_INVALID_ARG
+ * (NULL or empty path, NULL pixels, channels not 1..4, a side 0 or above
+ * 1,000,000, libpng's limit), AE_ERR_UNSUPPORTED (libae built
+ * without libpng), AE_ERR_OUT_OF_MEMORY, AE_ERR_IO. Since 0.1.0.
+ */
+AE_API ae_status ae_image_save_png(const char *path, const uint8_t *pixels, size_t height,
+                                   size_t width, size_t channels, const ae_allocator *alloc,
+                                   char *err, size_t err_size);
+
 /* ------------------------------------------------------------------------
  * Corruption (denoising), SPEC.md "Corruption"
  * ------------------------------------------------------------------------ */
