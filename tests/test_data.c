@@ -1118,6 +1118,25 @@ static void test_npy_write(void **state) {
     snprintf(bad, sizeof bad, "%s/no-such-dir/x.npy", g_dir);
     assert_int_equal(ae_dataset_save_npy(ds, bad), AE_ERR_IO);
     assert_non_null(strstr(ae_dataset_last_error(ds), "no-such-dir/x.npy"));
+    /* A FIFO is refused by name and kind and stays a FIFO; through a
+     * symbolic link the linked file is written and the link stays. */
+    const char *fifo = tpath("out.fifo");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(ae_dataset_save_npy(ds, fifo), AE_ERR_IO);
+    assert_non_null(strstr(ae_dataset_last_error(ds), "out.fifo: it is a FIFO, not a regular file"));
+    struct stat sb;
+    assert_int_equal(lstat(fifo, &sb), 0);
+    assert_true(S_ISFIFO(sb.st_mode));
+    unlink(fifo);
+    const char *link = tpath("link.npy");
+    assert_int_equal(symlink("img.npy", link), 0);
+    assert_int_equal(ae_dataset_from_memory(ds, x, NULL, 24, 1, 1, 1, AE_DATA_BORROW), AE_OK);
+    assert_int_equal(ae_dataset_save_npy(ds, link), AE_OK);
+    assert_int_equal(lstat(link, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    assert_int_equal(ae_dataset_load_npy(back, tpath("img.npy")), AE_OK);
+    assert_int_equal(ae_dataset_count(back), 24);
+    unlink(link);
     ae_dataset_destroy(ds);
     ae_dataset_destroy(back);
 }
@@ -1739,6 +1758,45 @@ static void test_fashion_mnist_train(void **state) {
     check_fashion(FMNIST "train-images-idx3-ubyte.gz", FMNIST "train-labels-idx1-ubyte.gz", 60000);
 }
 
+/* Every loader refuses a FIFO and a directory at once, by path and kind,
+ * and the dataset is unchanged. Opening a FIFO used to wait for a writer:
+ * the alarm fails the test instead of letting it hang. */
+static void test_loaders_refuse_special_files(void **state) {
+    (void)state;
+    uint8_t buf[64];
+    const char *images = write_plain("ok-images.idx", buf, small_images(buf));
+    const char *fifo = tpath("in.fifo"), *dir = tpath("in.dir");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    ae_dataset *ds = NULL;
+    assert_int_equal(ae_dataset_create(&ds, NULL), AE_OK);
+    assert_int_equal(ae_dataset_load_idx(ds, images, NULL), AE_OK);
+    alarm(20);
+    for (int k = 0; k < 2; k++) {
+        const char *p = k ? dir : fifo, *kind = k ? "is a directory" : "is a FIFO";
+        ae_status st[5] = {
+            ae_dataset_load_idx(ds, p, NULL),
+            ae_dataset_load_idx(ds, images, p),
+            ae_dataset_load_npy(ds, p),
+            ae_dataset_load_csv(ds, p, 0),
+            ae_dataset_open_npy(ds, p),
+        };
+        for (int i = 0; i < 5; i++) {
+            assert_int_equal(st[i], AE_ERR_IO);
+        }
+        /* The message of the last call names the path and the kind. */
+        assert_non_null(strstr(ae_dataset_last_error(ds), p));
+        assert_non_null(strstr(ae_dataset_last_error(ds), kind));
+        assert_int_equal(ae_dataset_load_csv(ds, p, 0), AE_ERR_IO);
+        assert_non_null(strstr(ae_dataset_last_error(ds), kind));
+        assert_int_equal(ae_dataset_load_idx(ds, p, NULL), AE_ERR_IO);
+        assert_non_null(strstr(ae_dataset_last_error(ds), kind));
+        assert_int_equal(ae_dataset_count(ds), 3);
+    }
+    alarm(0);
+    ae_dataset_destroy(ds);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_and_null_args),
@@ -1758,6 +1816,7 @@ int main(void) {
         cmocka_unit_test(test_from_memory),
         cmocka_unit_test(test_npy_read),
         cmocka_unit_test(test_npy_write),
+        cmocka_unit_test(test_loaders_refuse_special_files),
         cmocka_unit_test(test_npy_malformed),
         cmocka_unit_test(test_csv),
         cmocka_unit_test(test_readers_failing_allocator),

@@ -1264,6 +1264,53 @@ static void test_atomic_save(void **state) {
     ae_config *c = load_cfg(NULL);
     assert_int_equal(ae_model_load(&l, sub, c), AE_ERR_IO);
     assert_non_null(strstr(ae_config_last_error(c), sub));
+    assert_non_null(strstr(ae_config_last_error(c), "is a directory"));
+    /* Not a regular file (a FIFO, a directory, a link to either): refused
+     * by path and kind, left as it was. */
+    assert_int_equal(ae_model_save(m, sub, AE_SAVE_MODEL), AE_ERR_IO);
+    assert_non_null(strstr(ae_model_last_error(m), sub));
+    assert_non_null(strstr(ae_model_last_error(m), "it is a directory, not a regular file"));
+    char fifo[512], link[512];
+    path_in(fifo, sizeof fifo, "model.fifo");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    path_in(link, sizeof link, "fifo-link.aem");
+    assert_int_equal(symlink(fifo, link), 0);
+    assert_int_equal(ae_model_save(m, fifo, AE_SAVE_MODEL), AE_ERR_IO);
+    assert_non_null(strstr(ae_model_last_error(m), "it is a FIFO"));
+    assert_int_equal(ae_model_save(m, link, AE_SAVE_MODEL), AE_ERR_IO);
+    assert_non_null(strstr(ae_model_last_error(m), link));
+    assert_non_null(strstr(ae_model_last_error(m), "it is a symbolic link to a FIFO"));
+    struct stat fs;
+    assert_int_equal(lstat(fifo, &fs), 0);
+    assert_true(S_ISFIFO(fs.st_mode));
+    assert_int_equal(dir_entries(), 4);
+    unlink(link);
+    unlink(fifo);
+    /* Through a link to a file (a dangling one: the file is created). */
+    path_in(link, sizeof link, "link.aem");
+    assert_int_equal(symlink("linked.aem", link), 0);
+    OK(ae_model_save(m, link, AE_SAVE_MODEL));
+    assert_int_equal(lstat(link, &fs), 0);
+    assert_true(S_ISLNK(fs.st_mode));
+    char linked[512];
+    path_in(linked, sizeof linked, "linked.aem");
+    OK(ae_model_load(&l, linked, c));
+    ae_model_destroy(l);
+    l = NULL;
+    unlink(link);
+    unlink(linked);
+    assert_int_equal(dir_entries(), 2);
+    /* Loading a FIFO: refused at once (it used to wait for a writer; the
+     * alarm fails the test rather than let it hang). */
+    path_in(fifo, sizeof fifo, "load.fifo");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    alarm(20);
+    assert_int_equal(ae_model_load(&l, fifo, c), AE_ERR_IO);
+    alarm(0);
+    assert_non_null(strstr(ae_config_last_error(c), fifo));
+    assert_non_null(strstr(ae_config_last_error(c), "is a FIFO"));
+    assert_null(l);
+    unlink(fifo);
     rmdir(sub);
     path_in(sub, sizeof sub, "missing/dir/model.aem");
     assert_int_equal(ae_model_save(m, sub, AE_SAVE_MODEL), AE_ERR_IO);

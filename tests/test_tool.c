@@ -22,6 +22,13 @@
 
 static const char *g_ae;
 static char g_dir[64];
+/* When set, a run of the tool is killed after this many seconds (a run
+ * that would hang fails instead). */
+static unsigned g_alarm;
+/* When set, the child plants a symbolic link "<g_trap>.tmp<its PID>" to
+ * victim.txt before it runs the tool: the temporary name the tool's own
+ * PNG writer used to open with fopen("wb"). */
+static const char *g_trap;
 
 /* ---- running the tool ---- */
 
@@ -63,6 +70,12 @@ static void run_env(result *r, const char *env, const char *const *args) {
             memcpy(name, env, len);
             name[len] = '\0';
             if (len) setenv(name, eq + 1, 1);
+        }
+        if (g_alarm) alarm(g_alarm);
+        if (g_trap) {
+            char trap[256];
+            snprintf(trap, sizeof trap, "%s.tmp%ld", g_trap, (long)getpid());
+            if (symlink("victim.txt", trap) != 0) _exit(127);
         }
         execv(g_ae, (char *const *)argv);
         _exit(127);
@@ -873,6 +886,74 @@ static void test_images_and_mmap(void **state) {
 #endif
 }
 
+/* A FIFO given as an input is refused at once (it used to wait for a
+ * writer), as a model, data or labels; as an output it is left a FIFO. */
+static void test_special_files(void **state) {
+    (void)state;
+    result r;
+    assert_int_equal(mkfifo(path("in.fifo"), 0600), 0);
+    g_alarm = 30;
+    RUN(&r, "info", "-m", "in.fifo");
+    expect_fail(&r, "is a FIFO");
+    RUN(&r, "train", "-d", "in.fifo", "-o", "f.aem");
+    expect_fail(&r, "is a FIFO");
+    RUN(&r, "train", "-d", "x.npy", "--labels", "in.fifo", "--layers", "8", "--epochs", "1", "-o",
+        "f.aem");
+    expect_fail(&r, "is a FIFO");
+    RUN(&r, "train", "-d", "x.npy", "--layers", "8", "--epochs", "1", "-o", "in.fifo");
+    expect_fail(&r, "it is a FIFO");
+    g_alarm = 0;
+    struct stat sb;
+    assert_int_equal(lstat(path("in.fifo"), &sb), 0);
+    assert_true(S_ISFIFO(sb.st_mode));
+    assert_false(exists("f.aem"));
+    unlink(path("in.fifo"));
+}
+
+/* Pictures are written as every file of the library is: a link planted at
+ * the tool's old temporary name is not followed (victim.txt stays), a link
+ * at the picture's name is written through, a FIFO is refused. */
+static void test_png_writes(void **state) {
+    (void)state;
+    result r;
+    FILE *f = fopen(path("victim.txt"), "wb");
+    assert_non_null(f);
+    fputs("precious", f);
+    fclose(f);
+    g_trap = "trap.png";
+    RUN(&r, "train", "-d", "img.npy", "--layers", "8", "--epochs", "1", "-b", "16", "-o", "t.aem",
+        "--recon-png", "trap.png");
+    g_trap = NULL;
+    expect_ok(&r);
+    assert_png("trap.png");
+    char buf[64];
+    f = fopen(path("victim.txt"), "rb");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    assert_string_equal(buf, "precious");
+
+    assert_int_equal(symlink("real.png", path("link.png")), 0);
+    RUN(&r, "reconstruct", "-m", "t.aem", "-d", "img.npy", "--limit", "4", "-o", "t.npy", "--png",
+        "link.png");
+    expect_ok(&r);
+    struct stat sb;
+    assert_int_equal(lstat(path("link.png"), &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    assert_png("real.png");
+
+    assert_int_equal(mkfifo(path("pic.fifo"), 0600), 0);
+    g_alarm = 30;
+    RUN(&r, "reconstruct", "-m", "t.aem", "-d", "img.npy", "--limit", "4", "-o", "t.npy", "--png",
+        "pic.fifo");
+    g_alarm = 0;
+    expect_fail(&r, "it is a FIFO");
+    assert_int_equal(lstat(path("pic.fifo"), &sb), 0);
+    assert_true(S_ISFIFO(sb.st_mode));
+    unlink(path("pic.fifo"));
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_tool PATH-TO-ae\n");
@@ -903,6 +984,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_distinct_outputs),
         cmocka_unit_test(test_unsigned_options),
         cmocka_unit_test(test_data_usage_errors),
+        cmocka_unit_test(test_special_files),
+        cmocka_unit_test(test_png_writes),
         cmocka_unit_test(test_images_and_mmap),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

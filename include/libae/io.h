@@ -35,7 +35,11 @@ typedef enum ae_save_flags {
  * Saves a model to `path` atomically: the file is written to a temporary
  * file in the same directory, flushed to disk (fsync), renamed over `path`,
  * and the directory is flushed. A failed save leaves no temporary file and
- * leaves a file already at `path` as it was. The model is not changed
+ * leaves a file already at `path` as it was. A symbolic link at `path` is
+ * followed: the file it names is replaced (created for a dangling link)
+ * in its own directory and the link stays. Only a regular file is
+ * replaced: a directory, device, FIFO or socket at `path` is refused with
+ * AE_ERR_IO, untouched (docs/files.md). The model is not changed
  * (only its message buffer, ae_model_last_error, on failure).
  * `flags` is AE_SAVE_MODEL or AE_SAVE_CHECKPOINT.
  * Errors (message in ae_model_last_error(m)): AE_ERR_INVALID_ARG (NULL,

@@ -429,7 +429,11 @@ ae_status ae_model_save(const ae_model *m, const char *path, unsigned flags) {
     ae_span part = {buf, n};
     const char *step = NULL;
     int rc = ae_file_replace(&m->alloc, path, &part, 1, &step);
-    if (rc < 0)
+    if (rc == -2)
+        st = ae_error(save_err(m), AE_ERR_IO,
+                      "cannot save to '%s': it is %s, not a regular file; nothing was written", path,
+                      step);
+    else if (rc < 0)
         st = ae_error(save_err(m), errno == ENOMEM ? AE_ERR_OUT_OF_MEMORY : AE_ERR_IO,
                       "cannot %s '%s': %s", step, path, strerror(errno));
     else if (rc > 0)
@@ -1022,17 +1026,15 @@ ae_status ae_model_load(ae_model **out, const char *path, const ae_config *cfg) 
     if (!path) return report(&ld, cfg, ae_error(&ld.err, AE_ERR_INVALID_ARG, "path is NULL"), NULL);
     unsigned char *buf = NULL;
     size_t size = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat sb;
-    if (fd < 0) {
-        st = ae_error(&ld.err, AE_ERR_IO, "cannot open: %s", strerror(errno));
-    } else if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        st = ae_error(&ld.err, AE_ERR_IO, "not a regular file");
-    } else if ((uint64_t)sb.st_size > SIZE_MAX - 1) {
-        st = ae_error(&ld.err, AE_ERR_OUT_OF_MEMORY, "too large to read (%lld bytes)",
-                      (long long)sb.st_size);
+    const char *why = NULL;
+    int fd = ae_file_open_read(path, &size, &why);
+    if (fd == -2) {
+        st = ae_error(&ld.err, AE_ERR_IO, "is %s, not a regular file", why);
+    } else if (fd < 0) {
+        st = ae_error(&ld.err, AE_ERR_IO, "%s: %s", why, strerror(errno));
+    } else if (size > SIZE_MAX - 1) {
+        st = ae_error(&ld.err, AE_ERR_OUT_OF_MEMORY, "too large to read (%zu bytes)", size);
     } else {
-        size = (size_t)sb.st_size;
         buf = ae_alloc(&ld.alloc, size ? size : 1);
         if (!buf) st = ae_error(&ld.err, AE_ERR_OUT_OF_MEMORY, "out of memory reading %zu bytes", size);
         size_t got = 0;

@@ -3,6 +3,7 @@
  * labels file, the CSV's first column, or a separate .npy/CSV file. */
 /* realpath is an XSI function in glibc's headers. */
 #define _XOPEN_SOURCE 700
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,12 +151,17 @@ int check_outputs(const named_file *outputs, size_t n_outputs, const named_file 
     return rc;
 }
 
+/* The format by the first bytes. A FIFO or device is not read (opening a
+ * FIFO waits for a writer, hence O_NONBLOCK): it is left to the library's
+ * loader, which refuses it by name. */
 static int sniff(const char *path, int *fmt) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0) return -1;
+    struct stat sb;
     unsigned char b[6] = {0};
-    size_t n = fread(b, 1, sizeof b, f);
-    fclose(f);
+    ssize_t n = 0;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) n = read(fd, b, sizeof b);
+    close(fd);
     if (n >= 6 && b[0] == 0x93 && memcmp(b + 1, "NUMPY", 5) == 0)
         *fmt = FMT_NPY;
     else if (n >= 2 && b[0] == 0x1f && b[1] == 0x8b)

@@ -1,13 +1,11 @@
-/* Pictures as PNG (libpng): reconstructions under their originals, tiles
+/* Pictures as PNG: reconstructions under their originals, tiles
  * of decoder features or samples, and a scatter of 2-D codes coloured by
- * label with a legend drawn in a small built-in digit font. Files are
- * written under a temporary name and renamed, so a failure leaves no
- * partial picture. */
+ * label with a legend drawn in a small built-in digit font. The pictures
+ * are drawn here and written by the library (ae_image_save_png), the one
+ * writer of every file. */
 #include <math.h>
-#include <png.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "tool.h"
 
@@ -36,48 +34,13 @@ static void rect(canvas *c, size_t x, size_t y, size_t w, size_t h, const unsign
         for (size_t i = x; i < x + w; i++) put(c, i, j, col);
 }
 
-/* Encodes the canvas to an open file; 0 on success. No local changes
- * after setjmp, so nothing needs to be volatile. */
-static int write_png(FILE *f, const canvas *c, png_bytep *rows) {
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-    if (!png) return -1;
-    png_infop info = png_create_info_struct(png);
-    if (!info || setjmp(png_jmpbuf(png))) {
-        png_destroy_write_struct(&png, info ? &info : NULL);
-        return -1;
-    }
-    png_init_io(png, f);
-    png_set_IHDR(png, info, (png_uint_32)c->w, (png_uint_32)c->h, 8, PNG_COLOR_TYPE_RGB,
-                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(png, info);
-    png_write_image(png, rows);
-    png_write_end(png, NULL);
-    png_destroy_write_struct(&png, &info);
-    return 0;
-}
-
+/* Written by the library (ae_image_save_png): atomically, through
+ * symbolic links, never over a device or FIFO (docs/files.md). */
 static int canvas_save(canvas *c, const char *path) {
-    size_t len = strlen(path);
-    char *tmp = malloc(len + 32);
-    png_bytep *rows = malloc(c->h * sizeof *rows);
-    if (!tmp || !rows) {
-        free(tmp);
-        free(rows);
-        return fail(EXIT_RUN, "out of memory");
-    }
-    snprintf(tmp, len + 32, "%s.tmp%ld", path, (long)getpid());
-    for (size_t y = 0; y < c->h; y++) rows[y] = c->rgb + y * c->w * 3;
-    FILE *f = fopen(tmp, "wb");
-    int ok = f != NULL;
-    if (ok) {
-        ok = write_png(f, c, rows) == 0;
-        ok = (fclose(f) == 0) && ok;
-        ok = ok && rename(tmp, path) == 0;
-        if (!ok) remove(tmp);
-    }
-    free(tmp);
-    free(rows);
-    return ok ? 0 : fail(EXIT_RUN, "cannot write the picture %s", path);
+    char err[512];
+    if (ae_image_save_png(path, c->rgb, c->h, c->w, 3, NULL, err, sizeof err) != AE_OK)
+        return fail(EXIT_RUN, "cannot write the picture: %s", err);
+    return 0;
 }
 
 /* The range shown as black..white: [0, 1] when the values lie in it (with
