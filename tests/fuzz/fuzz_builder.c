@@ -40,7 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * Known defects (issue 13), avoided while their fixes land on other
  * branches. Each is avoided at exactly one `if (known_defect(KD_...))`;
  * FUZZ_BUILDER_GUARDS=0 in the environment turns every guard off, and the
- * number of times each one acted is printed at exit. Remove a guard (and
+ * number of times each one acted is printed at exit; FUZZ_BUILDER_KD_DIR
+ * names a directory where the inputs that met a guard are kept. Remove a guard (and
  * its enum value) once its fix is merged.
  * ------------------------------------------------------------------------ */
 enum {
@@ -63,8 +64,28 @@ static int guards_on = 1;
 static int trace; /* FUZZ_BUILDER_TRACE=1: each call and its status on stderr */
 static unsigned long kd_hits[KD_COUNT];
 
+static const char *kd_dir; /* FUZZ_BUILDER_KD_DIR: inputs that met a guard are kept there */
+static const uint8_t *cur_data;
+static size_t cur_size;
+
+/* Keeps the current input as <dir>/<defect>-<hash> (the first 100 of each). */
+static void keep_input(int kd) {
+    if (!kd_dir || kd_hits[kd] > 100) return;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < cur_size; i++) h = (h ^ cur_data[i]) * 1099511628211ull;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s-%016llx", kd_dir, kd_names[kd], (unsigned long long)h);
+    FILE *f = fopen(path, "wb");
+    if (!f) return;
+    fwrite(cur_data, 1, cur_size, f);
+    fclose(f);
+}
+
 static int known_defect(int kd) {
-    if (guards_on) kd_hits[kd]++;
+    if (guards_on) {
+        kd_hits[kd]++;
+        keep_input(kd);
+    }
     return guards_on;
 }
 
@@ -83,6 +104,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     const char *g = getenv("FUZZ_BUILDER_GUARDS");
     guards_on = !(g && strcmp(g, "0") == 0);
     trace = getenv("FUZZ_BUILDER_TRACE") != NULL;
+    kd_dir = getenv("FUZZ_BUILDER_KD_DIR");
     atexit(print_guard_hits);
     return 0;
 }
@@ -211,7 +233,8 @@ static float *floats(size_t n) {
  * ------------------------------------------------------------------------ */
 
 typedef struct fz_alloc {
-    long countdown; /* -1: never fail */
+    int armed;
+    long countdown; /* allocations to let through before the one that fails */
     int failed;     /* an allocation failed since it was armed */
 } fz_alloc;
 
@@ -219,7 +242,7 @@ static fz_alloc g_alloc;
 
 static void *fz_malloc(void *user, size_t n) {
     fz_alloc *a = user;
-    if (a->countdown >= 0 && a->countdown-- == 0) {
+    if (a->armed && a->countdown-- == 0) {
         a->failed = 1;
         return NULL;
     }
@@ -234,10 +257,11 @@ static void fz_free(void *user, void *p) {
 static const ae_allocator fz_allocator = {sizeof(ae_allocator), fz_malloc, fz_free, &g_alloc};
 
 static void arm(long n) {
+    g_alloc.armed = 1;
     g_alloc.countdown = n;
     g_alloc.failed = 0;
 }
-static void disarm(void) { g_alloc.countdown = -1; }
+static void disarm(void) { g_alloc.armed = 0; }
 
 /* ------------------------------------------------------------------------
  * Snapshots
@@ -274,12 +298,24 @@ static void check_oom_code(ae_status st, int injected, const char *what) {
         FAIL("%s met a failed allocation and returned %s", what, ae_status_name(st));
 }
 
-/* Loads `b` (a model the library saved). Returns NULL only when a known
- * defect kept it from loading; aborts otherwise. */
+/* Loads `b` (a model the library saved). An armed allocation failure
+ * applies to the first try, which may then fail only with
+ * AE_ERR_OUT_OF_MEMORY; the second try runs disarmed (and so does the rest
+ * of the caller's checks). Returns NULL only when a known defect kept the
+ * model from loading; aborts otherwise. */
 static ae_model *load(bytes b, const char *what) {
-    ae_model *m = NULL;
+    ae_model *m = (ae_model *)&g_alloc;
     char err[256];
     ae_status st = ae_model_load_buffer(&m, b.p, b.n, &fz_allocator, err, sizeof err);
+    if (st != AE_OK && g_alloc.armed) {
+        int injected = g_alloc.failed;
+        disarm();
+        if (m) FAIL("a failed load (%s) left *out set", ae_status_name(st));
+        check_message(err, "ae_model_load_buffer", st);
+        check_oom_code(st, injected, "ae_model_load_buffer");
+        st = ae_model_load_buffer(&m, b.p, b.n, &fz_allocator, err, sizeof err);
+    }
+    disarm();
     if (st == AE_OK) return m;
     if (st == AE_ERR_FORMAT && strstr(err, "is not finite") && known_defect(KD_NONFINITE_STATE))
         return NULL;
@@ -689,12 +725,15 @@ static int model_op(ctx *c, int op, int *mutates) {
     }
     case M_SET_INT: {
         ae_param p = param_arg(r);
-        st = ae_model_set_int(m, p, int_arg(r));
+        int64_t v = int_arg(r);
+        if (trace) fprintf(stderr, "  setting %d = %lld\n", (int)p, (long long)v);
+        st = ae_model_set_int(m, p, v);
         break;
     }
     case M_SET_FLOAT: {
         ae_param p = param_arg(r);
         double v = float_arg(r);
+        if (trace) fprintf(stderr, "  setting %d = %g\n", (int)p, v);
         if (float_range_defect(v) && known_defect(KD_FLOAT_RANGE)) return -1;
         st = ae_model_set_float(m, p, v);
         break;
@@ -938,6 +977,8 @@ done:
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     rd r = {data, size, 0};
+    cur_data = data;
+    cur_size = size;
     disarm();
     ae_config *cfg = NULL, *shadow = NULL;
     /* The first byte is a header: 0xff makes the config's own allocation fail. */
@@ -966,6 +1007,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         st = apply_bcall(cfg, &bc);
         int injected = oom >= 0 && g_alloc.failed;
         disarm();
+        if (trace && (bc.op == B_SET_INT || bc.op == B_SET_FLOAT))
+            fprintf(stderr, "  setting %d = %lld / %g\n", (int)bc.param, (long long)bc.i, bc.f[0]);
         if (trace)
             fprintf(stderr, "ae_config_%s%s: %s %s\n", b_names[bc.op], oom >= 0 ? " (allocation failure armed)" : "",
                     ae_status_name(st), st ? ae_config_last_error(cfg) : "");
