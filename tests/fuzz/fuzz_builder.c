@@ -38,11 +38,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* ------------------------------------------------------------------------
  * Known defects (issue 13), avoided while their fixes land on other
- * branches. Each is avoided at exactly one `if (known_defect(KD_...))`;
+ * branches, only where `known_defect(KD_...)` is called (grep for it);
  * FUZZ_BUILDER_GUARDS=0 in the environment turns every guard off, and the
  * number of times each one acted is printed at exit; FUZZ_BUILDER_KD_DIR
- * names a directory where the inputs that met a guard are kept. Remove a guard (and
- * its enum value) once its fix is merged.
+ * names a directory where the inputs that met a guard are kept. The seeds
+ * corpus_builder/kd_*.bin reach them. Remove a guard (and its enum value)
+ * once its fix is merged.
  * ------------------------------------------------------------------------ */
 enum {
     /* Item 6: a top-k layer right after a top-k layer; the first one reads
