@@ -302,6 +302,36 @@ static void test_nonfinite_loss_changes_nothing(void **state) {
     ae_model_destroy(m);
 }
 
+/* A loss finite in double but beyond float's range is infinite to the
+ * caller, who receives a float: refused as a non-finite loss. */
+static void test_loss_overflowing_float_refused(void **state) {
+    (void)state;
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, 4));
+    OK(ae_config_add_dense(c, 2, AE_ACT_IDENTITY));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, 4, AE_ACT_IDENTITY));
+    OK(ae_config_set_int(c, AE_P_REDUCTION, AE_REDUCE_SUM));
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    /* Each output is 1.5e19 against a target of 0: four squared errors of
+     * 2.25e38 (each a float) sum to 9e38. */
+    float w[8] = {0}, b[4] = {1.5e19f, 1.5e19f, 1.5e19f, 1.5e19f}, x[4] = {0}, loss = 7.0f;
+    OK(ae_model_set_weights(m, 1, w, 8));
+    OK(ae_model_set_bias(m, 1, b, 4));
+    assert_int_equal(ae_evaluate(m, x, NULL, 1, &loss), AE_ERR_NUMERIC);
+    assert_true(loss == 7.0f);
+    assert_non_null(strstr(ae_model_last_error(m), "not finite"));
+    double v;
+    assert_int_equal(ae_model_get_stat(m, AE_STAT_LOSS, &v), AE_ERR_STATE);
+    assert_int_equal(ae_train_step(m, x, NULL, 1, &loss), AE_ERR_NUMERIC);
+    assert_true(loss == 7.0f);
+    assert_int_equal(ae_model_step_count(m), 0);
+    ae_model_destroy(m);
+}
+
 /* Builds a model, trains two batch sizes (the second larger, so the workspace
  * grows), encodes and decodes; returns the first failing status. */
 static ae_status alloc_walk_once(test_alloc *t) {
@@ -1415,6 +1445,7 @@ int main(void) {
         cmocka_unit_test(test_mirror_architecture),
         cmocka_unit_test(test_step_refuses_bad_input_and_changes_nothing),
         cmocka_unit_test(test_nonfinite_loss_changes_nothing),
+        cmocka_unit_test(test_loss_overflowing_float_refused),
         cmocka_unit_test(test_failing_allocator_every_index),
         cmocka_unit_test(test_no_allocation_after_first_step),
         cmocka_unit_test(test_determinism),

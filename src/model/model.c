@@ -1,3 +1,4 @@
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -335,9 +336,10 @@ static ae_status forward_loss(ae_model *m, const float *x, const float *target, 
     ae_sparse_penalties(m, batch, &terms[1], &terms[2]);
     terms[3] = ae_vae_kl_term(m, batch);
     *loss = terms[0] + terms[1] + terms[2] + (m->has_vae ? ae_vae_beta_now(m) * terms[3] : 0.0);
-    if (!isfinite(*loss))
-        return ae_error(&m->err, AE_ERR_NUMERIC, "the loss is not finite (%g); nothing was updated",
-                        *loss);
+    /* The caller receives a float: a loss beyond its range is infinite there. */
+    if (!isfinite(*loss) || fabs(*loss) > FLT_MAX)
+        return ae_error(&m->err, AE_ERR_NUMERIC,
+                        "the loss (%g) is not finite as a float; nothing was updated", *loss);
     return AE_OK;
 }
 
