@@ -9,7 +9,8 @@
  * statistics); and it includes the topic headers: datasets and corruption
  * (data.h), image layers (conv.h), tying and stacking (stack.h), the
  * training loop (train.h), sparse (sparse.h) and variational (vae.h)
- * models, metrics (metrics.h), files (io.h).
+ * models, metrics (metrics.h), files (io.h), architecture descriptions
+ * as text (arch.h).
  *
  * Principles that hold for every call:
  * - Handles are opaque. Every *_create has a *_destroy that accepts NULL.
@@ -660,5 +661,6 @@ AE_API ae_status ae_model_get_stat(const ae_model *m, ae_stat stat, double *valu
 #include <libae/vae.h>
 #include <libae/metrics.h>
 #include <libae/io.h>
+#include <libae/arch.h>
 
 #endif /* LIBAE_AE_H */
