@@ -240,6 +240,9 @@ static void test_round_trip_builder(void **state) {
     assert_non_null(strstr(t, "leaky_relu slope=0.3\n"));
     assert_non_null(strstr(t, "set learning_rate=0.003\n"));
     free(t);
+    size_t c = 0, h = 0, w = 0;
+    OK(ae_model_sample_shape(m, &c, &h, &w));
+    assert_true(c == 2 && h == 9 && w == 9);
     ae_model_destroy(m);
     ae_config_destroy(cfg);
 
@@ -296,6 +299,10 @@ static void test_round_trip_golden(void **state) {
         if (strcmp(strip, t2) != 0) fprintf(stderr, "%s:\n%s\n--\n%s\n", names[i], t1, t2);
         assert_string_equal(strip, t2);
         if (!strstr(t1, "# tied")) assert_int_equal(ae_model_param_count(m), ae_model_param_count(m2));
+        size_t a[3], b[3];
+        OK(ae_model_sample_shape(m, &a[0], &a[1], &a[2]));
+        OK(ae_model_sample_shape(m2, &b[0], &b[1], &b[2]));
+        assert_memory_equal(a, b, sizeof a);
         free(strip);
         free(t1);
         free(t2);
@@ -630,7 +637,7 @@ static void test_mutations(void **state) {
     assert_true(parsed < total);
 }
 
-/* The API's edges: sizes, NULLs. */
+/* The API's edges: sizes, NULLs, the sample shape. */
 static void test_describe_api(void **state) {
     (void)state;
     ae_model *m = model_from_text("input 12\nunflatten 3 2 2\nflatten\ndense 2\ncode\ndense 12\n");
@@ -650,6 +657,16 @@ static void test_describe_api(void **state) {
     assert_int_equal(ae_model_describe(m, buf, n + 1, NULL), AE_ERR_INVALID_ARG);
     assert_int_equal(ae_model_describe(m, NULL, 5, &n2), AE_ERR_INVALID_ARG);
     free(buf);
+    /* The first layer unflattens the vector input: that is the sample's shape. */
+    size_t c = 0, h = 0, w = 0;
+    OK(ae_model_sample_shape(m, &c, &h, &w));
+    assert_true(c == 3 && h == 2 && w == 2);
+    OK(ae_model_sample_shape(m, NULL, NULL, NULL));
+    assert_int_equal(ae_model_sample_shape(NULL, &c, &h, &w), AE_ERR_INVALID_ARG);
+    ae_model_destroy(m);
+    m = model_from_text("input 7\ndense 2\ncode\ndense 7\n");
+    OK(ae_model_sample_shape(m, &c, &h, &w));
+    assert_true(c == 7 && h == 1 && w == 1);
     ae_model_destroy(m);
 }
 

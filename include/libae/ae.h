@@ -551,6 +551,18 @@ AE_API ae_status ae_model_layer_shape(const ae_model *m, size_t layer, size_t in
                                       size_t out[3]);
 
 /**
+ * The shape of a sample, channels x height x width: the input shape
+ * (ae_config_set_input_shape), or, when the input is a vector of n
+ * features (n x 1 x 1) and the first layer an unflatten, that layer's
+ * output shape. It is saved with the model (the input shape of the file's
+ * architecture), so pictures of the model's inputs and outputs need
+ * nothing else. Any out pointer may be NULL. Errors: AE_ERR_INVALID_ARG
+ * (m NULL). Since 0.1.0.
+ */
+AE_API ae_status ae_model_sample_shape(const ae_model *m, size_t *channels, size_t *height,
+                                       size_t *width);
+
+/**
  * Copies a layer's weight (row-major, [out, in] for dense) into `dst`, which
  * holds `count` floats; `count` must equal the layer's weight_count. For a
  * tied decoder layer this is its partner's weight, transposed, and
