@@ -683,6 +683,59 @@ static void test_locale(void **state) {
     ae_model_destroy(m);
 }
 
+/* docs/arch.md's reference part is what the descriptors and tables say:
+ * a kind, an attribute, a bound or a default the page lacks fails here.
+ * On a mismatch the expected text is written to arch_reference.md in the
+ * build directory (copy it between the markers). */
+static void test_docs_reference(void **state) {
+    (void)state;
+    const char *root = getenv("AE_SOURCE_ROOT"), *build = getenv("AE_BUILD_ROOT");
+    if (!root) skip();
+    char p[1024];
+    snprintf(p, sizeof p, "%s/docs/arch.md", root);
+    FILE *f = fopen(p, "rb");
+    assert_non_null(f);
+    static char doc[1 << 17];
+    size_t n = fread(doc, 1, sizeof doc - 1, f);
+    fclose(f);
+    doc[n] = '\0';
+    const char *begin = "<!-- reference: generated from the descriptors (tests/test_arch.c) -->\n",
+               *end = "<!-- end of the reference -->";
+    char *b = strstr(doc, begin), *e = b ? strstr(b, end) : NULL;
+    assert_non_null(b);
+    assert_non_null(e);
+    b += strlen(begin);
+    *e = '\0';
+    size_t len = 0;
+    assert_int_equal(ae_arch_reference(NULL, 0, &len), AE_ERR_RANGE);
+    char *want = malloc(len + 1);
+    assert_non_null(want);
+    OK(ae_arch_reference(want, len + 1, &len));
+    if (strcmp(b, want) != 0) {
+        snprintf(p, sizeof p, "%s/arch_reference.md", build ? build : ".");
+        FILE *o = fopen(p, "wb");
+        if (o) {
+            fputs(want, o);
+            fclose(o);
+        }
+        fprintf(stderr, "docs/arch.md's reference is out of date: the expected text is in %s\n", p);
+    }
+    assert_string_equal(b, want);
+    free(want);
+    /* The page's examples build models. */
+    size_t examples = 0;
+    for (char *q = strstr(doc, "\n```\n"); q && q < b; q = strstr(q, "\n```\n")) {
+        char *start = q + 5, *stop = strstr(start, "\n```\n");
+        assert_non_null(stop);
+        *stop = '\0';
+        ae_model *m = model_from_text(start);
+        ae_model_destroy(m);
+        examples++;
+        q = stop + 4;
+    }
+    assert_true(examples >= 4);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_text),
@@ -695,6 +748,7 @@ int main(void) {
         cmocka_unit_test(test_mutations),
         cmocka_unit_test(test_describe_api),
         cmocka_unit_test(test_locale),
+        cmocka_unit_test(test_docs_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

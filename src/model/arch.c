@@ -935,6 +935,13 @@ ae_status ae_model_describe(const ae_model *m, char *buf, size_t capacity, size_
  * The reference of docs/arch.md, from the tables
  * ====================================================================== */
 
+/* An integer bound; 2^63 - 1 (which a double cannot hold) by name. */
+static const char *fmt_int_bound(char buf[40], double v) {
+    if (v >= 9223372036854775807.0) return "2^63 - 1";
+    snprintf(buf, 40, "%.0f", v);
+    return buf;
+}
+
 static void out_range(obuf *o, const ae_layer_attr *a) {
     char lo[40], hi[40];
     if (a->type == AE_ATTR_ENUM) {
@@ -943,7 +950,7 @@ static void out_range(obuf *o, const ae_layer_attr *a) {
     } else if (a->type == AE_ATTR_FLOAT) {
         out(o, "%c%s, %s]", a->lo_open ? '(' : '[', fmt_real(lo, a->lo, 0), fmt_real(hi, a->hi, 0));
     } else {
-        out(o, "[%.0f, %.0f]", a->lo, a->hi);
+        out(o, "[%.0f, %s]", a->lo, fmt_int_bound(hi, a->hi));
     }
 }
 
@@ -968,32 +975,48 @@ static void out_reference(obuf *o) {
     out(o, "### Layers\n");
     for (size_t k = 0; ae_layer_desc_at(k); k++) {
         const ae_layer_desc *d = ae_layer_desc_at(k);
-        out(o, "\n#### `%s`\n\n", d->name);
-        if (d->kind == AE_LAYER_ACTIVATION) out(o, "Written as the activation's name: `relu`, `leaky_relu slope=0.2`. ");
+        out(o, "\n#### `%s`\n", d->name);
+        /* One paragraph of sentences, when there is anything to say. */
+        const char *sep = "\n";
+        if (d->kind == AE_LAYER_ACTIVATION) {
+            out(o, "%sWritten as the activation's name: `relu`, `leaky_relu slope=0.2`.", sep);
+            sep = " ";
+        }
         size_t na = 0;
-        for (size_t i = 0; i < N_ALIASES; i++)
-            if (kind_aliases[i].kind == d->kind)
-                out(o, "%s`%s`", na++ ? ", " : "Also spelled ", kind_aliases[i].alias);
-        if (na) out(o, ". ");
+        for (size_t i = 0; i < N_ALIASES; i++) {
+            if (kind_aliases[i].kind != d->kind) continue;
+            if (!na++) out(o, "%sAlso spelled", sep);
+            out(o, "%s `%s`", na > 1 ? "," : "", kind_aliases[i].alias);
+        }
+        if (na) {
+            out(o, ".");
+            sep = " ";
+        }
         layer_extra_names(d, extras, sizeof extras);
         if (*extras) {
-            out(o, "Keywords:");
+            out(o, "%sKeywords:", sep);
             if (d->flags & AE_LK_ACT)
                 out(o, " `activation` (default `identity`), `slope` (LeakyReLU, default 0.01)");
             if (d->flags & AE_LK_BIAS) out(o, "%s `bias` (default `true`)", d->flags & AE_LK_ACT ? "," : "");
-            for (size_t f = 0; f < N_FIXED; f++)
-                if (fixed_kws[f].kind == d->kind)
-                    out(o, "%s `%s` (`true` only, with `%s=%s`: %s)",
-                        (d->flags & (AE_LK_ACT | AE_LK_BIAS)) ? "," : "", fixed_kws[f].name,
-                        fixed_kws[f].attr,
-                        attr_named(d, fixed_kws[f].attr)
-                            ->values[fixed_kws[f].when - (int64_t)attr_named(d, fixed_kws[f].attr)->lo],
-                        fixed_kws[f].why);
-            out(o, ". ");
+            for (size_t f = 0; f < N_FIXED; f++) {
+                if (fixed_kws[f].kind != d->kind) continue;
+                const ae_layer_attr *a = attr_named(d, fixed_kws[f].attr);
+                out(o, "%s `%s` (`true` only, with `%s=%s`: %s)",
+                    (d->flags & (AE_LK_ACT | AE_LK_BIAS)) ? "," : "", fixed_kws[f].name,
+                    fixed_kws[f].attr, a->values[fixed_kws[f].when - (int64_t)a->lo], fixed_kws[f].why);
+            }
+            out(o, ".");
+            sep = " ";
         }
-        if (d->flags & AE_LK_CODE) out(o, "It is the code: it ends the encoder. ");
-        if (!d->nattrs) out(o, "No arguments.");
-        out(o, "\n");
+        if (d->flags & AE_LK_CODE) {
+            out(o, "%sIt is the code: it ends the encoder.", sep);
+            sep = " ";
+        }
+        if (!d->nattrs) {
+            out(o, "%sNo arguments.", sep);
+            sep = " ";
+        }
+        if (*sep == ' ') out(o, "\n");
         out_attr_table(o, d->attrs, d->nattrs, 1);
     }
     out(o, "\n### Other lines\n");
@@ -1020,7 +1043,7 @@ static void out_reference(obuf *o) {
                 out(o, "%s`%s`", v > (int64_t)si.lo ? ", " : "", si.values[v - (int64_t)si.lo]);
             out(o, " | `%s` |\n", si.values[iv - (int64_t)si.lo]);
         } else if (si.is_int) {
-            out(o, "integer | [%.0f, %.0f] | %lld |\n", si.lo, si.hi, (long long)iv);
+            out(o, "integer | [%.0f, %s] | %lld |\n", si.lo, fmt_int_bound(hi, si.hi), (long long)iv);
         } else {
             out(o, "number | %c%s, %s%c | %s |\n", si.lo_open ? '(' : '[', fmt_real(lo, si.lo, 0),
                 fmt_real(hi, si.hi, 0), si.hi_open ? ')' : ']',
