@@ -9,7 +9,8 @@
  * statistics); and it includes the topic headers: datasets and corruption
  * (data.h), image layers (conv.h), tying and stacking (stack.h), the
  * training loop (train.h), sparse (sparse.h) and variational (vae.h)
- * models, metrics (metrics.h), files (io.h).
+ * models, metrics (metrics.h), files (io.h), architecture descriptions
+ * as text (arch.h).
  *
  * Principles that hold for every call:
  * - Handles are opaque. Every *_create has a *_destroy that accepts NULL.
@@ -567,6 +568,18 @@ AE_API ae_status ae_model_layer_shape(const ae_model *m, size_t layer, size_t in
                                       size_t out[3]);
 
 /**
+ * The shape of a sample, channels x height x width: the input shape
+ * (ae_config_set_input_shape), or, when the input is a vector of n
+ * features (n x 1 x 1) and the first layer an unflatten, that layer's
+ * output shape. It is saved with the model (the input shape of the file's
+ * architecture), so pictures of the model's inputs and outputs need
+ * nothing else. Any out pointer may be NULL. Errors: AE_ERR_INVALID_ARG
+ * (m NULL). Since 0.1.0.
+ */
+AE_API ae_status ae_model_sample_shape(const ae_model *m, size_t *channels, size_t *height,
+                                       size_t *width);
+
+/**
  * Copies a layer's weight (row-major, [out, in] for dense) into `dst`, which
  * holds `count` floats; `count` must equal the layer's weight_count. For a
  * tied decoder layer this is its partner's weight, transposed, and
@@ -677,5 +690,6 @@ AE_API ae_status ae_model_get_stat(const ae_model *m, ae_stat stat, double *valu
 #include <libae/vae.h>
 #include <libae/metrics.h>
 #include <libae/io.h>
+#include <libae/arch.h>
 
 #endif /* LIBAE_AE_H */

@@ -237,6 +237,8 @@ static inline const float *ae_gaussian_eps(const float *scratch, size_t batch, s
 const ae_layer_ops *ae_layer_ops_for(ae_layer_kind kind);
 /* The descriptor of a kind; NULL for a number that is no kind. */
 const ae_layer_desc *ae_layer_desc_for(ae_layer_kind kind);
+/* The descriptors of every kind, i = 0, 1, ... (for lists and docs); NULL past the last. */
+const ae_layer_desc *ae_layer_desc_at(size_t i);
 /* A spec of `kind` with every attribute at its default (0 without one),
  * identity activation, slope 0.01, and a bias when the kind has trainable
  * weights. */
