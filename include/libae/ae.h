@@ -684,5 +684,6 @@ AE_API ae_status ae_model_get_stat(const ae_model *m, ae_stat stat, double *valu
 #include <libae/vae.h>
 #include <libae/metrics.h>
 #include <libae/io.h>
+#include <libae/onnx.h>
 
 #endif /* LIBAE_AE_H */
