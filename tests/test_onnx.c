@@ -9,6 +9,12 @@
 #include <unistd.h>
 
 #include "test_util.h"
+#include "fixture.h"
+
+/* The protobuf-c messages, to edit exported graphs (generated at build
+   time), and the model's layers, to check what the builder holds. */
+#include "ae_onnx.pb-c.h"
+#include "model/model.h"
 
 #define OK(call) assert_int_equal((call), AE_OK)
 
@@ -68,9 +74,412 @@ static void test_export_arguments(void **state) {
     ae_model_destroy(m);
 }
 
+
+/* ---- helpers ---- */
+
+static unsigned char *export_buf(const ae_model *m, ae_onnx_part part, size_t *size) {
+    OK(ae_model_export_onnx_buffer(m, NULL, 0, size, part) == AE_ERR_RANGE ? AE_OK : AE_ERR_STATE);
+    unsigned char *buf = malloc(*size);
+    assert_non_null(buf);
+    OK(ae_model_export_onnx_buffer(m, buf, *size, size, part));
+    return buf;
+}
+
+static ae_model *import_buf(const unsigned char *buf, size_t size) {
+    ae_model *m = NULL;
+    char err[512];
+    ae_status st = ae_model_import_onnx_buffer(&m, buf, size, NULL, err, sizeof err);
+    if (st) fail_msg("import: %s: %s", ae_status_name(st), err);
+    return m;
+}
+
+static ae_config *config(size_t c, size_t h, size_t w) {
+    ae_config *cfg = NULL;
+    OK(ae_config_create(&cfg, NULL));
+    if (h * w == 1)
+        OK(ae_config_set_input_size(cfg, c));
+    else
+        OK(ae_config_set_input_shape(cfg, c, h, w));
+    OK(ae_config_set_float(cfg, AE_P_LEARNING_RATE, 1e-2));
+    return cfg;
+}
+
+static ae_model *create(ae_config *cfg) {
+    ae_model *m = NULL;
+    if (ae_model_create(&m, cfg) != AE_OK) fail_msg("create: %s", ae_config_last_error(cfg));
+    ae_config_destroy(cfg);
+    return m;
+}
+
+static void train(ae_model *m, size_t steps) {
+    size_t B = 8, D = ae_model_input_size(m);
+    float *x = malloc(B * D * sizeof *x);
+    for (size_t s = 0; s < steps; s++) {
+        test_fill(x, B * D, 50 + (uint32_t)s, 0.0f, 1.0f);
+        OK(ae_train_step(m, x, NULL, B, NULL));
+    }
+    free(x);
+}
+
+/* max |a - b| / max |b|: the error relative to the output's scale. */
+static double rel_err(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= num)) num = d;
+        if (fabs((double)b[i]) > den) den = fabs((double)b[i]);
+    }
+    return den > 0 ? num / den : num;
+}
+
+/* ---- round trips: libae -> ONNX -> libae, outputs bit for bit ---- */
+
+typedef struct case_t {
+    const char *name;
+    ae_model *(*make)(void);
+} case_t;
+
+static ae_model *m_dense(void) {
+    ae_config *c = config(24, 1, 1);
+    OK(ae_config_add_dense(c, 16, AE_ACT_RELU));
+    OK(ae_config_add_dense(c, 6, AE_ACT_IDENTITY));
+    OK(ae_config_mirror_decoder(c, AE_ACT_SIGMOID));
+    ae_model *m = create(c);
+    OK(ae_model_set_meta(m, "ae.data.scale", "0.00392156862745098"));
+    train(m, 3);
+    return m;
+}
+
+static ae_model *m_activations(void) {
+    ae_config *c = config(12, 1, 1);
+    OK(ae_config_add_dense(c, 10, AE_ACT_LEAKY_RELU));
+    OK(ae_config_layer_set_float(c, AE_LAST_LAYER, AE_LAYER_LEAKY_SLOPE, 0.2));
+    OK(ae_config_add_dense(c, 9, AE_ACT_TANH));
+    OK(ae_config_add_dense(c, 8, AE_ACT_GELU));
+    OK(ae_config_layer_set_int(c, AE_LAST_LAYER, AE_LAYER_BIAS, 0));
+    OK(ae_config_add_dense(c, 7, AE_ACT_IDENTITY));
+    OK(ae_config_add_activation(c, AE_ACT_RELU));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, 8, AE_ACT_SOFTPLUS));
+    OK(ae_config_add_dense(c, 9, AE_ACT_ELU));
+    OK(ae_config_add_dense(c, 10, AE_ACT_IDENTITY));
+    OK(ae_config_add_activation(c, AE_ACT_GELU));
+    OK(ae_config_add_activation(c, AE_ACT_SIGMOID));
+    OK(ae_config_add_dense(c, 12, AE_ACT_SIGMOID));
+    ae_model *m = create(c);
+    train(m, 3);
+    return m;
+}
+
+static ae_model *m_tied(void) {
+    ae_config *c = config(20, 1, 1);
+    OK(ae_config_add_dense(c, 12, AE_ACT_SIGMOID));
+    OK(ae_config_add_dense(c, 5, AE_ACT_IDENTITY));
+    OK(ae_config_mirror_decoder(c, AE_ACT_SIGMOID));
+    OK(ae_config_tie(c));
+    ae_model *m = create(c);
+    train(m, 3);
+    return m;
+}
+
+static ae_model *m_topk(void) {
+    ae_config *c = config(20, 1, 1);
+    OK(ae_config_add_dense(c, 12, AE_ACT_RELU));
+    OK(ae_config_add_topk(c, 4));
+    OK(ae_config_mirror_decoder(c, AE_ACT_SIGMOID));
+    ae_model *m = create(c);
+    train(m, 3);
+    return m;
+}
+
+static ae_model *batch_topk(int trained) {
+    ae_config *c = config(16, 1, 1);
+    OK(ae_config_add_dense(c, 10, AE_ACT_RELU));
+    OK(ae_config_add_batch_topk(c, 3));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, 16, AE_ACT_SIGMOID));
+    ae_model *m = create(c);
+    if (trained) train(m, 4);
+    return m;
+}
+static ae_model *m_batch_topk_trained(void) { return batch_topk(1); }
+static ae_model *m_batch_topk_untrained(void) { return batch_topk(0); }
+
+static ae_model *m_lifetime_bn1d(void) {
+    ae_config *c = config(16, 1, 1);
+    OK(ae_config_add_dense(c, 10, AE_ACT_IDENTITY));
+    OK(ae_config_add_batchnorm(c));
+    OK(ae_config_layer_set_float(c, AE_LAST_LAYER, AE_LAYER_BN_EPS, 1e-3));
+    OK(ae_config_add_activation(c, AE_ACT_TANH));
+    OK(ae_config_add_lifetime_topk(c, 2));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, 16, AE_ACT_SIGMOID));
+    ae_model *m = create(c);
+    train(m, 3);
+    return m;
+}
+
+static ae_model *m_conv_bn_pool_up(void) {
+    ae_config *c = config(1, 8, 8);
+    OK(ae_config_add_conv2d(c, 4, 3, 1, 1, AE_ACT_IDENTITY));
+    OK(ae_config_add_batchnorm(c));
+    OK(ae_config_add_activation(c, AE_ACT_RELU));
+    OK(ae_config_add_maxpool2d(c, 2, 2, 0));
+    OK(ae_config_add_conv2d(c, 8, 3, 2, 1, AE_ACT_LEAKY_RELU));
+    OK(ae_config_add_avgpool_1x1(c));
+    OK(ae_config_add_flatten(c));
+    OK(ae_config_add_dense(c, 6, AE_ACT_IDENTITY));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, 32, AE_ACT_RELU));
+    OK(ae_config_add_unflatten(c, 8, 2, 2));
+    OK(ae_config_add_upsample(c, 2, AE_UPSAMPLE_NEAREST));
+    OK(ae_config_add_conv_transpose2d(c, 4, 3, 2, 1, 1, AE_ACT_RELU));
+    OK(ae_config_add_batchnorm(c));
+    OK(ae_config_add_conv2d(c, 1, 3, 1, 1, AE_ACT_SIGMOID));
+    ae_model *m = create(c);
+    train(m, 4);
+    return m;
+}
+
+static ae_model *m_conv_bilinear(void) {
+    ae_config *c = config(2, 6, 6);
+    OK(ae_config_add_conv2d(c, 4, 3, 1, 1, AE_ACT_ELU));
+    OK(ae_config_layer_set_int(c, AE_LAST_LAYER, AE_LAYER_BIAS, 0));
+    OK(ae_config_add_maxpool2d(c, 3, 2, 1));
+    OK(ae_config_add_topk(c, 20));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_upsample(c, 2, AE_UPSAMPLE_BILINEAR));
+    OK(ae_config_add_conv_transpose2d(c, 3, 3, 1, 1, 0, AE_ACT_SOFTPLUS));
+    OK(ae_config_add_conv2d(c, 2, 1, 1, 0, AE_ACT_TANH));
+    ae_model *m = create(c);
+    train(m, 3);
+    return m;
+}
+
+static ae_model *m_vae(void) {
+    ae_config *c = config(18, 1, 1);
+    OK(ae_config_add_dense(c, 10, AE_ACT_RELU));
+    OK(ae_config_add_gaussian(c, 3));
+    OK(ae_config_mirror_decoder(c, AE_ACT_SIGMOID));
+    ae_model *m = create(c);
+    train(m, 3);
+    return m;
+}
+
+static const case_t round_trip_cases[] = {
+    {"dense", m_dense},
+    {"activations", m_activations},
+    {"tied", m_tied},
+    {"topk", m_topk},
+    {"batch_topk_trained", m_batch_topk_trained},
+    {"batch_topk_untrained", m_batch_topk_untrained},
+    {"lifetime_bn1d", m_lifetime_bn1d},
+    {"conv_bn_pool_up", m_conv_bn_pool_up},
+    {"conv_bilinear", m_conv_bilinear},
+    {"vae", m_vae},
+};
+
+static void test_round_trip_bitwise(void **state) {
+    (void)state;
+    for (size_t c = 0; c < sizeof round_trip_cases / sizeof round_trip_cases[0]; c++) {
+        ae_model *a = round_trip_cases[c].make();
+        size_t size;
+        unsigned char *buf = export_buf(a, AE_ONNX_FULL, &size);
+        ae_model *b = import_buf(buf, size);
+        size_t B = 5, D = ae_model_input_size(a), C = ae_model_code_size(a);
+        assert_int_equal(ae_model_input_size(b), D);
+        assert_int_equal(ae_model_code_size(b), C);
+        float *x = malloc(B * D * sizeof *x), *c1 = malloc(B * C * sizeof *c1),
+              *c2 = malloc(B * C * sizeof *c2), *y1 = malloc(B * D * sizeof *y1),
+              *y2 = malloc(B * D * sizeof *y2);
+        test_fill(x, B * D, 3, -0.2f, 1.2f);
+        OK(ae_encode(a, x, B, c1));
+        OK(ae_encode(b, x, B, c2));
+        if (memcmp(c1, c2, B * C * sizeof *c1) != 0)
+            fail_msg("%s: codes differ after the round trip", round_trip_cases[c].name);
+        OK(ae_decode(a, c1, B, y1));
+        OK(ae_decode(b, c1, B, y2));
+        if (memcmp(y1, y2, B * D * sizeof *y1) != 0)
+            fail_msg("%s: decoded outputs differ after the round trip", round_trip_cases[c].name);
+        OK(ae_reconstruct(a, x, B, y1));
+        OK(ae_reconstruct(b, x, B, y2));
+        if (memcmp(y1, y2, B * D * sizeof *y1) != 0)
+            fail_msg("%s: reconstructions differ after the round trip", round_trip_cases[c].name);
+        /* the tying, the VAE's log-variance and the metadata survive too */
+        for (size_t l = 0; l < ae_model_code_layer(a); l++)
+            if (ae_model_is_tied(a, l)) assert_true(ae_model_is_tied(b, l));
+        if (strcmp(round_trip_cases[c].name, "vae") == 0) {
+            OK(ae_vae_encode(a, x, B, c1, y1));
+            OK(ae_vae_encode(b, x, B, c2, y2));
+            assert_memory_equal(y1, y2, B * C * sizeof *y1);
+        }
+        const char *v = NULL;
+        if (strcmp(round_trip_cases[c].name, "dense") == 0) {
+            OK(ae_model_get_meta(b, "ae.data.scale", &v));
+            assert_non_null(v);
+            assert_string_equal(v, "0.00392156862745098");
+        }
+        /* a second export of the import is the same file */
+        size_t size2;
+        unsigned char *buf2 = export_buf(b, AE_ONNX_FULL, &size2);
+        ae_model *b2 = import_buf(buf2, size2);
+        OK(ae_reconstruct(b2, x, B, y1));
+        OK(ae_reconstruct(b, x, B, y2));
+        assert_memory_equal(y1, y2, B * D * sizeof *y1);
+        ae_model_destroy(b2);
+        free(buf2);
+        free(x);
+        free(c1);
+        free(c2);
+        free(y1);
+        free(y2);
+        free(buf);
+        ae_model_destroy(a);
+        ae_model_destroy(b);
+    }
+}
+
+/* A batch top-k exported after training keeps its k (in a doc string) and
+ * threshold; BatchNorm keeps eps and momentum exactly; a tied model trains
+ * after the import as before it. */
+static void test_round_trip_training(void **state) {
+    (void)state;
+    ae_model *(*makes[3])(void) = {m_tied, m_batch_topk_trained, m_conv_bn_pool_up};
+    for (int c = 0; c < 3; c++) {
+        ae_model *a = makes[c]();
+        size_t size;
+        unsigned char *buf = export_buf(a, AE_ONNX_FULL, &size);
+        ae_model *b = import_buf(buf, size);
+        OK(ae_model_set_float(b, AE_P_LEARNING_RATE, 1e-2));
+        /* the optimizer state is not in ONNX: both start afresh */
+        ae_model *a2 = import_buf(buf, size);
+        OK(ae_model_set_float(a2, AE_P_LEARNING_RATE, 1e-2));
+        train(a2, 2);
+        train(b, 2);
+        size_t B = 4, D = ae_model_input_size(a);
+        float *x = malloc(B * D * sizeof *x), *y1 = malloc(B * D * sizeof *y1),
+              *y2 = malloc(B * D * sizeof *y2);
+        test_fill(x, B * D, 8, 0, 1);
+        OK(ae_reconstruct(a2, x, B, y1));
+        OK(ae_reconstruct(b, x, B, y2));
+        assert_memory_equal(y1, y2, B * D * sizeof *y1);
+        free(x);
+        free(y1);
+        free(y2);
+        free(buf);
+        ae_model_destroy(a);
+        ae_model_destroy(a2);
+        ae_model_destroy(b);
+    }
+    /* the batch top-k's k and BatchNorm's settings, as the builder holds them */
+    ae_model *bn = m_lifetime_bn1d(), *t = m_batch_topk_trained();
+    size_t size;
+    unsigned char *buf = export_buf(t, AE_ONNX_FULL, &size);
+    ae_model *b = import_buf(buf, size);
+    assert_int_equal(b->layers[1].kind, AE_LAYER_BATCH_TOPK);
+    assert_int_equal(b->layers[1].spec.iparam[0], 3);
+    free(buf);
+    ae_model_destroy(b);
+    buf = export_buf(bn, AE_ONNX_FULL, &size);
+    b = import_buf(buf, size);
+    assert_int_equal(b->layers[1].kind, AE_LAYER_BATCHNORM);
+    assert_memory_equal(&b->layers[1].spec.fparam, &bn->layers[1].spec.fparam,
+                        sizeof bn->layers[1].spec.fparam); /* momentum 0.1, eps 1e-3, exactly */
+    free(buf);
+    ae_model_destroy(b);
+    ae_model_destroy(t);
+    ae_model_destroy(bn);
+}
+
+/* ---- the graphs torch.onnx.export writes (tests/fixtures/make_onnx.py) ---- */
+
+static void check_pytorch(const char *name) {
+    char path[4096], fxname[64];
+    snprintf(path, sizeof path, "%s/tests/fixtures/onnx/%s.onnx", getenv("AE_SOURCE_ROOT"), name);
+    snprintf(fxname, sizeof fxname, "onnx/%s", name);
+    fixture fx;
+    if (fixture_load(&fx, fxname) != 0) fail_msg("cannot load fixture %s", fxname);
+    ae_model *m = NULL;
+    char err[512];
+    ae_status st = ae_model_import_onnx(&m, path, NULL, err, sizeof err);
+    if (st) fail_msg("%s: %s", name, err);
+    size_t B = (size_t)fx.array[0][0], S = (size_t)fx.array[0][1], D = (size_t)fx.array[0][3],
+           C = (size_t)fx.array[0][4];
+    int trains = fx.array[0][2] != 0.0f;
+    assert_int_equal(ae_model_input_size(m), D);
+    assert_int_equal(ae_model_code_size(m), C);
+    float *code = malloc(B * C * sizeof *code), *y = malloc(B * D * sizeof *y);
+    OK(ae_encode(m, fx.array[1], B, code));
+    double e_code = rel_err(code, fx.array[2], B * C);
+    OK(ae_decode(m, fx.array[2], B, y));
+    double e_dec = rel_err(y, fx.array[3], B * D);
+    OK(ae_reconstruct(m, fx.array[1], B, y));
+    double e_rec = rel_err(y, fx.array[4], B * D);
+    print_message("%-10s encode %.2e, decode %.2e, reconstruct %.2e", name, e_code, e_dec, e_rec);
+    if (!(e_code <= 1e-5 && e_dec <= 1e-5 && e_rec <= 1e-5))
+        fail_msg("%s: outputs differ from PyTorch's", name);
+    if (trains) {
+        /* S Adam steps (libae's defaults are PyTorch's: lr 1e-3, MSE mean) */
+        float *b = malloc(B * D * sizeof *b);
+        double e_loss = 0;
+        for (size_t s = 0; s < S; s++) {
+            test_fill(b, B * D, 900 + (uint32_t)s, 0.0f, 1.0f);
+            float loss;
+            OK(ae_train_step(m, b, NULL, B, &loss));
+            double e = fabs(loss - fx.array[5][s]) / fabs(fx.array[5][s]);
+            if (e > e_loss) e_loss = e;
+        }
+        OK(ae_reconstruct(m, fx.array[1], B, y));
+        double e_after = rel_err(y, fx.array[6], B * D);
+        print_message(", %zu Adam steps: losses %.2e, outputs after %.2e", S, e_loss, e_after);
+        if (!(e_loss <= 1e-4 && e_after <= 1e-4)) fail_msg("%s: training differs from PyTorch's", name);
+        free(b);
+    }
+    print_message("\n");
+    free(code);
+    free(y);
+    ae_model_destroy(m);
+    fixture_free(&fx);
+}
+
+static void test_pytorch_dense(void **state) {
+    (void)state;
+    check_pytorch("dense");
+}
+static void test_pytorch_tied(void **state) {
+    (void)state;
+    check_pytorch("tied");
+}
+static void test_pytorch_sparse(void **state) {
+    (void)state;
+    check_pytorch("sparse");
+}
+static void test_pytorch_conv(void **state) {
+    (void)state;
+    check_pytorch("conv");
+    check_pytorch("conv_eval");
+    check_pytorch("seed_conv");
+}
+static void test_pytorch_ops(void **state) {
+    (void)state;
+    check_pytorch("ops");
+}
+static void test_pytorch_vae(void **state) {
+    (void)state;
+    check_pytorch("vae");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_export_arguments),
+        cmocka_unit_test(test_round_trip_bitwise),
+        cmocka_unit_test(test_round_trip_training),
+        cmocka_unit_test(test_pytorch_dense),
+        cmocka_unit_test(test_pytorch_tied),
+        cmocka_unit_test(test_pytorch_sparse),
+        cmocka_unit_test(test_pytorch_conv),
+        cmocka_unit_test(test_pytorch_ops),
+        cmocka_unit_test(test_pytorch_vae),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

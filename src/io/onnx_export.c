@@ -509,6 +509,8 @@ static ae_status ex_batch_topk(exporter *e, const ae_layer *L) {
         char *in[3] = {mask, e->cur, init_scalar(e, "zero", 0.0f)}, *out = NULL;
         AeOnnx__NodeProto *n = node(e, "Where", 3, in, 1, &out);
         if (!n) return AE_ERR_OUT_OF_MEMORY;
+        /* k is not in the graph (only training uses it): the importer reads it here */
+        n->doc_string = ex_name(e, "libae batch_topk k=%lld", (long long)attr_i(L, "k"));
         e->cur = out;
         e->cur_node = n;
         e->cur_out = 0;
@@ -748,6 +750,25 @@ static ae_status build(exporter *e, ae_onnx_part part, AeOnnx__ModelProto *mp) {
     mp->producer_name = ex_strdup(e, "libae");
     mp->producer_version = ex_strdup(e, ae_version_string());
     mp->graph = g;
+    /* The model's metadata (how its data are prepared, ...) travels along. */
+    if (m->nmeta) {
+        AeOnnx__StringStringEntryProto **props = ae_arena_alloc(&e->arena, m->nmeta * sizeof *props);
+        if (!props) return AE_ERR_OUT_OF_MEMORY;
+        for (size_t i = 0; i < m->nmeta; i++) {
+            AeOnnx__StringStringEntryProto *p = ae_arena_alloc(&e->arena, sizeof *p);
+            char *k = ae_arena_alloc(&e->arena, m->meta[i].key_len + 1);
+            char *v = ae_arena_alloc(&e->arena, m->meta[i].value_len + 1);
+            if (!p || !k || !v) return AE_ERR_OUT_OF_MEMORY;
+            ae_onnx__string_string_entry_proto__init(p);
+            memcpy(k, m->meta[i].key, m->meta[i].key_len);
+            memcpy(v, m->meta[i].value, m->meta[i].value_len);
+            p->key = k;
+            p->value = v;
+            props[i] = p;
+        }
+        mp->n_metadata_props = m->nmeta;
+        mp->metadata_props = props;
+    }
     return oom(e) ? AE_ERR_OUT_OF_MEMORY : AE_OK;
 }
 
