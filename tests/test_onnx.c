@@ -469,6 +469,351 @@ static void test_pytorch_vae(void **state) {
     check_pytorch("vae");
 }
 
+/* ---- refusals, malformed files, allocation failures ---- */
+
+/* The exported graph of m, unpacked (protobuf-c's malloc). */
+static AeOnnx__ModelProto *unpack_export(const ae_model *m, unsigned char **buf, size_t *size) {
+    *buf = export_buf(m, AE_ONNX_FULL, size);
+    AeOnnx__ModelProto *mp = ae_onnx__model_proto__unpack(NULL, *size, *buf);
+    assert_non_null(mp);
+    return mp;
+}
+
+/* Packs mp and imports it: the status, the message in err. */
+static ae_status import_proto(const AeOnnx__ModelProto *mp, ae_model **out, char *err, size_t n) {
+    size_t size = ae_onnx__model_proto__get_packed_size(mp);
+    unsigned char *buf = malloc(size ? size : 1);
+    ae_onnx__model_proto__pack(mp, buf);
+    ae_status st = ae_model_import_onnx_buffer(out, buf, size, NULL, err, n);
+    free(buf);
+    return st;
+}
+
+static AeOnnx__NodeProto *find_node(AeOnnx__GraphProto *g, const char *op, size_t nth) {
+    for (size_t i = 0; i < g->n_node; i++)
+        if (strcmp(g->node[i]->op_type, op) == 0 && nth-- == 0) return g->node[i];
+    fail_msg("no node %s", op);
+    return NULL;
+}
+
+static void expect_refusal(const AeOnnx__ModelProto *mp, ae_status want, const char *part1,
+                           const char *part2) {
+    ae_model *m = (ae_model *)1;
+    char err[512];
+    ae_status st = import_proto(mp, &m, err, sizeof err);
+    if (st != want || m != NULL || !strstr(err, part1) || (part2 && !strstr(err, part2)))
+        fail_msg("got %s '%s', expected %s with '%s' '%s'", ae_status_name(st), err,
+                 ae_status_name(want), part1, part2 ? part2 : "");
+}
+
+static void test_import_refusals(void **state) {
+    (void)state;
+    ae_model *a = m_dense();
+    unsigned char *buf;
+    size_t size;
+    AeOnnx__ModelProto *mp = unpack_export(a, &buf, &size);
+    AeOnnx__GraphProto *g = mp->graph;
+    AeOnnx__NodeProto *relu = find_node(g, "Relu", 0), *gemm2 = find_node(g, "Gemm", 2);
+
+    /* an op without a layer: the node's name and op type */
+    char *save = relu->op_type;
+    relu->op_type = "Softmax";
+    expect_refusal(mp, AE_ERR_UNSUPPORTED, relu->name, "Softmax");
+    relu->op_type = save;
+    /* a node of another domain */
+    relu->domain = "com.microsoft";
+    expect_refusal(mp, AE_ERR_UNSUPPORTED, relu->name, "domain");
+    relu->domain = NULL;
+    /* a branch: the decoder reads a tensor the encoder went past */
+    save = gemm2->input[0];
+    gemm2->input[0] = relu->output[0];
+    expect_refusal(mp, AE_ERR_UNSUPPORTED, gemm2->name, "branches");
+    /* a name defined nowhere */
+    gemm2->input[0] = "nowhere";
+    expect_refusal(mp, AE_ERR_FORMAT, gemm2->name, "not defined");
+    gemm2->input[0] = save;
+    /* a Gemm that is no dense layer */
+    AeOnnx__AttributeProto alpha = AE_ONNX__ATTRIBUTE_PROTO__INIT, *attrs[2];
+    alpha.name = "alpha";
+    alpha.has_f = 1;
+    alpha.f = 2.0f;
+    alpha.has_type = 1;
+    alpha.type = AE_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
+    AeOnnx__AttributeProto **save_attrs = gemm2->attribute;
+    size_t save_n = gemm2->n_attribute;
+    attrs[0] = save_attrs[0];
+    attrs[1] = &alpha;
+    gemm2->attribute = attrs;
+    gemm2->n_attribute = 2;
+    expect_refusal(mp, AE_ERR_UNSUPPORTED, gemm2->name, "alpha");
+    gemm2->attribute = save_attrs;
+    gemm2->n_attribute = save_n;
+    /* a weight of the wrong shape */
+    AeOnnx__TensorProto *w = g->initializer[0];
+    int64_t d0 = w->dims[0];
+    w->dims[0] = d0 + 1;
+    expect_refusal(mp, AE_ERR_FORMAT, w->name, "bytes");
+    w->dims[0] = d0;
+    /* the first output is not the end of the chain */
+    char *out0 = g->output[0]->name;
+    g->output[0]->name = g->output[1]->name;
+    expect_refusal(mp, AE_ERR_UNSUPPORTED, "first output", NULL);
+    g->output[0]->name = out0;
+
+    /* Identity and Dropout are read through */
+    AeOnnx__NodeProto drop = AE_ONNX__NODE_PROTO__INIT, id = AE_ONNX__NODE_PROTO__INIT;
+    char *drop_in[1] = {relu->output[0]}, *drop_out[1] = {"dropped"}, *id_out[1] = {"same"};
+    drop.op_type = "Dropout";
+    drop.name = "drop";
+    drop.n_input = 1;
+    drop.input = drop_in;
+    drop.n_output = 1;
+    drop.output = drop_out;
+    id.op_type = "Identity";
+    id.name = "id";
+    id.n_input = 1;
+    id.input = drop_out;
+    id.n_output = 1;
+    id.output = id_out;
+    AeOnnx__NodeProto **nodes = malloc((g->n_node + 2) * sizeof *nodes), **save_nodes = g->node;
+    size_t k = 0, save_nn = g->n_node;
+    for (size_t i = 0; i < g->n_node; i++) {
+        nodes[k++] = g->node[i];
+        if (g->node[i] == relu) {
+            nodes[k++] = &drop;
+            nodes[k++] = &id;
+        }
+    }
+    AeOnnx__NodeProto *next = find_node(g, "Gemm", 1);
+    save = next->input[0];
+    next->input[0] = "same";
+    g->node = nodes;
+    g->n_node = k;
+    ae_model *b = NULL;
+    char err[512];
+    ae_status st = import_proto(mp, &b, err, sizeof err);
+    if (st) fail_msg("%s", err);
+    float x[2 * 24], y1[2 * 24], y2[2 * 24];
+    test_fill(x, 2 * 24, 4, 0, 1);
+    OK(ae_reconstruct(a, x, 2, y1));
+    OK(ae_reconstruct(b, x, 2, y2));
+    assert_memory_equal(y1, y2, sizeof y1);
+    ae_model_destroy(b);
+    /* a Dropout's mask output is not */
+    char *drop_out2[2] = {"dropped", "mask"};
+    drop.n_output = 2;
+    drop.output = drop_out2;
+    expect_refusal(mp, AE_ERR_UNSUPPORTED, "'drop' (Dropout)", "mask");
+    g->node = save_nodes;
+    g->n_node = save_nn;
+    next->input[0] = save;
+    free(nodes);
+
+    /* the code named by the caller */
+    ae_onnx_import_options o;
+    ae_onnx_import_options_init(&o);
+    o.code = relu->output[0];
+    OK(ae_model_import_onnx_buffer(&b, buf, size, &o, err, sizeof err));
+    assert_int_equal(ae_model_code_size(b), 16);
+    assert_int_equal(ae_model_code_layer(b), 1);
+    ae_model_destroy(b);
+    o.code = "no such tensor";
+    assert_int_equal(ae_model_import_onnx_buffer(&b, buf, size, &o, err, sizeof err),
+                     AE_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, "no such tensor"));
+    o.code = "input";
+    assert_int_equal(ae_model_import_onnx_buffer(&b, buf, size, &o, err, sizeof err),
+                     AE_ERR_UNSUPPORTED);
+    /* settings from a config */
+    ae_config *cfg = NULL;
+    OK(ae_config_create(&cfg, NULL));
+    OK(ae_config_set_int(cfg, AE_P_LOSS, AE_LOSS_BCE));
+    OK(ae_config_set_float(cfg, AE_P_LEARNING_RATE, 0.25));
+    o.code = NULL;
+    o.settings = cfg;
+    OK(ae_model_import_onnx_buffer(&b, buf, size, &o, err, sizeof err));
+    int64_t loss;
+    double lr;
+    OK(ae_model_get_int(b, AE_P_LOSS, &loss));
+    OK(ae_model_get_float(b, AE_P_LEARNING_RATE, &lr));
+    assert_int_equal(loss, AE_LOSS_BCE);
+    assert_true(lr == 0.25);
+    ae_model_destroy(b);
+    ae_config_destroy(cfg);
+    /* arguments */
+    o.struct_size = 8;
+    assert_int_equal(ae_model_import_onnx_buffer(&b, buf, size, &o, err, sizeof err),
+                     AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_model_import_onnx_buffer(NULL, buf, size, NULL, err, sizeof err),
+                     AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_model_import_onnx_buffer(&b, NULL, 5, NULL, NULL, 0), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_model_import_onnx(&b, NULL, NULL, err, sizeof err), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_model_import_onnx(&b, "/nonexistent.onnx", NULL, err, sizeof err),
+                     AE_ERR_IO);
+    assert_non_null(strstr(err, "/nonexistent.onnx"));
+    assert_null(b);
+    static const unsigned char junk[] = "this is not an ONNX file";
+    assert_int_equal(ae_model_import_onnx_buffer(&b, junk, sizeof junk, NULL, err, sizeof err),
+                     AE_ERR_FORMAT);
+    assert_int_equal(ae_model_import_onnx_buffer(&b, junk, 0, NULL, err, sizeof err),
+                     AE_ERR_FORMAT);
+    ae_onnx__model_proto__free_unpacked(mp, NULL);
+    free(buf);
+    ae_model_destroy(a);
+}
+
+/* A layer kind without an ONNX form is refused by name, never exported. */
+static void test_export_refuses_unknown_kind(void **state) {
+    (void)state;
+    ae_model *m = dense_model();
+    ae_layer_kind k = m->layers[1].kind;
+    m->layers[1].kind = (ae_layer_kind)99;
+    size_t size = 0;
+    assert_int_equal(ae_model_export_onnx_buffer(m, NULL, 0, &size, AE_ONNX_FULL),
+                     AE_ERR_UNSUPPORTED);
+    assert_non_null(strstr(ae_model_last_error(m), "layer 1"));
+    assert_non_null(strstr(ae_model_last_error(m), "no ONNX form"));
+    m->layers[1].kind = k;
+    ae_model_destroy(m);
+}
+
+/* The parts: the encoder's output is the code, the decoder's input. */
+static void test_export_parts(void **state) {
+    (void)state;
+    ae_model *m = m_vae();
+    unsigned char *buf;
+    size_t size;
+    const char *want[3][4] = {{"input", "reconstruction", "code", "logvar"},
+                              {"input", "code", "logvar", NULL},
+                              {"code", "reconstruction", NULL, NULL}};
+    for (int p = 0; p < 3; p++) {
+        buf = export_buf(m, (ae_onnx_part)p, &size);
+        AeOnnx__ModelProto *mp = ae_onnx__model_proto__unpack(NULL, size, buf);
+        assert_non_null(mp);
+        assert_int_equal(mp->opset_import[0]->version, AE_ONNX_OPSET);
+        assert_int_equal(mp->graph->n_input, 1);
+        assert_string_equal(mp->graph->input[0]->name, want[p][0]);
+        size_t nout = 0;
+        while (nout < 3 && want[p][1 + nout]) nout++;
+        assert_int_equal(mp->graph->n_output, nout);
+        for (size_t i = 0; i < nout; i++)
+            assert_string_equal(mp->graph->output[i]->name, want[p][1 + i]);
+        ae_onnx__model_proto__free_unpacked(mp, NULL);
+        /* an encoder or a decoder alone is no autoencoder to import */
+        if (p) {
+            ae_model *b = NULL;
+            char err[256];
+            assert_int_not_equal(ae_model_import_onnx_buffer(&b, buf, size, NULL, err, sizeof err),
+                                 AE_OK);
+        }
+        free(buf);
+    }
+    ae_model_destroy(m);
+}
+
+/* Every prefix and many single-byte changes of a file: a clean error or a
+ * model, nothing leaked. */
+static void test_import_malformed(void **state) {
+    (void)state;
+    ae_model *a = m_conv_bn_pool_up();
+    size_t size;
+    unsigned char *buf = export_buf(a, AE_ONNX_FULL, &size);
+    test_alloc t = {0, 0, -1};
+    ae_allocator al = test_allocator(&t);
+    ae_onnx_import_options o;
+    ae_onnx_import_options_init(&o);
+    o.alloc = &al;
+    unsigned char *copy = malloc(size);
+    size_t ok = 0, refused = 0;
+    for (size_t n = 0; n < size; n += n < 256 ? 1 : 7) {
+        ae_model *b = NULL;
+        char err[256];
+        ae_status st = ae_model_import_onnx_buffer(&b, buf, n, &o, err, sizeof err);
+        if (st == AE_OK) {
+            ok++;
+            ae_model_destroy(b);
+        } else {
+            refused++;
+            assert_null(b);
+            assert_true(err[0] != '\0');
+        }
+        assert_int_equal(t.live, 0);
+    }
+    uint32_t r = 12345;
+    for (int i = 0; i < 3000; i++) {
+        memcpy(copy, buf, size);
+        r = r * 1664525u + 1013904223u;
+        copy[(r >> 8) % size] ^= (unsigned char)(1u << (r & 7));
+        ae_model *b = NULL;
+        char err[256];
+        ae_status st = ae_model_import_onnx_buffer(&b, copy, size, &o, err, sizeof err);
+        if (st == AE_OK) {
+            ok++;
+            float x[64], y[64];
+            test_fill(x, 64, 1, 0, 1);
+            ae_reconstruct(b, x, 1, y);
+            ae_model_destroy(b);
+        } else {
+            refused++;
+            assert_null(b);
+        }
+        assert_int_equal(t.live, 0);
+    }
+    print_message("malformed files: %zu imported, %zu refused\n", ok, refused);
+    free(copy);
+    free(buf);
+    ae_model_destroy(a);
+}
+
+/* Each allocation of an import and of an export failing in turn. */
+static void test_allocation_failures(void **state) {
+    (void)state;
+    ae_model *a = m_conv_bn_pool_up();
+    size_t size;
+    unsigned char *buf = export_buf(a, AE_ONNX_FULL, &size);
+    ae_onnx_import_options o;
+    ae_onnx_import_options_init(&o);
+    long n = 0;
+    for (;; n++) {
+        test_alloc t = {0, 0, n};
+        ae_allocator al = test_allocator(&t);
+        o.alloc = &al;
+        ae_model *b = NULL;
+        char err[256];
+        ae_status st = ae_model_import_onnx_buffer(&b, buf, size, &o, err, sizeof err);
+        if (st == AE_OK) {
+            ae_model_destroy(b);
+            assert_int_equal(t.live, 0);
+            break;
+        }
+        assert_int_equal(st, AE_ERR_OUT_OF_MEMORY);
+        assert_int_equal(t.live, 0);
+    }
+    /* export: a model whose later allocations fail */
+    test_alloc t = {0, 0, -1};
+    ae_allocator al = test_allocator(&t);
+    o.alloc = &al;
+    ae_model *b = NULL;
+    char err[256];
+    OK(ae_model_import_onnx_buffer(&b, buf, size, &o, err, sizeof err));
+    long before = t.live;
+    for (long k = 0;; k++) {
+        t.count = 0;
+        t.fail_at = k;
+        size_t sz = 0;
+        ae_status st = ae_model_export_onnx_buffer(b, NULL, 0, &sz, AE_ONNX_FULL);
+        assert_int_equal(t.live, before);
+        if (st == AE_ERR_RANGE) break;
+        assert_int_equal(st, AE_ERR_OUT_OF_MEMORY);
+    }
+    t.fail_at = -1;
+    print_message("imports fail cleanly at each of %ld allocations\n", n);
+    ae_model_destroy(b);
+    assert_int_equal(t.live, 0);
+    free(buf);
+    ae_model_destroy(a);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_export_arguments),
@@ -480,6 +825,11 @@ int main(void) {
         cmocka_unit_test(test_pytorch_conv),
         cmocka_unit_test(test_pytorch_ops),
         cmocka_unit_test(test_pytorch_vae),
+        cmocka_unit_test(test_import_refusals),
+        cmocka_unit_test(test_export_refuses_unknown_kind),
+        cmocka_unit_test(test_export_parts),
+        cmocka_unit_test(test_import_malformed),
+        cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -569,26 +569,24 @@ static ae_status op_gemm(importer *im) {
         cur(im)->nlayers == im->nlayers && !im->layers[im->nlayers - 1].act_set &&
         im->layers[im->nlayers - 1].spec.kind == AE_LAYER_DENSE &&
         im->chain[x->ref].nlayers + 1 == im->nlayers) {
-        const tval *w = want_float(im, 1, 0, "weight");
-        if (!w) return AE_ERR_UNSUPPORTED;
         imp_layer *L = &im->layers[im->nlayers - 1];
         int tb = attr_int(n, "transB", 0) != 0;
-        const tval *b = n->n_input > 2 ? want_float(im, 2, L->spec.units, "bias") : NULL;
-        if (n->n_input > 2 && !b) return AE_ERR_SHAPE;
-        size_t rows = w->ndims == 2 ? (size_t)w->dims[0] : 0, cols = w->ndims == 2 ? (size_t)w->dims[1] : 0;
+        const tval *w = input(im, 1), *b = n->n_input > 2 ? input(im, 2) : NULL;
+        size_t rows = w && w->kind == K_FLOAT && w->ndims == 2 ? (size_t)w->dims[0] : 0,
+               cols = w && w->kind == K_FLOAT && w->ndims == 2 ? (size_t)w->dims[1] : 0;
         size_t out = tb ? rows : cols, in = tb ? cols : rows;
-        if (out != L->spec.units || in != ae_shape_size(im->chain[x->ref].shape) || !b || !L->b ||
-            L->w_transpose != !tb)
-            return fail(im, AE_ERR_UNSUPPORTED,
-                        "a second dense layer on '%s' that is no VAE head like the first", x->name);
-        L->w2 = w->f;
-        L->b2 = b->f;
-        make_gaussian(L, L->spec.units);
-        tval *t = define(im, n->output[0]);
-        if (!t) return AE_ERR_FORMAT;
-        t->kind = K_HEAD2;
-        t->ref = im->nlayers - 1;
-        return AE_OK;
+        /* anything else reading that tensor is a branch (refused below) */
+        if (out == L->spec.units && in == ae_shape_size(im->chain[x->ref].shape) && b &&
+            b->kind == K_FLOAT && b->n == out && L->b && L->w_transpose == !tb) {
+            L->w2 = w->f;
+            L->b2 = b->f;
+            make_gaussian(L, L->spec.units);
+            tval *t = define(im, n->output[0]);
+            if (!t) return AE_ERR_FORMAT;
+            t->kind = K_HEAD2;
+            t->ref = im->nlayers - 1;
+            return AE_OK;
+        }
     }
     ae_status st = want_main(im, 0);
     if (!st) st = need_rank2(im);
