@@ -1787,6 +1787,12 @@ static ae_status import_mem(ae_model **out, const uint8_t *p, size_t size,
     return st;
 }
 
+/* Names in a file may hold any byte: the message stays one printable line. */
+static void one_line(char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = '?';
+}
+
 void ae_onnx_import_options_init(ae_onnx_import_options *opts) {
     if (!opts) return;
     memset(opts, 0, sizeof *opts);
@@ -1819,6 +1825,7 @@ ae_status ae_model_import_onnx_buffer(ae_model **out, const void *buf, size_t si
     if (st) return st;
     if (!buf && size) st = ae_error(&e, AE_ERR_INVALID_ARG, "buf is NULL");
     if (!st) st = import_mem(out, buf ? buf : (const void *)"", size, opts, &a, &e);
+    one_line(e.msg);
     if (st && err && err_size) snprintf(err, err_size, "%s", e.msg);
     return st;
 }
@@ -1839,6 +1846,7 @@ ae_status ae_model_import_onnx(ae_model **out, const char *path, const ae_onnx_i
     st = ae_read_whole_file(&a, &e, path, &buf, &len);
     if (!st) st = import_mem(out, buf, len, opts, &a, &e);
     ae_free(&a, buf);
+    one_line(e.msg);
     if (st && err && err_size) snprintf(err, err_size, "%s: %s", path, e.msg);
     return st;
 }
