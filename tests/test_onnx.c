@@ -531,6 +531,9 @@ static void test_import_refusals(void **state) {
     /* a name defined nowhere */
     gemm2->input[0] = "nowhere";
     expect_refusal(mp, AE_ERR_FORMAT, gemm2->name, "not defined");
+    /* names may hold any byte; the message stays one printable line */
+    gemm2->input[0] = "two\nlines\x1b[2J";
+    expect_refusal(mp, AE_ERR_FORMAT, "two?lines?[2J", NULL);
     gemm2->input[0] = save;
     /* a Gemm that is no dense layer */
     AeOnnx__AttributeProto alpha = AE_ONNX__ATTRIBUTE_PROTO__INIT, *attrs[2];
