@@ -256,6 +256,17 @@ static ae_model *m_conv_bilinear(void) {
     return m;
 }
 
+static ae_model *m_conv_dense(void) {
+    ae_config *c = config(1, 6, 6);
+    OK(ae_config_add_conv2d(c, 3, 3, 1, 0, AE_ACT_RELU));
+    OK(ae_config_add_dense(c, 5, AE_ACT_TANH));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, 36, AE_ACT_SIGMOID));
+    ae_model *m = create(c);
+    train(m, 3);
+    return m;
+}
+
 static ae_model *m_vae(void) {
     ae_config *c = config(18, 1, 1);
     OK(ae_config_add_dense(c, 10, AE_ACT_RELU));
@@ -276,6 +287,7 @@ static const case_t round_trip_cases[] = {
     {"lifetime_bn1d", m_lifetime_bn1d},
     {"conv_bn_pool_up", m_conv_bn_pool_up},
     {"conv_bilinear", m_conv_bilinear},
+    {"conv_dense", m_conv_dense},
     {"vae", m_vae},
 };
 

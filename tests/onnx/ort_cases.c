@@ -228,6 +228,21 @@ int main(int argc, char **argv) {
     CHECK(ae_config_add_conv2d(c, 2, 1, 1, 0, AE_ACT_TANH));
     emit("conv_bilinear", c, 3);
 
+    /* a dense layer right after a conv (the export flattens first), an
+       MLP on image input, BatchNorm on an image code */
+    c = config(1, 6, 6);
+    CHECK(ae_config_add_conv2d(c, 3, 3, 1, 0, AE_ACT_RELU));
+    CHECK(ae_config_add_dense(c, 5, AE_ACT_TANH));
+    CHECK(ae_config_mark_code(c));
+    CHECK(ae_config_add_dense(c, 36, AE_ACT_SIGMOID));
+    emit("conv_dense", c, 3);
+    c = config(2, 3, 3);
+    CHECK(ae_config_add_conv2d(c, 4, 1, 1, 0, AE_ACT_IDENTITY));
+    CHECK(ae_config_add_batchnorm(c));
+    CHECK(ae_config_mark_code(c));
+    CHECK(ae_config_add_dense(c, 18, AE_ACT_IDENTITY));
+    emit("bn_image_code", c, 3);
+
     /* VAE: the encoder exports the mean and the log-variance */
     c = config(18, 1, 1);
     CHECK(ae_config_add_dense(c, 10, AE_ACT_RELU));
