@@ -235,13 +235,15 @@ static void test_layer_spec_check(void **state) {
     assert_int_equal(sp.iparam[1], 3);
     sp.iparam[2] = 2;
     assert_int_equal(ae_layer_spec_check(&sp, &err), AE_ERR_RANGE);
-    /* batchnorm defaults; eps excludes 0 */
+    /* batchnorm defaults; eps is a positive normal float (1e-40 is subnormal) */
     ae_layer_spec_init(&sp, AE_LAYER_BATCHNORM);
     assert_true(sp.fparam[0] == 0.1 && sp.fparam[1] == 1e-5);
     assert_int_equal(ae_layer_spec_check(&sp, &err), AE_OK);
     sp.fparam[1] = 0.0;
     assert_int_equal(ae_layer_spec_check(&sp, &err), AE_ERR_RANGE);
-    assert_non_null(strstr(err.msg, "(0, 1]"));
+    assert_non_null(strstr(err.msg, "[1.17549e-38, 1]"));
+    sp.fparam[1] = 1e-40;
+    assert_int_equal(ae_layer_spec_check(&sp, &err), AE_ERR_RANGE);
     /* lifetime top-k: k or a fraction, exactly one */
     ae_layer_spec_init(&sp, AE_LAYER_LIFETIME_TOPK);
     assert_int_equal(ae_layer_spec_check(&sp, &err), AE_ERR_RANGE);

@@ -210,7 +210,10 @@ AE_API ae_status ae_activation_from_name(const char *name, ae_activation *act);
  * says whether it may change after the model is created. Set them on a
  * config with ae_config_set_int / ae_config_set_float, and (where allowed)
  * on a model with ae_model_set_int / ae_model_set_float. ae_param_bounds
- * gives the bounds at run time. Since 0.1.0 unless noted.
+ * gives the bounds at run time. Float settings are stored as doubles and
+ * used as floats: a value must be within its bounds both as given and
+ * rounded to float (a beta of 1 - 1e-10 is 1 as a float and is refused),
+ * and -0.0 is stored as 0. Since 0.1.0 unless noted.
  */
 typedef enum ae_param {
     /* int, ae_loss, default AE_LOSS_MSE. Fixed at creation. */
@@ -219,12 +222,15 @@ typedef enum ae_param {
     AE_P_REDUCTION = 2,
     /* int, ae_optimizer, default AE_OPT_ADAM. Fixed at creation. */
     AE_P_OPTIMIZER = 3,
-    /* int, [0, 2^63-1], default 0: seeds the model's RNG (initialisation,
-       and every random draw the model makes). Fixed at creation. */
+    /* int, any int64 value, default 0: seeds the model's RNG (initialisation,
+       and every random draw the model makes) with its 64 bits, so every
+       value is a distinct seed; a uint64_t seed s is set as the int64 of
+       the same bits ((int64_t)s, or memcpy). Fixed at creation. */
     AE_P_SEED = 4,
     /* float, [0, 1e6], default 1e-3. Changeable between steps. */
     AE_P_LEARNING_RATE = 10,
-    /* float, [0, 1), default 0 (SGD only). Changeable. */
+    /* float, [0, 1), default 0 (SGD only); 0 or a normal float (at least
+       FLT_MIN = 1.17549e-38). Changeable. */
     AE_P_MOMENTUM = 11,
     /* int, 0 or 1, default 0 (SGD only; needs momentum > 0). Changeable. */
     AE_P_NESTEROV = 12,
@@ -236,7 +242,8 @@ typedef enum ae_param {
     AE_P_BETA1 = 14,
     /* float, [0, 1), default 0.999 (Adam, AdamW). Changeable. */
     AE_P_BETA2 = 15,
-    /* float, (0, 1], default 1e-8 (Adam, AdamW). Changeable. */
+    /* float, [FLT_MIN = 1.17549e-38, 1], default 1e-8 (Adam, AdamW): a
+       positive normal float, as Adam divides by it in float. Changeable. */
     AE_P_EPSILON = 16,
     /* float, [0, 1e12], default 0 = off: clip the gradient by its global
        L2 norm before the update. Changeable. */
@@ -293,7 +300,8 @@ typedef enum ae_layer_param {
     /* float, [0, 1], default 0.1: BatchNorm running-statistics momentum
        (PyTorch's meaning: running = (1 - momentum) running + momentum batch). */
     AE_LAYER_BN_MOMENTUM = 20,
-    /* float, (0, 1], default 1e-5: BatchNorm epsilon added to the variance. */
+    /* float, [FLT_MIN = 1.17549e-38, 1], default 1e-5: BatchNorm epsilon
+       added to the variance (a positive normal float). */
     AE_LAYER_BN_EPS = 21
 } ae_layer_param;
 
@@ -330,8 +338,9 @@ AE_API void ae_config_destroy(ae_config *cfg);
 
 /**
  * The message of the last failed call on `cfg`, or "" if none; also of a
- * failed ae_model_create(…, cfg). Owned by the config, valid until its next
- * call. Returns a static message for cfg NULL. Since 0.1.0.
+ * failed ae_model_create(…, cfg) or ae_model_load*(…, cfg). Owned by the
+ * config, valid until its next call. Returns a static message for cfg NULL.
+ * Since 0.1.0.
  */
 AE_API const char *ae_config_last_error(const ae_config *cfg);
 
@@ -474,10 +483,15 @@ AE_API const char *ae_model_last_error(const ae_model *m);
  * `target`); a noise level out of its kind's range is AE_ERR_RANGE.
  * The first step at a new largest batch size allocates the workspace; later
  * steps at that size or smaller allocate nothing.
+ * After a successful step every parameter, optimizer state and layer
+ * state value is finite.
  * Errors: AE_ERR_INVALID_ARG (NULL, batch 0), AE_ERR_RANGE (batch over
- * 2^24), AE_ERR_NUMERIC (NaN or infinity in the data, the loss or the
- * gradients: the parameters and optimizer state stay exactly as before),
- * AE_ERR_OUT_OF_MEMORY. A failed step also leaves the model's RNG as it was.
+ * 2^24; with AE_LOSS_BCE a target outside [0, 1], the message naming the
+ * first such element), AE_ERR_NUMERIC (NaN or infinity in the data, the
+ * loss or the gradients, or an update or running statistic that would
+ * overflow float: the parameters, optimizer state and layer state stay
+ * exactly as before), AE_ERR_OUT_OF_MEMORY. A failed step also leaves the
+ * model's RNG as it was.
  * Since 0.1.0.
  */
 AE_API ae_status ae_train_step(ae_model *m, const float *x, const float *target, size_t batch,
@@ -492,7 +506,10 @@ AE_API ae_status ae_evaluate(ae_model *m, const float *x, const float *target, s
 
 /**
  * Runs the encoder: `x` [batch, input_size] to `code` [batch, code_size].
- * Errors: AE_ERR_INVALID_ARG, AE_ERR_RANGE, AE_ERR_OUT_OF_MEMORY. Since 0.1.0.
+ * Errors: AE_ERR_INVALID_ARG, AE_ERR_RANGE, AE_ERR_OUT_OF_MEMORY,
+ * AE_ERR_NUMERIC (a non-finite input; in AE_MODE_TRAIN, running statistics
+ * that would overflow float: they stay as before; the same for
+ * ae_evaluate, ae_decode and ae_reconstruct). Since 0.1.0.
  */
 AE_API ae_status ae_encode(ae_model *m, const float *x, size_t batch, float *code);
 

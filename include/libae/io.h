@@ -35,12 +35,18 @@ typedef enum ae_save_flags {
  * Saves a model to `path` atomically: the file is written to a temporary
  * file in the same directory, flushed to disk (fsync), renamed over `path`,
  * and the directory is flushed. A failed save leaves no temporary file and
- * leaves a file already at `path` as it was. The model is not changed
+ * leaves a file already at `path` as it was. A symbolic link at `path` is
+ * followed: the file it names is replaced (created for a dangling link)
+ * in its own directory and the link stays. Only a regular file is
+ * replaced: a directory, device, FIFO or socket at `path` is refused with
+ * AE_ERR_IO, untouched (docs/files.md). The model is not changed
  * (only its message buffer, ae_model_last_error, on failure).
  * `flags` is AE_SAVE_MODEL or AE_SAVE_CHECKPOINT.
  * Errors (message in ae_model_last_error(m)): AE_ERR_INVALID_ARG (NULL,
  * unknown flags), AE_ERR_OUT_OF_MEMORY, AE_ERR_IO (the message names the
- * step and the system's reason). Since 0.1.0.
+ * step and the system's reason), AE_ERR_NUMERIC (a value to save is not
+ * finite, which ae_model_load would refuse: nothing is written; no call
+ * of the library leaves one). Since 0.1.0.
  */
 AE_API ae_status ae_model_save(const ae_model *m, const char *path, unsigned flags);
 
@@ -51,7 +57,8 @@ AE_API ae_status ae_model_save(const ae_model *m, const char *path, unsigned fla
  * not be NULL); when it exceeds `capacity`, nothing is written and the call
  * returns AE_ERR_RANGE. `buf` may be NULL when capacity is 0 (to ask for
  * the size). The model is not changed. Errors (message in
- * ae_model_last_error(m)): AE_ERR_INVALID_ARG, AE_ERR_RANGE. Since 0.1.0.
+ * ae_model_last_error(m)): AE_ERR_INVALID_ARG, AE_ERR_RANGE, AE_ERR_NUMERIC
+ * (as ae_model_save). Since 0.1.0.
  */
 AE_API ae_status ae_model_save_buffer(const ae_model *m, void *buf, size_t capacity,
                                       size_t *size, unsigned flags);
@@ -60,22 +67,29 @@ AE_API ae_status ae_model_save_buffer(const ae_model *m, void *buf, size_t capac
  * Loads a model (or a checkpoint: then training resumes bitwise as if it
  * had not stopped) from `path`. The model is rebuilt through the config
  * builder, so every check of ae_config_* and ae_model_create applies.
- * `alloc` may be NULL (malloc); it is used as ae_config_create uses it.
- * `err` may be NULL (err_size 0); on failure a one-line message is written
- * there (truncated to err_size, always terminated when err_size > 0).
- * Errors: AE_ERR_INVALID_ARG, AE_ERR_IO (cannot read the file),
- * AE_ERR_FORMAT (not a model file, truncated, malformed, an unknown layer
- * kind or setting), AE_ERR_VERSION (a newer major format version, or a
- * newer minor version using something this release lacks),
+ * `cfg` plays the part it plays in ae_model_create, the handle of the
+ * call: the model allocates through the allocator `cfg` was created with,
+ * and a failure's message (naming `path`) is in ae_config_last_error(cfg).
+ * Nothing else of `cfg` is read or changed (its layers and settings are
+ * not used: the file holds the architecture), so any config, even an
+ * empty one, serves, and it may be destroyed or reused afterwards. `cfg`
+ * may be NULL: then malloc, and no message.
+ * Errors: AE_ERR_INVALID_ARG (out or path NULL), AE_ERR_IO (cannot read
+ * the file), AE_ERR_FORMAT (not a model file, truncated, malformed, an
+ * unknown layer kind or setting), AE_ERR_VERSION (a newer major format
+ * version, or a newer minor version using something this release lacks),
  * AE_ERR_CHECKSUM (damaged), AE_ERR_OUT_OF_MEMORY. On failure *out is NULL.
  * Since 0.1.0.
  */
-AE_API ae_status ae_model_load(ae_model **out, const char *path, const ae_allocator *alloc,
-                               char *err, size_t err_size);
+AE_API ae_status ae_model_load(ae_model **out, const char *path, const ae_config *cfg);
 
-/** As ae_model_load, from `size` bytes at `buf` (not kept). Since 0.1.0. */
+/**
+ * As ae_model_load, from `size` bytes at `buf` (not kept; NULL only when
+ * size is 0). Errors as ae_model_load (AE_ERR_INVALID_ARG for out NULL or
+ * buf NULL), message in ae_config_last_error(cfg). Since 0.1.0.
+ */
 AE_API ae_status ae_model_load_buffer(ae_model **out, const void *buf, size_t size,
-                                      const ae_allocator *alloc, char *err, size_t err_size);
+                                      const ae_config *cfg);
 
 /**
  * Metadata: UTF-8 key/value strings kept with the model (through its

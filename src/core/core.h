@@ -90,11 +90,34 @@ typedef struct ae_span {
 /* Replaces the file at `path` with the parts, one after the other,
  * atomically and durably: a new file next to it, flushed, renamed over it
  * (a replaced file's permission bits are kept), then the directory flushed.
- * 0 on success. -1 when the file was not replaced: nothing is left behind,
- * an existing file at `path` is as it was. 1 when it was replaced but the
- * directory could not be flushed. On -1 and 1, *step says what failed ("write",
- * "flush", ...: "cannot <step> <path>" reads well) and errno the cause. */
+ * docs/files.md is the user's side of these rules.
+ * - Symbolic links: a link at `path` is followed (a dangling one too): the
+ *   file it names is replaced (or created), atomically in that file's
+ *   directory, and the link stays.
+ * - Only a regular file is replaced: a directory, device, FIFO or socket
+ *   at `path` (or named by its links) is refused.
+ * - The temporary name is short (".ae-<hash of the name>-<slot>", 23
+ *   bytes), so any name that fits a directory entry can be saved.
+ * - The temporary files of the target left by killed saves are removed
+ *   first when no other save into the directory is running (a shared
+ *   flock on the directory marks a running save).
+ * Returns 0 on success. -1 when the file was not replaced: nothing is left
+ * behind, an existing file at `path` is as it was. -2 when the target
+ * exists and is not a regular file: nothing is written, *step names what
+ * it is ("a FIFO", "a symbolic link to a character device", ...) and errno
+ * is 0. 1 when it was replaced but the directory could not be flushed. On
+ * -1 and 1, *step says what failed ("write", "flush", ...: "cannot <step>
+ * <path>" reads well) and errno the cause. */
 int ae_file_replace(const ae_allocator *a, const char *path, const ae_span *parts, size_t nparts,
                     const char **step);
+
+/* Opens `path` for reading, the one way every loader opens a file: a
+ * regular file only, checked with fstat after an open with O_NONBLOCK, so
+ * a FIFO or device is refused without waiting for a writer. Returns the
+ * descriptor (O_CLOEXEC, blocking) and its size, or -1 with *why "cannot
+ * open" / "cannot inspect" and errno the cause, or -2 when it is not a
+ * regular file: *why names what it is ("a directory", "a FIFO", ...) and
+ * errno is 0. */
+int ae_file_open_read(const char *path, size_t *size, const char **why);
 
 #endif

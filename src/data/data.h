@@ -116,9 +116,9 @@ ae_npy_type ae_rowfile_type(const ae_rowfile *f);
 ae_status ae_rowfile_read(ae_rowfile *f, ae_errbuf *e, const size_t *rows, size_t start, size_t n,
                           float mul, float add, float *dst);
 
-/* Opens a file for reading: a regular file only (a FIFO or device is
- * refused without blocking). Returns the descriptor or -1 with the
- * message in e. */
+/* Opens a file for reading, as every data loader does: a regular file only
+ * (a FIFO or device is refused without blocking; ae_file_open_read).
+ * Returns the descriptor or -1 with the message, naming the file, in e. */
 int ae_open_regular(ae_errbuf *e, const char *path, size_t *size);
 
 /* ---- image decoding (image.c) ----

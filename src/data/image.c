@@ -115,7 +115,8 @@ ae_status ae_png_decode(const ae_allocator *a, ae_errbuf *e, const char *name, c
     png_set_chunk_malloc_max(png, (png_alloc_size_t)64 << 20);
     png_read_info(png, info);
     png_uint_32 pw = png_get_image_width(png, info), ph = png_get_image_height(png, info);
-    if ((size_t)pw * ph > MAX_PIXELS) {
+    size_t npix; /* checked: 65536 x 65536 wraps a 32-bit size_t */
+    if (ae_mul_overflow(pw, ph, &npix) || npix > MAX_PIXELS) {
         snprintf(src.msg, sizeof src.msg, "%lu x %lu pixels exceed the limit of %zu",
                  (unsigned long)pw, (unsigned long)ph, MAX_PIXELS);
         longjmp(src.jb, 1);
@@ -218,7 +219,8 @@ ae_status ae_jpeg_decode(const ae_allocator *a, ae_errbuf *e, const char *name, 
         ci.out_color_space = JCS_RGB;
         from = 3;
     }
-    if ((size_t)ci.image_width * ci.image_height > MAX_PIXELS) {
+    size_t npix;
+    if (ae_mul_overflow(ci.image_width, ci.image_height, &npix) || npix > MAX_PIXELS) {
         snprintf(jf.msg, sizeof jf.msg, "%u x %u pixels exceed the limit of %zu",
                  (unsigned)ci.image_width, (unsigned)ci.image_height, MAX_PIXELS);
         longjmp(jf.jb, 1);

@@ -5,6 +5,7 @@
  * over batch x h x w, and updates running = (1 - m) running + m batch with
  * the unbiased variance; inference uses the running statistics. Scratch:
  * the batch mean and 1/sqrt(var + eps) per channel, kept for backward. */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -132,8 +133,10 @@ static void bn_backward(const ae_layer *L, const float *params, float *grads, ae
 static const ae_layer_attr bn_attrs[] = {
     {.name = "momentum", .type = AE_ATTR_FLOAT, .slot = F_MOMENTUM,
      .lo = 0, .hi = 1, .has_default = 1, .def = 0.1, .setting = AE_LAYER_BN_MOMENTUM},
+    /* 1/sqrt(var + eps) becomes a float: a positive normal float keeps it
+     * finite (PyTorch adds eps in float). */
     {.name = "eps", .type = AE_ATTR_FLOAT, .slot = F_EPS,
-     .lo = 0, .hi = 1, .lo_open = 1, .has_default = 1, .def = 1e-5, .setting = AE_LAYER_BN_EPS},
+     .lo = FLT_MIN, .hi = 1, .has_default = 1, .def = 1e-5, .setting = AE_LAYER_BN_EPS},
 };
 
 static const ae_layer_desc bn_desc = {

@@ -117,10 +117,10 @@ typedef struct ae_sparse_io {
      * changed and updates the flags (or, when it cannot, the caller forgets them). */
     int sparse_grads;
     unsigned char *w_zero;
-    /* Backward, set by the caller: only the entries of dx at the kept
-     * indices of the layer before will be read (that layer is a top-k whose
-     * predecessor, or itself, reads nothing else), so the rest need not be
-     * written. */
+    /* Backward, set by the caller: the layer may write only part of dx (a
+     * dense layer its in_idx entries, a top-k layer its kept entries) and
+     * leave the rest unwritten. The caller sets it only when that part
+     * covers every entry the layer before reads (src/model/sparse.c). */
     int dx_kept_only;
     /* Backward, set by the layer when it kept w_zero up to date: the weight
      * gradient is zero outside the rows (w_used_cols 0) or columns (1)

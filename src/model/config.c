@@ -1,3 +1,4 @@
+#include <float.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -12,24 +13,33 @@ typedef struct param_row {
     int lo_open, hi_open; /* bound excluded */
     int changeable;
     size_t off;
+    /* Float settings: a nonzero value must stay a normal float (a smaller
+     * one would be 0 or subnormal where it is used, and 0 is not the same
+     * setting: e.g. a momentum of 1e-50 would be on in double, off in float). */
+    int normal;
 } param_row;
 
-#define ROW_I(id, name, lo, hi, ch, field) {id, name, 1, lo, hi, 0, 0, ch, offsetof(ae_settings, field)}
+#define ROW_I(id, name, lo, hi, ch, field) \
+    {id, name, 1, lo, hi, 0, 0, ch, offsetof(ae_settings, field), 0}
 #define ROW_F(id, name, lo, hi, lo_open, hi_open, ch, field) \
-    {id, name, 0, lo, hi, lo_open, hi_open, ch, offsetof(ae_settings, field)}
+    {id, name, 0, lo, hi, lo_open, hi_open, ch, offsetof(ae_settings, field), 0}
+#define ROW_FN(id, name, lo, hi, lo_open, hi_open, ch, field) \
+    {id, name, 0, lo, hi, lo_open, hi_open, ch, offsetof(ae_settings, field), 1}
 
 static const param_row param_table[] = {
     ROW_I(AE_P_LOSS, "AE_P_LOSS", 0, 1, 0, loss),
     ROW_I(AE_P_REDUCTION, "AE_P_REDUCTION", 0, 1, 0, reduction),
     ROW_I(AE_P_OPTIMIZER, "AE_P_OPTIMIZER", 0, 2, 0, optimizer),
-    ROW_I(AE_P_SEED, "AE_P_SEED", 0, 9223372036854775807.0, 0, seed),
+    /* Every int64: the seed is its 64 bits (a uint64_t seed as int64). */
+    ROW_I(AE_P_SEED, "AE_P_SEED", -9223372036854775808.0, 9223372036854775807.0, 0, seed),
     ROW_F(AE_P_LEARNING_RATE, "AE_P_LEARNING_RATE", 0, 1e6, 0, 0, 1, lr),
-    ROW_F(AE_P_MOMENTUM, "AE_P_MOMENTUM", 0, 1, 0, 1, 1, momentum),
+    ROW_FN(AE_P_MOMENTUM, "AE_P_MOMENTUM", 0, 1, 0, 1, 1, momentum),
     ROW_I(AE_P_NESTEROV, "AE_P_NESTEROV", 0, 1, 1, nesterov),
     ROW_F(AE_P_WEIGHT_DECAY, "AE_P_WEIGHT_DECAY", 0, 1e6, 0, 0, 1, weight_decay),
     ROW_F(AE_P_BETA1, "AE_P_BETA1", 0, 1, 0, 1, 1, beta1),
     ROW_F(AE_P_BETA2, "AE_P_BETA2", 0, 1, 0, 1, 1, beta2),
-    ROW_F(AE_P_EPSILON, "AE_P_EPSILON", 0, 1, 1, 0, 1, eps),
+    /* Adam divides by it in float: its float must be a positive normal. */
+    ROW_F(AE_P_EPSILON, "AE_P_EPSILON", FLT_MIN, 1, 0, 0, 1, eps),
     ROW_F(AE_P_GRAD_CLIP_NORM, "AE_P_GRAD_CLIP_NORM", 0, 1e12, 0, 0, 1, clip_norm),
     ROW_F(AE_P_DAMPENING, "AE_P_DAMPENING", 0, 1e6, 0, 0, 1, dampening),
     ROW_I(AE_P_NOISE_KIND, "AE_P_NOISE_KIND", 0, 5, 1, noise.kind),
@@ -101,11 +111,28 @@ ae_status ae_settings_set(ae_settings *s, ae_errbuf *err, ae_param p, int is_int
         if (p == AE_P_OPTIMIZER && !s->weight_decay_set)
             s->weight_decay = iv == AE_OPT_ADAMW ? 1e-2 : 0.0;
     } else {
+        /* Stored as double, used (mostly) as float: the bounds must hold
+         * for both, so a value that rounds onto an excluded bound (a beta
+         * of 1 - 1e-10 is 1 as a float) is refused. Every bound is within
+         * float range, so the conversion below is defined. */
         int ok = fv == fv && (r->lo_open ? fv > r->lo : fv >= r->lo) &&
                  (r->hi_open ? fv < r->hi : fv <= r->hi);
+        char lb = r->lo_open ? '(' : '[', hb = r->hi_open ? ')' : ']';
         if (!ok)
-            return ae_error(err, AE_ERR_RANGE, "%s must be in %c%g, %g%c, got %g", r->name,
-                            r->lo_open ? '(' : '[', r->lo, r->hi, r->hi_open ? ')' : ']', fv);
+            return ae_error(err, AE_ERR_RANGE, "%s must be in %c%g, %g%c, got %g", r->name, lb,
+                            r->lo, r->hi, hb, fv);
+        float f = (float)fv, flo = (float)r->lo, fhi = (float)r->hi;
+        if (!((r->lo_open ? f > flo : f >= flo) && (r->hi_open ? f < fhi : f <= fhi)))
+            return ae_error(err, AE_ERR_RANGE,
+                            "%s must be in %c%g, %g%c as the float it is used as, got %.17g (%.9g "
+                            "as a float)",
+                            r->name, lb, r->lo, r->hi, hb, fv, (double)f);
+        if (r->normal && fv != 0.0 && !(f >= FLT_MIN || f <= -FLT_MIN))
+            return ae_error(err, AE_ERR_RANGE,
+                            "%s must be 0 or a normal float (magnitude at least %g) in %c%g, %g%c, "
+                            "got %g",
+                            r->name, (double)FLT_MIN, lb, r->lo, r->hi, hb, fv);
+        if (fv == 0.0) fv = 0.0; /* -0.0 is stored as 0 */
         memcpy(field, &fv, sizeof fv);
         if (p == AE_P_WEIGHT_DECAY) s->weight_decay_set = 1;
     }
@@ -341,7 +368,7 @@ ae_status ae_config_layer_set_float(ae_config *cfg, size_t layer, ae_layer_param
         if (!(value >= 0.0 && value <= 1e3))
             return ae_error(&cfg->err, AE_ERR_RANGE, "AE_LAYER_LEAKY_SLOPE must be in [0, 1000], got %g",
                             value);
-        sp->slope = (float)value;
+        sp->slope = value == 0.0 ? 0.0f : (float)value; /* -0.0 is kept as 0 */
         return AE_OK;
     }
     /* A setting of one of the kind's attributes: its bounds. */
@@ -349,7 +376,7 @@ ae_status ae_config_layer_set_float(ae_config *cfg, size_t layer, ae_layer_param
     if (!((a->lo_open ? value > a->lo : value >= a->lo) && value <= a->hi))
         return ae_error(&cfg->err, AE_ERR_RANGE, "%s must be in %c%g, %g], got %g",
                         layer_param_name(param), a->lo_open ? '(' : '[', a->lo, a->hi, value);
-    ae_spec_set_float(sp, a, value);
+    ae_spec_set_float(sp, a, value == 0.0 ? 0.0 : value);
     return AE_OK;
 }
 

@@ -3,6 +3,8 @@
 #ifndef AE_MODEL_H
 #define AE_MODEL_H
 
+#include <libae/hook.h>
+
 #include "core/core.h"
 #include "core/noise.h"
 #include "layers/layers.h"
@@ -61,6 +63,7 @@ struct ae_model {
     float *buffers_saved; /* buffers before the current training step, restored when it fails */
     ae_param_block *blocks;
     size_t nblocks;
+    ae_block_bound *bounds; /* per block (same capacity): the checked update's bounds */
     ae_grad_shape *grad_shapes; /* per block (same capacity), set by each backward pass */
     /* Per layer, for dense layers with sparse paths (else NULL): which rows
      * or columns of the weight gradient are all zero in the arena
@@ -72,6 +75,11 @@ struct ae_model {
      * its partner's range (w_off) while its own stays reserved, unused and
      * outside the blocks, for untying (src/model/stack.c). */
     size_t *w_own;
+
+    /* The gradient-reduce hook (<libae/hook.h>), called by ae_train_step
+     * between computing the gradients and the update; NULL: none. */
+    ae_grad_reduce_fn reduce_fn;
+    void *reduce_ctx;
 
     ae_rng rng;
     uint64_t steps;
@@ -146,13 +154,29 @@ void ae_stack_write_weight(ae_model *m, const ae_layer *L, const float *src);
 
 /* Runs layers [from, to) on x and returns the last output. A Gaussian layer
  * among them samples eps from rng, or copies eps when not NULL; with both
- * NULL it outputs mu. */
+ * NULL it outputs mu. In training mode layers update their state
+ * (m->buffers): see ae_model_check_state. */
 const float *ae_model_forward(ae_model *m, size_t from, size_t to, const float *x, size_t batch,
                               int train, ae_rng *rng, const float *eps);
+/* After a forward pass in training mode: AE_OK when the layer state is
+ * finite; else it is restored from m->buffers_saved (which the caller
+ * filled before the pass) and the call fails with AE_ERR_NUMERIC. */
+ae_status ae_model_check_state(ae_model *m);
+/* ae_model_forward in training mode with the state saved before and
+ * checked after (ae_model_check_state); *y is the last output. */
+ae_status ae_model_forward_train(ae_model *m, size_t from, size_t to, const float *x,
+                                 size_t batch, ae_rng *rng, const float *eps, const float **y);
+/* Parameters or optimizer state were written outside a training step
+ * (ae_model_set_weights, copying layers, restoring the best epoch): the
+ * optimizer's bounds on them are forgotten (ae_optim_step_checked). */
+void ae_model_params_written(ae_model *m);
 /* Checks a batch (pointers, size, per-layer limits), that `x` holds finite
  * values (batch·width) and reserves the workspace; messages go to m->err. */
 ae_status ae_model_prepare(ae_model *m, const float *x, const void *out, size_t batch,
                            size_t width);
+/* AE_ERR_RANGE naming the first of the batch's targets outside the loss's
+ * domain (BCE: [0, 1]); `what` names the array ("the target"). */
+ae_status ae_model_check_target(ae_model *m, const float *t, size_t batch, const char *what);
 
 /* Grows the workspace to hold `batch` samples; allocates only when larger than before. */
 ae_status ae_model_reserve(ae_model *m, size_t batch);

@@ -15,13 +15,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void try_load(const uint8_t *data, size_t size) {
     ae_model *m = (ae_model *)1;
-    char err[256];
-    ae_status st = ae_model_load_buffer(&m, data, size, NULL, err, sizeof err);
+    ae_config *cfg = NULL; /* the handle of the load's message */
+    if (ae_config_create(&cfg, NULL) != AE_OK) abort();
+    ae_status st = ae_model_load_buffer(&m, data, size, cfg);
+    const char *err = ae_config_last_error(cfg);
     if (st != AE_OK) {
         if (m || !err[0] || strchr(err, '\n')) abort();
+        ae_config_destroy(cfg);
         return;
     }
     if (!m || err[0]) abort();
+    ae_config_destroy(cfg);
     /* The checkpoint flag is bit 0 of byte 12. */
     unsigned flags = data[12] & 1;
     size_t n = 0, n2 = 0;
@@ -31,7 +35,7 @@ static void try_load(const uint8_t *data, size_t size) {
     if (!buf || !buf2) abort();
     if (ae_model_save_buffer(m, buf, n, &n, flags) != AE_OK) abort();
     ae_model *again = NULL;
-    if (ae_model_load_buffer(&again, buf, n, NULL, NULL, 0) != AE_OK) abort();
+    if (ae_model_load_buffer(&again, buf, n, NULL) != AE_OK) abort();
     if (ae_model_save_buffer(again, buf2, n, &n2, flags) != AE_OK || n2 != n ||
         memcmp(buf, buf2, n) != 0)
         abort();

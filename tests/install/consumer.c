@@ -85,11 +85,10 @@ int main(void)
         size_t size = 0;
         float code2[8 * 2];
         ae_model *loaded = NULL;
-        char err[128];
         CHECK(ae_model_set_meta(model, "origin", "consumer"));
         CHECK(ae_model_save_buffer(model, buf, sizeof buf, &size, AE_SAVE_CHECKPOINT));
-        if (ae_model_load_buffer(&loaded, buf, size, NULL, err, sizeof err) != AE_OK) {
-            fprintf(stderr, "consumer: load failed: %s\n", err);
+        if (ae_model_load_buffer(&loaded, buf, size, cfg) != AE_OK) {
+            fprintf(stderr, "consumer: load failed: %s\n", ae_config_last_error(cfg));
             ae_model_destroy(model);
             ae_config_destroy(cfg);
             return 1;

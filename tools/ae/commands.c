@@ -194,9 +194,14 @@ static int check_required(const model_opts *o, int need_data, int need_output, i
     if (!file_readable(o->model)) return fail(EXIT_RUN, "cannot open %s", o->model);
     if (o->data.path && !file_readable(o->data.path))
         return fail(EXIT_RUN, "cannot open %s", o->data.path);
-    const char *outputs[] = {o->output, o->png, o->recon_png, o->features_png, o->scatter_png,
-                             o->eval.scores_path};
-    const char *inputs[] = {o->model, o->data.path, o->data.labels, o->codes};
+    const named_file outputs[] = {{"-o", o->output},
+                                  {"--png", o->png},
+                                  {"--recon-png", o->recon_png},
+                                  {"--features-png", o->features_png},
+                                  {"--scatter-png", o->scatter_png},
+                                  {"--scores", o->eval.scores_path},
+                                  {"--codes", o->codes}};
+    const named_file inputs[] = {{"-m", o->model}, {"-d", o->data.path}, {"--labels", o->data.labels}};
     return check_outputs(outputs, sizeof outputs / sizeof *outputs, inputs,
                          sizeof inputs / sizeof *inputs);
 }
@@ -209,8 +214,8 @@ static int load_both(model_opts *o, ae_model **m, prep *p, ae_dataset **ds) {
         o->data.have_scale = 1;
         o->data.scale = p->scale;
     }
-    if (!(*ds = data_load(&o->data, NULL))) return EXIT_RUN;
-    return prep_apply(p, *ds, o->data.path);
+    int rc = data_load(&o->data, NULL, ds);
+    return rc ? rc : prep_apply(p, *ds, o->data.path);
 }
 
 int cmd_encode(int argc, char **argv) {
@@ -226,7 +231,7 @@ int cmd_encode(int argc, char **argv) {
     float *codes = NULL;
     if ((rc = load_both(&o, &m, &p, &ds))) goto done;
     size_t n = ae_dataset_count(ds), k = ae_model_code_size(m);
-    codes = malloc(n * k * sizeof *codes);
+    codes = alloc_array(n, k, sizeof(float));
     rc = EXIT_RUN;
     if (!codes) {
         fail(EXIT_RUN, "out of memory");
@@ -256,10 +261,10 @@ int cmd_decode(int argc, char **argv) {
     ae_dataset *ds = NULL;
     float *out = NULL;
     if (!m) return EXIT_RUN;
-    rc = EXIT_RUN;
     o.data.have_scale = 1;
     o.data.scale = 1.0; /* codes are used as they are */
-    if (!(ds = data_load(&o.data, NULL))) goto done;
+    if ((rc = data_load(&o.data, NULL, &ds)) != 0) goto done;
+    rc = EXIT_RUN;
     size_t n = ae_dataset_count(ds), k = ae_model_code_size(m), d = ae_model_output_size(m);
     if (ae_dataset_dim(ds) != k) {
         fail(EXIT_RUN, "%s has %zu values per sample; the model's code has %zu", o.data.path,
@@ -270,7 +275,7 @@ int cmd_decode(int argc, char **argv) {
         rc = fail(EXIT_USAGE, "--png: the model's samples are vectors, not images");
         goto done;
     }
-    if (!(out = malloc(n * d * sizeof *out))) {
+    if (!(out = alloc_array(n, d, sizeof(float)))) {
         fail(EXIT_RUN, "out of memory");
         goto done;
     }
@@ -313,7 +318,7 @@ int cmd_reconstruct(int argc, char **argv) {
         rc = fail(EXIT_USAGE, "--png: the samples are vectors, not images; give --shape");
         goto done;
     }
-    if (!(out = malloc(n * d * sizeof *out))) {
+    if (!(out = alloc_array(n, d, sizeof(float)))) {
         fail(EXIT_RUN, "out of memory");
         goto done;
     }
@@ -322,7 +327,7 @@ int cmd_reconstruct(int argc, char **argv) {
     if (write_npy(o.output, out, n, c, h, w)) goto done;
     printf("%zu reconstructions written to %s\n", n, o.output);
     if (o.png) {
-        if (picture_recon(o.png, m, &p, ds, o.count ? o.count : 20)) goto done;
+        if ((rc = picture_recon(o.png, m, &p, ds, o.count ? o.count : 20)) != 0) goto done;
         printf("picture written to %s\n", o.png);
     }
     rc = 0;
@@ -350,16 +355,17 @@ int cmd_eval(int argc, char **argv) {
     if ((rc = load_both(&o, &m, &p, &ds))) goto done;
     rc = EXIT_RUN;
     if (evaluate_print(m, &p, ds, &o.eval)) goto done;
+    /* The picture calls return the exit code of their failure. */
     if (o.recon_png) {
-        if (picture_recon(o.recon_png, m, &p, ds, o.count ? o.count : 20)) goto done;
+        if ((rc = picture_recon(o.recon_png, m, &p, ds, o.count ? o.count : 20)) != 0) goto done;
         printf("reconstructions written to %s\n", o.recon_png);
     }
     if (o.features_png) {
-        if (picture_features(o.features_png, m, &p, ds)) goto done;
+        if ((rc = picture_features(o.features_png, m, &p, ds)) != 0) goto done;
         printf("features written to %s\n", o.features_png);
     }
     if (o.scatter_png) {
-        if (picture_scatter(o.scatter_png, m, ds, 5000)) goto done;
+        if ((rc = picture_scatter(o.scatter_png, m, ds, 5000)) != 0) goto done;
         printf("code scatter written to %s\n", o.scatter_png);
     }
     rc = 0;
@@ -405,8 +411,8 @@ int cmd_sample(int argc, char **argv) {
         rc = fail(EXIT_USAGE, "--png: the model's samples are vectors, not images");
         goto done;
     }
-    z = malloc(n * k * sizeof *z);
-    out = malloc(n * d * sizeof *out);
+    z = alloc_array(n, k, sizeof(float));
+    out = alloc_array(n, d, sizeof(float));
     if (!z || !out) {
         fail(EXIT_RUN, "out of memory");
         goto done;
@@ -527,6 +533,8 @@ int cmd_info(int argc, char **argv) {
             if (settings[i].p == AE_P_REDUCTION) nm = iv ? "sum" : "mean";
             if (settings[i].p == AE_P_VAE_BETA_WARMUP_STEPS && !model_is_vae(m)) continue;
             if (nm) printf(" %s %s;", settings[i].name, nm);
+            else if (settings[i].p == AE_P_SEED) /* its 64 bits, unsigned */
+                printf(" %s %llu;", settings[i].name, (unsigned long long)(uint64_t)iv);
             else printf(" %s %lld;", settings[i].name, (long long)iv);
         } else if ((settings[i].p != AE_P_VAE_BETA || model_is_vae(m)) &&
                    ae_model_get_float(m, settings[i].p, &fv) == AE_OK) {

@@ -69,7 +69,7 @@ int cmd_export(int argc, char **argv) {
     int part;
     if (parse_choice("--part", part_s, parts, &part)) return EXIT_USAGE;
     if (!file_readable(model)) return fail(EXIT_RUN, "cannot open %s", model);
-    const char *outs[1] = {output}, *ins[1] = {model};
+    const named_file outs[1] = {{"-o", output}}, ins[1] = {{"-m", model}};
     if ((rc = check_outputs(outs, 1, ins, 1)) != 0) return rc;
     prep p;
     ae_model *m = model_load(model, &p);
@@ -92,7 +92,7 @@ int cmd_import(int argc, char **argv) {
     if (!input) return usage_error("no ONNX file: give FILE.onnx");
     if (!output) return usage_error("no output file: give -o MODEL");
     if (!file_readable(input)) return fail(EXIT_RUN, "cannot open %s", input);
-    const char *outs[1] = {output}, *ins[1] = {input};
+    const named_file outs[1] = {{"-o", output}}, ins[1] = {{"FILE.onnx", input}};
     if ((rc = check_outputs(outs, 1, ins, 1)) != 0) return rc;
     ae_onnx_import_options o;
     ae_onnx_import_options_init(&o);

@@ -437,7 +437,10 @@ static ae_model *build_model(const train_opts *o, const size_t shape[3]) {
         st = ae_config_set_int(cfg, AE_P_VAE_BETA_WARMUP_STEPS, (int64_t)o->kl_warmup);
     if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_OPTIMIZER, o->optimizer);
     if (st == AE_OK) st = ae_config_set_float(cfg, AE_P_LEARNING_RATE, o->lr);
-    if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_SEED, (int64_t)(o->seed & INT64_MAX));
+    /* AE_P_SEED holds the seed's 64 bits as an int64. */
+    int64_t seed_bits;
+    memcpy(&seed_bits, &o->seed, sizeof seed_bits);
+    if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_SEED, seed_bits);
     if (st == AE_OK && o->momentum) st = ae_config_set_float(cfg, AE_P_MOMENTUM, o->momentum);
     if (st == AE_OK && o->nesterov) st = ae_config_set_int(cfg, AE_P_NESTEROV, 1);
     if (st == AE_OK && o->have_weight_decay)
@@ -499,7 +502,7 @@ static int mean_loss(ae_model *m, const ae_dataset *ds, size_t bs, int sum_red, 
     size_t n = ae_dataset_count(ds), d = ae_dataset_dim(ds);
     const float *x = ae_dataset_data(ds);
     /* File-backed rows (a split of -d --mmap) are read a batch at a time. */
-    float *buf = x ? NULL : malloc(bs * d * sizeof *buf);
+    float *buf = x ? NULL : alloc_array(bs, d, sizeof(float));
     if (!x && !buf) return fail(EXIT_RUN, "out of memory");
     double s = 0.0;
     for (size_t i = 0; i < n; i += bs) {
@@ -522,7 +525,7 @@ static int mean_loss(ae_model *m, const ae_dataset *ds, size_t bs, int sum_red, 
 
 static int dataset_mse(ae_model *m, const ae_dataset *ds, double *out) {
     size_t n = ae_dataset_count(ds), d = ae_dataset_dim(ds);
-    float *y = malloc(n * d * sizeof *y);
+    float *y = alloc_array(n, d, sizeof(float));
     if (!y) return fail(EXIT_RUN, "out of memory");
     int rc = run_batched(m, RUN_RECONSTRUCT, ae_dataset_data(ds), n, d, y, d);
     if (!rc && ae_metric_mse(ae_dataset_data(ds), y, n * d, out) != AE_OK)
@@ -536,8 +539,8 @@ static int train_loop(ae_model *m, const train_opts *o, ae_dataset *train, ae_da
     size_t n = ae_dataset_count(train), d = ae_dataset_dim(train), bs = o->batch;
     if (bs > n) bs = n;
     size_t steps = (n + bs - 1) / bs;
-    size_t *idx = malloc(n * sizeof *idx);
-    float *batch = malloc(bs * d * sizeof *batch);
+    size_t *idx = alloc_array(n, 1, sizeof *idx);
+    float *batch = alloc_array(bs, d, sizeof(float));
     if (!idx || !batch) {
         free(idx);
         free(batch);
@@ -684,26 +687,38 @@ int cmd_train(int argc, char **argv) {
     if (o.test && !file_readable(o.test)) return fail(EXIT_RUN, "cannot open %s", o.test);
     /* Before training: an hour's work must not end in a file that cannot be
        written, nor overwrite its own data. */
-    const char *outputs[] = {o.output, o.recon_png, o.features_png, o.scatter_png};
-    const char *inputs[] = {o.data.path, o.data.labels, o.test, o.test_labels};
-    if ((rc = check_outputs(outputs, sizeof outputs / sizeof *outputs, inputs,
-                            sizeof inputs / sizeof *inputs)))
-        return rc;
+    char *cache_labels = NULL; /* the image cache's companion, "<cache>.labels.npy" */
+    if (o.data.cache && (cache_labels = malloc(strlen(o.data.cache) + 12)) != NULL)
+        sprintf(cache_labels, "%s.labels.npy", o.data.cache);
+    if (o.data.cache && !cache_labels) return fail(EXIT_RUN, "out of memory");
+    const named_file outputs[] = {{"-o", o.output},
+                                  {"--recon-png", o.recon_png},
+                                  {"--features-png", o.features_png},
+                                  {"--scatter-png", o.scatter_png},
+                                  {"--image-cache", o.data.cache},
+                                  {"--image-cache (its labels)", cache_labels}};
+    const named_file inputs[] = {{"-d", o.data.path},
+                                 {"--labels", o.data.labels},
+                                 {"--test", o.test},
+                                 {"--test-labels", o.test_labels}};
+    rc = check_outputs(outputs, sizeof outputs / sizeof *outputs, inputs,
+                       sizeof inputs / sizeof *inputs);
+    free(cache_labels);
+    if (rc) return rc;
 
     ae_dataset *all = NULL, *train = NULL, *val = NULL, *test = NULL, *shown_mem = NULL;
     ae_model *m = NULL;
     epoch_rec *hist = NULL;
     prep p;
     memset(&p, 0, sizeof p);
-    rc = EXIT_RUN;
     o.data.allow_file = 1; /* the training rows may stay on disk; the test set is read in */
-    all = data_load(&o.data, &p.scale);
-    if (!all) goto done;
+    if ((rc = data_load(&o.data, &p.scale, &all)) != 0) goto done;
     if (o.test) {
         test_opts.have_scale = 1;
         test_opts.scale = p.scale;
-        if (!(test = data_load(&test_opts, NULL))) goto done;
+        if ((rc = data_load(&test_opts, NULL, &test)) != 0) goto done;
     }
+    rc = EXIT_RUN;
     size_t d = ae_dataset_dim(all);
     ae_dataset_shape(all, &p.shape[0], &p.shape[1], &p.shape[2]);
     if (test && ae_dataset_dim(test) != d) {
@@ -811,17 +826,19 @@ int cmd_train(int argc, char **argv) {
                    run, total);
         printf("model written to %s\n", o.output);
     }
+    /* The picture calls return the exit code of their failure. */
     if (o.recon_png) {
-        if (picture_recon(o.recon_png, m, &p, shown, 20)) goto done;
+        if ((rc = picture_recon(o.recon_png, m, &p, shown, 20)) != 0) goto done;
         if (!o.quiet) printf("reconstructions written to %s\n", o.recon_png);
     }
     if (o.features_png) {
-        if (picture_features(o.features_png, m, &p, ae_dataset_file_backed(train) ? shown : train))
+        if ((rc = picture_features(o.features_png, m, &p,
+                                   ae_dataset_file_backed(train) ? shown : train)) != 0)
             goto done;
         if (!o.quiet) printf("features written to %s\n", o.features_png);
     }
     if (o.scatter_png) {
-        if (picture_scatter(o.scatter_png, m, shown, 5000)) goto done;
+        if ((rc = picture_scatter(o.scatter_png, m, shown, 5000)) != 0) goto done;
         if (!o.quiet) printf("code scatter written to %s\n", o.scatter_png);
     }
     rc = 0;
