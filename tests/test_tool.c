@@ -659,6 +659,46 @@ static void test_arch(void **state) {
     assert_false(exists("e.aem"));
 }
 
+/* ae export and ae import: the round trip gives the same reconstructions. */
+static void test_onnx(void **state) {
+    (void)state;
+    result r;
+    RUN(&r, "train", "-d", "img.npy", "--conv", "4", "--layers", "6", "--epochs", "1", "-b", "16",
+        "-o", "onnx_src.aem");
+    expect_ok(&r);
+    RUN(&r, "export", "-m", "onnx_src.aem", "-o", "onnx_full.onnx");
+    if (r.status != 0 && strstr(r.err, "without ONNX")) {
+        skip(); /* libae built with -Donnx=disabled */
+    }
+    expect_ok(&r);
+    RUN(&r, "import", "onnx_full.onnx", "-o", "onnx_back.aem");
+    expect_ok(&r);
+    RUN(&r, "info", "onnx_back.aem");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "1x12x12 -> 4x6x6"));
+    RUN(&r, "reconstruct", "-m", "onnx_src.aem", "-d", "img.npy", "-o", "onnx_a.npy");
+    expect_ok(&r);
+    RUN(&r, "reconstruct", "-m", "onnx_back.aem", "-d", "img.npy", "-o", "onnx_b.npy");
+    expect_ok(&r);
+    static char a[1 << 16], b[1 << 16];
+    size_t na = slurp(path("onnx_a.npy"), a, sizeof a), nb = slurp(path("onnx_b.npy"), b, sizeof b);
+    assert_true(na > 0 && na == nb);
+    assert_memory_equal(a, b, na);
+    RUN(&r, "export", "-m", "onnx_src.aem", "-o", "onnx_enc.onnx", "--part", "encoder");
+    expect_ok(&r);
+    RUN(&r, "import", "onnx_enc.onnx", "-o", "never.aem");
+    expect_fail(&r, "input has 144");
+    RUN(&r, "export", "-m", "onnx_src.aem", "-o", "never.onnx", "--part", "middle");
+    expect_fail(&r, "--part");
+    assert_int_equal(r.status, 2);
+    RUN(&r, "export", "-m", "onnx_src.aem", "-o", "onnx_src.aem");
+    expect_fail(&r, "also an input");
+    RUN(&r, "import", "onnx_src.aem", "-o", "never.aem");
+    expect_fail(&r, "not an ONNX model");
+    assert_false(exists("never.aem"));
+    assert_false(exists("never.onnx"));
+}
+
 static void test_default_data_missing(void **state) {
     (void)state;
     result r;
@@ -1086,6 +1126,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_crafted_shape),
         cmocka_unit_test(test_conv),
         cmocka_unit_test(test_arch),
+        cmocka_unit_test(test_onnx),
         cmocka_unit_test(test_default_data_missing),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_distinct_outputs),

@@ -551,6 +551,9 @@ typedef struct ae_layer_info {
     size_t out_size;     /* output features per sample */
     size_t weight_count; /* elements of W ([out, in] for dense); 0 if none */
     size_t bias_count;   /* elements of b; 0 if none */
+    /* Since 0.1.0, after bias_count: elements of the layer's non-trainable
+       state (ae_model_get_state); 0 if none. */
+    size_t state_count;
 } ae_layer_info;
 
 /**
@@ -598,6 +601,27 @@ AE_API ae_status ae_model_set_weights(ae_model *m, size_t layer, const float *sr
 AE_API ae_status ae_model_get_bias(const ae_model *m, size_t layer, float *dst, size_t count);
 /** Overwrites a layer's bias; as ae_model_set_weights. Since 0.1.0. */
 AE_API ae_status ae_model_set_bias(ae_model *m, size_t layer, const float *src, size_t count);
+
+/**
+ * Copies a layer's non-trainable state into `dst`, which holds `count`
+ * floats; `count` must equal the layer's state_count (ae_layer_info).
+ * BatchNorm (C channels): the running mean [C] then the running variance
+ * [C], PyTorch's running_mean and running_var. Batch top-k: the inference
+ * threshold θ, then 1 once θ is set (0 before its first training forward,
+ * when inference selects as training does). Other kinds have none.
+ * Errors: AE_ERR_INVALID_ARG (NULL), AE_ERR_RANGE (layer), AE_ERR_SHAPE
+ * (count). Since 0.1.0.
+ */
+AE_API ae_status ae_model_get_state(const ae_model *m, size_t layer, float *dst, size_t count);
+/**
+ * Overwrites a layer's non-trainable state from `src` (`count` floats, as
+ * ae_model_get_state lays them out), e.g. a PyTorch BatchNorm's running
+ * statistics. Errors as ae_model_get_state, and AE_ERR_NUMERIC for a
+ * non-finite value, AE_ERR_RANGE for a value the state cannot hold (a
+ * negative BatchNorm variance, a batch top-k flag other than 0 or 1);
+ * nothing is written then. Since 0.1.0.
+ */
+AE_API ae_status ae_model_set_state(ae_model *m, size_t layer, const float *src, size_t count);
 
 /**
  * Changes a setting of a created model. Only settings marked changeable
@@ -691,5 +715,6 @@ AE_API ae_status ae_model_get_stat(const ae_model *m, ae_stat stat, double *valu
 #include <libae/metrics.h>
 #include <libae/io.h>
 #include <libae/arch.h>
+#include <libae/onnx.h>
 
 #endif /* LIBAE_AE_H */

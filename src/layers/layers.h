@@ -176,6 +176,9 @@ typedef struct ae_layer_ops {
                      int accumulate_w);
     /* Optional (NULL when s_count is 0): sets the initial non-trainable state. */
     void (*init_state)(const ae_layer *L, float *state);
+    /* Optional: checks a state the caller wants to set (finite already);
+     * AE_ERR_RANGE with a message for one the layer cannot hold. */
+    ae_status (*check_state)(const ae_layer *L, const float *state, ae_errbuf *err);
     /* Selection layers with exactly L->sparse_k kept entries per row: the
      * kept column indices of the last forward (ascending in each row), kept
      * in the scratch. NULL in the ops of other kinds. */

@@ -639,6 +639,7 @@ ae_status ae_model_layer_info(const ae_model *m, size_t layer, ae_layer_info *in
     v.out_size = L->out;
     v.weight_count = L->w_count;
     v.bias_count = L->b_count;
+    v.state_count = L->s_count;
     memcpy(info, &v, v.struct_size);
     return AE_OK;
 }
@@ -698,6 +699,42 @@ ae_status ae_model_get_bias(const ae_model *m, size_t layer, float *dst, size_t 
 }
 ae_status ae_model_set_bias(ae_model *m, size_t layer, const float *src, size_t count) {
     return set_param(m, layer, 1, src, count);
+}
+
+/* Non-trainable layer state (m->buffers). */
+static ae_status state_range(const ae_model *m, ae_errbuf *err, size_t layer, size_t count,
+                             const void *buf) {
+    if (!buf) return ae_error(err, AE_ERR_INVALID_ARG, "the buffer is NULL");
+    if (layer >= m->nlayers)
+        return ae_error(err, AE_ERR_RANGE, "layer %zu does not exist (the model has %zu)", layer,
+                        m->nlayers);
+    const ae_layer *L = &m->layers[layer];
+    if (count != L->s_count)
+        return ae_error(err, AE_ERR_SHAPE, "layer %zu (%s) has %zu state values, not %zu", layer,
+                        L->ops->desc->name, L->s_count, count);
+    return AE_OK;
+}
+
+ae_status ae_model_get_state(const ae_model *m, size_t layer, float *dst, size_t count) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    ae_status st = state_range(m, NULL, layer, count, dst);
+    if (st) return st;
+    if (count) memcpy(dst, m->buffers + m->layers[layer].s_off, count * sizeof(float));
+    return AE_OK;
+}
+
+ae_status ae_model_set_state(ae_model *m, size_t layer, const float *src, size_t count) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    ae_status st = state_range(m, &m->err, layer, count, src);
+    if (!st) st = check_finite(m, src, count, "the layer state");
+    if (st) return st;
+    const ae_layer *L = &m->layers[layer];
+    if (L->ops->check_state) {
+        st = L->ops->check_state(L, src, &m->err);
+        if (st) return st;
+    }
+    if (count) memcpy(m->buffers + L->s_off, src, count * sizeof(float));
+    return AE_OK;
 }
 
 ae_status ae_model_set_int(ae_model *m, ae_param param, int64_t value) {
