@@ -307,17 +307,27 @@ static void check_oom_code(ae_status st, int injected, const char *what) {
  * model from loading; aborts otherwise. */
 static ae_model *load(bytes b, const char *what) {
     ae_model *m = (ae_model *)&g_alloc;
+    /* The config carries the allocator and the message; made with the
+     * armed failure held back, so that it applies to the load itself. */
+    int armed = g_alloc.armed;
+    g_alloc.armed = 0;
+    ae_config *lc = NULL;
+    if (ae_config_create(&lc, &fz_allocator) != AE_OK) FAIL("ae_config_create failed disarmed");
+    g_alloc.armed = armed;
     char err[256];
-    ae_status st = ae_model_load_buffer(&m, b.p, b.n, &fz_allocator, err, sizeof err);
+    ae_status st = ae_model_load_buffer(&m, b.p, b.n, lc);
+    snprintf(err, sizeof err, "%s", ae_config_last_error(lc));
     if (st != AE_OK && g_alloc.armed) {
         int injected = g_alloc.failed;
         disarm();
         if (m) FAIL("a failed load (%s) left *out set", ae_status_name(st));
         check_message(err, "ae_model_load_buffer", st);
         check_oom_code(st, injected, "ae_model_load_buffer");
-        st = ae_model_load_buffer(&m, b.p, b.n, &fz_allocator, err, sizeof err);
+        st = ae_model_load_buffer(&m, b.p, b.n, lc);
+        snprintf(err, sizeof err, "%s", ae_config_last_error(lc));
     }
     disarm();
+    ae_config_destroy(lc);
     if (st == AE_OK) return m;
     if (st == AE_ERR_FORMAT && strstr(err, "is not finite") && known_defect(KD_NONFINITE_STATE))
         return NULL;
