@@ -581,7 +581,12 @@ static ae_status run_range(ae_model *m, size_t from, size_t to, const float *x, 
     if (st) return st;
     const float *y;
     if (train) {
-        if ((st = ae_model_forward_train(m, from, to, x, batch, rng, eps, &y)) != AE_OK) return st;
+        /* A refused pass changes nothing: the RNG it drew from included. */
+        ae_rng rng_before = m->rng;
+        if ((st = ae_model_forward_train(m, from, to, x, batch, rng, eps, &y)) != AE_OK) {
+            m->rng = rng_before;
+            return st;
+        }
     } else {
         y = ae_model_forward(m, from, to, x, batch, 0, rng, eps);
     }
