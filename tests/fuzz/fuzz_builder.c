@@ -37,13 +37,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* ------------------------------------------------------------------------
- * Known defects (issue 13), avoided while their fixes land on other
- * branches, only where `known_defect(KD_...)` is called (grep for it);
- * FUZZ_BUILDER_GUARDS=0 in the environment turns every guard off, and the
- * number of times each one acted is printed at exit; FUZZ_BUILDER_KD_DIR
- * names a directory where the inputs that met a guard are kept. The seeds
- * corpus_builder/kd_*.bin reach them. Remove a guard (and its enum value)
- * once its fix is merged.
+ * Known defects, once avoided while their fixes were made: the guards are
+ * off (every defect below is fixed; the seeds corpus_builder/kd_*.bin reach
+ * them and must pass); FUZZ_BUILDER_GUARDS=1 turns them back on, to tell a
+ * regression of one of these from a new finding. The number of times each
+ * guard acted is printed at exit; FUZZ_BUILDER_KD_DIR names a directory
+ * where the inputs that met a guard are kept.
  * ------------------------------------------------------------------------ */
 enum {
     /* Item 6: a top-k layer right after a top-k layer; the first one reads
@@ -104,7 +103,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
     const char *g = getenv("FUZZ_BUILDER_GUARDS");
-    guards_on = !(g && strcmp(g, "0") == 0);
+    guards_on = g && strcmp(g, "1") == 0;
     trace = getenv("FUZZ_BUILDER_TRACE") != NULL;
     kd_dir = getenv("FUZZ_BUILDER_KD_DIR");
     atexit(print_guard_hits);
