@@ -68,7 +68,14 @@ static void test_export_arguments(void **state) {
     /* a directory that does not exist: AE_ERR_IO, nothing left behind */
     assert_int_equal(ae_model_export_onnx(m, "/nonexistent-dir/m.onnx", AE_ONNX_FULL), AE_ERR_IO);
     assert_non_null(strstr(ae_model_last_error(m), "/nonexistent-dir/m.onnx"));
+    /* a FIFO is refused by kind and left as it was, as for every file libae writes */
     unlink(path);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_int_equal(ae_model_export_onnx(m, path, AE_ONNX_FULL), AE_ERR_IO);
+    assert_non_null(strstr(ae_model_last_error(m), "it is a FIFO, not a regular file"));
+    struct stat fs;
+    assert_int_equal(lstat(path, &fs), 0);
+    assert_true(S_ISFIFO(fs.st_mode));
     free(file);
     free(buf);
     ae_model_destroy(m);

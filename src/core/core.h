@@ -37,6 +37,12 @@ typedef struct ae_errbuf {
 ae_status ae_error(ae_errbuf *e, ae_status code, const char *fmt, ...) AE_PRINTF(3, 4);
 ae_status ae_verror(ae_errbuf *e, ae_status code, const char *fmt, va_list ap);
 
+/* strerror_r's text (the POSIX form: handles may be used from several threads). */
+typedef struct ae_errtext {
+    char s[96];
+} ae_errtext;
+ae_errtext ae_sys_error(int err);
+
 /* ---- allocation (every block 64-byte aligned) ---- */
 /* Copies `src` (or the malloc default when NULL) into dst; INVALID_ARG when malformed. */
 ae_status ae_allocator_init(ae_allocator *dst, const ae_allocator *src);
@@ -110,6 +116,15 @@ typedef struct ae_span {
  * <path>" reads well) and errno the cause. */
 int ae_file_replace(const ae_allocator *a, const char *path, const ae_span *parts, size_t nparts,
                     const char **step);
+
+/* ae_file_replace with its outcome as a status, for every writer of the
+ * library: the message in `err` says what happened without the path, for
+ * the caller to put its own words and the path before it ("it is a FIFO,
+ * not a regular file; nothing was written", "cannot write it: ...",
+ * "written, but cannot flush it: ..."). AE_ERR_OUT_OF_MEMORY or
+ * AE_ERR_IO. */
+ae_status ae_file_save(const ae_allocator *a, const char *path, const ae_span *parts,
+                       size_t nparts, ae_errbuf *err);
 
 /* Opens `path` for reading, the one way every loader opens a file: a
  * regular file only, checked with fstat after an open with O_NONBLOCK, so

@@ -302,3 +302,17 @@ int ae_file_open_read(const char *path, size_t *size, const char **why) {
     *size = (size_t)sb.st_size;
     return fd;
 }
+
+ae_status ae_file_save(const ae_allocator *a, const char *path, const ae_span *parts,
+                       size_t nparts, ae_errbuf *err) {
+    const char *step = NULL;
+    int rc = ae_file_replace(a, path, parts, nparts, &step);
+    int e = errno;
+    if (rc == -2)
+        return ae_error(err, AE_ERR_IO, "it is %s, not a regular file; nothing was written", step);
+    if (rc < 0)
+        return ae_error(err, e == ENOMEM ? AE_ERR_OUT_OF_MEMORY : AE_ERR_IO, "cannot %s it: %s", step,
+                        ae_sys_error(e).s);
+    if (rc > 0) return ae_error(err, AE_ERR_IO, "written, but cannot %s it: %s", step, ae_sys_error(e).s);
+    return AE_OK;
+}

@@ -107,18 +107,10 @@ static ae_status save_png(const ae_allocator *a, ae_errbuf *e, const char *path,
     png_destroy_write_struct(&png, &info);
 
     ae_span part = {out.p, out.n};
-    const char *step = NULL;
-    int rc = ae_file_replace(a, path, &part, 1, &step);
-    int err = errno;
+    ae_errbuf why;
+    ae_status st = ae_file_save(a, path, &part, 1, &why);
     ae_free(a, out.p);
-    if (rc == -2)
-        return ae_src_fail(&c, AE_ERR_IO, "it is %s, not a regular file; nothing was written", step);
-    if (rc < 0)
-        return ae_src_fail(&c, err == ENOMEM ? AE_ERR_OUT_OF_MEMORY : AE_ERR_IO, "cannot %s it: %s", step,
-                           ae_sys_error(err).s);
-    if (rc > 0)
-        return ae_src_fail(&c, AE_ERR_IO, "written, but cannot %s it: %s", step, ae_sys_error(err).s);
-    return AE_OK;
+    return st ? ae_src_fail(&c, st, "%s", why.msg) : AE_OK;
 #endif
 }
 

@@ -368,16 +368,7 @@ ae_status ae_npy_write_typed(const ae_allocator *a, ae_errbuf *e, const char *pa
     /* Little-endian float32 on every supported host: the data as it is. */
     ae_span parts[2] = {{head, 10 + hlen},
                         {data, count * shape[0] * shape[1] * shape[2] * item}};
-    const char *step = NULL;
-    int rc = ae_file_replace(a, path, parts, 2, &step);
-    int err = errno;
-    if (rc == -2)
-        return ae_src_fail(&c, AE_ERR_IO, "it is %s, not a regular file; nothing was written", step);
-    if (rc < 0)
-        return ae_src_fail(&c, err == ENOMEM ? AE_ERR_OUT_OF_MEMORY : AE_ERR_IO, "cannot %s it: %s",
-                           step, ae_sys_error(err).s);
-    if (rc > 0)
-        return ae_src_fail(&c, AE_ERR_IO, "written, but cannot %s it: %s", step,
-                           ae_sys_error(err).s);
-    return AE_OK;
+    ae_errbuf why;
+    ae_status st = ae_file_save(a, path, parts, 2, &why);
+    return st ? ae_src_fail(&c, st, "%s", why.msg) : AE_OK;
 }

@@ -427,18 +427,9 @@ ae_status ae_model_save(const ae_model *m, const char *path, unsigned flags) {
     wbuf w = {buf, n, 0};
     write_file(m, flags, &w);
     ae_span part = {buf, n};
-    const char *step = NULL;
-    int rc = ae_file_replace(&m->alloc, path, &part, 1, &step);
-    if (rc == -2)
-        st = ae_error(save_err(m), AE_ERR_IO,
-                      "cannot save to '%s': it is %s, not a regular file; nothing was written", path,
-                      step);
-    else if (rc < 0)
-        st = ae_error(save_err(m), errno == ENOMEM ? AE_ERR_OUT_OF_MEMORY : AE_ERR_IO,
-                      "cannot %s '%s': %s", step, path, strerror(errno));
-    else if (rc > 0)
-        st = ae_error(save_err(m), AE_ERR_IO, "saved, but cannot %s '%s': %s", step, path,
-                      strerror(errno));
+    ae_errbuf why;
+    st = ae_file_save(&m->alloc, path, &part, 1, &why);
+    if (st) ae_error(save_err(m), st, "cannot save to '%s': %s", path, why.msg);
     ae_free(&m->alloc, buf);
     return st;
 }

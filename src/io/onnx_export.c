@@ -833,14 +833,9 @@ ae_status ae_model_export_onnx(const ae_model *m, const char *path, ae_onnx_part
     if (!st) {
         ae_onnx__model_proto__pack(&mp, buf);
         ae_span span = {buf, n};
-        const char *step = NULL;
-        int rc = ae_file_replace(&m->alloc, path, &span, 1, &step);
-        if (rc < 0)
-            st = ae_error(export_err(m), errno == ENOMEM ? AE_ERR_OUT_OF_MEMORY : AE_ERR_IO,
-                          "cannot %s '%s': %s", step, path, strerror(errno));
-        else if (rc > 0)
-            st = ae_error(export_err(m), AE_ERR_IO, "written, but cannot %s '%s': %s", step, path,
-                          strerror(errno));
+        ae_errbuf why;
+        st = ae_file_save(&m->alloc, path, &span, 1, &why);
+        if (st) ae_error(export_err(m), st, "cannot export to '%s': %s", path, why.msg);
     }
     ae_free(&m->alloc, buf);
     ae_arena_free(&e.arena);
