@@ -10,7 +10,7 @@
 #include "data.h"
 
 #ifdef AE_HAVE_PNG
-#include <png.h>
+#include "png_jump.h"
 
 /* The encoded bytes, grown by doubling from the library's allocator. */
 typedef struct png_out {
@@ -18,20 +18,8 @@ typedef struct png_out {
     unsigned char *p;
     size_t n, cap;
     int nomem;
-    char msg[160];
-    jmp_buf jb;
+    ae_png_jump j;
 } png_out;
-
-static void out_fail_fn(png_structp png, png_const_charp msg) {
-    png_out *o = png_get_error_ptr(png);
-    snprintf(o->msg, sizeof o->msg, "%s", msg);
-    longjmp(o->jb, 1);
-}
-
-static void out_warn_fn(png_structp png, png_const_charp msg) {
-    (void)png;
-    (void)msg;
-}
 
 static void out_write_fn(png_structp png, png_bytep data, size_t n) {
     png_out *o = png_get_io_ptr(png);
@@ -84,17 +72,18 @@ static ae_status save_png(const ae_allocator *a, ae_errbuf *e, const char *path,
     png_out out;
     memset(&out, 0, sizeof out);
     out.a = a;
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &out, out_fail_fn, out_warn_fn);
+    png_structp png =
+        png_create_write_struct(PNG_LIBPNG_VER_STRING, &out.j, ae_png_fail_fn, ae_png_warn_fn);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!png || !info) {
         png_destroy_write_struct(png ? &png : NULL, NULL);
         return ae_src_fail(&c, AE_ERR_OUT_OF_MEMORY, "out of memory for the PNG encoder");
     }
-    if (setjmp(out.jb)) {
+    if (setjmp(out.j.jb)) {
         png_destroy_write_struct(&png, &info);
         ae_free(a, out.p);
         if (out.nomem) return ae_src_fail(&c, AE_ERR_OUT_OF_MEMORY, "out of memory encoding the PNG");
-        return ae_src_fail(&c, AE_ERR_IO, "cannot encode the PNG: %s", out.msg);
+        return ae_src_fail(&c, AE_ERR_IO, "cannot encode the PNG: %s", out.j.msg);
     }
     static const int types[4] = {PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_RGB,
                                  PNG_COLOR_TYPE_RGB_ALPHA};
