@@ -72,6 +72,13 @@ int main(int argc, char **argv) {
     }
     const char *dir = argv[1];
     int rounds = argc > 2 ? atoi(argv[2]) : 1;
+    if (rounds == 0) {
+        /* The setup run prints what the figures were measured on. */
+        const char *coretype = getenv("OPENBLAS_CORETYPE");
+        printf("# libae %s, OpenBLAS core %s (OPENBLAS_CORETYPE=%s), %d OpenBLAS thread(s)\n",
+               ae_version_string(), openblas_get_corename(), coretype ? coretype : "(unset)",
+               openblas_get_num_threads());
+    }
     static const char *const names[2] = {"dense_a", "conv_seed"};
     static const size_t batches[2] = {1, 256};
     float *x = bench_data(256, 784);

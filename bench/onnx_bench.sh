@@ -19,7 +19,8 @@ export OPENBLAS_NUM_THREADS=1
 export NODE_PATH="$build/ort/node_modules"
 work=$(mktemp -d "${TMPDIR:-/tmp}/ae-onnx-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-"$build/bench/onnx_bench" "$work" 0 >/dev/null # writes the models and the input
+# Writes the models and the input, and prints the OpenBLAS core.
+"$build/bench/onnx_bench" "$work" 0 | grep '^#' || true
 : >"$work/times"
 i=0
 while [ "$i" -lt "$rounds" ]; do
