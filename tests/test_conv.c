@@ -95,7 +95,7 @@ static void lt_make(lt *t, const ae_layer_spec *sp, ae_shape in, size_t B, uint3
 static void lt_forward(lt *t, int train) {
     ae_layer_io io = {.batch = t->B, .train = train, .x = t->x,
                       .pre = t->L.keep_pre ? t->pre : NULL, .y = t->y, .scratch = t->scratch,
-                      .state = t->L.s_count ? t->state : NULL};
+                      .state = t->L.s_count ? t->state : NULL, .backend = test_layer_backend()};
     t->L.ops->forward(&t->L, t->params, &io);
 }
 
@@ -115,7 +115,7 @@ static void lt_check_grad(lt *t, double h, const char *what) {
     for (size_t i = 0; i < t->np; i++) t->grads[i] = 12345.0f;
     ae_layer_io io = {.batch = t->B, .train = 1, .x = t->x, .pre = L->keep_pre ? t->pre : NULL,
                       .y = t->y, .dy = t->dy, .dx = t->dx, .scratch = t->scratch,
-                      .state = L->s_count ? t->state : NULL};
+                      .state = L->s_count ? t->state : NULL, .backend = test_layer_backend()};
     L->ops->backward(L, t->params, t->grads, &io, 0);
     float *g = malloc((t->np ? t->np : 1) * sizeof *g);
     float *dx = malloc(t->B * L->in * sizeof *dx);
@@ -296,7 +296,7 @@ static void test_maxpool2d_layer(void **state) {
     const float ones[4] = {1, 1, 1, 1};
     memcpy(t.dy, ones, sizeof ones);
     ae_layer_io io = {.batch = 1, .train = 1, .x = t.x, .y = t.y, .dy = t.dy, .dx = t.dx,
-                      .scratch = t.scratch};
+                      .scratch = t.scratch, .backend = test_layer_backend()};
     t.L.ops->backward(&t.L, t.params, t.grads, &io, 0);
     const float wdx[16] = {0, 1, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 1, 0};
     assert_close_arrays(t.dx, wdx, 16, 0, 0, "maxpool gradient routing");

@@ -95,13 +95,13 @@ static void conv_forward(const ae_layer *L, const float *params, ae_layer_io *io
     ae_conv_geom g = geom(L);
     size_t B = io->batch, K = g.C * g.k * g.k, Co = L->out_shape.c, P = g.Ho * g.Wo, N = B * P;
     if (is_dense(L)) {
-        ae_sgemm(AE_NO_TRANS, AE_TRANS, B, Co, K, 1.0f, io->x, K, W, K, 0.0f, pre, Co);
+        ae_sgemm(io->backend, AE_NO_TRANS, AE_TRANS, B, Co, K, 1.0f, io->x, K, W, K, 0.0f, pre, Co);
         bias_act_planes(L, bias, pre, Co, 1, pre, io->y, B, Co, 1);
         return;
     }
     float *col = io->scratch, *yb = io->scratch + K * N;
     ae_im2col(&g, B, io->x, col);
-    ae_sgemm(AE_NO_TRANS, AE_NO_TRANS, Co, N, K, 1.0f, W, K, col, N, 0.0f, yb, N);
+    ae_sgemm(io->backend, AE_NO_TRANS, AE_NO_TRANS, Co, N, K, 1.0f, W, K, col, N, 0.0f, yb, N);
     bias_act_planes(L, bias, yb, P, N, pre, io->y, B, Co, P);
 }
 
@@ -120,8 +120,12 @@ static void conv_backward(const ae_layer *L, const float *params, float *grads, 
         if (db)
             for (size_t b = 0; b < B; b++)
                 for (size_t c = 0; c < Co; c++) db[c] += d[b * Co + c];
-        if (dW) ae_sgemm(AE_TRANS, AE_NO_TRANS, Co, K, B, 1.0f, d, Co, io->x, K, beta, dW, K);
-        if (io->dx) ae_sgemm(AE_NO_TRANS, AE_NO_TRANS, B, K, Co, 1.0f, d, Co, W, K, 0.0f, io->dx, K);
+        if (dW)
+            ae_sgemm(io->backend, AE_TRANS, AE_NO_TRANS, Co, K, B, 1.0f, d, Co, io->x, K, beta, dW,
+                     K);
+        if (io->dx)
+            ae_sgemm(io->backend, AE_NO_TRANS, AE_NO_TRANS, B, K, Co, 1.0f, d, Co, W, K, 0.0f,
+                     io->dx, K);
         return;
     }
     float *col = io->scratch, *yb = io->scratch + K * N;
@@ -137,9 +141,10 @@ static void conv_backward(const ae_layer *L, const float *params, float *grads, 
             }
             if (db) db[c] += acc;
         }
-    if (dW) ae_sgemm(AE_NO_TRANS, AE_TRANS, Co, K, N, 1.0f, yb, N, col, N, beta, dW, K);
+    if (dW)
+        ae_sgemm(io->backend, AE_NO_TRANS, AE_TRANS, Co, K, N, 1.0f, yb, N, col, N, beta, dW, K);
     if (io->dx) {
-        ae_sgemm(AE_TRANS, AE_NO_TRANS, K, N, Co, 1.0f, W, K, yb, N, 0.0f, col, N);
+        ae_sgemm(io->backend, AE_TRANS, AE_NO_TRANS, K, N, Co, 1.0f, W, K, yb, N, 0.0f, col, N);
         memset(io->dx, 0, B * L->in * sizeof *io->dx);
         ae_col2im(&g, B, col, io->dx);
     }

@@ -157,6 +157,9 @@ typedef struct ae_layer_io {
     /* Sparse paths (a dense layer beside a top-k, and the top-k itself):
      * hints and bookkeeping, set by the model; NULL for ordinary layers. */
     ae_sparse_io *sparse;
+    /* The model's backend: every matrix product of the pass goes through
+     * ae_sgemm / ae_sgemv with it (0, AUTO, when a layer runs alone: OpenBLAS). */
+    ae_backend backend;
 } ae_layer_io;
 
 typedef struct ae_layer_ops {

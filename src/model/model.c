@@ -66,6 +66,7 @@ ae_status ae_model_create(ae_model **out, const ae_config *cfg_in) {
     if (!m) return ae_error(&cfg->err, AE_ERR_OUT_OF_MEMORY, "out of memory creating the model");
     m->alloc = *a;
     m->s = cfg->s;
+    m->backend = ae_backend_resolve(cfg->backend);
     m->nlayers = cfg->nlayers;
     m->code_layer = cfg->code_at;
     m->in_size = cfg->input_size;
@@ -170,6 +171,8 @@ oom:
 
 const char *ae_model_last_error(const ae_model *m) { return m ? m->err.msg : null_model_msg; }
 
+ae_backend ae_model_backend(const ae_model *m) { return m ? m->backend : AE_BACKEND_AUTO; }
+
 /* ---- workspace ---- */
 
 static size_t layer_floats(const ae_layer *L, size_t batch, size_t *scratch) {
@@ -218,7 +221,8 @@ const float *ae_model_forward(ae_model *m, size_t from, size_t to, const float *
     for (size_t i = from; i < to; i++) {
         ae_layer_io io = {.batch = batch, .train = train, .x = x, .pre = m->pre[i], .y = m->y[i],
                           .scratch = m->scratch[i],
-                          .state = m->layers[i].s_count ? m->buffers + m->layers[i].s_off : NULL};
+                          .state = m->layers[i].s_count ? m->buffers + m->layers[i].s_off : NULL,
+                          .backend = m->backend};
         ae_sparse_io sp;
         io.sparse = ae_sparse_hints(m, i, from, batch, &sp);
         m->layers[i].ops->forward(&m->layers[i], m->params, &io);
@@ -363,7 +367,8 @@ static void backward(ae_model *m, const float *x, size_t batch) {
                           .dx = i > first ? dx : NULL,
                           .dy_is_dpre = i + 1 == m->nlayers,
                           .scratch = m->scratch[i],
-                          .state = L->s_count ? m->buffers + L->s_off : NULL};
+                          .state = L->s_count ? m->buffers + L->s_off : NULL,
+                          .backend = m->backend};
         if (i + 1 < m->nlayers) ae_sparse_penalty_grad(m, i, batch, dy);
         ae_sparse_io sp;
         io.sparse = ae_sparse_before_backward(m, i, first, batch, io.dx != NULL, &sp);

@@ -43,12 +43,16 @@ struct ae_config {
     int mirrored;
     int tied; /* ae_config_tie: every encoder-decoder pair is tied at creation */
     ae_settings s;
+    /* ae_config_set_backend; not a setting of the table, since it belongs to
+       the machine, not to the model, and model files do not keep it. */
+    ae_backend backend;
 };
 
 struct ae_model {
     ae_allocator alloc;
     ae_errbuf err;
     ae_settings s;
+    ae_backend backend; /* resolved at creation (never AUTO), fixed for the model's life */
 
     ae_layer *layers;
     size_t nlayers, code_layer; /* layers [0, code_layer) form the encoder */

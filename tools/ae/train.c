@@ -793,8 +793,8 @@ int cmd_train(int argc, char **argv) {
         if (o.nconv) printf("-%zu", o.conv[o.nconv - 1] * hs[o.nconv] * ws[o.nconv]);
         for (size_t i = o.nconv; i-- > 0;)
             printf("-convT%zu", i == 0 ? p.shape[0] : o.conv[i - 1]);
-        printf("-%zu, %zu parameters, batch %zu, %zu epochs\n", d, ae_model_param_count(m),
-               o.batch, o.epochs);
+        printf("-%zu, %zu parameters, batch %zu, %zu epochs, backend %s\n", d,
+               ae_model_param_count(m), o.batch, o.epochs, ae_backend_name(ae_model_backend(m)));
         fflush(stdout);
     }
     hist = calloc(o.epochs, sizeof *hist);
