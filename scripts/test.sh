@@ -17,6 +17,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 packages=(meson ninja-build pkg-config gcc g++ libopenblas-dev libdnnl-dev libcmocka-dev zlib1g-dev
           libpng-dev libjpeg62-turbo-dev dataset-fashion-mnist
+          libprotobuf-c-dev protobuf-c-compiler libonnx-dev nodejs
           dpkg-dev debhelper fakeroot lintian cmake)
 missing=()
 for p in "${packages[@]}"; do
@@ -24,6 +25,9 @@ for p in "${packages[@]}"; do
         missing+=("$p")
     fi
 done
+# npm for the ONNX Runtime test (tests/onnx/); a nodejs from elsewhere may
+# carry its own.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ((${#missing[@]})); then
     echo "test.sh: installing ${missing[*]}"
     apt-get update -qq </dev/null

@@ -676,6 +676,37 @@ static void test_roundtrip_every_kind(void **state) {
     }
 }
 
+/* A sample's shape is the model's (its input shape, or the first layer's
+ * unflatten), and its file keeps it: a dense model of images, a vector
+ * model reading its input as an image, and a plain vector model. */
+static void test_sample_shape_saved(void **state) {
+    (void)state;
+    static const char *const texts[] = {
+        "input 1 12 12\ndense 8 activation=relu\ncode\ndense 144 activation=sigmoid\n",
+        "input 48\nunflatten 3 4 4\nconv2d 2 3 padding=1\nflatten\ncode\ndense 48\n",
+        "input 10\ndense 3\ncode\ndense 10\n",
+    };
+    static const size_t want[][3] = {{1, 12, 12}, {3, 4, 4}, {10, 1, 1}};
+    for (size_t i = 0; i < 3; i++) {
+        ae_config *cfg = NULL;
+        ae_model *m = NULL;
+        OK(ae_config_create(&cfg, NULL));
+        OK(ae_config_from_arch(cfg, texts[i]));
+        OK(ae_model_create(&m, cfg));
+        size_t n, c, h, w;
+        unsigned char *buf = save_buf(m, AE_SAVE_MODEL, &n);
+        ae_model *l = load_buf(buf, n, NULL);
+        OK(ae_model_sample_shape(l, &c, &h, &w));
+        assert_true(c == want[i][0] && h == want[i][1] && w == want[i][2]);
+        OK(ae_model_sample_shape(m, &c, &h, &w));
+        assert_true(c == want[i][0] && h == want[i][1] && w == want[i][2]);
+        free(buf);
+        ae_model_destroy(l);
+        ae_model_destroy(m);
+        ae_config_destroy(cfg);
+    }
+}
+
 /* N steps, save, load, M steps == N + M steps straight, for every kind. */
 static void test_checkpoint_resumes_bitwise(void **state) {
     (void)state;
@@ -1474,6 +1505,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_meta),
         cmocka_unit_test(test_roundtrip_every_kind),
+        cmocka_unit_test(test_sample_shape_saved),
         cmocka_unit_test(test_checkpoint_resumes_bitwise),
         cmocka_unit_test(test_save_buffer_contract),
         cmocka_unit_test(test_load_reports_on_config),

@@ -302,6 +302,36 @@ static void test_nonfinite_loss_changes_nothing(void **state) {
     ae_model_destroy(m);
 }
 
+/* A loss finite in double but beyond float's range is infinite to the
+ * caller, who receives a float: refused as a non-finite loss. */
+static void test_loss_overflowing_float_refused(void **state) {
+    (void)state;
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, 4));
+    OK(ae_config_add_dense(c, 2, AE_ACT_IDENTITY));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, 4, AE_ACT_IDENTITY));
+    OK(ae_config_set_int(c, AE_P_REDUCTION, AE_REDUCE_SUM));
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    /* Each output is 1.5e19 against a target of 0: four squared errors of
+     * 2.25e38 (each a float) sum to 9e38. */
+    float w[8] = {0}, b[4] = {1.5e19f, 1.5e19f, 1.5e19f, 1.5e19f}, x[4] = {0}, loss = 7.0f;
+    OK(ae_model_set_weights(m, 1, w, 8));
+    OK(ae_model_set_bias(m, 1, b, 4));
+    assert_int_equal(ae_evaluate(m, x, NULL, 1, &loss), AE_ERR_NUMERIC);
+    assert_true(loss == 7.0f);
+    assert_non_null(strstr(ae_model_last_error(m), "not finite"));
+    double v;
+    assert_int_equal(ae_model_get_stat(m, AE_STAT_LOSS, &v), AE_ERR_STATE);
+    assert_int_equal(ae_train_step(m, x, NULL, 1, &loss), AE_ERR_NUMERIC);
+    assert_true(loss == 7.0f);
+    assert_int_equal(ae_model_step_count(m), 0);
+    ae_model_destroy(m);
+}
+
 /* Builds a model, trains two batch sizes (the second larger, so the workspace
  * grows), encodes and decodes; returns the first failing status. */
 static ae_status alloc_walk_once(test_alloc *t) {
@@ -789,6 +819,89 @@ static void test_learns(void **state) {
     for (int i = 0; i < 400; i++) OK(ae_train_step(m, x, NULL, S, &l));
     OK(ae_evaluate(m, x, NULL, S, &l));
     assert_true(l < 0.1f * l0);
+    ae_model_destroy(m);
+}
+
+/* Non-trainable state through the API: a BatchNorm's running statistics set
+ * from outside (as from PyTorch) give its inference output, and a batch
+ * top-k's threshold; bad values are refused and change nothing. */
+static void test_layer_state(void **state) {
+    (void)state;
+    enum { C = 3, HW = 4, B = 2, D = C * HW };
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_shape(c, C, 2, 2));
+    OK(ae_config_add_batchnorm(c));
+    OK(ae_config_add_flatten(c));
+    OK(ae_config_add_batch_topk(c, 2));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, D, AE_ACT_IDENTITY));
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+
+    ae_layer_info info = {.struct_size = sizeof info};
+    size_t counts[4] = {2 * C, 0, 2, 0};
+    for (size_t l = 0; l < 4; l++) {
+        OK(ae_model_layer_info(m, l, &info));
+        assert_int_equal(info.state_count, counts[l]);
+    }
+    float st[2 * C], back[2 * C];
+    OK(ae_model_get_state(m, 0, st, 2 * C));
+    for (size_t i = 0; i < C; i++) assert_true(st[i] == 0.0f && st[C + i] == 1.0f);
+    OK(ae_model_get_state(m, 1, st, 0)); /* a layer without state: count 0 */
+
+    /* BatchNorm inference with set statistics: gamma (x - mean) / sqrt(var + eps) + beta */
+    const float mean[C] = {0.5f, -1.0f, 2.0f}, var[C] = {4.0f, 0.25f, 1.0f};
+    const float gamma[C] = {2.0f, 1.0f, -1.0f}, beta[C] = {0.0f, 1.0f, 0.5f};
+    for (size_t i = 0; i < C; i++) {
+        st[i] = mean[i];
+        st[C + i] = var[i];
+    }
+    OK(ae_model_set_state(m, 0, st, 2 * C));
+    OK(ae_model_set_weights(m, 0, gamma, C));
+    OK(ae_model_set_bias(m, 0, beta, C));
+    OK(ae_model_get_state(m, 0, back, 2 * C));
+    assert_memory_equal(back, st, sizeof st);
+    /* the threshold: inference keeps what exceeds it */
+    const float theta[2] = {0.75f, 1.0f};
+    OK(ae_model_set_state(m, 2, theta, 2));
+    float x[B * D], code[B * D];
+    test_fill(x, B * D, 9, -3, 3);
+    OK(ae_encode(m, x, B, code));
+    for (size_t b = 0; b < B; b++)
+        for (size_t ch = 0; ch < C; ch++)
+            for (size_t j = 0; j < HW; j++) {
+                size_t i = b * D + ch * HW + j;
+                double y = gamma[ch] * (x[i] - mean[ch]) / sqrt(var[ch] + 1e-5) + beta[ch];
+                double want = y > 0.75 ? y : 0.0;
+                assert_true(fabs(code[i] - want) <= 1e-5 * (1 + fabs(want)));
+            }
+
+    /* refusals: nothing is written */
+    float bad[2 * C];
+    memcpy(bad, st, sizeof bad);
+    bad[C + 1] = -0.5f;
+    assert_int_equal(ae_model_set_state(m, 0, bad, 2 * C), AE_ERR_RANGE);
+    assert_non_null(strstr(ae_model_last_error(m), "variance"));
+    bad[C + 1] = NAN;
+    assert_int_equal(ae_model_set_state(m, 0, bad, 2 * C), AE_ERR_NUMERIC);
+    assert_int_equal(ae_model_set_state(m, 0, st, C), AE_ERR_SHAPE);
+    assert_int_equal(ae_model_get_state(m, 0, back, 2 * C + 1), AE_ERR_SHAPE);
+    assert_int_equal(ae_model_set_state(m, 3, st, 1), AE_ERR_SHAPE);
+    assert_int_equal(ae_model_set_state(m, 9, st, 0), AE_ERR_RANGE);
+    assert_int_equal(ae_model_get_state(m, 0, NULL, 2 * C), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_model_set_state(NULL, 0, st, 2 * C), AE_ERR_INVALID_ARG);
+    const float flag2[2] = {0.5f, 2.0f};
+    assert_int_equal(ae_model_set_state(m, 2, flag2, 2), AE_ERR_RANGE);
+    OK(ae_model_get_state(m, 0, back, 2 * C));
+    assert_memory_equal(back, st, sizeof st);
+    float th[2];
+    OK(ae_model_get_state(m, 2, th, 2));
+    assert_memory_equal(th, theta, sizeof th);
+    double v;
+    OK(ae_model_get_stat(m, AE_STAT_BATCH_TOPK_THRESHOLD, &v));
+    assert_true(v == 0.75);
     ae_model_destroy(m);
 }
 
@@ -1490,6 +1603,7 @@ int main(void) {
         cmocka_unit_test(test_mirror_architecture),
         cmocka_unit_test(test_step_refuses_bad_input_and_changes_nothing),
         cmocka_unit_test(test_nonfinite_loss_changes_nothing),
+        cmocka_unit_test(test_loss_overflowing_float_refused),
         cmocka_unit_test(test_failing_allocator_every_index),
         cmocka_unit_test(test_no_allocation_after_first_step),
         cmocka_unit_test(test_determinism),
@@ -1503,6 +1617,7 @@ int main(void) {
         cmocka_unit_test(test_weight_decay_defaults),
         cmocka_unit_test(test_learns),
         cmocka_unit_test(test_every_output_activation),
+        cmocka_unit_test(test_layer_state),
         cmocka_unit_test(test_float_settings_precision),
         cmocka_unit_test(test_grad_reduce_sees_complete_arena),
         cmocka_unit_test(test_grad_reduce_result_is_used),

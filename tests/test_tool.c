@@ -348,7 +348,7 @@ static void test_train_and_use(void **state) {
     RUN(&r, "info", "m.aem");
     expect_ok(&r);
     assert_non_null(strstr(r.out, backend));
-    assert_non_null(strstr(r.out, "144 -> 32"));
+    assert_non_null(strstr(r.out, "1x12x12 -> 32")); /* the data's shape is the model's */
     assert_non_null(strstr(r.out, "---- code ----"));
     assert_non_null(strstr(r.out, "training history"));
     assert_non_null(strstr(r.out, "ae.data.source"));
@@ -509,13 +509,21 @@ static void test_crafted_shape(void **state) {
                                         "1x2x9223372036854775880",    /* 2^64 + 144 */
                                         "1x18446744073709551615x18446744073709551472"};
     result r;
+    /* Flat models (input 144, no image shape of their own): only those take
+     * the shape from old files' metadata. */
+    RUN(&r, "train", "-d", "x.npy", "--vae", "--layers", "16,2", "--epochs", "1", "-b", "16", "-o",
+        "flat_vae.aem");
+    expect_ok(&r);
+    RUN(&r, "train", "-d", "x.npy", "--layers", "32,4", "--epochs", "1", "-b", "16", "-o",
+        "flat_m.aem");
+    expect_ok(&r);
     for (size_t i = 0; i < sizeof wraps / sizeof *wraps; i++) {
-        copy_with_meta("vae.aem", "wrap_vae.aem", "ae.data.shape", wraps[i]);
+        copy_with_meta("flat_vae.aem", "wrap_vae.aem", "ae.data.shape", wraps[i]);
         RUN(&r, "sample", "-m", "wrap_vae.aem", "-n", "4", "--png", "wrap.png");
         expect_fail(&r, "metadata");
         assert_int_equal(r.status, 1);
         assert_false(exists("wrap.png"));
-        copy_with_meta("m.aem", "wrap_m.aem", "ae.data.shape", wraps[i]);
+        copy_with_meta("flat_m.aem", "wrap_m.aem", "ae.data.shape", wraps[i]);
         RUN(&r, "eval", "-m", "wrap_m.aem", "-d", "x.npy", "--features-png", "wrap.png");
         expect_fail(&r, "metadata");
         assert_int_equal(r.status, 1);
@@ -523,7 +531,7 @@ static void test_crafted_shape(void **state) {
     }
     /* A true shape, but 10000 tiles of 1x144 at zoom 2 make a picture wider
      * than 16384 pixels. */
-    copy_with_meta("vae.aem", "wide_vae.aem", "ae.data.shape", "1x1x144");
+    copy_with_meta("flat_vae.aem", "wide_vae.aem", "ae.data.shape", "1x1x144");
     RUN(&r, "sample", "-m", "wide_vae.aem", "-n", "10000", "--png", "wide.png");
     expect_fail(&r, "16384");
     assert_int_equal(r.status, 1);
@@ -556,6 +564,144 @@ static void test_conv(void **state) {
     RUN(&r, "train", "-d", "img.npy", "--conv", "4", "--tied", "-o", "e.aem");
     expect_fail(&r, "--conv does not go with --tied");
     assert_false(exists("e.aem"));
+}
+
+/* Architecture descriptions: every model the flags built prints a
+ * description (ae info --arch) that --arch builds into the same
+ * architecture; --arch-string; the model's sample shape for pictures. */
+static void test_arch(void **state) {
+    (void)state;
+    result r;
+    static char want[sizeof ((result *)0)->out];
+    const char *models[] = {"m.aem", "csv.aem", "idx.aem", "s.aem", "vae.aem", "conv.aem"};
+    const char *data[] = {"x.npy", "img.npy", "img.idx", "x.npy", "img.npy", "img.npy"};
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
+        RUN(&r, "info", "--arch", models[i]);
+        expect_ok(&r);
+        assert_true(strncmp(r.out, "input ", 6) == 0);
+        snprintf(want, sizeof want, "%s", r.out);
+        write_text("desc.arch", want);
+        /* ae info shows the same text, indented. */
+        RUN(&r, "info", models[i]);
+        expect_ok(&r);
+        assert_non_null(strstr(r.out, "description (ae info --arch"));
+        char first[128];
+        snprintf(first, sizeof first, "\n  %.*s\n", (int)(strchr(want, '\n') - want), want);
+        assert_non_null(strstr(r.out, first));
+        RUN(&r, "train", "-d", data[i], "--arch", "desc.arch", "--epochs", "1", "-b", "16", "-q",
+            "-o", "again.aem");
+        expect_ok(&r);
+        RUN(&r, "info", "--arch", "again.aem");
+        expect_ok(&r);
+        if (strcmp(r.out, want) != 0) fprintf(stderr, "%s:\n%s--\n%s", models[i], want, r.out);
+        assert_string_equal(r.out, want);
+    }
+    /* A description of layers the flags have no shortcut for, without an
+     * input line (the data's shape is the input), from a vector file read
+     * as images by its input line in the second. */
+    RUN(&r, "train", "-d", "img.npy", "--arch-string",
+        "conv2d 4 3 padding=1 activation=relu\nbatchnorm2d momentum=0.2\nmaxpool2d 2\n"
+        "flatten\ndense 6\ncode\ndense 144 activation=relu\nunflatten 4 6 6\n"
+        "upsample 2 mode=bilinear align_corners=true\nconv2d 1 3 padding=1 activation=sigmoid\n"
+        "set lr=0.003\n",
+        "--epochs", "1", "-b", "16", "--lr", "0.002", "-o", "pool.aem", "--recon-png", "pool.png");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "model: --arch-string, 9 layers"));
+    assert_png("pool.png");
+    RUN(&r, "info", "--arch", "pool.aem");
+    expect_ok(&r);
+    assert_true(strncmp(r.out, "input 1 12 12\nconv2d 4 3 stride=1 padding=1 activation=relu\n"
+                               "batchnorm momentum=0.2 eps=1e-05\nmaxpool2d 2 stride=2 padding=0\n", 123) == 0);
+    assert_non_null(strstr(r.out, "upsample 2 mode=bilinear align_corners=true\n"));
+    assert_non_null(strstr(r.out, "set learning_rate=0.002\n")); /* the option overrides the text */
+    RUN(&r, "train", "-d", "x.npy", "--arch-string",
+        "input 1 12 12\ndense 16 activation=relu\ngaussian 2\ndense 16 activation=relu\n"
+        "dense 144 activation=sigmoid\nset loss=bce reduction=sum vae_beta=0.5\n",
+        "--epochs", "1", "-b", "16", "-q", "-o", "vae2.aem");
+    expect_ok(&r);
+    RUN(&r, "sample", "-m", "vae2.aem", "-n", "4", "-o", "s2.npy", "--png", "s2.png");
+    expect_ok(&r);
+    assert_npy_shape("s2.npy", "(4, 1, 12, 12)");
+    assert_png("s2.png");
+    RUN(&r, "reconstruct", "-m", "vae2.aem", "-d", "x.npy", "-o", "r2.npy", "--png", "r2.png");
+    expect_ok(&r);
+    assert_npy_shape("r2.npy", "(64, 1, 12, 12)");
+
+    /* A model written before the shape was the model's: 144 inputs, the
+     * image shape in the metadata. Pictures still work. */
+    ae_config *cfg = NULL;
+    ae_model *m = NULL;
+    assert_int_equal(ae_config_create(&cfg, NULL), AE_OK);
+    assert_int_equal(ae_config_from_arch(cfg, "input 144\ndense 3\ncode\ndense 144\n"), AE_OK);
+    assert_int_equal(ae_model_create(&m, cfg), AE_OK);
+    assert_int_equal(ae_model_set_meta(m, "ae.data.shape", "1x12x12"), AE_OK);
+    assert_int_equal(ae_model_save(m, path("old.aem"), AE_SAVE_MODEL), AE_OK);
+    ae_model_destroy(m);
+    ae_config_destroy(cfg);
+    RUN(&r, "encode", "-m", "old.aem", "-d", "x.npy", "-o", "oc.npy");
+    expect_ok(&r);
+    RUN(&r, "decode", "-m", "old.aem", "-d", "oc.npy", "-o", "od.npy", "--png", "od.png");
+    expect_ok(&r);
+    assert_npy_shape("od.npy", "(64, 1, 12, 12)");
+
+    /* Errors: one line each, nothing written. */
+    RUN(&r, "train", "-d", "x.npy", "--arch", "desc.arch", "--layers", "8", "-o", "e.aem");
+    expect_fail(&r, "--layers does not go with --arch");
+    RUN(&r, "train", "-d", "x.npy", "--arch-string", "dense 4", "--vae", "-o", "e.aem");
+    expect_fail(&r, "--vae does not go with --arch-string");
+    RUN(&r, "train", "-d", "x.npy", "--arch", "desc.arch", "--arch-string", "dense 4", "-o", "e.aem");
+    expect_fail(&r, "do not go together");
+    RUN(&r, "train", "-d", "x.npy", "--arch", "missing.arch", "-o", "e.aem");
+    expect_fail(&r, "missing.arch");
+    write_text("bad.arch", "# a comment\ndense 8 activation=relu\nconv2d 4\n");
+    RUN(&r, "train", "-d", "x.npy", "--arch", "bad.arch", "-o", "e.aem");
+    expect_fail(&r, "bad.arch: line 3, column 1: conv2d needs kernel");
+    RUN(&r, "train", "-d", "x.npy", "--arch-string", "input 100\ndense 4\ncode\ndense 100\n", "-o",
+        "e.aem");
+    expect_fail(&r, "the model's input has 100 values; the data have 144");
+    RUN(&r, "train", "-d", "x.npy", "--arch-string", "dense 4\ndense 144\n", "-o", "e.aem");
+    expect_fail(&r, "no code");
+    assert_false(exists("e.aem"));
+}
+
+/* ae export and ae import: the round trip gives the same reconstructions. */
+static void test_onnx(void **state) {
+    (void)state;
+    result r;
+    RUN(&r, "train", "-d", "img.npy", "--conv", "4", "--layers", "6", "--epochs", "1", "-b", "16",
+        "-o", "onnx_src.aem");
+    expect_ok(&r);
+    RUN(&r, "export", "-m", "onnx_src.aem", "-o", "onnx_full.onnx");
+    if (r.status != 0 && strstr(r.err, "without ONNX")) {
+        skip(); /* libae built with -Donnx=disabled */
+    }
+    expect_ok(&r);
+    RUN(&r, "import", "onnx_full.onnx", "-o", "onnx_back.aem");
+    expect_ok(&r);
+    RUN(&r, "info", "onnx_back.aem");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "1x12x12 -> 4x6x6"));
+    RUN(&r, "reconstruct", "-m", "onnx_src.aem", "-d", "img.npy", "-o", "onnx_a.npy");
+    expect_ok(&r);
+    RUN(&r, "reconstruct", "-m", "onnx_back.aem", "-d", "img.npy", "-o", "onnx_b.npy");
+    expect_ok(&r);
+    static char a[1 << 16], b[1 << 16];
+    size_t na = slurp(path("onnx_a.npy"), a, sizeof a), nb = slurp(path("onnx_b.npy"), b, sizeof b);
+    assert_true(na > 0 && na == nb);
+    assert_memory_equal(a, b, na);
+    RUN(&r, "export", "-m", "onnx_src.aem", "-o", "onnx_enc.onnx", "--part", "encoder");
+    expect_ok(&r);
+    RUN(&r, "import", "onnx_enc.onnx", "-o", "never.aem");
+    expect_fail(&r, "input has 144");
+    RUN(&r, "export", "-m", "onnx_src.aem", "-o", "never.onnx", "--part", "middle");
+    expect_fail(&r, "--part");
+    assert_int_equal(r.status, 2);
+    RUN(&r, "export", "-m", "onnx_src.aem", "-o", "onnx_src.aem");
+    expect_fail(&r, "also an input");
+    RUN(&r, "import", "onnx_src.aem", "-o", "never.aem");
+    expect_fail(&r, "not an ONNX model");
+    assert_false(exists("never.aem"));
+    assert_false(exists("never.onnx"));
 }
 
 static void test_default_data_missing(void **state) {
@@ -984,6 +1130,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_vae),
         cmocka_unit_test(test_crafted_shape),
         cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_arch),
+        cmocka_unit_test(test_onnx),
         cmocka_unit_test(test_default_data_missing),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_distinct_outputs),

@@ -9,7 +9,8 @@
  * statistics); and it includes the topic headers: datasets and corruption
  * (data.h), image layers (conv.h), tying and stacking (stack.h), the
  * training loop (train.h), sparse (sparse.h) and variational (vae.h)
- * models, metrics (metrics.h), files (io.h).
+ * models, metrics (metrics.h), files (io.h), architecture descriptions
+ * as text (arch.h).
  *
  * Principles that hold for every call:
  * - Handles are opaque. Every *_create has a *_destroy that accepts NULL.
@@ -550,6 +551,9 @@ typedef struct ae_layer_info {
     size_t out_size;     /* output features per sample */
     size_t weight_count; /* elements of W ([out, in] for dense); 0 if none */
     size_t bias_count;   /* elements of b; 0 if none */
+    /* Since 0.1.0, after bias_count: elements of the layer's non-trainable
+       state (ae_model_get_state); 0 if none. */
+    size_t state_count;
 } ae_layer_info;
 
 /**
@@ -565,6 +569,18 @@ AE_API ae_status ae_model_layer_info(const ae_model *m, size_t layer, ae_layer_i
  */
 AE_API ae_status ae_model_layer_shape(const ae_model *m, size_t layer, size_t in[3],
                                       size_t out[3]);
+
+/**
+ * The shape of a sample, channels x height x width: the input shape
+ * (ae_config_set_input_shape), or, when the input is a vector of n
+ * features (n x 1 x 1) and the first layer an unflatten, that layer's
+ * output shape. It is saved with the model (the input shape of the file's
+ * architecture), so pictures of the model's inputs and outputs need
+ * nothing else. Any out pointer may be NULL. Errors: AE_ERR_INVALID_ARG
+ * (m NULL). Since 0.1.0.
+ */
+AE_API ae_status ae_model_sample_shape(const ae_model *m, size_t *channels, size_t *height,
+                                       size_t *width);
 
 /**
  * Copies a layer's weight (row-major, [out, in] for dense) into `dst`, which
@@ -585,6 +601,27 @@ AE_API ae_status ae_model_set_weights(ae_model *m, size_t layer, const float *sr
 AE_API ae_status ae_model_get_bias(const ae_model *m, size_t layer, float *dst, size_t count);
 /** Overwrites a layer's bias; as ae_model_set_weights. Since 0.1.0. */
 AE_API ae_status ae_model_set_bias(ae_model *m, size_t layer, const float *src, size_t count);
+
+/**
+ * Copies a layer's non-trainable state into `dst`, which holds `count`
+ * floats; `count` must equal the layer's state_count (ae_layer_info).
+ * BatchNorm (C channels): the running mean [C] then the running variance
+ * [C], PyTorch's running_mean and running_var. Batch top-k: the inference
+ * threshold θ, then 1 once θ is set (0 before its first training forward,
+ * when inference selects as training does). Other kinds have none.
+ * Errors: AE_ERR_INVALID_ARG (NULL), AE_ERR_RANGE (layer), AE_ERR_SHAPE
+ * (count). Since 0.1.0.
+ */
+AE_API ae_status ae_model_get_state(const ae_model *m, size_t layer, float *dst, size_t count);
+/**
+ * Overwrites a layer's non-trainable state from `src` (`count` floats, as
+ * ae_model_get_state lays them out), e.g. a PyTorch BatchNorm's running
+ * statistics. Errors as ae_model_get_state, and AE_ERR_NUMERIC for a
+ * non-finite value, AE_ERR_RANGE for a value the state cannot hold (a
+ * negative BatchNorm variance, a batch top-k flag other than 0 or 1);
+ * nothing is written then. Since 0.1.0.
+ */
+AE_API ae_status ae_model_set_state(ae_model *m, size_t layer, const float *src, size_t count);
 
 /**
  * Changes a setting of a created model. Only settings marked changeable
@@ -723,5 +760,7 @@ AE_API ae_status ae_model_get_stat(const ae_model *m, ae_stat stat, double *valu
 #include <libae/vae.h>
 #include <libae/metrics.h>
 #include <libae/io.h>
+#include <libae/arch.h>
+#include <libae/onnx.h>
 
 #endif /* LIBAE_AE_H */

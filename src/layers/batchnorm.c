@@ -44,6 +44,16 @@ static void bn_init_state(const ae_layer *L, float *state) {
     }
 }
 
+static ae_status bn_check_state(const ae_layer *L, const float *state, ae_errbuf *err) {
+    size_t C = L->in_shape.c;
+    for (size_t c = 0; c < C; c++)
+        if (state[C + c] < 0.0f)
+            return ae_error(err, AE_ERR_RANGE,
+                            "batchnorm: the running variance of channel %zu is negative (%g)", c,
+                            (double)state[C + c]);
+    return AE_OK;
+}
+
 static void bn_forward(const ae_layer *L, const float *params, ae_layer_io *io) {
     size_t C = L->in_shape.c, HW = L->in_shape.h * L->in_shape.w, B = io->batch;
     const float *gamma = params + L->w_off, *beta = params + L->b_off;
@@ -145,4 +155,5 @@ const ae_layer_ops ae_batchnorm_ops = {
     .forward = bn_forward,
     .backward = bn_backward,
     .init_state = bn_init_state,
+    .check_state = bn_check_state,
 };

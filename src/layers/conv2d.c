@@ -154,8 +154,11 @@ static const ae_layer_attr conv2d_attrs[] = {
     {.name = "out_channels", .type = AE_ATTR_INT, .slot = AE_ATTR_UNITS,
      .lo = 1, .hi = (double)AE_MAX_DIM},
     {.name = "kernel", .type = AE_ATTR_INT, .slot = I_KERNEL, .lo = 1, .hi = (double)AE_MAX_KERNEL},
-    {.name = "stride", .type = AE_ATTR_INT, .slot = I_STRIDE, .lo = 1, .hi = (double)AE_MAX_KERNEL},
-    {.name = "padding", .type = AE_ATTR_INT, .slot = I_PAD, .lo = 0, .hi = (double)AE_MAX_KERNEL},
+    /* PyTorch's defaults, for the text format (src/model/arch.c). */
+    {.name = "stride", .type = AE_ATTR_INT, .slot = I_STRIDE, .lo = 1, .hi = (double)AE_MAX_KERNEL,
+     .has_default = 1, .def = 1},
+    {.name = "padding", .type = AE_ATTR_INT, .slot = I_PAD, .lo = 0, .hi = (double)AE_MAX_KERNEL,
+     .has_default = 1, .def = 0},
 };
 
 static const ae_layer_desc conv2d_desc = {

@@ -179,6 +179,9 @@ typedef struct ae_layer_ops {
                      int accumulate_w);
     /* Optional (NULL when s_count is 0): sets the initial non-trainable state. */
     void (*init_state)(const ae_layer *L, float *state);
+    /* Optional: checks a state the caller wants to set (finite already);
+     * AE_ERR_RANGE with a message for one the layer cannot hold. */
+    ae_status (*check_state)(const ae_layer *L, const float *state, ae_errbuf *err);
     /* Selection layers with exactly L->sparse_k kept entries per row: the
      * kept column indices of the last forward (ascending in each row), kept
      * in the scratch. NULL in the ops of other kinds. */
@@ -240,6 +243,8 @@ static inline const float *ae_gaussian_eps(const float *scratch, size_t batch, s
 const ae_layer_ops *ae_layer_ops_for(ae_layer_kind kind);
 /* The descriptor of a kind; NULL for a number that is no kind. */
 const ae_layer_desc *ae_layer_desc_for(ae_layer_kind kind);
+/* The descriptors of every kind, i = 0, 1, ... (for lists and docs); NULL past the last. */
+const ae_layer_desc *ae_layer_desc_at(size_t i);
 /* A spec of `kind` with every attribute at its default (0 without one),
  * identity activation, slope 0.01, and a bias when the kind has trainable
  * weights. */

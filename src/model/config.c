@@ -17,24 +17,35 @@ typedef struct param_row {
      * one would be 0 or subnormal where it is used, and 0 is not the same
      * setting: e.g. a momentum of 1e-50 would be on in double, off in float). */
     int normal;
+    const char *const *values; /* names of an int setting's values lo..hi, or NULL */
 } param_row;
 
 #define ROW_I(id, name, lo, hi, ch, field) \
-    {id, name, 1, lo, hi, 0, 0, ch, offsetof(ae_settings, field), 0}
+    {id, name, 1, lo, hi, 0, 0, ch, offsetof(ae_settings, field), 0, NULL}
+#define ROW_E(id, name, lo, hi, ch, field, values) \
+    {id, name, 1, lo, hi, 0, 0, ch, offsetof(ae_settings, field), 0, values}
 #define ROW_F(id, name, lo, hi, lo_open, hi_open, ch, field) \
-    {id, name, 0, lo, hi, lo_open, hi_open, ch, offsetof(ae_settings, field), 0}
+    {id, name, 0, lo, hi, lo_open, hi_open, ch, offsetof(ae_settings, field), 0, NULL}
 #define ROW_FN(id, name, lo, hi, lo_open, hi_open, ch, field) \
-    {id, name, 0, lo, hi, lo_open, hi_open, ch, offsetof(ae_settings, field), 1}
+    {id, name, 0, lo, hi, lo_open, hi_open, ch, offsetof(ae_settings, field), 1, NULL}
+
+/* Value names, as architecture descriptions spell them (src/model/arch.c). */
+static const char *const loss_names[] = {"mse", "bce", NULL};
+static const char *const reduction_names[] = {"mean", "sum", NULL};
+static const char *const optimizer_names[] = {"sgd", "adam", "adamw", NULL};
+static const char *const noise_names[] = {"none",    "gaussian", "mask", "bernoulli",
+                                          "dropout", "salt_pepper", NULL};
+static const char *const bool_names[] = {"false", "true", NULL};
 
 static const param_row param_table[] = {
-    ROW_I(AE_P_LOSS, "AE_P_LOSS", 0, 1, 0, loss),
-    ROW_I(AE_P_REDUCTION, "AE_P_REDUCTION", 0, 1, 0, reduction),
-    ROW_I(AE_P_OPTIMIZER, "AE_P_OPTIMIZER", 0, 2, 0, optimizer),
+    ROW_E(AE_P_LOSS, "AE_P_LOSS", 0, 1, 0, loss, loss_names),
+    ROW_E(AE_P_REDUCTION, "AE_P_REDUCTION", 0, 1, 0, reduction, reduction_names),
+    ROW_E(AE_P_OPTIMIZER, "AE_P_OPTIMIZER", 0, 2, 0, optimizer, optimizer_names),
     /* Every int64: the seed is its 64 bits (a uint64_t seed as int64). */
     ROW_I(AE_P_SEED, "AE_P_SEED", -9223372036854775808.0, 9223372036854775807.0, 0, seed),
     ROW_F(AE_P_LEARNING_RATE, "AE_P_LEARNING_RATE", 0, 1e6, 0, 0, 1, lr),
     ROW_FN(AE_P_MOMENTUM, "AE_P_MOMENTUM", 0, 1, 0, 1, 1, momentum),
-    ROW_I(AE_P_NESTEROV, "AE_P_NESTEROV", 0, 1, 1, nesterov),
+    ROW_E(AE_P_NESTEROV, "AE_P_NESTEROV", 0, 1, 1, nesterov, bool_names),
     ROW_F(AE_P_WEIGHT_DECAY, "AE_P_WEIGHT_DECAY", 0, 1e6, 0, 0, 1, weight_decay),
     ROW_F(AE_P_BETA1, "AE_P_BETA1", 0, 1, 0, 1, 1, beta1),
     ROW_F(AE_P_BETA2, "AE_P_BETA2", 0, 1, 0, 1, 1, beta2),
@@ -42,10 +53,10 @@ static const param_row param_table[] = {
     ROW_F(AE_P_EPSILON, "AE_P_EPSILON", FLT_MIN, 1, 0, 0, 1, eps),
     ROW_F(AE_P_GRAD_CLIP_NORM, "AE_P_GRAD_CLIP_NORM", 0, 1e12, 0, 0, 1, clip_norm),
     ROW_F(AE_P_DAMPENING, "AE_P_DAMPENING", 0, 1e6, 0, 0, 1, dampening),
-    ROW_I(AE_P_NOISE_KIND, "AE_P_NOISE_KIND", 0, 5, 1, noise.kind),
+    ROW_E(AE_P_NOISE_KIND, "AE_P_NOISE_KIND", 0, 5, 1, noise.kind, noise_names),
     ROW_F(AE_P_NOISE_LEVEL, "AE_P_NOISE_LEVEL", 0, 1e6, 0, 0, 1, noise.level),
     ROW_F(AE_P_NOISE_MEAN, "AE_P_NOISE_MEAN", -1e6, 1e6, 0, 0, 1, noise.mean),
-    ROW_I(AE_P_NOISE_CLIP, "AE_P_NOISE_CLIP", 0, 1, 1, noise.clip),
+    ROW_E(AE_P_NOISE_CLIP, "AE_P_NOISE_CLIP", 0, 1, 1, noise.clip, bool_names),
     ROW_F(AE_P_NOISE_CLIP_LO, "AE_P_NOISE_CLIP_LO", -1e30, 1e30, 0, 0, 1, noise.lo),
     ROW_F(AE_P_NOISE_CLIP_HI, "AE_P_NOISE_CLIP_HI", -1e30, 1e30, 0, 0, 1, noise.hi),
     ROW_F(AE_P_NOISE_VALUE, "AE_P_NOISE_VALUE", -1e30, 1e30, 0, 0, 1, noise.value),
@@ -65,6 +76,14 @@ int ae_settings_row(size_t i, ae_param *id, int *is_int) {
     if (i >= sizeof param_table / sizeof param_table[0]) return 0;
     *id = param_table[i].id;
     *is_int = param_table[i].is_int;
+    return 1;
+}
+
+int ae_settings_info(size_t i, ae_setting_info *out) {
+    if (i >= sizeof param_table / sizeof param_table[0]) return 0;
+    const param_row *r = &param_table[i];
+    *out = (ae_setting_info){r->id, r->name, r->is_int, r->lo, r->hi, r->lo_open, r->hi_open,
+                             r->values};
     return 1;
 }
 

@@ -1,3 +1,4 @@
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -339,9 +340,10 @@ static ae_status forward_loss(ae_model *m, const float *x, const float *target, 
     ae_sparse_penalties(m, batch, &terms[1], &terms[2]);
     terms[3] = ae_vae_kl_term(m, batch);
     *loss = terms[0] + terms[1] + terms[2] + (m->has_vae ? ae_vae_beta_now(m) * terms[3] : 0.0);
-    if (!isfinite(*loss))
-        return ae_error(&m->err, AE_ERR_NUMERIC, "the loss is not finite (%g); nothing was updated",
-                        *loss);
+    /* The caller receives a float: a loss beyond its range is infinite there. */
+    if (!isfinite(*loss) || fabs(*loss) > FLT_MAX)
+        return ae_error(&m->err, AE_ERR_NUMERIC,
+                        "the loss (%g) is not finite as a float; nothing was updated", *loss);
     return AE_OK;
 }
 
@@ -584,7 +586,12 @@ static ae_status run_range(ae_model *m, size_t from, size_t to, const float *x, 
     if (st) return st;
     const float *y;
     if (train) {
-        if ((st = ae_model_forward_train(m, from, to, x, batch, rng, eps, &y)) != AE_OK) return st;
+        /* A refused pass changes nothing: the RNG it drew from included. */
+        ae_rng rng_before = m->rng;
+        if ((st = ae_model_forward_train(m, from, to, x, batch, rng, eps, &y)) != AE_OK) {
+            m->rng = rng_before;
+            return st;
+        }
     } else {
         y = ae_model_forward(m, from, to, x, batch, 0, rng, eps);
     }
@@ -642,6 +649,7 @@ ae_status ae_model_layer_info(const ae_model *m, size_t layer, ae_layer_info *in
     v.out_size = L->out;
     v.weight_count = L->w_count;
     v.bias_count = L->b_count;
+    v.state_count = L->s_count;
     memcpy(info, &v, v.struct_size);
     return AE_OK;
 }
@@ -701,6 +709,42 @@ ae_status ae_model_get_bias(const ae_model *m, size_t layer, float *dst, size_t 
 }
 ae_status ae_model_set_bias(ae_model *m, size_t layer, const float *src, size_t count) {
     return set_param(m, layer, 1, src, count);
+}
+
+/* Non-trainable layer state (m->buffers). */
+static ae_status state_range(const ae_model *m, ae_errbuf *err, size_t layer, size_t count,
+                             const void *buf) {
+    if (!buf) return ae_error(err, AE_ERR_INVALID_ARG, "the buffer is NULL");
+    if (layer >= m->nlayers)
+        return ae_error(err, AE_ERR_RANGE, "layer %zu does not exist (the model has %zu)", layer,
+                        m->nlayers);
+    const ae_layer *L = &m->layers[layer];
+    if (count != L->s_count)
+        return ae_error(err, AE_ERR_SHAPE, "layer %zu (%s) has %zu state values, not %zu", layer,
+                        L->ops->desc->name, L->s_count, count);
+    return AE_OK;
+}
+
+ae_status ae_model_get_state(const ae_model *m, size_t layer, float *dst, size_t count) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    ae_status st = state_range(m, NULL, layer, count, dst);
+    if (st) return st;
+    if (count) memcpy(dst, m->buffers + m->layers[layer].s_off, count * sizeof(float));
+    return AE_OK;
+}
+
+ae_status ae_model_set_state(ae_model *m, size_t layer, const float *src, size_t count) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    ae_status st = state_range(m, &m->err, layer, count, src);
+    if (!st) st = check_finite(m, src, count, "the layer state");
+    if (st) return st;
+    const ae_layer *L = &m->layers[layer];
+    if (L->ops->check_state) {
+        st = L->ops->check_state(L, src, &m->err);
+        if (st) return st;
+    }
+    if (count) memcpy(m->buffers + L->s_off, src, count * sizeof(float));
+    return AE_OK;
 }
 
 ae_status ae_model_set_int(ae_model *m, ae_param param, int64_t value) {

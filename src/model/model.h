@@ -134,6 +134,16 @@ void ae_meta_free(ae_model *m);
 /* The settings table in order, for saving: the id and type of row i; 0
  * past the end. */
 int ae_settings_row(size_t i, ae_param *id, int *is_int);
+/* Row i of the settings table in full (for the text format, arch.c); 0 past the end. */
+typedef struct ae_setting_info {
+    ae_param id;
+    const char *name; /* "AE_P_LEARNING_RATE" */
+    int is_int;
+    double lo, hi;
+    int lo_open, hi_open;
+    const char *const *values; /* an int setting's value names lo..hi, or NULL */
+} ae_setting_info;
+int ae_settings_info(size_t i, ae_setting_info *out);
 
 /* Appends a layer spec to a config (growing its array); errors name the cause. */
 ae_status ae_config_push_layer(ae_config *cfg, const ae_layer_spec *spec);
@@ -143,6 +153,15 @@ ae_status ae_config_push_layer(ae_config *cfg, const ae_layer_spec *spec);
  * and that it fits the shape reached so far; then appends it (a layer that
  * is the code, AE_LK_CODE, also marks the code). Errors change nothing. */
 ae_status ae_config_add_spec(ae_config *cfg, ae_layer_spec *spec);
+
+/* Architecture descriptions (arch.c). ae_config_from_arch on `len` bytes
+ * (a NUL among them is an error). */
+ae_status ae_arch_parse(ae_config *cfg, const char *text, size_t len);
+/* A config as a description (snprintf-style, as ae_model_describe). */
+ae_status ae_arch_print_config(const ae_config *cfg, char *buf, size_t capacity, size_t *size);
+/* The reference part of docs/arch.md (every kind, statement and setting),
+ * generated from the tables; snprintf-style, AE_ERR_RANGE when it does not fit. */
+ae_status ae_arch_reference(char *buf, size_t capacity, size_t *size);
 
 /* Tying (src/model/stack.c). Ties encoder layers [first, last] to their
  * mirror partners (decoder layer nlayers-1-i); errors go to err and change

@@ -17,7 +17,7 @@ int main(void)
 {
     ae_config *cfg = NULL;
     ae_dataset *ds = NULL;
-    ae_layer_info info = {sizeof info, AE_LAYER_DENSE, AE_ACT_RELU, 0, 0, 0, 0};
+    ae_layer_info info = {sizeof info, AE_LAYER_DENSE, AE_ACT_RELU, 0, 0, 0, 0, 0};
     int ok = 1;
 
     ok &= ae_version_number() == (uint32_t)AE_VERSION_NUMBER;

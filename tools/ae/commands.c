@@ -16,6 +16,7 @@ typedef struct model_opts {
     uint64_t seed;
     const char *codes;
     int knn_given; /* --knn or --knn-max: they need --labels */
+    int arch;      /* info --arch: the description only */
 } model_opts;
 
 enum {
@@ -23,7 +24,7 @@ enum {
     M_CSV_LABEL_FIRST = DATA_OPT_CSV_LABEL_FIRST, M_SHAPE = DATA_OPT_SHAPE, M_LIMIT = DATA_OPT_LIMIT,
     M_SCALE = DATA_OPT_SCALE, M_PNG = DATA_OPT_END, M_PERCENTILE,
     M_KNN, M_KNN_MAX, M_SCORES, M_ACTIVE, M_RECON_PNG, M_FEATURES_PNG, M_SCATTER_PNG, M_SEED,
-    M_CODES
+    M_CODES, M_ARCH
 };
 
 static const struct option MODEL_OPTS[] = {
@@ -43,6 +44,7 @@ static const struct option MODEL_OPTS[] = {
     {"scatter-png", required_argument, NULL, M_SCATTER_PNG},
     {"seed", required_argument, NULL, M_SEED},
     {"codes", required_argument, NULL, M_CODES},
+    {"arch", no_argument, NULL, M_ARCH},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -116,12 +118,14 @@ static const char SAMPLE_HELP[] =
     "  -h, --help               this help\n";
 
 static const char INFO_HELP[] =
-    "Usage: ae info MODEL\n"
-    "       ae info -m MODEL\n"
-    "Prints the architecture (layers, sizes, activations, parameter counts), the\n"
-    "backend it computes with here, the settings, the data the model was trained\n"
-    "on and its training history.\n\n"
+    "Usage: ae info [--arch] MODEL\n"
+    "       ae info [--arch] -m MODEL\n"
+    "Prints the architecture (layers, sizes, activations, parameter counts), its\n"
+    "description (docs/arch.md: `ae train --arch` builds the same model from it),\n"
+    "the backend it computes with here, the settings, the data the model was\n"
+    "trained on and its training history.\n\n"
     "  -m, --model FILE         the model file\n"
+    "      --arch               print the description only\n"
     "  -h, --help               this help\n";
 
 /* allowed: the option values (short chars and M_* ids) this command takes. */
@@ -174,6 +178,7 @@ static int parse_model_opts(int argc, char **argv, const int *allowed, const cha
         case M_ACTIVE:
             bad = parse_double("--active-threshold", a, 0, 1e30, &o->eval.active_threshold);
             break;
+        case M_ARCH: o->arch = 1; break;
         case M_RECON_PNG: o->recon_png = a; break;
         case M_FEATURES_PNG: o->features_png = a; break;
         case M_SCATTER_PNG: o->scatter_png = a; break;
@@ -469,7 +474,7 @@ static void print_history(const char *h) {
 }
 
 int cmd_info(int argc, char **argv) {
-    static const int allowed[] = {'m', 0};
+    static const int allowed[] = {'m', M_ARCH, 0};
     model_opts o;
     int rc = parse_model_opts(argc, argv, allowed, INFO_HELP, 0, &o);
     if (rc) return rc == 1 ? 0 : rc;
@@ -480,6 +485,19 @@ int cmd_info(int argc, char **argv) {
     prep p;
     ae_model *m = model_load(o.model, &p);
     if (!m) return EXIT_RUN;
+    char *desc = arch_describe(m);
+    if (!desc) {
+        ae_model_destroy(m);
+        prep_free(&p);
+        return EXIT_RUN;
+    }
+    if (o.arch) {
+        fputs(desc, stdout);
+        free(desc);
+        ae_model_destroy(m);
+        prep_free(&p);
+        return 0;
+    }
     size_t layers = ae_model_layer_count(m), code_at = ae_model_code_layer(m);
     printf("model %s\n", o.model);
     printf("input %zu (%zux%zux%zu), code %zu, %zu layers, %zu trainable parameters\n",
@@ -525,6 +543,15 @@ int cmd_info(int argc, char **argv) {
     static const char *const loss_names[] = {"mse", "bce"}, *const opt_names[] = {"sgd", "adam", "adamw"},
                              *const noise_names[] = {"none", "gaussian", "mask", "bernoulli",
                                                      "dropout", "salt-pepper"};
+    /* Indented: the description's lines read the same with leading spaces. */
+    printf("\ndescription (ae info --arch prints it alone; ae train --arch builds it):\n");
+    for (const char *l = desc; *l;) {
+        const char *e = strchr(l, '\n');
+        size_t n = e ? (size_t)(e - l) : strlen(l);
+        printf("  %.*s\n", (int)n, l);
+        l += n + (e != NULL);
+    }
+    free(desc);
     printf("\nsettings:");
     for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
         int64_t iv;

@@ -54,8 +54,7 @@ int prep_store(ae_model *m, const prep *p) {
     char buf[96];
     snprintf(buf, sizeof buf, "%.17g", p->scale);
     if (ae_model_set_meta(m, "ae.data.scale", buf) != AE_OK) return -1;
-    snprintf(buf, sizeof buf, "%zux%zux%zu", p->shape[0], p->shape[1], p->shape[2]);
-    if (ae_model_set_meta(m, "ae.data.shape", buf) != AE_OK) return -1;
+    /* The sample shape is the model's own (ae_model_sample_shape). */
     if (!p->st_n) return 0;
     char *mean = format_floats(p->mean, p->st_n), *std = format_floats(p->std, p->st_n);
     int rc = mean && std && ae_model_set_meta(m, "ae.data.mean", mean) == AE_OK &&
@@ -105,13 +104,15 @@ ae_model *model_load(const char *path, prep *p) {
     ae_config_destroy(cfg);
     const char *v = NULL;
     p->scale = 1.0;
-    p->shape[0] = ae_model_input_size(m), p->shape[1] = p->shape[2] = 1;
+    ae_model_sample_shape(m, &p->shape[0], &p->shape[1], &p->shape[2]);
     if (ae_model_get_meta(m, "ae.data.scale", &v) == AE_OK && v) {
         char *end;
         p->scale = strtod(v, &end);
         if (*end || !isfinite(p->scale) || p->scale == 0.0) goto bad_meta;
     }
-    if (ae_model_get_meta(m, "ae.data.shape", &v) == AE_OK && v) {
+    /* Files of dense models written before the shape was the model's kept it here. */
+    if (p->shape[1] == 1 && p->shape[2] == 1 && ae_model_get_meta(m, "ae.data.shape", &v) == AE_OK &&
+        v) {
         size_t sh[3];
         if (meta_shape(v, ae_model_input_size(m), sh) != 0) {
             fail(EXIT_RUN, "%s: the sample shape in the model's metadata (ae.data.shape %.40s%s) is "

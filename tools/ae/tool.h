@@ -168,6 +168,27 @@ typedef struct eval_opts {
 } eval_opts;
 int evaluate_print(ae_model *m, const prep *p, ae_dataset *ds, const eval_opts *o);
 
+/* ---- architecture descriptions (arch.c) ---- */
+
+/* A growing string; failed is set (and sticks) when memory runs out. */
+typedef struct strbuf {
+    char *s;
+    size_t len, cap;
+    int failed;
+} strbuf;
+int sb_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A description file's text (allocated); prints the failure and returns NULL. */
+char *arch_read_file(const char *path);
+/* The model of a description (`what` names it in messages), the input
+ * shape being the data's unless the text has an input line and the seed
+ * `seed` unless it sets one; then the `set` lines of `settings` (the
+ * training options, which override the description's). Prints the failure
+ * and returns NULL. */
+ae_model *arch_build(const char *text, const char *settings, const size_t shape[3], int64_t seed,
+                     const char *what);
+/* ae_model_describe's text (allocated), or NULL (printed). */
+char *arch_describe(const ae_model *m);
+
 /* ---- pictures (picture.c) ---- */
 
 /* The largest picture drawn: at most PIC_MAX_SIDE pixels wide and high and
@@ -198,5 +219,8 @@ int cmd_reconstruct(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
+/* interop.c */
+int cmd_export(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 
 #endif /* AE_TOOL_H */

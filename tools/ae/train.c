@@ -1,4 +1,5 @@
-/* `ae train`: builds a model from flags, trains it with its own loop over
+/* `ae train`: builds a model from an architecture description (--arch, or
+ * the text the shortcut flags stand for), trains it with its own loop over
  * ae_train_step (so that a progress bar can follow every batch), records
  * the data preparation and the history in the model's metadata, writes the
  * model file and the pictures asked for. */
@@ -46,6 +47,13 @@ static const char TRAIN_HELP[] =
     "                           validation (early stopping watches its loss)\n"
     "\n"
     "Architecture:\n"
+    "      --arch FILE          the architecture description in FILE (docs/arch.md;\n"
+    "                           `ae info --arch MODEL` prints a model's), instead of\n"
+    "                           the flags below; without an input line the input is\n"
+    "                           the data's shape. The training options override its\n"
+    "                           settings\n"
+    "      --arch-string TEXT   the same, given as text ('\\n' or newlines between lines)\n"
+    "  The flags below are shortcuts for a description:\n"
     "      --layers LIST        encoder widths, the last one the code (default 256,32)\n"
     "      --act ACT            hidden activation (default relu)\n"
     "      --code-act ACT       code activation (default identity)\n"
@@ -119,7 +127,7 @@ enum {
     O_NOISE_CLIP, O_LOSS, O_OPTIMIZER, O_LR, O_MOMENTUM, O_NESTEROV, O_WEIGHT_DECAY, O_GRAD_CLIP,
     O_SEED, O_SCHEDULE, O_STEP_SIZE, O_GAMMA, O_MIN_LR, O_WARMUP, O_PATIENCE, O_RECON_PNG,
     O_FEATURES_PNG, O_SCATTER_PNG, O_VAE, O_BETA, O_KL_WARMUP, O_REDUCTION,
-    O_CONV
+    O_CONV, O_ARCH, O_ARCH_STRING
 };
 
 static const struct option TRAIN_OPTS[] = {
@@ -131,6 +139,8 @@ static const struct option TRAIN_OPTS[] = {
     {"val-split", required_argument, NULL, O_VAL_SPLIT},
     {"layers", required_argument, NULL, O_LAYERS},
     {"conv", required_argument, NULL, O_CONV},
+    {"arch", required_argument, NULL, O_ARCH},
+    {"arch-string", required_argument, NULL, O_ARCH_STRING},
     {"act", required_argument, NULL, O_ACT},
     {"code-act", required_argument, NULL, O_CODE_ACT},
     {"output-act", required_argument, NULL, O_OUTPUT_ACT},
@@ -203,6 +213,8 @@ typedef struct train_opts {
     double gamma, min_lr;
     int have_step_opts, have_min_lr;
     int quiet;
+    const char *arch_file, *arch_string; /* --arch, --arch-string */
+    unsigned char given[DATA_OPT_END + 64]; /* the options given, by getopt id */
 } train_opts;
 
 static int parse_train(int argc, char **argv, train_opts *o) {
@@ -230,7 +242,10 @@ static int parse_train(int argc, char **argv, train_opts *o) {
             continue;
         }
         bad = 0;
+        if (c >= 0 && (size_t)c < sizeof o->given) o->given[c] = 1;
         switch (c) {
+        case O_ARCH: o->arch_file = a; break;
+        case O_ARCH_STRING: o->arch_string = a; break;
         case O_STANDARDIZE: bad = parse_choice("--standardize", a, st_names, &o->standardize); break;
         case O_TEST: o->test = a; break;
         case O_TEST_LABELS: o->test_labels = a; break;
@@ -328,7 +343,21 @@ static int parse_train(int argc, char **argv, train_opts *o) {
         return usage_error("--labels and the CSV options need --data");
     if (!o->data.path && o->test) return usage_error("--test needs --data");
     if (o->test_labels && !o->test) return usage_error("--test-labels needs --test");
-    if ((o->have_beta || o->kl_warmup) && !o->vae)
+    int arch = o->arch_file || o->arch_string;
+    if (o->arch_file && o->arch_string)
+        return usage_error("--arch and --arch-string do not go together");
+    for (const struct option *op = TRAIN_OPTS; arch && op->name; op++) {
+        /* The shortcut flags are a description: one or the other. */
+        static const int shortcuts[] = {O_LAYERS, O_CONV, O_ACT, O_CODE_ACT, O_OUTPUT_ACT, O_TIED,
+                                        O_TOPK, O_BATCH_TOPK, O_LIFETIME_TOPK, O_KL_SPARSITY,
+                                        O_KL_WEIGHT, O_L1, O_VAE};
+        for (size_t i = 0; i < sizeof shortcuts / sizeof shortcuts[0]; i++)
+            if (op->val == shortcuts[i] && o->given[op->val])
+                return usage_error("--%s does not go with --%s: write it in the description "
+                                   "(docs/arch.md)",
+                                   op->name, o->arch_file ? "arch" : "arch-string");
+    }
+    if (!arch && (o->have_beta || o->kl_warmup) && !o->vae)
         return usage_error("--beta and --kl-warmup need --vae");
     if (o->vae && (o->topk || o->batch_topk || o->lifetime_k || o->lifetime_frac || o->kl_rho ||
                    o->l1))
@@ -349,7 +378,8 @@ static int parse_train(int argc, char **argv, train_opts *o) {
     if (o->have_noise_level && !o->noise) return usage_error("--noise-level needs --noise");
     if (o->noise_clip && !o->noise) return usage_error("--noise-clip needs --noise");
     if (o->noise && !o->have_noise_level) return usage_error("--noise needs --noise-level");
-    if ((o->have_momentum || o->nesterov) && o->optimizer != AE_OPT_SGD)
+    if ((o->have_momentum || o->nesterov) && o->optimizer != AE_OPT_SGD &&
+        (!arch || o->given[O_OPTIMIZER]))
         return usage_error("--momentum and --nesterov are for --optimizer sgd");
     if (o->nesterov && !(o->momentum > 0)) return usage_error("--nesterov needs --momentum above 0");
     if (o->have_step_opts && o->schedule != SCHED_STEP)
@@ -361,7 +391,7 @@ static int parse_train(int argc, char **argv, train_opts *o) {
     if (o->standardize && !o->have_output_act) o->output_act = AE_ACT_IDENTITY;
     if (o->vae && !o->have_loss) o->loss = o->output_act == AE_ACT_SIGMOID ? AE_LOSS_BCE : AE_LOSS_MSE;
     if (o->vae && !o->have_reduction) o->reduction = AE_REDUCE_SUM;
-    if (o->loss == AE_LOSS_BCE && o->output_act != AE_ACT_SIGMOID)
+    if (!arch && o->loss == AE_LOSS_BCE && o->output_act != AE_ACT_SIGMOID)
         return usage_error("--loss bce needs --output-act sigmoid");
     return 0;
 }
@@ -381,80 +411,109 @@ static int conv_levels(const train_opts *o, const size_t shape[3], size_t *hs, s
     return 0;
 }
 
-static ae_model *build_model(const train_opts *o, const size_t shape[3]) {
-    ae_config *cfg = NULL;
-    ae_model *m = NULL;
-    size_t in_dim = shape[0] * shape[1] * shape[2], hs[9], ws[9], flat = in_dim;
-    if (ae_config_create(&cfg, NULL) != AE_OK) {
-        fail(EXIT_RUN, "out of memory");
-        return NULL;
-    }
-    ae_status st;
+/* The description the shortcut flags stand for (docs/arch.md): the
+ * encoder, the code, and a decoder mirroring it. */
+static void flags_description(const train_opts *o, const size_t shape[3], strbuf *b) {
+    size_t hs[9], ws[9], flat = shape[0] * shape[1] * shape[2];
+    const char *act = ae_activation_name(o->act);
+    if (shape[1] == 1 && shape[2] == 1) sb_printf(b, "input %zu\n", shape[0]);
+    else sb_printf(b, "input %zu %zu %zu\n", shape[0], shape[1], shape[2]);
     if (o->nconv) {
         /* 3x3, stride 2, padding 1: each level halves height and width (rounding up). */
         conv_levels(o, shape, hs, ws);
-        st = ae_config_set_input_shape(cfg, shape[0], shape[1], shape[2]);
-        for (size_t i = 0; st == AE_OK && i < o->nconv; i++)
-            st = ae_config_add_conv2d(cfg, o->conv[i], 3, 2, 1, o->act);
-        if (st == AE_OK) st = ae_config_add_flatten(cfg);
+        for (size_t i = 0; i < o->nconv; i++)
+            sb_printf(b, "conv2d %zu 3 stride=2 padding=1 activation=%s\n", o->conv[i], act);
+        sb_printf(b, "flatten\n");
         flat = o->conv[o->nconv - 1] * hs[o->nconv] * ws[o->nconv];
-    } else {
-        st = ae_config_set_input_size(cfg, in_dim);
     }
     /* A VAE's last width is its Gaussian latent; otherwise a dense code layer. */
     size_t dense = o->vae ? o->nwidths - 1 : o->nwidths;
-    for (size_t i = 0; st == AE_OK && i < dense; i++)
-        st = ae_config_add_dense(cfg, o->widths[i], i + 1 == o->nwidths ? o->code_act : o->act);
-    if (st == AE_OK && o->vae) st = ae_config_add_gaussian(cfg, o->widths[o->nwidths - 1]);
-    if (st == AE_OK && o->kl_rho)
-        st = ae_config_add_kl_sparsity(cfg, AE_LAST_LAYER, o->kl_rho, o->kl_weight, AE_REDUCE_SUM);
-    if (st == AE_OK && o->topk) st = ae_config_add_topk(cfg, o->topk);
-    if (st == AE_OK && o->batch_topk) st = ae_config_add_batch_topk(cfg, o->batch_topk);
-    if (st == AE_OK && o->lifetime_k) st = ae_config_add_lifetime_topk(cfg, o->lifetime_k);
-    if (st == AE_OK && o->lifetime_frac)
-        st = ae_config_add_lifetime_topk_fraction(cfg, o->lifetime_frac);
+    for (size_t i = 0; i < dense; i++)
+        sb_printf(b, "dense %zu activation=%s\n", o->widths[i],
+                  ae_activation_name(i + 1 == o->nwidths ? o->code_act : o->act));
+    if (o->vae) sb_printf(b, "gaussian %zu\n", o->widths[o->nwidths - 1]);
+    if (o->kl_rho)
+        sb_printf(b, "kl_sparsity rho=%.17g weight=%.17g reduction=sum\n", o->kl_rho, o->kl_weight);
+    if (o->topk) sb_printf(b, "topk %zu\n", o->topk);
+    if (o->batch_topk) sb_printf(b, "batch_topk %zu\n", o->batch_topk);
+    if (o->lifetime_k) sb_printf(b, "lifetime_topk %zu\n", o->lifetime_k);
+    if (o->lifetime_frac) sb_printf(b, "lifetime_topk fraction=%.17g\n", o->lifetime_frac);
     /* L1 on the code as the decoder sees it (after any selection). */
-    if (st == AE_OK && o->l1) st = ae_config_add_l1_sparsity(cfg, AE_LAST_LAYER, o->l1);
-    if (st == AE_OK) st = ae_config_mark_code(cfg);
+    if (o->l1) sb_printf(b, "l1 weight=%.17g\n", o->l1);
+    sb_printf(b, "code\n");
     /* The decoder mirrors the encoder's widths (selection layers have none). */
-    for (size_t i = o->nwidths; st == AE_OK && i-- > 0;)
-        st = ae_config_add_dense(cfg, i == 0 ? flat : o->widths[i - 1],
-                                 i == 0 && !o->nconv ? o->output_act : o->act);
-    if (st == AE_OK && o->nconv) {
-        st = ae_config_add_unflatten(cfg, o->conv[o->nconv - 1], hs[o->nconv], ws[o->nconv]);
-        for (size_t i = o->nconv; st == AE_OK && i-- > 0;) {
+    for (size_t i = o->nwidths; i-- > 0;)
+        sb_printf(b, "dense %zu activation=%s\n", i == 0 ? flat : o->widths[i - 1],
+                  ae_activation_name(i == 0 && !o->nconv ? o->output_act : o->act));
+    if (o->nconv) {
+        sb_printf(b, "unflatten %zu %zu %zu\n", o->conv[o->nconv - 1], hs[o->nconv], ws[o->nconv]);
+        for (size_t i = o->nconv; i-- > 0;)
             /* The output padding that gives back the level's exact size. */
-            size_t pad = hs[i] - (2 * hs[i + 1] - 1);
-            st = ae_config_add_conv_transpose2d(cfg, i == 0 ? shape[0] : o->conv[i - 1], 3, 2, 1,
-                                                pad, i == 0 ? o->output_act : o->act);
-        }
+            sb_printf(b, "conv_transpose2d %zu 3 stride=2 padding=1 output_padding=%zu activation=%s\n",
+                      i == 0 ? shape[0] : o->conv[i - 1], hs[i] - (2 * hs[i + 1] - 1),
+                      ae_activation_name(i == 0 ? o->output_act : o->act));
     }
-    if (st == AE_OK && o->tied) st = ae_config_tie(cfg);
-    if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_LOSS, o->loss);
-    if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_REDUCTION, o->reduction);
-    if (st == AE_OK && o->have_beta) st = ae_config_set_float(cfg, AE_P_VAE_BETA, o->beta);
-    if (st == AE_OK && o->kl_warmup)
-        st = ae_config_set_int(cfg, AE_P_VAE_BETA_WARMUP_STEPS, (int64_t)o->kl_warmup);
-    if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_OPTIMIZER, o->optimizer);
-    if (st == AE_OK) st = ae_config_set_float(cfg, AE_P_LEARNING_RATE, o->lr);
-    /* AE_P_SEED holds the seed's 64 bits as an int64. */
-    int64_t seed_bits;
-    memcpy(&seed_bits, &o->seed, sizeof seed_bits);
-    if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_SEED, seed_bits);
-    if (st == AE_OK && o->momentum) st = ae_config_set_float(cfg, AE_P_MOMENTUM, o->momentum);
-    if (st == AE_OK && o->nesterov) st = ae_config_set_int(cfg, AE_P_NESTEROV, 1);
-    if (st == AE_OK && o->have_weight_decay)
-        st = ae_config_set_float(cfg, AE_P_WEIGHT_DECAY, o->weight_decay);
-    if (st == AE_OK && o->grad_clip) st = ae_config_set_float(cfg, AE_P_GRAD_CLIP_NORM, o->grad_clip);
-    if (st == AE_OK && o->noise) {
-        st = ae_config_set_int(cfg, AE_P_NOISE_KIND, o->noise);
-        if (st == AE_OK) st = ae_config_set_float(cfg, AE_P_NOISE_LEVEL, o->noise_level);
-        if (st == AE_OK && o->noise_clip) st = ae_config_set_int(cfg, AE_P_NOISE_CLIP, 1);
+    if (o->tied) sb_printf(b, "tied\n");
+}
+
+/* AE_P_SEED holds the seed's 64 bits as an int64. */
+static int64_t seed_bits(uint64_t seed) {
+    int64_t bits;
+    memcpy(&bits, &seed, sizeof bits);
+    return bits;
+}
+
+/* `set` lines for the training options: all of them with the shortcut
+ * flags, those given with a description (they override its settings). */
+static void training_settings(const train_opts *o, int arch, strbuf *b) {
+    static const char *const loss[] = {"mse", "bce"}, *const red[] = {"mean", "sum"},
+                             *const opt[] = {"sgd", "adam", "adamw"},
+                             *const noise[] = {"none",    "gaussian", "mask", "bernoulli",
+                                               "dropout", "salt_pepper"};
+#define GIVEN(id) (!arch || o->given[id])
+    if (GIVEN(O_LOSS)) sb_printf(b, "set loss=%s\n", loss[o->loss]);
+    if (GIVEN(O_REDUCTION)) sb_printf(b, "set reduction=%s\n", red[o->reduction]);
+    if (o->have_beta) sb_printf(b, "set vae_beta=%.17g\n", o->beta);
+    if (o->kl_warmup) sb_printf(b, "set vae_beta_warmup_steps=%zu\n", o->kl_warmup);
+    if (GIVEN(O_OPTIMIZER)) sb_printf(b, "set optimizer=%s\n", opt[o->optimizer]);
+    if (GIVEN(O_LR)) sb_printf(b, "set learning_rate=%.17g\n", o->lr);
+    if (GIVEN(O_SEED)) sb_printf(b, "set seed=%lld\n", (long long)seed_bits(o->seed));
+    if (o->momentum) sb_printf(b, "set momentum=%.17g\n", o->momentum);
+    if (o->nesterov) sb_printf(b, "set nesterov=true\n");
+    if (o->have_weight_decay) sb_printf(b, "set weight_decay=%.17g\n", o->weight_decay);
+    if (o->grad_clip) sb_printf(b, "set grad_clip_norm=%.17g\n", o->grad_clip);
+    if (o->noise) {
+        sb_printf(b, "set noise_kind=%s noise_level=%.17g\n", noise[o->noise], o->noise_level);
+        if (o->noise_clip) sb_printf(b, "set noise_clip=true\n");
     }
-    if (st == AE_OK) st = ae_model_create(&m, cfg);
-    if (st != AE_OK) fail(EXIT_RUN, "cannot build the model: %s", ae_config_last_error(cfg));
-    ae_config_destroy(cfg);
-    return st == AE_OK ? m : NULL;
+#undef GIVEN
+}
+
+/* One path for every model: a description (--arch, --arch-string, or the
+ * text of the shortcut flags), then the training options as `set` lines. */
+static ae_model *build_model(const train_opts *o, const size_t shape[3]) {
+    int arch = o->arch_file || o->arch_string;
+    char *text = NULL;
+    strbuf flags = {0}, sets = {0};
+    ae_model *m = NULL;
+    if (o->arch_file) {
+        text = arch_read_file(o->arch_file);
+    } else if (!arch) {
+        flags_description(o, shape, &flags);
+        text = flags.s;
+    }
+    training_settings(o, arch, &sets);
+    if ((text || o->arch_string) && !flags.failed && !sets.failed) {
+        const char *what = o->arch_file ? o->arch_file : arch ? "--arch-string" : "the flags' description";
+        m = arch_build(o->arch_string ? o->arch_string : text, sets.s ? sets.s : "", shape,
+                       seed_bits(o->seed), what);
+    } else if (flags.failed || sets.failed) {
+        fail(EXIT_RUN, "out of memory");
+    }
+    if (text != flags.s) free(text);
+    free(flags.s);
+    free(sets.s);
+    return m;
 }
 
 /* ---- the loop ---- */
@@ -746,15 +805,6 @@ int cmd_train(int argc, char **argv) {
             goto done;
         }
     }
-    if (o.val_split) {
-        if (ae_dataset_split(all, o.val_split, o.seed, &train, &val) != AE_OK) {
-            fail(EXIT_RUN, "--val-split %g: %s", o.val_split, ae_dataset_last_error(all));
-            goto done;
-        }
-    } else {
-        train = all;
-        all = NULL;
-    }
     size_t hs[9], ws[9];
     if (o.nconv && p.shape[1] == 1 && p.shape[2] == 1) {
         rc = usage_error("--conv needs image samples: give --shape (e.g. 1x28x28)");
@@ -772,29 +822,60 @@ int cmd_train(int argc, char **argv) {
                          "(e.g. 1x28x28)");
         goto done;
     }
+    if (!(m = build_model(&o, p.shape))) goto done;
+    if (ae_model_input_size(m) != d) {
+        fail(EXIT_RUN, "%s: the model's input has %zu values; the data have %zu per sample",
+             o.arch_file ? o.arch_file : "--arch-string", ae_model_input_size(m), d);
+        goto done;
+    }
+    if (o.arch_file || o.arch_string) {
+        /* What the description set, the loop follows: the rate its schedule
+         * starts from, the loss reduction, and the seed of the shuffles. */
+        int64_t v = 0;
+        ae_model_get_float(m, AE_P_LEARNING_RATE, &o.lr);
+        if (ae_model_get_int(m, AE_P_REDUCTION, &v) == AE_OK) o.reduction = (int)v;
+        if (!o.given[O_SEED] && ae_model_get_int(m, AE_P_SEED, &v) == AE_OK) o.seed = (uint64_t)v;
+    }
+    if (o.val_split) {
+        if (ae_dataset_split(all, o.val_split, o.seed, &train, &val) != AE_OK) {
+            fail(EXIT_RUN, "--val-split %g: %s", o.val_split, ae_dataset_last_error(all));
+            goto done;
+        }
+    } else {
+        train = all;
+        all = NULL;
+    }
     ae_dataset *shown = test ? test : val ? val : train;
     /* The pictures read their samples in memory: a head of file-backed rows. */
     if (ae_dataset_file_backed(shown) && !(shown_mem = data_head(shown, 5000))) goto done;
     if (shown_mem) shown = shown_mem;
     if (o.scatter_png && !ae_dataset_labels(shown))
         printf("note: no labels, the scatter has one colour\n");
-    if (!(m = build_model(&o, p.shape))) goto done;
     if (!o.quiet) {
         printf("ae train: %s, %zu samples of %zux%zux%zu", source, ae_dataset_count(train),
                p.shape[0], p.shape[1], p.shape[2]);
         if (val) printf(", %zu for validation", ae_dataset_count(val));
         if (test) printf(", %zu for test", ae_dataset_count(test));
-        printf("\nmodel: %zu", d);
-        for (size_t i = 0; i < o.nconv; i++)
-            printf("-conv%zu(%zux%zux%zu)", o.conv[i], o.conv[i], hs[i + 1], ws[i + 1]);
-        for (size_t i = 0; i < o.nwidths; i++)
-            printf(o.vae && i + 1 == o.nwidths ? "-[gaussian %zu]" : "-%zu", o.widths[i]);
-        for (size_t i = o.nwidths - 1; i-- > 0;) printf("-%zu", o.widths[i]);
-        if (o.nconv) printf("-%zu", o.conv[o.nconv - 1] * hs[o.nconv] * ws[o.nconv]);
-        for (size_t i = o.nconv; i-- > 0;)
-            printf("-convT%zu", i == 0 ? p.shape[0] : o.conv[i - 1]);
-        printf("-%zu, %zu parameters, batch %zu, %zu epochs, backend %s\n", d,
-               ae_model_param_count(m), o.batch, o.epochs, ae_backend_name(ae_model_backend(m)));
+        if (o.arch_file || o.arch_string) {
+            printf("\nmodel: %s, %zu layers (code after %zu), %zu parameters, batch %zu, %zu "
+                   "epochs, backend %s\n",
+                   o.arch_file ? o.arch_file : "--arch-string", ae_model_layer_count(m),
+                   ae_model_code_layer(m), ae_model_param_count(m), o.batch, o.epochs,
+                   ae_backend_name(ae_model_backend(m)));
+        } else {
+            printf("\nmodel: %zu", d);
+            for (size_t i = 0; i < o.nconv; i++)
+                printf("-conv%zu(%zux%zux%zu)", o.conv[i], o.conv[i], hs[i + 1], ws[i + 1]);
+            for (size_t i = 0; i < o.nwidths; i++)
+                printf(o.vae && i + 1 == o.nwidths ? "-[gaussian %zu]" : "-%zu", o.widths[i]);
+            for (size_t i = o.nwidths - 1; i-- > 0;) printf("-%zu", o.widths[i]);
+            if (o.nconv) printf("-%zu", o.conv[o.nconv - 1] * hs[o.nconv] * ws[o.nconv]);
+            for (size_t i = o.nconv; i-- > 0;)
+                printf("-convT%zu", i == 0 ? p.shape[0] : o.conv[i - 1]);
+            printf("-%zu, %zu parameters, batch %zu, %zu epochs, backend %s\n", d,
+                   ae_model_param_count(m), o.batch, o.epochs,
+                   ae_backend_name(ae_model_backend(m)));
+        }
         fflush(stdout);
     }
     hist = calloc(o.epochs, sizeof *hist);
