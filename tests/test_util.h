@@ -154,11 +154,39 @@ static inline ae_status test_model_load_(ae_model **out, const char *path, const
     return st;
 }
 
+/* ONNX imports take the backend of their options' settings config. Options
+ * the library would refuse (a wrong struct_size) pass through unchanged. */
+static inline ae_status test_import_onnx_(ae_model **out, int file, const char *path,
+                                          const void *buf, size_t size,
+                                          const ae_onnx_import_options *opts, char *err,
+                                          size_t err_size) {
+    ae_onnx_import_options o;
+    ae_onnx_import_options_init(&o);
+    ae_config *c = NULL;
+    if (test_backend() != AE_BACKEND_AUTO && (!opts || opts->struct_size == sizeof o)) {
+        if (opts) o = *opts;
+        if (!o.settings) {
+            if (ae_config_create(&c, NULL) != AE_OK) abort();
+            o.settings = c;
+        }
+        test_force_backend(o.settings);
+        opts = &o;
+    }
+    ae_status st = file ? ae_model_import_onnx(out, path, opts, err, err_size)
+                        : ae_model_import_onnx_buffer(out, buf, size, opts, err, err_size);
+    ae_config_destroy(c);
+    return st;
+}
+
 /* Function-like: a test that needs the library's own call writes the name
  * in parentheses, (ae_model_create)(&m, cfg). */
 #define ae_model_create(out, cfg) test_model_create_(out, cfg)
 #define ae_model_load_buffer(out, buf, size, cfg) test_model_load_buffer_(out, buf, size, cfg)
 #define ae_model_load(out, path, cfg) test_model_load_(out, path, cfg)
+#define ae_model_import_onnx(out, path, opts, err, n) \
+    test_import_onnx_(out, 1, path, NULL, 0, opts, err, n)
+#define ae_model_import_onnx_buffer(out, buf, size, opts, err, n) \
+    test_import_onnx_(out, 0, NULL, buf, size, opts, err, n)
 
 /* The backend of a layer run alone (ae_layer_io.backend): the one a model
  * created now would compute with. */
