@@ -157,7 +157,7 @@ static void profiled_step(ae_model *m, const float *x, size_t B, double *t) {
         ae_layer_io io = {.batch = B, .train = 1, .x = in, .pre = m->pre[i], .y = m->y[i],
                           .scratch = m->scratch[i],
                           .state = L->s_count ? m->buffers + L->s_off : NULL,
-                          .backend = m->backend};
+                          .backend = m->backend, .plan = ae_model_layer_plan(m, i, B)};
         double t0 = cpu_now();
         L->ops->forward(L, m->params, &io);
         t[i] += cpu_now() - t0;
@@ -176,7 +176,7 @@ static void profiled_step(ae_model *m, const float *x, size_t B, double *t) {
                           .y = m->y[i], .dy = dy, .dx = i ? dx : NULL,
                           .dy_is_dpre = i + 1 == n, .scratch = m->scratch[i],
                           .state = L->s_count ? m->buffers + L->s_off : NULL,
-                          .backend = m->backend};
+                          .backend = m->backend, .plan = ae_model_layer_plan(m, i, B)};
         t0 = cpu_now();
         L->ops->backward(L, m->params, m->grads, &io, 0);
         t[n + i] += cpu_now() - t0;

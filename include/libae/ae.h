@@ -483,7 +483,9 @@ AE_API const char *ae_model_last_error(const ae_model *m);
  * model's RNG and fed forward, and the target stays the clean `x` (or
  * `target`); a noise level out of its kind's range is AE_ERR_RANGE.
  * The first step at a new largest batch size allocates the workspace; later
- * steps at that size or smaller allocate nothing.
+ * steps at that size or smaller allocate nothing, except that on the oneDNN
+ * backend a model with convolutions makes their oneDNN primitives at the
+ * first pass of each batch size (keeping those of the last four sizes).
  * After a successful step every parameter, optimizer state and layer
  * state value is finite.
  * Errors: AE_ERR_INVALID_ARG (NULL, batch 0), AE_ERR_RANGE (batch over
