@@ -18,8 +18,8 @@
  * on the values), 000 and 003 on Fashion-MNIST.
  *
  * Run with OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 for the 1-thread figure;
- * bench/conv_bench.sh runs every model on each backend and the PyTorch twin
- * in the same run and prints the ratios.
+ * bench/compare_conv.py runs every model on each backend and the PyTorch
+ * twin in the same run and prints the ratios.
  */
 #include <cblas.h>
 #include <stdio.h>
