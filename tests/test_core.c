@@ -100,24 +100,92 @@ static void test_rng(void **state) {
     for (int i = 0; i < 5; i++) assert_true(abs(hist[i] - 10000) < 500);
 }
 
+/* Every transpose pair, beta 0 over NaN (C is only written) and beta 1,
+ * padded leading dimensions, and both sgemv forms, on each backend built
+ * in, against a product in double. */
 static void test_sgemm_wrapper(void **state) {
     (void)state;
-    /* C = Aᵀ B with A [K=3, M=2], B [K=3, N=4], against a naive product. */
-    float A[6], B[12], C[8], R[8];
-    test_fill(A, 6, 1, -1, 1);
-    test_fill(B, 12, 2, -1, 1);
-    for (int i = 0; i < 2; i++)
-        for (int j = 0; j < 4; j++) {
-            float s = 0;
-            for (int k = 0; k < 3; k++) s += A[k * 2 + i] * B[k * 4 + j];
-            R[i * 4 + j] = s;
+    enum { M = 5, N = 7, K = 3, PAD = 2 };
+    float A[(M + PAD) * (K + PAD)], B[(K + PAD) * (N + PAD)], C[M * (N + PAD)];
+    double R[M * N];
+    test_fill(A, sizeof A / sizeof A[0], 1, -1, 1);
+    test_fill(B, sizeof B / sizeof B[0], 2, -1, 1);
+    for (int be = AE_BACKEND_OPENBLAS; be <= AE_BACKEND_ONEDNN; be++) {
+        if (!ae_backend_available((ae_backend)be)) continue;
+        for (int t = 0; t < 4; t++) {
+            ae_trans ta = (t & 1) ? AE_TRANS : AE_NO_TRANS, tb = (t & 2) ? AE_TRANS : AE_NO_TRANS;
+            size_t lda = (ta ? M : K) + PAD, ldb = (tb ? K : N) + PAD, ldc = N + PAD;
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    double acc = 0;
+                    for (int k = 0; k < K; k++)
+                        acc += (double)(ta ? A[k * lda + i] : A[i * lda + k]) *
+                               (tb ? B[j * ldb + k] : B[k * ldb + j]);
+                    R[i * N + j] = acc;
+                }
+            for (size_t i = 0; i < sizeof C / sizeof C[0]; i++) C[i] = NAN;
+            ae_sgemm((ae_backend)be, ta, tb, M, N, K, 2.0f, A, lda, B, ldb, 0.0f, C, ldc);
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) assert_true(fabs(C[i * ldc + j] - 2 * R[i * N + j]) < 1e-5);
+            ae_sgemm((ae_backend)be, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 1.0f, C, ldc);
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) assert_true(fabs(C[i * ldc + j] - 3 * R[i * N + j]) < 1e-5);
+            /* The padding between rows is not written. */
+            for (int i = 0; i < M; i++) assert_true(isnan(C[i * ldc + N]));
         }
-    ae_sgemm(AE_TRANS, AE_NO_TRANS, 2, 4, 3, 1.0f, A, 2, B, 4, 0.0f, C, 4);
-    assert_close_arrays(C, R, 8, 1e-6, 1e-6, "C");
-    /* sgemv: y = A x with A [2, 3] */
-    float x[3] = {1, 2, 3}, y[2];
-    ae_sgemv(AE_NO_TRANS, 2, 3, 1.0f, A, 3, x, 0.0f, y);
-    assert_true(fabsf(y[0] - (A[0] + 2 * A[1] + 3 * A[2])) < 1e-6f);
+        /* K = 0: C = beta C, as BLAS defines it. */
+        float c2[2] = {1, 2};
+        ae_sgemm((ae_backend)be, AE_NO_TRANS, AE_NO_TRANS, 1, 2, 0, 1.0f, A, 1, B, 2, 0.5f, c2, 2);
+        assert_true(c2[0] == 0.5f && c2[1] == 1.0f);
+        /* sgemv: y = A x and y = Aᵀ x with A [M, K] (lda K + PAD). */
+        float x[M], y[M];
+        test_fill(x, M, 3, -1, 1);
+        for (int i = 0; i < M; i++) y[i] = NAN;
+        ae_sgemv((ae_backend)be, AE_NO_TRANS, M, K, 1.0f, A, K + PAD, x, 0.0f, y);
+        for (int i = 0; i < M; i++) {
+            double acc = 0;
+            for (int k = 0; k < K; k++) acc += (double)A[i * (K + PAD) + k] * x[k];
+            assert_true(fabs(y[i] - acc) < 1e-6);
+        }
+        for (int k = 0; k < K; k++) y[k] = 1.0f;
+        ae_sgemv((ae_backend)be, AE_TRANS, M, K, 1.0f, A, K + PAD, x, 1.0f, y);
+        for (int k = 0; k < K; k++) {
+            double acc = 1;
+            for (int i = 0; i < M; i++) acc += (double)A[i * (K + PAD) + k] * x[i];
+            assert_true(fabs(y[k] - acc) < 1e-6);
+        }
+    }
+}
+
+/* The backend names, availability and the config call's errors. */
+static void test_backend_choice(void **state) {
+    (void)state;
+    assert_string_equal(ae_backend_name(AE_BACKEND_AUTO), "auto");
+    assert_string_equal(ae_backend_name(AE_BACKEND_OPENBLAS), "openblas");
+    assert_string_equal(ae_backend_name(AE_BACKEND_ONEDNN), "onednn");
+    assert_null(ae_backend_name((ae_backend)3));
+    assert_true(ae_backend_available(AE_BACKEND_AUTO));
+    assert_true(ae_backend_available(AE_BACKEND_OPENBLAS));
+    assert_false(ae_backend_available((ae_backend)-1));
+    ae_config *c = NULL;
+    assert_int_equal(ae_config_create(&c, NULL), AE_OK);
+    assert_int_equal(ae_config_get_backend(c), AE_BACKEND_AUTO);
+    assert_int_equal(ae_config_set_backend(NULL, AE_BACKEND_OPENBLAS), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_config_set_backend(c, AE_BACKEND_OPENBLAS), AE_OK);
+    assert_int_equal(ae_config_set_backend(c, (ae_backend)7), AE_ERR_INVALID_ARG);
+    assert_non_null(strstr(ae_config_last_error(c), "unknown backend 7"));
+    assert_int_equal(ae_config_get_backend(c), AE_BACKEND_OPENBLAS);
+    ae_status st = ae_config_set_backend(c, AE_BACKEND_ONEDNN);
+    if (ae_backend_available(AE_BACKEND_ONEDNN)) {
+        assert_int_equal(st, AE_OK);
+        assert_int_equal(ae_config_get_backend(c), AE_BACKEND_ONEDNN);
+    } else {
+        assert_int_equal(st, AE_ERR_UNSUPPORTED);
+        assert_non_null(strstr(ae_config_last_error(c), "not built into this libae"));
+        assert_int_equal(ae_config_get_backend(c), AE_BACKEND_OPENBLAS);
+    }
+    assert_int_equal(ae_config_get_backend(NULL), AE_BACKEND_AUTO);
+    ae_config_destroy(c);
 }
 
 static void test_finite_check(void **state) {
@@ -464,7 +532,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_names),  cmocka_unit_test(test_version),
         cmocka_unit_test(test_error_format),  cmocka_unit_test(test_alloc_aligned_and_hook),
-        cmocka_unit_test(test_rng),           cmocka_unit_test(test_sgemm_wrapper),
+        cmocka_unit_test(test_rng),           cmocka_unit_test(test_sgemm_wrapper), cmocka_unit_test(test_backend_choice),
         cmocka_unit_test(test_finite_check),
         cmocka_unit_test_setup_teardown(test_replace_long_name, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_replace_removes_stale_temp, setup_dir, teardown_dir),

@@ -432,6 +432,81 @@ static void test_determinism(void **state) {
     ae_model_destroy(c);
 }
 
+/* A dense model of make_model's shape on `backend`, through the library's
+ * own ae_model_create (the parenthesised name: not the tests' wrapper,
+ * which would force AE_TEST_BACKEND's choice). */
+static ae_model *make_on(ae_backend backend, int64_t seed) {
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, 20));
+    OK(ae_config_add_dense(c, 12, AE_ACT_TANH));
+    OK(ae_config_add_dense(c, 4, AE_ACT_IDENTITY));
+    OK(ae_config_mirror_decoder(c, AE_ACT_SIGMOID));
+    OK(ae_config_set_int(c, AE_P_SEED, seed));
+    OK(ae_config_set_backend(c, backend));
+    OK((ae_model_create)(&m, c));
+    ae_config_destroy(c);
+    return m;
+}
+
+/* The rule of AE_BACKEND_AUTO, a forced backend, and loading: the loader's
+ * config chooses (the file keeps no backend: models on either backend
+ * save the same bytes). */
+static void test_backend_of_model(void **state) {
+    (void)state;
+    int dnnl = ae_backend_available(AE_BACKEND_ONEDNN);
+    ae_backend rule = dnnl ? AE_BACKEND_ONEDNN : AE_BACKEND_OPENBLAS;
+    ae_model *a = make_on(AE_BACKEND_AUTO, 3), *o = make_on(AE_BACKEND_OPENBLAS, 3);
+    assert_int_equal(ae_model_backend(a), rule);
+    assert_int_equal(ae_model_backend(o), AE_BACKEND_OPENBLAS);
+    assert_int_equal(ae_model_backend(NULL), AE_BACKEND_AUTO);
+    size_t na = 0, no = 0;
+    assert_int_equal(ae_model_save_buffer(a, NULL, 0, &na, AE_SAVE_MODEL), AE_ERR_RANGE);
+    assert_int_equal(ae_model_save_buffer(o, NULL, 0, &no, AE_SAVE_MODEL), AE_ERR_RANGE);
+    unsigned char *ba = malloc(na), *bo = malloc(no);
+    OK(ae_model_save_buffer(a, ba, na, &na, AE_SAVE_MODEL));
+    OK(ae_model_save_buffer(o, bo, no, &no, AE_SAVE_MODEL));
+    assert_int_equal(na, no);
+    assert_memory_equal(ba, bo, na);
+    ae_model *back = NULL;
+    OK((ae_model_load_buffer)(&back, bo, no, NULL));
+    assert_int_equal(ae_model_backend(back), rule);
+    ae_model_destroy(back);
+    ae_config *lc = NULL;
+    OK(ae_config_create(&lc, NULL));
+    for (int b = AE_BACKEND_OPENBLAS; b <= AE_BACKEND_ONEDNN; b++) {
+        if (!ae_backend_available((ae_backend)b)) continue;
+        OK(ae_config_set_backend(lc, (ae_backend)b));
+        OK((ae_model_load_buffer)(&back, ba, na, lc));
+        assert_int_equal(ae_model_backend(back), b);
+        ae_model_destroy(back);
+    }
+    ae_config_destroy(lc);
+    free(ba);
+    free(bo);
+    ae_model_destroy(a);
+    ae_model_destroy(o);
+}
+
+/* The two backends round differently but compute the same model: 30 Adam
+ * steps from one seed agree to float rounding. */
+static void test_backends_agree(void **state) {
+    (void)state;
+    if (!ae_backend_available(AE_BACKEND_ONEDNN)) skip();
+    ae_model *o = make_on(AE_BACKEND_OPENBLAS, 5), *d = make_on(AE_BACKEND_ONEDNN, 5);
+    train_n(o, 30, 40);
+    train_n(d, 30, 40);
+    size_t no, nd;
+    float *po = snapshot(o, &no), *pd = snapshot(d, &nd);
+    assert_int_equal(no, nd);
+    assert_close_arrays(pd, po, no, 1e-3, 1e-5, "parameters, oneDNN vs OpenBLAS");
+    free(po);
+    free(pd);
+    ae_model_destroy(o);
+    ae_model_destroy(d);
+}
+
 /* The seed is all 64 bits of AE_P_SEED: seeds that differ only in the top
  * bit (0 and 2^63), or are negative as int64, initialise differently, the
  * model reports the value it was given, and it survives a save and load. */
@@ -1532,6 +1607,8 @@ int main(void) {
         cmocka_unit_test(test_failing_allocator_every_index),
         cmocka_unit_test(test_no_allocation_after_first_step),
         cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_backend_of_model),
+        cmocka_unit_test(test_backends_agree),
         cmocka_unit_test(test_seed_uses_64_bits),
         cmocka_unit_test(test_two_threads_match_sequential),
         cmocka_unit_test(test_encode_decode_consistent),

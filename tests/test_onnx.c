@@ -661,6 +661,14 @@ static void test_import_refusals(void **state) {
     assert_int_equal(loss, AE_LOSS_BCE);
     assert_true(lr == 0.25);
     ae_model_destroy(b);
+    /* and the config's backend (the library's own call: not the tests' wrapper) */
+    for (int be = AE_BACKEND_OPENBLAS; be <= AE_BACKEND_ONEDNN; be++) {
+        if (!ae_backend_available((ae_backend)be)) continue;
+        OK(ae_config_set_backend(cfg, (ae_backend)be));
+        OK((ae_model_import_onnx_buffer)(&b, buf, size, &o, err, sizeof err));
+        assert_int_equal(ae_model_backend(b), be);
+        ae_model_destroy(b);
+    }
     ae_config_destroy(cfg);
     /* arguments */
     o.struct_size = 8;

@@ -43,13 +43,13 @@ static ae_status make_layer(layer_run *r, ae_layer_kind kind, size_t width, int6
 
 static void fwd(layer_run *r, const float *x, float *y, size_t batch, int train) {
     ae_layer_io io = {.batch = batch, .train = train, .x = x, .y = y, .scratch = r->scratch,
-                      .state = r->L.s_count ? r->state : NULL};
+                      .state = r->L.s_count ? r->state : NULL, .backend = test_layer_backend()};
     r->L.ops->forward(&r->L, NULL, &io);
 }
 
 static void bwd(layer_run *r, float *dy, float *dx, size_t batch) {
     ae_layer_io io = {.batch = batch, .train = 1, .dy = dy, .dx = dx, .scratch = r->scratch,
-                      .state = r->L.s_count ? r->state : NULL};
+                      .state = r->L.s_count ? r->state : NULL, .backend = test_layer_backend()};
     r->L.ops->backward(&r->L, NULL, NULL, &io, 0);
 }
 
@@ -201,7 +201,8 @@ static void test_topk_kernels(void **state) {
                 for (size_t i = 0; i < B * n; i++) dx[i] = 42.0f;
                 ae_sparse_io sp = {.dx_kept_only = only};
                 ae_layer_io io = {.batch = B, .train = 1, .dy = dy, .dx = dx,
-                                  .scratch = w.scratch, .sparse = &sp};
+                                  .scratch = w.scratch, .sparse = &sp,
+                                  .backend = test_layer_backend()};
                 w.L.ops->backward(&w.L, NULL, NULL, &io, 0);
                 for (size_t r = 0; r < B; r++)
                     for (size_t i = 0, t = 0; i < n; i++) {

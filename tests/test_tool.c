@@ -341,8 +341,13 @@ static void test_train_and_use(void **state) {
     assert_png("feat.png");
     assert_png("scatter.png");
 
+    /* The AUTO rule's backend, in both reports. */
+    const char *backend = ae_backend_available(AE_BACKEND_ONEDNN) ? "backend onednn"
+                                                                   : "backend openblas";
+    assert_non_null(strstr(r.out, backend));
     RUN(&r, "info", "m.aem");
     expect_ok(&r);
+    assert_non_null(strstr(r.out, backend));
     assert_non_null(strstr(r.out, "1x12x12 -> 32")); /* the data's shape is the model's */
     assert_non_null(strstr(r.out, "---- code ----"));
     assert_non_null(strstr(r.out, "training history"));

@@ -483,7 +483,9 @@ AE_API const char *ae_model_last_error(const ae_model *m);
  * model's RNG and fed forward, and the target stays the clean `x` (or
  * `target`); a noise level out of its kind's range is AE_ERR_RANGE.
  * The first step at a new largest batch size allocates the workspace; later
- * steps at that size or smaller allocate nothing.
+ * steps at that size or smaller allocate nothing, except that on the oneDNN
+ * backend a model with convolutions makes their oneDNN primitives at the
+ * first pass of each batch size (keeping those of the last four sizes).
  * After a successful step every parameter, optimizer state and layer
  * state value is finite.
  * Errors: AE_ERR_INVALID_ARG (NULL, batch 0), AE_ERR_RANGE (batch over
@@ -657,6 +659,52 @@ AE_API ae_status ae_model_set_mode(ae_model *m, ae_mode mode);
 
 /** The model's mode; AE_MODE_INFER for NULL. Since 0.1.0. */
 AE_API ae_mode ae_model_get_mode(const ae_model *m);
+
+/* ------------------------------------------------------------------------
+ * Compute backend
+ * ------------------------------------------------------------------------ */
+
+/**
+ * The library that computes a model's matrix products (dense layers, the
+ * GEMMs of convolutions). A model takes its backend when it is created or
+ * loaded, from the config's choice (ae_config_set_backend), and keeps it
+ * for its whole life. AE_BACKEND_AUTO, the default, is the rule: oneDNN
+ * when this libae was built with it (meson option -Donednn), OpenBLAS
+ * otherwise (docs/performance.md has the measurements behind the rule).
+ * Same backend, same thread count, same seed and data: bitwise the same
+ * run; two backends round differently, so their runs agree to float
+ * rounding only. OpenBLAS runs OPENBLAS_NUM_THREADS threads, oneDNN
+ * OpenMP's (OMP_NUM_THREADS). Numbers frozen. Since 0.1.0.
+ */
+typedef enum ae_backend {
+    AE_BACKEND_AUTO = 0,
+    AE_BACKEND_OPENBLAS = 1,
+    AE_BACKEND_ONEDNN = 2
+} ae_backend;
+
+/** "auto", "openblas" or "onednn"; NULL for a number that is no backend. Since 0.1.0. */
+AE_API const char *ae_backend_name(ae_backend backend);
+
+/** 1 when `backend` is built into this libae (AUTO and OPENBLAS always are), else 0. Since 0.1.0. */
+AE_API int ae_backend_available(ae_backend backend);
+
+/**
+ * Chooses the backend of the models created from `cfg` (and of the models
+ * ae_model_load gives with `cfg` as its config). Errors: AE_ERR_INVALID_ARG
+ * (cfg NULL, a number that is no backend), AE_ERR_UNSUPPORTED (not built
+ * into this libae; the message says so). Errors change nothing. Since 0.1.0.
+ */
+AE_API ae_status ae_config_set_backend(ae_config *cfg, ae_backend backend);
+
+/** The backend chosen on `cfg` (AE_BACKEND_AUTO unless set); AUTO for NULL. Since 0.1.0. */
+AE_API ae_backend ae_config_get_backend(const ae_config *cfg);
+
+/**
+ * The backend `m` computes with: AE_BACKEND_OPENBLAS or AE_BACKEND_ONEDNN,
+ * never AUTO (the rule was applied at creation); AE_BACKEND_AUTO for NULL.
+ * Since 0.1.0.
+ */
+AE_API ae_backend ae_model_backend(const ae_model *m);
 
 /* ------------------------------------------------------------------------
  * Statistics

@@ -69,11 +69,13 @@ AE_API ae_status ae_model_save_buffer(const ae_model *m, void *buf, size_t capac
  * builder, so every check of ae_config_* and ae_model_create applies.
  * `cfg` plays the part it plays in ae_model_create, the handle of the
  * call: the model allocates through the allocator `cfg` was created with,
- * and a failure's message (naming `path`) is in ae_config_last_error(cfg).
- * Nothing else of `cfg` is read or changed (its layers and settings are
- * not used: the file holds the architecture), so any config, even an
- * empty one, serves, and it may be destroyed or reused afterwards. `cfg`
- * may be NULL: then malloc, and no message.
+ * computes on the backend chosen on it (ae_config_set_backend; model files
+ * do not keep one), and a failure's message (naming `path`) is in
+ * ae_config_last_error(cfg). Nothing else of `cfg` is read or changed (its
+ * layers and settings are not used: the file holds the architecture), so
+ * any config, even an empty one, serves, and it may be destroyed or reused
+ * afterwards. `cfg` may be NULL: then malloc, the AUTO backend, and no
+ * message.
  * Errors: AE_ERR_INVALID_ARG (out or path NULL), AE_ERR_IO (cannot read
  * the file), AE_ERR_FORMAT (not a model file, truncated, malformed, an
  * unknown layer kind or setting), AE_ERR_VERSION (a newer major format

@@ -73,8 +73,9 @@ typedef struct ae_onnx_import_options {
        else the narrowest tensor of the chain (the first of equals). */
     const char *code;
     /* Settings for the model (loss, optimizer, learning rate, seed, ...):
-       every ae_param setting of this config is copied; its layers are
-       ignored. NULL (default): the defaults (MSE, Adam, lr 1e-3). */
+       every ae_param setting of this config is copied, and its backend
+       (ae_config_set_backend); its layers are ignored. NULL (default): the
+       defaults (MSE, Adam, lr 1e-3, AE_BACKEND_AUTO). */
     const ae_config *settings;
     /* The allocator of the model, as ae_config_create takes it; NULL:
        malloc. */

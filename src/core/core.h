@@ -73,14 +73,22 @@ uint64_t ae_rng_below(ae_rng *r, uint64_t n);
 /* Standard normal (Box-Muller, one value per call). */
 float ae_rng_normal(ae_rng *r);
 
-/* ---- BLAS (row-major) ---- */
+/* ---- BLAS (row-major) ----
+ * Every matrix product goes through these two, on the backend of the model
+ * that runs them (ae_layer_io.backend): AE_BACKEND_ONEDNN computes with
+ * oneDNN when it is built in, anything else (AUTO too: layers run alone by
+ * tests and benchmarks) with OpenBLAS. With beta 0, C (y) is only written. */
 typedef enum { AE_NO_TRANS = 0, AE_TRANS = 1 } ae_trans;
 /* C[M,N] = alpha * op(A)[M,K] op(B)[K,N] + beta * C */
-void ae_sgemm(ae_trans ta, ae_trans tb, size_t M, size_t N, size_t K, float alpha, const float *A,
-              size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc);
-/* y[M] = alpha * op(A) x + beta * y, A stored [rows, cols] */
-void ae_sgemv(ae_trans ta, size_t rows, size_t cols, float alpha, const float *A, size_t lda,
-              const float *x, float beta, float *y);
+void ae_sgemm(ae_backend be, ae_trans ta, ae_trans tb, size_t M, size_t N, size_t K, float alpha,
+              const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
+              size_t ldc);
+/* y = alpha * op(A) x + beta * y, A stored [rows, cols] */
+void ae_sgemv(ae_backend be, ae_trans ta, size_t rows, size_t cols, float alpha, const float *A,
+              size_t lda, const float *x, float beta, float *y);
+/* The backend a model created with `chosen` (a valid, available ae_backend)
+ * computes with: the rule of AE_BACKEND_AUTO, applied once, at creation. */
+ae_backend ae_backend_resolve(ae_backend chosen);
 
 /* ---- numeric helpers ---- */
 /* 1 when all n values are finite. */

@@ -445,6 +445,7 @@ typedef struct rbuf {
 
 typedef struct loader {
     ae_allocator alloc; /* the caller's config's, or malloc */
+    ae_backend backend; /* the caller's config's (ae_config_set_backend), or AUTO */
     ae_errbuf err;
     unsigned minor;
     int checkpoint;
@@ -946,6 +947,7 @@ static ae_status load_mem(loader *ld, ae_model **out, const unsigned char *p, si
     ae_config *cfg = NULL;
     if (ae_config_create(&cfg, &ld->alloc) != AE_OK)
         return ae_error(&ld->err, AE_ERR_OUT_OF_MEMORY, "out of memory loading the model");
+    cfg->backend = ld->backend;
     size_t nlayers = 0, code = 0, np = 0, ns = 0;
     uint32_t mode = 0;
     ae_model *m = NULL;
@@ -993,10 +995,12 @@ static ae_status load_begin(loader *ld, ae_model **out, const ae_config *cfg) {
     if (!out) return report(ld, cfg, ae_error(&ld->err, AE_ERR_INVALID_ARG, "out is NULL"), NULL);
     *out = NULL;
     /* The config's allocator (checked when it was made), or malloc. */
-    if (cfg)
+    if (cfg) {
         ld->alloc = cfg->alloc;
-    else
+        ld->backend = cfg->backend;
+    } else {
         ae_allocator_init(&ld->alloc, NULL);
+    }
     return AE_OK;
 }
 

@@ -1627,7 +1627,10 @@ static ae_status build_model(importer *im, size_t code_at, const ae_onnx_import_
                              const ae_allocator *alloc, ae_model **out) {
     ae_config *cfg = NULL;
     if (ae_config_create(&cfg, alloc) != AE_OK) return oom(im);
-    if (o && o->settings) cfg->s = o->settings->s;
+    if (o && o->settings) {
+        cfg->s = o->settings->s;
+        cfg->backend = o->settings->backend;
+    }
     ae_status st;
     const chain_t *in = &im->chain[0];
     if (in->rank == 2)

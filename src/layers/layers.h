@@ -157,6 +157,12 @@ typedef struct ae_layer_io {
     /* Sparse paths (a dense layer beside a top-k, and the top-k itself):
      * hints and bookkeeping, set by the model; NULL for ordinary layers. */
     ae_sparse_io *sparse;
+    /* The model's backend: every matrix product of the pass goes through
+     * ae_sgemm / ae_sgemv with it (0, AUTO, when a layer runs alone: OpenBLAS). */
+    ae_backend backend;
+    /* The layer's plan for this batch size (ops->plan_make), NULL: none;
+     * with a plan, scratch holds ops->plan_floats(plan) floats instead. */
+    void *plan;
 } ae_layer_io;
 
 typedef struct ae_layer_ops {
@@ -183,6 +189,14 @@ typedef struct ae_layer_ops {
      * kept column indices of the last forward (ascending in each row), kept
      * in the scratch. NULL in the ops of other kinds. */
     const int32_t *(*kept_index)(const ae_layer *L, const float *scratch);
+    /* Optional (NULL: never): the layer computes with the backend's own
+     * primitives, made once per batch size into a plan the model owns and
+     * hands back in ae_layer_io.plan. plan_make sets *plan NULL when the
+     * backend has none for the layer (it then runs as without). */
+    ae_status (*plan_make)(const ae_layer *L, ae_backend be, size_t batch, const ae_allocator *a,
+                           void **plan, ae_errbuf *err);
+    size_t (*plan_floats)(const void *plan);
+    void (*plan_free)(void *plan, const ae_allocator *a);
 } ae_layer_ops;
 
 struct ae_layer {

@@ -497,3 +497,21 @@ ae_status ae_config_get_float(const ae_config *cfg, ae_param param, double *valu
     if (!cfg || !value) return AE_ERR_INVALID_ARG;
     return ae_settings_get(&cfg->s, NULL, param, 0, NULL, value);
 }
+
+ae_status ae_config_set_backend(ae_config *cfg, ae_backend backend) {
+    if (!cfg) return AE_ERR_INVALID_ARG;
+    const char *name = ae_backend_name(backend);
+    if (!name)
+        return ae_error(&cfg->err, AE_ERR_INVALID_ARG,
+                        "unknown backend %d (AE_BACKEND_AUTO, _OPENBLAS or _ONEDNN)", (int)backend);
+    if (!ae_backend_available(backend))
+        return ae_error(&cfg->err, AE_ERR_UNSUPPORTED,
+                        "the %s backend is not built into this libae (meson option -D%s)", name,
+                        name);
+    cfg->backend = backend;
+    return AE_OK;
+}
+
+ae_backend ae_config_get_backend(const ae_config *cfg) {
+    return cfg ? cfg->backend : AE_BACKEND_AUTO;
+}

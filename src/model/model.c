@@ -33,7 +33,9 @@ void ae_model_destroy(ae_model *m) {
     ae_sparse_free(m);
     ae_vae_free(m);
     ae_meta_free(m);
+    ae_plans_free(m);
     ae_free(&a, m->ws);
+    ae_free(&a, m->scratch_n);
     ae_free(&a, m->noisy);
     ae_free(&a, m->y);
     ae_free(&a, m->pre);
@@ -67,6 +69,7 @@ ae_status ae_model_create(ae_model **out, const ae_config *cfg_in) {
     if (!m) return ae_error(&cfg->err, AE_ERR_OUT_OF_MEMORY, "out of memory creating the model");
     m->alloc = *a;
     m->s = cfg->s;
+    m->backend = ae_backend_resolve(cfg->backend);
     m->nlayers = cfg->nlayers;
     m->code_layer = cfg->code_at;
     m->in_size = cfg->input_size;
@@ -75,12 +78,14 @@ ae_status ae_model_create(ae_model **out, const ae_config *cfg_in) {
     m->y = ae_calloc(a, m->nlayers, sizeof *m->y);
     m->pre = ae_calloc(a, m->nlayers, sizeof *m->pre);
     m->scratch = ae_calloc(a, m->nlayers, sizeof *m->scratch);
+    m->scratch_n = ae_calloc(a, m->nlayers, sizeof *m->scratch_n);
     m->accumulate_w = ae_calloc(a, m->nlayers, 1);
     m->w_own = ae_calloc(a, m->nlayers, sizeof *m->w_own);
     m->blocks = ae_calloc(a, 2 * m->nlayers, sizeof *m->blocks);
     m->grad_shapes = ae_calloc(a, 2 * m->nlayers, sizeof *m->grad_shapes);
     m->bounds = ae_calloc(a, 2 * m->nlayers, sizeof *m->bounds);
-    if (!m->layers || !m->y || !m->pre || !m->scratch || !m->accumulate_w || !m->w_own ||
+    if (!m->layers || !m->y || !m->pre || !m->scratch || !m->scratch_n || !m->accumulate_w ||
+        !m->w_own ||
         !m->blocks || !m->grad_shapes || !m->bounds)
         goto oom;
 
@@ -137,6 +142,7 @@ ae_status ae_model_create(ae_model **out, const ae_config *cfg_in) {
     m->out_size = ae_shape_size(shape);
     st = ae_sparse_setup(m, &cfg->err);
     if (!st) st = ae_vae_setup(m, &cfg->err);
+    if (!st) st = ae_plans_setup(m, &cfg->err);
     if (st) {
         ae_model_destroy(m);
         return st;
@@ -171,43 +177,54 @@ oom:
 
 const char *ae_model_last_error(const ae_model *m) { return m ? m->err.msg : null_model_msg; }
 
+ae_backend ae_model_backend(const ae_model *m) { return m ? m->backend : AE_BACKEND_AUTO; }
+
 /* ---- workspace ---- */
 
-static size_t layer_floats(const ae_layer *L, size_t batch, size_t *scratch) {
-    *scratch = L->ops->scratch_floats(L, batch);
-    /* Each buffer rounded to 16 floats keeps every one 64-byte aligned. */
-    size_t y = (batch * L->out + 15) & ~(size_t)15;
-    return y + (L->keep_pre ? y : 0) + ((*scratch + 15) & ~(size_t)15);
-}
-
-ae_status ae_model_reserve(ae_model *m, size_t batch) {
-    if (batch <= m->ws_batch) return AE_OK;
-    size_t total = 0, scratch;
-    size_t gsize = (batch * m->max_width + 15) & ~(size_t)15;
-    for (size_t i = 0; i < m->nlayers; i++) total += layer_floats(&m->layers[i], batch, &scratch);
-    total += 2 * gsize;
-    float *ws = ae_alloc(&m->alloc, total * sizeof(float));
-    if (!ws)
-        return ae_error(&m->err, AE_ERR_OUT_OF_MEMORY,
-                        "out of memory allocating the workspace for batch %zu (%zu bytes)", batch,
-                        total * sizeof(float));
-    ae_free(&m->alloc, m->ws);
-    m->ws = ws;
-    m->ws_batch = batch;
-    float *p = ws;
+/* The workspace's layout for `batch` samples: each buffer rounded to 16
+ * floats keeps every one 64-byte aligned. Returns the floats it takes; with
+ * ws, points the per-layer buffers into it. */
+static size_t layout(ae_model *m, size_t batch, float *ws) {
+    size_t gsize = (batch * m->max_width + 15) & ~(size_t)15, total = 0;
     for (size_t i = 0; i < m->nlayers; i++) {
         const ae_layer *L = &m->layers[i];
         size_t y = (batch * L->out + 15) & ~(size_t)15;
-        size_t s = L->ops->scratch_floats(L, batch);
-        m->y[i] = p;
-        p += y;
-        m->pre[i] = L->keep_pre ? p : NULL;
-        p += L->keep_pre ? y : 0;
-        m->scratch[i] = p;
-        p += (s + 15) & ~(size_t)15;
+        size_t s = (ae_plans_scratch(m, i, batch) + 15) & ~(size_t)15;
+        if (ws) {
+            m->y[i] = ws + total;
+            m->pre[i] = L->keep_pre ? ws + total + y : NULL;
+            m->scratch[i] = ws + total + y + (L->keep_pre ? y : 0);
+            m->scratch_n[i] = s;
+        }
+        total += y + (L->keep_pre ? y : 0) + s;
     }
-    m->grad_a = p;
-    m->grad_b = p + gsize;
+    if (ws) {
+        m->grad_a = ws + total;
+        m->grad_b = ws + total + gsize;
+    }
+    return total + 2 * gsize;
+}
+
+ae_status ae_model_reserve(ae_model *m, size_t batch) {
+    ae_status st = ae_plans_for(m, batch);
+    if (st) return st;
+    size_t B = batch > m->ws_batch ? batch : m->ws_batch;
+    /* A batch size no larger still needs a new layout when a plan made for
+     * it wants more scratch than its layer has. */
+    int fits = B == m->ws_batch;
+    for (size_t i = 0; fits && m->plans && i < m->nlayers; i++)
+        fits = ae_plans_scratch(m, i, B) <= m->scratch_n[i];
+    if (fits) return AE_OK;
+    size_t total = layout(m, B, NULL);
+    float *ws = ae_alloc(&m->alloc, total * sizeof(float));
+    if (!ws)
+        return ae_error(&m->err, AE_ERR_OUT_OF_MEMORY,
+                        "out of memory allocating the workspace for batch %zu (%zu bytes)", B,
+                        total * sizeof(float));
+    ae_free(&m->alloc, m->ws);
+    m->ws = ws;
+    m->ws_batch = B;
+    layout(m, B, ws);
     return AE_OK;
 }
 
@@ -219,7 +236,9 @@ const float *ae_model_forward(ae_model *m, size_t from, size_t to, const float *
     for (size_t i = from; i < to; i++) {
         ae_layer_io io = {.batch = batch, .train = train, .x = x, .pre = m->pre[i], .y = m->y[i],
                           .scratch = m->scratch[i],
-                          .state = m->layers[i].s_count ? m->buffers + m->layers[i].s_off : NULL};
+                          .state = m->layers[i].s_count ? m->buffers + m->layers[i].s_off : NULL,
+                          .backend = m->backend,
+                          .plan = ae_model_layer_plan(m, i, batch)};
         ae_sparse_io sp;
         io.sparse = ae_sparse_hints(m, i, from, batch, &sp);
         m->layers[i].ops->forward(&m->layers[i], m->params, &io);
@@ -365,7 +384,9 @@ static void backward(ae_model *m, const float *x, size_t batch) {
                           .dx = i > first ? dx : NULL,
                           .dy_is_dpre = i + 1 == m->nlayers,
                           .scratch = m->scratch[i],
-                          .state = L->s_count ? m->buffers + L->s_off : NULL};
+                          .state = L->s_count ? m->buffers + L->s_off : NULL,
+                          .backend = m->backend,
+                          .plan = ae_model_layer_plan(m, i, batch)};
         if (i + 1 < m->nlayers) ae_sparse_penalty_grad(m, i, batch, dy);
         ae_sparse_io sp;
         io.sparse = ae_sparse_before_backward(m, i, first, batch, io.dx != NULL, &sp);

@@ -43,12 +43,16 @@ struct ae_config {
     int mirrored;
     int tied; /* ae_config_tie: every encoder-decoder pair is tied at creation */
     ae_settings s;
+    /* ae_config_set_backend; not a setting of the table, since it belongs to
+       the machine, not to the model, and model files do not keep it. */
+    ae_backend backend;
 };
 
 struct ae_model {
     ae_allocator alloc;
     ae_errbuf err;
     ae_settings s;
+    ae_backend backend; /* resolved at creation (never AUTO), fixed for the model's life */
 
     ae_layer *layers;
     size_t nlayers, code_layer; /* layers [0, code_layer) form the encoder */
@@ -89,6 +93,11 @@ struct ae_model {
     float *ws;
     size_t ws_batch;
     float **y, **pre, **scratch; /* per layer */
+    size_t *scratch_n;           /* per layer: floats of its scratch */
+    /* Layer plans (plan.c): AE_PLAN_SLOTS per layer, NULL when no layer
+     * makes plans on the model's backend. */
+    struct ae_plan_slot *plans;
+    uint64_t plan_clock;
     float *grad_a, *grad_b;      /* ping-pong gradient buffers [batch, max_width] */
 
     float *noisy; /* corrupted copy of the input [noisy_batch, in_size] (denoising) */
@@ -113,6 +122,23 @@ struct ae_model {
     struct ae_meta_entry *meta;
     size_t nmeta, meta_cap;
 };
+
+/* ---- layer plans (plan.c) ---- */
+#define AE_PLAN_SLOTS 4
+typedef struct ae_plan_slot {
+    size_t batch; /* 0: empty */
+    void *plan;   /* NULL: the layer runs without a plan at this batch size */
+    uint64_t used;
+} ae_plan_slot;
+/* At creation: the slots, when a layer makes plans on the model's backend. */
+ae_status ae_plans_setup(ae_model *m, ae_errbuf *err);
+void ae_plans_free(ae_model *m);
+/* Makes the plans of `batch` that are not kept yet (ae_model_reserve). */
+ae_status ae_plans_for(ae_model *m, size_t batch);
+/* Layer i's plan for `batch` (ae_layer_io.plan), NULL: none. */
+void *ae_model_layer_plan(const ae_model *m, size_t i, size_t batch);
+/* The scratch layer i needs at `batch` (the largest batch) for every kept plan. */
+size_t ae_plans_scratch(const ae_model *m, size_t i, size_t batch);
 
 /* ---- metadata (meta.c) ---- */
 typedef struct ae_meta_entry {
@@ -197,7 +223,9 @@ ae_status ae_model_prepare(ae_model *m, const float *x, const void *out, size_t 
  * domain (BCE: [0, 1]); `what` names the array ("the target"). */
 ae_status ae_model_check_target(ae_model *m, const float *t, size_t batch, const char *what);
 
-/* Grows the workspace to hold `batch` samples; allocates only when larger than before. */
+/* Grows the workspace to hold `batch` samples and makes the layers' plans
+ * for `batch`; allocates only when larger than before, or at a batch size
+ * not among the last AE_PLAN_SLOTS of a layer with plans. */
 ae_status ae_model_reserve(ae_model *m, size_t batch);
 /* Grows the buffer of the corrupted input (denoising) likewise. */
 ae_status ae_model_reserve_noisy(ae_model *m, size_t batch);

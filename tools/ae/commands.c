@@ -122,7 +122,8 @@ static const char INFO_HELP[] =
     "       ae info [--arch] -m MODEL\n"
     "Prints the architecture (layers, sizes, activations, parameter counts), its\n"
     "description (docs/arch.md: `ae train --arch` builds the same model from it),\n"
-    "the settings, the data the model was trained on and its training history.\n\n"
+    "the backend it computes with here, the settings, the data the model was\n"
+    "trained on and its training history.\n\n"
     "  -m, --model FILE         the model file\n"
     "      --arch               print the description only\n"
     "  -h, --help               this help\n";
@@ -499,9 +500,13 @@ int cmd_info(int argc, char **argv) {
     }
     size_t layers = ae_model_layer_count(m), code_at = ae_model_code_layer(m);
     printf("model %s\n", o.model);
-    printf("input %zu (%zux%zux%zu), code %zu, %zu layers, %zu trainable parameters\n\n",
+    printf("input %zu (%zux%zux%zu), code %zu, %zu layers, %zu trainable parameters\n",
            ae_model_input_size(m), p.shape[0], p.shape[1], p.shape[2], ae_model_code_size(m),
            layers, ae_model_param_count(m));
+    /* The backend this libae gives the model (AUTO's rule): files keep none. */
+    printf("compute backend %s (built in: openblas%s)\n\n",
+           ae_backend_name(ae_model_backend(m)),
+           ae_backend_available(AE_BACKEND_ONEDNN) ? ", onednn" : "");
     printf("  layer  kind              activation         in -> out           weights   biases\n");
     for (size_t i = 0; i < layers; i++) {
         ae_layer_info li;

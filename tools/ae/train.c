@@ -857,9 +857,11 @@ int cmd_train(int argc, char **argv) {
         if (val) printf(", %zu for validation", ae_dataset_count(val));
         if (test) printf(", %zu for test", ae_dataset_count(test));
         if (o.arch_file || o.arch_string) {
-            printf("\nmodel: %s, %zu layers (code after %zu), %zu parameters, batch %zu, %zu epochs\n",
+            printf("\nmodel: %s, %zu layers (code after %zu), %zu parameters, batch %zu, %zu "
+                   "epochs, backend %s\n",
                    o.arch_file ? o.arch_file : "--arch-string", ae_model_layer_count(m),
-                   ae_model_code_layer(m), ae_model_param_count(m), o.batch, o.epochs);
+                   ae_model_code_layer(m), ae_model_param_count(m), o.batch, o.epochs,
+                   ae_backend_name(ae_model_backend(m)));
         } else {
             printf("\nmodel: %zu", d);
             for (size_t i = 0; i < o.nconv; i++)
@@ -870,8 +872,9 @@ int cmd_train(int argc, char **argv) {
             if (o.nconv) printf("-%zu", o.conv[o.nconv - 1] * hs[o.nconv] * ws[o.nconv]);
             for (size_t i = o.nconv; i-- > 0;)
                 printf("-convT%zu", i == 0 ? p.shape[0] : o.conv[i - 1]);
-            printf("-%zu, %zu parameters, batch %zu, %zu epochs\n", d, ae_model_param_count(m),
-                   o.batch, o.epochs);
+            printf("-%zu, %zu parameters, batch %zu, %zu epochs, backend %s\n", d,
+                   ae_model_param_count(m), o.batch, o.epochs,
+                   ae_backend_name(ae_model_backend(m)));
         }
         fflush(stdout);
     }
