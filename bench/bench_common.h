@@ -11,6 +11,27 @@
 char *openblas_get_corename(void);
 int openblas_get_num_threads(void);
 
+/* The backend named by `name` (auto, openblas, onednn; NULL: auto), or exits. */
+static inline ae_backend bench_backend(const char *name) {
+    if (!name) return AE_BACKEND_AUTO;
+    for (int b = AE_BACKEND_AUTO; b <= AE_BACKEND_ONEDNN; b++)
+        if (strcmp(name, ae_backend_name((ae_backend)b)) == 0) {
+            if (ae_backend_available((ae_backend)b)) return (ae_backend)b;
+            fprintf(stderr, "backend %s: not built into this libae\n", name);
+            exit(2);
+        }
+    fprintf(stderr, "backend %s: not auto, openblas or onednn\n", name);
+    exit(2);
+}
+
+/* The header line of a benchmark's output: what the figures depend on. */
+static inline void bench_header(ae_backend backend) {
+    const char *omp = getenv("OMP_NUM_THREADS");
+    printf("# libae %s | backend %s | OpenBLAS core %s | threads %d (OpenBLAS), %s (OpenMP, oneDNN)\n",
+           ae_version_string(), ae_backend_name(backend), openblas_get_corename(),
+           openblas_get_num_threads(), omp ? omp : "default");
+}
+
 static inline double bench_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

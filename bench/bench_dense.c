@@ -30,10 +30,13 @@ static int encode_fn(void *p, int i) {
     return ae_encode(c->m, c->x + off * c->dim, c->batch, c->out) != AE_OK;
 }
 
+static ae_backend backend;
+
 static ae_model *build(const size_t *widths, size_t n, size_t code_at, const ae_activation *acts) {
     ae_config *cfg = NULL;
     ae_model *m = NULL;
-    if (ae_config_create(&cfg, NULL) != AE_OK) exit(1);
+    if (ae_config_create(&cfg, NULL) != AE_OK || ae_config_set_backend(cfg, backend) != AE_OK)
+        exit(1);
     ae_config_set_input_size(cfg, widths[0]);
     for (size_t i = 1; i < n; i++) {
         ae_config_add_dense(cfg, widths[i], acts[i - 1]);
@@ -48,19 +51,20 @@ static ae_model *build(const size_t *widths, size_t n, size_t code_at, const ae_
     return m;
 }
 
-/* bench_dense [SECONDS [MODELS]]: MODELS picks among a, b, e (default all),
- * so a profiler can watch one model. */
+/* bench_dense [SECONDS [MODELS [BACKEND]]]: MODELS picks among a, b, e
+ * (default all), so a profiler can watch one model; BACKEND is auto (the
+ * default), openblas or onednn. */
 int main(int argc, char **argv) {
     double secs = argc > 1 ? atof(argv[1]) : 2.0;
     const char *only = argc > 2 ? argv[2] : "abe";
-    printf("# libae %s | OpenBLAS core %s | threads %d\n", ae_version_string(),
-           openblas_get_corename(), openblas_get_num_threads());
+    backend = bench_backend(argc > 3 ? argv[3] : NULL);
     float *x = bench_data(ROWS, 784);
     float *out = malloc(256 * 784 * sizeof *out);
 
     const size_t wa[] = {784, 256, 32, 256, 784};
     const ae_activation aa[] = {AE_ACT_RELU, AE_ACT_IDENTITY, AE_ACT_RELU, AE_ACT_SIGMOID};
     ctx c = {build(wa, 5, 2, aa), x, out, 256, 784};
+    bench_header(ae_model_backend(c.m));
     if (strchr(only, 'a'))
         bench_print("a train 784-256-32-256-784", 256, bench_run(train_fn, &c, 30, 300, secs));
 

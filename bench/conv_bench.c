@@ -1,13 +1,25 @@
 /* Times one training step (forward, MSE, backward, Adam) of the seeds'
- * convolutional autoencoder at batch 64 on Fashion-MNIST, as
- * bench/torch_conv_bench.py does for PyTorch (which runs it with oneDNN),
- * then splits the step into its layers' forward and backward passes, the
- * loss and the optimizer.
+ * convolutional autoencoders, as bench/torch_conv_bench.py does for PyTorch
+ * (which runs them with oneDNN), then splits the step into its layers'
+ * forward and backward passes, the loss and the optimizer.
  *
- *   conv_bench [--steps N] [--batch B] [--data DIR]
+ *   conv_bench [--model 000|001|003|004] [--backend auto|openblas|onednn]
+ *              [--steps N] [--batch B] [--data DIR] [--no-profile]
  *
- * Run with OPENBLAS_NUM_THREADS=1 for the 1-thread figure; bench/conv_bench.sh
- * runs it and the PyTorch twin in the same run and prints the ratio.
+ * The models (architecture descriptions below, the same in the PyTorch twin):
+ *   000  the seeds' conv AE on Fashion-MNIST, batch 64 (the default)
+ *   001  RGB 64x64: four stride-2 3x3 convs 3->32->64->128->256, average pool
+ *        to the 256 code, a dense layer back to 256x4x4, four bilinear
+ *        x2 upsamplings each with a 3x3 conv (256->128->64->32->3), batch 32
+ *   003  Fashion-MNIST: four 6x6 convs (8 channels, LeakyReLU), 2x2 max pool,
+ *        the 128 code, a dense decoder to 784, batch 128
+ *   004  the TinyImageNet-style AE of docs/seeds.md (13.9M parameters), batch 32
+ * 001 and 004 train on uniform noise of their shape (timing does not depend
+ * on the values), 000 and 003 on Fashion-MNIST.
+ *
+ * Run with OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 for the 1-thread figure;
+ * bench/compare_conv.py runs every model on each backend and the PyTorch
+ * twin in the same run and prints the ratios.
  */
 #include <cblas.h>
 #include <stdio.h>
@@ -17,13 +29,10 @@
 
 #include <libae/ae.h>
 
+#include "bench_common.h"
 #include "model/model.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+static double now(void) { return bench_now(); }
 
 /* CPU time of this thread: robust to other processes sharing the cores. */
 static double cpu_now(void) {
@@ -46,28 +55,96 @@ static int cmp_double(const void *a, const void *b) {
         }                                                                                         \
     } while (0)
 
-static ae_model *seed_model(void) {
+typedef struct seed_model {
+    const char *name;
+    size_t batch;
+    int fmnist; /* trains on Fashion-MNIST, else on noise of the input's shape */
+    const char *arch;
+} seed_model;
+
+static const seed_model MODELS[] = {
+    {"000", 64, 1,
+     "input 1 28 28\n"
+     "conv2d 16 3 stride=2 padding=1 activation=relu\n"
+     "conv2d 32 3 stride=2 padding=1 activation=relu\n"
+     "conv2d 64 7\n"
+     "code\n"
+     "convtranspose2d 32 7 activation=relu\n"
+     "convtranspose2d 16 3 stride=2 padding=1 output_padding=1 activation=relu\n"
+     "convtranspose2d 1 3 stride=2 padding=1 output_padding=1 activation=sigmoid\n"},
+    {"001", 32, 0,
+     "input 3 64 64\n"
+     "conv2d 32 3 stride=2 padding=1 activation=relu\n"
+     "conv2d 64 3 stride=2 padding=1 activation=relu\n"
+     "conv2d 128 3 stride=2 padding=1 activation=relu\n"
+     "conv2d 256 3 stride=2 padding=1 activation=relu\n"
+     "adaptive_avgpool2d\n"
+     "code\n"
+     "flatten\n"
+     "dense 4096 activation=relu\n"
+     "unflatten 256 4 4\n"
+     "upsample 2 mode=bilinear\n"
+     "conv2d 128 3 padding=1 activation=relu\n"
+     "upsample 2 mode=bilinear\n"
+     "conv2d 64 3 padding=1 activation=relu\n"
+     "upsample 2 mode=bilinear\n"
+     "conv2d 32 3 padding=1 activation=relu\n"
+     "upsample 2 mode=bilinear\n"
+     "conv2d 3 3 padding=1 activation=sigmoid\n"},
+    {"003", 128, 1,
+     "input 1 28 28\n"
+     "conv2d 8 6 activation=leaky_relu\n"
+     "conv2d 8 6 activation=leaky_relu\n"
+     "conv2d 8 6 activation=leaky_relu\n"
+     "conv2d 8 6 activation=leaky_relu\n"
+     "maxpool2d 2\n"
+     "flatten\n"
+     "code\n"
+     "dense 784 activation=sigmoid\n"},
+    {"004", 32, 0,
+     "input 3 64 64\n"
+     "conv2d 64 4 stride=2 padding=1\nbatchnorm2d\nrelu\n"
+     "conv2d 128 4 stride=2 padding=1\nbatchnorm2d\nrelu\n"
+     "conv2d 256 4 stride=2 padding=1\nbatchnorm2d\nrelu\n"
+     "conv2d 512 4 stride=2 padding=1\nbatchnorm2d\nrelu\n"
+     "flatten\n"
+     "dense 512\n"
+     "code\n"
+     "dense 8192 activation=relu\n"
+     "unflatten 512 4 4\n"
+     "convtranspose2d 256 4 stride=2 padding=1\nbatchnorm2d\nrelu\n"
+     "convtranspose2d 128 4 stride=2 padding=1\nbatchnorm2d\nrelu\n"
+     "convtranspose2d 64 4 stride=2 padding=1\nbatchnorm2d\nrelu\n"
+     "convtranspose2d 3 4 stride=2 padding=1 activation=sigmoid\n"},
+};
+
+static ae_model *make_model(const seed_model *sm, ae_backend backend) {
     ae_config *c = NULL;
     CHECK(ae_config_create(&c, NULL), "");
-    CHECK(ae_config_set_input_shape(c, 1, 28, 28), ae_config_last_error(c));
-    CHECK(ae_config_add_conv2d(c, 16, 3, 2, 1, AE_ACT_RELU), ae_config_last_error(c));
-    CHECK(ae_config_add_conv2d(c, 32, 3, 2, 1, AE_ACT_RELU), ae_config_last_error(c));
-    CHECK(ae_config_add_conv2d(c, 64, 7, 1, 0, AE_ACT_IDENTITY), ae_config_last_error(c));
-    CHECK(ae_config_mark_code(c), ae_config_last_error(c));
-    CHECK(ae_config_add_conv_transpose2d(c, 32, 7, 1, 0, 0, AE_ACT_RELU), ae_config_last_error(c));
-    CHECK(ae_config_add_conv_transpose2d(c, 16, 3, 2, 1, 1, AE_ACT_RELU), ae_config_last_error(c));
-    CHECK(ae_config_add_conv_transpose2d(c, 1, 3, 2, 1, 1, AE_ACT_SIGMOID),
-          ae_config_last_error(c));
+    CHECK(ae_config_from_arch(c, sm->arch), ae_config_last_error(c));
     CHECK(ae_config_set_float(c, AE_P_LEARNING_RATE, 1e-3), ae_config_last_error(c));
+    CHECK(ae_config_set_backend(c, backend), ae_config_last_error(c));
     ae_model *m = NULL;
     CHECK(ae_model_create(&m, c), ae_config_last_error(c));
     ae_config_destroy(c);
     return m;
 }
 
-/* Forward MACs per sample (as torch_bench.py's CONV_FWD_MACS). */
-static const double FWD_MACS = 16.0 * 14 * 14 * 9 + 32.0 * 7 * 7 * 16 * 9 + 64.0 * 32 * 49 +
-                               64.0 * 32 * 49 + 32.0 * 49 * 16 * 9 + 16.0 * 196 * 9;
+/* Multiply-adds of one sample's forward pass through the matrix layers
+ * (conv, transposed conv, dense): the training step does about 3x that. */
+static double forward_macs(const ae_model *m) {
+    double macs = 0;
+    for (size_t i = 0; i < m->nlayers; i++) {
+        const ae_layer *L = &m->layers[i];
+        if (L->kind == AE_LAYER_CONV2D)
+            macs += (double)L->w_count * (double)(L->out_shape.h * L->out_shape.w);
+        else if (L->kind == AE_LAYER_CONV_TRANSPOSE2D)
+            macs += (double)L->w_count * (double)(L->in_shape.h * L->in_shape.w);
+        else if (L->kind == AE_LAYER_DENSE || L->kind == AE_LAYER_GAUSSIAN)
+            macs += (double)L->w_count;
+    }
+    return macs;
+}
 
 /* One training step split into parts, the driver's work done by hand with
  * the same internal calls; adds each part's time to t[]. */
@@ -79,7 +156,8 @@ static void profiled_step(ae_model *m, const float *x, size_t B, double *t) {
         ae_layer *L = &m->layers[i];
         ae_layer_io io = {.batch = B, .train = 1, .x = in, .pre = m->pre[i], .y = m->y[i],
                           .scratch = m->scratch[i],
-                          .state = L->s_count ? m->buffers + L->s_off : NULL};
+                          .state = L->s_count ? m->buffers + L->s_off : NULL,
+                          .backend = m->backend, .plan = ae_model_layer_plan(m, i, B)};
         double t0 = cpu_now();
         L->ops->forward(L, m->params, &io);
         t[i] += cpu_now() - t0;
@@ -97,7 +175,8 @@ static void profiled_step(ae_model *m, const float *x, size_t B, double *t) {
         ae_layer_io io = {.batch = B, .train = 1, .x = i ? m->y[i - 1] : x, .pre = m->pre[i],
                           .y = m->y[i], .dy = dy, .dx = i ? dx : NULL,
                           .dy_is_dpre = i + 1 == n, .scratch = m->scratch[i],
-                          .state = L->s_count ? m->buffers + L->s_off : NULL};
+                          .state = L->s_count ? m->buffers + L->s_off : NULL,
+                          .backend = m->backend, .plan = ae_model_layer_plan(m, i, B)};
         t0 = cpu_now();
         L->ops->backward(L, m->params, m->grads, &io, 0);
         t[n + i] += cpu_now() - t0;
@@ -114,8 +193,9 @@ static void profiled_step(ae_model *m, const float *x, size_t B, double *t) {
 }
 
 int main(int argc, char **argv) {
-    size_t steps = 300, B = 64;
-    const char *dir = "/usr/share/datasets/fashion-mnist";
+    size_t steps = 0, B = 0;
+    const char *dir = "/usr/share/datasets/fashion-mnist", *model = "000", *bname = NULL;
+    int profile = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--steps") && i + 1 < argc)
             steps = (size_t)atol(argv[++i]);
@@ -123,28 +203,59 @@ int main(int argc, char **argv) {
             B = (size_t)atol(argv[++i]);
         else if (!strcmp(argv[i], "--data") && i + 1 < argc)
             dir = argv[++i];
+        else if (!strcmp(argv[i], "--model") && i + 1 < argc)
+            model = argv[++i];
+        else if (!strcmp(argv[i], "--backend") && i + 1 < argc)
+            bname = argv[++i];
+        else if (!strcmp(argv[i], "--no-profile"))
+            profile = 0;
         else {
-            fprintf(stderr, "usage: conv_bench [--steps N] [--batch B] [--data DIR]\n");
+            fprintf(stderr, "usage: conv_bench [--model 000|001|003|004] [--backend "
+                            "auto|openblas|onednn] [--steps N] [--batch B] [--data DIR] "
+                            "[--no-profile]\n");
             return 2;
         }
     }
-    if (steps < 10) steps = 10;
-    if (B < 1) B = 1;
-    char path[1024];
-    snprintf(path, sizeof path, "%s/train-images-idx3-ubyte.gz", dir);
+    const seed_model *sm = NULL;
+    for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0]; i++)
+        if (!strcmp(model, MODELS[i].name)) sm = &MODELS[i];
+    if (!sm) {
+        fprintf(stderr, "conv_bench: no model %s (000, 001, 003, 004)\n", model);
+        return 2;
+    }
+    ae_backend backend = bench_backend(bname);
+    if (!B) B = sm->batch;
+    if (!steps) steps = sm->batch == 32 ? 20 : 200;
+    if (steps < 5) steps = 5;
+    ae_model *m = make_model(sm, backend);
+    size_t d = ae_model_input_size(m), nb;
     ae_dataset *ds = NULL;
-    CHECK(ae_dataset_create(&ds, NULL), "");
-    CHECK(ae_dataset_load_idx(ds, path, NULL), ae_dataset_last_error(ds));
-    CHECK(ae_dataset_scale(ds, 1.0f / 255.0f, 0.0f), ae_dataset_last_error(ds));
-    const float *data = ae_dataset_data(ds);
-    size_t nb = ae_dataset_count(ds) / B, d = ae_dataset_dim(ds);
+    float *noise = NULL;
+    const float *data;
+    if (sm->fmnist) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/train-images-idx3-ubyte.gz", dir);
+        CHECK(ae_dataset_create(&ds, NULL), "");
+        CHECK(ae_dataset_load_idx(ds, path, NULL), ae_dataset_last_error(ds));
+        CHECK(ae_dataset_scale(ds, 1.0f / 255.0f, 0.0f), ae_dataset_last_error(ds));
+        data = ae_dataset_data(ds);
+        nb = ae_dataset_count(ds) / B;
+    } else {
+        nb = 8;
+        noise = malloc(nb * B * d * sizeof *noise);
+        if (!noise) return 1;
+        uint32_t r = 12345;
+        for (size_t i = 0; i < nb * B * d; i++) {
+            r = r * 1664525u + 1013904223u;
+            noise[i] = (float)(r >> 8) / 16777216.0f;
+        }
+        data = noise;
+    }
 
     const char *coretype = getenv("OPENBLAS_CORETYPE");
-    printf("# libae %s, OpenBLAS core %s (OPENBLAS_CORETYPE=%s), %d OpenBLAS thread(s)\n",
-           ae_version_string(), openblas_get_corename(), coretype ? coretype : "(unset)",
-           openblas_get_num_threads());
-    ae_model *m = seed_model();
-    size_t warm = 30;
+    bench_header(ae_model_backend(m));
+    printf("# OPENBLAS_CORETYPE=%s\n", coretype ? coretype : "(unset)");
+    size_t warm = steps / 10 < 3 ? 3 : steps / 10;
     double *ts = malloc(steps * sizeof *ts), *cs = malloc(steps * sizeof *cs);
     if (!ts || !cs) return 1;
     float loss = 0;
@@ -160,34 +271,39 @@ int main(int argc, char **argv) {
     qsort(ts, steps, sizeof *ts, cmp_double);
     qsort(cs, steps, sizeof *cs, cmp_double);
     double med = ts[steps / 2], cmed = cs[steps / 2];
-    printf("d ConvAE (%zu p) batch %zu  steps %zu  ms/step median %.3f [min %.3f max %.3f]  "
+    printf("seed %s libae %s (%zu p) batch %zu  steps %zu  ms/step median %.3f [min %.3f max %.3f]  "
            "cpu ms/step median %.3f  samples/s %.0f  GFLOP/s %.1f  loss %.5f\n",
-           ae_model_param_count(m), B, steps, med * 1e3, ts[0] * 1e3, ts[steps - 1] * 1e3,
-           cmed * 1e3, (double)B / med, 6.0 * FWD_MACS * (double)B / med * 1e-9, (double)loss);
+           sm->name, ae_backend_name(ae_model_backend(m)), ae_model_param_count(m), B, steps,
+           med * 1e3, ts[0] * 1e3, ts[steps - 1] * 1e3, cmed * 1e3, (double)B / med,
+           6.0 * forward_macs(m) * (double)B / med * 1e-9, (double)loss);
+    fflush(stdout);
 
     /* Where the time goes. */
     size_t n = m->nlayers, prof = steps < 100 ? steps : 100;
     double *t = calloc(2 * n + 2, sizeof *t);
     if (!t) return 1;
-    for (size_t s = 0; s < prof; s++) profiled_step(m, data + (s % nb) * B * d, B, t);
+    for (size_t s = 0; profile && s < prof; s++) profiled_step(m, data + (s % nb) * B * d, B, t);
     double total = 0;
     for (size_t i = 0; i < 2 * n + 2; i++) total += t[i];
-    printf("# profile over %zu steps, mean thread-CPU ms per step (%% of %.3f ms):\n", prof,
-           total / (double)prof * 1e3);
-    for (size_t i = 0; i < n; i++) {
-        const ae_layer *L = &m->layers[i];
-        printf("#   layer %zu %-17s %3zux%2zux%2zu -> %3zux%2zux%2zu  forward %6.3f (%4.1f%%)  "
-               "backward %6.3f (%4.1f%%)\n",
-               i, L->ops->desc->name, L->in_shape.c, L->in_shape.h, L->in_shape.w, L->out_shape.c,
-               L->out_shape.h, L->out_shape.w, t[i] / (double)prof * 1e3, 100 * t[i] / total,
-               t[n + i] / (double)prof * 1e3, 100 * t[n + i] / total);
+    if (profile) {
+        printf("# profile over %zu steps, mean thread-CPU ms per step (%% of %.3f ms):\n", prof,
+               total / (double)prof * 1e3);
+        for (size_t i = 0; i < n; i++) {
+            const ae_layer *L = &m->layers[i];
+            printf("#   layer %2zu %-17s %3zux%2zux%2zu -> %3zux%2zux%2zu  forward %7.3f (%4.1f%%)  "
+                   "backward %7.3f (%4.1f%%)\n",
+                   i, L->ops->desc->name, L->in_shape.c, L->in_shape.h, L->in_shape.w,
+                   L->out_shape.c, L->out_shape.h, L->out_shape.w, t[i] / (double)prof * 1e3,
+                   100 * t[i] / total, t[n + i] / (double)prof * 1e3, 100 * t[n + i] / total);
+        }
+        printf("#   loss (MSE + output gradient) %6.3f (%4.1f%%)   Adam %6.3f (%4.1f%%)\n",
+               t[2 * n] / (double)prof * 1e3, 100 * t[2 * n] / total,
+               t[2 * n + 1] / (double)prof * 1e3, 100 * t[2 * n + 1] / total);
     }
-    printf("#   loss (MSE + sigmoid gradient) %6.3f (%4.1f%%)   Adam %6.3f (%4.1f%%)\n",
-           t[2 * n] / (double)prof * 1e3, 100 * t[2 * n] / total,
-           t[2 * n + 1] / (double)prof * 1e3, 100 * t[2 * n + 1] / total);
     free(t);
     free(ts);
     free(cs);
+    free(noise);
     ae_model_destroy(m);
     ae_dataset_destroy(ds);
     return 0;

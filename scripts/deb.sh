@@ -120,7 +120,9 @@ done
 
 # The packages' contents as the issue lists them.
 has_file() { # has_file DEB PATTERN
-    dpkg-deb -c "$1" | awk '{ print $6 }' | grep -q -E "$2" || fail "${1##*/} lacks $2"
+    local files
+    files=$(dpkg-deb -c "$1" | awk '{ print $6 }')
+    grep -q -E "$2" <<<"$files" || fail "${1##*/} lacks $2"
 }
 has_file "${debs[0]}" '^\./usr/lib/[^/]+/libae\.so\.0$'
 has_file "${debs[1]}" '^\./usr/include/libae/ae\.h$'
@@ -183,7 +185,10 @@ install_check() {
         unset PKG_CONFIG_PATH LD_LIBRARY_PATH CMAKE_PREFIX_PATH
         [[ $(command -v ae) == /usr/bin/ae ]] || fail "ae is not /usr/bin/ae"
         ae --version
-        ldd /usr/bin/ae | grep -q 'libae\.so\.0 => /\(usr/\)\?lib/[^ ]*/libae\.so\.0 ' ||
+        # ldd's output taken whole first: with pipefail, grep -q closing the
+        # pipe early could fail the check by SIGPIPE on ldd.
+        libs=$(ldd /usr/bin/ae)
+        grep -q 'libae\.so\.0 => /\(usr/\)\?lib/[^ ]*/libae\.so\.0 ' <<<"$libs" ||
             fail "/usr/bin/ae does not load the packaged libae.so.0"
         man -w ae >/dev/null 2>&1 || [[ -e /usr/share/man/man1/ae.1.gz ]] || fail "no man page"
 

@@ -2,7 +2,8 @@
 # The whole test suite, exactly as CI runs it (.ci/run) and README.md tells:
 # installs the Debian packages it needs when they are missing, then builds
 # libae twice with warnings as errors and runs every meson test in each:
-#   build-test/           release build
+#   build-test/           release build; with oneDNN built in, the unit
+#                         suite a second time on OpenBLAS (--setup openblas)
 #   build-test-sanitize/  ASan + UBSan build; any finding (leaks too) fails
 # then, when dpkg-dev and debhelper are there, scripts/deb.sh builds, lints,
 # installs, checks and removes the Debian packages (one more test; its
@@ -14,8 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
-packages=(meson ninja-build pkg-config gcc g++ libopenblas-dev libcmocka-dev zlib1g-dev
+packages=(meson ninja-build pkg-config gcc g++ libopenblas-dev libdnnl-dev libcmocka-dev zlib1g-dev
           libpng-dev libjpeg62-turbo-dev dataset-fashion-mnist
+          libprotobuf-c-dev protobuf-c-compiler libonnx-dev nodejs
           dpkg-dev debhelper fakeroot lintian cmake)
 missing=()
 for p in "${packages[@]}"; do
@@ -23,15 +25,18 @@ for p in "${packages[@]}"; do
         missing+=("$p")
     fi
 done
+# npm for the ONNX Runtime test (tests/onnx/); a nodejs from elsewhere may
+# carry its own.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ((${#missing[@]})); then
     echo "test.sh: installing ${missing[*]}"
     apt-get update -qq </dev/null
     apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
 fi
 
-# One OpenBLAS thread: the tests expect bitwise-reproducible results and the
-# machine is small.
-export OPENBLAS_NUM_THREADS=1
+# One OpenBLAS thread and one OpenMP thread (oneDNN's): the tests expect
+# bitwise-reproducible results and the machine is small.
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 
 passed=0
 failed=0
@@ -59,6 +64,13 @@ echo "=== release build (build-test) ==="
 meson setup build-test -Dwerror=true
 meson compile -C build-test
 run_suite build-test
+# The default run computes on the AUTO backend, oneDNN when it is built in
+# (the test setup exists then): the parity, golden and finite-difference
+# tests run once more with every model and layer on OpenBLAS.
+if meson test -C build-test --list --setup onednn >/dev/null 2>&1; then
+    echo "=== unit tests on the OpenBLAS backend (build-test, --setup openblas) ==="
+    run_suite build-test --setup openblas --suite unit
+fi
 
 echo "=== ASan + UBSan build (build-test-sanitize) ==="
 # b_lundef=false: the sanitizer runtimes resolve some symbols only at run time.

@@ -1244,6 +1244,25 @@ static void test_npy_write(void **state) {
     snprintf(bad, sizeof bad, "%s/no-such-dir/x.npy", g_dir);
     assert_int_equal(ae_dataset_save_npy(ds, bad), AE_ERR_IO);
     assert_non_null(strstr(ae_dataset_last_error(ds), "no-such-dir/x.npy"));
+    /* A FIFO is refused by name and kind and stays a FIFO; through a
+     * symbolic link the linked file is written and the link stays. */
+    const char *fifo = tpath("out.fifo");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(ae_dataset_save_npy(ds, fifo), AE_ERR_IO);
+    assert_non_null(strstr(ae_dataset_last_error(ds), "out.fifo: it is a FIFO, not a regular file"));
+    struct stat sb;
+    assert_int_equal(lstat(fifo, &sb), 0);
+    assert_true(S_ISFIFO(sb.st_mode));
+    unlink(fifo);
+    const char *link = tpath("link.npy");
+    assert_int_equal(symlink("img.npy", link), 0);
+    assert_int_equal(ae_dataset_from_memory(ds, x, NULL, 24, 1, 1, 1, AE_DATA_BORROW), AE_OK);
+    assert_int_equal(ae_dataset_save_npy(ds, link), AE_OK);
+    assert_int_equal(lstat(link, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    assert_int_equal(ae_dataset_load_npy(back, tpath("img.npy")), AE_OK);
+    assert_int_equal(ae_dataset_count(back), 24);
+    unlink(link);
     ae_dataset_destroy(ds);
     ae_dataset_destroy(back);
 }
@@ -1770,6 +1789,27 @@ static void test_corrupt_determinism_and_errors(void **state) {
     nz.clip_lo = 0;
     nz.mean = NAN;
     assert_int_equal(ae_corrupt_rng(&nz, st, x, y1, N, D), AE_ERR_RANGE);
+    /* clip is a flag: 0 or 1 (2 was taken for 1) */
+    ae_noise_init(&nz, AE_NOISE_GAUSSIAN, 0.1);
+    nz.clip = 2;
+    assert_int_equal(ae_corrupt_rng(&nz, st, x, y1, N, D), AE_ERR_RANGE);
+    nz.clip = -1;
+    assert_int_equal(ae_corrupt_rng(&nz, st, x, y1, N, D), AE_ERR_RANGE);
+    /* Non-finite input is refused (it came out as NaN, AE_OK), for every
+     * kind, in place too. */
+    for (int k = 0; k <= 5; k++) {
+        static const float bad[3] = {NAN, INFINITY, -INFINITY};
+        for (int b = 0; b < 3; b++) {
+            ae_noise_init(&nz, (ae_noise_kind)k, 0.1);
+            memcpy(y3, x, sizeof x);
+            y3[N * D - 1 - (size_t)b] = bad[b];
+            assert_int_equal(ae_corrupt_rng(&nz, st, y3, y1, N, D), AE_ERR_NUMERIC);
+            float y4[N * D];
+            memcpy(y4, y3, sizeof y4);
+            assert_int_equal(ae_corrupt_rng(&nz, st, y3, y3, N, D), AE_ERR_NUMERIC);
+            assert_memory_equal(y3, y4, sizeof y4);
+        }
+    }
     ae_noise_init(&nz, AE_NOISE_GAUSSIAN, 0.1);
     nz.struct_size = 8;
     assert_int_equal(ae_corrupt_rng(&nz, st, x, y1, N, D), AE_ERR_INVALID_ARG);
@@ -1845,6 +1885,45 @@ static void test_fashion_mnist_train(void **state) {
     check_fashion(FMNIST "train-images-idx3-ubyte.gz", FMNIST "train-labels-idx1-ubyte.gz", 60000);
 }
 
+/* Every loader refuses a FIFO and a directory at once, by path and kind,
+ * and the dataset is unchanged. Opening a FIFO used to wait for a writer:
+ * the alarm fails the test instead of letting it hang. */
+static void test_loaders_refuse_special_files(void **state) {
+    (void)state;
+    uint8_t buf[64];
+    const char *images = write_plain("ok-images.idx", buf, small_images(buf));
+    const char *fifo = tpath("in.fifo"), *dir = tpath("in.dir");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    ae_dataset *ds = NULL;
+    assert_int_equal(ae_dataset_create(&ds, NULL), AE_OK);
+    assert_int_equal(ae_dataset_load_idx(ds, images, NULL), AE_OK);
+    alarm(20);
+    for (int k = 0; k < 2; k++) {
+        const char *p = k ? dir : fifo, *kind = k ? "is a directory" : "is a FIFO";
+        ae_status st[5] = {
+            ae_dataset_load_idx(ds, p, NULL),
+            ae_dataset_load_idx(ds, images, p),
+            ae_dataset_load_npy(ds, p),
+            ae_dataset_load_csv(ds, p, 0),
+            ae_dataset_open_npy(ds, p),
+        };
+        for (int i = 0; i < 5; i++) {
+            assert_int_equal(st[i], AE_ERR_IO);
+        }
+        /* The message of the last call names the path and the kind. */
+        assert_non_null(strstr(ae_dataset_last_error(ds), p));
+        assert_non_null(strstr(ae_dataset_last_error(ds), kind));
+        assert_int_equal(ae_dataset_load_csv(ds, p, 0), AE_ERR_IO);
+        assert_non_null(strstr(ae_dataset_last_error(ds), kind));
+        assert_int_equal(ae_dataset_load_idx(ds, p, NULL), AE_ERR_IO);
+        assert_non_null(strstr(ae_dataset_last_error(ds), kind));
+        assert_int_equal(ae_dataset_count(ds), 3);
+    }
+    alarm(0);
+    ae_dataset_destroy(ds);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_and_null_args),
@@ -1864,6 +1943,7 @@ int main(void) {
         cmocka_unit_test(test_from_memory),
         cmocka_unit_test(test_npy_read),
         cmocka_unit_test(test_npy_write),
+        cmocka_unit_test(test_loaders_refuse_special_files),
         cmocka_unit_test(test_npy_malformed),
         cmocka_unit_test(test_csv),
         cmocka_unit_test(test_readers_failing_allocator),

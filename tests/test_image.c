@@ -811,6 +811,135 @@ static void test_larger_than_memory_limit(void **state) {
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* A FIFO named like an image in a folder is refused at once, by path (or
+ * skipped with skip_bad), and a FIFO as the cache is not replaced. The
+ * alarm fails the test rather than let a blocking open hang it. */
+static void test_folder_special_files(void **state) {
+    (void)state;
+#ifndef AE_HAVE_PNG
+    skip();
+#else
+    assert_int_equal(mkdir(tpath("fifos"), 0700), 0);
+    write_rgb_png(tpath("fifos/a.png"), 3, 4);
+    assert_int_equal(mkfifo(tpath("fifos/b.png"), 0600), 0);
+    ae_dataset *ds;
+    assert_int_equal(ae_dataset_create(&ds, NULL), AE_OK);
+    ae_image_options o;
+    ae_image_options_init(&o);
+    alarm(20);
+    assert_int_equal(ae_dataset_load_images(ds, tpath("fifos"), &o), AE_ERR_IO);
+    assert_non_null(strstr(ae_dataset_last_error(ds), "b.png"));
+    assert_non_null(strstr(ae_dataset_last_error(ds), "is a FIFO"));
+    o.skip_bad = 1;
+    assert_int_equal(ae_dataset_load_images(ds, tpath("fifos"), &o), AE_OK);
+    assert_int_equal(ae_dataset_count(ds), 1);
+    assert_int_equal(ae_dataset_skipped(ds), 1);
+    char cache[256];
+    snprintf(cache, sizeof cache, "%s", tpath("cache.fifo"));
+    assert_int_equal(mkfifo(cache, 0600), 0);
+    o.cache = cache;
+    assert_int_equal(ae_dataset_load_images(ds, tpath("fifos"), &o), AE_ERR_IO);
+    assert_non_null(strstr(ae_dataset_last_error(ds), "it is a FIFO"));
+    alarm(0);
+    struct stat sb;
+    assert_int_equal(lstat(cache, &sb), 0);
+    assert_true(S_ISFIFO(sb.st_mode));
+    ae_dataset_destroy(ds);
+#endif
+}
+
+/* ae_image_save_png: what it writes decodes to the same pixels, for each
+ * channel count and odd sizes; it writes through a link, refuses a FIFO
+ * and bad arguments, and fails cleanly at every allocation. */
+static void test_save_png(void **state) {
+    (void)state;
+    char err[256];
+    uint8_t one = 7;
+#ifndef AE_HAVE_PNG
+    assert_int_equal(ae_image_save_png(tpath("no.png"), &one, 1, 1, 1, NULL, err, sizeof err),
+                     AE_ERR_UNSUPPORTED);
+    assert_non_null(strstr(err, "without libpng"));
+#else
+    ae_allocator a;
+    assert_int_equal(ae_allocator_init(&a, NULL), AE_OK);
+    ae_errbuf e;
+    const size_t sizes[3][2] = {{1, 1}, {5, 7}, {33, 130}};
+    for (size_t ch = 1; ch <= 4; ch++)
+        for (int k = 0; k < 3; k++) {
+            size_t h = sizes[k][0], w = sizes[k][1], n = h * w * ch;
+            uint8_t *pix = malloc(n);
+            for (size_t i = 0; i < n; i++) pix[i] = px(i * 3 + ch);
+            const char *p = tpath("saved.png");
+            assert_int_equal(ae_image_save_png(p, pix, h, w, ch, NULL, err, sizeof err), AE_OK);
+            uint8_t *buf, *back;
+            size_t len, bh, bw;
+            assert_int_equal(ae_read_whole_file(&a, &e, p, &buf, &len), AE_OK);
+            /* Gray + alpha decodes to RGBA: gray repeated, alpha kept. */
+            int dch = ch == 2 ? 4 : (int)ch;
+            assert_int_equal(ae_png_decode(&a, &e, p, buf, len, dch, &back, &bh, &bw), AE_OK);
+            assert_int_equal(bh, h);
+            assert_int_equal(bw, w);
+            for (size_t i = 0; i < h * w; i++)
+                for (int c = 0; c < dch; c++) {
+                    uint8_t want = ch == 2 ? pix[i * 2 + (c == 3)] : pix[i * ch + (size_t)c];
+                    assert_int_equal(back[i * (size_t)dch + (size_t)c], want);
+                }
+            ae_free(&a, buf);
+            ae_free(&a, back);
+            free(pix);
+        }
+
+    /* Through a link: the linked file is written, the link stays. */
+    assert_int_equal(symlink("linked.png", tpath("link.png")), 0);
+    assert_int_equal(ae_image_save_png(tpath("link.png"), &one, 1, 1, 1, NULL, NULL, 0), AE_OK);
+    struct stat sb;
+    assert_int_equal(lstat(tpath("link.png"), &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    assert_int_equal(stat(tpath("linked.png"), &sb), 0);
+    assert_true(S_ISREG(sb.st_mode));
+    /* A FIFO: refused by name and kind, left a FIFO. */
+    assert_int_equal(mkfifo(tpath("pic.fifo"), 0600), 0);
+    assert_int_equal(ae_image_save_png(tpath("pic.fifo"), &one, 1, 1, 1, NULL, err, sizeof err),
+                     AE_ERR_IO);
+    assert_non_null(strstr(err, "pic.fifo: it is a FIFO, not a regular file"));
+    assert_int_equal(lstat(tpath("pic.fifo"), &sb), 0);
+    assert_true(S_ISFIFO(sb.st_mode));
+
+    /* Bad arguments. */
+    const char *p = tpath("bad.png");
+    assert_int_equal(ae_image_save_png(NULL, &one, 1, 1, 1, NULL, err, sizeof err), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_image_save_png("", &one, 1, 1, 1, NULL, err, sizeof err), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_image_save_png(p, NULL, 1, 1, 1, NULL, err, sizeof err), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_image_save_png(p, &one, 1, 1, 0, NULL, err, sizeof err), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_image_save_png(p, &one, 1, 1, 5, NULL, err, sizeof err), AE_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, "channels"));
+    assert_int_equal(ae_image_save_png(p, &one, 0, 1, 1, NULL, err, sizeof err), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_image_save_png(p, &one, 1, 1000001, 1, NULL, err, sizeof err),
+                     AE_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, "1000000"));
+    assert_int_equal(ae_image_save_png(p, &one, SIZE_MAX, 1, 1, NULL, err, sizeof err),
+                     AE_ERR_INVALID_ARG);
+    ae_allocator bad = {0, NULL, NULL, NULL};
+    assert_int_equal(ae_image_save_png(p, &one, 1, 1, 1, &bad, err, sizeof err), AE_ERR_INVALID_ARG);
+    assert_int_equal(stat(p, &sb), -1);
+
+    /* Every allocation failing in turn: no file, nothing leaked. */
+    uint8_t pix[64 * 48 * 3];
+    for (size_t i = 0; i < sizeof pix; i++) pix[i] = px(i);
+    for (long k = 0;; k++) {
+        test_alloc t = {0, 0, k};
+        ae_allocator ta = test_allocator(&t);
+        ae_status st = ae_image_save_png(p, pix, 48, 64, 3, &ta, err, sizeof err);
+        assert_int_equal(t.live, 0);
+        if (st == AE_OK) break;
+        assert_int_equal(st, AE_ERR_OUT_OF_MEMORY);
+        assert_non_null(strstr(err, "bad.png"));
+        assert_int_equal(stat(p, &sb), -1);
+    }
+    assert_int_equal(stat(p, &sb), 0);
+#endif
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_without_decoder),
@@ -821,6 +950,8 @@ int main(void) {
         cmocka_unit_test(test_image_cache),
         cmocka_unit_test(test_file_backed_dtypes),
         cmocka_unit_test(test_file_backed_errors),
+        cmocka_unit_test(test_folder_special_files),
+        cmocka_unit_test(test_save_png),
         cmocka_unit_test(test_fit_file_backed),
         cmocka_unit_test(test_larger_than_memory_limit),
     };

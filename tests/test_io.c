@@ -676,6 +676,37 @@ static void test_roundtrip_every_kind(void **state) {
     }
 }
 
+/* A sample's shape is the model's (its input shape, or the first layer's
+ * unflatten), and its file keeps it: a dense model of images, a vector
+ * model reading its input as an image, and a plain vector model. */
+static void test_sample_shape_saved(void **state) {
+    (void)state;
+    static const char *const texts[] = {
+        "input 1 12 12\ndense 8 activation=relu\ncode\ndense 144 activation=sigmoid\n",
+        "input 48\nunflatten 3 4 4\nconv2d 2 3 padding=1\nflatten\ncode\ndense 48\n",
+        "input 10\ndense 3\ncode\ndense 10\n",
+    };
+    static const size_t want[][3] = {{1, 12, 12}, {3, 4, 4}, {10, 1, 1}};
+    for (size_t i = 0; i < 3; i++) {
+        ae_config *cfg = NULL;
+        ae_model *m = NULL;
+        OK(ae_config_create(&cfg, NULL));
+        OK(ae_config_from_arch(cfg, texts[i]));
+        OK(ae_model_create(&m, cfg));
+        size_t n, c, h, w;
+        unsigned char *buf = save_buf(m, AE_SAVE_MODEL, &n);
+        ae_model *l = load_buf(buf, n, NULL);
+        OK(ae_model_sample_shape(l, &c, &h, &w));
+        assert_true(c == want[i][0] && h == want[i][1] && w == want[i][2]);
+        OK(ae_model_sample_shape(m, &c, &h, &w));
+        assert_true(c == want[i][0] && h == want[i][1] && w == want[i][2]);
+        free(buf);
+        ae_model_destroy(l);
+        ae_model_destroy(m);
+        ae_config_destroy(cfg);
+    }
+}
+
 /* N steps, save, load, M steps == N + M steps straight, for every kind. */
 static void test_checkpoint_resumes_bitwise(void **state) {
     (void)state;
@@ -1100,6 +1131,9 @@ static void test_crafted_headers(void **state) {
     CRAFT(wr64(q + tran + 112, 1u << 30), AE_ERR_FORMAT, "TRAN");
     CRAFT(wr64(q + tran + 112 + 8 * 2, 0xFFFFFFFFFFFFFFFFu), AE_ERR_FORMAT, "TRAN");
     CRAFT(wr64(q + tran + 104, 99), AE_ERR_FORMAT, "statistics");
+    /* A fixed eps count (the section's last field when there are none) whose
+     * byte count, 4 times it, wraps around to the 0 bytes that follow. */
+    CRAFT(wr64(q + tran + len - 8, (uint64_t)1 << 62), AE_ERR_FORMAT, "section TRAN has");
 
     /* Unknown layer kind: malformed in a file of this minor version, a version error in a newer one. */
     CRAFT(wr32(q + rec0, 99), AE_ERR_FORMAT, "unknown kind 99");
@@ -1262,6 +1296,53 @@ static void test_atomic_save(void **state) {
     ae_config *c = load_cfg(NULL);
     assert_int_equal(ae_model_load(&l, sub, c), AE_ERR_IO);
     assert_non_null(strstr(ae_config_last_error(c), sub));
+    assert_non_null(strstr(ae_config_last_error(c), "is a directory"));
+    /* Not a regular file (a FIFO, a directory, a link to either): refused
+     * by path and kind, left as it was. */
+    assert_int_equal(ae_model_save(m, sub, AE_SAVE_MODEL), AE_ERR_IO);
+    assert_non_null(strstr(ae_model_last_error(m), sub));
+    assert_non_null(strstr(ae_model_last_error(m), "it is a directory, not a regular file"));
+    char fifo[512], link[512];
+    path_in(fifo, sizeof fifo, "model.fifo");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    path_in(link, sizeof link, "fifo-link.aem");
+    assert_int_equal(symlink(fifo, link), 0);
+    assert_int_equal(ae_model_save(m, fifo, AE_SAVE_MODEL), AE_ERR_IO);
+    assert_non_null(strstr(ae_model_last_error(m), "it is a FIFO"));
+    assert_int_equal(ae_model_save(m, link, AE_SAVE_MODEL), AE_ERR_IO);
+    assert_non_null(strstr(ae_model_last_error(m), link));
+    assert_non_null(strstr(ae_model_last_error(m), "it is a symbolic link to a FIFO"));
+    struct stat fs;
+    assert_int_equal(lstat(fifo, &fs), 0);
+    assert_true(S_ISFIFO(fs.st_mode));
+    assert_int_equal(dir_entries(), 4);
+    unlink(link);
+    unlink(fifo);
+    /* Through a link to a file (a dangling one: the file is created). */
+    path_in(link, sizeof link, "link.aem");
+    assert_int_equal(symlink("linked.aem", link), 0);
+    OK(ae_model_save(m, link, AE_SAVE_MODEL));
+    assert_int_equal(lstat(link, &fs), 0);
+    assert_true(S_ISLNK(fs.st_mode));
+    char linked[512];
+    path_in(linked, sizeof linked, "linked.aem");
+    OK(ae_model_load(&l, linked, c));
+    ae_model_destroy(l);
+    l = NULL;
+    unlink(link);
+    unlink(linked);
+    assert_int_equal(dir_entries(), 2);
+    /* Loading a FIFO: refused at once (it used to wait for a writer; the
+     * alarm fails the test rather than let it hang). */
+    path_in(fifo, sizeof fifo, "load.fifo");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    alarm(20);
+    assert_int_equal(ae_model_load(&l, fifo, c), AE_ERR_IO);
+    alarm(0);
+    assert_non_null(strstr(ae_config_last_error(c), fifo));
+    assert_non_null(strstr(ae_config_last_error(c), "is a FIFO"));
+    assert_null(l);
+    unlink(fifo);
     rmdir(sub);
     path_in(sub, sizeof sub, "missing/dir/model.aem");
     assert_int_equal(ae_model_save(m, sub, AE_SAVE_MODEL), AE_ERR_IO);
@@ -1425,6 +1506,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_meta),
         cmocka_unit_test(test_roundtrip_every_kind),
+        cmocka_unit_test(test_sample_shape_saved),
         cmocka_unit_test(test_checkpoint_resumes_bitwise),
         cmocka_unit_test(test_save_buffer_contract),
         cmocka_unit_test(test_load_reports_on_config),

@@ -9,7 +9,8 @@ enum { IN = 5, OUT = 4, B = 3 };
 /* f = Σ r ⊙ y for a dense layer, evaluated in double from a float forward. */
 static double objective(const ae_layer *L, const float *params, const float *x, const float *r) {
     float pre[B * OUT], y[B * OUT];
-    ae_layer_io io = {.batch = B, .train = 1, .x = x, .pre = L->keep_pre ? pre : NULL, .y = y};
+    ae_layer_io io = {.batch = B, .train = 1, .x = x, .pre = L->keep_pre ? pre : NULL, .y = y,
+                      .backend = test_layer_backend()};
     L->ops->forward(L, params, &io);
     double f = 0;
     for (int i = 0; i < B * OUT; i++) f += (double)r[i] * y[i];
@@ -43,7 +44,8 @@ static void check_dense(ae_activation act, int bias, int transposed, int frozen)
     for (int i = 0; i < NP; i++) grads[i] = 12345.0f;
 
     float pre[B * OUT], y[B * OUT], dy[B * OUT], dx[B * IN];
-    ae_layer_io io = {.batch = B, .train = 1, .x = x, .pre = L.keep_pre ? pre : NULL, .y = y};
+    ae_layer_io io = {.batch = B, .train = 1, .x = x, .pre = L.keep_pre ? pre : NULL, .y = y,
+                      .backend = test_layer_backend()};
     L.ops->forward(&L, params, &io);
     memcpy(dy, r, sizeof dy);
     io.dy = dy;
@@ -106,9 +108,9 @@ static void test_dense_batch1_matches_gemm(void **state) {
         float params[IN * OUT + OUT], x[2 * IN], y2[2 * OUT], y1[OUT];
         test_fill(params, IN * OUT + OUT, 3, -1, 1);
         test_fill(x, 2 * IN, 4, -1, 1);
-        ae_layer_io io = {.batch = 2, .x = x, .y = y2};
+        ae_layer_io io = {.batch = 2, .x = x, .y = y2, .backend = test_layer_backend()};
         L.ops->forward(&L, params, &io);
-        ae_layer_io io1 = {.batch = 1, .x = x + IN, .y = y1};
+        ae_layer_io io1 = {.batch = 1, .x = x + IN, .y = y1, .backend = test_layer_backend()};
         L.ops->forward(&L, params, &io1);
         assert_close_arrays(y1, y2 + OUT, OUT, 1e-5, 1e-6, "y");
     }
@@ -235,13 +237,15 @@ static void test_layer_spec_check(void **state) {
     assert_int_equal(sp.iparam[1], 3);
     sp.iparam[2] = 2;
     assert_int_equal(ae_layer_spec_check(&sp, &err), AE_ERR_RANGE);
-    /* batchnorm defaults; eps excludes 0 */
+    /* batchnorm defaults; eps is a positive normal float (1e-40 is subnormal) */
     ae_layer_spec_init(&sp, AE_LAYER_BATCHNORM);
     assert_true(sp.fparam[0] == 0.1 && sp.fparam[1] == 1e-5);
     assert_int_equal(ae_layer_spec_check(&sp, &err), AE_OK);
     sp.fparam[1] = 0.0;
     assert_int_equal(ae_layer_spec_check(&sp, &err), AE_ERR_RANGE);
-    assert_non_null(strstr(err.msg, "(0, 1]"));
+    assert_non_null(strstr(err.msg, "[1.17549e-38, 1]"));
+    sp.fparam[1] = 1e-40;
+    assert_int_equal(ae_layer_spec_check(&sp, &err), AE_ERR_RANGE);
     /* lifetime top-k: k or a fraction, exactly one */
     ae_layer_spec_init(&sp, AE_LAYER_LIFETIME_TOPK);
     assert_int_equal(ae_layer_spec_check(&sp, &err), AE_ERR_RANGE);

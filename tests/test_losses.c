@@ -1,4 +1,6 @@
 /* Tests of src/losses: values against hand-computed references, gradients by finite differences. */
+#include <stdio.h>
+
 #include "test_util.h"
 
 #include "losses/losses.h"
@@ -83,10 +85,136 @@ static void test_values(void **state) {
     assert_true(fabs(ae_loss_eval(&sat, NULL) - 200.0) < 1e-4);
 }
 
+/* The first target outside the loss's domain: BCE's is [0, 1] (NaN is
+ * outside, -0.0 inside); MSE has none. */
+static void test_bad_target_index(void **state) {
+    (void)state;
+    enum { M = 200 };
+    float t[M];
+    test_fill(t, M, 5, 0.0f, 1.0f);
+    t[0] = 0.0f;
+    t[1] = 1.0f;
+    t[2] = -0.0f;
+    assert_int_equal(ae_loss_bad_target(AE_LOSS_BCE, t, M), M);
+    static const float bad[] = {-1e-7f, 1.0000001f, 2.0f, -INFINITY, NAN};
+    static const size_t at[] = {0, 63, 64, 130, M - 1};
+    for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++)
+        for (size_t a = 0; a < sizeof at / sizeof at[0]; a++) {
+            float u[M];
+            memcpy(u, t, sizeof u);
+            u[at[a]] = bad[b];
+            if (at[a] + 7 < M) u[at[a] + 7] = bad[b]; /* a later one is not reported */
+            assert_int_equal(ae_loss_bad_target(AE_LOSS_BCE, u, M), at[a]);
+            assert_int_equal(ae_loss_bad_target(AE_LOSS_MSE, u, M), M);
+        }
+    assert_int_equal(ae_loss_bad_target(AE_LOSS_BCE, t, 0), 0);
+}
+
+enum { TB = 4, TD = 8 };
+
+/* TD - 5 - 3 (the code, or a Gaussian code) - 5 - TD (sigmoid), BCE, Adam. */
+static ae_model *bce_model(int vae, int noise) {
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    assert_int_equal(ae_config_create(&c, NULL), AE_OK);
+    assert_int_equal(ae_config_set_input_size(c, TD), AE_OK);
+    assert_int_equal(ae_config_add_dense(c, 5, AE_ACT_TANH), AE_OK);
+    if (vae) {
+        assert_int_equal(ae_config_add_gaussian(c, 3), AE_OK);
+    } else {
+        assert_int_equal(ae_config_add_dense(c, 3, AE_ACT_IDENTITY), AE_OK);
+        assert_int_equal(ae_config_mark_code(c), AE_OK);
+    }
+    assert_int_equal(ae_config_add_dense(c, 5, AE_ACT_TANH), AE_OK);
+    assert_int_equal(ae_config_add_dense(c, TD, AE_ACT_SIGMOID), AE_OK);
+    assert_int_equal(ae_config_set_int(c, AE_P_LOSS, AE_LOSS_BCE), AE_OK);
+    assert_int_equal(ae_config_set_int(c, AE_P_SEED, 3), AE_OK);
+    if (noise) {
+        assert_int_equal(ae_config_set_int(c, AE_P_NOISE_KIND, AE_NOISE_GAUSSIAN), AE_OK);
+        assert_int_equal(ae_config_set_float(c, AE_P_NOISE_LEVEL, 0.01), AE_OK);
+    }
+    assert_int_equal(ae_model_create(&m, c), AE_OK);
+    ae_config_destroy(c);
+    return m;
+}
+
+static void expect_refused(ae_model *m, ae_status st, const char *value, size_t element) {
+    assert_int_equal(st, AE_ERR_RANGE);
+    char want[64];
+    snprintf(want, sizeof want, "%s at element %zu", value, element);
+    const char *msg = ae_model_last_error(m);
+    if (!strstr(msg, want) || !strstr(msg, "[0, 1]"))
+        fail_msg("expected \"%s\" and the range in: %s", want, msg);
+}
+
+/* BCE targets outside [0, 1] (training on them ran the loss to -2e9) are
+ * refused by the step, ae_evaluate and ae_vae_neg_elbo with the first bad
+ * element named; the refused calls change nothing: the model then trains
+ * bitwise as its twin that never saw them. */
+static void test_bce_targets_refused(void **state) {
+    (void)state;
+    for (int kind = 0; kind < 3; kind++) { /* plain, denoising, VAE */
+        ae_model *m = bce_model(kind == 2, kind == 1), *twin = bce_model(kind == 2, kind == 1);
+        float x[TB * TD], bad[TB * TD], loss, lt;
+        test_fill(x, TB * TD, 11, 0.0f, 1.0f);
+        memcpy(bad, x, sizeof bad);
+        bad[13] = 1.5f;
+        bad[20] = -2.0f;
+        expect_refused(m, ae_train_step(m, bad, NULL, TB, &loss), "1.5", 13);
+        assert_non_null(strstr(ae_model_last_error(m), "sample 1, value 5"));
+        /* An explicit target. */
+        float t[TB * TD];
+        memcpy(t, x, sizeof t);
+        t[TB * TD - 1] = -0.25f;
+        expect_refused(m, ae_train_step(m, x, t, TB, &loss), "-0.25", (size_t)TB * TD - 1);
+        assert_non_null(strstr(ae_model_last_error(m), "the target"));
+        expect_refused(m, ae_evaluate(m, x, t, TB, &loss), "-0.25", (size_t)TB * TD - 1);
+        expect_refused(m, ae_evaluate(m, bad, NULL, TB, &loss), "1.5", 13);
+        if (kind == 2) {
+            double ne;
+            expect_refused(m, ae_vae_neg_elbo(m, bad, TB, &ne, NULL, NULL), "1.5", 13);
+        }
+        assert_int_equal(ae_model_step_count(m), 0);
+        for (int step = 0; step < 3; step++) {
+            test_fill(x, TB * TD, 30 + (uint32_t)step, 0.0f, 1.0f);
+            assert_int_equal(ae_train_step(m, x, NULL, TB, &loss), AE_OK);
+            assert_int_equal(ae_train_step(twin, x, NULL, TB, &lt), AE_OK);
+            assert_memory_equal(&loss, &lt, sizeof loss);
+        }
+        size_t np = ae_model_param_count(m);
+        float *p = malloc(np * sizeof *p), *q = malloc(np * sizeof *q);
+        assert_non_null(p);
+        assert_non_null(q);
+        test_get_params(m, p);
+        test_get_params(twin, q);
+        assert_memory_equal(p, q, np * sizeof *p);
+        free(p);
+        free(q);
+        ae_model_destroy(m);
+        ae_model_destroy(twin);
+    }
+    /* MSE takes any finite target. */
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    assert_int_equal(ae_config_create(&c, NULL), AE_OK);
+    assert_int_equal(ae_config_set_input_size(c, TD), AE_OK);
+    assert_int_equal(ae_config_add_dense(c, 3, AE_ACT_IDENTITY), AE_OK);
+    assert_int_equal(ae_config_mark_code(c), AE_OK);
+    assert_int_equal(ae_config_add_dense(c, TD, AE_ACT_IDENTITY), AE_OK);
+    assert_int_equal(ae_model_create(&m, c), AE_OK);
+    ae_config_destroy(c);
+    float x[TB * TD], loss;
+    test_fill(x, TB * TD, 12, -3.0f, 3.0f);
+    assert_int_equal(ae_train_step(m, x, NULL, TB, &loss), AE_OK);
+    ae_model_destroy(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradients),
         cmocka_unit_test(test_values),
+        cmocka_unit_test(test_bad_target_index),
+        cmocka_unit_test(test_bce_targets_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -368,12 +368,51 @@ static void test_linear_probe(void **state) {
     assert_true(acc == -7);
 }
 
+/* The data range of PSNR and SSIM: one whose square overflows or
+ * underflows a double (1e200, 1e-200) is refused without writing the
+ * result; the ends of the accepted range give finite values even on
+ * extreme data. */
+static void test_data_range(void **state) {
+    (void)state;
+    float x[12 * 12], y[12 * 12], big[12 * 12], zero[12 * 12], tiny[12 * 12];
+    make_img(x, 1, 12, 12, 0.0);
+    make_img(y, 1, 12, 12, 0.3);
+    for (int i = 0; i < 12 * 12; i++) {
+        big[i] = i % 2 ? 3e38f : -3e38f;
+        zero[i] = 0.0f;
+        tiny[i] = i % 3 ? 0.0f : 1e-45f; /* the smallest subnormal */
+    }
+    static const double bad[] = {1e200, 1e-200, 1.1e39, 9e-46, 1e308, 5e-324};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        double v = -7.0;
+        assert_int_equal(ae_metric_psnr(x, y, 144, bad[i], &v), AE_ERR_RANGE);
+        assert_int_equal(ae_metric_ssim(x, y, 1, 1, 12, 12, bad[i], &v), AE_ERR_RANGE);
+        assert_true(v == -7.0);
+    }
+    static const double good[] = {1e-45, 1e39};
+    for (size_t i = 0; i < 2; i++) {
+        double v;
+        assert_int_equal(ae_metric_psnr(x, y, 144, good[i], &v), AE_OK);
+        assert_true(isfinite(v));
+        assert_int_equal(ae_metric_psnr(big, zero, 144, good[i], &v), AE_OK);
+        assert_true(isfinite(v));
+        assert_int_equal(ae_metric_psnr(tiny, zero, 144, good[i], &v), AE_OK);
+        assert_true(isfinite(v));
+        assert_int_equal(ae_metric_ssim(x, y, 1, 1, 12, 12, good[i], &v), AE_OK);
+        assert_true(isfinite(v));
+        assert_int_equal(ae_metric_ssim(big, zero, 1, 1, 12, 12, good[i], &v), AE_OK);
+        assert_true(isfinite(v));
+        assert_int_equal(ae_metric_ssim(zero, zero, 1, 1, 12, 12, good[i], &v), AE_OK);
+        assert_true(v == 1.0);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors),          cmocka_unit_test(test_errors_refused),
         cmocka_unit_test(test_percentile_anomaly), cmocka_unit_test(test_latent_stats),
         cmocka_unit_test(test_knn),             cmocka_unit_test(test_pca),
-        cmocka_unit_test(test_ssim),
+        cmocka_unit_test(test_ssim),            cmocka_unit_test(test_data_range),
         cmocka_unit_test(test_linear_probe),    cmocka_unit_test(test_linear_probe_sklearn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

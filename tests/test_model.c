@@ -1,8 +1,13 @@
 /* Tests of src/model through the public API: builder, creation, training,
  * refusal of bad input (and that nothing changes), allocation failures,
- * determinism, threads, and whole-model gradients by finite differences. */
+ * determinism, threads, whole-model gradients by finite differences, and
+ * the gradient-reduce hook (against the gradient arena, white-box). */
 #include <pthread.h>
+#include <unistd.h>
 
+#include <libae/hook.h>
+
+#include "model/model.h"
 #include "test_util.h"
 
 #define OK(call) assert_int_equal((call), AE_OK)
@@ -159,7 +164,6 @@ static void test_config_errors(void **state) {
     assert_int_equal(ae_config_set_float(c, AE_P_BETA2, 1.0), AE_ERR_RANGE);
     assert_int_equal(ae_config_set_float(c, AE_P_EPSILON, 0.0), AE_ERR_RANGE);
     assert_int_equal(ae_config_set_int(c, AE_P_OPTIMIZER, 7), AE_ERR_RANGE);
-    assert_int_equal(ae_config_set_int(c, AE_P_SEED, -1), AE_ERR_RANGE);
     assert_int_equal(ae_config_set_int(c, (ae_param)999, 1), AE_ERR_INVALID_ARG);
     int64_t iv;
     double fv;
@@ -298,6 +302,36 @@ static void test_nonfinite_loss_changes_nothing(void **state) {
     ae_model_destroy(m);
 }
 
+/* A loss finite in double but beyond float's range is infinite to the
+ * caller, who receives a float: refused as a non-finite loss. */
+static void test_loss_overflowing_float_refused(void **state) {
+    (void)state;
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, 4));
+    OK(ae_config_add_dense(c, 2, AE_ACT_IDENTITY));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, 4, AE_ACT_IDENTITY));
+    OK(ae_config_set_int(c, AE_P_REDUCTION, AE_REDUCE_SUM));
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    /* Each output is 1.5e19 against a target of 0: four squared errors of
+     * 2.25e38 (each a float) sum to 9e38. */
+    float w[8] = {0}, b[4] = {1.5e19f, 1.5e19f, 1.5e19f, 1.5e19f}, x[4] = {0}, loss = 7.0f;
+    OK(ae_model_set_weights(m, 1, w, 8));
+    OK(ae_model_set_bias(m, 1, b, 4));
+    assert_int_equal(ae_evaluate(m, x, NULL, 1, &loss), AE_ERR_NUMERIC);
+    assert_true(loss == 7.0f);
+    assert_non_null(strstr(ae_model_last_error(m), "not finite"));
+    double v;
+    assert_int_equal(ae_model_get_stat(m, AE_STAT_LOSS, &v), AE_ERR_STATE);
+    assert_int_equal(ae_train_step(m, x, NULL, 1, &loss), AE_ERR_NUMERIC);
+    assert_true(loss == 7.0f);
+    assert_int_equal(ae_model_step_count(m), 0);
+    ae_model_destroy(m);
+}
+
 /* Builds a model, trains two batch sizes (the second larger, so the workspace
  * grows), encodes and decodes; returns the first failing status. */
 static ae_status alloc_walk_once(test_alloc *t) {
@@ -396,6 +430,118 @@ static void test_determinism(void **state) {
     ae_model_destroy(a);
     ae_model_destroy(b);
     ae_model_destroy(c);
+}
+
+/* A dense model of make_model's shape on `backend`, through the library's
+ * own ae_model_create (the parenthesised name: not the tests' wrapper,
+ * which would force AE_TEST_BACKEND's choice). */
+static ae_model *make_on(ae_backend backend, int64_t seed) {
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, 20));
+    OK(ae_config_add_dense(c, 12, AE_ACT_TANH));
+    OK(ae_config_add_dense(c, 4, AE_ACT_IDENTITY));
+    OK(ae_config_mirror_decoder(c, AE_ACT_SIGMOID));
+    OK(ae_config_set_int(c, AE_P_SEED, seed));
+    OK(ae_config_set_backend(c, backend));
+    OK((ae_model_create)(&m, c));
+    ae_config_destroy(c);
+    return m;
+}
+
+/* The rule of AE_BACKEND_AUTO, a forced backend, and loading: the loader's
+ * config chooses (the file keeps no backend: models on either backend
+ * save the same bytes). */
+static void test_backend_of_model(void **state) {
+    (void)state;
+    int dnnl = ae_backend_available(AE_BACKEND_ONEDNN);
+    ae_backend rule = dnnl ? AE_BACKEND_ONEDNN : AE_BACKEND_OPENBLAS;
+    ae_model *a = make_on(AE_BACKEND_AUTO, 3), *o = make_on(AE_BACKEND_OPENBLAS, 3);
+    assert_int_equal(ae_model_backend(a), rule);
+    assert_int_equal(ae_model_backend(o), AE_BACKEND_OPENBLAS);
+    assert_int_equal(ae_model_backend(NULL), AE_BACKEND_AUTO);
+    size_t na = 0, no = 0;
+    assert_int_equal(ae_model_save_buffer(a, NULL, 0, &na, AE_SAVE_MODEL), AE_ERR_RANGE);
+    assert_int_equal(ae_model_save_buffer(o, NULL, 0, &no, AE_SAVE_MODEL), AE_ERR_RANGE);
+    unsigned char *ba = malloc(na), *bo = malloc(no);
+    OK(ae_model_save_buffer(a, ba, na, &na, AE_SAVE_MODEL));
+    OK(ae_model_save_buffer(o, bo, no, &no, AE_SAVE_MODEL));
+    assert_int_equal(na, no);
+    assert_memory_equal(ba, bo, na);
+    ae_model *back = NULL;
+    OK((ae_model_load_buffer)(&back, bo, no, NULL));
+    assert_int_equal(ae_model_backend(back), rule);
+    ae_model_destroy(back);
+    ae_config *lc = NULL;
+    OK(ae_config_create(&lc, NULL));
+    for (int b = AE_BACKEND_OPENBLAS; b <= AE_BACKEND_ONEDNN; b++) {
+        if (!ae_backend_available((ae_backend)b)) continue;
+        OK(ae_config_set_backend(lc, (ae_backend)b));
+        OK((ae_model_load_buffer)(&back, ba, na, lc));
+        assert_int_equal(ae_model_backend(back), b);
+        ae_model_destroy(back);
+    }
+    ae_config_destroy(lc);
+    free(ba);
+    free(bo);
+    ae_model_destroy(a);
+    ae_model_destroy(o);
+}
+
+/* The two backends round differently but compute the same model: 30 Adam
+ * steps from one seed agree to float rounding. */
+static void test_backends_agree(void **state) {
+    (void)state;
+    if (!ae_backend_available(AE_BACKEND_ONEDNN)) skip();
+    ae_model *o = make_on(AE_BACKEND_OPENBLAS, 5), *d = make_on(AE_BACKEND_ONEDNN, 5);
+    train_n(o, 30, 40);
+    train_n(d, 30, 40);
+    size_t no, nd;
+    float *po = snapshot(o, &no), *pd = snapshot(d, &nd);
+    assert_int_equal(no, nd);
+    assert_close_arrays(pd, po, no, 1e-3, 1e-5, "parameters, oneDNN vs OpenBLAS");
+    free(po);
+    free(pd);
+    ae_model_destroy(o);
+    ae_model_destroy(d);
+}
+
+/* The seed is all 64 bits of AE_P_SEED: seeds that differ only in the top
+ * bit (0 and 2^63), or are negative as int64, initialise differently, the
+ * model reports the value it was given, and it survives a save and load. */
+static void test_seed_uses_64_bits(void **state) {
+    (void)state;
+    const int64_t seeds[] = {0, INT64_MIN, -1, INT64_MAX, 1, INT64_MIN + 1};
+    enum { NS = sizeof seeds / sizeof *seeds };
+    float *p[NS];
+    size_t n = 0;
+    for (size_t i = 0; i < NS; i++) {
+        ae_model *m = make_model(NULL, 20, 12, 4, AE_ACT_TANH, AE_ACT_SIGMOID, AE_LOSS_BCE,
+                                 AE_OPT_ADAM, seeds[i]);
+        assert_non_null(m);
+        int64_t got;
+        OK(ae_model_get_int(m, AE_P_SEED, &got));
+        assert_true(got == seeds[i]);
+        p[i] = snapshot(m, &n);
+        for (size_t j = 0; j < i; j++) assert_memory_not_equal(p[i], p[j], n * sizeof(float));
+        size_t size = 0;
+        assert_int_equal(ae_model_save_buffer(m, NULL, 0, &size, AE_SAVE_MODEL), AE_ERR_RANGE);
+        unsigned char *buf = malloc(size);
+        assert_non_null(buf);
+        OK(ae_model_save_buffer(m, buf, size, &size, AE_SAVE_MODEL));
+        ae_model *back = NULL;
+        OK(ae_model_load_buffer(&back, buf, size, NULL));
+        OK(ae_model_get_int(back, AE_P_SEED, &got));
+        assert_true(got == seeds[i]);
+        free(buf);
+        ae_model_destroy(back);
+        ae_model_destroy(m);
+    }
+    for (size_t i = 0; i < NS; i++) free(p[i]);
+    double lo, hi;
+    OK(ae_param_bounds(AE_P_SEED, NULL, &lo, &hi, NULL));
+    assert_true(lo == -9223372036854775808.0 && hi == 9223372036854775807.0);
 }
 
 typedef struct thread_job {
@@ -722,6 +868,779 @@ static void test_workspace_size(void **state) {
     ae_config_destroy(c);
 }
 
+/* Non-trainable state through the API: a BatchNorm's running statistics set
+ * from outside (as from PyTorch) give its inference output, and a batch
+ * top-k's threshold; bad values are refused and change nothing. */
+static void test_layer_state(void **state) {
+    (void)state;
+    enum { C = 3, HW = 4, B = 2, D = C * HW };
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_shape(c, C, 2, 2));
+    OK(ae_config_add_batchnorm(c));
+    OK(ae_config_add_flatten(c));
+    OK(ae_config_add_batch_topk(c, 2));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, D, AE_ACT_IDENTITY));
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+
+    ae_layer_info info = {.struct_size = sizeof info};
+    size_t counts[4] = {2 * C, 0, 2, 0};
+    for (size_t l = 0; l < 4; l++) {
+        OK(ae_model_layer_info(m, l, &info));
+        assert_int_equal(info.state_count, counts[l]);
+    }
+    float st[2 * C], back[2 * C];
+    OK(ae_model_get_state(m, 0, st, 2 * C));
+    for (size_t i = 0; i < C; i++) assert_true(st[i] == 0.0f && st[C + i] == 1.0f);
+    OK(ae_model_get_state(m, 1, st, 0)); /* a layer without state: count 0 */
+
+    /* BatchNorm inference with set statistics: gamma (x - mean) / sqrt(var + eps) + beta */
+    const float mean[C] = {0.5f, -1.0f, 2.0f}, var[C] = {4.0f, 0.25f, 1.0f};
+    const float gamma[C] = {2.0f, 1.0f, -1.0f}, beta[C] = {0.0f, 1.0f, 0.5f};
+    for (size_t i = 0; i < C; i++) {
+        st[i] = mean[i];
+        st[C + i] = var[i];
+    }
+    OK(ae_model_set_state(m, 0, st, 2 * C));
+    OK(ae_model_set_weights(m, 0, gamma, C));
+    OK(ae_model_set_bias(m, 0, beta, C));
+    OK(ae_model_get_state(m, 0, back, 2 * C));
+    assert_memory_equal(back, st, sizeof st);
+    /* the threshold: inference keeps what exceeds it */
+    const float theta[2] = {0.75f, 1.0f};
+    OK(ae_model_set_state(m, 2, theta, 2));
+    float x[B * D], code[B * D];
+    test_fill(x, B * D, 9, -3, 3);
+    OK(ae_encode(m, x, B, code));
+    for (size_t b = 0; b < B; b++)
+        for (size_t ch = 0; ch < C; ch++)
+            for (size_t j = 0; j < HW; j++) {
+                size_t i = b * D + ch * HW + j;
+                double y = gamma[ch] * (x[i] - mean[ch]) / sqrt(var[ch] + 1e-5) + beta[ch];
+                double want = y > 0.75 ? y : 0.0;
+                assert_true(fabs(code[i] - want) <= 1e-5 * (1 + fabs(want)));
+            }
+
+    /* refusals: nothing is written */
+    float bad[2 * C];
+    memcpy(bad, st, sizeof bad);
+    bad[C + 1] = -0.5f;
+    assert_int_equal(ae_model_set_state(m, 0, bad, 2 * C), AE_ERR_RANGE);
+    assert_non_null(strstr(ae_model_last_error(m), "variance"));
+    bad[C + 1] = NAN;
+    assert_int_equal(ae_model_set_state(m, 0, bad, 2 * C), AE_ERR_NUMERIC);
+    assert_int_equal(ae_model_set_state(m, 0, st, C), AE_ERR_SHAPE);
+    assert_int_equal(ae_model_get_state(m, 0, back, 2 * C + 1), AE_ERR_SHAPE);
+    assert_int_equal(ae_model_set_state(m, 3, st, 1), AE_ERR_SHAPE);
+    assert_int_equal(ae_model_set_state(m, 9, st, 0), AE_ERR_RANGE);
+    assert_int_equal(ae_model_get_state(m, 0, NULL, 2 * C), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_model_set_state(NULL, 0, st, 2 * C), AE_ERR_INVALID_ARG);
+    const float flag2[2] = {0.5f, 2.0f};
+    assert_int_equal(ae_model_set_state(m, 2, flag2, 2), AE_ERR_RANGE);
+    OK(ae_model_get_state(m, 0, back, 2 * C));
+    assert_memory_equal(back, st, sizeof st);
+    float th[2];
+    OK(ae_model_get_state(m, 2, th, 2));
+    assert_memory_equal(th, theta, sizeof th);
+    double v;
+    OK(ae_model_get_stat(m, AE_STAT_BATCH_TOPK_THRESHOLD, &v));
+    assert_true(v == 0.75);
+    ae_model_destroy(m);
+}
+
+/* ---- float settings, checked in the precision they are used in ---- */
+
+/* 1 - 1e-10: below 1 as a double, 1 as a float. */
+#define FS_ONE_MINUS 0.9999999999
+#define FS_NPROBES 5
+static const double fs_probes[FS_NPROBES] = {1e-50, 1e-40, 1e39, -0.0, FS_ONE_MINUS};
+
+typedef struct float_case {
+    int layer; /* 0: an ae_param; 1: an ae_layer_param of layer `at` */
+    int param;
+    const char *name;
+    size_t at;
+    signed char ok[FS_NPROBES]; /* accepted (1) or refused (0), per probe */
+} float_case;
+
+static const float_case fs_cases[] = {
+    {0, AE_P_LEARNING_RATE, "AE_P_LEARNING_RATE", 0, {1, 1, 0, 1, 1}},
+    /* nonzero but 0 or subnormal as a float: on in double, off in float */
+    {0, AE_P_MOMENTUM, "AE_P_MOMENTUM", 0, {0, 0, 0, 1, 0}},
+    {0, AE_P_WEIGHT_DECAY, "AE_P_WEIGHT_DECAY", 0, {1, 1, 0, 1, 1}},
+    {0, AE_P_BETA1, "AE_P_BETA1", 0, {1, 1, 0, 1, 0}},
+    {0, AE_P_BETA2, "AE_P_BETA2", 0, {1, 1, 0, 1, 0}},
+    /* Adam divides by it in float: 1e-50 is 0 there (0/0) */
+    {0, AE_P_EPSILON, "AE_P_EPSILON", 0, {0, 0, 0, 0, 1}},
+    {0, AE_P_GRAD_CLIP_NORM, "AE_P_GRAD_CLIP_NORM", 0, {1, 1, 0, 1, 1}},
+    {0, AE_P_DAMPENING, "AE_P_DAMPENING", 0, {1, 1, 0, 1, 1}},
+    {0, AE_P_NOISE_LEVEL, "AE_P_NOISE_LEVEL", 0, {1, 1, 0, 1, 1}},
+    {0, AE_P_NOISE_MEAN, "AE_P_NOISE_MEAN", 0, {1, 1, 0, 1, 1}},
+    {0, AE_P_NOISE_CLIP_LO, "AE_P_NOISE_CLIP_LO", 0, {1, 1, 0, 1, 1}},
+    {0, AE_P_NOISE_CLIP_HI, "AE_P_NOISE_CLIP_HI", 0, {1, 1, 0, 1, 1}},
+    {0, AE_P_NOISE_VALUE, "AE_P_NOISE_VALUE", 0, {1, 1, 0, 1, 1}},
+    {0, AE_P_VAE_BETA, "AE_P_VAE_BETA", 0, {1, 1, 0, 1, 1}},
+    {1, AE_LAYER_LEAKY_SLOPE, "AE_LAYER_LEAKY_SLOPE", 0, {1, 1, 0, 1, 1}},
+    {1, AE_LAYER_BN_MOMENTUM, "AE_LAYER_BN_MOMENTUM", 1, {1, 1, 0, 1, 1}},
+    /* 1/sqrt(var + eps) becomes a float */
+    {1, AE_LAYER_BN_EPS, "AE_LAYER_BN_EPS", 1, {0, 0, 0, 0, 1}},
+};
+
+/* 6 - dense 5 (leaky ReLU) - batchnorm - dense 3 - dense 6 (sigmoid), with
+ * the optimizer and noise that make setting `fc` matter. */
+static ae_config *fs_config(const float_case *fc) {
+    ae_config *c = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, 6));
+    OK(ae_config_add_dense(c, 5, AE_ACT_LEAKY_RELU));
+    OK(ae_config_add_batchnorm(c));
+    OK(ae_config_add_dense(c, 3, AE_ACT_IDENTITY));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, 6, AE_ACT_SIGMOID));
+    int p = fc->layer ? 0 : fc->param;
+    int sgd = p == AE_P_MOMENTUM || p == AE_P_DAMPENING;
+    OK(ae_config_set_int(c, AE_P_OPTIMIZER, sgd ? AE_OPT_SGD : AE_OPT_ADAM));
+    if (p == AE_P_DAMPENING) OK(ae_config_set_float(c, AE_P_MOMENTUM, 0.9));
+    if (p == AE_P_WEIGHT_DECAY) OK(ae_config_set_int(c, AE_P_OPTIMIZER, AE_OPT_ADAMW));
+    if (p >= AE_P_NOISE_LEVEL && p <= AE_P_NOISE_VALUE) {
+        OK(ae_config_set_int(c, AE_P_NOISE_KIND, p == AE_P_NOISE_VALUE ? AE_NOISE_MASK
+                                                                       : AE_NOISE_GAUSSIAN));
+        OK(ae_config_set_float(c, AE_P_NOISE_LEVEL, p == AE_P_NOISE_VALUE ? 0.25 : 0.01));
+        OK(ae_config_set_int(c, AE_P_NOISE_CLIP, 1));
+    }
+    return c;
+}
+
+static ae_status fs_set(ae_config *c, const float_case *fc, double v) {
+    return fc->layer ? ae_config_layer_set_float(c, fc->at, (ae_layer_param)fc->param, v)
+                     : ae_config_set_float(c, (ae_param)fc->param, v);
+}
+
+/* A model with an accepted value trains to finite parameters, and what it
+ * saves loads; 0 when it does, else 1 with the reason printed. */
+static int fs_train(ae_config *c, const float_case *fc, double v) {
+    ae_model *m = NULL;
+    OK(ae_model_create(&m, c));
+    float x[4 * 6], loss;
+    int bad = 0;
+    for (int step = 0; step < 3 && !bad; step++) {
+        test_fill(x, 4 * 6, 60 + (uint32_t)step, 0.0f, 1.0f);
+        if (ae_train_step(m, x, NULL, 4, &loss) != AE_OK || !isfinite(loss)) {
+            print_error("%s = %g: step %d: %s\n", fc->name, v, step, ae_model_last_error(m));
+            bad = 1;
+        }
+    }
+    size_t np = ae_model_param_count(m);
+    float *p = malloc(np * sizeof *p);
+    assert_non_null(p);
+    test_get_params(m, p);
+    for (size_t i = 0; i < np && !bad; i++)
+        if (!isfinite(p[i])) {
+            print_error("%s = %g: parameter %zu is %g\n", fc->name, v, i, (double)p[i]);
+            bad = 1;
+        }
+    free(p);
+    size_t size = 0;
+    assert_int_equal(ae_model_save_buffer(m, NULL, 0, &size, AE_SAVE_CHECKPOINT), AE_ERR_RANGE);
+    void *buf = malloc(size);
+    assert_non_null(buf);
+    OK(ae_model_save_buffer(m, buf, size, &size, AE_SAVE_CHECKPOINT));
+    ae_model *back = NULL;
+    ae_config *lc = NULL;
+    OK(ae_config_create(&lc, NULL));
+    if (!bad && ae_model_load_buffer(&back, buf, size, lc) != AE_OK) {
+        print_error("%s = %g: the saved model does not load: %s\n", fc->name, v,
+                    ae_config_last_error(lc));
+        bad = 1;
+    }
+    ae_config_destroy(lc);
+    ae_model_destroy(back);
+    free(buf);
+    ae_model_destroy(m);
+    return bad;
+}
+
+/* Every float setting with values that are fine as doubles and not as the
+ * floats they are used as (1e-50 is 0, 1e-40 subnormal, 1e39 infinite,
+ * 1 - 1e-10 is 1), and -0.0: refused with the setting's name, or accepted,
+ * trained and saved without a non-finite number. */
+static void test_float_settings_precision(void **state) {
+    (void)state;
+    int bad = 0;
+    for (size_t k = 0; k < sizeof fs_cases / sizeof fs_cases[0]; k++) {
+        const float_case *fc = &fs_cases[k];
+        for (int j = 0; j < FS_NPROBES; j++) {
+            double v = fs_probes[j];
+            ae_config *c = fs_config(fc);
+            ae_status st = fs_set(c, fc, v);
+            if (fc->ok[j]) {
+                double got = v;
+                if (st == AE_OK && !fc->layer) OK(ae_config_get_float(c, (ae_param)fc->param, &got));
+                if (st != AE_OK) {
+                    print_error("%s = %g refused: %s\n", fc->name, v, ae_config_last_error(c));
+                    bad = 1;
+                } else if (got != v || (!fc->layer && signbit(got))) { /* -0.0 is kept as 0 */
+                    print_error("%s = %g reads back as %g\n", fc->name, v, got);
+                    bad = 1;
+                } else {
+                    bad |= fs_train(c, fc, v);
+                }
+            } else if (st != AE_ERR_RANGE) {
+                print_error("%s = %g: expected AE_ERR_RANGE, got %d\n", fc->name, v, (int)st);
+                bad = 1;
+            } else if (!strstr(ae_config_last_error(c), fc->name)) {
+                print_error("%s = %g: the message does not name it: %s\n", fc->name, v,
+                            ae_config_last_error(c));
+                bad = 1;
+            }
+            ae_config_destroy(c);
+        }
+    }
+    if (bad) fail();
+    /* Dropout draws against its probability as a float: 1 - 1e-10 is 1
+     * there, refused at the step (the level's range depends on the kind)
+     * and by ae_corrupt; the step changes nothing. */
+    ae_config *c = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, 6));
+    OK(ae_config_add_dense(c, 3, AE_ACT_IDENTITY));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, 6, AE_ACT_SIGMOID));
+    OK(ae_config_set_int(c, AE_P_NOISE_KIND, AE_NOISE_DROPOUT));
+    OK(ae_config_set_float(c, AE_P_NOISE_LEVEL, FS_ONE_MINUS));
+    ae_model *m = NULL;
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    float x[2 * 6], loss, p0[64], p1[64];
+    test_fill(x, 2 * 6, 7, 0.0f, 1.0f);
+    assert_true(ae_model_param_count(m) <= 64);
+    test_get_params(m, p0);
+    assert_int_equal(ae_train_step(m, x, NULL, 2, &loss), AE_ERR_RANGE);
+    assert_non_null(strstr(ae_model_last_error(m), "AE_P_NOISE_LEVEL"));
+    test_get_params(m, p1);
+    assert_memory_equal(p0, p1, ae_model_param_count(m) * sizeof(float));
+    OK(ae_model_set_float(m, AE_P_NOISE_LEVEL, 0.5));
+    OK(ae_train_step(m, x, NULL, 2, &loss));
+    ae_model_destroy(m);
+    ae_noise nz;
+    ae_noise_init(&nz, AE_NOISE_DROPOUT, FS_ONE_MINUS);
+    float out[2 * 6];
+    assert_int_equal(ae_corrupt(&nz, x, out, 2, 6, 1), AE_ERR_RANGE);
+}
+
+/* ---- the gradient-reduce hook (<libae/hook.h>) ---- */
+
+/* Everything a step may change, bitwise: a checkpoint (parameters, layer
+ * and optimizer state, RNG, step count, statistics). Caller frees. */
+static unsigned char *checkpoint(const ae_model *m, size_t *n) {
+    size_t size = 0;
+    assert_int_equal(ae_model_save_buffer(m, NULL, 0, &size, AE_SAVE_CHECKPOINT), AE_ERR_RANGE);
+    unsigned char *buf = malloc(size);
+    assert_non_null(buf);
+    OK(ae_model_save_buffer(m, buf, size, n, AE_SAVE_CHECKPOINT));
+    return buf;
+}
+
+static void assert_checkpoint(const ae_model *m, const unsigned char *before, size_t n) {
+    size_t n2;
+    unsigned char *now = checkpoint(m, &n2);
+    assert_int_equal(n2, n);
+    assert_memory_equal(now, before, n);
+    free(now);
+}
+
+typedef struct hook_log {
+    int calls;
+    float *copy; /* the arena as the hook received it (copy_n floats) */
+    size_t copy_n;
+    double batch;
+    int all_nan;     /* every gradient and loss scalar was NaN at the last call */
+    float scale;     /* multiplies every gradient */
+    float add;       /* then added to every gradient */
+    double loss;     /* when not 0, replaces the loss scalar */
+    size_t poison;   /* when not 0, gradient poison - 1 becomes NaN */
+    ae_status ret;
+} hook_log;
+
+static ae_status log_hook(void *ctx, float *g, size_t n, double *sc, size_t ns) {
+    hook_log *h = ctx;
+    h->calls++;
+    assert_int_equal(ns, AE_GRAD_SCALAR_COUNT);
+    free(h->copy);
+    h->copy = malloc(n * sizeof *g);
+    assert_non_null(h->copy);
+    memcpy(h->copy, g, n * sizeof *g);
+    h->copy_n = n;
+    h->batch = sc[AE_GRAD_SCALAR_BATCH];
+    int nan = 1;
+    for (size_t i = 0; i < n; i++) nan &= isnan(g[i]) != 0;
+    for (int k = 0; k < AE_GRAD_SCALAR_BATCH; k++) nan &= isnan(sc[k]) != 0;
+    h->all_nan = nan;
+    for (size_t i = 0; i < n; i++) g[i] = g[i] * h->scale + h->add;
+    if (h->loss != 0.0) sc[AE_GRAD_SCALAR_LOSS] = h->loss;
+    if (h->poison) g[h->poison - 1] = NAN;
+    return h->ret;
+}
+
+static hook_log new_log(void) {
+    hook_log h;
+    memset(&h, 0, sizeof h);
+    h.scale = 1.0f;
+    return h;
+}
+
+/* 24 - 32 (leaky ReLU) - top-4 | 24: the dense layers take their sparse
+ * paths (zero rows of the weight gradient kept across steps). */
+static ae_model *topk_model(ae_optimizer opt) {
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, 24));
+    OK(ae_config_add_dense(c, 32, AE_ACT_LEAKY_RELU));
+    OK(ae_config_add_topk(c, 4));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, 24, AE_ACT_IDENTITY));
+    OK(ae_config_set_int(c, AE_P_OPTIMIZER, opt));
+    OK(ae_config_set_float(c, AE_P_LEARNING_RATE, 0.05));
+    OK(ae_config_set_int(c, AE_P_SEED, 5));
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    return m;
+}
+
+/* 10 - 8 BatchNorm (ReLU) - 3 | 8 - 10 (sigmoid), Gaussian noise: a step
+ * writes layer state and draws from the RNG. */
+static ae_model *bn_noise_model(void) {
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, 10));
+    OK(ae_config_add_dense(c, 8, AE_ACT_IDENTITY));
+    OK(ae_config_add_batchnorm(c));
+    OK(ae_config_add_activation(c, AE_ACT_RELU));
+    OK(ae_config_add_dense(c, 3, AE_ACT_IDENTITY));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, 8, AE_ACT_RELU));
+    OK(ae_config_add_dense(c, 10, AE_ACT_SIGMOID));
+    OK(ae_config_set_int(c, AE_P_OPTIMIZER, AE_OPT_ADAM));
+    OK(ae_config_set_int(c, AE_P_NOISE_KIND, AE_NOISE_GAUSSIAN));
+    OK(ae_config_set_float(c, AE_P_NOISE_LEVEL, 0.01));
+    OK(ae_config_set_int(c, AE_P_SEED, 8));
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    return m;
+}
+
+/* A hook that changes nothing sees exactly the arena a step without hook
+ * computes (the sparse paths' zero rows included), and training is bitwise
+ * the same, also after a failed step in between; the batch size is one of
+ * its scalars. */
+static void test_grad_reduce_sees_complete_arena(void **state) {
+    (void)state;
+    for (int kind = 0; kind < 3; kind++) {
+        ae_model *a, *b;
+        if (kind == 0) {
+            a = make_model(NULL, 12, 8, 3, AE_ACT_RELU, AE_ACT_SIGMOID, AE_LOSS_MSE, AE_OPT_ADAM, 3);
+            b = make_model(NULL, 12, 8, 3, AE_ACT_RELU, AE_ACT_SIGMOID, AE_LOSS_MSE, AE_OPT_ADAM, 3);
+        } else if (kind == 1) {
+            a = topk_model(AE_OPT_ADAM);
+            b = topk_model(AE_OPT_ADAM);
+        } else {
+            a = bn_noise_model();
+            b = bn_noise_model();
+        }
+        hook_log h = new_log();
+        OK(ae_model_set_grad_reduce(a, log_hook, &h));
+        size_t in = ae_model_input_size(a);
+        float x[5 * 24], la, lb;
+        for (int step = 0; step < 4; step++) {
+            test_fill(x, 5 * in, 60 + (uint32_t)step, 0.0f, 1.0f);
+            if (step == 2) {
+                /* A failed step (the hook gets NaN) leaves nothing behind. */
+                float keep = x[1];
+                x[1] = NAN;
+                assert_int_equal(ae_train_step(a, x, NULL, 5, &la), AE_ERR_NUMERIC);
+                assert_true(h.all_nan);
+                x[1] = keep;
+            }
+            OK(ae_train_step(a, x, NULL, 5, &la));
+            OK(ae_train_step(b, x, NULL, 5, &lb));
+            assert_int_equal(h.calls, step + 1 + (step >= 2));
+            assert_true(h.batch == 5.0);
+            assert_true(la == lb);
+            assert_int_equal(h.copy_n, b->nparams);
+            assert_memory_equal(h.copy, b->grads, b->nparams * sizeof(float));
+            size_t na, nb;
+            unsigned char *ca = checkpoint(a, &na), *cb = checkpoint(b, &nb);
+            assert_int_equal(na, nb);
+            assert_memory_equal(ca, cb, na);
+            free(ca);
+            free(cb);
+        }
+        free(h.copy);
+        ae_model_destroy(a);
+        ae_model_destroy(b);
+    }
+}
+
+/* The update reads what the hook left: gradients scaled by 0 leave SGD
+ * (no momentum, no decay) where it was, while the step counts; a loss the
+ * hook replaces is the step's loss. */
+static void test_grad_reduce_result_is_used(void **state) {
+    (void)state;
+    ae_model *m = make_model(NULL, 12, 8, 3, AE_ACT_RELU, AE_ACT_SIGMOID, AE_LOSS_MSE, AE_OPT_SGD, 3);
+    OK(ae_model_set_float(m, AE_P_LEARNING_RATE, 0.5));
+    hook_log h = new_log();
+    h.scale = 0.0f;
+    h.loss = 42.0;
+    OK(ae_model_set_grad_reduce(m, log_hook, &h));
+    float x[4 * 12], loss = 0.0f;
+    test_fill(x, 48, 1, 0, 1);
+    size_t n;
+    float *before = snapshot(m, &n);
+    OK(ae_train_step(m, x, NULL, 4, &loss));
+    assert_unchanged(m, before, n);
+    assert_int_equal(ae_model_step_count(m), 1);
+    assert_true(loss == 42.0f);
+    double v;
+    OK(ae_model_get_stat(m, AE_STAT_LOSS, &v));
+    assert_true(v == 42.0);
+    /* Removed: the step trains again. */
+    OK(ae_model_set_grad_reduce(m, NULL, &h));
+    OK(ae_train_step(m, x, NULL, 4, &loss));
+    assert_int_equal(h.calls, 1);
+    float *after = snapshot(m, &n);
+    assert_true(memcmp(after, before, n * sizeof(float)) != 0);
+    free(after);
+    free(before);
+    free(h.copy);
+    ae_model_destroy(m);
+    assert_int_equal(ae_model_set_grad_reduce(NULL, log_hook, NULL), AE_ERR_INVALID_ARG);
+}
+
+/* A hook that fails, or leaves a non-finite gradient or loss, fails the
+ * step, which changes nothing (layer state and RNG included). A step whose
+ * own part fails still calls the hook, on NaN (so a summing reducer fails
+ * it on every process); a step refused for its arguments does not. */
+static void test_grad_reduce_failures_change_nothing(void **state) {
+    (void)state;
+    ae_model *m = bn_noise_model();
+    float x[6 * 10], loss = 7.0f;
+    test_fill(x, 60, 2, 0, 1);
+    OK(ae_train_step(m, x, NULL, 6, &loss));
+    hook_log h = new_log();
+    OK(ae_model_set_grad_reduce(m, log_hook, &h));
+    size_t n;
+    unsigned char *before = checkpoint(m, &n);
+
+    h.ret = AE_ERR_IO;
+    assert_int_equal(ae_train_step(m, x, NULL, 6, &loss), AE_ERR_IO);
+    assert_non_null(strstr(ae_model_last_error(m), "gradient-reduce hook failed"));
+    assert_checkpoint(m, before, n);
+    h.ret = AE_OK;
+
+    h.poison = 3;
+    assert_int_equal(ae_train_step(m, x, NULL, 6, &loss), AE_ERR_NUMERIC);
+    assert_non_null(strstr(ae_model_last_error(m), "gradient is not finite"));
+    assert_checkpoint(m, before, n);
+    h.poison = 0;
+
+    h.loss = INFINITY;
+    assert_int_equal(ae_train_step(m, x, NULL, 6, &loss), AE_ERR_NUMERIC);
+    assert_non_null(strstr(ae_model_last_error(m), "non-finite loss"));
+    assert_checkpoint(m, before, n);
+    h.loss = 0.0;
+    assert_int_equal(h.calls, 3);
+
+    x[7] = NAN;
+    assert_int_equal(ae_train_step(m, x, NULL, 6, &loss), AE_ERR_NUMERIC);
+    assert_non_null(strstr(ae_model_last_error(m), "element 7"));
+    assert_int_equal(h.calls, 4);
+    assert_true(h.all_nan);
+    assert_checkpoint(m, before, n);
+    x[7] = 0.5f;
+
+    assert_int_equal(ae_train_step(m, x, NULL, 0, &loss), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_train_step(m, x, NULL, 1, &loss), AE_ERR_SHAPE); /* BatchNorm needs 2 */
+    assert_int_equal(h.calls, 4);
+    assert_true(loss == 7.0f || isfinite(loss));
+    assert_checkpoint(m, before, n);
+
+    /* Still usable: the next step with a good hook trains. */
+    OK(ae_train_step(m, x, NULL, 6, &loss));
+    assert_int_equal(h.calls, 5);
+    assert_false(h.all_nan);
+    assert_int_equal(ae_model_step_count(m), 2);
+    free(before);
+    free(h.copy);
+    ae_model_destroy(m);
+}
+
+/* A hook that rewrites every gradient, on a model whose sparse paths keep
+ * zero rows of the weight gradient across steps, trains as the same model
+ * on the GEMM paths with the same hook: after the hook, the library
+ * forgets what it knew about the arena. */
+static void test_grad_reduce_rewrites_sparse_rows(void **state) {
+    (void)state;
+    for (int opt = 0; opt < 2; opt++) {
+        ae_model *a = topk_model(opt ? AE_OPT_ADAM : AE_OPT_SGD);
+        ae_model *b = topk_model(opt ? AE_OPT_ADAM : AE_OPT_SGD);
+        assert_int_equal(a->layers[0].out_sparse_k, 4);
+        for (size_t i = 0; i < b->nlayers; i++) b->layers[i].in_sparse_k = b->layers[i].out_sparse_k = 0;
+        hook_log ha = new_log(), hb = new_log();
+        ha.add = hb.add = 0.01f;
+        OK(ae_model_set_grad_reduce(a, log_hook, &ha));
+        OK(ae_model_set_grad_reduce(b, log_hook, &hb));
+        float x[3 * 24], la, lb;
+        for (int step = 0; step < 6; step++) {
+            test_fill(x, 3 * 24, 700 + (uint32_t)step, -1.0f, 1.0f);
+            OK(ae_train_step(a, x, NULL, 3, &la));
+            OK(ae_train_step(b, x, NULL, 3, &lb));
+            assert_close_arrays(ha.copy, hb.copy, a->nparams, 1e-4, 1e-6, "gradient the hook saw");
+            assert_close_arrays(a->params, b->params, a->nparams, 1e-4, 1e-6, "parameter");
+        }
+        free(ha.copy);
+        free(hb.copy);
+        ae_model_destroy(a);
+        ae_model_destroy(b);
+    }
+}
+
+/* ---- the numeric battery: finite in, finite state out, or nothing changed ---- */
+
+typedef struct numeric_case {
+    const char *name;
+    int arch;          /* 0 dense MLP, 1 BatchNorm on the input, 2 conv + BatchNorm, 3 VAE */
+    ae_optimizer opt;
+    double lr, wd, momentum, eps; /* wd, momentum, eps: < 0 keeps the default */
+    float lo, hi;      /* the input's range */
+    int own_target;    /* the target is in [0, 1], not the input */
+    float big;         /* when not 0: every weight of layer 0 set to it */
+} numeric_case;
+
+static ae_model *numeric_model(const numeric_case *k) {
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    OK(ae_config_create(&c, NULL));
+    switch (k->arch) {
+    case 0:
+        OK(ae_config_set_input_size(c, 16));
+        OK(ae_config_add_dense(c, 8, AE_ACT_TANH));
+        OK(ae_config_add_dense(c, 4, AE_ACT_IDENTITY));
+        OK(ae_config_mirror_decoder(c, AE_ACT_IDENTITY));
+        break;
+    case 1:
+        OK(ae_config_set_input_shape(c, 1, 4, 4));
+        OK(ae_config_add_conv2d(c, 2, 1, 1, 0, AE_ACT_IDENTITY));
+        OK(ae_config_add_batchnorm(c));
+        OK(ae_config_mark_code(c));
+        OK(ae_config_add_conv2d(c, 1, 3, 1, 1, AE_ACT_IDENTITY));
+        break;
+    case 2:
+        OK(ae_config_set_input_shape(c, 1, 4, 4));
+        OK(ae_config_add_batchnorm(c));
+        OK(ae_config_add_conv2d(c, 2, 3, 1, 1, AE_ACT_RELU));
+        OK(ae_config_add_batchnorm(c));
+        OK(ae_config_mark_code(c));
+        OK(ae_config_add_conv2d(c, 1, 3, 1, 1, AE_ACT_IDENTITY));
+        break;
+    default:
+        OK(ae_config_set_input_size(c, 16));
+        OK(ae_config_add_dense(c, 8, AE_ACT_TANH));
+        OK(ae_config_add_gaussian(c, 3));
+        OK(ae_config_mirror_decoder(c, AE_ACT_IDENTITY));
+        break;
+    }
+    OK(ae_config_set_int(c, AE_P_OPTIMIZER, k->opt));
+    OK(ae_config_set_float(c, AE_P_LEARNING_RATE, k->lr));
+    if (k->wd >= 0) OK(ae_config_set_float(c, AE_P_WEIGHT_DECAY, k->wd));
+    if (k->momentum >= 0) OK(ae_config_set_float(c, AE_P_MOMENTUM, k->momentum));
+    /* An epsilon that is 0 in float may be refused by the settings' range. */
+    if (k->eps >= 0) (void)ae_config_set_float(c, AE_P_EPSILON, k->eps);
+    OK(ae_config_set_int(c, AE_P_SEED, 21));
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    if (k->big != 0.0f) {
+        ae_layer_info info = {.struct_size = sizeof info};
+        OK(ae_model_layer_info(m, 0, &info));
+        float *w = malloc(info.weight_count * sizeof *w);
+        for (size_t i = 0; i < info.weight_count; i++) w[i] = (i % 2 ? -1.0f : 1.0f) * k->big;
+        OK(ae_model_set_weights(m, 0, w, info.weight_count));
+        free(w);
+    }
+    return m;
+}
+
+static int arrays_finite(const float *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(p[i])) return 0;
+    return 1;
+}
+
+/* Every value a step can write is finite (white-box), and the model
+ * survives a checkpoint round trip bit for bit. */
+static void assert_finite_and_round_trips(const ae_model *m, const char *name, int step) {
+    if (!arrays_finite(m->params, m->nparams) || !arrays_finite(m->state1, m->nparams) ||
+        !arrays_finite(m->state2, m->nparams) || !arrays_finite(m->buffers, m->nbuffers) ||
+        !isfinite(m->last_loss)) {
+        print_error("%s, step %d: a successful call left a non-finite value\n", name, step);
+        fail();
+    }
+    for (unsigned flags = 0; flags <= AE_SAVE_CHECKPOINT; flags++) {
+        size_t n = 0, n2 = 0;
+        assert_int_equal(ae_model_save_buffer(m, NULL, 0, &n, flags), AE_ERR_RANGE);
+        unsigned char *buf = malloc(n), *buf2 = malloc(n);
+        OK(ae_model_save_buffer(m, buf, n, &n, flags));
+        ae_model *back = NULL;
+        ae_config *lc = NULL;
+        OK(ae_config_create(&lc, NULL));
+        ae_status st = ae_model_load_buffer(&back, buf, n, lc);
+        if (st) {
+            print_error("%s, step %d: the saved model does not load: %s\n", name, step,
+                        ae_config_last_error(lc));
+            fail();
+        }
+        ae_config_destroy(lc);
+        OK(ae_model_save_buffer(back, buf2, n, &n2, flags));
+        assert_int_equal(n2, n);
+        assert_memory_equal(buf, buf2, n);
+        ae_model_destroy(back);
+        free(buf);
+        free(buf2);
+    }
+}
+
+/* Runs one call of the battery: AE_OK with everything finite, or
+ * AE_ERR_NUMERIC with the model bitwise as before. Returns the status. */
+static ae_status numeric_call(ae_model *m, int call, const float *x, const float *t, size_t batch,
+                              const char *name, int step) {
+    size_t n;
+    unsigned char *before = checkpoint(m, &n);
+    float loss = -1.0f, out[8 * 16];
+    ae_status st = call == 0   ? ae_train_step(m, x, t, batch, &loss)
+                   : call == 1 ? ae_evaluate(m, x, t, batch, &loss)
+                               : ae_reconstruct(m, x, batch, out);
+    if (st == AE_OK) {
+        assert_finite_and_round_trips(m, name, step);
+    } else {
+        if (st != AE_ERR_NUMERIC) {
+            print_error("%s, step %d, call %d: %s (%s)\n", name, step, call, ae_status_name(st),
+                        ae_model_last_error(m));
+            fail();
+        }
+        assert_true(loss == -1.0f);
+        assert_checkpoint(m, before, n);
+    }
+    free(before);
+    return st;
+}
+
+/* Huge inputs, huge learning rates and decays, huge weights set by the
+ * caller, overflowing BatchNorm statistics, an epsilon that is 0 in float:
+ * every step either trains to finite parameters, optimizer state and layer
+ * state, or fails with AE_ERR_NUMERIC and changes nothing; and whatever
+ * happened, the model saves and loads. Evaluation and reconstruction in
+ * training mode (they update BatchNorm's running statistics) too. */
+static void test_numeric_battery(void **state) {
+    (void)state;
+    static const numeric_case cases[] = {
+        {"dense, Adam, inputs 1e18", 0, AE_OPT_ADAM, 1e-3, -1, -1, -1, -1e18f, 1e18f, 0, 0},
+        {"dense, Adam, inputs 3e37", 0, AE_OPT_ADAM, 1e-3, -1, -1, -1, -3e37f, 3e37f, 0, 0},
+        {"dense, SGD, inputs 1e30, target", 0, AE_OPT_SGD, 1e-3, -1, -1, -1, -1e30f, 1e30f, 1, 0},
+        {"dense, SGD, lr 1e6", 0, AE_OPT_SGD, 1e6, -1, -1, -1, 0, 1, 0, 0},
+        {"dense, SGD momentum, lr 1e6, decay 1e6", 0, AE_OPT_SGD, 1e6, 1e6, 0.9, -1, 0, 1, 0, 0},
+        {"dense, Adam, lr 1e6, decay 1e6", 0, AE_OPT_ADAM, 1e6, 1e6, -1, -1, 0, 1, 0, 0},
+        {"dense, AdamW, lr 1e6, decay 1e6", 0, AE_OPT_ADAMW, 1e6, 1e6, -1, -1, 0, 1, 0, 0},
+        {"dense, Adam, lr 1e6", 0, AE_OPT_ADAM, 1e6, -1, -1, -1, 0, 1, 0, 0},
+        {"dense, Adam, eps 1e-50", 0, AE_OPT_ADAM, 1e-3, -1, -1, 1e-50, 0, 1, 0, 0},
+        {"dense, SGD, weights 1e38", 0, AE_OPT_SGD, 1e-2, -1, -1, -1, 0, 1, 0, 1e38f},
+        {"dense, SGD, weights 3e38, decay 2", 0, AE_OPT_SGD, 1e-2, 2, 0.9, -1, 0, 1, 0, 3e38f},
+        {"dense, AdamW, weights 3e38, lr 1, decay 3", 0, AE_OPT_ADAMW, 1, 3, -1, -1, 0, 1, 0, 3e38f},
+        {"dense, Adam, weights 3e38, decay 1", 0, AE_OPT_ADAM, 1e-2, 1, -1, -1, 0, 1, 0, 3e38f},
+        {"conv + BatchNorm, weights 1e38", 1, AE_OPT_ADAM, 1e-3, -1, -1, -1, 0, 1, 0, 1e38f},
+        {"conv + BatchNorm, weights 1e38, SGD", 1, AE_OPT_SGD, 1e-2, -1, -1, -1, 0, 1, 1, 1e38f},
+        {"BatchNorm, inputs 6e19", 2, AE_OPT_ADAM, 1e-3, -1, -1, -1, -6e19f, 6e19f, 1, 0},
+        {"BatchNorm, inputs 2e19", 2, AE_OPT_ADAM, 1e-3, -1, -1, -1, -2e19f, 2e19f, 1, 0},
+        {"BatchNorm, Adam, lr 1e6", 2, AE_OPT_ADAM, 1e6, -1, -1, -1, 0, 1, 0, 0},
+        {"VAE, inputs 1e18", 3, AE_OPT_ADAM, 1e-3, -1, -1, -1, -1e18f, 1e18f, 0, 0},
+        {"VAE, Adam, lr 1e6", 3, AE_OPT_ADAM, 1e6, -1, -1, -1, 0, 1, 0, 0},
+        {"VAE, SGD, lr 1e6", 3, AE_OPT_SGD, 1e6, -1, -1, -1, 0, 1, 0, 0},
+        {"VAE, weights 1e38", 3, AE_OPT_ADAM, 1e-3, -1, -1, -1, 0, 1, 0, 1e38f},
+    };
+    enum { B = 8, IN = 16, STEPS = 6 };
+    int failed = 0, trained = 0;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const numeric_case *c = &cases[k];
+        ae_model *m = numeric_model(c);
+        assert_finite_and_round_trips(m, c->name, -1);
+        float x[B * IN], t[B * IN];
+        for (int step = 0; step < STEPS; step++) {
+            /* In [0, 1) first: test_fill's arithmetic would overflow near FLT_MAX. */
+            test_fill(x, B * IN, 300 + (uint32_t)(k * 16 + (size_t)step), 0.0f, 1.0f);
+            for (size_t i = 0; i < B * IN; i++)
+                x[i] = (float)(c->lo + ((double)c->hi - c->lo) * x[i]);
+            test_fill(t, B * IN, 900 + (uint32_t)step, 0.0f, 1.0f);
+            ae_status st = numeric_call(m, 0, x, c->own_target ? t : NULL, B, c->name, step);
+            /* An update refused names its block: here the huge weight. */
+            if (st && c->big > 1e38f && strstr(ae_model_last_error(m), "the update"))
+                assert_non_null(strstr(ae_model_last_error(m), "layer 0's weight"));
+            if (st) failed++;
+            else trained++;
+        }
+        OK(ae_model_set_mode(m, AE_MODE_TRAIN));
+        numeric_call(m, 1, x, c->own_target ? t : NULL, B, c->name, STEPS);
+        numeric_call(m, 2, x, NULL, B, c->name, STEPS);
+        assert_finite_and_round_trips(m, c->name, STEPS);
+        ae_model_destroy(m);
+    }
+    /* The battery reaches both outcomes. */
+    assert_true(failed > 0 && trained > 0);
+}
+
+/* A model that saves loads: a value the loader would refuse (injected,
+ * white-box: no call leaves one) makes the save fail with AE_ERR_NUMERIC
+ * and write nothing. */
+static void test_save_refuses_non_finite(void **state) {
+    (void)state;
+    ae_model *m = bn_noise_model();
+    float x[6 * 10], loss;
+    test_fill(x, 60, 2, 0, 1);
+    OK(ae_train_step(m, x, NULL, 6, &loss));
+    char path[] = "/tmp/ae-test-numeric-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    unlink(path);
+    float *sites[] = {&m->params[3], &m->buffers[1], &m->state2[2]};
+    for (int k = 0; k < 4; k++) {
+        float keep = k < 3 ? *sites[k] : 0.0f;
+        double keep_loss = m->stat_recon;
+        if (k < 3)
+            *sites[k] = k == 1 ? NAN : INFINITY;
+        else
+            m->stat_recon = NAN;
+        size_t n = 0;
+        unsigned char buf[1];
+        /* The optimizer state and the statistics are saved in checkpoints only. */
+        assert_int_equal(ae_model_save_buffer(m, buf, sizeof buf, &n, AE_SAVE_MODEL),
+                         k < 2 ? AE_ERR_NUMERIC : AE_ERR_RANGE);
+        assert_int_equal(ae_model_save_buffer(m, NULL, 0, &n, AE_SAVE_CHECKPOINT), AE_ERR_NUMERIC);
+        assert_non_null(strstr(ae_model_last_error(m), "not finite"));
+        assert_int_equal(ae_model_save(m, path, AE_SAVE_CHECKPOINT), AE_ERR_NUMERIC);
+        assert_int_equal(access(path, F_OK), -1);
+        if (k < 3)
+            *sites[k] = keep;
+        else
+            m->stat_recon = keep_loss;
+    }
+    OK(ae_model_save(m, path, AE_SAVE_CHECKPOINT));
+    unlink(path);
+    ae_model_destroy(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shapes_and_counts),
@@ -730,9 +1649,13 @@ int main(void) {
         cmocka_unit_test(test_mirror_architecture),
         cmocka_unit_test(test_step_refuses_bad_input_and_changes_nothing),
         cmocka_unit_test(test_nonfinite_loss_changes_nothing),
+        cmocka_unit_test(test_loss_overflowing_float_refused),
         cmocka_unit_test(test_failing_allocator_every_index),
         cmocka_unit_test(test_no_allocation_after_first_step),
         cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_backend_of_model),
+        cmocka_unit_test(test_backends_agree),
+        cmocka_unit_test(test_seed_uses_64_bits),
         cmocka_unit_test(test_two_threads_match_sequential),
         cmocka_unit_test(test_encode_decode_consistent),
         cmocka_unit_test(test_model_gradient_fd),
@@ -741,6 +1664,14 @@ int main(void) {
         cmocka_unit_test(test_learns),
         cmocka_unit_test(test_every_output_activation),
         cmocka_unit_test(test_workspace_size),
+        cmocka_unit_test(test_layer_state),
+        cmocka_unit_test(test_float_settings_precision),
+        cmocka_unit_test(test_grad_reduce_sees_complete_arena),
+        cmocka_unit_test(test_grad_reduce_result_is_used),
+        cmocka_unit_test(test_grad_reduce_failures_change_nothing),
+        cmocka_unit_test(test_grad_reduce_rewrites_sparse_rows),
+        cmocka_unit_test(test_numeric_battery),
+        cmocka_unit_test(test_save_refuses_non_finite),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

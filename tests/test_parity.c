@@ -32,6 +32,7 @@
 #define MAX_LAYERS 4
 
 #include "fixture.h"
+#include "test_util.h" /* the backend the tests run on */
 
 /* ---- cases ---- */
 

@@ -43,13 +43,13 @@ static ae_status make_layer(layer_run *r, ae_layer_kind kind, size_t width, int6
 
 static void fwd(layer_run *r, const float *x, float *y, size_t batch, int train) {
     ae_layer_io io = {.batch = batch, .train = train, .x = x, .y = y, .scratch = r->scratch,
-                      .state = r->L.s_count ? r->state : NULL};
+                      .state = r->L.s_count ? r->state : NULL, .backend = test_layer_backend()};
     r->L.ops->forward(&r->L, NULL, &io);
 }
 
 static void bwd(layer_run *r, float *dy, float *dx, size_t batch) {
     ae_layer_io io = {.batch = batch, .train = 1, .dy = dy, .dx = dx, .scratch = r->scratch,
-                      .state = r->L.s_count ? r->state : NULL};
+                      .state = r->L.s_count ? r->state : NULL, .backend = test_layer_backend()};
     r->L.ops->backward(&r->L, NULL, NULL, &io, 0);
 }
 
@@ -201,7 +201,8 @@ static void test_topk_kernels(void **state) {
                 for (size_t i = 0; i < B * n; i++) dx[i] = 42.0f;
                 ae_sparse_io sp = {.dx_kept_only = only};
                 ae_layer_io io = {.batch = B, .train = 1, .dy = dy, .dx = dx,
-                                  .scratch = w.scratch, .sparse = &sp};
+                                  .scratch = w.scratch, .sparse = &sp,
+                                  .backend = test_layer_backend()};
                 w.L.ops->backward(&w.L, NULL, NULL, &io, 0);
                 for (size_t r = 0; r < B; r++)
                     for (size_t i = 0, t = 0; i < n; i++) {
@@ -1110,6 +1111,87 @@ static void test_no_allocation_after_first_step(void **state) {
     for (int kind = 0; kind < 7; kind++) check_no_allocation(kind);
 }
 
+/* ---- two selection layers in a row ---- */
+
+/* An allocator that fills every block with one byte, so that a read of
+ * memory nobody wrote shows up as a difference between two fills. */
+static void *fill_alloc_fn(void *ud, size_t n) {
+    void *p = malloc(n);
+    if (p) memset(p, *(const unsigned char *)ud, n);
+    return p;
+}
+
+static void fill_release_fn(void *ud, void *p) {
+    (void)ud;
+    free(p);
+}
+
+enum { SS_IN = 48, SS_H = 64, SS_B = 8, SS_STEPS = 5 };
+
+static ae_status add_sel(ae_config *c, int kind, size_t k) {
+    return kind == 0   ? ae_config_add_topk(c, k)
+           : kind == 1 ? ae_config_add_lifetime_topk(c, 3)
+                       : ae_config_add_batch_topk(c, k);
+}
+
+/* input - dense (identity, so values of both signs) - selection a (k ka) -
+ * selection b (k kb) - dense (sigmoid), Adam; the parameters after
+ * SS_STEPS steps, and the losses. */
+static void train_two_selections(unsigned char fill, int a, int b, size_t ka, size_t kb,
+                                 float *params, size_t np, float *losses) {
+    ae_allocator al = {sizeof(ae_allocator), fill_alloc_fn, fill_release_fn, &fill};
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    OK(ae_config_create(&c, &al));
+    OK(ae_config_set_input_size(c, SS_IN));
+    OK(ae_config_add_dense(c, SS_H, AE_ACT_IDENTITY));
+    OK(add_sel(c, a, ka));
+    OK(add_sel(c, b, kb));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, SS_IN, AE_ACT_SIGMOID));
+    OK(ae_config_set_int(c, AE_P_OPTIMIZER, AE_OPT_ADAM));
+    OK(ae_config_set_float(c, AE_P_LEARNING_RATE, 0.01));
+    OK(ae_config_set_int(c, AE_P_SEED, 21));
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    assert_int_equal(ae_model_param_count(m), np);
+    float x[SS_B * SS_IN];
+    for (int step = 0; step < SS_STEPS; step++) {
+        test_fill(x, SS_B * SS_IN, 500 + (uint32_t)step, 0.0f, 1.0f);
+        ae_status st = ae_train_step(m, x, NULL, SS_B, &losses[step]);
+        if (st != AE_OK)
+            fail_msg("selections %d then %d (k %zu, %zu), fill 0x%02x, step %d: %s", a, b, ka, kb,
+                     fill, step, ae_model_last_error(m));
+    }
+    test_get_params(m, params);
+    ae_model_destroy(m);
+}
+
+/* Every ordered pair of selection layers (top-k, lifetime top-k, batch
+ * top-k, the same kind twice included), the second keeping fewer and then
+ * more entries than the first: training must not depend on what the
+ * allocator left in memory (all bytes 0xFF, a NaN pattern, against 0x00). */
+static void test_two_selections_deterministic(void **state) {
+    (void)state;
+    static const size_t ks[2][2] = {{12, 8}, {8, 12}};
+    size_t np = (size_t)SS_IN * SS_H + SS_H + (size_t)SS_H * SS_IN + SS_IN;
+    float *p0 = malloc(np * sizeof *p0), *p1 = malloc(np * sizeof *p1);
+    assert_non_null(p0);
+    assert_non_null(p1);
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++)
+            for (int v = 0; v < 2; v++) {
+                float l0[SS_STEPS], l1[SS_STEPS];
+                train_two_selections(0xFF, a, b, ks[v][0], ks[v][1], p0, np, l0);
+                train_two_selections(0x00, a, b, ks[v][0], ks[v][1], p1, np, l1);
+                if (memcmp(l0, l1, sizeof l0) || memcmp(p0, p1, np * sizeof *p0))
+                    fail_msg("selections %d then %d (k %zu, %zu): training depends on the "
+                             "allocator's garbage", a, b, ks[v][0], ks[v][1]);
+            }
+    free(p0);
+    free(p1);
+}
+
 /* ---- PyTorch parity ---- */
 
 #define PAR_B 32
@@ -1245,6 +1327,7 @@ int main(void) {
         cmocka_unit_test(test_mirror_skips_selection),
         cmocka_unit_test(test_mirror_matches_hand_written),
         cmocka_unit_test(test_no_allocation_after_first_step),
+        cmocka_unit_test(test_two_selections_deterministic),
         cmocka_unit_test_setup_teardown(test_parity_topk, par_setup, par_teardown),
         cmocka_unit_test_setup_teardown(test_parity_topk_lifetime, par_setup, par_teardown),
         cmocka_unit_test_setup_teardown(test_parity_kl, par_setup, par_teardown),

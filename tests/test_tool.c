@@ -22,6 +22,13 @@
 
 static const char *g_ae;
 static char g_dir[64];
+/* When set, a run of the tool is killed after this many seconds (a run
+ * that would hang fails instead). */
+static unsigned g_alarm;
+/* When set, the child plants a symbolic link "<g_trap>.tmp<its PID>" to
+ * victim.txt before it runs the tool: the temporary name the tool's own
+ * PNG writer used to open with fopen("wb"). */
+static const char *g_trap;
 
 /* ---- running the tool ---- */
 
@@ -63,6 +70,12 @@ static void run_env(result *r, const char *env, const char *const *args) {
             memcpy(name, env, len);
             name[len] = '\0';
             if (len) setenv(name, eq + 1, 1);
+        }
+        if (g_alarm) alarm(g_alarm);
+        if (g_trap) {
+            char trap[256];
+            snprintf(trap, sizeof trap, "%s.tmp%ld", g_trap, (long)getpid());
+            if (symlink("victim.txt", trap) != 0) _exit(127);
         }
         execv(g_ae, (char *const *)argv);
         _exit(127);
@@ -328,9 +341,14 @@ static void test_train_and_use(void **state) {
     assert_png("feat.png");
     assert_png("scatter.png");
 
+    /* The AUTO rule's backend, in both reports. */
+    const char *backend = ae_backend_available(AE_BACKEND_ONEDNN) ? "backend onednn"
+                                                                   : "backend openblas";
+    assert_non_null(strstr(r.out, backend));
     RUN(&r, "info", "m.aem");
     expect_ok(&r);
-    assert_non_null(strstr(r.out, "144 -> 32"));
+    assert_non_null(strstr(r.out, backend));
+    assert_non_null(strstr(r.out, "1x12x12 -> 32")); /* the data's shape is the model's */
     assert_non_null(strstr(r.out, "---- code ----"));
     assert_non_null(strstr(r.out, "training history"));
     assert_non_null(strstr(r.out, "ae.data.source"));
@@ -474,6 +492,56 @@ static void test_vae(void **state) {
     expect_fail(&r, "nothing to write");
 }
 
+/* A copy of the model file `from` with the metadata key set to value. */
+static void copy_with_meta(const char *from, const char *to, const char *key, const char *value) {
+    ae_model *m = NULL;
+    assert_int_equal(ae_model_load(&m, path(from), NULL), AE_OK);
+    assert_int_equal(ae_model_set_meta(m, key, value), AE_OK);
+    assert_int_equal(ae_model_save(m, path(to), AE_SAVE_MODEL), AE_OK);
+    ae_model_destroy(m);
+}
+
+/* Model files whose recorded sample shape lies: dimensions whose product
+ * wraps around to the input size (144) are refused, and a picture larger
+ * than the documented bound is refused, before anything is drawn. */
+static void test_crafted_shape(void **state) {
+    (void)state;
+    static const char *const wraps[] = {"144x3x12297829382473034411", /* 3 w = 2^65 + 1 */
+                                        "1x2x9223372036854775880",    /* 2^64 + 144 */
+                                        "1x18446744073709551615x18446744073709551472"};
+    result r;
+    /* Flat models (input 144, no image shape of their own): only those take
+     * the shape from old files' metadata. */
+    RUN(&r, "train", "-d", "x.npy", "--vae", "--layers", "16,2", "--epochs", "1", "-b", "16", "-o",
+        "flat_vae.aem");
+    expect_ok(&r);
+    RUN(&r, "train", "-d", "x.npy", "--layers", "32,4", "--epochs", "1", "-b", "16", "-o",
+        "flat_m.aem");
+    expect_ok(&r);
+    for (size_t i = 0; i < sizeof wraps / sizeof *wraps; i++) {
+        copy_with_meta("flat_vae.aem", "wrap_vae.aem", "ae.data.shape", wraps[i]);
+        RUN(&r, "sample", "-m", "wrap_vae.aem", "-n", "4", "--png", "wrap.png");
+        expect_fail(&r, "metadata");
+        assert_int_equal(r.status, 1);
+        assert_false(exists("wrap.png"));
+        copy_with_meta("flat_m.aem", "wrap_m.aem", "ae.data.shape", wraps[i]);
+        RUN(&r, "eval", "-m", "wrap_m.aem", "-d", "x.npy", "--features-png", "wrap.png");
+        expect_fail(&r, "metadata");
+        assert_int_equal(r.status, 1);
+        assert_false(exists("wrap.png"));
+    }
+    /* A true shape, but 10000 tiles of 1x144 at zoom 2 make a picture wider
+     * than 16384 pixels. */
+    copy_with_meta("flat_vae.aem", "wide_vae.aem", "ae.data.shape", "1x1x144");
+    RUN(&r, "sample", "-m", "wide_vae.aem", "-n", "10000", "--png", "wide.png");
+    expect_fail(&r, "16384");
+    assert_int_equal(r.status, 1);
+    assert_false(exists("wide.png"));
+    RUN(&r, "sample", "-m", "wide_vae.aem", "-n", "16", "--png", "wide.png");
+    expect_ok(&r);
+    assert_png("wide.png");
+}
+
 /* A convolutional encoder and its mirrored decoder. */
 static void test_conv(void **state) {
     (void)state;
@@ -497,6 +565,144 @@ static void test_conv(void **state) {
     RUN(&r, "train", "-d", "img.npy", "--conv", "4", "--tied", "-o", "e.aem");
     expect_fail(&r, "--conv does not go with --tied");
     assert_false(exists("e.aem"));
+}
+
+/* Architecture descriptions: every model the flags built prints a
+ * description (ae info --arch) that --arch builds into the same
+ * architecture; --arch-string; the model's sample shape for pictures. */
+static void test_arch(void **state) {
+    (void)state;
+    result r;
+    static char want[sizeof ((result *)0)->out];
+    const char *models[] = {"m.aem", "csv.aem", "idx.aem", "s.aem", "vae.aem", "conv.aem"};
+    const char *data[] = {"x.npy", "img.npy", "img.idx", "x.npy", "img.npy", "img.npy"};
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
+        RUN(&r, "info", "--arch", models[i]);
+        expect_ok(&r);
+        assert_true(strncmp(r.out, "input ", 6) == 0);
+        snprintf(want, sizeof want, "%s", r.out);
+        write_text("desc.arch", want);
+        /* ae info shows the same text, indented. */
+        RUN(&r, "info", models[i]);
+        expect_ok(&r);
+        assert_non_null(strstr(r.out, "description (ae info --arch"));
+        char first[128];
+        snprintf(first, sizeof first, "\n  %.*s\n", (int)(strchr(want, '\n') - want), want);
+        assert_non_null(strstr(r.out, first));
+        RUN(&r, "train", "-d", data[i], "--arch", "desc.arch", "--epochs", "1", "-b", "16", "-q",
+            "-o", "again.aem");
+        expect_ok(&r);
+        RUN(&r, "info", "--arch", "again.aem");
+        expect_ok(&r);
+        if (strcmp(r.out, want) != 0) fprintf(stderr, "%s:\n%s--\n%s", models[i], want, r.out);
+        assert_string_equal(r.out, want);
+    }
+    /* A description of layers the flags have no shortcut for, without an
+     * input line (the data's shape is the input), from a vector file read
+     * as images by its input line in the second. */
+    RUN(&r, "train", "-d", "img.npy", "--arch-string",
+        "conv2d 4 3 padding=1 activation=relu\nbatchnorm2d momentum=0.2\nmaxpool2d 2\n"
+        "flatten\ndense 6\ncode\ndense 144 activation=relu\nunflatten 4 6 6\n"
+        "upsample 2 mode=bilinear align_corners=true\nconv2d 1 3 padding=1 activation=sigmoid\n"
+        "set lr=0.003\n",
+        "--epochs", "1", "-b", "16", "--lr", "0.002", "-o", "pool.aem", "--recon-png", "pool.png");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "model: --arch-string, 9 layers"));
+    assert_png("pool.png");
+    RUN(&r, "info", "--arch", "pool.aem");
+    expect_ok(&r);
+    assert_true(strncmp(r.out, "input 1 12 12\nconv2d 4 3 stride=1 padding=1 activation=relu\n"
+                               "batchnorm momentum=0.2 eps=1e-05\nmaxpool2d 2 stride=2 padding=0\n", 123) == 0);
+    assert_non_null(strstr(r.out, "upsample 2 mode=bilinear align_corners=true\n"));
+    assert_non_null(strstr(r.out, "set learning_rate=0.002\n")); /* the option overrides the text */
+    RUN(&r, "train", "-d", "x.npy", "--arch-string",
+        "input 1 12 12\ndense 16 activation=relu\ngaussian 2\ndense 16 activation=relu\n"
+        "dense 144 activation=sigmoid\nset loss=bce reduction=sum vae_beta=0.5\n",
+        "--epochs", "1", "-b", "16", "-q", "-o", "vae2.aem");
+    expect_ok(&r);
+    RUN(&r, "sample", "-m", "vae2.aem", "-n", "4", "-o", "s2.npy", "--png", "s2.png");
+    expect_ok(&r);
+    assert_npy_shape("s2.npy", "(4, 1, 12, 12)");
+    assert_png("s2.png");
+    RUN(&r, "reconstruct", "-m", "vae2.aem", "-d", "x.npy", "-o", "r2.npy", "--png", "r2.png");
+    expect_ok(&r);
+    assert_npy_shape("r2.npy", "(64, 1, 12, 12)");
+
+    /* A model written before the shape was the model's: 144 inputs, the
+     * image shape in the metadata. Pictures still work. */
+    ae_config *cfg = NULL;
+    ae_model *m = NULL;
+    assert_int_equal(ae_config_create(&cfg, NULL), AE_OK);
+    assert_int_equal(ae_config_from_arch(cfg, "input 144\ndense 3\ncode\ndense 144\n"), AE_OK);
+    assert_int_equal(ae_model_create(&m, cfg), AE_OK);
+    assert_int_equal(ae_model_set_meta(m, "ae.data.shape", "1x12x12"), AE_OK);
+    assert_int_equal(ae_model_save(m, path("old.aem"), AE_SAVE_MODEL), AE_OK);
+    ae_model_destroy(m);
+    ae_config_destroy(cfg);
+    RUN(&r, "encode", "-m", "old.aem", "-d", "x.npy", "-o", "oc.npy");
+    expect_ok(&r);
+    RUN(&r, "decode", "-m", "old.aem", "-d", "oc.npy", "-o", "od.npy", "--png", "od.png");
+    expect_ok(&r);
+    assert_npy_shape("od.npy", "(64, 1, 12, 12)");
+
+    /* Errors: one line each, nothing written. */
+    RUN(&r, "train", "-d", "x.npy", "--arch", "desc.arch", "--layers", "8", "-o", "e.aem");
+    expect_fail(&r, "--layers does not go with --arch");
+    RUN(&r, "train", "-d", "x.npy", "--arch-string", "dense 4", "--vae", "-o", "e.aem");
+    expect_fail(&r, "--vae does not go with --arch-string");
+    RUN(&r, "train", "-d", "x.npy", "--arch", "desc.arch", "--arch-string", "dense 4", "-o", "e.aem");
+    expect_fail(&r, "do not go together");
+    RUN(&r, "train", "-d", "x.npy", "--arch", "missing.arch", "-o", "e.aem");
+    expect_fail(&r, "missing.arch");
+    write_text("bad.arch", "# a comment\ndense 8 activation=relu\nconv2d 4\n");
+    RUN(&r, "train", "-d", "x.npy", "--arch", "bad.arch", "-o", "e.aem");
+    expect_fail(&r, "bad.arch: line 3, column 1: conv2d needs kernel");
+    RUN(&r, "train", "-d", "x.npy", "--arch-string", "input 100\ndense 4\ncode\ndense 100\n", "-o",
+        "e.aem");
+    expect_fail(&r, "the model's input has 100 values; the data have 144");
+    RUN(&r, "train", "-d", "x.npy", "--arch-string", "dense 4\ndense 144\n", "-o", "e.aem");
+    expect_fail(&r, "no code");
+    assert_false(exists("e.aem"));
+}
+
+/* ae export and ae import: the round trip gives the same reconstructions. */
+static void test_onnx(void **state) {
+    (void)state;
+    result r;
+    RUN(&r, "train", "-d", "img.npy", "--conv", "4", "--layers", "6", "--epochs", "1", "-b", "16",
+        "-o", "onnx_src.aem");
+    expect_ok(&r);
+    RUN(&r, "export", "-m", "onnx_src.aem", "-o", "onnx_full.onnx");
+    if (r.status != 0 && strstr(r.err, "without ONNX")) {
+        skip(); /* libae built with -Donnx=disabled */
+    }
+    expect_ok(&r);
+    RUN(&r, "import", "onnx_full.onnx", "-o", "onnx_back.aem");
+    expect_ok(&r);
+    RUN(&r, "info", "onnx_back.aem");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "1x12x12 -> 4x6x6"));
+    RUN(&r, "reconstruct", "-m", "onnx_src.aem", "-d", "img.npy", "-o", "onnx_a.npy");
+    expect_ok(&r);
+    RUN(&r, "reconstruct", "-m", "onnx_back.aem", "-d", "img.npy", "-o", "onnx_b.npy");
+    expect_ok(&r);
+    static char a[1 << 16], b[1 << 16];
+    size_t na = slurp(path("onnx_a.npy"), a, sizeof a), nb = slurp(path("onnx_b.npy"), b, sizeof b);
+    assert_true(na > 0 && na == nb);
+    assert_memory_equal(a, b, na);
+    RUN(&r, "export", "-m", "onnx_src.aem", "-o", "onnx_enc.onnx", "--part", "encoder");
+    expect_ok(&r);
+    RUN(&r, "import", "onnx_enc.onnx", "-o", "never.aem");
+    expect_fail(&r, "input has 144");
+    RUN(&r, "export", "-m", "onnx_src.aem", "-o", "never.onnx", "--part", "middle");
+    expect_fail(&r, "--part");
+    assert_int_equal(r.status, 2);
+    RUN(&r, "export", "-m", "onnx_src.aem", "-o", "onnx_src.aem");
+    expect_fail(&r, "also an input");
+    RUN(&r, "import", "onnx_src.aem", "-o", "never.aem");
+    expect_fail(&r, "not an ONNX model");
+    assert_false(exists("never.aem"));
+    assert_false(exists("never.onnx"));
 }
 
 static void test_default_data_missing(void **state) {
@@ -627,6 +833,146 @@ static void test_errors(void **state) {
     RUN(&r, "reconstruct", "-m", "m.aem", "-d", "x.npy", "-o", "/nonexistent-dir/e.npy");
     expect_fail(&r, "/nonexistent-dir/e.npy");
     assert_false(exists("e.npy"));
+}
+
+/* Unsigned options take digits only (strtoull alone would read " -1" as
+ * 2^64 - 1), and --seed uses all 64 bits. */
+static void test_unsigned_options(void **state) {
+    (void)state;
+    result r;
+    static const char *const bad[] = {" -1", "-1", "+1", " 1", "\t1", "1 ", "", "0x10",
+                                      "18446744073709551616"};
+    static const char *const opts[] = {"--seed", "--warmup-steps", "--limit", "--epochs"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        for (size_t j = 0; j < sizeof opts / sizeof *opts; j++) {
+            RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--layers", "8", "--epochs", "1", "-q",
+                opts[j], bad[i]);
+            expect_fail(&r, "is not a whole number");
+            assert_int_equal(r.status, 2);
+            assert_non_null(strstr(r.err, opts[j]));
+        }
+    RUN(&r, "sample", "-m", "vae.aem", "-o", "e.npy", "--seed", " -1");
+    expect_fail(&r, "--seed: ' -1' is not a whole number");
+    RUN(&r, "sample", "-m", "vae.aem", "-o", "e.npy", "-n", " 4");
+    expect_fail(&r, "--count");
+    assert_false(exists("e.aem") || exists("e.npy"));
+    /* 2^63 and 2^64 - 1 are seeds of their own, not 0 and 2^63 - 1. */
+    static const char *const seeds[] = {"9223372036854775808", "18446744073709551615"};
+    for (size_t i = 0; i < 2; i++) {
+        RUN(&r, "train", "-d", "x.npy", "-o", "seed.aem", "--layers", "8", "--epochs", "1", "-q",
+            "--seed", seeds[i]);
+        expect_ok(&r);
+        RUN(&r, "info", "seed.aem");
+        expect_ok(&r);
+        char want[64];
+        snprintf(want, sizeof want, " seed %s;", seeds[i]);
+        if (!strstr(r.out, want)) fprintf(stderr, "no '%s' in:\n%s", want, r.out);
+        assert_non_null(strstr(r.out, want));
+    }
+}
+
+/* Options that do not fit the data are usage errors (exit 2) even when
+ * found only while loading it; one line each. */
+static void test_data_usage_errors(void **state) {
+    (void)state;
+    result r;
+    char text[64 * 4 + 1] = "";
+    for (int i = 0; i < N; i++) strcat(text, i == 5 ? "0.5\n" : "1\n");
+    write_text("nonint.csv", text);
+    write_text("three.csv", "0\n1\n0\n");
+    struct {
+        const char *args[12];
+        const char *needle;
+    } cases[] = {
+        {{"train", "-d", "x.npy", "--shape", "3x3", "-o", "e.aem"}, "does not fit"},
+        {{"train", "-d", "x.npy", "--csv-header", "-o", "e.aem"}, "are for CSV files"},
+        {{"train", "-d", "img.idx", "--csv-label-first", "-o", "e.aem"}, "are for CSV files"},
+        {{"train", "-d", "x.npy", "--labels", "lab.idx", "-o", "e.aem"}, "IDX labels go with IDX"},
+        {{"train", "-d", "x.npy", "--labels", "nonint.csv", "-o", "e.aem"}, "label 5 (0.5) is not an integer"},
+        {{"train", "-d", "x.npy", "--labels", "three.csv", "-o", "e.aem"}, "expected 64"},
+        {{"train", "-d", "x.npy", "--test", "x.npy", "--test-labels", "lab.idx", "-o", "e.aem"},
+         "IDX labels go with IDX"},
+        {{"eval", "-m", "m.aem", "-d", "x.npy", "--labels", "nonint.csv"}, "not an integer"},
+        {{"eval", "-m", "m.aem", "-d", "x.npy", "--shape", "2x2"}, "does not fit"},
+        {{"encode", "-m", "m.aem", "-d", "x.npy", "--csv-header", "-o", "e.npy"}, "are for CSV files"},
+        {{"reconstruct", "-m", "m.aem", "-d", "img.npy", "--shape", "5x5", "-o", "e.npy"}, "does not fit"},
+        {{"eval", "-m", "d1.aem", "-d", "x.npy", "--recon-png", "e.png"}, "not images"},
+        {{"eval", "-m", "d1.aem", "-d", "x.npy", "--features-png", "e.png"}, "not images"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        run_env(&r, NULL, cases[i].args);
+        expect_fail(&r, cases[i].needle);
+        if (r.status != 2) fprintf(stderr, "case %zu: status %d\n", i, r.status);
+        assert_int_equal(r.status, 2);
+    }
+    assert_false(exists("e.aem") || exists("e.npy") || exists("e.png"));
+}
+
+/* A usage error (exit 2) naming both options, and no file written. */
+static void expect_same_file(const result *r, const char *opt1, const char *opt2) {
+    expect_fail(r, "are the same file");
+    assert_int_equal(r->status, 2);
+    assert_non_null(strstr(r->err, opt1));
+    assert_non_null(strstr(r->err, opt2));
+}
+
+/* Two outputs of one command never name the same file, whether it exists
+ * yet or not, however it is spelled. */
+static void test_distinct_outputs(void **state) {
+    (void)state;
+    result r;
+#define TRAIN_FAST "train", "-d", "img.npy", "--layers", "8", "--epochs", "1", "-q"
+    RUN(&r, TRAIN_FAST, "-o", "same1.aem", "--recon-png", "same1.aem");
+    expect_same_file(&r, "-o", "--recon-png");
+    assert_false(exists("same1.aem"));
+    RUN(&r, TRAIN_FAST, "-o", "same2.aem", "--features-png", "same2.aem");
+    expect_same_file(&r, "-o", "--features-png");
+    assert_false(exists("same2.aem"));
+    /* An existing file is left as it was. */
+    write_text("same3.aem", "keep\n");
+    RUN(&r, TRAIN_FAST, "-o", "same3.aem", "--scatter-png", "same3.aem");
+    expect_same_file(&r, "-o", "--scatter-png");
+    char buf[16];
+    slurp(path("same3.aem"), buf, sizeof buf);
+    assert_string_equal(buf, "keep\n");
+    /* Other spellings of one name: ./X, dir/../X, dir//X, and a directory
+     * reached through a symbolic link. */
+    RUN(&r, TRAIN_FAST, "-o", "./same4.aem", "--recon-png", "same4.aem");
+    expect_same_file(&r, "-o", "--recon-png");
+    assert_int_equal(mkdir(path("sub"), 0755), 0);
+    RUN(&r, TRAIN_FAST, "-o", "sub/../same5.aem", "--recon-png", "same5.aem");
+    expect_same_file(&r, "-o", "--recon-png");
+    RUN(&r, TRAIN_FAST, "-o", "sub//same6.aem", "--features-png", "sub/./same6.aem");
+    expect_same_file(&r, "-o", "--features-png");
+    assert_int_equal(symlink("sub", path("sublink")), 0);
+    RUN(&r, TRAIN_FAST, "-o", "sublink/same7.aem", "--recon-png", path("sub/same7.aem"));
+    expect_same_file(&r, "-o", "--recon-png");
+    /* A dangling symbolic link names the file it would create. */
+    assert_int_equal(symlink("sub/same8.png", path("dangling")), 0);
+    RUN(&r, TRAIN_FAST, "-o", "sub/same8.png", "--recon-png", "dangling");
+    expect_same_file(&r, "-o", "--recon-png");
+    for (int i = 4; i <= 8; i++) {
+        char name[32];
+        snprintf(name, sizeof name, i < 8 ? "same%d.aem" : "sub/same%d.png", i);
+        assert_false(exists(name));
+    }
+    /* The model commands too. */
+    RUN(&r, "reconstruct", "-m", "m.aem", "-d", "x.npy", "-o", "same9.npy", "--png", "./same9.npy");
+    expect_same_file(&r, "-o", "--png");
+    RUN(&r, "sample", "-m", "vae.aem", "-o", "same10.npy", "--codes", "same10.npy");
+    expect_same_file(&r, "-o", "--codes");
+    RUN(&r, "eval", "-m", "m.aem", "-d", "x.npy", "--recon-png", "same11.png", "--features-png",
+        "sub/../same11.png");
+    expect_same_file(&r, "--recon-png", "--features-png");
+    RUN(&r, "eval", "-m", "m.aem", "-d", "x.npy", "--scores", "same12.npy", "--scatter-png",
+        "same12.npy");
+    expect_same_file(&r, "--scores", "--scatter-png");
+    assert_false(exists("same9.npy") || exists("same10.npy") || exists("same11.png") ||
+                 exists("same12.npy"));
+    /* Distinct names are fine. */
+    RUN(&r, "sample", "-m", "vae.aem", "-n", "4", "-o", "sub/s.npy", "--codes", "s.npy");
+    expect_ok(&r);
+#undef TRAIN_FAST
 }
 
 /* Image folders (-d DIR) and rows read from disk (--mmap). */
@@ -1068,6 +1414,74 @@ static void test_eval_protocols(void **state) {
     expect_fail(&r, "--mode");
 }
 
+/* A FIFO given as an input is refused at once (it used to wait for a
+ * writer), as a model, data or labels; as an output it is left a FIFO. */
+static void test_special_files(void **state) {
+    (void)state;
+    result r;
+    assert_int_equal(mkfifo(path("in.fifo"), 0600), 0);
+    g_alarm = 30;
+    RUN(&r, "info", "-m", "in.fifo");
+    expect_fail(&r, "is a FIFO");
+    RUN(&r, "train", "-d", "in.fifo", "-o", "f.aem");
+    expect_fail(&r, "is a FIFO");
+    RUN(&r, "train", "-d", "x.npy", "--labels", "in.fifo", "--layers", "8", "--epochs", "1", "-o",
+        "f.aem");
+    expect_fail(&r, "is a FIFO");
+    RUN(&r, "train", "-d", "x.npy", "--layers", "8", "--epochs", "1", "-o", "in.fifo");
+    expect_fail(&r, "it is a FIFO");
+    g_alarm = 0;
+    struct stat sb;
+    assert_int_equal(lstat(path("in.fifo"), &sb), 0);
+    assert_true(S_ISFIFO(sb.st_mode));
+    assert_false(exists("f.aem"));
+    unlink(path("in.fifo"));
+}
+
+/* Pictures are written as every file of the library is: a link planted at
+ * the tool's old temporary name is not followed (victim.txt stays), a link
+ * at the picture's name is written through, a FIFO is refused. */
+static void test_png_writes(void **state) {
+    (void)state;
+    result r;
+    FILE *f = fopen(path("victim.txt"), "wb");
+    assert_non_null(f);
+    fputs("precious", f);
+    fclose(f);
+    g_trap = "trap.png";
+    RUN(&r, "train", "-d", "img.npy", "--layers", "8", "--epochs", "1", "-b", "16", "-o", "t.aem",
+        "--recon-png", "trap.png");
+    g_trap = NULL;
+    expect_ok(&r);
+    assert_png("trap.png");
+    char buf[64];
+    f = fopen(path("victim.txt"), "rb");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    assert_string_equal(buf, "precious");
+
+    assert_int_equal(symlink("real.png", path("link.png")), 0);
+    RUN(&r, "reconstruct", "-m", "t.aem", "-d", "img.npy", "--limit", "4", "-o", "t.npy", "--png",
+        "link.png");
+    expect_ok(&r);
+    struct stat sb;
+    assert_int_equal(lstat(path("link.png"), &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    assert_png("real.png");
+
+    assert_int_equal(mkfifo(path("pic.fifo"), 0600), 0);
+    g_alarm = 30;
+    RUN(&r, "reconstruct", "-m", "t.aem", "-d", "img.npy", "--limit", "4", "-o", "t.npy", "--png",
+        "pic.fifo");
+    g_alarm = 0;
+    expect_fail(&r, "it is a FIFO");
+    assert_int_equal(lstat(path("pic.fifo"), &sb), 0);
+    assert_true(S_ISFIFO(sb.st_mode));
+    unlink(path("pic.fifo"));
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_tool PATH-TO-ae\n");
@@ -1091,9 +1505,17 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_progress),
         cmocka_unit_test(test_formats_and_flags),
         cmocka_unit_test(test_vae),
+        cmocka_unit_test(test_crafted_shape),
         cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_arch),
+        cmocka_unit_test(test_onnx),
         cmocka_unit_test(test_default_data_missing),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_distinct_outputs),
+        cmocka_unit_test(test_unsigned_options),
+        cmocka_unit_test(test_data_usage_errors),
+        cmocka_unit_test(test_special_files),
+        cmocka_unit_test(test_png_writes),
         cmocka_unit_test(test_images_and_mmap),
         cmocka_unit_test(test_value_conventions),
         cmocka_unit_test(test_kl_reduction),

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <setjmp.h>
@@ -89,6 +90,119 @@ static inline void test_set_params(ae_model *m, const float *p) {
         assert_int_equal(ae_model_set_bias(m, l, p, info.bias_count), AE_OK);
         p += info.bias_count;
     }
+}
+
+/* ---- the backend every test runs on ----
+ * AE_TEST_BACKEND (auto, openblas or onednn; unset: auto) forces the
+ * backend of every model the tests create or load (the wrappers below
+ * replace ae_model_create and the loaders in every file that includes this
+ * one) and of the layers the tests run alone (test_layer_backend). The
+ * test setups of tests/meson.build set it; this header is the only reader
+ * (the library never reads the environment). */
+static inline ae_backend test_backend(void) {
+    const char *v = getenv("AE_TEST_BACKEND");
+    if (!v || !*v) return AE_BACKEND_AUTO;
+    for (int b = AE_BACKEND_AUTO; b <= AE_BACKEND_ONEDNN; b++)
+        if (strcmp(v, ae_backend_name((ae_backend)b)) == 0) {
+            if (!ae_backend_available((ae_backend)b)) {
+                fprintf(stderr, "AE_TEST_BACKEND=%s: not built into this libae\n", v);
+                abort();
+            }
+            return (ae_backend)b;
+        }
+    fprintf(stderr, "AE_TEST_BACKEND=%s: not auto, openblas or onednn\n", v);
+    abort();
+}
+
+/* Forces the backend on a config the test made (a test's configs are never
+ * const objects: casting the const away is defined). */
+static inline void test_force_backend(const ae_config *cfg) {
+    ae_backend b = test_backend();
+    if (cfg && b != AE_BACKEND_AUTO && ae_config_set_backend((ae_config *)cfg, b) != AE_OK) abort();
+}
+
+static inline ae_status test_model_create_(ae_model **out, const ae_config *cfg) {
+    test_force_backend(cfg);
+    return ae_model_create(out, cfg);
+}
+
+static inline ae_status test_model_load_buffer_(ae_model **out, const void *buf, size_t size,
+                                                const ae_config *cfg) {
+    if (cfg || test_backend() == AE_BACKEND_AUTO) {
+        test_force_backend(cfg);
+        return ae_model_load_buffer(out, buf, size, cfg);
+    }
+    /* NULL: malloc and no message; a fresh config gives the same, and the backend. */
+    ae_config *c = NULL;
+    if (ae_config_create(&c, NULL) != AE_OK) abort();
+    test_force_backend(c);
+    ae_status st = ae_model_load_buffer(out, buf, size, c);
+    ae_config_destroy(c);
+    return st;
+}
+
+static inline ae_status test_model_load_(ae_model **out, const char *path, const ae_config *cfg) {
+    if (cfg || test_backend() == AE_BACKEND_AUTO) {
+        test_force_backend(cfg);
+        return ae_model_load(out, path, cfg);
+    }
+    ae_config *c = NULL;
+    if (ae_config_create(&c, NULL) != AE_OK) abort();
+    test_force_backend(c);
+    ae_status st = ae_model_load(out, path, c);
+    ae_config_destroy(c);
+    return st;
+}
+
+/* ONNX imports take the backend of their options' settings config. Options
+ * the library would refuse (a wrong struct_size) pass through unchanged. */
+static inline ae_status test_import_onnx_(ae_model **out, int file, const char *path,
+                                          const void *buf, size_t size,
+                                          const ae_onnx_import_options *opts, char *err,
+                                          size_t err_size) {
+    ae_onnx_import_options o;
+    ae_onnx_import_options_init(&o);
+    ae_config *c = NULL;
+    if (test_backend() != AE_BACKEND_AUTO && (!opts || opts->struct_size == sizeof o)) {
+        if (opts) o = *opts;
+        if (!o.settings) {
+            if (ae_config_create(&c, NULL) != AE_OK) abort();
+            o.settings = c;
+        }
+        test_force_backend(o.settings);
+        opts = &o;
+    }
+    ae_status st = file ? ae_model_import_onnx(out, path, opts, err, err_size)
+                        : ae_model_import_onnx_buffer(out, buf, size, opts, err, err_size);
+    ae_config_destroy(c);
+    return st;
+}
+
+/* Function-like: a test that needs the library's own call writes the name
+ * in parentheses, (ae_model_create)(&m, cfg). */
+#define ae_model_create(out, cfg) test_model_create_(out, cfg)
+#define ae_model_load_buffer(out, buf, size, cfg) test_model_load_buffer_(out, buf, size, cfg)
+#define ae_model_load(out, path, cfg) test_model_load_(out, path, cfg)
+#define ae_model_import_onnx(out, path, opts, err, n) \
+    test_import_onnx_(out, 1, path, NULL, 0, opts, err, n)
+#define ae_model_import_onnx_buffer(out, buf, size, opts, err, n) \
+    test_import_onnx_(out, 0, NULL, buf, size, opts, err, n)
+
+/* The backend of a layer run alone (ae_layer_io.backend): the one a model
+ * created now would compute with. */
+static inline ae_backend test_layer_backend(void) {
+    static ae_backend b = AE_BACKEND_AUTO;
+    if (b != AE_BACKEND_AUTO) return b;
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    if (ae_config_create(&c, NULL) || ae_config_set_input_size(c, 1) ||
+        ae_config_add_dense(c, 1, AE_ACT_IDENTITY) || ae_config_mark_code(c) ||
+        ae_config_add_dense(c, 1, AE_ACT_IDENTITY) || ae_model_create(&m, c))
+        abort();
+    b = ae_model_backend(m);
+    ae_model_destroy(m);
+    ae_config_destroy(c);
+    return b;
 }
 
 #endif

@@ -9,7 +9,8 @@
  * statistics); and it includes the topic headers: datasets and corruption
  * (data.h), image layers (conv.h), tying and stacking (stack.h), the
  * training loop (train.h), sparse (sparse.h) and variational (vae.h)
- * models, metrics (metrics.h), files (io.h).
+ * models, metrics (metrics.h), files (io.h), architecture descriptions
+ * as text (arch.h).
  *
  * Principles that hold for every call:
  * - Handles are opaque. Every *_create has a *_destroy that accepts NULL.
@@ -210,7 +211,10 @@ AE_API ae_status ae_activation_from_name(const char *name, ae_activation *act);
  * says whether it may change after the model is created. Set them on a
  * config with ae_config_set_int / ae_config_set_float, and (where allowed)
  * on a model with ae_model_set_int / ae_model_set_float. ae_param_bounds
- * gives the bounds at run time. Since 0.1.0 unless noted.
+ * gives the bounds at run time. Float settings are stored as doubles and
+ * used as floats: a value must be within its bounds both as given and
+ * rounded to float (a beta of 1 - 1e-10 is 1 as a float and is refused),
+ * and -0.0 is stored as 0. Since 0.1.0 unless noted.
  */
 typedef enum ae_param {
     /* int, ae_loss, default AE_LOSS_MSE. Fixed at creation. */
@@ -219,12 +223,15 @@ typedef enum ae_param {
     AE_P_REDUCTION = 2,
     /* int, ae_optimizer, default AE_OPT_ADAM. Fixed at creation. */
     AE_P_OPTIMIZER = 3,
-    /* int, [0, 2^63-1], default 0: seeds the model's RNG (initialisation,
-       and every random draw the model makes). Fixed at creation. */
+    /* int, any int64 value, default 0: seeds the model's RNG (initialisation,
+       and every random draw the model makes) with its 64 bits, so every
+       value is a distinct seed; a uint64_t seed s is set as the int64 of
+       the same bits ((int64_t)s, or memcpy). Fixed at creation. */
     AE_P_SEED = 4,
     /* float, [0, 1e6], default 1e-3. Changeable between steps. */
     AE_P_LEARNING_RATE = 10,
-    /* float, [0, 1), default 0 (SGD only). Changeable. */
+    /* float, [0, 1), default 0 (SGD only); 0 or a normal float (at least
+       FLT_MIN = 1.17549e-38). Changeable. */
     AE_P_MOMENTUM = 11,
     /* int, 0 or 1, default 0 (SGD only; needs momentum > 0). Changeable. */
     AE_P_NESTEROV = 12,
@@ -236,7 +243,8 @@ typedef enum ae_param {
     AE_P_BETA1 = 14,
     /* float, [0, 1), default 0.999 (Adam, AdamW). Changeable. */
     AE_P_BETA2 = 15,
-    /* float, (0, 1], default 1e-8 (Adam, AdamW). Changeable. */
+    /* float, [FLT_MIN = 1.17549e-38, 1], default 1e-8 (Adam, AdamW): a
+       positive normal float, as Adam divides by it in float. Changeable. */
     AE_P_EPSILON = 16,
     /* float, [0, 1e12], default 0 = off: clip the gradient by its global
        L2 norm before the update. Changeable. */
@@ -294,7 +302,8 @@ typedef enum ae_layer_param {
     /* float, [0, 1], default 0.1: BatchNorm running-statistics momentum
        (PyTorch's meaning: running = (1 - momentum) running + momentum batch). */
     AE_LAYER_BN_MOMENTUM = 20,
-    /* float, (0, 1], default 1e-5: BatchNorm epsilon added to the variance. */
+    /* float, [FLT_MIN = 1.17549e-38, 1], default 1e-5: BatchNorm epsilon
+       added to the variance (a positive normal float). */
     AE_LAYER_BN_EPS = 21
 } ae_layer_param;
 
@@ -475,11 +484,18 @@ AE_API const char *ae_model_last_error(const ae_model *m);
  * model's RNG and fed forward, and the target stays the clean `x` (or
  * `target`); a noise level out of its kind's range is AE_ERR_RANGE.
  * The first step at a new largest batch size allocates the workspace; later
- * steps at that size or smaller allocate nothing.
+ * steps at that size or smaller allocate nothing, except that on the oneDNN
+ * backend a model with convolutions makes their oneDNN primitives at the
+ * first pass of each batch size (keeping those of the last four sizes).
+ * After a successful step every parameter, optimizer state and layer
+ * state value is finite.
  * Errors: AE_ERR_INVALID_ARG (NULL, batch 0), AE_ERR_RANGE (batch over
- * 2^24), AE_ERR_NUMERIC (NaN or infinity in the data, the loss or the
- * gradients: the parameters and optimizer state stay exactly as before),
- * AE_ERR_OUT_OF_MEMORY. A failed step also leaves the model's RNG as it was.
+ * 2^24; with AE_LOSS_BCE a target outside [0, 1], the message naming the
+ * first such element), AE_ERR_NUMERIC (NaN or infinity in the data, the
+ * loss or the gradients, or an update or running statistic that would
+ * overflow float: the parameters, optimizer state and layer state stay
+ * exactly as before), AE_ERR_OUT_OF_MEMORY. A failed step also leaves the
+ * model's RNG as it was.
  * Since 0.1.0.
  */
 AE_API ae_status ae_train_step(ae_model *m, const float *x, const float *target, size_t batch,
@@ -503,7 +519,10 @@ AE_API ae_status ae_evaluate(ae_model *m, const float *x, const float *target, s
 
 /**
  * Runs the encoder: `x` [batch, input_size] to `code` [batch, code_size].
- * Errors: AE_ERR_INVALID_ARG, AE_ERR_RANGE, AE_ERR_OUT_OF_MEMORY. Since 0.1.0.
+ * Errors: AE_ERR_INVALID_ARG, AE_ERR_RANGE, AE_ERR_OUT_OF_MEMORY,
+ * AE_ERR_NUMERIC (a non-finite input; in AE_MODE_TRAIN, running statistics
+ * that would overflow float: they stay as before; the same for
+ * ae_evaluate, ae_decode and ae_reconstruct). Since 0.1.0.
  */
 AE_API ae_status ae_encode(ae_model *m, const float *x, size_t batch, float *code);
 
@@ -544,6 +563,9 @@ typedef struct ae_layer_info {
     size_t out_size;     /* output features per sample */
     size_t weight_count; /* elements of W ([out, in] for dense); 0 if none */
     size_t bias_count;   /* elements of b; 0 if none */
+    /* Since 0.1.0, after bias_count: elements of the layer's non-trainable
+       state (ae_model_get_state); 0 if none. */
+    size_t state_count;
 } ae_layer_info;
 
 /**
@@ -559,6 +581,18 @@ AE_API ae_status ae_model_layer_info(const ae_model *m, size_t layer, ae_layer_i
  */
 AE_API ae_status ae_model_layer_shape(const ae_model *m, size_t layer, size_t in[3],
                                       size_t out[3]);
+
+/**
+ * The shape of a sample, channels x height x width: the input shape
+ * (ae_config_set_input_shape), or, when the input is a vector of n
+ * features (n x 1 x 1) and the first layer an unflatten, that layer's
+ * output shape. It is saved with the model (the input shape of the file's
+ * architecture), so pictures of the model's inputs and outputs need
+ * nothing else. Any out pointer may be NULL. Errors: AE_ERR_INVALID_ARG
+ * (m NULL). Since 0.1.0.
+ */
+AE_API ae_status ae_model_sample_shape(const ae_model *m, size_t *channels, size_t *height,
+                                       size_t *width);
 
 /**
  * Copies a layer's weight (row-major, [out, in] for dense) into `dst`, which
@@ -579,6 +613,27 @@ AE_API ae_status ae_model_set_weights(ae_model *m, size_t layer, const float *sr
 AE_API ae_status ae_model_get_bias(const ae_model *m, size_t layer, float *dst, size_t count);
 /** Overwrites a layer's bias; as ae_model_set_weights. Since 0.1.0. */
 AE_API ae_status ae_model_set_bias(ae_model *m, size_t layer, const float *src, size_t count);
+
+/**
+ * Copies a layer's non-trainable state into `dst`, which holds `count`
+ * floats; `count` must equal the layer's state_count (ae_layer_info).
+ * BatchNorm (C channels): the running mean [C] then the running variance
+ * [C], PyTorch's running_mean and running_var. Batch top-k: the inference
+ * threshold θ, then 1 once θ is set (0 before its first training forward,
+ * when inference selects as training does). Other kinds have none.
+ * Errors: AE_ERR_INVALID_ARG (NULL), AE_ERR_RANGE (layer), AE_ERR_SHAPE
+ * (count). Since 0.1.0.
+ */
+AE_API ae_status ae_model_get_state(const ae_model *m, size_t layer, float *dst, size_t count);
+/**
+ * Overwrites a layer's non-trainable state from `src` (`count` floats, as
+ * ae_model_get_state lays them out), e.g. a PyTorch BatchNorm's running
+ * statistics. Errors as ae_model_get_state, and AE_ERR_NUMERIC for a
+ * non-finite value, AE_ERR_RANGE for a value the state cannot hold (a
+ * negative BatchNorm variance, a batch top-k flag other than 0 or 1);
+ * nothing is written then. Since 0.1.0.
+ */
+AE_API ae_status ae_model_set_state(ae_model *m, size_t layer, const float *src, size_t count);
 
 /**
  * Changes a setting of a created model. Only settings marked changeable
@@ -614,6 +669,52 @@ AE_API ae_status ae_model_set_mode(ae_model *m, ae_mode mode);
 
 /** The model's mode; AE_MODE_INFER for NULL. Since 0.1.0. */
 AE_API ae_mode ae_model_get_mode(const ae_model *m);
+
+/* ------------------------------------------------------------------------
+ * Compute backend
+ * ------------------------------------------------------------------------ */
+
+/**
+ * The library that computes a model's matrix products (dense layers, the
+ * GEMMs of convolutions). A model takes its backend when it is created or
+ * loaded, from the config's choice (ae_config_set_backend), and keeps it
+ * for its whole life. AE_BACKEND_AUTO, the default, is the rule: oneDNN
+ * when this libae was built with it (meson option -Donednn), OpenBLAS
+ * otherwise (docs/performance.md has the measurements behind the rule).
+ * Same backend, same thread count, same seed and data: bitwise the same
+ * run; two backends round differently, so their runs agree to float
+ * rounding only. OpenBLAS runs OPENBLAS_NUM_THREADS threads, oneDNN
+ * OpenMP's (OMP_NUM_THREADS). Numbers frozen. Since 0.1.0.
+ */
+typedef enum ae_backend {
+    AE_BACKEND_AUTO = 0,
+    AE_BACKEND_OPENBLAS = 1,
+    AE_BACKEND_ONEDNN = 2
+} ae_backend;
+
+/** "auto", "openblas" or "onednn"; NULL for a number that is no backend. Since 0.1.0. */
+AE_API const char *ae_backend_name(ae_backend backend);
+
+/** 1 when `backend` is built into this libae (AUTO and OPENBLAS always are), else 0. Since 0.1.0. */
+AE_API int ae_backend_available(ae_backend backend);
+
+/**
+ * Chooses the backend of the models created from `cfg` (and of the models
+ * ae_model_load gives with `cfg` as its config). Errors: AE_ERR_INVALID_ARG
+ * (cfg NULL, a number that is no backend), AE_ERR_UNSUPPORTED (not built
+ * into this libae; the message says so). Errors change nothing. Since 0.1.0.
+ */
+AE_API ae_status ae_config_set_backend(ae_config *cfg, ae_backend backend);
+
+/** The backend chosen on `cfg` (AE_BACKEND_AUTO unless set); AUTO for NULL. Since 0.1.0. */
+AE_API ae_backend ae_config_get_backend(const ae_config *cfg);
+
+/**
+ * The backend `m` computes with: AE_BACKEND_OPENBLAS or AE_BACKEND_ONEDNN,
+ * never AUTO (the rule was applied at creation); AE_BACKEND_AUTO for NULL.
+ * Since 0.1.0.
+ */
+AE_API ae_backend ae_model_backend(const ae_model *m);
 
 /* ------------------------------------------------------------------------
  * Statistics
@@ -671,5 +772,7 @@ AE_API ae_status ae_model_get_stat(const ae_model *m, ae_stat stat, double *valu
 #include <libae/vae.h>
 #include <libae/metrics.h>
 #include <libae/io.h>
+#include <libae/arch.h>
+#include <libae/onnx.h>
 
 #endif /* LIBAE_AE_H */

@@ -194,8 +194,10 @@ AE_API ae_status ae_dataset_load_npy(ae_dataset *ds, const char *path);
  * written as model files are (ae_model_save): under a temporary name next
  * to `path`, flushed to disk and renamed, so a failure leaves no partial
  * file at `path` and an existing file there as it was; a replaced file
- * keeps its permission bits. Errors: AE_ERR_INVALID_ARG, AE_ERR_STATE (empty
- * dataset), AE_ERR_OUT_OF_MEMORY, AE_ERR_IO (the message names the file).
+ * keeps its permission bits; a symbolic link is written through and a
+ * path that is not a regular file is refused (docs/files.md). Errors:
+ * AE_ERR_INVALID_ARG, AE_ERR_STATE (empty dataset), AE_ERR_OUT_OF_MEMORY,
+ * AE_ERR_IO (the message names the file).
  * Since 0.1.0.
  */
 AE_API ae_status ae_dataset_save_npy(ae_dataset *ds, const char *path);
@@ -414,6 +416,25 @@ AE_API const char *ae_dataset_class_name(const ae_dataset *ds, size_t i);
 /** Files ae_dataset_load_images skipped (skip_bad); 0 otherwise. Since 0.1.0. */
 AE_API size_t ae_dataset_skipped(const ae_dataset *ds);
 
+/**
+ * Writes a picture as an 8-bit PNG file. `pixels` holds height x width
+ * pixels, row by row from the top, each `channels` bytes: 1 gray, 2 gray
+ * and alpha, 3 RGB, 4 RGBA (the layout ae_dataset_load_images decodes
+ * from, interleaved, not planar). The file is written as every file of
+ * libae is (docs/files.md): encoded in memory, then atomically under a
+ * temporary name beside the target, flushed and renamed, so a failure
+ * leaves an existing file as it was; a symbolic link is written through;
+ * a path that is not a regular file is refused. `alloc` may be NULL
+ * (malloc). On failure the message (naming the file) is copied into `err`
+ * (err_size bytes, truncated; may be NULL). Errors: AE_ERR_INVALID_ARG
+ * (NULL or empty path, NULL pixels, channels not 1..4, a side 0 or above
+ * 1,000,000, libpng's limit), AE_ERR_UNSUPPORTED (libae built
+ * without libpng), AE_ERR_OUT_OF_MEMORY, AE_ERR_IO. Since 0.1.0.
+ */
+AE_API ae_status ae_image_save_png(const char *path, const uint8_t *pixels, size_t height,
+                                   size_t width, size_t channels, const ae_allocator *alloc,
+                                   char *err, size_t err_size);
+
 /* ------------------------------------------------------------------------
  * Value conventions (docs/data.md "Value conventions")
  * ------------------------------------------------------------------------ */
@@ -583,7 +604,7 @@ typedef struct ae_noise {
     double level;        /* as AE_P_NOISE_LEVEL */
     double mean;         /* Gaussian mean, default 0 */
     double value;        /* masking constant, default 0 */
-    int clip;            /* 1: clip results to [clip_lo, clip_hi]; default 0 */
+    int clip;            /* 0 or 1: clip results to [clip_lo, clip_hi]; default 0 */
     double clip_lo, clip_hi; /* default 0 and 1 */
 } ae_noise;
 
@@ -602,8 +623,9 @@ AE_API void ae_rng_state_seed(uint64_t state[4], uint64_t seed);
  * is only read; `out` may equal `in` (in place) but must not otherwise
  * overlap it. Errors (by code only: there is no handle): AE_ERR_INVALID_ARG
  * (NULL, a wrong struct_size, an unknown kind), AE_ERR_RANGE (a level,
- * mean, value or clip bound out of the kind's range; count * dim
- * overflowing). On failure nothing is written and `state` is unchanged.
+ * mean, value or clip bound out of the kind's range, clip not 0 or 1;
+ * count * dim overflowing), AE_ERR_NUMERIC (a NaN or infinity in `in`).
+ * On failure nothing is written and `state` is unchanged.
  * Since 0.1.0.
  */
 AE_API ae_status ae_corrupt_rng(const ae_noise *noise, uint64_t state[4], const float *in,

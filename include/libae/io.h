@@ -35,12 +35,18 @@ typedef enum ae_save_flags {
  * Saves a model to `path` atomically: the file is written to a temporary
  * file in the same directory, flushed to disk (fsync), renamed over `path`,
  * and the directory is flushed. A failed save leaves no temporary file and
- * leaves a file already at `path` as it was. The model is not changed
+ * leaves a file already at `path` as it was. A symbolic link at `path` is
+ * followed: the file it names is replaced (created for a dangling link)
+ * in its own directory and the link stays. Only a regular file is
+ * replaced: a directory, device, FIFO or socket at `path` is refused with
+ * AE_ERR_IO, untouched (docs/files.md). The model is not changed
  * (only its message buffer, ae_model_last_error, on failure).
  * `flags` is AE_SAVE_MODEL or AE_SAVE_CHECKPOINT.
  * Errors (message in ae_model_last_error(m)): AE_ERR_INVALID_ARG (NULL,
  * unknown flags), AE_ERR_OUT_OF_MEMORY, AE_ERR_IO (the message names the
- * step and the system's reason). Since 0.1.0.
+ * step and the system's reason), AE_ERR_NUMERIC (a value to save is not
+ * finite, which ae_model_load would refuse: nothing is written; no call
+ * of the library leaves one). Since 0.1.0.
  */
 AE_API ae_status ae_model_save(const ae_model *m, const char *path, unsigned flags);
 
@@ -51,7 +57,8 @@ AE_API ae_status ae_model_save(const ae_model *m, const char *path, unsigned fla
  * not be NULL); when it exceeds `capacity`, nothing is written and the call
  * returns AE_ERR_RANGE. `buf` may be NULL when capacity is 0 (to ask for
  * the size). The model is not changed. Errors (message in
- * ae_model_last_error(m)): AE_ERR_INVALID_ARG, AE_ERR_RANGE. Since 0.1.0.
+ * ae_model_last_error(m)): AE_ERR_INVALID_ARG, AE_ERR_RANGE, AE_ERR_NUMERIC
+ * (as ae_model_save). Since 0.1.0.
  */
 AE_API ae_status ae_model_save_buffer(const ae_model *m, void *buf, size_t capacity,
                                       size_t *size, unsigned flags);
@@ -62,11 +69,13 @@ AE_API ae_status ae_model_save_buffer(const ae_model *m, void *buf, size_t capac
  * builder, so every check of ae_config_* and ae_model_create applies.
  * `cfg` plays the part it plays in ae_model_create, the handle of the
  * call: the model allocates through the allocator `cfg` was created with,
- * and a failure's message (naming `path`) is in ae_config_last_error(cfg).
- * Nothing else of `cfg` is read or changed (its layers and settings are
- * not used: the file holds the architecture), so any config, even an
- * empty one, serves, and it may be destroyed or reused afterwards. `cfg`
- * may be NULL: then malloc, and no message.
+ * computes on the backend chosen on it (ae_config_set_backend; model files
+ * do not keep one), and a failure's message (naming `path`) is in
+ * ae_config_last_error(cfg). Nothing else of `cfg` is read or changed (its
+ * layers and settings are not used: the file holds the architecture), so
+ * any config, even an empty one, serves, and it may be destroyed or reused
+ * afterwards. `cfg` may be NULL: then malloc, the AUTO backend, and no
+ * message.
  * Errors: AE_ERR_INVALID_ARG (out or path NULL), AE_ERR_IO (cannot read
  * the file), AE_ERR_FORMAT (not a model file, truncated, malformed, an
  * unknown layer kind or setting), AE_ERR_VERSION (a newer major format

@@ -40,7 +40,9 @@ AE_API ae_status ae_metric_mse_per_sample(const float *x, const float *y, size_t
 /**
  * Peak signal-to-noise ratio in decibels: 10 log10(range² / MSE) over
  * `count` values, with `data_range` the span of the data (1 for [0, 1],
- * 255 for bytes; > 0). Identical arrays give +infinity. Since 0.1.0.
+ * 255 for bytes), in [1e-45, 1e39] (any span float data can have; outside
+ * it L² leaves double's range: AE_ERR_RANGE). Identical arrays give
+ * +infinity. Since 0.1.0.
  */
 AE_API ae_status ae_metric_psnr(const float *x, const float *y, size_t count, double data_range,
                                 double *psnr);
@@ -52,7 +54,8 @@ AE_API ae_status ae_metric_psnr(const float *x, const float *y, size_t count, do
  * weights normalised to sum 1), K1 = 0.01, K2 = 0.03, L = `data_range`:
  * at each window position where the window lies wholly inside the image,
  * SSIM = (2 μx μy + C1)(2 σxy + C2) / ((μx² + μy² + C1)(σx² + σy² + C2))
- * with C1 = (K1 L)², C2 = (K2 L)², the moments weighted by the window
+ * with C1 = (K1 L)², C2 = (K2 L)², L in [1e-45, 1e39] as for
+ * ae_metric_psnr (AE_ERR_RANGE otherwise), the moments weighted by the window
  * (σ² = E[x²] - μ², no sample correction); the result is the mean over
  * positions, channels and images. This is the reference MATLAB ssim_index
  * and skimage's structural_similarity(gaussian_weights=True, sigma=1.5,

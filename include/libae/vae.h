@@ -94,7 +94,8 @@ AE_API ae_status ae_vae_interpolate(ae_model *m, const float *z0, const float *z
  * the loss statistics nor fixed eps (ae_vae_set_fixed_eps) are used or
  * changed. `neg_elbo` receives the sum of the mean terms `recon` and `kl`
  * (each may be NULL).
- * Errors: AE_ERR_INVALID_ARG (x or neg_elbo NULL, batch 0), AE_ERR_RANGE,
+ * Errors: AE_ERR_INVALID_ARG (x or neg_elbo NULL, batch 0), AE_ERR_RANGE
+ * (also an input outside [0, 1] with AE_LOSS_BCE, as ae_train_step),
  * AE_ERR_NUMERIC (non-finite input or result), AE_ERR_STATE (no Gaussian
  * layer), AE_ERR_OUT_OF_MEMORY. Since 0.1.0.
  */

@@ -1,21 +1,105 @@
 #include <cblas.h>
 #include <math.h>
 
+#ifdef AE_HAVE_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
+#endif
+
 #include "core.h"
 
-void ae_sgemm(ae_trans ta, ae_trans tb, size_t M, size_t N, size_t K, float alpha, const float *A,
-              size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc) {
-    if (M == 0 || N == 0) return;
+static void openblas_sgemm(ae_trans ta, ae_trans tb, size_t M, size_t N, size_t K, float alpha,
+                           const float *A, size_t lda, const float *B, size_t ldb, float beta,
+                           float *C, size_t ldc) {
     cblas_sgemm(CblasRowMajor, ta == AE_TRANS ? CblasTrans : CblasNoTrans,
                 tb == AE_TRANS ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, alpha, A,
                 (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
-void ae_sgemv(ae_trans ta, size_t rows, size_t cols, float alpha, const float *A, size_t lda,
-              const float *x, float beta, float *y) {
+#ifdef AE_HAVE_ONEDNN
+/* dnnl_sgemm fails only when it cannot allocate its packing buffer (the
+ * arguments are valid by construction); OpenBLAS then computes that one
+ * product, so a step never goes on with an unwritten C. It also leaves C
+ * unscaled when K is 0, which BLAS scales by beta: OpenBLAS does that case. */
+static void onednn_sgemm(ae_trans ta, ae_trans tb, size_t M, size_t N, size_t K, float alpha,
+                         const float *A, size_t lda, const float *B, size_t ldb, float beta,
+                         float *C, size_t ldc) {
+    if (K > 0 &&
+        dnnl_sgemm(ta == AE_TRANS ? 'T' : 'N', tb == AE_TRANS ? 'T' : 'N', (dnnl_dim_t)M,
+                   (dnnl_dim_t)N, (dnnl_dim_t)K, alpha, A, (dnnl_dim_t)lda, B, (dnnl_dim_t)ldb,
+                   beta, C, (dnnl_dim_t)ldc) == dnnl_success)
+        return;
+    openblas_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+#endif
+
+void ae_sgemm(ae_backend be, ae_trans ta, ae_trans tb, size_t M, size_t N, size_t K, float alpha,
+              const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
+              size_t ldc) {
+    if (M == 0 || N == 0) return;
+#ifdef AE_HAVE_ONEDNN
+    if (be == AE_BACKEND_ONEDNN) {
+        onednn_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#endif
+    (void)be;
+    openblas_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void ae_sgemv(ae_backend be, ae_trans ta, size_t rows, size_t cols, float alpha, const float *A,
+              size_t lda, const float *x, float beta, float *y) {
     if (rows == 0 || cols == 0) return;
+#ifdef AE_HAVE_ONEDNN
+    /* oneDNN has no GEMV: the product as a one-row GEMM, y^T = x^T op(A)^T
+     * (measured as fast as OpenBLAS's sgemv on AVX2 kernels, docs/performance.md). */
+    if (be == AE_BACKEND_ONEDNN) {
+        if (ta == AE_TRANS)
+            onednn_sgemm(AE_NO_TRANS, AE_NO_TRANS, 1, cols, rows, alpha, x, rows, A, lda, beta, y,
+                         cols);
+        else
+            onednn_sgemm(AE_NO_TRANS, AE_TRANS, 1, rows, cols, alpha, x, cols, A, lda, beta, y,
+                         rows);
+        return;
+    }
+#endif
+    (void)be;
     cblas_sgemv(CblasRowMajor, ta == AE_TRANS ? CblasTrans : CblasNoTrans, (int)rows, (int)cols,
                 alpha, A, (int)lda, x, 1, beta, y, 1);
+}
+
+/* ---- backends ---- */
+
+const char *ae_backend_name(ae_backend backend) {
+    switch (backend) {
+    case AE_BACKEND_AUTO: return "auto";
+    case AE_BACKEND_OPENBLAS: return "openblas";
+    case AE_BACKEND_ONEDNN: return "onednn";
+    }
+    return NULL;
+}
+
+int ae_backend_available(ae_backend backend) {
+    switch (backend) {
+    case AE_BACKEND_AUTO:
+    case AE_BACKEND_OPENBLAS: return 1;
+    case AE_BACKEND_ONEDNN:
+#ifdef AE_HAVE_ONEDNN
+        return 1;
+#else
+        return 0;
+#endif
+    }
+    return 0;
+}
+
+/* The rule (docs/performance.md): oneDNN whenever it is built in. Measured
+ * on the dense and im2col shapes, its sgemm was never slower than
+ * OpenBLAS's with any core OpenBLAS picks, and about 2x faster than its
+ * AVX2 kernels, which OPENBLAS_CORETYPE=Haswell or a CPU newer than
+ * OpenBLAS's tables gets. */
+ae_backend ae_backend_resolve(ae_backend chosen) {
+    if (chosen != AE_BACKEND_AUTO) return chosen;
+    return ae_backend_available(AE_BACKEND_ONEDNN) ? AE_BACKEND_ONEDNN : AE_BACKEND_OPENBLAS;
 }
 
 /* Integer tests of the exponent bits vectorise where a float reduction would not. */

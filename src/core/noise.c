@@ -34,9 +34,11 @@ ae_status ae_noise_check(const ae_noise_spec *n, ae_errbuf *e, int settings) {
                             settings ? "AE_P_NOISE_VALUE" : "value", n->value);
         break;
     case AE_NOISE_DROPOUT:
-        if (!(p >= 0.0 && p < 1.0))
+        /* The kernel draws against p as a float: 1 - 1e-10 would be 1. */
+        if (!(p >= 0.0 && p < 1.0 && (float)p < 1.0f))
             return ae_error(e, AE_ERR_RANGE,
-                            "%s is a probability for dropout noise: must be in [0, 1), got %g", lv, p);
+                            "%s is a probability for dropout noise: must be in [0, 1) as a "
+                            "float, got %.10g", lv, p);
         break;
     default:
         return ae_error(e, AE_ERR_INVALID_ARG, "unknown noise kind %lld", (long long)n->kind);

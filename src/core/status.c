@@ -45,3 +45,9 @@ ae_status ae_error(ae_errbuf *e, ae_status code, const char *fmt, ...) {
     va_end(ap);
     return code;
 }
+
+ae_errtext ae_sys_error(int err) {
+    ae_errtext t;
+    if (strerror_r(err, t.s, sizeof t.s) != 0) snprintf(t.s, sizeof t.s, "error %d", err);
+    return t;
+}

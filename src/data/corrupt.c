@@ -27,7 +27,9 @@ ae_status ae_corrupt_rng(const ae_noise *noise, uint64_t state[4], const float *
     size_t total;
     if (ae_mul_overflow(count, dim, &total) || total > SIZE_MAX / sizeof(float)) return AE_ERR_RANGE;
     if (total && (!in || !out)) return AE_ERR_INVALID_ARG;
-    ae_noise_spec ns = {(int)noise->kind, noise->level, noise->mean, noise->value, noise->clip != 0,
+    /* clip is a flag, as AE_P_NOISE_CLIP: 0 or 1. */
+    if (noise->clip != 0 && noise->clip != 1) return AE_ERR_RANGE;
+    ae_noise_spec ns = {(int)noise->kind, noise->level, noise->mean, noise->value, noise->clip,
                         noise->clip_lo, noise->clip_hi};
     ae_status st = ae_noise_check(&ns, NULL, 0);
     if (st != AE_OK || total == 0) return st;
@@ -35,6 +37,8 @@ ae_status ae_corrupt_rng(const ae_noise *noise, uint64_t state[4], const float *
     const char *a = (const char *)in, *b = (const char *)out;
     size_t bytes = total * sizeof(float);
     if (a != b && a < b + bytes && b < a + bytes) return AE_ERR_INVALID_ARG;
+    /* NaN or infinity would come out corrupted as if it were data. */
+    if (!ae_all_finite(in, total)) return AE_ERR_NUMERIC;
     ae_rng r;
     memcpy(r.s, state, sizeof r.s);
     ae_noise_apply(&ns, &r, in, out, count, dim);

@@ -17,12 +17,6 @@ void ae_src_name_init(ae_src_name *s, ae_errbuf *e, const char *name);
 /* Formats "<name>: <message>" into s->e and returns code. */
 ae_status ae_src_fail(const ae_src_name *s, ae_status code, const char *fmt, ...) AE_PRINTF(3, 4);
 
-/* strerror_r's text (the POSIX form: handles may be used from several threads). */
-typedef struct ae_errtext {
-    char s[96];
-} ae_errtext;
-ae_errtext ae_sys_error(int err);
-
 /* Largest number of elements an IDX file may declare: 2^31 keeps every
  * byte count (x 4 for floats) within 64-bit size_t and refuses absurd
  * headers before anything sized by them is allocated. */
@@ -131,9 +125,9 @@ ae_npy_type ae_rowfile_type(const ae_rowfile *f);
 ae_status ae_rowfile_read(ae_rowfile *f, ae_errbuf *e, const size_t *rows, size_t start, size_t n,
                           float mul, float add, float *dst);
 
-/* Opens a file for reading: a regular file only (a FIFO or device is
- * refused without blocking). Returns the descriptor or -1 with the
- * message in e. */
+/* Opens a file for reading, as every data loader does: a regular file only
+ * (a FIFO or device is refused without blocking; ae_file_open_read).
+ * Returns the descriptor or -1 with the message, naming the file, in e. */
 int ae_open_regular(ae_errbuf *e, const char *path, size_t *size);
 
 /* ---- image decoding (image.c) ----

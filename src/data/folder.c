@@ -357,13 +357,18 @@ ae_status ae_dataset_load_images(ae_dataset *ds, const char *dir, const ae_image
                     h = ih;
                     w = iw;
                 }
-                dim = ch * h * w;
-                size_t rows = files.n;
-                vals = o->cache ? NULL : ae_alloc(a, rows * dim * sizeof *vals);
-                bytes = o->cache ? ae_alloc(a, rows * dim) : NULL;
-                tmp = o->cache ? ae_alloc(a, dim * sizeof *tmp) : NULL;
-                labs = labelled ? ae_alloc(a, rows * sizeof *labs) : NULL;
-                if ((!o->cache && !vals) || (o->cache && (!bytes || !tmp)) || (labelled && !labs))
+                /* Sizes from the folder and the first image: a product too
+                   large for size_t is memory that cannot be had. */
+                size_t rows = files.n, elems = 0, fbytes = 0;
+                int big = ae_mul_overflow(ch, h, &dim) || ae_mul_overflow(dim, w, &dim) ||
+                          ae_mul_overflow(rows, dim, &elems) ||
+                          ae_mul_overflow(elems, sizeof *vals, &fbytes);
+                vals = o->cache || big ? NULL : ae_alloc(a, fbytes);
+                bytes = o->cache && !big ? ae_alloc(a, elems) : NULL;
+                tmp = o->cache && !big ? ae_alloc(a, dim * sizeof *tmp) : NULL;
+                labs = labelled && !big ? ae_alloc(a, rows * sizeof *labs) : NULL;
+                if (big || (!o->cache && !vals) || (o->cache && (!bytes || !tmp)) ||
+                    (labelled && !labs))
                     st = ae_error(e, AE_ERR_OUT_OF_MEMORY, "%s: out of memory for %zu images of %zu values",
                                   who, rows, dim);
             }

@@ -400,28 +400,26 @@ ae_status ae_idx_read_file(const ae_allocator *a, ae_errbuf *e, const char *path
     memset(&s, 0, sizeof s);
     s.a = a;
     ae_src_name_init(&s.src, e, path);
-    s.fp = fopen(path, "rb");
-    if (!s.fp) return fail(&s, AE_ERR_IO, "cannot open: %s", ae_sys_error(errno).s);
-    struct stat sb;
-    ae_status st = AE_OK;
-    if (fstat(fileno(s.fp), &sb) != 0) {
-        st = fail(&s, AE_ERR_IO, "cannot stat: %s", ae_sys_error(errno).s);
-    } else if (S_ISDIR(sb.st_mode)) {
-        st = fail(&s, AE_ERR_IO, "is a directory");
-    } else {
-        if (S_ISREG(sb.st_mode)) {
-            s.known_size = 1;
-            s.size = (uint64_t)sb.st_size;
-            uint8_t tail[4];
-            /* pread leaves the stream's position alone. */
-            if (sb.st_size >= 4 && pread(fileno(s.fp), tail, 4, sb.st_size - 4) == 4) {
-                s.have_isize = 1;
-                s.isize = le32(tail);
-            }
-        }
-        s.chunk = ae_alloc(a, IDX_CHUNK);
-        if (!s.chunk) st = fail(&s, AE_ERR_OUT_OF_MEMORY, "out of memory for the read buffer");
+    size_t size;
+    int fd = ae_open_regular(e, path, &size);
+    if (fd < 0) return AE_ERR_IO;
+    s.fp = fdopen(fd, "rb");
+    if (!s.fp) {
+        int err = errno;
+        close(fd);
+        return fail(&s, AE_ERR_IO, "cannot open: %s", ae_sys_error(err).s);
     }
+    ae_status st = AE_OK;
+    s.known_size = 1;
+    s.size = (uint64_t)size;
+    uint8_t tail[4];
+    /* pread leaves the stream's position alone. */
+    if (size >= 4 && pread(fd, tail, 4, (off_t)size - 4) == 4) {
+        s.have_isize = 1;
+        s.isize = le32(tail);
+    }
+    s.chunk = ae_alloc(a, IDX_CHUNK);
+    if (!s.chunk) st = fail(&s, AE_ERR_OUT_OF_MEMORY, "out of memory for the read buffer");
     if (st == AE_OK) st = parse(&s, role, out);
     src_close(&s);
     if (st != AE_OK) memset(out, 0, sizeof *out);

@@ -14,7 +14,7 @@
 #include "data.h"
 
 #ifdef AE_HAVE_PNG
-#include <png.h>
+#include "png_jump.h"
 #endif
 #ifdef AE_HAVE_JPEG
 #include <jpeglib.h>
@@ -57,19 +57,18 @@ static void convert_pixels(const uint8_t *in, int from, uint8_t *out, int to, si
 typedef struct png_src {
     const uint8_t *p;
     size_t left;
-    char msg[160];
-    jmp_buf jb;
+    ae_png_jump j;
 } png_src;
 
-static void png_fail_fn(png_structp png, png_const_charp msg) {
-    png_src *s = png_get_error_ptr(png);
-    snprintf(s->msg, sizeof s->msg, "%s", msg);
-    longjmp(s->jb, 1);
+void ae_png_fail_fn(png_structp png, png_const_charp msg) {
+    ae_png_jump *j = png_get_error_ptr(png);
+    snprintf(j->msg, sizeof j->msg, "%s", msg);
+    longjmp(j->jb, 1);
 }
 
-static void png_warn_fn(png_structp png, png_const_charp msg) {
+void ae_png_warn_fn(png_structp png, png_const_charp msg) {
     (void)png;
-    (void)msg; /* warnings (e.g. an unknown chunk) do not stop a read */
+    (void)msg; /* warnings (e.g. an unknown chunk) do not stop a read or a write */
 }
 
 static void png_read_fn(png_structp png, png_bytep out, size_t n) {
@@ -94,7 +93,8 @@ ae_status ae_png_decode(const ae_allocator *a, ae_errbuf *e, const char *name, c
         return ae_src_fail(&c, AE_ERR_FORMAT, "not a PNG file (bad signature)");
     /* volatile: these change between setjmp and a longjmp back to it. */
     png_src src = {.p = buf, .left = len};
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_fail_fn, png_warn_fn);
+    png_structp png =
+        png_create_read_struct(PNG_LIBPNG_VER_STRING, &src.j, ae_png_fail_fn, ae_png_warn_fn);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     uint8_t *volatile raw = NULL;
     png_bytep *volatile rowp = NULL;
@@ -103,22 +103,23 @@ ae_status ae_png_decode(const ae_allocator *a, ae_errbuf *e, const char *name, c
         png_destroy_read_struct(png ? &png : NULL, NULL, NULL);
         return ae_src_fail(&c, AE_ERR_OUT_OF_MEMORY, "out of memory for the PNG decoder");
     }
-    if (setjmp(src.jb)) {
+    if (setjmp(src.j.jb)) {
         png_destroy_read_struct(&png, &info, NULL);
         ae_free(a, raw);
         ae_free(a, rowp);
         ae_free(a, out);
-        return ae_src_fail(&c, AE_ERR_FORMAT, "corrupt PNG: %s", src.msg);
+        return ae_src_fail(&c, AE_ERR_FORMAT, "corrupt PNG: %s", src.j.msg);
     }
     png_set_read_fn(png, &src, png_read_fn);
     png_set_user_limits(png, 1u << 16, 1u << 16);
     png_set_chunk_malloc_max(png, (png_alloc_size_t)64 << 20);
     png_read_info(png, info);
     png_uint_32 pw = png_get_image_width(png, info), ph = png_get_image_height(png, info);
-    if ((size_t)pw * ph > MAX_PIXELS) {
-        snprintf(src.msg, sizeof src.msg, "%lu x %lu pixels exceed the limit of %zu",
+    size_t npix; /* checked: 65536 x 65536 wraps a 32-bit size_t */
+    if (ae_mul_overflow(pw, ph, &npix) || npix > MAX_PIXELS) {
+        snprintf(src.j.msg, sizeof src.j.msg, "%lu x %lu pixels exceed the limit of %zu",
                  (unsigned long)pw, (unsigned long)ph, MAX_PIXELS);
-        longjmp(src.jb, 1);
+        longjmp(src.j.jb, 1);
     }
     /* To 8-bit gray, gray+alpha, RGB or RGBA. */
     png_set_expand(png); /* palette to RGB, 1/2/4-bit gray to 8, tRNS to alpha */
@@ -129,16 +130,16 @@ ae_status ae_png_decode(const ae_allocator *a, ae_errbuf *e, const char *name, c
     int from = png_get_channels(png, info);
     size_t rowbytes = png_get_rowbytes(png, info);
     if (from < 1 || from > 4 || rowbytes != (size_t)pw * (size_t)from) {
-        snprintf(src.msg, sizeof src.msg, "unexpected layout after conversion");
-        longjmp(src.jb, 1);
+        snprintf(src.j.msg, sizeof src.j.msg, "unexpected layout after conversion");
+        longjmp(src.j.jb, 1);
     }
     raw = ae_alloc(a, (size_t)ph * rowbytes);
     rowp = ae_alloc(a, (size_t)ph * sizeof *rowp);
     out = (size_t)from == (size_t)channels ? NULL : ae_alloc(a, (size_t)ph * pw * (size_t)channels);
     if (!raw || !rowp || (from != channels && !out)) {
-        snprintf(src.msg, sizeof src.msg, "out of memory for %lu x %lu pixels", (unsigned long)pw,
+        snprintf(src.j.msg, sizeof src.j.msg, "out of memory for %lu x %lu pixels", (unsigned long)pw,
                  (unsigned long)ph);
-        longjmp(src.jb, 1);
+        longjmp(src.j.jb, 1);
     }
     for (png_uint_32 y = 0; y < ph; y++) rowp[y] = raw + (size_t)y * rowbytes;
     png_read_image(png, rowp);
@@ -218,7 +219,8 @@ ae_status ae_jpeg_decode(const ae_allocator *a, ae_errbuf *e, const char *name, 
         ci.out_color_space = JCS_RGB;
         from = 3;
     }
-    if ((size_t)ci.image_width * ci.image_height > MAX_PIXELS) {
+    size_t npix;
+    if (ae_mul_overflow(ci.image_width, ci.image_height, &npix) || npix > MAX_PIXELS) {
         snprintf(jf.msg, sizeof jf.msg, "%u x %u pixels exceed the limit of %zu",
                  (unsigned)ci.image_width, (unsigned)ci.image_height, MAX_PIXELS);
         longjmp(jf.jb, 1);

@@ -400,14 +400,12 @@ ae_status ae_read_whole_file(const ae_allocator *a, ae_errbuf *e, const char *pa
     *len = 0;
     npy_ctx c;
     ae_src_name_init(&c, e, path);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return ae_src_fail(&c, AE_ERR_IO, "cannot open: %s", ae_sys_error(errno).s);
-    struct stat sb;
-    if (fstat(fileno(fp), &sb) != 0 || S_ISDIR(sb.st_mode)) {
-        fclose(fp);
-        return ae_src_fail(&c, AE_ERR_IO, "%s", S_ISDIR(sb.st_mode) ? "is a directory" : "cannot stat");
-    }
-    size_t cap = S_ISREG(sb.st_mode) ? (size_t)sb.st_size + 1 : (size_t)1 << 16, n = 0;
+    size_t size;
+    int fd = ae_open_regular(e, path, &size);
+    if (fd < 0) return AE_ERR_IO;
+    /* The size known, one read fills the buffer; a file that grows while it
+     * is read is read to its end. */
+    size_t cap = size < SIZE_MAX ? size + 1 : size, n = 0;
     uint8_t *p = ae_alloc(a, cap);
     ae_status st = AE_OK;
     if (!p) st = ae_src_fail(&c, AE_ERR_OUT_OF_MEMORY, "out of memory for %zu bytes", cap);
@@ -423,14 +421,14 @@ ae_status ae_read_whole_file(const ae_allocator *a, ae_errbuf *e, const char *pa
             p = q;
             cap *= 2;
         }
-        size_t k = fread(p + n, 1, cap - n, fp);
-        n += k;
-        if (k == 0) {
-            if (ferror(fp)) st = ae_src_fail(&c, AE_ERR_IO, "read error: %s", ae_sys_error(errno).s);
-            break;
-        }
+        size_t want = cap - n > ((size_t)1 << 30) ? (size_t)1 << 30 : cap - n;
+        ssize_t k = read(fd, p + n, want);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) st = ae_src_fail(&c, AE_ERR_IO, "read error: %s", ae_sys_error(errno).s);
+        if (k <= 0) break;
+        n += (size_t)k;
     }
-    fclose(fp);
+    close(fd);
     if (st != AE_OK) {
         ae_free(a, p);
         return st;
@@ -479,14 +477,7 @@ ae_status ae_npy_write_typed(const ae_allocator *a, ae_errbuf *e, const char *pa
     /* Little-endian float32 on every supported host: the data as it is. */
     ae_span parts[2] = {{head, 10 + hlen},
                         {data, count * shape[0] * shape[1] * shape[2] * item}};
-    const char *step = NULL;
-    int rc = ae_file_replace(a, path, parts, 2, &step);
-    int err = errno;
-    if (rc < 0)
-        return ae_src_fail(&c, err == ENOMEM ? AE_ERR_OUT_OF_MEMORY : AE_ERR_IO, "cannot %s it: %s",
-                           step, ae_sys_error(err).s);
-    if (rc > 0)
-        return ae_src_fail(&c, AE_ERR_IO, "written, but cannot %s it: %s", step,
-                           ae_sys_error(err).s);
-    return AE_OK;
+    ae_errbuf why;
+    ae_status st = ae_file_save(a, path, parts, 2, &why);
+    return st ? ae_src_fail(&c, st, "%s", why.msg) : AE_OK;
 }

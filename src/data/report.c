@@ -22,9 +22,3 @@ ae_status ae_src_fail(const ae_src_name *s, ae_status code, const char *fmt, ...
     va_end(ap);
     return ae_error(s->e, code, "%s%s: %s", s->ellipsis, s->name, what);
 }
-
-ae_errtext ae_sys_error(int err) {
-    ae_errtext t;
-    if (strerror_r(err, t.s, sizeof t.s) != 0) snprintf(t.s, sizeof t.s, "error %d", err);
-    return t;
-}

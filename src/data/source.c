@@ -28,24 +28,13 @@ struct ae_rowfile {
 int ae_open_regular(ae_errbuf *e, const char *path, size_t *size) {
     ae_src_name c;
     ae_src_name_init(&c, e, path);
-    /* O_NONBLOCK: opening a FIFO must not wait for a writer. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) {
-        ae_src_fail(&c, AE_ERR_IO, "cannot open: %s", ae_sys_error(errno).s);
-        return -1;
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        int dir = S_ISDIR(sb.st_mode);
-        close(fd);
-        ae_src_fail(&c, AE_ERR_IO, "%s", dir ? "is a directory" : "is not a regular file");
-        return -1;
-    }
-    /* Reads of a regular file never block; clear the flag for clarity. */
-    int fl = fcntl(fd, F_GETFL);
-    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-    *size = (size_t)sb.st_size;
-    return fd;
+    const char *why;
+    int fd = ae_file_open_read(path, size, &why);
+    if (fd == -2)
+        ae_src_fail(&c, AE_ERR_IO, "is %s, not a regular file", why);
+    else if (fd < 0)
+        ae_src_fail(&c, AE_ERR_IO, "%s: %s", why, ae_sys_error(errno).s);
+    return fd < 0 ? -1 : fd;
 }
 
 static int read_at(int fd, void *buf, size_t n, off_t off) {
@@ -93,8 +82,12 @@ ae_status ae_rowfile_open(const ae_allocator *a, ae_errbuf *e, const char *path,
     /* No limit below what size_t can address: the data is not loaded. */
     f->info.max_elems = SIZE_MAX / 8;
     ae_status st = ae_npy_parse_header(e, path, head, hn, &f->info);
-    if (st == AE_OK && f->info.offset + f->info.elems * f->info.item != size) {
-        size_t payload = f->info.elems * f->info.item, have = size - f->info.offset;
+    /* The header lies within the file (offset <= size): the payload is
+       compared with the bytes after it, never added to the offset. */
+    size_t payload = 0;
+    if (st == AE_OK && (ae_mul_overflow(f->info.elems, f->info.item, &payload) ||
+                        payload != size - f->info.offset)) {
+        size_t have = size - f->info.offset;
         st = ae_src_fail(&c, AE_ERR_FORMAT, "%s: the shape needs %zu bytes of data, the file has %zu",
                          have < payload ? "truncated" : "trailing bytes", payload, have);
     }

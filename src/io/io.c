@@ -369,7 +369,31 @@ static void write_file(const ae_model *m, unsigned flags, wbuf *w) {
  * in its message buffer, as ae_model_create keeps its own in the config's. */
 static ae_errbuf *save_err(const ae_model *m) { return (ae_errbuf *)&m->err; }
 
-/* Checks the arguments and that every layer kind can be saved. */
+/* A model that saves loads: the loader refuses non-finite values, so a
+ * save refuses to write them (a step or any other call should never leave
+ * one; this is the last line). */
+static ae_status check_finite_values(const ae_model *m, unsigned flags) {
+    const char *what = NULL;
+    if (!ae_all_finite(m->params, m->nparams))
+        what = "a parameter";
+    else if (!ae_all_finite(m->buffers, m->nbuffers))
+        what = "the layer state";
+    else if (flags & FLAG_CHECKPOINT) {
+        double stats[7] = {m->last_loss, m->stat_loss, m->stat_recon, m->stat_kl,
+                           m->stat_l1,   m->stat_l0,   m->stat_vae_kl};
+        if (!ae_all_finite(m->state1, m->nparams) || !ae_all_finite(m->state2, m->nparams))
+            what = "the optimizer state";
+        for (int i = 0; i < 7 && !what; i++)
+            if (!isfinite(stats[i])) what = "a training statistic";
+    }
+    if (!what) return AE_OK;
+    return ae_error(save_err(m), AE_ERR_NUMERIC,
+                    "%s of the model is not finite: the file would not load; nothing was written",
+                    what);
+}
+
+/* Checks the arguments, that every layer kind can be saved and that every
+ * value is finite. */
 static ae_status check_save(const ae_model *m, unsigned flags) {
     if (flags > AE_SAVE_CHECKPOINT)
         return ae_error(save_err(m), AE_ERR_INVALID_ARG, "unknown save flags %u", flags);
@@ -381,7 +405,7 @@ static ae_status check_save(const ae_model *m, unsigned flags) {
                             ae_layer_kind_name(m->layers[i].kind), AE_FORMAT_VERSION_MAJOR,
                             AE_FORMAT_VERSION_MINOR);
     }
-    return AE_OK;
+    return check_finite_values(m, flags);
 }
 
 static size_t file_size(const ae_model *m, unsigned flags) {
@@ -423,14 +447,9 @@ ae_status ae_model_save(const ae_model *m, const char *path, unsigned flags) {
     wbuf w = {buf, n, 0};
     write_file(m, flags, &w);
     ae_span part = {buf, n};
-    const char *step = NULL;
-    int rc = ae_file_replace(&m->alloc, path, &part, 1, &step);
-    if (rc < 0)
-        st = ae_error(save_err(m), errno == ENOMEM ? AE_ERR_OUT_OF_MEMORY : AE_ERR_IO,
-                      "cannot %s '%s': %s", step, path, strerror(errno));
-    else if (rc > 0)
-        st = ae_error(save_err(m), AE_ERR_IO, "saved, but cannot %s '%s': %s", step, path,
-                      strerror(errno));
+    ae_errbuf why;
+    st = ae_file_save(&m->alloc, path, &part, 1, &why);
+    if (st) ae_error(save_err(m), st, "cannot save to '%s': %s", path, why.msg);
     ae_free(&m->alloc, buf);
     return st;
 }
@@ -446,6 +465,7 @@ typedef struct rbuf {
 
 typedef struct loader {
     ae_allocator alloc; /* the caller's config's, or malloc */
+    ae_backend backend; /* the caller's config's (ae_config_set_backend), or AUTO */
     ae_errbuf err;
     unsigned minor;
     int checkpoint;
@@ -887,9 +907,12 @@ static ae_status restore_checkpoint(loader *ld, ae_model *m) {
     size_t want;
     int ovf;
     ae_status st;
-    size_t code = m->layers[m->code_layer - 1].out;
+    size_t code = m->layers[m->code_layer - 1].out, rest = 0;
+    /* The fixed eps count is read from the file: the bytes left are divided
+       by 4 and compared with it (4 times it could wrap around). */
     if (ae_mul_overflow(code, 8, &want) || r->len < TRAN_FIXED + want + 8 ||
-        r->len - (TRAN_FIXED + want + 8) != 4 * rd_u64_at(r->p + TRAN_FIXED + want))
+        (rest = r->len - (TRAN_FIXED + want + 8)) % 4 != 0 ||
+        rest / 4 != rd_u64_at(r->p + TRAN_FIXED + want))
         return ae_error(&ld->err, AE_ERR_FORMAT,
                         "section TRAN has %zu bytes, not what a code of %zu units and its fixed "
                         "eps need", r->len, code);
@@ -981,6 +1004,7 @@ static ae_status load_mem(loader *ld, ae_model **out, const unsigned char *p, si
     ae_config *cfg = NULL;
     if (ae_config_create(&cfg, &ld->alloc) != AE_OK)
         return ae_error(&ld->err, AE_ERR_OUT_OF_MEMORY, "out of memory loading the model");
+    cfg->backend = ld->backend;
     size_t nlayers = 0, code = 0, np = 0, ns = 0;
     uint32_t mode = 0;
     ae_model *m = NULL;
@@ -1033,10 +1057,12 @@ static ae_status load_begin(loader *ld, ae_model **out, const ae_config *cfg) {
     if (!out) return report(ld, cfg, ae_error(&ld->err, AE_ERR_INVALID_ARG, "out is NULL"), NULL);
     *out = NULL;
     /* The config's allocator (checked when it was made), or malloc. */
-    if (cfg)
+    if (cfg) {
         ld->alloc = cfg->alloc;
-    else
+        ld->backend = cfg->backend;
+    } else {
         ae_allocator_init(&ld->alloc, NULL);
+    }
     return AE_OK;
 }
 
@@ -1057,17 +1083,15 @@ ae_status ae_model_load(ae_model **out, const char *path, const ae_config *cfg) 
     if (!path) return report(&ld, cfg, ae_error(&ld.err, AE_ERR_INVALID_ARG, "path is NULL"), NULL);
     unsigned char *buf = NULL;
     size_t size = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat sb;
-    if (fd < 0) {
-        st = ae_error(&ld.err, AE_ERR_IO, "cannot open: %s", strerror(errno));
-    } else if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        st = ae_error(&ld.err, AE_ERR_IO, "not a regular file");
-    } else if ((uint64_t)sb.st_size > SIZE_MAX - 1) {
-        st = ae_error(&ld.err, AE_ERR_OUT_OF_MEMORY, "too large to read (%lld bytes)",
-                      (long long)sb.st_size);
+    const char *why = NULL;
+    int fd = ae_file_open_read(path, &size, &why);
+    if (fd == -2) {
+        st = ae_error(&ld.err, AE_ERR_IO, "is %s, not a regular file", why);
+    } else if (fd < 0) {
+        st = ae_error(&ld.err, AE_ERR_IO, "%s: %s", why, strerror(errno));
+    } else if (size > SIZE_MAX - 1) {
+        st = ae_error(&ld.err, AE_ERR_OUT_OF_MEMORY, "too large to read (%zu bytes)", size);
     } else {
-        size = (size_t)sb.st_size;
         buf = ae_alloc(&ld.alloc, size ? size : 1);
         if (!buf) st = ae_error(&ld.err, AE_ERR_OUT_OF_MEMORY, "out of memory reading %zu bytes", size);
         size_t got = 0;

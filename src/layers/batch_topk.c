@@ -23,6 +23,16 @@ int ae_batch_topk_threshold(const ae_layer *L, const float *state, double *theta
     return 1;
 }
 
+static ae_status batch_topk_check_state(const ae_layer *L, const float *state, ae_errbuf *err) {
+    (void)L;
+    if (state[1] != 0.0f && state[1] != 1.0f)
+        return ae_error(err, AE_ERR_RANGE,
+                        "batch top-k: the state's second value (threshold set) must be 0 or 1, "
+                        "got %g",
+                        (double)state[1]);
+    return AE_OK;
+}
+
 static ae_status batch_topk_setup(ae_layer *L, const ae_layer_spec *spec, ae_errbuf *err) {
     size_t k = (size_t)spec->iparam[0];
     if (k < 1 || k > L->in)
@@ -118,4 +128,5 @@ const ae_layer_ops ae_batch_topk_ops = {
     .forward = batch_topk_forward,
     .backward = batch_topk_backward,
     .kept_index = NULL,
+    .check_state = batch_topk_check_state,
 };

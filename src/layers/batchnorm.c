@@ -5,6 +5,7 @@
  * over batch x h x w, and updates running = (1 - m) running + m batch with
  * the unbiased variance; inference uses the running statistics. Scratch:
  * the batch mean and 1/sqrt(var + eps) per channel, kept for backward. */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -41,6 +42,16 @@ static void bn_init_state(const ae_layer *L, float *state) {
         state[c] = 0.0f;     /* running mean */
         state[C + c] = 1.0f; /* running variance */
     }
+}
+
+static ae_status bn_check_state(const ae_layer *L, const float *state, ae_errbuf *err) {
+    size_t C = L->in_shape.c;
+    for (size_t c = 0; c < C; c++)
+        if (state[C + c] < 0.0f)
+            return ae_error(err, AE_ERR_RANGE,
+                            "batchnorm: the running variance of channel %zu is negative (%g)", c,
+                            (double)state[C + c]);
+    return AE_OK;
 }
 
 static void bn_forward(const ae_layer *L, const float *params, ae_layer_io *io) {
@@ -122,8 +133,10 @@ static void bn_backward(const ae_layer *L, const float *params, float *grads, ae
 static const ae_layer_attr bn_attrs[] = {
     {.name = "momentum", .type = AE_ATTR_FLOAT, .slot = F_MOMENTUM,
      .lo = 0, .hi = 1, .has_default = 1, .def = 0.1, .setting = AE_LAYER_BN_MOMENTUM},
+    /* 1/sqrt(var + eps) becomes a float: a positive normal float keeps it
+     * finite (PyTorch adds eps in float). */
     {.name = "eps", .type = AE_ATTR_FLOAT, .slot = F_EPS,
-     .lo = 0, .hi = 1, .lo_open = 1, .has_default = 1, .def = 1e-5, .setting = AE_LAYER_BN_EPS},
+     .lo = FLT_MIN, .hi = 1, .has_default = 1, .def = 1e-5, .setting = AE_LAYER_BN_EPS},
 };
 
 static const ae_layer_desc bn_desc = {
@@ -142,4 +155,5 @@ const ae_layer_ops ae_batchnorm_ops = {
     .forward = bn_forward,
     .backward = bn_backward,
     .init_state = bn_init_state,
+    .check_state = bn_check_state,
 };

@@ -5,11 +5,13 @@
  * with K = in*k*k and P = Ho*Wo. When the kernel covers the whole unpadded
  * input (P = 1) the convolution is a dense layer on the flattened input and
  * runs as one (no im2col). Scratch: col [K, B*P] (kept from forward to
- * backward) and Y' [out, B*P]. */
+ * backward) and Y' [out, B*P]. On the oneDNN backend the other shapes run
+ * on oneDNN's convolution primitives instead (conv_plan.h). */
 #include <limits.h>
 #include <math.h>
 #include <string.h>
 
+#include "conv_plan.h"
 #include "im2col.h"
 #include "layers.h"
 
@@ -88,20 +90,43 @@ static void bias_act_planes(const ae_layer *L, const float *bias, const float *s
     }
 }
 
+/* On the oneDNN backend, oneDNN's convolution primitives where they were
+ * measured faster than im2col + GEMM (docs/performance.md): all but the
+ * smallest outputs (at most 4x4: 4096 -> 512 channels at 8x8 -> 4x4 ran
+ * 1.4x slower), where the GEMMs are large and the direct kernels are not. */
+static ae_status conv_plan_make(const ae_layer *L, ae_backend be, size_t batch,
+                                const ae_allocator *a, void **plan, ae_errbuf *err) {
+    *plan = NULL;
+    if (be != AE_BACKEND_ONEDNN || is_dense(L) || L->out_shape.h * L->out_shape.w <= 16)
+        return AE_OK;
+    ae_conv_geom g = geom(L);
+    ae_conv_shape cs = {.bias = L->has_bias, .Ci = g.C, .H = g.H, .W = g.W, .Co = L->out_shape.c,
+                        .Ho = g.Ho, .Wo = g.Wo, .k = g.k, .s = g.s, .p = g.p};
+    return ae_conv_plan_make(&cs, batch, a, (ae_conv_plan **)plan, err);
+}
+
+static size_t conv_plan_floats(const void *plan) { return ae_conv_plan_floats(plan); }
+static void conv_plan_free(void *plan, const ae_allocator *a) { ae_conv_plan_free(plan, a); }
+
 static void conv_forward(const ae_layer *L, const float *params, ae_layer_io *io) {
     const float *W = params + L->w_off;
     const float *bias = L->has_bias ? params + L->b_off : NULL;
     float *pre = io->pre ? io->pre : io->y;
     ae_conv_geom g = geom(L);
     size_t B = io->batch, K = g.C * g.k * g.k, Co = L->out_shape.c, P = g.Ho * g.Wo, N = B * P;
+    if (io->plan) {
+        ae_conv_plan_forward(io->plan, io->scratch, io->x, W, bias, pre);
+        ae_act_forward(L->act, L->slope, pre, io->y, B * Co * P);
+        return;
+    }
     if (is_dense(L)) {
-        ae_sgemm(AE_NO_TRANS, AE_TRANS, B, Co, K, 1.0f, io->x, K, W, K, 0.0f, pre, Co);
+        ae_sgemm(io->backend, AE_NO_TRANS, AE_TRANS, B, Co, K, 1.0f, io->x, K, W, K, 0.0f, pre, Co);
         bias_act_planes(L, bias, pre, Co, 1, pre, io->y, B, Co, 1);
         return;
     }
     float *col = io->scratch, *yb = io->scratch + K * N;
     ae_im2col(&g, B, io->x, col);
-    ae_sgemm(AE_NO_TRANS, AE_NO_TRANS, Co, N, K, 1.0f, W, K, col, N, 0.0f, yb, N);
+    ae_sgemm(io->backend, AE_NO_TRANS, AE_NO_TRANS, Co, N, K, 1.0f, W, K, col, N, 0.0f, yb, N);
     bias_act_planes(L, bias, yb, P, N, pre, io->y, B, Co, P);
 }
 
@@ -120,8 +145,24 @@ static void conv_backward(const ae_layer *L, const float *params, float *grads, 
         if (db)
             for (size_t b = 0; b < B; b++)
                 for (size_t c = 0; c < Co; c++) db[c] += d[b * Co + c];
-        if (dW) ae_sgemm(AE_TRANS, AE_NO_TRANS, Co, K, B, 1.0f, d, Co, io->x, K, beta, dW, K);
-        if (io->dx) ae_sgemm(AE_NO_TRANS, AE_NO_TRANS, B, K, Co, 1.0f, d, Co, W, K, 0.0f, io->dx, K);
+        if (dW)
+            ae_sgemm(io->backend, AE_TRANS, AE_NO_TRANS, Co, K, B, 1.0f, d, Co, io->x, K, beta, dW,
+                     K);
+        if (io->dx)
+            ae_sgemm(io->backend, AE_NO_TRANS, AE_NO_TRANS, B, K, Co, 1.0f, d, Co, W, K, 0.0f,
+                     io->dx, K);
+        return;
+    }
+    if (io->plan) {
+        if (db)
+            for (size_t b = 0; b < B; b++)
+                for (size_t c = 0; c < Co; c++) {
+                    const float *s = d + (b * Co + c) * P;
+                    float acc = 0.0f;
+                    for (size_t j = 0; j < P; j++) acc += s[j];
+                    db[c] += acc;
+                }
+        ae_conv_plan_backward(io->plan, io->scratch, io->x, W, d, dW, accumulate_w, io->dx);
         return;
     }
     float *col = io->scratch, *yb = io->scratch + K * N;
@@ -137,9 +178,10 @@ static void conv_backward(const ae_layer *L, const float *params, float *grads, 
             }
             if (db) db[c] += acc;
         }
-    if (dW) ae_sgemm(AE_NO_TRANS, AE_TRANS, Co, K, N, 1.0f, yb, N, col, N, beta, dW, K);
+    if (dW)
+        ae_sgemm(io->backend, AE_NO_TRANS, AE_TRANS, Co, K, N, 1.0f, yb, N, col, N, beta, dW, K);
     if (io->dx) {
-        ae_sgemm(AE_TRANS, AE_NO_TRANS, K, N, Co, 1.0f, W, K, yb, N, 0.0f, col, N);
+        ae_sgemm(io->backend, AE_TRANS, AE_NO_TRANS, K, N, Co, 1.0f, W, K, yb, N, 0.0f, col, N);
         memset(io->dx, 0, B * L->in * sizeof *io->dx);
         ae_col2im(&g, B, col, io->dx);
     }
@@ -149,8 +191,11 @@ static const ae_layer_attr conv2d_attrs[] = {
     {.name = "out_channels", .type = AE_ATTR_INT, .slot = AE_ATTR_UNITS,
      .lo = 1, .hi = (double)AE_MAX_DIM},
     {.name = "kernel", .type = AE_ATTR_INT, .slot = I_KERNEL, .lo = 1, .hi = (double)AE_MAX_KERNEL},
-    {.name = "stride", .type = AE_ATTR_INT, .slot = I_STRIDE, .lo = 1, .hi = (double)AE_MAX_KERNEL},
-    {.name = "padding", .type = AE_ATTR_INT, .slot = I_PAD, .lo = 0, .hi = (double)AE_MAX_KERNEL},
+    /* PyTorch's defaults, for the text format (src/model/arch.c). */
+    {.name = "stride", .type = AE_ATTR_INT, .slot = I_STRIDE, .lo = 1, .hi = (double)AE_MAX_KERNEL,
+     .has_default = 1, .def = 1},
+    {.name = "padding", .type = AE_ATTR_INT, .slot = I_PAD, .lo = 0, .hi = (double)AE_MAX_KERNEL,
+     .has_default = 1, .def = 0},
 };
 
 static const ae_layer_desc conv2d_desc = {
@@ -168,4 +213,7 @@ const ae_layer_ops ae_conv2d_ops = {
     .init = conv_init,
     .forward = conv_forward,
     .backward = conv_backward,
+    .plan_make = conv_plan_make,
+    .plan_floats = conv_plan_floats,
+    .plan_free = conv_plan_free,
 };

@@ -84,11 +84,12 @@ static void convt_forward(const ae_layer *L, const float *params, ae_layer_io *i
            N = B * Pi, Po = g.H * g.W;
     int dense = is_dense(L);
     if (dense) {
-        ae_sgemm(AE_NO_TRANS, AE_NO_TRANS, B, Kc, Ci, 1.0f, io->x, Ci, W, Kc, 0.0f, pre, Kc);
+        ae_sgemm(io->backend, AE_NO_TRANS, AE_NO_TRANS, B, Kc, Ci, 1.0f, io->x, Ci, W, Kc, 0.0f,
+                 pre, Kc);
     } else {
         float *xc = io->scratch, *col = io->scratch + Ci * N;
         ae_bcp_to_cbp(io->x, B, Ci, Pi, xc);
-        ae_sgemm(AE_TRANS, AE_NO_TRANS, Kc, N, Ci, 1.0f, W, Kc, xc, N, 0.0f, col, N);
+        ae_sgemm(io->backend, AE_TRANS, AE_NO_TRANS, Kc, N, Ci, 1.0f, W, Kc, xc, N, 0.0f, col, N);
         /* The output starts as the bias; col2im adds the columns onto it. */
         for (size_t b = 0; b < B; b++)
             for (size_t c = 0; c < Co; c++) {
@@ -132,15 +133,21 @@ static void convt_backward(const ae_layer *L, const float *params, float *grads,
     float *dW = L->frozen ? NULL : grads + L->w_off;
     float beta = accumulate_w ? 1.0f : 0.0f;
     if (is_dense(L)) {
-        if (dW) ae_sgemm(AE_TRANS, AE_NO_TRANS, Ci, Kc, B, 1.0f, io->x, Ci, d, Kc, beta, dW, Kc);
-        if (io->dx) ae_sgemm(AE_NO_TRANS, AE_TRANS, B, Ci, Kc, 1.0f, d, Kc, W, Kc, 0.0f, io->dx, Ci);
+        if (dW)
+            ae_sgemm(io->backend, AE_TRANS, AE_NO_TRANS, Ci, Kc, B, 1.0f, io->x, Ci, d, Kc, beta,
+                     dW, Kc);
+        if (io->dx)
+            ae_sgemm(io->backend, AE_NO_TRANS, AE_TRANS, B, Ci, Kc, 1.0f, d, Kc, W, Kc, 0.0f,
+                     io->dx, Ci);
         return;
     }
     float *xc = io->scratch, *col = io->scratch + Ci * N;
     ae_im2col(&g, B, d, col);
-    if (dW) ae_sgemm(AE_NO_TRANS, AE_TRANS, Ci, Kc, N, 1.0f, xc, N, col, N, beta, dW, Kc);
+    if (dW)
+        ae_sgemm(io->backend, AE_NO_TRANS, AE_TRANS, Ci, Kc, N, 1.0f, xc, N, col, N, beta, dW, Kc);
     if (io->dx) {
-        ae_sgemm(AE_NO_TRANS, AE_NO_TRANS, Ci, N, Kc, 1.0f, W, Kc, col, N, 0.0f, xc, N);
+        ae_sgemm(io->backend, AE_NO_TRANS, AE_NO_TRANS, Ci, N, Kc, 1.0f, W, Kc, col, N, 0.0f, xc,
+                 N);
         ae_cbp_to_bcp(xc, B, Ci, Pi, io->dx);
     }
 }
@@ -159,8 +166,11 @@ static const ae_layer_attr convt_attrs[] = {
     {.name = "out_channels", .type = AE_ATTR_INT, .slot = AE_ATTR_UNITS,
      .lo = 1, .hi = (double)AE_MAX_DIM},
     {.name = "kernel", .type = AE_ATTR_INT, .slot = I_KERNEL, .lo = 1, .hi = (double)AE_MAX_KERNEL},
-    {.name = "stride", .type = AE_ATTR_INT, .slot = I_STRIDE, .lo = 1, .hi = (double)AE_MAX_KERNEL},
-    {.name = "padding", .type = AE_ATTR_INT, .slot = I_PAD, .lo = 0, .hi = (double)AE_MAX_KERNEL},
+    /* PyTorch's defaults, for the text format (src/model/arch.c). */
+    {.name = "stride", .type = AE_ATTR_INT, .slot = I_STRIDE, .lo = 1, .hi = (double)AE_MAX_KERNEL,
+     .has_default = 1, .def = 1},
+    {.name = "padding", .type = AE_ATTR_INT, .slot = I_PAD, .lo = 0, .hi = (double)AE_MAX_KERNEL,
+     .has_default = 1, .def = 0},
     {.name = "output_padding", .type = AE_ATTR_INT, .slot = I_OUTPAD,
      .lo = 0, .hi = (double)AE_MAX_KERNEL, .has_default = 1, .def = 0},
 };

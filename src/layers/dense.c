@@ -335,15 +335,15 @@ static void dense_forward(const ae_layer *L, const float *params, ae_layer_io *i
     } else if (B == 1) {
         /* sgemv beats sgemm at batch 1 (inference of a single sample). */
         if (L->w_transposed)
-            ae_sgemv(AE_TRANS, L->in, L->out, 1.0f, W, L->out, io->x, 0.0f, pre);
+            ae_sgemv(io->backend, AE_TRANS, L->in, L->out, 1.0f, W, L->out, io->x, 0.0f, pre);
         else
-            ae_sgemv(AE_NO_TRANS, L->out, L->in, 1.0f, W, L->in, io->x, 0.0f, pre);
+            ae_sgemv(io->backend, AE_NO_TRANS, L->out, L->in, 1.0f, W, L->in, io->x, 0.0f, pre);
     } else if (L->w_transposed) {
-        ae_sgemm(AE_NO_TRANS, AE_NO_TRANS, B, L->out, L->in, 1.0f, io->x, L->in, W, L->out, 0.0f,
-                 pre, L->out);
+        ae_sgemm(io->backend, AE_NO_TRANS, AE_NO_TRANS, B, L->out, L->in, 1.0f, io->x, L->in, W,
+                 L->out, 0.0f, pre, L->out);
     } else {
-        ae_sgemm(AE_NO_TRANS, AE_TRANS, B, L->out, L->in, 1.0f, io->x, L->in, W, L->in, 0.0f, pre,
-                 L->out);
+        ae_sgemm(io->backend, AE_NO_TRANS, AE_TRANS, B, L->out, L->in, 1.0f, io->x, L->in, W, L->in,
+                 0.0f, pre, L->out);
     }
     bias_act(L, bias, pre, io->y, B);
 }
@@ -376,16 +376,19 @@ static void dense_backward(const ae_layer *L, const float *params, float *grads,
         float *dW = grads + L->w_off;
         float beta = accumulate_w ? 1.0f : 0.0f;
         if (L->w_transposed) /* dW_enc [out_enc=in, in_enc=out] += xᵀ d */
-            ae_sgemm(AE_TRANS, AE_NO_TRANS, L->in, n, B, 1.0f, io->x, L->in, d, n, beta, dW, n);
+            ae_sgemm(io->backend, AE_TRANS, AE_NO_TRANS, L->in, n, B, 1.0f, io->x, L->in, d, n,
+                     beta, dW, n);
         else /* dW [out, in] = dᵀ x */
-            ae_sgemm(AE_TRANS, AE_NO_TRANS, n, L->in, B, 1.0f, d, n, io->x, L->in, beta, dW, L->in);
+            ae_sgemm(io->backend, AE_TRANS, AE_NO_TRANS, n, L->in, B, 1.0f, d, n, io->x, L->in,
+                     beta, dW, L->in);
     }
     if (io->dx) {
         if (L->w_transposed) /* dx = d W_decᵀ... W_dec = W_encᵀ [in, out]: dx = d W_enc^T^T */
-            ae_sgemm(AE_NO_TRANS, AE_TRANS, B, L->in, n, 1.0f, d, n, W, n, 0.0f, io->dx, L->in);
+            ae_sgemm(io->backend, AE_NO_TRANS, AE_TRANS, B, L->in, n, 1.0f, d, n, W, n, 0.0f,
+                     io->dx, L->in);
         else
-            ae_sgemm(AE_NO_TRANS, AE_NO_TRANS, B, L->in, n, 1.0f, d, n, W, L->in, 0.0f, io->dx,
-                     L->in);
+            ae_sgemm(io->backend, AE_NO_TRANS, AE_NO_TRANS, B, L->in, n, 1.0f, d, n, W, L->in, 0.0f,
+                     io->dx, L->in);
     }
 }
 

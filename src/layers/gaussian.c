@@ -37,7 +37,8 @@ static void gaussian_forward(const ae_layer *L, const float *params, ae_layer_io
     size_t B = io->batch, d = L->out, d2 = 2 * d;
     const float *W = params + L->w_off, *bias = params + L->b_off;
     float *ml = io->scratch, *eps = io->scratch + d2 * B;
-    ae_sgemm(AE_NO_TRANS, AE_TRANS, B, d2, L->in, 1.0f, io->x, L->in, W, L->in, 0.0f, ml, d2);
+    ae_sgemm(io->backend, AE_NO_TRANS, AE_TRANS, B, d2, L->in, 1.0f, io->x, L->in, W, L->in, 0.0f,
+             ml, d2);
     const ae_gaussian_in *gin = L->gauss_in;
     const float *eps_in = gin ? gin->eps : NULL;
     ae_rng *rng = gin ? gin->rng : NULL;
@@ -82,11 +83,11 @@ static void gaussian_backward(const ae_layer *L, const float *params, float *gra
     }
     const float *W = params + L->w_off;
     if (!L->frozen && !L->w_frozen)
-        ae_sgemm(AE_TRANS, AE_NO_TRANS, d2, L->in, B, 1.0f, dml, d2, io->x, L->in,
+        ae_sgemm(io->backend, AE_TRANS, AE_NO_TRANS, d2, L->in, B, 1.0f, dml, d2, io->x, L->in,
                  accumulate_w ? 1.0f : 0.0f, grads + L->w_off, L->in);
     if (io->dx)
-        ae_sgemm(AE_NO_TRANS, AE_NO_TRANS, B, L->in, d2, 1.0f, dml, d2, W, L->in, 0.0f, io->dx,
-                 L->in);
+        ae_sgemm(io->backend, AE_NO_TRANS, AE_NO_TRANS, B, L->in, d2, 1.0f, dml, d2, W, L->in, 0.0f,
+                 io->dx, L->in);
 }
 
 static const ae_layer_attr gaussian_attrs[] = {

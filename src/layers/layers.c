@@ -50,6 +50,10 @@ static const ae_layer_kind all_kinds[] = {
     AE_LAYER_BATCH_TOPK,   AE_LAYER_GAUSSIAN,
 };
 
+const ae_layer_desc *ae_layer_desc_at(size_t i) {
+    return i < sizeof all_kinds / sizeof all_kinds[0] ? ae_layer_desc_for(all_kinds[i]) : NULL;
+}
+
 const char *ae_layer_kind_name(ae_layer_kind kind) {
     const ae_layer_desc *d = ae_layer_desc_for(kind);
     return d ? d->name : NULL;

@@ -117,10 +117,10 @@ typedef struct ae_sparse_io {
      * changed and updates the flags (or, when it cannot, the caller forgets them). */
     int sparse_grads;
     unsigned char *w_zero;
-    /* Backward, set by the caller: only the entries of dx at the kept
-     * indices of the layer before will be read (that layer is a top-k whose
-     * predecessor, or itself, reads nothing else), so the rest need not be
-     * written. */
+    /* Backward, set by the caller: the layer may write only part of dx (a
+     * dense layer its in_idx entries, a top-k layer its kept entries) and
+     * leave the rest unwritten. The caller sets it only when that part
+     * covers every entry the layer before reads (src/model/sparse.c). */
     int dx_kept_only;
     /* Backward, set by the layer when it kept w_zero up to date: the weight
      * gradient is zero outside the rows (w_used_cols 0) or columns (1)
@@ -157,6 +157,12 @@ typedef struct ae_layer_io {
     /* Sparse paths (a dense layer beside a top-k, and the top-k itself):
      * hints and bookkeeping, set by the model; NULL for ordinary layers. */
     ae_sparse_io *sparse;
+    /* The model's backend: every matrix product of the pass goes through
+     * ae_sgemm / ae_sgemv with it (0, AUTO, when a layer runs alone: OpenBLAS). */
+    ae_backend backend;
+    /* The layer's plan for this batch size (ops->plan_make), NULL: none;
+     * with a plan, scratch holds ops->plan_floats(plan) floats instead. */
+    void *plan;
 } ae_layer_io;
 
 typedef struct ae_layer_ops {
@@ -176,10 +182,21 @@ typedef struct ae_layer_ops {
                      int accumulate_w);
     /* Optional (NULL when s_count is 0): sets the initial non-trainable state. */
     void (*init_state)(const ae_layer *L, float *state);
+    /* Optional: checks a state the caller wants to set (finite already);
+     * AE_ERR_RANGE with a message for one the layer cannot hold. */
+    ae_status (*check_state)(const ae_layer *L, const float *state, ae_errbuf *err);
     /* Selection layers with exactly L->sparse_k kept entries per row: the
      * kept column indices of the last forward (ascending in each row), kept
      * in the scratch. NULL in the ops of other kinds. */
     const int32_t *(*kept_index)(const ae_layer *L, const float *scratch);
+    /* Optional (NULL: never): the layer computes with the backend's own
+     * primitives, made once per batch size into a plan the model owns and
+     * hands back in ae_layer_io.plan. plan_make sets *plan NULL when the
+     * backend has none for the layer (it then runs as without). */
+    ae_status (*plan_make)(const ae_layer *L, ae_backend be, size_t batch, const ae_allocator *a,
+                           void **plan, ae_errbuf *err);
+    size_t (*plan_floats)(const void *plan);
+    void (*plan_free)(void *plan, const ae_allocator *a);
 } ae_layer_ops;
 
 struct ae_layer {
@@ -237,6 +254,8 @@ static inline const float *ae_gaussian_eps(const float *scratch, size_t batch, s
 const ae_layer_ops *ae_layer_ops_for(ae_layer_kind kind);
 /* The descriptor of a kind; NULL for a number that is no kind. */
 const ae_layer_desc *ae_layer_desc_for(ae_layer_kind kind);
+/* The descriptors of every kind, i = 0, 1, ... (for lists and docs); NULL past the last. */
+const ae_layer_desc *ae_layer_desc_at(size_t i);
 /* A spec of `kind` with every attribute at its default (0 without one),
  * identity activation, slope 0.01, and a bias when the kind has trainable
  * weights. */

@@ -1,6 +1,11 @@
 /* Upsample by an integer factor: nearest (y[oh, ow] = x[oh / s, ow / s]) or
  * bilinear with align_corners=True (source row oh (H-1)/(Ho-1), PyTorch's
- * index and weight rule). No parameters, no scratch. */
+ * index and weight rule). No parameters. Bilinear is separable: each input
+ * row is interpolated along the width once (a gather by a column table
+ * computed once per pass), then output rows mix two such rows, a loop that
+ * vectorises; the backward pass is the same in reverse. Scratch (bilinear):
+ * the column table (source columns and weights, 4 floats an output column)
+ * and one plane of width-interpolated rows [H, Wo]. */
 #include <string.h>
 
 #include "layers.h"
@@ -20,9 +25,9 @@ static ae_status up_setup(ae_layer *L, const ae_layer_spec *sp, ae_errbuf *err) 
 }
 
 static size_t up_scratch(const ae_layer *L, size_t batch) {
-    (void)L;
     (void)batch;
-    return 0;
+    if (L->spec.iparam[I_MODE] == AE_UPSAMPLE_NEAREST) return 0;
+    return L->out_shape.w * 4 + L->in_shape.h * L->out_shape.w;
 }
 
 static void up_init(const ae_layer *L, float *params, ae_rng *rng) {
@@ -47,6 +52,95 @@ static float lin_scale(size_t in, size_t out) {
     return out > 1 ? (float)(in - 1) / (float)(out - 1) : 0.0f;
 }
 
+/* The column table of a pass: for output column ow its source columns
+ * c0[ow], c1[ow] and weights b0[ow], b1[ow]; and the row buffer after it. */
+typedef struct col_table {
+    uint32_t *c0, *c1;
+    float *b0, *b1, *rows;
+} col_table;
+
+static col_table columns(const ae_layer *L, float *scratch) {
+    size_t W = L->in_shape.w, Wo = L->out_shape.w;
+    col_table t = {(uint32_t *)(void *)scratch, (uint32_t *)(void *)(scratch + Wo),
+                   scratch + 2 * Wo, scratch + 3 * Wo, scratch + 4 * Wo};
+    float sw = lin_scale(W, Wo);
+    for (size_t ow = 0; ow < Wo; ow++) {
+        size_t w0, w1;
+        lin_index(ow, W, sw, &w0, &w1, &t.b0[ow], &t.b1[ow]);
+        t.c0[ow] = (uint32_t)w0;
+        t.c1[ow] = (uint32_t)w1;
+    }
+    return t;
+}
+
+/* y = a0 r0 + a1 r1 over n values. */
+AE_HOT static void mix_rows(float a0, const float *r0, float a1, const float *r1, float *y,
+                            size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = a0 * r0[i] + a1 * r1[i];
+}
+
+/* r0 += a0 g, r1 += a1 g over n values (r0 and r1 may be the same row). */
+AE_HOT static void spread_rows(float a0, float *r0, float a1, float *r1, const float *g,
+                               size_t n) {
+    if (r0 == r1) {
+        for (size_t i = 0; i < n; i++) r0[i] += (a0 + a1) * g[i];
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        r0[i] += a0 * g[i];
+        r1[i] += a1 * g[i];
+    }
+}
+
+static void bilinear_forward(const ae_layer *L, const float *xs, float *ys, size_t planes,
+                             float *scratch) {
+    size_t H = L->in_shape.h, W = L->in_shape.w, Ho = L->out_shape.h, Wo = L->out_shape.w;
+    col_table t = columns(L, scratch);
+    float sh = lin_scale(H, Ho);
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *x = xs + pl * H * W;
+        float *y = ys + pl * Ho * Wo;
+        for (size_t h = 0; h < H; h++) {
+            const float *xr = x + h * W;
+            float *r = t.rows + h * Wo;
+            for (size_t ow = 0; ow < Wo; ow++)
+                r[ow] = t.b0[ow] * xr[t.c0[ow]] + t.b1[ow] * xr[t.c1[ow]];
+        }
+        for (size_t oh = 0; oh < Ho; oh++) {
+            size_t h0, h1;
+            float a0, a1;
+            lin_index(oh, H, sh, &h0, &h1, &a0, &a1);
+            mix_rows(a0, t.rows + h0 * Wo, a1, t.rows + h1 * Wo, y + oh * Wo, Wo);
+        }
+    }
+}
+
+static void bilinear_backward(const ae_layer *L, const float *dys, float *dxs, size_t planes,
+                              float *scratch) {
+    size_t H = L->in_shape.h, W = L->in_shape.w, Ho = L->out_shape.h, Wo = L->out_shape.w;
+    col_table t = columns(L, scratch);
+    float sh = lin_scale(H, Ho);
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *dy = dys + pl * Ho * Wo;
+        float *dx = dxs + pl * H * W;
+        memset(t.rows, 0, H * Wo * sizeof *t.rows);
+        for (size_t oh = 0; oh < Ho; oh++) {
+            size_t h0, h1;
+            float a0, a1;
+            lin_index(oh, H, sh, &h0, &h1, &a0, &a1);
+            spread_rows(a0, t.rows + h0 * Wo, a1, t.rows + h1 * Wo, dy + oh * Wo, Wo);
+        }
+        for (size_t h = 0; h < H; h++) {
+            const float *r = t.rows + h * Wo;
+            float *xr = dx + h * W;
+            for (size_t ow = 0; ow < Wo; ow++) {
+                xr[t.c0[ow]] += t.b0[ow] * r[ow];
+                xr[t.c1[ow]] += t.b1[ow] * r[ow];
+            }
+        }
+    }
+}
+
 static void up_forward(const ae_layer *L, const float *params, ae_layer_io *io) {
     (void)params;
     size_t s = (size_t)L->spec.iparam[I_SCALE];
@@ -69,23 +163,7 @@ static void up_forward(const ae_layer *L, const float *params, ae_layer_io *io) 
         }
         return;
     }
-    float sh = lin_scale(H, Ho), sw = lin_scale(W, Wo);
-    for (size_t pl = 0; pl < planes; pl++) {
-        const float *x = io->x + pl * H * W;
-        float *y = io->y + pl * Ho * Wo;
-        for (size_t oh = 0; oh < Ho; oh++) {
-            size_t h0, h1;
-            float a0, a1;
-            lin_index(oh, H, sh, &h0, &h1, &a0, &a1);
-            for (size_t ow = 0; ow < Wo; ow++) {
-                size_t w0, w1;
-                float b0, b1;
-                lin_index(ow, W, sw, &w0, &w1, &b0, &b1);
-                y[oh * Wo + ow] = a0 * (b0 * x[h0 * W + w0] + b1 * x[h0 * W + w1]) +
-                                  a1 * (b0 * x[h1 * W + w0] + b1 * x[h1 * W + w1]);
-            }
-        }
-    }
+    bilinear_forward(L, io->x, io->y, planes, io->scratch);
 }
 
 static void up_backward(const ae_layer *L, const float *params, float *grads, ae_layer_io *io,
@@ -98,31 +176,17 @@ static void up_backward(const ae_layer *L, const float *params, float *grads, ae
     size_t H = L->in_shape.h, W = L->in_shape.w, Ho = L->out_shape.h, Wo = L->out_shape.w;
     size_t planes = io->batch * L->in_shape.c;
     memset(io->dx, 0, planes * H * W * sizeof *io->dx);
-    int nearest = L->spec.iparam[I_MODE] == AE_UPSAMPLE_NEAREST;
-    float sh = lin_scale(H, Ho), sw = lin_scale(W, Wo);
+    if (L->spec.iparam[I_MODE] != AE_UPSAMPLE_NEAREST) {
+        bilinear_backward(L, io->dy, io->dx, planes, io->scratch);
+        return;
+    }
     for (size_t pl = 0; pl < planes; pl++) {
         float *dx = io->dx + pl * H * W;
         const float *dy = io->dy + pl * Ho * Wo;
         for (size_t oh = 0; oh < Ho; oh++) {
             const float *dr = dy + oh * Wo;
-            if (nearest) {
-                float *xr = dx + (oh / s) * W;
-                for (size_t ow = 0; ow < Wo; ow++) xr[ow / s] += dr[ow];
-                continue;
-            }
-            size_t h0, h1;
-            float a0, a1;
-            lin_index(oh, H, sh, &h0, &h1, &a0, &a1);
-            for (size_t ow = 0; ow < Wo; ow++) {
-                size_t w0, w1;
-                float b0, b1;
-                lin_index(ow, W, sw, &w0, &w1, &b0, &b1);
-                float g = dr[ow];
-                dx[h0 * W + w0] += a0 * b0 * g;
-                dx[h0 * W + w1] += a0 * b1 * g;
-                dx[h1 * W + w0] += a1 * b0 * g;
-                dx[h1 * W + w1] += a1 * b1 * g;
-            }
+            float *xr = dx + (oh / s) * W;
+            for (size_t ow = 0; ow < Wo; ow++) xr[ow / s] += dr[ow];
         }
     }
 }

@@ -27,6 +27,10 @@ int ae_loss_wants_logits(ae_loss kind, ae_activation out_act);
  * Returns a non-finite value when the outputs are outside the loss's domain. */
 double ae_loss_eval(const ae_loss_input *in, float *dpre);
 
+/* The index of the first of the n targets outside the loss's domain (BCE:
+ * [0, 1], NaN included), or n when there is none. */
+size_t ae_loss_bad_target(ae_loss kind, const float *t, size_t n);
+
 /* ---- sparsity penalties (sparsity.c) on a layer output z [batch, n] ---- */
 
 /* ρ̂ is clamped to [AE_KL_RHO_MIN, 1 - AE_KL_RHO_MIN]. */

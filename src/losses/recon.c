@@ -69,3 +69,18 @@ double ae_loss_eval(const ae_loss_input *in, float *dpre) {
     }
     return NAN;
 }
+
+size_t ae_loss_bad_target(ae_loss kind, const float *t, size_t n) {
+    if (kind != AE_LOSS_BCE) return n;
+    /* One pass, branch-free, in blocks so the first bad index is found
+     * without a test per element (NaN fails both comparisons). */
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        int bad = 0;
+        for (size_t j = 0; j < 64; j++) bad |= !(t[i + j] >= 0.0f && t[i + j] <= 1.0f);
+        if (bad) break;
+    }
+    for (; i < n; i++)
+        if (!(t[i] >= 0.0f && t[i] <= 1.0f)) return i;
+    return n;
+}

@@ -12,6 +12,16 @@
 #define PCA_MAX_DIM 4096
 #define KNN_MAX_K 1024
 #define SSIM_WIN 11
+/* The data range L of PSNR and SSIM: any span float data can have (the
+ * smallest subnormal to twice the largest float). Within it L², (K L)² and
+ * the products SSIM forms stay normal doubles and PSNR is finite, while
+ * e.g. L = 1e200 squares to infinity and 1e-200 to 0. */
+#define RANGE_MIN 1e-45
+#define RANGE_MAX 1e39
+
+static int range_ok(double data_range) {
+    return data_range >= RANGE_MIN && data_range <= RANGE_MAX;
+}
 
 /* n·dim with both non-zero and the product in range; 0 otherwise. */
 static size_t checked_count(size_t n, size_t dim) {
@@ -50,8 +60,7 @@ ae_status ae_metric_mse_per_sample(const float *x, const float *y, size_t n, siz
 ae_status ae_metric_psnr(const float *x, const float *y, size_t count, double data_range,
                          double *psnr) {
     if (!x || !y || !psnr) return AE_ERR_INVALID_ARG;
-    if (count == 0 || count > MAX_VALUES || !(data_range > 0.0) || !isfinite(data_range))
-        return AE_ERR_RANGE;
+    if (count == 0 || count > MAX_VALUES || !range_ok(data_range)) return AE_ERR_RANGE;
     if (!ae_all_finite(x, count) || !ae_all_finite(y, count)) return AE_ERR_NUMERIC;
     double mse = sse(x, y, count) / (double)count;
     *psnr = mse == 0.0 ? INFINITY : 10.0 * log10(data_range * data_range / mse);
@@ -114,7 +123,7 @@ ae_status ae_metric_ssim(const float *x, const float *y, size_t n, size_t channe
     if (!x || !y || !ssim) return AE_ERR_INVALID_ARG;
     size_t planes = checked_count(n, channels), plane = checked_count(height, width);
     size_t count = planes && plane ? checked_count(planes, plane) : 0;
-    if (!count || !(data_range > 0.0) || !isfinite(data_range)) return AE_ERR_RANGE;
+    if (!count || !range_ok(data_range)) return AE_ERR_RANGE;
     if (height < SSIM_WIN || width < SSIM_WIN) return AE_ERR_SHAPE;
     if (!ae_all_finite(x, count) || !ae_all_finite(y, count)) return AE_ERR_NUMERIC;
     size_t tmp_count;

@@ -1,3 +1,4 @@
+#include <float.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -12,30 +13,50 @@ typedef struct param_row {
     int lo_open, hi_open; /* bound excluded */
     int changeable;
     size_t off;
+    /* Float settings: a nonzero value must stay a normal float (a smaller
+     * one would be 0 or subnormal where it is used, and 0 is not the same
+     * setting: e.g. a momentum of 1e-50 would be on in double, off in float). */
+    int normal;
+    const char *const *values; /* names of an int setting's values lo..hi, or NULL */
 } param_row;
 
-#define ROW_I(id, name, lo, hi, ch, field) {id, name, 1, lo, hi, 0, 0, ch, offsetof(ae_settings, field)}
+#define ROW_I(id, name, lo, hi, ch, field) \
+    {id, name, 1, lo, hi, 0, 0, ch, offsetof(ae_settings, field), 0, NULL}
+#define ROW_E(id, name, lo, hi, ch, field, values) \
+    {id, name, 1, lo, hi, 0, 0, ch, offsetof(ae_settings, field), 0, values}
 #define ROW_F(id, name, lo, hi, lo_open, hi_open, ch, field) \
-    {id, name, 0, lo, hi, lo_open, hi_open, ch, offsetof(ae_settings, field)}
+    {id, name, 0, lo, hi, lo_open, hi_open, ch, offsetof(ae_settings, field), 0, NULL}
+#define ROW_FN(id, name, lo, hi, lo_open, hi_open, ch, field) \
+    {id, name, 0, lo, hi, lo_open, hi_open, ch, offsetof(ae_settings, field), 1, NULL}
+
+/* Value names, as architecture descriptions spell them (src/model/arch.c). */
+static const char *const loss_names[] = {"mse", "bce", NULL};
+static const char *const reduction_names[] = {"mean", "sum", NULL};
+static const char *const optimizer_names[] = {"sgd", "adam", "adamw", NULL};
+static const char *const noise_names[] = {"none",    "gaussian", "mask", "bernoulli",
+                                          "dropout", "salt_pepper", NULL};
+static const char *const bool_names[] = {"false", "true", NULL};
 
 static const param_row param_table[] = {
-    ROW_I(AE_P_LOSS, "AE_P_LOSS", 0, 1, 0, loss),
-    ROW_I(AE_P_REDUCTION, "AE_P_REDUCTION", 0, 1, 0, reduction),
-    ROW_I(AE_P_OPTIMIZER, "AE_P_OPTIMIZER", 0, 2, 0, optimizer),
-    ROW_I(AE_P_SEED, "AE_P_SEED", 0, 9223372036854775807.0, 0, seed),
+    ROW_E(AE_P_LOSS, "AE_P_LOSS", 0, 1, 0, loss, loss_names),
+    ROW_E(AE_P_REDUCTION, "AE_P_REDUCTION", 0, 1, 0, reduction, reduction_names),
+    ROW_E(AE_P_OPTIMIZER, "AE_P_OPTIMIZER", 0, 2, 0, optimizer, optimizer_names),
+    /* Every int64: the seed is its 64 bits (a uint64_t seed as int64). */
+    ROW_I(AE_P_SEED, "AE_P_SEED", -9223372036854775808.0, 9223372036854775807.0, 0, seed),
     ROW_F(AE_P_LEARNING_RATE, "AE_P_LEARNING_RATE", 0, 1e6, 0, 0, 1, lr),
-    ROW_F(AE_P_MOMENTUM, "AE_P_MOMENTUM", 0, 1, 0, 1, 1, momentum),
-    ROW_I(AE_P_NESTEROV, "AE_P_NESTEROV", 0, 1, 1, nesterov),
+    ROW_FN(AE_P_MOMENTUM, "AE_P_MOMENTUM", 0, 1, 0, 1, 1, momentum),
+    ROW_E(AE_P_NESTEROV, "AE_P_NESTEROV", 0, 1, 1, nesterov, bool_names),
     ROW_F(AE_P_WEIGHT_DECAY, "AE_P_WEIGHT_DECAY", 0, 1e6, 0, 0, 1, weight_decay),
     ROW_F(AE_P_BETA1, "AE_P_BETA1", 0, 1, 0, 1, 1, beta1),
     ROW_F(AE_P_BETA2, "AE_P_BETA2", 0, 1, 0, 1, 1, beta2),
-    ROW_F(AE_P_EPSILON, "AE_P_EPSILON", 0, 1, 1, 0, 1, eps),
+    /* Adam divides by it in float: its float must be a positive normal. */
+    ROW_F(AE_P_EPSILON, "AE_P_EPSILON", FLT_MIN, 1, 0, 0, 1, eps),
     ROW_F(AE_P_GRAD_CLIP_NORM, "AE_P_GRAD_CLIP_NORM", 0, 1e12, 0, 0, 1, clip_norm),
     ROW_F(AE_P_DAMPENING, "AE_P_DAMPENING", 0, 1e6, 0, 0, 1, dampening),
-    ROW_I(AE_P_NOISE_KIND, "AE_P_NOISE_KIND", 0, 5, 1, noise.kind),
+    ROW_E(AE_P_NOISE_KIND, "AE_P_NOISE_KIND", 0, 5, 1, noise.kind, noise_names),
     ROW_F(AE_P_NOISE_LEVEL, "AE_P_NOISE_LEVEL", 0, 1e6, 0, 0, 1, noise.level),
     ROW_F(AE_P_NOISE_MEAN, "AE_P_NOISE_MEAN", -1e6, 1e6, 0, 0, 1, noise.mean),
-    ROW_I(AE_P_NOISE_CLIP, "AE_P_NOISE_CLIP", 0, 1, 1, noise.clip),
+    ROW_E(AE_P_NOISE_CLIP, "AE_P_NOISE_CLIP", 0, 1, 1, noise.clip, bool_names),
     ROW_F(AE_P_NOISE_CLIP_LO, "AE_P_NOISE_CLIP_LO", -1e30, 1e30, 0, 0, 1, noise.lo),
     ROW_F(AE_P_NOISE_CLIP_HI, "AE_P_NOISE_CLIP_HI", -1e30, 1e30, 0, 0, 1, noise.hi),
     ROW_F(AE_P_NOISE_VALUE, "AE_P_NOISE_VALUE", -1e30, 1e30, 0, 0, 1, noise.value),
@@ -55,6 +76,14 @@ int ae_settings_row(size_t i, ae_param *id, int *is_int) {
     if (i >= sizeof param_table / sizeof param_table[0]) return 0;
     *id = param_table[i].id;
     *is_int = param_table[i].is_int;
+    return 1;
+}
+
+int ae_settings_info(size_t i, ae_setting_info *out) {
+    if (i >= sizeof param_table / sizeof param_table[0]) return 0;
+    const param_row *r = &param_table[i];
+    *out = (ae_setting_info){r->id, r->name, r->is_int, r->lo, r->hi, r->lo_open, r->hi_open,
+                             r->values};
     return 1;
 }
 
@@ -101,11 +130,28 @@ ae_status ae_settings_set(ae_settings *s, ae_errbuf *err, ae_param p, int is_int
         if (p == AE_P_OPTIMIZER && !s->weight_decay_set)
             s->weight_decay = iv == AE_OPT_ADAMW ? 1e-2 : 0.0;
     } else {
+        /* Stored as double, used (mostly) as float: the bounds must hold
+         * for both, so a value that rounds onto an excluded bound (a beta
+         * of 1 - 1e-10 is 1 as a float) is refused. Every bound is within
+         * float range, so the conversion below is defined. */
         int ok = fv == fv && (r->lo_open ? fv > r->lo : fv >= r->lo) &&
                  (r->hi_open ? fv < r->hi : fv <= r->hi);
+        char lb = r->lo_open ? '(' : '[', hb = r->hi_open ? ')' : ']';
         if (!ok)
-            return ae_error(err, AE_ERR_RANGE, "%s must be in %c%g, %g%c, got %g", r->name,
-                            r->lo_open ? '(' : '[', r->lo, r->hi, r->hi_open ? ')' : ']', fv);
+            return ae_error(err, AE_ERR_RANGE, "%s must be in %c%g, %g%c, got %g", r->name, lb,
+                            r->lo, r->hi, hb, fv);
+        float f = (float)fv, flo = (float)r->lo, fhi = (float)r->hi;
+        if (!((r->lo_open ? f > flo : f >= flo) && (r->hi_open ? f < fhi : f <= fhi)))
+            return ae_error(err, AE_ERR_RANGE,
+                            "%s must be in %c%g, %g%c as the float it is used as, got %.17g (%.9g "
+                            "as a float)",
+                            r->name, lb, r->lo, r->hi, hb, fv, (double)f);
+        if (r->normal && fv != 0.0 && !(f >= FLT_MIN || f <= -FLT_MIN))
+            return ae_error(err, AE_ERR_RANGE,
+                            "%s must be 0 or a normal float (magnitude at least %g) in %c%g, %g%c, "
+                            "got %g",
+                            r->name, (double)FLT_MIN, lb, r->lo, r->hi, hb, fv);
+        if (fv == 0.0) fv = 0.0; /* -0.0 is stored as 0 */
         memcpy(field, &fv, sizeof fv);
         if (p == AE_P_WEIGHT_DECAY) s->weight_decay_set = 1;
     }
@@ -341,7 +387,7 @@ ae_status ae_config_layer_set_float(ae_config *cfg, size_t layer, ae_layer_param
         if (!(value >= 0.0 && value <= 1e3))
             return ae_error(&cfg->err, AE_ERR_RANGE, "AE_LAYER_LEAKY_SLOPE must be in [0, 1000], got %g",
                             value);
-        sp->slope = (float)value;
+        sp->slope = value == 0.0 ? 0.0f : (float)value; /* -0.0 is kept as 0 */
         return AE_OK;
     }
     /* A setting of one of the kind's attributes: its bounds. */
@@ -349,7 +395,7 @@ ae_status ae_config_layer_set_float(ae_config *cfg, size_t layer, ae_layer_param
     if (!((a->lo_open ? value > a->lo : value >= a->lo) && value <= a->hi))
         return ae_error(&cfg->err, AE_ERR_RANGE, "%s must be in %c%g, %g], got %g",
                         layer_param_name(param), a->lo_open ? '(' : '[', a->lo, a->hi, value);
-    ae_spec_set_float(sp, a, value);
+    ae_spec_set_float(sp, a, value == 0.0 ? 0.0 : value);
     return AE_OK;
 }
 
@@ -450,4 +496,22 @@ ae_status ae_config_get_int(const ae_config *cfg, ae_param param, int64_t *value
 ae_status ae_config_get_float(const ae_config *cfg, ae_param param, double *value) {
     if (!cfg || !value) return AE_ERR_INVALID_ARG;
     return ae_settings_get(&cfg->s, NULL, param, 0, NULL, value);
+}
+
+ae_status ae_config_set_backend(ae_config *cfg, ae_backend backend) {
+    if (!cfg) return AE_ERR_INVALID_ARG;
+    const char *name = ae_backend_name(backend);
+    if (!name)
+        return ae_error(&cfg->err, AE_ERR_INVALID_ARG,
+                        "unknown backend %d (AE_BACKEND_AUTO, _OPENBLAS or _ONEDNN)", (int)backend);
+    if (!ae_backend_available(backend))
+        return ae_error(&cfg->err, AE_ERR_UNSUPPORTED,
+                        "the %s backend is not built into this libae (meson option -D%s)", name,
+                        name);
+    cfg->backend = backend;
+    return AE_OK;
+}
+
+ae_backend ae_config_get_backend(const ae_config *cfg) {
+    return cfg ? cfg->backend : AE_BACKEND_AUTO;
 }

@@ -121,3 +121,16 @@ ae_status ae_model_layer_shape(const ae_model *m, size_t layer, size_t in[3], si
     }
     return AE_OK;
 }
+
+ae_status ae_model_sample_shape(const ae_model *m, size_t *channels, size_t *height,
+                                size_t *width) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    ae_shape s = m->in_shape;
+    /* A vector input read as an image at once (nn.Unflatten first) has that image's shape. */
+    if (s.h == 1 && s.w == 1 && m->nlayers && m->layers[0].kind == AE_LAYER_UNFLATTEN)
+        s = m->layers[0].out_shape;
+    if (channels) *channels = s.c;
+    if (height) *height = s.h;
+    if (width) *width = s.w;
+    return AE_OK;
+}

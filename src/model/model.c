@@ -1,3 +1,4 @@
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -33,7 +34,9 @@ void ae_model_destroy(ae_model *m) {
     ae_vae_free(m);
     ae_meta_free(m);
     ae_convention_free(m);
+    ae_plans_free(m);
     ae_free(&a, m->ws);
+    ae_free(&a, m->scratch_n);
     ae_free(&a, m->noisy);
     ae_free(&a, m->y);
     ae_free(&a, m->pre);
@@ -42,6 +45,7 @@ void ae_model_destroy(ae_model *m) {
     ae_free(&a, m->w_own);
     ae_free(&a, m->blocks);
     ae_free(&a, m->grad_shapes);
+    ae_free(&a, m->bounds);
     ae_free(&a, m->params);
     ae_free(&a, m->grads);
     ae_free(&a, m->state1);
@@ -66,6 +70,7 @@ ae_status ae_model_create(ae_model **out, const ae_config *cfg_in) {
     if (!m) return ae_error(&cfg->err, AE_ERR_OUT_OF_MEMORY, "out of memory creating the model");
     m->alloc = *a;
     m->s = cfg->s;
+    m->backend = ae_backend_resolve(cfg->backend);
     m->nlayers = cfg->nlayers;
     m->code_layer = cfg->code_at;
     m->in_size = cfg->input_size;
@@ -74,12 +79,15 @@ ae_status ae_model_create(ae_model **out, const ae_config *cfg_in) {
     m->y = ae_calloc(a, m->nlayers, sizeof *m->y);
     m->pre = ae_calloc(a, m->nlayers, sizeof *m->pre);
     m->scratch = ae_calloc(a, m->nlayers, sizeof *m->scratch);
+    m->scratch_n = ae_calloc(a, m->nlayers, sizeof *m->scratch_n);
     m->accumulate_w = ae_calloc(a, m->nlayers, 1);
     m->w_own = ae_calloc(a, m->nlayers, sizeof *m->w_own);
     m->blocks = ae_calloc(a, 2 * m->nlayers, sizeof *m->blocks);
     m->grad_shapes = ae_calloc(a, 2 * m->nlayers, sizeof *m->grad_shapes);
-    if (!m->layers || !m->y || !m->pre || !m->scratch || !m->accumulate_w || !m->w_own ||
-        !m->blocks || !m->grad_shapes)
+    m->bounds = ae_calloc(a, 2 * m->nlayers, sizeof *m->bounds);
+    if (!m->layers || !m->y || !m->pre || !m->scratch || !m->scratch_n || !m->accumulate_w ||
+        !m->w_own ||
+        !m->blocks || !m->grad_shapes || !m->bounds)
         goto oom;
 
     ae_shape shape = cfg->input_shape;
@@ -135,6 +143,7 @@ ae_status ae_model_create(ae_model **out, const ae_config *cfg_in) {
     m->out_size = ae_shape_size(shape);
     st = ae_sparse_setup(m, &cfg->err);
     if (!st) st = ae_vae_setup(m, &cfg->err);
+    if (!st) st = ae_plans_setup(m, &cfg->err);
     if (st) {
         ae_model_destroy(m);
         return st;
@@ -169,57 +178,62 @@ oom:
 
 const char *ae_model_last_error(const ae_model *m) { return m ? m->err.msg : null_model_msg; }
 
+ae_backend ae_model_backend(const ae_model *m) { return m ? m->backend : AE_BACKEND_AUTO; }
+
 /* ---- workspace ---- */
 
-static size_t layer_floats(const ae_layer *L, size_t batch, size_t *scratch) {
-    *scratch = L->ops->scratch_floats(L, batch);
-    /* Each buffer rounded to 16 floats keeps every one 64-byte aligned. */
-    size_t y = (batch * L->out + 15) & ~(size_t)15;
-    return y + (L->keep_pre ? y : 0) + ((*scratch + 15) & ~(size_t)15);
-}
-
-/* The floats of the workspace for `batch`: every layer's buffers and the
- * two gradient buffers. */
-static size_t workspace_floats(const ae_model *m, size_t batch, size_t *gsize) {
-    size_t total = 0, scratch;
-    *gsize = (batch * m->max_width + 15) & ~(size_t)15;
-    for (size_t i = 0; i < m->nlayers; i++) total += layer_floats(&m->layers[i], batch, &scratch);
-    return total + 2 * *gsize;
+/* The workspace's layout for `batch` samples: each buffer rounded to 16
+ * floats keeps every one 64-byte aligned. Returns the floats it takes; with
+ * ws, points the per-layer buffers into it. */
+static size_t layout(ae_model *m, size_t batch, float *ws) {
+    size_t gsize = (batch * m->max_width + 15) & ~(size_t)15, total = 0;
+    for (size_t i = 0; i < m->nlayers; i++) {
+        const ae_layer *L = &m->layers[i];
+        size_t y = (batch * L->out + 15) & ~(size_t)15;
+        size_t s = (ae_plans_scratch(m, i, batch) + 15) & ~(size_t)15;
+        if (ws) {
+            m->y[i] = ws + total;
+            m->pre[i] = L->keep_pre ? ws + total + y : NULL;
+            m->scratch[i] = ws + total + y + (L->keep_pre ? y : 0);
+            m->scratch_n[i] = s;
+        }
+        total += y + (L->keep_pre ? y : 0) + s;
+    }
+    if (ws) {
+        m->grad_a = ws + total;
+        m->grad_b = ws + total + gsize;
+    }
+    return total + 2 * gsize;
 }
 
 ae_status ae_model_workspace_size(const ae_model *m, size_t batch, size_t *bytes) {
     if (!m || !bytes) return AE_ERR_INVALID_ARG;
     if (batch < 1 || batch > AE_MAX_DIM) return AE_ERR_RANGE;
-    size_t gsize;
-    *bytes = workspace_floats(m, batch, &gsize) * sizeof(float);
+    /* Without a workspace, layout only reads the model. */
+    *bytes = layout((ae_model *)m, batch, NULL) * sizeof(float);
     return AE_OK;
 }
 
 ae_status ae_model_reserve(ae_model *m, size_t batch) {
-    if (batch <= m->ws_batch) return AE_OK;
-    size_t gsize, total = workspace_floats(m, batch, &gsize);
+    ae_status st = ae_plans_for(m, batch);
+    if (st) return st;
+    size_t B = batch > m->ws_batch ? batch : m->ws_batch;
+    /* A batch size no larger still needs a new layout when a plan made for
+     * it wants more scratch than its layer has. */
+    int fits = B == m->ws_batch;
+    for (size_t i = 0; fits && m->plans && i < m->nlayers; i++)
+        fits = ae_plans_scratch(m, i, B) <= m->scratch_n[i];
+    if (fits) return AE_OK;
+    size_t total = layout(m, B, NULL);
     float *ws = ae_alloc(&m->alloc, total * sizeof(float));
     if (!ws)
         return ae_error(&m->err, AE_ERR_OUT_OF_MEMORY,
-                        "out of memory allocating the workspace for batch %zu (%zu bytes)", batch,
+                        "out of memory allocating the workspace for batch %zu (%zu bytes)", B,
                         total * sizeof(float));
     ae_free(&m->alloc, m->ws);
     m->ws = ws;
-    m->ws_batch = batch;
-    float *p = ws;
-    for (size_t i = 0; i < m->nlayers; i++) {
-        const ae_layer *L = &m->layers[i];
-        size_t y = (batch * L->out + 15) & ~(size_t)15;
-        size_t s = L->ops->scratch_floats(L, batch);
-        m->y[i] = p;
-        p += y;
-        m->pre[i] = L->keep_pre ? p : NULL;
-        p += L->keep_pre ? y : 0;
-        m->scratch[i] = p;
-        p += (s + 15) & ~(size_t)15;
-    }
-    m->grad_a = p;
-    m->grad_b = p + gsize;
+    m->ws_batch = B;
+    layout(m, B, ws);
     return AE_OK;
 }
 
@@ -231,7 +245,9 @@ const float *ae_model_forward(ae_model *m, size_t from, size_t to, const float *
     for (size_t i = from; i < to; i++) {
         ae_layer_io io = {.batch = batch, .train = train, .x = x, .pre = m->pre[i], .y = m->y[i],
                           .scratch = m->scratch[i],
-                          .state = m->layers[i].s_count ? m->buffers + m->layers[i].s_off : NULL};
+                          .state = m->layers[i].s_count ? m->buffers + m->layers[i].s_off : NULL,
+                          .backend = m->backend,
+                          .plan = ae_model_layer_plan(m, i, batch)};
         ae_sparse_io sp;
         io.sparse = ae_sparse_hints(m, i, from, batch, &sp);
         m->layers[i].ops->forward(&m->layers[i], m->params, &io);
@@ -240,6 +256,31 @@ const float *ae_model_forward(ae_model *m, size_t from, size_t to, const float *
     }
     return x;
 }
+
+/* Layer state is checked after the pass that wrote it rather than inside
+ * each layer's update: it is a few floats per layer (BatchNorm's running
+ * statistics, batch top-k's threshold), just written and in cache, and the
+ * copy to restore from (buffers_saved) exists already. */
+ae_status ae_model_check_state(ae_model *m) {
+    if (ae_all_finite(m->buffers, m->nbuffers)) return AE_OK;
+    size_t e = ae_first_nonfinite(m->buffers, m->nbuffers), i = 0;
+    while (i + 1 < m->nlayers && e >= m->layers[i].s_off + m->layers[i].s_count) i++;
+    float v = m->buffers[e];
+    memcpy(m->buffers, m->buffers_saved, m->nbuffers * sizeof(float));
+    return ae_error(&m->err, AE_ERR_NUMERIC,
+                    "layer %zu (%s): its state would become non-finite (%g at element %zu, the "
+                    "statistics overflow float); nothing was updated",
+                    i, m->layers[i].ops->desc->name, (double)v, e - m->layers[i].s_off);
+}
+
+ae_status ae_model_forward_train(ae_model *m, size_t from, size_t to, const float *x,
+                                 size_t batch, ae_rng *rng, const float *eps, const float **y) {
+    if (m->nbuffers) memcpy(m->buffers_saved, m->buffers, m->nbuffers * sizeof(float));
+    *y = ae_model_forward(m, from, to, x, batch, 1, rng, eps);
+    return ae_model_check_state(m);
+}
+
+void ae_model_params_written(ae_model *m) { ae_optim_forget_bounds(m->bounds, 2 * m->nlayers); }
 
 static ae_status check_batch(ae_model *m, const void *a, const void *b, size_t batch) {
     if (!a || !b) return ae_error(&m->err, AE_ERR_INVALID_ARG, "a data pointer is NULL");
@@ -280,6 +321,16 @@ static ae_status check_finite(ae_model *m, const float *p, size_t n, const char 
                     what, (double)p[i], i);
 }
 
+ae_status ae_model_check_target(ae_model *m, const float *t, size_t batch, const char *what) {
+    size_t n = batch * m->out_size, i = ae_loss_bad_target((ae_loss)m->s.loss, t, n);
+    if (i == n) return AE_OK;
+    /* Outside [0, 1] the BCE has no minimum: training ran to -2e9. */
+    return ae_error(&m->err, AE_ERR_RANGE,
+                    "%s holds %g at element %zu (sample %zu, value %zu): BCE targets must be in "
+                    "[0, 1]",
+                    what, (double)t[i], i, i / m->out_size, i % m->out_size);
+}
+
 ae_status ae_model_prepare(ae_model *m, const float *x, const void *out, size_t batch,
                            size_t width) {
     ae_status st = check_batch(m, x, out, batch);
@@ -299,9 +350,12 @@ static ae_status forward_loss(ae_model *m, const float *x, const float *target, 
     ae_status st = sample && m->has_vae ? ae_vae_sampling(m, batch, &rng, &eps) : AE_OK;
     if (!st) st = check_finite(m, x, batch * m->in_size, "the input");
     if (!st && target != x) st = check_finite(m, target, batch * m->out_size, "the target");
+    if (!st) st = ae_model_check_target(m, target, batch, target != x ? "the target" : "the input");
     if (!st) st = ae_model_reserve(m, batch);
     if (st) return st;
     ae_model_forward(m, 0, m->nlayers, x, batch, train, rng, eps);
+    /* The callers saved the layer state before. */
+    if (train && (st = ae_model_check_state(m)) != AE_OK) return st;
     const ae_layer *last = &m->layers[m->nlayers - 1];
     ae_loss_input li = {(ae_loss)m->s.loss, (ae_reduction)m->s.reduction, last->act, last->slope,
                         m->y[m->nlayers - 1], m->pre[m->nlayers - 1], target,
@@ -310,9 +364,10 @@ static ae_status forward_loss(ae_model *m, const float *x, const float *target, 
     ae_sparse_penalties(m, batch, &terms[1], &terms[2]);
     terms[3] = ae_vae_kl_term(m, batch);
     *loss = terms[0] + terms[1] + terms[2] + (m->has_vae ? ae_vae_beta_now(m) * terms[3] : 0.0);
-    if (!isfinite(*loss))
-        return ae_error(&m->err, AE_ERR_NUMERIC, "the loss is not finite (%g); nothing was updated",
-                        *loss);
+    /* The caller receives a float: a loss beyond its range is infinite there. */
+    if (!isfinite(*loss) || fabs(*loss) > FLT_MAX)
+        return ae_error(&m->err, AE_ERR_NUMERIC,
+                        "the loss (%g) is not finite as a float; nothing was updated", *loss);
     return AE_OK;
 }
 
@@ -338,7 +393,9 @@ static void backward(ae_model *m, const float *x, size_t batch) {
                           .dx = i > first ? dx : NULL,
                           .dy_is_dpre = i + 1 == m->nlayers,
                           .scratch = m->scratch[i],
-                          .state = L->s_count ? m->buffers + L->s_off : NULL};
+                          .state = L->s_count ? m->buffers + L->s_off : NULL,
+                          .backend = m->backend,
+                          .plan = ae_model_layer_plan(m, i, batch)};
         if (i + 1 < m->nlayers) ae_sparse_penalty_grad(m, i, batch, dy);
         ae_sparse_io sp;
         io.sparse = ae_sparse_before_backward(m, i, first, batch, io.dx != NULL, &sp);
@@ -375,59 +432,147 @@ static ae_status corrupt_input(ae_model *m, const float *x, size_t batch, const 
     return AE_OK;
 }
 
+/* ---- the training step ----
+ * ae_train_step runs four parts in a fixed order (docs/internals.md, "How a
+ * training step flows"): compute_gradients (forward, loss, backward into
+ * the gradient arena), reduce (the gradient-reduce hook, on the complete
+ * arena), check_gradients (finiteness, global norm, clipping) and
+ * apply_update (the optimizer). Nothing before apply_update touches a
+ * parameter or optimizer state, and the statistics are committed only
+ * after it, so a part that fails leaves the model as it was once the RNG
+ * and the layer state (written by the forward pass) are restored. */
+
+/* Corruption, forward, loss and backward: the gradient of the batch in
+ * m->grads and the loss terms in sc (indexed by ae_grad_scalar). */
+static ae_status compute_gradients(ae_model *m, const float *x, const float *target, size_t batch,
+                                   double *sc) {
+    const float *xin = x;
+    ae_status st;
+    if (m->s.noise.kind != AE_NOISE_NONE) {
+        if ((st = corrupt_input(m, x, batch, &xin)) != AE_OK) return st;
+        if (!target) target = x; /* the clean input */
+    }
+    double terms[4];
+    st = forward_loss(m, xin, target, batch, 1, 1, 1, &sc[AE_GRAD_SCALAR_LOSS], terms);
+    if (st) return st;
+    ae_vae_before_backward(m, batch);
+    backward(m, xin, batch);
+    sc[AE_GRAD_SCALAR_RECON] = terms[0];
+    sc[AE_GRAD_SCALAR_KL] = terms[1];
+    sc[AE_GRAD_SCALAR_L1] = terms[2];
+    sc[AE_GRAD_SCALAR_VAE_KL] = terms[3];
+    return AE_OK;
+}
+
+/* The hook point: the arena is complete (every gradient of the step
+ * written, the rows the sparse paths know to be zero included) and nothing
+ * has read it yet. `local` is the status of compute_gradients: when it
+ * failed, the hook still runs (a collective must be entered by every
+ * process) on NaN, so that a summing reducer fails the step everywhere. */
+static ae_status reduce(ae_model *m, ae_status local, size_t batch, double *sc) {
+    if (local) {
+        for (size_t i = 0; i < m->nparams; i++) m->grads[i] = NAN;
+        for (int k = 0; k < AE_GRAD_SCALAR_COUNT; k++) sc[k] = NAN;
+    }
+    sc[AE_GRAD_SCALAR_BATCH] = (double)batch;
+    ae_status st = m->reduce_fn(m->reduce_ctx, m->grads, m->nparams, sc, AE_GRAD_SCALAR_COUNT);
+    /* The hook may have rewritten any gradient: what the sparse paths know
+     * of the arena (zero rows, their sums of squares) no longer holds, and
+     * the next backward rewrites every row. */
+    memset(m->grad_zero_ok, 0, m->nlayers);
+    for (size_t b = 0; b < m->nblocks; b++) m->grad_shapes[b].used = NULL;
+    if (local) return local;
+    if (st)
+        return ae_error(&m->err, st, "the gradient-reduce hook failed (%s); nothing was updated",
+                        ae_status_name(st));
+    static const char *const names[] = {"loss", "reconstruction loss", "KL sparsity penalty",
+                                        "L1 penalty", "VAE KL term"};
+    for (int k = 0; k < AE_GRAD_SCALAR_BATCH; k++)
+        if (!isfinite(sc[k]))
+            return ae_error(&m->err, AE_ERR_NUMERIC,
+                            "the gradient-reduce hook left a non-finite %s (%g); nothing was updated",
+                            names[k], sc[k]);
+    return AE_OK;
+}
+
+/* The finiteness check and the clipping scale, over what the hook left. */
+static ae_status check_gradients(ae_model *m, float *scale) {
+    double sq = ae_optim_grad_sqnorm_blocks(m->grads, m->blocks, m->grad_shapes, m->nblocks,
+                                            m->bounds);
+    if (!isfinite(sq))
+        return ae_error(&m->err, AE_ERR_NUMERIC,
+                        "the gradient is not finite at step %llu; nothing was updated",
+                        (unsigned long long)m->steps);
+    *scale = 1.0f;
+    if (m->s.clip_norm > 0.0) {
+        double norm = sqrt(sq);
+        /* PyTorch's clip_grad_norm_: scale by max_norm / (norm + 1e-6) when above 1. */
+        double c = m->s.clip_norm / (norm + 1e-6);
+        if (c < 1.0) *scale = (float)c;
+    }
+    return AE_OK;
+}
+
+/* The optimizer, checked: it writes nothing when some parameter or
+ * optimizer state value would not be finite (src/optim/optim.c says how
+ * that stays cheap). */
+static ae_status apply_update(ae_model *m, float scale) {
+    ae_optim_settings os;
+    ae_settings_to_optim(&m->s, &os);
+    size_t b = 0;
+    if (ae_optim_step_checked(&os, m->params, m->grads, m->state1, m->state2, m->blocks,
+                              m->grad_shapes, m->bounds, m->nblocks, scale, &b) == AE_OK)
+        return AE_OK;
+    size_t i = 0, off = m->blocks[b].off;
+    int bias = 0;
+    for (; i < m->nlayers; i++) {
+        const ae_layer *L = &m->layers[i];
+        if (L->w_count && !L->w_transposed && L->w_off == off) break;
+        if (L->b_count && L->b_off == off && (bias = 1)) break;
+    }
+    return ae_error(&m->err, AE_ERR_NUMERIC,
+                    "the update of layer %zu's %s would make a parameter or its optimizer state "
+                    "non-finite (learning rate, weight decay or values too large) at step %llu; "
+                    "nothing was updated",
+                    i, bias ? "bias" : "weight", (unsigned long long)m->steps);
+}
+
 ae_status ae_train_step(ae_model *m, const float *x, const float *target, size_t batch,
                         float *loss) {
     if (!m) return AE_ERR_INVALID_ARG;
     ae_status st = check_batch(m, x, x, batch);
     if (!st) st = check_train_batch(m, batch);
     if (st) return st;
-    /* A failed step leaves the RNG as it was, too. */
+    /* A failed step leaves the RNG and the layer state (the forward pass of
+     * a training step updates running statistics) as they were. */
     ae_rng rng_before = m->rng;
-    const float *xin = x;
-    if (m->s.noise.kind != AE_NOISE_NONE) {
-        if ((st = corrupt_input(m, x, batch, &xin)) != AE_OK) return st;
-        if (!target) target = x; /* the clean input */
-    }
-    double l, terms[4];
-    /* The forward pass of a training step updates running statistics: keep
-     * them to restore if the step fails. */
     if (m->nbuffers) memcpy(m->buffers_saved, m->buffers, m->nbuffers * sizeof(float));
-    st = forward_loss(m, xin, target, batch, 1, 1, 1, &l, terms);
+    double sc[AE_GRAD_SCALAR_COUNT];
+    float scale = 1.0f;
+    st = compute_gradients(m, x, target, batch, sc);
+    if (m->reduce_fn) st = reduce(m, st, batch, sc);
+    if (!st) st = check_gradients(m, &scale);
+    if (!st) st = apply_update(m, scale);
     if (st) {
         if (m->nbuffers) memcpy(m->buffers, m->buffers_saved, m->nbuffers * sizeof(float));
         m->rng = rng_before;
         return st;
     }
-    ae_vae_before_backward(m, batch);
-    backward(m, xin, batch);
-
-    /* Check before touching any parameter, so a failed step changes nothing. */
-    double sq = ae_optim_grad_sqnorm_shaped(m->grads, m->blocks, m->grad_shapes, m->nblocks);
-    if (!isfinite(sq)) {
-        if (m->nbuffers) memcpy(m->buffers, m->buffers_saved, m->nbuffers * sizeof(float));
-        m->rng = rng_before;
-        return ae_error(&m->err, AE_ERR_NUMERIC,
-                        "the gradient is not finite at step %llu; nothing was updated",
-                        (unsigned long long)m->steps);
-    }
-    float scale = 1.0f;
-    if (m->s.clip_norm > 0.0) {
-        double norm = sqrt(sq);
-        /* PyTorch's clip_grad_norm_: scale by max_norm / (norm + 1e-6) when above 1. */
-        double c = m->s.clip_norm / (norm + 1e-6);
-        if (c < 1.0) scale = (float)c;
-    }
-    ae_optim_settings os;
-    ae_settings_to_optim(&m->s, &os);
-    ae_optim_step_shaped(&os, m->params, m->grads, m->state1, m->state2, m->blocks, m->grad_shapes,
-                         m->nblocks, scale);
     m->steps++;
-    m->last_loss = l;
-    ae_sparse_record(m, batch, terms[0], terms[1], terms[2]);
-    m->stat_loss = l;
-    m->stat_vae_kl = terms[3];
+    m->last_loss = sc[AE_GRAD_SCALAR_LOSS];
+    ae_sparse_record(m, batch, sc[AE_GRAD_SCALAR_RECON], sc[AE_GRAD_SCALAR_KL],
+                     sc[AE_GRAD_SCALAR_L1]);
+    m->stat_loss = sc[AE_GRAD_SCALAR_LOSS];
+    m->stat_vae_kl = sc[AE_GRAD_SCALAR_VAE_KL];
     ae_sparse_after_step(m, batch);
-    if (loss) *loss = (float)l;
+    if (loss) *loss = (float)sc[AE_GRAD_SCALAR_LOSS];
+    return AE_OK;
+}
+
+ae_status ae_model_set_grad_reduce(ae_model *m, ae_grad_reduce_fn fn, void *ctx) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    m->reduce_fn = fn;
+    m->reduce_ctx = fn ? ctx : NULL;
     return AE_OK;
 }
 
@@ -464,7 +609,17 @@ static ae_status run_range(ae_model *m, size_t from, size_t to, const float *x, 
     ae_status st = ae_model_prepare(m, x, out, batch, in_width);
     if (!st && sample && train && m->has_vae) st = ae_vae_sampling(m, batch, &rng, &eps);
     if (st) return st;
-    const float *y = ae_model_forward(m, from, to, x, batch, train, rng, eps);
+    const float *y;
+    if (train) {
+        /* A refused pass changes nothing: the RNG it drew from included. */
+        ae_rng rng_before = m->rng;
+        if ((st = ae_model_forward_train(m, from, to, x, batch, rng, eps, &y)) != AE_OK) {
+            m->rng = rng_before;
+            return st;
+        }
+    } else {
+        y = ae_model_forward(m, from, to, x, batch, 0, rng, eps);
+    }
     memcpy(out, y, batch * out_width * sizeof(float));
     return AE_OK;
 }
@@ -519,6 +674,7 @@ ae_status ae_model_layer_info(const ae_model *m, size_t layer, ae_layer_info *in
     v.out_size = L->out;
     v.weight_count = L->w_count;
     v.bias_count = L->b_count;
+    v.state_count = L->s_count;
     memcpy(info, &v, v.struct_size);
     return AE_OK;
 }
@@ -563,6 +719,7 @@ static ae_status set_param(ae_model *m, size_t layer, int bias, const float *src
         ae_stack_write_weight(m, &m->layers[layer], src);
     else
         memcpy(m->params + off, src, count * sizeof(float));
+    ae_model_params_written(m);
     return AE_OK;
 }
 
@@ -577,6 +734,42 @@ ae_status ae_model_get_bias(const ae_model *m, size_t layer, float *dst, size_t 
 }
 ae_status ae_model_set_bias(ae_model *m, size_t layer, const float *src, size_t count) {
     return set_param(m, layer, 1, src, count);
+}
+
+/* Non-trainable layer state (m->buffers). */
+static ae_status state_range(const ae_model *m, ae_errbuf *err, size_t layer, size_t count,
+                             const void *buf) {
+    if (!buf) return ae_error(err, AE_ERR_INVALID_ARG, "the buffer is NULL");
+    if (layer >= m->nlayers)
+        return ae_error(err, AE_ERR_RANGE, "layer %zu does not exist (the model has %zu)", layer,
+                        m->nlayers);
+    const ae_layer *L = &m->layers[layer];
+    if (count != L->s_count)
+        return ae_error(err, AE_ERR_SHAPE, "layer %zu (%s) has %zu state values, not %zu", layer,
+                        L->ops->desc->name, L->s_count, count);
+    return AE_OK;
+}
+
+ae_status ae_model_get_state(const ae_model *m, size_t layer, float *dst, size_t count) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    ae_status st = state_range(m, NULL, layer, count, dst);
+    if (st) return st;
+    if (count) memcpy(dst, m->buffers + m->layers[layer].s_off, count * sizeof(float));
+    return AE_OK;
+}
+
+ae_status ae_model_set_state(ae_model *m, size_t layer, const float *src, size_t count) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    ae_status st = state_range(m, &m->err, layer, count, src);
+    if (!st) st = check_finite(m, src, count, "the layer state");
+    if (st) return st;
+    const ae_layer *L = &m->layers[layer];
+    if (L->ops->check_state) {
+        st = L->ops->check_state(L, src, &m->err);
+        if (st) return st;
+    }
+    if (count) memcpy(m->buffers + L->s_off, src, count * sizeof(float));
+    return AE_OK;
 }
 
 ae_status ae_model_set_int(ae_model *m, ae_param param, int64_t value) {

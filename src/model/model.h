@@ -3,6 +3,8 @@
 #ifndef AE_MODEL_H
 #define AE_MODEL_H
 
+#include <libae/hook.h>
+
 #include "core/core.h"
 #include "core/noise.h"
 #include "layers/layers.h"
@@ -41,12 +43,16 @@ struct ae_config {
     int mirrored;
     int tied; /* ae_config_tie: every encoder-decoder pair is tied at creation */
     ae_settings s;
+    /* ae_config_set_backend; not a setting of the table, since it belongs to
+       the machine, not to the model, and model files do not keep it. */
+    ae_backend backend;
 };
 
 struct ae_model {
     ae_allocator alloc;
     ae_errbuf err;
     ae_settings s;
+    ae_backend backend; /* resolved at creation (never AUTO), fixed for the model's life */
 
     ae_layer *layers;
     size_t nlayers, code_layer; /* layers [0, code_layer) form the encoder */
@@ -61,6 +67,7 @@ struct ae_model {
     float *buffers_saved; /* buffers before the current training step, restored when it fails */
     ae_param_block *blocks;
     size_t nblocks;
+    ae_block_bound *bounds; /* per block (same capacity): the checked update's bounds */
     ae_grad_shape *grad_shapes; /* per block (same capacity), set by each backward pass */
     /* Per layer, for dense layers with sparse paths (else NULL): which rows
      * or columns of the weight gradient are all zero in the arena
@@ -73,6 +80,11 @@ struct ae_model {
      * outside the blocks, for untying (src/model/stack.c). */
     size_t *w_own;
 
+    /* The gradient-reduce hook (<libae/hook.h>), called by ae_train_step
+     * between computing the gradients and the update; NULL: none. */
+    ae_grad_reduce_fn reduce_fn;
+    void *reduce_ctx;
+
     ae_rng rng;
     uint64_t steps;
     double last_loss;
@@ -81,6 +93,11 @@ struct ae_model {
     float *ws;
     size_t ws_batch;
     float **y, **pre, **scratch; /* per layer */
+    size_t *scratch_n;           /* per layer: floats of its scratch */
+    /* Layer plans (plan.c): AE_PLAN_SLOTS per layer, NULL when no layer
+     * makes plans on the model's backend. */
+    struct ae_plan_slot *plans;
+    uint64_t plan_clock;
     float *grad_a, *grad_b;      /* ping-pong gradient buffers [batch, max_width] */
 
     float *noisy; /* corrupted copy of the input [noisy_batch, in_size] (denoising) */
@@ -112,6 +129,23 @@ struct ae_model {
     size_t conv_cap;
 };
 
+/* ---- layer plans (plan.c) ---- */
+#define AE_PLAN_SLOTS 4
+typedef struct ae_plan_slot {
+    size_t batch; /* 0: empty */
+    void *plan;   /* NULL: the layer runs without a plan at this batch size */
+    uint64_t used;
+} ae_plan_slot;
+/* At creation: the slots, when a layer makes plans on the model's backend. */
+ae_status ae_plans_setup(ae_model *m, ae_errbuf *err);
+void ae_plans_free(ae_model *m);
+/* Makes the plans of `batch` that are not kept yet (ae_model_reserve). */
+ae_status ae_plans_for(ae_model *m, size_t batch);
+/* Layer i's plan for `batch` (ae_layer_io.plan), NULL: none. */
+void *ae_model_layer_plan(const ae_model *m, size_t i, size_t batch);
+/* The scratch layer i needs at `batch` (the largest batch) for every kept plan. */
+size_t ae_plans_scratch(const ae_model *m, size_t i, size_t batch);
+
 /* ---- metadata (meta.c) ---- */
 typedef struct ae_meta_entry {
     char *key, *value;
@@ -134,6 +168,16 @@ void ae_convention_free(ae_model *m);
 /* The settings table in order, for saving: the id and type of row i; 0
  * past the end. */
 int ae_settings_row(size_t i, ae_param *id, int *is_int);
+/* Row i of the settings table in full (for the text format, arch.c); 0 past the end. */
+typedef struct ae_setting_info {
+    ae_param id;
+    const char *name; /* "AE_P_LEARNING_RATE" */
+    int is_int;
+    double lo, hi;
+    int lo_open, hi_open;
+    const char *const *values; /* an int setting's value names lo..hi, or NULL */
+} ae_setting_info;
+int ae_settings_info(size_t i, ae_setting_info *out);
 
 /* Appends a layer spec to a config (growing its array); errors name the cause. */
 ae_status ae_config_push_layer(ae_config *cfg, const ae_layer_spec *spec);
@@ -143,6 +187,15 @@ ae_status ae_config_push_layer(ae_config *cfg, const ae_layer_spec *spec);
  * and that it fits the shape reached so far; then appends it (a layer that
  * is the code, AE_LK_CODE, also marks the code). Errors change nothing. */
 ae_status ae_config_add_spec(ae_config *cfg, ae_layer_spec *spec);
+
+/* Architecture descriptions (arch.c). ae_config_from_arch on `len` bytes
+ * (a NUL among them is an error). */
+ae_status ae_arch_parse(ae_config *cfg, const char *text, size_t len);
+/* A config as a description (snprintf-style, as ae_model_describe). */
+ae_status ae_arch_print_config(const ae_config *cfg, char *buf, size_t capacity, size_t *size);
+/* The reference part of docs/arch.md (every kind, statement and setting),
+ * generated from the tables; snprintf-style, AE_ERR_RANGE when it does not fit. */
+ae_status ae_arch_reference(char *buf, size_t capacity, size_t *size);
 
 /* Tying (src/model/stack.c). Ties encoder layers [first, last] to their
  * mirror partners (decoder layer nlayers-1-i); errors go to err and change
@@ -158,15 +211,33 @@ void ae_stack_write_weight(ae_model *m, const ae_layer *L, const float *src);
 
 /* Runs layers [from, to) on x and returns the last output. A Gaussian layer
  * among them samples eps from rng, or copies eps when not NULL; with both
- * NULL it outputs mu. */
+ * NULL it outputs mu. In training mode layers update their state
+ * (m->buffers): see ae_model_check_state. */
 const float *ae_model_forward(ae_model *m, size_t from, size_t to, const float *x, size_t batch,
                               int train, ae_rng *rng, const float *eps);
+/* After a forward pass in training mode: AE_OK when the layer state is
+ * finite; else it is restored from m->buffers_saved (which the caller
+ * filled before the pass) and the call fails with AE_ERR_NUMERIC. */
+ae_status ae_model_check_state(ae_model *m);
+/* ae_model_forward in training mode with the state saved before and
+ * checked after (ae_model_check_state); *y is the last output. */
+ae_status ae_model_forward_train(ae_model *m, size_t from, size_t to, const float *x,
+                                 size_t batch, ae_rng *rng, const float *eps, const float **y);
+/* Parameters or optimizer state were written outside a training step
+ * (ae_model_set_weights, copying layers, restoring the best epoch): the
+ * optimizer's bounds on them are forgotten (ae_optim_step_checked). */
+void ae_model_params_written(ae_model *m);
 /* Checks a batch (pointers, size, per-layer limits), that `x` holds finite
  * values (batch·width) and reserves the workspace; messages go to m->err. */
 ae_status ae_model_prepare(ae_model *m, const float *x, const void *out, size_t batch,
                            size_t width);
+/* AE_ERR_RANGE naming the first of the batch's targets outside the loss's
+ * domain (BCE: [0, 1]); `what` names the array ("the target"). */
+ae_status ae_model_check_target(ae_model *m, const float *t, size_t batch, const char *what);
 
-/* Grows the workspace to hold `batch` samples; allocates only when larger than before. */
+/* Grows the workspace to hold `batch` samples and makes the layers' plans
+ * for `batch`; allocates only when larger than before, or at a batch size
+ * not among the last AE_PLAN_SLOTS of a layer with plans. */
 ae_status ae_model_reserve(ae_model *m, size_t batch);
 /* Grows the buffer of the corrupted input (denoising) likewise. */
 ae_status ae_model_reserve_noisy(ae_model *m, size_t batch);

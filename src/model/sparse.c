@@ -210,18 +210,22 @@ ae_sparse_io *ae_sparse_hints(const ae_model *m, size_t i, size_t from, size_t b
     return sp->in_idx ? sp : NULL;
 }
 
-/* 1 when the backward of layer i - 1 reads its dy (layer i's dx) only at
- * the kept entries of the top-k layer it is or feeds (ae_sparse_io.dx_kept_only). */
+/* 1 when layer i may leave its dx unwritten outside the entries the
+ * backward of layer i - 1 reads (ae_sparse_io.dx_kept_only). That holds
+ * only where layer i is known to write every entry layer i - 1 reads, so
+ * the cases are listed, not inferred. */
 static int dx_kept_only(const ae_model *m, size_t i, size_t first, size_t batch) {
     if (i == 0 || i - 1 < first) return 0;
-    const ae_layer *P = &m->layers[i - 1];
-    /* A top-k layer's backward reads its dy only at its kept entries, which
-     * are the in_idx of a dense layer i reading it. */
-    if (P->ops->kept_index) return 1;
+    const ae_layer *L = &m->layers[i], *P = &m->layers[i - 1];
+    /* A top-k layer's backward reads its dy only at its kept entries. A
+     * dense layer i writes them all (its sparse-input path writes exactly
+     * those, its other paths all of dx). A selection layer i writes only
+     * its own kept entries, which need not cover P's: not here. */
+    if (P->ops->kept_index) return L->kind == AE_LAYER_DENSE;
     /* A dense layer feeding top-k layer i reads dy only at layer i's kept
-     * entries when it takes its sparse path (see dense_backward). */
-    if (P->kind != AE_LAYER_DENSE || P->w_transposed || !P->out_sparse_k ||
-        !m->layers[i].ops->kept_index)
+     * entries when it takes its sparse path (see dense_backward); those
+     * are the entries layer i writes. */
+    if (P->kind != AE_LAYER_DENSE || P->w_transposed || !P->out_sparse_k || !L->ops->kept_index)
         return 0;
     ae_sparse_io sp;
     fill_hints(m, i - 1, 0, batch, 1, &sp);

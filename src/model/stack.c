@@ -358,6 +358,7 @@ static void copy_layer(ae_model *dst, size_t di, const ae_model *src, size_t si)
         memcpy(dst->params + D->b_off, src->params + S->b_off, S->b_count * sizeof(float));
     if (S->s_count)
         memcpy(dst->buffers + D->s_off, src->buffers + S->s_off, S->s_count * sizeof(float));
+    ae_model_params_written(dst);
 }
 
 ae_status ae_model_copy_layers(ae_model *dst, size_t dst_first, const ae_model *src,

@@ -101,7 +101,13 @@ ae_status ae_vae_encode(ae_model *m, const float *x, size_t batch, float *mu, fl
     ae_status st = need_vae(m);
     if (!st) st = ae_model_prepare(m, x, mu, batch, m->in_size);
     if (st) return st;
-    ae_model_forward(m, 0, m->code_layer, x, batch, m->mode == AE_MODE_TRAIN, NULL, NULL);
+    const float *y;
+    if (m->mode == AE_MODE_TRAIN) {
+        if ((st = ae_model_forward_train(m, 0, m->code_layer, x, batch, NULL, NULL, &y)) != AE_OK)
+            return st;
+    } else {
+        ae_model_forward(m, 0, m->code_layer, x, batch, 0, NULL, NULL);
+    }
     size_t d = vae_dim(m);
     const float *ml = ae_gaussian_mu_logvar(m->scratch[m->vae_layer]);
     for (size_t r = 0; r < batch; r++) {
@@ -115,8 +121,14 @@ ae_status ae_vae_encode(ae_model *m, const float *x, size_t batch, float *mu, fl
 static ae_status decode(ae_model *m, const float *z, size_t n, float *out) {
     ae_status st = ae_model_reserve(m, n);
     if (st) return st;
-    const float *y = ae_model_forward(m, m->code_layer, m->nlayers, z, n,
-                                      m->mode == AE_MODE_TRAIN, NULL, NULL);
+    const float *y;
+    if (m->mode == AE_MODE_TRAIN) {
+        if ((st = ae_model_forward_train(m, m->code_layer, m->nlayers, z, n, NULL, NULL, &y)) !=
+            AE_OK)
+            return st;
+    } else {
+        y = ae_model_forward(m, m->code_layer, m->nlayers, z, n, 0, NULL, NULL);
+    }
     memcpy(out, y, n * m->out_size * sizeof *out);
     return AE_OK;
 }
@@ -178,6 +190,7 @@ ae_status ae_vae_neg_elbo(ae_model *m, const float *x, size_t batch, double *neg
     ae_status st = need_vae(m);
     if (!st && !neg_elbo) st = ae_error(&m->err, AE_ERR_INVALID_ARG, "neg_elbo is NULL");
     if (!st) st = ae_model_prepare(m, x, x, batch, m->in_size);
+    if (!st) st = ae_model_check_target(m, x, batch, "the input");
     if (st) return st;
     ae_rng rng;
     ae_rng_seed(&rng, (uint64_t)m->s.seed ^ AE_ELBO_SEED_XOR);
@@ -185,6 +198,7 @@ ae_status ae_vae_neg_elbo(ae_model *m, const float *x, size_t batch, double *neg
     /* A forward in training mode may update layer state: restore it on failure. */
     if (m->nbuffers) memcpy(m->buffers_saved, m->buffers, m->nbuffers * sizeof(float));
     ae_model_forward(m, 0, m->nlayers, x, batch, train, &rng, NULL);
+    if (train && (st = ae_model_check_state(m)) != AE_OK) return st;
     const ae_layer *last = &m->layers[m->nlayers - 1];
     ae_loss_input li = {(ae_loss)m->s.loss, AE_REDUCE_SUM, last->act, last->slope,
                         m->y[m->nlayers - 1], m->pre[m->nlayers - 1], x, batch * m->out_size};

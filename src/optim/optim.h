@@ -47,6 +47,26 @@ double ae_optim_grad_sqnorm(const float *grads, const ae_param_block *blocks, si
 double ae_optim_grad_sqnorm_shaped(const float *grads, const ae_param_block *blocks,
                                    const ae_grad_shape *shapes, size_t nblocks);
 
+/* Kept beside the block table, entry b for block b: upper bounds on
+ * |param|, |state1| and state2 over the block (max[]), valid while
+ * `bounded` and the block at index b is the one they were taken of (same
+ * off, len and step count: a block inserted, removed or reset by tying
+ * is not). Whoever writes params or optimizer state outside the optimizer
+ * forgets them (ae_optim_forget_bounds); zeroed entries are unknown. */
+typedef struct ae_block_bound {
+    size_t off, len;
+    uint64_t step;
+    int bounded;
+    double max[3];
+    double sq;      /* this step's Σg² of the block (ae_optim_grad_sqnorm_blocks) */
+    double next[3]; /* scratch of ae_optim_step_checked */
+} ae_block_bound;
+
+/* The same, also writing each block's own sum (0 for a frozen block) to
+ * bb[b].sq (bb may be NULL). */
+double ae_optim_grad_sqnorm_blocks(const float *grads, const ae_param_block *blocks,
+                                   const ae_grad_shape *shapes, size_t nblocks, ae_block_bound *bb);
+
 /* One update of every block that is not frozen. `grad_scale` multiplies the
  * gradient (gradient clipping); state1/state2 are the optimizer state arenas.
  * Fresh blocks (step 0) must have zeroed state. */
@@ -57,5 +77,19 @@ void ae_optim_step(const ae_optim_settings *s, float *params, const float *grads
 void ae_optim_step_shaped(const ae_optim_settings *s, float *params, const float *grads,
                           float *state1, float *state2, ae_param_block *blocks,
                           const ae_grad_shape *shapes, size_t nblocks, float grad_scale);
+
+/* ae_optim_step_shaped when it leaves every parameter and optimizer state
+ * value finite; otherwise it writes nothing (not even a block's step
+ * count) and returns AE_ERR_NUMERIC with the first offending block in
+ * *bad_block. bb[b].sq is block b's Σg², finite (set by
+ * ae_optim_grad_sqnorm_blocks); the bounds in bb are used and kept. The
+ * values it writes are the same, bit for bit. */
+ae_status ae_optim_step_checked(const ae_optim_settings *s, float *params, const float *grads,
+                                float *state1, float *state2, ae_param_block *blocks,
+                                const ae_grad_shape *shapes, ae_block_bound *bb, size_t nblocks,
+                                float grad_scale, size_t *bad_block);
+/* Marks the n bounds unknown: params or optimizer state were written
+ * outside the optimizer. */
+void ae_optim_forget_bounds(ae_block_bound *bb, size_t n);
 
 #endif

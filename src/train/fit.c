@@ -14,7 +14,8 @@
  *   first step, so that no step fails for memory or a bad noise level;
  * - m->params and m->buffers with m->nparams and m->nbuffers: the best
  *   epoch's parameters and layer state are copied out and back whole
- *   (restore_best), bypassing the per-layer get/set calls;
+ *   (restore_best), bypassing the per-layer get/set calls, and
+ *   ae_model_params_written after writing them back;
  * - ae_convention_reserve before the first step, so that recording the
  *   training set's value convention (with the dataset's st_mean and st_std)
  *   after the last one cannot fail. */
@@ -391,6 +392,7 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
     if (keep_best && best_epoch && st == AE_OK) {
         memcpy(m->params, best_p, m->nparams * sizeof(float));
         memcpy(m->buffers, best_b, m->nbuffers * sizeof(float));
+        ae_model_params_written(m);
     }
     m->s.lr = base_lr;
     if (h) h->stop = stop;

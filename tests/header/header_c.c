@@ -1,11 +1,12 @@
 /*
- * The public headers alone (ae.h, and io.h, which ae.h does not include),
+ * The public headers alone (ae.h, io.h, and hook.h, which ae.h does not include),
  * compiled as strict C11 with every warning an error (see tests/meson.build):
  * they must need no other include, no extension, and no definition from the
  * library's build.
  */
 #include <libae/ae.h>
 #include <libae/io.h>
+#include <libae/hook.h>
 
 _Static_assert(AE_OK == 0, "AE_OK is 0");
 _Static_assert(AE_VERSION_NUMBER ==
@@ -16,7 +17,7 @@ int main(void)
 {
     ae_config *cfg = NULL;
     ae_dataset *ds = NULL;
-    ae_layer_info info = {sizeof info, AE_LAYER_DENSE, AE_ACT_RELU, 0, 0, 0, 0};
+    ae_layer_info info = {sizeof info, AE_LAYER_DENSE, AE_ACT_RELU, 0, 0, 0, 0, 0};
     int ok = 1;
 
     ok &= ae_version_number() == (uint32_t)AE_VERSION_NUMBER;
@@ -30,6 +31,8 @@ int main(void)
     ok &= AE_LAYER_GAUSSIAN == 30 && AE_STAT_LOSS_VAE_KL == 9 && AE_P_VAE_BETA == 50;
     ok &= AE_FORMAT_VERSION_MAJOR == 1 && AE_SAVE_CHECKPOINT == 1;
     ok &= ae_model_meta_count(NULL) == 0;
+    ok &= ae_model_set_grad_reduce(NULL, NULL, NULL) == AE_ERR_INVALID_ARG;
+    ok &= AE_GRAD_SCALAR_COUNT == 6;
     {
         const float a[2] = {1.0f, 2.0f}, b[2] = {1.0f, 4.0f};
         double mse = 0.0;

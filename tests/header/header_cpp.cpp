@@ -3,6 +3,7 @@
 // declarations are extern "C": a mangled name would not resolve.
 #include <libae/ae.h>
 #include <libae/io.h>
+#include <libae/hook.h>
 
 static_assert(AE_OK == 0, "AE_OK is 0");
 
@@ -25,6 +26,7 @@ int main()
     ok = ok && ae_vae_loss_terms(model, nullptr, nullptr) == AE_ERR_STATE;
     ok = ok && ae_model_set_meta(model, "k", "v") == AE_OK;
     ok = ok && ae_model_meta_count(model) == 1;
+    ok = ok && ae_model_set_grad_reduce(model, nullptr, nullptr) == AE_OK;
     {
         size_t size = 0;
         ok = ok && ae_model_save_buffer(model, nullptr, 0, &size, AE_SAVE_MODEL) == AE_ERR_RANGE;

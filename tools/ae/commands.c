@@ -20,6 +20,7 @@ typedef struct model_opts {
     int mode;      /* --mode: ae_mode */
     int noise, noise_clip, have_noise_level; /* --noise (NOISE_MODEL: the model's) */
     double noise_level;
+    int arch;      /* info --arch: the description only */
 } model_opts;
 
 /* --noise's names: the kinds (ae_noise_kind numbers) and the model's own. */
@@ -33,7 +34,7 @@ enum {
     M_SCALE = DATA_OPT_SCALE, M_PNG = DATA_OPT_END, M_PERCENTILE,
     M_KNN, M_KNN_MAX, M_SCORES, M_ACTIVE, M_RECON_PNG, M_FEATURES_PNG, M_SCATTER_PNG, M_SEED,
     M_CODES, M_REF, M_REF_LABELS, M_PROBE, M_PROBE_L2, M_MODE, M_NOISE, M_NOISE_LEVEL,
-    M_NOISE_CLIP, M_BATCH
+    M_NOISE_CLIP, M_BATCH, M_ARCH
 };
 
 static const struct option MODEL_OPTS[] = {
@@ -62,6 +63,7 @@ static const struct option MODEL_OPTS[] = {
     {"noise-level", required_argument, NULL, M_NOISE_LEVEL},
     {"noise-clip", no_argument, NULL, M_NOISE_CLIP},
     {"batch", required_argument, NULL, M_BATCH},
+    {"arch", no_argument, NULL, M_ARCH},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -163,11 +165,14 @@ static const char SAMPLE_HELP[] =
     "  -h, --help               this help\n";
 
 static const char INFO_HELP[] =
-    "Usage: ae info MODEL\n"
-    "       ae info -m MODEL\n"
-    "Prints the architecture (layers, sizes, activations, parameter counts), the\n"
-    "settings, the data the model was trained on and its training history.\n\n"
+    "Usage: ae info [--arch] MODEL\n"
+    "       ae info [--arch] -m MODEL\n"
+    "Prints the architecture (layers, sizes, activations, parameter counts), its\n"
+    "description (docs/arch.md: `ae train --arch` builds the same model from it),\n"
+    "the backend it computes with here, the settings, the data the model was\n"
+    "trained on and its training history.\n\n"
     "  -m, --model FILE         the model file\n"
+    "      --arch               print the description only\n"
     "  -h, --help               this help\n";
 
 /* allowed: the option values (short chars and M_* ids) this command takes. */
@@ -222,6 +227,7 @@ static int parse_model_opts(int argc, char **argv, const int *allowed, const cha
         case M_ACTIVE:
             bad = parse_double("--active-threshold", a, 0, 1e30, &o->eval.active_threshold);
             break;
+        case M_ARCH: o->arch = 1; break;
         case M_RECON_PNG: o->recon_png = a; break;
         case M_FEATURES_PNG: o->features_png = a; break;
         case M_SCATTER_PNG: o->scatter_png = a; break;
@@ -259,11 +265,19 @@ static int check_required(const model_opts *o, int need_data, int need_output, i
     if (!file_readable(o->model)) return fail(EXIT_RUN, "cannot open %s", o->model);
     if (o->data.path && !file_readable(o->data.path))
         return fail(EXIT_RUN, "cannot open %s", o->data.path);
-    const char *outputs[] = {o->output, o->png, o->recon_png, o->features_png, o->scatter_png,
-                             o->eval.scores_path};
     if (o->ref.path && !file_readable(o->ref.path)) return fail(EXIT_RUN, "cannot open %s", o->ref.path);
-    const char *inputs[] = {o->model, o->data.path, o->data.labels, o->codes, o->ref.path,
-                            o->ref.labels};
+    const named_file outputs[] = {{"-o", o->output},
+                                  {"--png", o->png},
+                                  {"--recon-png", o->recon_png},
+                                  {"--features-png", o->features_png},
+                                  {"--scatter-png", o->scatter_png},
+                                  {"--scores", o->eval.scores_path},
+                                  {"--codes", o->codes}};
+    const named_file inputs[] = {{"-m", o->model},
+                                 {"-d", o->data.path},
+                                 {"--labels", o->data.labels},
+                                 {"--ref", o->ref.path},
+                                 {"--ref-labels", o->ref.labels}};
     return check_outputs(outputs, sizeof outputs / sizeof *outputs, inputs,
                          sizeof inputs / sizeof *inputs);
 }
@@ -272,8 +286,8 @@ static int check_required(const model_opts *o, int need_data, int need_output, i
 static int load_both(model_opts *o, ae_model **m, prep *p, ae_dataset **ds) {
     *ds = NULL;
     if (!(*m = model_load(o->model, p))) return EXIT_RUN;
-    if (!(*ds = data_load(&o->data))) return EXIT_RUN;
-    return prep_data(*ds, &o->data, p, o->data.path);
+    int rc = data_load(&o->data, ds);
+    return rc ? rc : prep_data(*ds, &o->data, p, o->data.path);
 }
 
 /* The options of denoising evaluation that need one another. */
@@ -328,7 +342,7 @@ int cmd_encode(int argc, char **argv) {
     float *codes = NULL;
     if ((rc = load_both(&o, &m, &p, &ds))) goto done;
     size_t n = ae_dataset_count(ds), k = ae_model_code_size(m);
-    codes = malloc(n * k * sizeof *codes);
+    codes = alloc_array(n, k, sizeof(float));
     rc = EXIT_RUN;
     if (!codes) {
         fail(EXIT_RUN, "out of memory");
@@ -358,8 +372,9 @@ int cmd_decode(int argc, char **argv) {
     ae_dataset *ds = NULL;
     float *out = NULL;
     if (!m) return EXIT_RUN;
+    /* Codes are used as they are. */
+    if ((rc = data_load(&o.data, &ds)) != 0) goto done;
     rc = EXIT_RUN;
-    if (!(ds = data_load(&o.data))) goto done; /* codes are used as they are */
     size_t n = ae_dataset_count(ds), k = ae_model_code_size(m), d = ae_model_output_size(m);
     if (ae_dataset_dim(ds) != k) {
         fail(EXIT_RUN, "%s has %zu values per sample; the model's code has %zu", o.data.path,
@@ -370,7 +385,7 @@ int cmd_decode(int argc, char **argv) {
         rc = fail(EXIT_USAGE, "--png: the model's samples are vectors, not images");
         goto done;
     }
-    if (!(out = malloc(n * d * sizeof *out))) {
+    if (!(out = alloc_array(n, d, sizeof(float)))) {
         fail(EXIT_RUN, "out of memory");
         goto done;
     }
@@ -414,7 +429,7 @@ int cmd_reconstruct(int argc, char **argv) {
         rc = fail(EXIT_USAGE, "--png: the samples are vectors, not images; give --shape");
         goto done;
     }
-    if (!(out = malloc(n * d * sizeof *out))) {
+    if (!(out = alloc_array(n, d, sizeof(float)))) {
         fail(EXIT_RUN, "out of memory");
         goto done;
     }
@@ -433,7 +448,7 @@ int cmd_reconstruct(int argc, char **argv) {
     printf("%zu reconstructions%s%s written to %s\n", n, noisy ? " of the data corrupted by " : "",
            noisy ? desc : "", o.output);
     if (o.png) {
-        if (picture_recon(o.png, m, &p, ds, noisy, o.count ? o.count : 20)) goto done;
+        if ((rc = picture_recon(o.png, m, &p, ds, noisy, o.count ? o.count : 20)) != 0) goto done;
         printf("picture written to %s\n", o.png);
     }
     rc = 0;
@@ -485,8 +500,8 @@ int cmd_eval(int argc, char **argv) {
         ro.path = o.ref.path;
         ro.labels = o.ref.labels;
         ro.limit = 0;
-        rc = EXIT_RUN;
-        if (!(ref = data_load(&ro)) || prep_data(ref, &ro, &p, ro.path)) goto done;
+        if ((rc = data_load(&ro, &ref)) != 0 || (rc = prep_data(ref, &ro, &p, ro.path)) != 0)
+            goto done;
         o.eval.ref = ref;
     }
     if ((rc = noise_of(&o, m, &nz, desc, sizeof desc)) != 0) goto done;
@@ -497,16 +512,18 @@ int cmd_eval(int argc, char **argv) {
     if (o.mode) ae_model_set_mode(m, AE_MODE_TRAIN);
     rc = EXIT_RUN;
     if (evaluate_print(m, &p, ds, &o.eval)) goto done;
+    /* The picture calls return the exit code of their failure. */
     if (o.recon_png) {
-        if (picture_recon(o.recon_png, m, &p, ds, noisy, o.count ? o.count : 20)) goto done;
+        if ((rc = picture_recon(o.recon_png, m, &p, ds, noisy, o.count ? o.count : 20)) != 0)
+            goto done;
         printf("reconstructions written to %s\n", o.recon_png);
     }
     if (o.features_png) {
-        if (picture_features(o.features_png, m, &p, ds)) goto done;
+        if ((rc = picture_features(o.features_png, m, &p, ds)) != 0) goto done;
         printf("features written to %s\n", o.features_png);
     }
     if (o.scatter_png) {
-        if (picture_scatter(o.scatter_png, m, ds, 5000)) goto done;
+        if ((rc = picture_scatter(o.scatter_png, m, ds, 5000)) != 0) goto done;
         printf("code scatter written to %s\n", o.scatter_png);
     }
     rc = 0;
@@ -554,8 +571,8 @@ int cmd_sample(int argc, char **argv) {
         rc = fail(EXIT_USAGE, "--png: the model's samples are vectors, not images");
         goto done;
     }
-    z = malloc(n * k * sizeof *z);
-    out = malloc(n * d * sizeof *out);
+    z = alloc_array(n, k, sizeof(float));
+    out = alloc_array(n, d, sizeof(float));
     if (!z || !out) {
         fail(EXIT_RUN, "out of memory");
         goto done;
@@ -631,7 +648,7 @@ static void print_convention(const ae_data_convention *c) {
 }
 
 int cmd_info(int argc, char **argv) {
-    static const int allowed[] = {'m', 0};
+    static const int allowed[] = {'m', M_ARCH, 0};
     model_opts o;
     int rc = parse_model_opts(argc, argv, allowed, INFO_HELP, 0, &o);
     if (rc) return rc == 1 ? 0 : rc;
@@ -642,11 +659,28 @@ int cmd_info(int argc, char **argv) {
     prep p;
     ae_model *m = model_load(o.model, &p);
     if (!m) return EXIT_RUN;
+    char *desc = arch_describe(m);
+    if (!desc) {
+        ae_model_destroy(m);
+        prep_free(&p);
+        return EXIT_RUN;
+    }
+    if (o.arch) {
+        fputs(desc, stdout);
+        free(desc);
+        ae_model_destroy(m);
+        prep_free(&p);
+        return 0;
+    }
     size_t layers = ae_model_layer_count(m), code_at = ae_model_code_layer(m);
     printf("model %s\n", o.model);
-    printf("input %zu (%zux%zux%zu), code %zu, %zu layers, %zu trainable parameters\n\n",
+    printf("input %zu (%zux%zux%zu), code %zu, %zu layers, %zu trainable parameters\n",
            ae_model_input_size(m), p.shape[0], p.shape[1], p.shape[2], ae_model_code_size(m),
            layers, ae_model_param_count(m));
+    /* The backend this libae gives the model (AUTO's rule): files keep none. */
+    printf("compute backend %s (built in: openblas%s)\n\n",
+           ae_backend_name(ae_model_backend(m)),
+           ae_backend_available(AE_BACKEND_ONEDNN) ? ", onednn" : "");
     printf("  layer  kind              activation         in -> out           weights   biases\n");
     for (size_t i = 0; i < layers; i++) {
         ae_layer_info li;
@@ -683,6 +717,15 @@ int cmd_info(int argc, char **argv) {
     static const char *const loss_names[] = {"mse", "bce"}, *const opt_names[] = {"sgd", "adam", "adamw"},
                              *const noise_names[] = {"none", "gaussian", "mask", "bernoulli",
                                                      "dropout", "salt-pepper"};
+    /* Indented: the description's lines read the same with leading spaces. */
+    printf("\ndescription (ae info --arch prints it alone; ae train --arch builds it):\n");
+    for (const char *l = desc; *l;) {
+        const char *e = strchr(l, '\n');
+        size_t n = e ? (size_t)(e - l) : strlen(l);
+        printf("  %.*s\n", (int)n, l);
+        l += n + (e != NULL);
+    }
+    free(desc);
     printf("\nsettings:");
     for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
         int64_t iv;
@@ -696,6 +739,8 @@ int cmd_info(int argc, char **argv) {
             if (settings[i].p == AE_P_REDUCTION) nm = iv ? "sum" : "mean";
             if (settings[i].p == AE_P_VAE_BETA_WARMUP_STEPS && !model_is_vae(m)) continue;
             if (nm) printf(" %s %s;", settings[i].name, nm);
+            else if (settings[i].p == AE_P_SEED) /* its 64 bits, unsigned */
+                printf(" %s %llu;", settings[i].name, (unsigned long long)(uint64_t)iv);
             else printf(" %s %lld;", settings[i].name, (long long)iv);
         } else if ((settings[i].p != AE_P_VAE_BETA || model_is_vae(m)) &&
                    ae_model_get_float(m, settings[i].p, &fv) == AE_OK) {

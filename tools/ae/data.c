@@ -1,6 +1,9 @@
 /* Loading data files for the commands: the format is told by the content
  * (.npy magic, IDX magic or gzip, else CSV), labels come from the IDX
  * labels file, the CSV's first column, or a separate .npy/CSV file. */
+/* realpath is an XSI function in glibc's headers. */
+#define _XOPEN_SOURCE 700
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,38 +35,133 @@ static int creatable(const char *path) {
     return ok;
 }
 
-int check_outputs(const char *const *outputs, size_t n_outputs, const char *const *inputs,
-                  size_t n_inputs) {
-    for (size_t i = 0; i < n_outputs; i++) {
-        const char *out = outputs[i];
-        if (!out) continue;
-        struct stat so;
-        int exists = stat(out, &so) == 0;
-        if (exists && S_ISDIR(so.st_mode)) return fail(EXIT_RUN, "%s is a directory", out);
-        if (!creatable(out)) return fail(EXIT_RUN, "cannot write %s: its directory is not writable or does not exist", out);
-        if (!exists) continue;
-        for (size_t j = 0; j < n_inputs; j++) {
-            struct stat si;
-            if (inputs[j] && stat(inputs[j], &si) == 0 && si.st_dev == so.st_dev &&
-                si.st_ino == so.st_ino)
-                return usage_error("%s is also an input; writing it would destroy it", out);
+/* Appends the components of `rest` to the absolute, canonical `base`,
+ * resolving '.', '..' and repeated slashes by name (they name nothing that
+ * exists yet). malloc'd. */
+static char *join_by_name(const char *base, const char *rest) {
+    size_t bl = strlen(base), rl = strlen(rest);
+    char *r = malloc(bl + rl + 2);
+    if (!r) return NULL;
+    memcpy(r, base, bl + 1);
+    size_t len = bl;
+    for (const char *q = rest; *q;) {
+        const char *e = strchr(q, '/');
+        size_t n = e ? (size_t)(e - q) : strlen(q);
+        if (n == 2 && q[0] == '.' && q[1] == '.') {
+            while (len > 1 && r[len - 1] != '/') len--;
+            if (len > 1) len--; /* the slash, unless it is the root */
+        } else if (n && !(n == 1 && q[0] == '.')) {
+            if (r[len - 1] != '/') r[len++] = '/';
+            memcpy(r + len, q, n);
+            len += n;
         }
-        for (size_t j = 0; j < i; j++) {
-            struct stat sp;
-            if (outputs[j] && stat(outputs[j], &sp) == 0 && sp.st_dev == so.st_dev &&
-                sp.st_ino == so.st_ino)
-                return usage_error("%s is named for two outputs", out);
-        }
+        r[len] = '\0';
+        q += n + (e ? 1 : 0);
     }
-    return 0;
+    return r;
 }
 
+/* The file a path names, as an absolute path: the longest prefix that
+ * exists resolved by realpath (symbolic links, '.', '..'), the rest by
+ * name, and a dangling symbolic link at the end followed. malloc'd; NULL
+ * when out of memory or the working directory is unknown. */
+static char *normalised(const char *path) {
+    char *abs;
+    if (path[0] == '/') {
+        abs = strdup(path);
+    } else {
+        char cwd[4096];
+        if (!getcwd(cwd, sizeof cwd)) return NULL;
+        abs = malloc(strlen(cwd) + strlen(path) + 2);
+        if (abs) sprintf(abs, "%s/%s", cwd, path);
+    }
+    for (int hops = 0; abs && hops < 40; hops++) {
+        /* The longest prefix, cut at a slash, that realpath resolves ("" is the root). */
+        char *cut = abs + strlen(abs), *res = NULL;
+        for (;;) {
+            char keep = *cut;
+            *cut = '\0';
+            char *real = realpath(abs[0] ? abs : "/", NULL);
+            *cut = keep;
+            if (real) {
+                res = join_by_name(real, cut);
+                free(real);
+                break;
+            }
+            while (cut > abs && *--cut != '/') continue;
+        }
+        free(abs);
+        if (!res) return NULL;
+        char target[4096];
+        struct stat sb;
+        ssize_t tl;
+        if (lstat(res, &sb) != 0 || !S_ISLNK(sb.st_mode) ||
+            (tl = readlink(res, target, sizeof target - 1)) <= 0)
+            return res;
+        /* A dangling link: writing it creates its target. */
+        target[tl] = '\0';
+        char *slash = strrchr(res, '/');
+        slash[slash == res ? 1 : 0] = '\0';
+        abs = malloc(strlen(res) + (size_t)tl + 2);
+        if (abs && target[0] == '/')
+            strcpy(abs, target);
+        else if (abs)
+            sprintf(abs, "%s/%s", res, target);
+        free(res);
+    }
+    free(abs);
+    return NULL;
+}
+
+static int same_inode(const char *a, const struct stat *sb) {
+    struct stat sa;
+    return a && stat(a, &sa) == 0 && sa.st_dev == sb->st_dev && sa.st_ino == sb->st_ino;
+}
+
+int check_outputs(const named_file *outputs, size_t n_outputs, const named_file *inputs,
+                  size_t n_inputs) {
+    char **norm = calloc(n_outputs ? n_outputs : 1, sizeof *norm);
+    int rc = norm ? 0 : fail(EXIT_RUN, "out of memory");
+    for (size_t i = 0; i < n_outputs && !rc; i++) {
+        const named_file *out = &outputs[i];
+        if (!out->path) continue;
+        struct stat so;
+        int exists = stat(out->path, &so) == 0;
+        if (exists && S_ISDIR(so.st_mode)) {
+            rc = fail(EXIT_RUN, "%s is a directory", out->path);
+        } else if (!creatable(out->path)) {
+            rc = fail(EXIT_RUN, "cannot write %s: its directory is not writable or does not exist",
+                      out->path);
+        } else if (!(norm[i] = normalised(out->path))) {
+            rc = fail(EXIT_RUN, "cannot resolve the path %s", out->path);
+        }
+        for (size_t j = 0; j < n_inputs && !rc && exists; j++)
+            if (same_inode(inputs[j].path, &so))
+                rc = usage_error("%s %s is also an input (%s); writing it would destroy it",
+                                 out->opt, out->path, inputs[j].opt);
+        /* Two names of one file, whether it exists yet or not (a hard link
+           shows only as the same inode). */
+        for (size_t j = 0; j < i && !rc; j++)
+            if (norm[j] && (strcmp(norm[j], norm[i]) == 0 || (exists && same_inode(outputs[j].path, &so))))
+                rc = usage_error("%s %s and %s %s are the same file: give each output its own",
+                                 outputs[j].opt, outputs[j].path, out->opt, out->path);
+    }
+    for (size_t i = 0; norm && i < n_outputs; i++) free(norm[i]);
+    free(norm);
+    return rc;
+}
+
+/* The format by the first bytes. A FIFO or device is not read (opening a
+ * FIFO waits for a writer, hence O_NONBLOCK): it is left to the library's
+ * loader, which refuses it by name. */
 static int sniff(const char *path, int *fmt) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0) return -1;
+    struct stat sb;
     unsigned char b[6] = {0};
-    size_t n = fread(b, 1, sizeof b, f);
-    fclose(f);
+    ssize_t n = 0;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) n = read(fd, b, sizeof b);
+    close(fd);
     if (n >= 6 && b[0] == 0x93 && memcmp(b + 1, "NUMPY", 5) == 0)
         *fmt = FMT_NPY;
     else if (n >= 2 && b[0] == 0x1f && b[1] == 0x8b)
@@ -85,7 +183,7 @@ ae_dataset *data_head(const ae_dataset *src, size_t n) {
     ae_dataset_shape(src, &c, &h, &w);
     ae_dataset *ds = NULL;
     /* File-backed rows are read into memory first. */
-    float *rows = ae_dataset_file_backed(src) ? malloc(n * ae_dataset_dim(src) * sizeof *rows) : NULL;
+    float *rows = ae_dataset_file_backed(src) ? alloc_array(n, ae_dataset_dim(src), sizeof(float)) : NULL;
     if (ae_dataset_file_backed(src) && (!rows || ae_dataset_rows(src, 0, n, rows, NULL) != AE_OK)) {
         fail(EXIT_RUN, "%s", rows ? ae_dataset_last_error(src) : "out of memory");
         free(rows);
@@ -143,57 +241,38 @@ static ae_dataset *load_image_dir(const data_opts *o) {
     return ds;
 }
 
-ae_dataset *data_load(const data_opts *o) {
+int data_load(const data_opts *o, ae_dataset **out) {
     int fmt;
-    if (!o->path) {
-        fail(EXIT_USAGE, "no data file given");
-        return NULL;
-    }
+    *out = NULL;
+    if (!o->path) return fail(EXIT_USAGE, "no data file given");
     struct stat pst;
     int is_dir = stat(o->path, &pst) == 0 && S_ISDIR(pst.st_mode);
-    if ((o->image_size[0] || o->channels || o->crop || o->skip_bad || o->cache) && !is_dir) {
-        fail(EXIT_USAGE, "--image-size, --channels, --crop, --skip-bad and --image-cache are for "
-                         "image folders; %s is not a folder", o->path);
-        return NULL;
-    }
-    if (is_dir && (o->labels || o->csv_header || o->csv_label_first || o->mmap)) {
-        fail(EXIT_USAGE, "%s is an image folder: its labels are its class folders (--labels, --csv-* "
-                         "and --mmap do not apply; --image-cache keeps it on disk)", o->path);
-        return NULL;
-    }
+    if ((o->image_size[0] || o->channels || o->crop || o->skip_bad || o->cache) && !is_dir)
+        return fail(EXIT_USAGE, "--image-size, --channels, --crop, --skip-bad and --image-cache are "
+                                "for image folders; %s is not a folder", o->path);
+    if (is_dir && (o->labels || o->csv_header || o->csv_label_first || o->mmap))
+        return fail(EXIT_USAGE, "%s is an image folder: its labels are its class folders (--labels, "
+                                "--csv-* and --mmap do not apply; --image-cache keeps it on disk)",
+                    o->path);
     ae_dataset *ds = NULL;
     ae_status st;
-    int idx_labels = 0;
+    int idx_labels = 0, rc;
     if (is_dir) {
         fmt = FMT_DIR;
-        if (!(ds = load_image_dir(o))) return NULL;
+        if (!(ds = load_image_dir(o))) return EXIT_RUN;
         goto loaded;
     }
-    if (sniff(o->path, &fmt) != 0) {
-        fail(EXIT_RUN, "cannot open %s", o->path);
-        return NULL;
-    }
-    if (o->mmap && fmt != FMT_NPY) {
-        fail(EXIT_USAGE, "--mmap is for .npy files; %s is %s", o->path, fmt_name(fmt));
-        return NULL;
-    }
-    if (o->labels && !file_readable(o->labels)) {
-        fail(EXIT_RUN, "cannot open the labels file %s", o->labels);
-        return NULL;
-    }
-    if ((o->csv_header || o->csv_label_first) && fmt != FMT_CSV) {
-        fail(EXIT_USAGE, "--csv-header and --csv-label-first are for CSV files; %s is %s", o->path,
-             fmt_name(fmt));
-        return NULL;
-    }
-    if (o->csv_label_first && o->labels) {
-        fail(EXIT_USAGE, "--labels and --csv-label-first do not go together");
-        return NULL;
-    }
-    if (ae_dataset_create(&ds, NULL) != AE_OK) {
-        fail(EXIT_RUN, "out of memory");
-        return NULL;
-    }
+    if (sniff(o->path, &fmt) != 0) return fail(EXIT_RUN, "cannot open %s", o->path);
+    if (o->mmap && fmt != FMT_NPY)
+        return fail(EXIT_USAGE, "--mmap is for .npy files; %s is %s", o->path, fmt_name(fmt));
+    if (o->labels && !file_readable(o->labels))
+        return fail(EXIT_RUN, "cannot open the labels file %s", o->labels);
+    if ((o->csv_header || o->csv_label_first) && fmt != FMT_CSV)
+        return fail(EXIT_USAGE, "--csv-header and --csv-label-first are for CSV files; %s is %s",
+                    o->path, fmt_name(fmt));
+    if (o->csv_label_first && o->labels)
+        return fail(EXIT_USAGE, "--labels and --csv-label-first do not go together");
+    if (ae_dataset_create(&ds, NULL) != AE_OK) return fail(EXIT_RUN, "out of memory");
     if (fmt == FMT_IDX) {
         int lfmt = FMT_CSV;
         if (o->labels) sniff(o->labels, &lfmt);
@@ -208,23 +287,23 @@ ae_dataset *data_load(const data_opts *o) {
         st = ae_dataset_load_csv(ds, o->path, flags);
     }
     if (st != AE_OK) {
-        fail(EXIT_RUN, "%s", ae_dataset_last_error(ds));
-        ae_dataset_destroy(ds);
-        return NULL;
+        rc = fail(EXIT_RUN, "%s", ae_dataset_last_error(ds));
+        goto bad;
     }
 loaded:
     /* Labels of any integer dtype, IDX or CSV, attached by the library
-       (file-backed rows too). */
-    if (o->labels && !idx_labels && ae_dataset_load_labels(ds, o->labels) != AE_OK) {
-        fail(EXIT_RUN, "%s", ae_dataset_last_error(ds));
-        ae_dataset_destroy(ds);
-        return NULL;
+       (file-backed rows too). A file that is not labels of these samples
+       is a usage error (the option names the wrong file). */
+    if (o->labels && !idx_labels && (st = ae_dataset_load_labels(ds, o->labels)) != AE_OK) {
+        rc = fail(st == AE_ERR_FORMAT || st == AE_ERR_SHAPE ? EXIT_USAGE : EXIT_RUN, "%s",
+                  ae_dataset_last_error(ds));
+        goto bad;
     }
     if (ae_dataset_file_backed(ds) && !o->allow_file) {
         /* This command reads the data in memory (an image-folder cache). */
         ae_dataset *mem = data_head(ds, o->limit);
         ae_dataset_destroy(ds);
-        if (!mem) return NULL;
+        if (!mem) return EXIT_RUN;
         ds = mem;
     }
     if (o->limit && o->limit < ae_dataset_count(ds)) {
@@ -235,16 +314,19 @@ loaded:
         else if (!ae_dataset_file_backed(ds))
             head = data_head(ds, o->limit);
         ae_dataset_destroy(ds);
-        if (!head) return NULL;
+        if (!head) return EXIT_RUN;
         ds = head;
     }
     if (o->shape[0] && ae_dataset_reshape(ds, o->shape[0], o->shape[1], o->shape[2]) != AE_OK) {
-        fail(EXIT_USAGE, "--shape %zux%zux%zu does not fit %s: %s", o->shape[0], o->shape[1],
-             o->shape[2], o->path, ae_dataset_last_error(ds));
-        ae_dataset_destroy(ds);
-        return NULL;
+        rc = fail(EXIT_USAGE, "--shape %zux%zux%zu does not fit %s: %s", o->shape[0], o->shape[1],
+                  o->shape[2], o->path, ae_dataset_last_error(ds));
+        goto bad;
     }
-    return ds;
+    *out = ds;
+    return 0;
+bad:
+    ae_dataset_destroy(ds);
+    return rc;
 }
 
 int write_npy(const char *path, const float *data, size_t n, size_t c, size_t h, size_t w) {

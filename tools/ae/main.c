@@ -18,6 +18,8 @@ static const char MAIN_HELP[] =
     "  eval         print the metrics of a model on a dataset\n"
     "  info         print a model file's architecture, settings and training history\n"
     "  sample       draw samples from a variational autoencoder (.npy and a picture)\n"
+    "  export       write a model (or its encoder or decoder) as ONNX\n"
+    "  import       read an ONNX autoencoder (e.g. from PyTorch) into a model file\n"
     "\n"
     "Options:\n"
     "  -h, --help     this help\n"
@@ -37,7 +39,7 @@ static const struct {
 } COMMANDS[] = {
     {"train", cmd_train},   {"encode", cmd_encode}, {"decode", cmd_decode},
     {"reconstruct", cmd_reconstruct}, {"eval", cmd_eval}, {"info", cmd_info},
-    {"sample", cmd_sample},
+    {"sample", cmd_sample}, {"export", cmd_export}, {"import", cmd_import},
 };
 
 int main(int argc, char **argv) {

@@ -8,7 +8,6 @@
 
 #include "tool.h"
 
-
 /* ---- preparation ---- */
 
 void prep_free(prep *p) {
@@ -19,10 +18,28 @@ void prep_free(prep *p) {
 }
 
 int prep_store(ae_model *m, const prep *p) {
-    char buf[96];
-    snprintf(buf, sizeof buf, "%zux%zux%zu", p->shape[0], p->shape[1], p->shape[2]);
-    if (ae_model_set_meta(m, "ae.data.shape", buf) != AE_OK) return -1;
+    /* The value convention is a field of the model file, the sample shape
+       the model's own (ae_model_sample_shape). */
     return ae_model_set_data_convention(m, &p->conv, p->mean, p->std) == AE_OK ? 0 : -1;
+}
+
+/* "CxHxW", digits only (no sign, no space), whose product, computed without
+ * wrapping, is `size`; 0 on success. A crafted file must not make a picture
+ * of a shape the data do not have. */
+static int meta_shape(const char *v, size_t size, size_t sh[3]) {
+    const char *q = v;
+    size_t n = 1;
+    for (int i = 0; i < 3; i++) {
+        if (*q < '0' || *q > '9') return -1;
+        char *end;
+        errno = 0;
+        unsigned long long x = strtoull(q, &end, 10);
+        if (errno || x == 0 || x != (size_t)x || *end != (i < 2 ? 'x' : '\0')) return -1;
+        sh[i] = (size_t)x;
+        if (mul_size(n, sh[i], &n)) return -1;
+        q = end + 1;
+    }
+    return n == size ? 0 : -1;
 }
 
 ae_model *model_load(const char *path, prep *p) {
@@ -44,14 +61,18 @@ ae_model *model_load(const char *path, prep *p) {
     }
     ae_config_destroy(cfg);
     const char *v = NULL;
-    p->shape[0] = ae_model_input_size(m), p->shape[1] = p->shape[2] = 1;
-    if (ae_model_get_meta(m, "ae.data.shape", &v) == AE_OK && v) {
-        size_t c, h, w;
-        char tail;
-        if (sscanf(v, "%zux%zux%zu%c", &c, &h, &w, &tail) != 3 || !c || !h || !w ||
-            c * h * w != ae_model_input_size(m))
-            goto bad_meta;
-        p->shape[0] = c, p->shape[1] = h, p->shape[2] = w;
+    ae_model_sample_shape(m, &p->shape[0], &p->shape[1], &p->shape[2]);
+    /* Files of dense models written before the shape was the model's kept it here. */
+    if (p->shape[1] == 1 && p->shape[2] == 1 && ae_model_get_meta(m, "ae.data.shape", &v) == AE_OK &&
+        v) {
+        size_t sh[3];
+        if (meta_shape(v, ae_model_input_size(m), sh) != 0) {
+            fail(EXIT_RUN, "%s: the sample shape in the model's metadata (ae.data.shape %.40s%s) is "
+                           "not CxHxW of its %zu inputs",
+                 path, v, strlen(v) > 40 ? "..." : "", ae_model_input_size(m));
+            goto bad;
+        }
+        memcpy(p->shape, sh, sizeof sh);
     }
     /* The value convention of the training data, a field of the model file. */
     ae_model_data_convention(m, &p->conv, NULL, NULL, 0);
@@ -70,9 +91,10 @@ ae_model *model_load(const char *path, prep *p) {
     }
     return m;
 bad_meta:
-    fail(EXIT_RUN, "%s: the sample shape in the model's metadata is malformed or does not fit its "
-                   "value convention",
-         path);
+    fail(EXIT_RUN, "%s: the value convention's %zu standardisation values do not fit the sample "
+                   "shape %zux%zux%zu",
+         path, p->conv.std_count, p->shape[0], p->shape[1], p->shape[2]);
+bad:
     prep_free(p);
     ae_model_destroy(m);
     return NULL;
@@ -241,9 +263,9 @@ int evaluate_print(ae_model *m, const prep *p, ae_dataset *ds, const eval_opts *
     /* The model's input: the data, or their corrupted copy (denoising);
        every metric compares the output with the clean data. */
     const float *in = o->noisy ? o->noisy : x;
-    float *y = malloc(n * d * sizeof *y), *codes = malloc(n * k * sizeof *codes);
-    float *xu = malloc(n * d * sizeof *xu), *ref_codes = NULL;
-    double *scores = malloc(n * sizeof *scores);
+    float *y = alloc_array(n, d, sizeof(float)), *codes = alloc_array(n, k, sizeof(float));
+    float *xu = alloc_array(n, d, sizeof(float)), *ref_codes = NULL;
+    double *scores = alloc_array(n, 1, sizeof *scores);
     int rc = EXIT_RUN;
     ae_status st;
     if (!y || !codes || !xu || !scores) {
@@ -301,7 +323,7 @@ int evaluate_print(ae_model *m, const prep *p, ae_dataset *ds, const eval_opts *
            "above\n",
            thr, o->percentile, flagged, n);
     if (o->scores_path) {
-        float *fs = malloc(n * sizeof *fs);
+        float *fs = alloc_array(n, 1, sizeof *fs);
         if (!fs) {
             fail(EXIT_RUN, "out of memory");
             goto done;
@@ -404,8 +426,8 @@ int picture_recon(const char *path, ae_model *m, const prep *p, const ae_dataset
     ae_dataset_shape(ds, &c, &h, &w);
     if (need_images(path, h, w)) return EXIT_USAGE;
     if (n > ae_dataset_count(ds)) n = ae_dataset_count(ds);
-    float *x = malloc(n * d * sizeof *x), *y = malloc(n * d * sizeof *y);
-    float *z = noisy ? malloc(n * d * sizeof *z) : NULL;
+    float *x = alloc_array(n, d, sizeof(float)), *y = alloc_array(n, d, sizeof(float));
+    float *z = noisy ? alloc_array(n, d, sizeof(float)) : NULL;
     int rc = EXIT_RUN;
     if (!x || !y || (noisy && !z)) {
         fail(EXIT_RUN, "out of memory");
@@ -435,18 +457,19 @@ int picture_features(const char *path, ae_model *m, const prep *p, const ae_data
     /* Feature j = decode(a_j e_j) - decode(0), a_j the largest |z_j| over
      * (up to 2000 samples of) the data: the picture unit j adds. For a
      * single dense decoder layer this is column j of its weight. */
-    float *amp = malloc(k * sizeof *amp), *z = calloc((shown + 1) * k, sizeof *z);
-    float *out = malloc((shown + 1) * d * sizeof *out), *codes = NULL;
+    float *amp = malloc(k * sizeof *amp), *z = alloc_array(shown + 1, k, sizeof *z);
+    float *out = alloc_array(shown + 1, d, sizeof(float)), *codes = NULL;
     int rc = EXIT_RUN;
     if (!amp || !z || !out) {
         fail(EXIT_RUN, "out of memory");
         goto done;
     }
     for (size_t j = 0; j < k; j++) amp[j] = 0.0f;
+    memset(z, 0, (shown + 1) * k * sizeof *z);
     size_t n = ds ? ae_dataset_count(ds) : 0;
     if (n > 2000) n = 2000;
     if (n) {
-        codes = malloc(n * k * sizeof *codes);
+        codes = alloc_array(n, k, sizeof(float));
         if (!codes) {
             fail(EXIT_RUN, "out of memory");
             goto done;
@@ -473,7 +496,7 @@ int picture_scatter(const char *path, ae_model *m, const ae_dataset *ds, size_t 
     size_t n = ae_dataset_count(ds), d = ae_dataset_dim(ds), k = ae_model_code_size(m);
     if (n > max_points) n = max_points;
     if (k > 1 && n < 2) return fail(EXIT_RUN, "%s: a scatter needs at least 2 samples", path);
-    float *codes = malloc(n * k * sizeof *codes), *xy = malloc(n * 2 * sizeof *xy);
+    float *codes = alloc_array(n, k, sizeof(float)), *xy = alloc_array(n, 2, sizeof(float));
     int rc = EXIT_RUN;
     if (!codes || !xy) {
         fail(EXIT_RUN, "out of memory");

@@ -1,13 +1,12 @@
-/* Pictures as PNG (libpng): reconstructions under their originals, tiles
+/* Pictures as PNG: reconstructions under their originals (or clean,
+ * corrupted and denoised rows), tiles
  * of decoder features or samples, and a scatter of 2-D codes coloured by
- * label with a legend drawn in a small built-in digit font. Files are
- * written under a temporary name and renamed, so a failure leaves no
- * partial picture. */
+ * label with a legend drawn in a small built-in digit font. The pictures
+ * are drawn here and written by the library (ae_image_save_png), the one
+ * writer of every file. */
 #include <math.h>
-#include <png.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "tool.h"
 
@@ -16,6 +15,7 @@ typedef struct canvas {
     unsigned char *rgb;
 } canvas;
 
+/* w and h within PIC_MAX_SIDE (checked by the callers), so w * h * 3 fits. */
 static int canvas_init(canvas *c, size_t w, size_t h, unsigned char grey) {
     c->w = w;
     c->h = h;
@@ -35,48 +35,13 @@ static void rect(canvas *c, size_t x, size_t y, size_t w, size_t h, const unsign
         for (size_t i = x; i < x + w; i++) put(c, i, j, col);
 }
 
-/* Encodes the canvas to an open file; 0 on success. No local changes
- * after setjmp, so nothing needs to be volatile. */
-static int write_png(FILE *f, const canvas *c, png_bytep *rows) {
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-    if (!png) return -1;
-    png_infop info = png_create_info_struct(png);
-    if (!info || setjmp(png_jmpbuf(png))) {
-        png_destroy_write_struct(&png, info ? &info : NULL);
-        return -1;
-    }
-    png_init_io(png, f);
-    png_set_IHDR(png, info, (png_uint_32)c->w, (png_uint_32)c->h, 8, PNG_COLOR_TYPE_RGB,
-                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(png, info);
-    png_write_image(png, rows);
-    png_write_end(png, NULL);
-    png_destroy_write_struct(&png, &info);
-    return 0;
-}
-
+/* Written by the library (ae_image_save_png): atomically, through
+ * symbolic links, never over a device or FIFO (docs/files.md). */
 static int canvas_save(canvas *c, const char *path) {
-    size_t len = strlen(path);
-    char *tmp = malloc(len + 32);
-    png_bytep *rows = malloc(c->h * sizeof *rows);
-    if (!tmp || !rows) {
-        free(tmp);
-        free(rows);
-        return fail(EXIT_RUN, "out of memory");
-    }
-    snprintf(tmp, len + 32, "%s.tmp%ld", path, (long)getpid());
-    for (size_t y = 0; y < c->h; y++) rows[y] = c->rgb + y * c->w * 3;
-    FILE *f = fopen(tmp, "wb");
-    int ok = f != NULL;
-    if (ok) {
-        ok = write_png(f, c, rows) == 0;
-        ok = (fclose(f) == 0) && ok;
-        ok = ok && rename(tmp, path) == 0;
-        if (!ok) remove(tmp);
-    }
-    free(tmp);
-    free(rows);
-    return ok ? 0 : fail(EXIT_RUN, "cannot write the picture %s", path);
+    char err[512];
+    if (ae_image_save_png(path, c->rgb, c->h, c->w, 3, NULL, err, sizeof err) != AE_OK)
+        return fail(EXIT_RUN, "cannot write the picture: %s", err);
+    return 0;
 }
 
 /* The range shown as black..white: [0, 1] when the values lie in it (with
@@ -117,6 +82,23 @@ static void draw_image(canvas *cv, size_t x0, size_t y0, const float *img, size_
         }
 }
 
+/* The extent of n tiles of `tile` pixels with `gap` pixels before each
+ * and after the last: n (tile + gap) + gap, or 0 when over PIC_MAX_SIDE.
+ * The arguments are bounded first, so nothing wraps even in 32 bits. */
+static size_t extent(size_t n, size_t tile, size_t gap) {
+    if (n > PIC_MAX_SIDE || tile > PIC_MAX_SIDE || gap > PIC_MAX_SIDE) return 0;
+    size_t e = n * (tile + gap) + gap;
+    return e <= PIC_MAX_SIDE ? e : 0;
+}
+
+/* Refuses a picture over the limits; returns EXIT_RUN. */
+static int too_big(const char *path, size_t n, size_t h, size_t w) {
+    return fail(EXIT_RUN,
+                "%s: a picture of %zu samples of %zux%zu pixels would exceed %d x %d pixels or %zu "
+                "in all; show fewer samples (-n)",
+                path, n, h, w, PIC_MAX_SIDE, PIC_MAX_SIDE, PIC_MAX_PIXELS);
+}
+
 static size_t zoom_for(size_t h, size_t w) {
     size_t big = h > w ? h : w, z = 1;
     while (big * (z + 1) <= 84 && z < 8) z++;
@@ -125,14 +107,20 @@ static size_t zoom_for(size_t h, size_t w) {
 
 int png_rows(const char *path, const float *const *sets, size_t nsets, size_t n, size_t c,
              size_t h, size_t w) {
+    /* Bounded first, so that no size below wraps. */
+    if (h > PIC_MAX_SIDE || w > PIC_MAX_SIDE || n > PIC_MAX_PIXELS) return too_big(path, n, h, w);
     size_t dim = c * h * w, cols = n < 10 ? n : 10, groups = (n + cols - 1) / cols;
     size_t z = zoom_for(h, w), tw = w * z, th = h * z, gap = 2, group_gap = 10;
+    /* Each group: a row of each set with a gap after each, then group_gap
+       (none after the last). */
+    size_t pw = extent(cols, tw, gap), ph = extent(groups, nsets * (th + gap) - gap + group_gap, gap);
+    if (ph) ph -= group_gap;
+    if (!pw || !ph || pw * ph > PIC_MAX_PIXELS) return too_big(path, n, h, w);
     size_t gh = nsets * (th + gap); /* one group: a row of each set */
     float lo, hi;
     value_range(sets[0], n * dim, &lo, &hi);
     canvas cv;
-    if (canvas_init(&cv, cols * (tw + gap) + gap, groups * gh + (groups - 1) * group_gap + gap, 96))
-        return EXIT_RUN;
+    if (canvas_init(&cv, pw, ph, 96)) return EXIT_RUN;
     for (size_t i = 0; i < n; i++) {
         size_t col = i % cols, group = i / cols;
         size_t px = gap + col * (tw + gap), py = gap + group * (gh + group_gap);
@@ -146,13 +134,16 @@ int png_rows(const char *path, const float *const *sets, size_t nsets, size_t n,
 
 int png_grid(const char *path, const float *x, size_t n, size_t c, size_t h, size_t w,
              int per_tile) {
+    /* Bounded first, so that no size below wraps. */
+    if (h > PIC_MAX_SIDE || w > PIC_MAX_SIDE || n > PIC_MAX_PIXELS) return too_big(path, n, h, w);
     size_t dim = c * h * w, cols = (size_t)ceil(sqrt((double)n)), rows = (n + cols - 1) / cols;
     size_t z = n <= 64 ? zoom_for(h, w) : (h < 20 ? 2 : 1), gap = 2;
-    size_t tw = w * z, th = h * z;
+    size_t tw = w * z, th = h * z, pw = extent(cols, tw, gap), ph = extent(rows, th, gap);
+    if (!pw || !ph || pw * ph > PIC_MAX_PIXELS) return too_big(path, n, h, w);
     float lo = 0, hi = 1;
     if (!per_tile) value_range(x, n * dim, &lo, &hi);
     canvas cv;
-    if (canvas_init(&cv, cols * (tw + gap) + gap, rows * (th + gap) + gap, 96)) return EXIT_RUN;
+    if (canvas_init(&cv, pw, ph, 96)) return EXIT_RUN;
     for (size_t i = 0; i < n; i++) {
         const float *img = x + i * dim;
         if (per_tile) {

@@ -36,6 +36,13 @@ int parse_shape(const char *opt, const char *s, size_t shape[3]);
 int parse_widths(const char *opt, const char *s, size_t *w, size_t cap, size_t *n);
 int parse_activation(const char *opt, const char *s, ae_activation *out);
 
+/* Sizes that come from files (shapes, counts) are multiplied through these:
+ * mul_size sets *out = a * b and returns 0, or returns -1 when the product
+ * does not fit size_t; alloc_array mallocs n * d elements of `elem` bytes,
+ * NULL when that overflows or memory runs out. */
+int mul_size(size_t a, size_t b, size_t *out);
+void *alloc_array(size_t n, size_t d, size_t elem);
+
 double now_seconds(void);
 /* One of names (NULL-terminated), case-insensitive: its index in *out. */
 int parse_choice(const char *opt, const char *s, const char *const *names, int *out);
@@ -94,10 +101,12 @@ enum {
  * a bad argument, else 0. */
 int data_parse_opt(int c, const char *arg, data_opts *o);
 
-/* Loads a dataset as the options say (format told by content), applies the
- * limit and shape; the values stay as stored (prep_data gives them their
- * meaning). Prints the failure and returns NULL. */
-ae_dataset *data_load(const data_opts *o);
+/* Loads a dataset as the options say (format told by content) into *out,
+ * applies the limit and shape; the values stay as stored (prep_data gives
+ * them their meaning). Returns 0, or the exit code with the failure
+ * printed: EXIT_USAGE for options that do not fit the data (found only on
+ * reading it), EXIT_RUN otherwise. */
+int data_load(const data_opts *o, ae_dataset **out);
 
 /* A copy of the first `n` samples of ds (or all when n is 0 or too large). */
 ae_dataset *data_head(const ae_dataset *ds, size_t n);
@@ -105,10 +114,19 @@ ae_dataset *data_head(const ae_dataset *ds, size_t n);
 /* Whether a file exists and can be read. */
 int file_readable(const char *path);
 
-/* Before any work: every output (NULL entries skipped) must be writable
- * where it is named, and must not be one of the inputs (the same file under
- * any name). Prints one line and returns EXIT_USAGE or EXIT_RUN, else 0. */
-int check_outputs(const char *const *outputs, size_t n_outputs, const char *const *inputs,
+/* A file named on the command line: the option that names it ("-o") and
+ * its path (NULL when the option is not given). */
+typedef struct named_file {
+    const char *opt, *path;
+} named_file;
+
+/* Before any work: every output must be writable where it is named, must
+ * not be one of the inputs (the same file under any name), and no two
+ * outputs may name the same file, existing or not (their paths are compared
+ * made absolute, the existing part resolved through symbolic links, '.',
+ * '..' and repeated slashes resolved). Prints one line and returns
+ * EXIT_USAGE or EXIT_RUN, else 0. */
+int check_outputs(const named_file *outputs, size_t n_outputs, const named_file *inputs,
                   size_t n_inputs);
 
 /* Writes n x (c, h, w) floats to a .npy through the public dataset call. */
@@ -143,7 +161,8 @@ prep prep_of(const ae_dataset *ds, const prep *target);
 /* Maps prepared values back to the units of the data file, in place. */
 void prep_undo(const prep *p, float *x, size_t n, size_t dim);
 /* Records the preparation in the model: its value convention (with the
- * range lo..hi of the training inputs) and the sample shape. */
+ * range lo..hi of the training inputs); the sample shape is the model's
+ * own (ae_model_sample_shape). */
 int prep_store(ae_model *m, const prep *p);
 
 /* The batch of the inference calls: --batch (g_batch), or 0 for the largest
@@ -177,7 +196,33 @@ int evaluate_print(ae_model *m, const prep *p, ae_dataset *ds, const eval_opts *
 int probe_print(const float *train, const int32_t *train_labels, size_t n_train, const float *test,
                 const int32_t *test_labels, size_t n_test, size_t dim, const eval_opts *o);
 
+/* ---- architecture descriptions (arch.c) ---- */
+
+/* A growing string; failed is set (and sticks) when memory runs out. */
+typedef struct strbuf {
+    char *s;
+    size_t len, cap;
+    int failed;
+} strbuf;
+int sb_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A description file's text (allocated); prints the failure and returns NULL. */
+char *arch_read_file(const char *path);
+/* The model of a description (`what` names it in messages), the input
+ * shape being the data's unless the text has an input line and the seed
+ * `seed` unless it sets one; then the `set` lines of `settings` (the
+ * training options, which override the description's). Prints the failure
+ * and returns NULL. */
+ae_model *arch_build(const char *text, const char *settings, const size_t shape[3], int64_t seed,
+                     const char *what);
+/* ae_model_describe's text (allocated), or NULL (printed). */
+char *arch_describe(const ae_model *m);
+
 /* ---- pictures (picture.c) ---- */
+
+/* The largest picture drawn: at most PIC_MAX_SIDE pixels wide and high and
+ * PIC_MAX_PIXELS in all (192 MB of RGB). Larger ones are refused (docs/tool.md). */
+#define PIC_MAX_SIDE 16384
+#define PIC_MAX_PIXELS ((size_t)1 << 26)
 
 /* Rows of images, one row per set, in groups of up to 10 samples: the
  * originals above their reconstructions (2 sets), or clean, corrupted and
@@ -207,5 +252,8 @@ int cmd_reconstruct(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
+/* interop.c */
+int cmd_export(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 
 #endif /* AE_TOOL_H */

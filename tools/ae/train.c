@@ -1,4 +1,5 @@
-/* `ae train`: builds a model from flags, trains it with its own loop over
+/* `ae train`: builds a model from an architecture description (--arch, or
+ * the text the shortcut flags stand for), trains it with its own loop over
  * ae_train_step (so that a progress bar can follow every batch), records
  * the data preparation and the history in the model's metadata, writes the
  * model file and the pictures asked for. */
@@ -47,6 +48,13 @@ static const char TRAIN_HELP[] =
     "                           validation (early stopping watches its loss)\n"
     "\n"
     "Architecture:\n"
+    "      --arch FILE          the architecture description in FILE (docs/arch.md;\n"
+    "                           `ae info --arch MODEL` prints a model's), instead of\n"
+    "                           the flags below; without an input line the input is\n"
+    "                           the data's shape. The training options override its\n"
+    "                           settings\n"
+    "      --arch-string TEXT   the same, given as text ('\\n' or newlines between lines)\n"
+    "  The flags below are shortcuts for a description:\n"
     "      --layers LIST        encoder widths, the last one the code (default 256,32)\n"
     "      --act ACT            hidden activation (default relu)\n"
     "      --code-act ACT       code activation (default identity)\n"
@@ -123,7 +131,7 @@ enum {
     O_NOISE_CLIP, O_LOSS, O_OPTIMIZER, O_LR, O_MOMENTUM, O_NESTEROV, O_WEIGHT_DECAY, O_GRAD_CLIP,
     O_SEED, O_SCHEDULE, O_STEP_SIZE, O_GAMMA, O_MIN_LR, O_WARMUP, O_PATIENCE, O_RECON_PNG,
     O_FEATURES_PNG, O_SCATTER_PNG, O_VAE, O_BETA, O_KL_WARMUP, O_REDUCTION,
-    O_CONV, O_KL_REDUCTION
+    O_CONV, O_KL_REDUCTION, O_ARCH, O_ARCH_STRING
 };
 
 static const struct option TRAIN_OPTS[] = {
@@ -135,6 +143,8 @@ static const struct option TRAIN_OPTS[] = {
     {"val-split", required_argument, NULL, O_VAL_SPLIT},
     {"layers", required_argument, NULL, O_LAYERS},
     {"conv", required_argument, NULL, O_CONV},
+    {"arch", required_argument, NULL, O_ARCH},
+    {"arch-string", required_argument, NULL, O_ARCH_STRING},
     {"act", required_argument, NULL, O_ACT},
     {"code-act", required_argument, NULL, O_CODE_ACT},
     {"output-act", required_argument, NULL, O_OUTPUT_ACT},
@@ -208,6 +218,8 @@ typedef struct train_opts {
     double gamma, min_lr;
     int have_step_opts, have_min_lr;
     int quiet;
+    const char *arch_file, *arch_string; /* --arch, --arch-string */
+    unsigned char given[DATA_OPT_END + 64]; /* the options given, by getopt id */
 } train_opts;
 
 static int parse_train(int argc, char **argv, train_opts *o) {
@@ -235,7 +247,10 @@ static int parse_train(int argc, char **argv, train_opts *o) {
             continue;
         }
         bad = 0;
+        if (c >= 0 && (size_t)c < sizeof o->given) o->given[c] = 1;
         switch (c) {
+        case O_ARCH: o->arch_file = a; break;
+        case O_ARCH_STRING: o->arch_string = a; break;
         case O_STANDARDIZE: bad = parse_choice("--standardize", a, st_names, &o->standardize); break;
         case O_TEST: o->test = a; break;
         case O_TEST_LABELS: o->test_labels = a; break;
@@ -337,7 +352,21 @@ static int parse_train(int argc, char **argv, train_opts *o) {
         return usage_error("--labels and the CSV options need --data");
     if (!o->data.path && o->test) return usage_error("--test needs --data");
     if (o->test_labels && !o->test) return usage_error("--test-labels needs --test");
-    if ((o->have_beta || o->kl_warmup) && !o->vae)
+    int arch = o->arch_file || o->arch_string;
+    if (o->arch_file && o->arch_string)
+        return usage_error("--arch and --arch-string do not go together");
+    for (const struct option *op = TRAIN_OPTS; arch && op->name; op++) {
+        /* The shortcut flags are a description: one or the other. */
+        static const int shortcuts[] = {O_LAYERS, O_CONV, O_ACT, O_CODE_ACT, O_OUTPUT_ACT, O_TIED,
+                                        O_TOPK, O_BATCH_TOPK, O_LIFETIME_TOPK, O_KL_SPARSITY,
+                                        O_KL_WEIGHT, O_KL_REDUCTION, O_L1, O_VAE};
+        for (size_t i = 0; i < sizeof shortcuts / sizeof shortcuts[0]; i++)
+            if (op->val == shortcuts[i] && o->given[op->val])
+                return usage_error("--%s does not go with --%s: write it in the description "
+                                   "(docs/arch.md)",
+                                   op->name, o->arch_file ? "arch" : "arch-string");
+    }
+    if (!arch && (o->have_beta || o->kl_warmup) && !o->vae)
         return usage_error("--beta and --kl-warmup need --vae");
     if (o->vae && (o->topk || o->batch_topk || o->lifetime_k || o->lifetime_frac || o->kl_rho ||
                    o->l1))
@@ -360,7 +389,8 @@ static int parse_train(int argc, char **argv, train_opts *o) {
     if (o->have_noise_level && !o->noise) return usage_error("--noise-level needs --noise");
     if (o->noise_clip && !o->noise) return usage_error("--noise-clip needs --noise");
     if (o->noise && !o->have_noise_level) return usage_error("--noise needs --noise-level");
-    if ((o->have_momentum || o->nesterov) && o->optimizer != AE_OPT_SGD)
+    if ((o->have_momentum || o->nesterov) && o->optimizer != AE_OPT_SGD &&
+        (!arch || o->given[O_OPTIMIZER]))
         return usage_error("--momentum and --nesterov are for --optimizer sgd");
     if (o->nesterov && !(o->momentum > 0)) return usage_error("--nesterov needs --momentum above 0");
     if (o->have_step_opts && o->schedule != SCHED_STEP)
@@ -372,7 +402,7 @@ static int parse_train(int argc, char **argv, train_opts *o) {
     if (o->standardize && !o->have_output_act) o->output_act = AE_ACT_IDENTITY;
     if (o->vae && !o->have_loss) o->loss = o->output_act == AE_ACT_SIGMOID ? AE_LOSS_BCE : AE_LOSS_MSE;
     if (o->vae && !o->have_reduction) o->reduction = AE_REDUCE_SUM;
-    if (o->loss == AE_LOSS_BCE && o->output_act != AE_ACT_SIGMOID)
+    if (!arch && o->loss == AE_LOSS_BCE && o->output_act != AE_ACT_SIGMOID)
         return usage_error("--loss bce needs --output-act sigmoid");
     return 0;
 }
@@ -392,78 +422,110 @@ static int conv_levels(const train_opts *o, const size_t shape[3], size_t *hs, s
     return 0;
 }
 
-static ae_model *build_model(const train_opts *o, const size_t shape[3]) {
-    ae_config *cfg = NULL;
-    ae_model *m = NULL;
-    size_t in_dim = shape[0] * shape[1] * shape[2], hs[9], ws[9], flat = in_dim;
-    if (ae_config_create(&cfg, NULL) != AE_OK) {
-        fail(EXIT_RUN, "out of memory");
-        return NULL;
-    }
-    ae_status st;
+/* The description the shortcut flags stand for (docs/arch.md): the
+ * encoder, the code, and a decoder mirroring it. */
+static void flags_description(const train_opts *o, const size_t shape[3], strbuf *b) {
+    size_t hs[9], ws[9], flat = shape[0] * shape[1] * shape[2];
+    const char *act = ae_activation_name(o->act);
+    if (shape[1] == 1 && shape[2] == 1) sb_printf(b, "input %zu\n", shape[0]);
+    else sb_printf(b, "input %zu %zu %zu\n", shape[0], shape[1], shape[2]);
     if (o->nconv) {
         /* 3x3, stride 2, padding 1: each level halves height and width (rounding up). */
         conv_levels(o, shape, hs, ws);
-        st = ae_config_set_input_shape(cfg, shape[0], shape[1], shape[2]);
-        for (size_t i = 0; st == AE_OK && i < o->nconv; i++)
-            st = ae_config_add_conv2d(cfg, o->conv[i], 3, 2, 1, o->act);
-        if (st == AE_OK) st = ae_config_add_flatten(cfg);
+        for (size_t i = 0; i < o->nconv; i++)
+            sb_printf(b, "conv2d %zu 3 stride=2 padding=1 activation=%s\n", o->conv[i], act);
+        sb_printf(b, "flatten\n");
         flat = o->conv[o->nconv - 1] * hs[o->nconv] * ws[o->nconv];
-    } else {
-        st = ae_config_set_input_size(cfg, in_dim);
     }
     /* A VAE's last width is its Gaussian latent; otherwise a dense code layer. */
     size_t dense = o->vae ? o->nwidths - 1 : o->nwidths;
-    for (size_t i = 0; st == AE_OK && i < dense; i++)
-        st = ae_config_add_dense(cfg, o->widths[i], i + 1 == o->nwidths ? o->code_act : o->act);
-    if (st == AE_OK && o->vae) st = ae_config_add_gaussian(cfg, o->widths[o->nwidths - 1]);
-    if (st == AE_OK && o->kl_rho)
-        st = ae_config_add_kl_sparsity(cfg, AE_LAST_LAYER, o->kl_rho, o->kl_weight,
-                                       o->kl_reduction ? AE_REDUCE_SUM : AE_REDUCE_MEAN);
-    if (st == AE_OK && o->topk) st = ae_config_add_topk(cfg, o->topk);
-    if (st == AE_OK && o->batch_topk) st = ae_config_add_batch_topk(cfg, o->batch_topk);
-    if (st == AE_OK && o->lifetime_k) st = ae_config_add_lifetime_topk(cfg, o->lifetime_k);
-    if (st == AE_OK && o->lifetime_frac)
-        st = ae_config_add_lifetime_topk_fraction(cfg, o->lifetime_frac);
+    for (size_t i = 0; i < dense; i++)
+        sb_printf(b, "dense %zu activation=%s\n", o->widths[i],
+                  ae_activation_name(i + 1 == o->nwidths ? o->code_act : o->act));
+    if (o->vae) sb_printf(b, "gaussian %zu\n", o->widths[o->nwidths - 1]);
+    if (o->kl_rho)
+        sb_printf(b, "kl_sparsity rho=%.17g weight=%.17g reduction=%s\n", o->kl_rho, o->kl_weight,
+                  o->kl_reduction ? "sum" : "mean");
+    if (o->topk) sb_printf(b, "topk %zu\n", o->topk);
+    if (o->batch_topk) sb_printf(b, "batch_topk %zu\n", o->batch_topk);
+    if (o->lifetime_k) sb_printf(b, "lifetime_topk %zu\n", o->lifetime_k);
+    if (o->lifetime_frac) sb_printf(b, "lifetime_topk fraction=%.17g\n", o->lifetime_frac);
     /* L1 on the code as the decoder sees it (after any selection). */
-    if (st == AE_OK && o->l1) st = ae_config_add_l1_sparsity(cfg, AE_LAST_LAYER, o->l1);
-    if (st == AE_OK) st = ae_config_mark_code(cfg);
+    if (o->l1) sb_printf(b, "l1 weight=%.17g\n", o->l1);
+    sb_printf(b, "code\n");
     /* The decoder mirrors the encoder's widths (selection layers have none). */
-    for (size_t i = o->nwidths; st == AE_OK && i-- > 0;)
-        st = ae_config_add_dense(cfg, i == 0 ? flat : o->widths[i - 1],
-                                 i == 0 && !o->nconv ? o->output_act : o->act);
-    if (st == AE_OK && o->nconv) {
-        st = ae_config_add_unflatten(cfg, o->conv[o->nconv - 1], hs[o->nconv], ws[o->nconv]);
-        for (size_t i = o->nconv; st == AE_OK && i-- > 0;) {
+    for (size_t i = o->nwidths; i-- > 0;)
+        sb_printf(b, "dense %zu activation=%s\n", i == 0 ? flat : o->widths[i - 1],
+                  ae_activation_name(i == 0 && !o->nconv ? o->output_act : o->act));
+    if (o->nconv) {
+        sb_printf(b, "unflatten %zu %zu %zu\n", o->conv[o->nconv - 1], hs[o->nconv], ws[o->nconv]);
+        for (size_t i = o->nconv; i-- > 0;)
             /* The output padding that gives back the level's exact size. */
-            size_t pad = hs[i] - (2 * hs[i + 1] - 1);
-            st = ae_config_add_conv_transpose2d(cfg, i == 0 ? shape[0] : o->conv[i - 1], 3, 2, 1,
-                                                pad, i == 0 ? o->output_act : o->act);
-        }
+            sb_printf(b, "conv_transpose2d %zu 3 stride=2 padding=1 output_padding=%zu activation=%s\n",
+                      i == 0 ? shape[0] : o->conv[i - 1], hs[i] - (2 * hs[i + 1] - 1),
+                      ae_activation_name(i == 0 ? o->output_act : o->act));
     }
-    if (st == AE_OK && o->tied) st = ae_config_tie(cfg);
-    if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_LOSS, o->loss);
-    if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_REDUCTION, o->reduction);
-    if (st == AE_OK && o->have_beta) st = ae_config_set_float(cfg, AE_P_VAE_BETA, o->beta);
-    if (st == AE_OK && o->kl_warmup)
-        st = ae_config_set_int(cfg, AE_P_VAE_BETA_WARMUP_STEPS, (int64_t)o->kl_warmup);
-    if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_OPTIMIZER, o->optimizer);
-    if (st == AE_OK) st = ae_config_set_float(cfg, AE_P_LEARNING_RATE, o->lr);
-    if (st == AE_OK) st = ae_config_set_int(cfg, AE_P_SEED, (int64_t)(o->seed & INT64_MAX));
-    if (st == AE_OK && o->momentum) st = ae_config_set_float(cfg, AE_P_MOMENTUM, o->momentum);
-    if (st == AE_OK && o->nesterov) st = ae_config_set_int(cfg, AE_P_NESTEROV, 1);
-    if (st == AE_OK && o->have_weight_decay)
-        st = ae_config_set_float(cfg, AE_P_WEIGHT_DECAY, o->weight_decay);
-    if (st == AE_OK && o->grad_clip) st = ae_config_set_float(cfg, AE_P_GRAD_CLIP_NORM, o->grad_clip);
-    if (st == AE_OK && o->noise) {
-        st = ae_config_set_int(cfg, AE_P_NOISE_KIND, o->noise);
-        if (st == AE_OK) st = ae_config_set_float(cfg, AE_P_NOISE_LEVEL, o->noise_level);
-        if (st == AE_OK && o->noise_clip) st = ae_config_set_int(cfg, AE_P_NOISE_CLIP, 1);
+    if (o->tied) sb_printf(b, "tied\n");
+}
+
+/* AE_P_SEED holds the seed's 64 bits as an int64. */
+static int64_t seed_bits(uint64_t seed) {
+    int64_t bits;
+    memcpy(&bits, &seed, sizeof bits);
+    return bits;
+}
+
+/* `set` lines for the training options: all of them with the shortcut
+ * flags, those given with a description (they override its settings). */
+static void training_settings(const train_opts *o, int arch, strbuf *b) {
+    static const char *const loss[] = {"mse", "bce"}, *const red[] = {"mean", "sum"},
+                             *const opt[] = {"sgd", "adam", "adamw"},
+                             *const noise[] = {"none",    "gaussian", "mask", "bernoulli",
+                                               "dropout", "salt_pepper"};
+#define GIVEN(id) (!arch || o->given[id])
+    if (GIVEN(O_LOSS)) sb_printf(b, "set loss=%s\n", loss[o->loss]);
+    if (GIVEN(O_REDUCTION)) sb_printf(b, "set reduction=%s\n", red[o->reduction]);
+    if (o->have_beta) sb_printf(b, "set vae_beta=%.17g\n", o->beta);
+    if (o->kl_warmup) sb_printf(b, "set vae_beta_warmup_steps=%zu\n", o->kl_warmup);
+    if (GIVEN(O_OPTIMIZER)) sb_printf(b, "set optimizer=%s\n", opt[o->optimizer]);
+    if (GIVEN(O_LR)) sb_printf(b, "set learning_rate=%.17g\n", o->lr);
+    if (GIVEN(O_SEED)) sb_printf(b, "set seed=%lld\n", (long long)seed_bits(o->seed));
+    if (o->momentum) sb_printf(b, "set momentum=%.17g\n", o->momentum);
+    if (o->nesterov) sb_printf(b, "set nesterov=true\n");
+    if (o->have_weight_decay) sb_printf(b, "set weight_decay=%.17g\n", o->weight_decay);
+    if (o->grad_clip) sb_printf(b, "set grad_clip_norm=%.17g\n", o->grad_clip);
+    if (o->noise) {
+        sb_printf(b, "set noise_kind=%s noise_level=%.17g\n", noise[o->noise], o->noise_level);
+        if (o->noise_clip) sb_printf(b, "set noise_clip=true\n");
     }
-    if (st == AE_OK) st = ae_model_create(&m, cfg);
-    if (st != AE_OK) fail(EXIT_RUN, "cannot build the model: %s", ae_config_last_error(cfg));
-    ae_config_destroy(cfg);
-    return st == AE_OK ? m : NULL;
+#undef GIVEN
+}
+
+/* One path for every model: a description (--arch, --arch-string, or the
+ * text of the shortcut flags), then the training options as `set` lines. */
+static ae_model *build_model(const train_opts *o, const size_t shape[3]) {
+    int arch = o->arch_file || o->arch_string;
+    char *text = NULL;
+    strbuf flags = {0}, sets = {0};
+    ae_model *m = NULL;
+    if (o->arch_file) {
+        text = arch_read_file(o->arch_file);
+    } else if (!arch) {
+        flags_description(o, shape, &flags);
+        text = flags.s;
+    }
+    training_settings(o, arch, &sets);
+    if ((text || o->arch_string) && !flags.failed && !sets.failed) {
+        const char *what = o->arch_file ? o->arch_file : arch ? "--arch-string" : "the flags' description";
+        m = arch_build(o->arch_string ? o->arch_string : text, sets.s ? sets.s : "", shape,
+                       seed_bits(o->seed), what);
+    } else if (flags.failed || sets.failed) {
+        fail(EXIT_RUN, "out of memory");
+    }
+    if (text != flags.s) free(text);
+    free(flags.s);
+    free(sets.s);
+    return m;
 }
 
 /* ---- the loop ---- */
@@ -511,7 +573,7 @@ static int mean_loss(ae_model *m, const ae_dataset *ds, size_t bs, int sum_red, 
     size_t n = ae_dataset_count(ds), d = ae_dataset_dim(ds);
     const float *x = ae_dataset_data(ds);
     /* File-backed rows (a split of -d --mmap) are read a batch at a time. */
-    float *buf = x ? NULL : malloc(bs * d * sizeof *buf);
+    float *buf = x ? NULL : alloc_array(bs, d, sizeof(float));
     if (!x && !buf) return fail(EXIT_RUN, "out of memory");
     double s = 0.0;
     for (size_t i = 0; i < n; i += bs) {
@@ -534,7 +596,7 @@ static int mean_loss(ae_model *m, const ae_dataset *ds, size_t bs, int sum_red, 
 
 static int dataset_mse(ae_model *m, const ae_dataset *ds, double *out) {
     size_t n = ae_dataset_count(ds), d = ae_dataset_dim(ds);
-    float *y = malloc(n * d * sizeof *y);
+    float *y = alloc_array(n, d, sizeof(float));
     if (!y) return fail(EXIT_RUN, "out of memory");
     int rc = run_batched(m, RUN_RECONSTRUCT, ae_dataset_data(ds), n, d, y, d);
     if (!rc && ae_metric_mse(ae_dataset_data(ds), y, n * d, out) != AE_OK)
@@ -551,8 +613,8 @@ static int train_loop(ae_model *m, const train_opts *o, ae_dataset *train, ae_da
     size_t n = ae_dataset_count(train), d = ae_dataset_dim(train), bs = o->batch;
     if (bs > n) bs = n;
     size_t steps = (n + bs - 1) / bs;
-    size_t *idx = malloc(n * sizeof *idx);
-    float *batch = malloc(bs * d * sizeof *batch);
+    size_t *idx = alloc_array(n, 1, sizeof *idx);
+    float *batch = alloc_array(bs, d, sizeof(float));
     if (!idx || !batch) {
         free(idx);
         free(batch);
@@ -706,24 +768,39 @@ int cmd_train(int argc, char **argv) {
     if (o.test && !file_readable(o.test)) return fail(EXIT_RUN, "cannot open %s", o.test);
     /* Before training: an hour's work must not end in a file that cannot be
        written, nor overwrite its own data. */
-    const char *outputs[] = {o.output, o.recon_png, o.features_png, o.scatter_png};
-    const char *inputs[] = {o.data.path, o.data.labels, o.test, o.test_labels};
-    if ((rc = check_outputs(outputs, sizeof outputs / sizeof *outputs, inputs,
-                            sizeof inputs / sizeof *inputs)))
-        return rc;
+    char *cache_labels = NULL; /* the image cache's companion, "<cache>.labels.npy" */
+    if (o.data.cache && (cache_labels = malloc(strlen(o.data.cache) + 12)) != NULL)
+        sprintf(cache_labels, "%s.labels.npy", o.data.cache);
+    if (o.data.cache && !cache_labels) return fail(EXIT_RUN, "out of memory");
+    const named_file outputs[] = {{"-o", o.output},
+                                  {"--recon-png", o.recon_png},
+                                  {"--features-png", o.features_png},
+                                  {"--scatter-png", o.scatter_png},
+                                  {"--image-cache", o.data.cache},
+                                  {"--image-cache (its labels)", cache_labels}};
+    const named_file inputs[] = {{"-d", o.data.path},
+                                 {"--labels", o.data.labels},
+                                 {"--test", o.test},
+                                 {"--test-labels", o.test_labels}};
+    rc = check_outputs(outputs, sizeof outputs / sizeof *outputs, inputs,
+                       sizeof inputs / sizeof *inputs);
+    free(cache_labels);
+    if (rc) return rc;
 
     ae_dataset *all = NULL, *train = NULL, *val = NULL, *test = NULL, *shown_mem = NULL;
     ae_model *m = NULL;
     epoch_rec *hist = NULL;
     prep p;
     memset(&p, 0, sizeof p);
-    rc = EXIT_RUN;
     o.data.allow_file = 1; /* the training rows may stay on disk; the test set is read in */
     /* The values get their meaning by the library's rule (8-bit data
        x 1/255 unless --scale); the model records it, and the test data
-       are given the same. */
-    all = data_load(&o.data);
-    if (!all || prep_data(all, &o.data, NULL, o.data.path)) goto done;
+       are given the same. Both files are read first, so that options that
+       do not fit them are found before any work. */
+    if ((rc = data_load(&o.data, &all)) != 0 || (rc = prep_data(all, &o.data, NULL, o.data.path)) != 0)
+        goto done;
+    if (o.test && (rc = data_load(&test_opts, &test)) != 0) goto done;
+    rc = EXIT_RUN;
     size_t d = ae_dataset_dim(all);
     ae_dataset_shape(all, &p.shape[0], &p.shape[1], &p.shape[2]);
     if (o.standardize) {
@@ -750,24 +827,15 @@ int cmd_train(int argc, char **argv) {
         if (i == 0 || av[i] < p.conv.lo) p.conv.lo = av[i];
         if (i == 0 || av[i] > p.conv.hi) p.conv.hi = av[i];
     }
-    if (o.test) {
-        if (!(test = data_load(&test_opts))) goto done;
+    if (test) {
         if (ae_dataset_dim(test) != d) {
             fail(EXIT_RUN, "the test data have %zu values per sample, the training data %zu",
                  ae_dataset_dim(test), d);
             goto done;
         }
         ae_dataset_reshape(test, p.shape[0], p.shape[1], p.shape[2]);
-        if (prep_data(test, &test_opts, &p, o.test)) goto done;
-    }
-    if (o.val_split) {
-        if (ae_dataset_split(all, o.val_split, o.seed, &train, &val) != AE_OK) {
-            fail(EXIT_RUN, "--val-split %g: %s", o.val_split, ae_dataset_last_error(all));
-            goto done;
-        }
-    } else {
-        train = all;
-        all = NULL;
+        if ((rc = prep_data(test, &test_opts, &p, o.test)) != 0) goto done;
+        rc = EXIT_RUN;
     }
     size_t hs[9], ws[9];
     if (o.nconv && p.shape[1] == 1 && p.shape[2] == 1) {
@@ -786,29 +854,60 @@ int cmd_train(int argc, char **argv) {
                          "(e.g. 1x28x28)");
         goto done;
     }
+    if (!(m = build_model(&o, p.shape))) goto done;
+    if (ae_model_input_size(m) != d) {
+        fail(EXIT_RUN, "%s: the model's input has %zu values; the data have %zu per sample",
+             o.arch_file ? o.arch_file : "--arch-string", ae_model_input_size(m), d);
+        goto done;
+    }
+    if (o.arch_file || o.arch_string) {
+        /* What the description set, the loop follows: the rate its schedule
+         * starts from, the loss reduction, and the seed of the shuffles. */
+        int64_t v = 0;
+        ae_model_get_float(m, AE_P_LEARNING_RATE, &o.lr);
+        if (ae_model_get_int(m, AE_P_REDUCTION, &v) == AE_OK) o.reduction = (int)v;
+        if (!o.given[O_SEED] && ae_model_get_int(m, AE_P_SEED, &v) == AE_OK) o.seed = (uint64_t)v;
+    }
+    if (o.val_split) {
+        if (ae_dataset_split(all, o.val_split, o.seed, &train, &val) != AE_OK) {
+            fail(EXIT_RUN, "--val-split %g: %s", o.val_split, ae_dataset_last_error(all));
+            goto done;
+        }
+    } else {
+        train = all;
+        all = NULL;
+    }
     ae_dataset *shown = test ? test : val ? val : train;
     /* The pictures read their samples in memory: a head of file-backed rows. */
     if (ae_dataset_file_backed(shown) && !(shown_mem = data_head(shown, 5000))) goto done;
     if (shown_mem) shown = shown_mem;
     if (o.scatter_png && !ae_dataset_labels(shown))
         printf("note: no labels, the scatter has one colour\n");
-    if (!(m = build_model(&o, p.shape))) goto done;
     if (!o.quiet) {
         printf("ae train: %s, %zu samples of %zux%zux%zu", source, ae_dataset_count(train),
                p.shape[0], p.shape[1], p.shape[2]);
         if (val) printf(", %zu for validation", ae_dataset_count(val));
         if (test) printf(", %zu for test", ae_dataset_count(test));
-        printf("\nmodel: %zu", d);
-        for (size_t i = 0; i < o.nconv; i++)
-            printf("-conv%zu(%zux%zux%zu)", o.conv[i], o.conv[i], hs[i + 1], ws[i + 1]);
-        for (size_t i = 0; i < o.nwidths; i++)
-            printf(o.vae && i + 1 == o.nwidths ? "-[gaussian %zu]" : "-%zu", o.widths[i]);
-        for (size_t i = o.nwidths - 1; i-- > 0;) printf("-%zu", o.widths[i]);
-        if (o.nconv) printf("-%zu", o.conv[o.nconv - 1] * hs[o.nconv] * ws[o.nconv]);
-        for (size_t i = o.nconv; i-- > 0;)
-            printf("-convT%zu", i == 0 ? p.shape[0] : o.conv[i - 1]);
-        printf("-%zu, %zu parameters, batch %zu, %zu epochs\n", d, ae_model_param_count(m),
-               o.batch, o.epochs);
+        if (o.arch_file || o.arch_string) {
+            printf("\nmodel: %s, %zu layers (code after %zu), %zu parameters, batch %zu, %zu "
+                   "epochs, backend %s\n",
+                   o.arch_file ? o.arch_file : "--arch-string", ae_model_layer_count(m),
+                   ae_model_code_layer(m), ae_model_param_count(m), o.batch, o.epochs,
+                   ae_backend_name(ae_model_backend(m)));
+        } else {
+            printf("\nmodel: %zu", d);
+            for (size_t i = 0; i < o.nconv; i++)
+                printf("-conv%zu(%zux%zux%zu)", o.conv[i], o.conv[i], hs[i + 1], ws[i + 1]);
+            for (size_t i = 0; i < o.nwidths; i++)
+                printf(o.vae && i + 1 == o.nwidths ? "-[gaussian %zu]" : "-%zu", o.widths[i]);
+            for (size_t i = o.nwidths - 1; i-- > 0;) printf("-%zu", o.widths[i]);
+            if (o.nconv) printf("-%zu", o.conv[o.nconv - 1] * hs[o.nconv] * ws[o.nconv]);
+            for (size_t i = o.nconv; i-- > 0;)
+                printf("-convT%zu", i == 0 ? p.shape[0] : o.conv[i - 1]);
+            printf("-%zu, %zu parameters, batch %zu, %zu epochs, backend %s\n", d,
+                   ae_model_param_count(m), o.batch, o.epochs,
+                   ae_backend_name(ae_model_backend(m)));
+        }
         fflush(stdout);
     }
     hist = calloc(o.epochs, sizeof *hist);
@@ -840,17 +939,19 @@ int cmd_train(int argc, char **argv) {
                    run, total);
         printf("model written to %s\n", o.output);
     }
+    /* The picture calls return the exit code of their failure. */
     if (o.recon_png) {
-        if (picture_recon(o.recon_png, m, &p, shown, NULL, 20)) goto done;
+        if ((rc = picture_recon(o.recon_png, m, &p, shown, NULL, 20)) != 0) goto done;
         if (!o.quiet) printf("reconstructions written to %s\n", o.recon_png);
     }
     if (o.features_png) {
-        if (picture_features(o.features_png, m, &p, ae_dataset_file_backed(train) ? shown : train))
+        if ((rc = picture_features(o.features_png, m, &p,
+                                   ae_dataset_file_backed(train) ? shown : train)) != 0)
             goto done;
         if (!o.quiet) printf("features written to %s\n", o.features_png);
     }
     if (o.scatter_png) {
-        if (picture_scatter(o.scatter_png, m, shown, 5000)) goto done;
+        if ((rc = picture_scatter(o.scatter_png, m, shown, 5000)) != 0) goto done;
         if (!o.quiet) printf("code scatter written to %s\n", o.scatter_png);
     }
     rc = 0;

@@ -39,7 +39,8 @@ int usage_error(const char *fmt, ...) {
 int parse_u64(const char *opt, const char *s, uint64_t *out) {
     char *end;
     errno = 0;
-    if (!s || !*s || *s == '-' || *s == '+') goto bad;
+    /* strtoull skips spaces and takes a sign (" -1" is 2^64 - 1): digits only. */
+    if (!s || *s < '0' || *s > '9') goto bad;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || *end) goto bad;
     *out = (uint64_t)v;
@@ -151,6 +152,18 @@ int parse_activation(const char *opt, const char *s, ae_activation *out) {
         }
     usage_error("%s: unknown activation '%s' (%s)", opt, s, list);
     return -1;
+}
+
+int mul_size(size_t a, size_t b, size_t *out) {
+    if (a != 0 && b > SIZE_MAX / a) return -1;
+    *out = a * b;
+    return 0;
+}
+
+void *alloc_array(size_t n, size_t d, size_t elem) {
+    size_t count, bytes;
+    if (mul_size(n, d, &count) || mul_size(count, elem, &bytes)) return NULL;
+    return malloc(bytes ? bytes : 1);
 }
 
 double now_seconds(void) {
