@@ -887,12 +887,12 @@ static void test_data_usage_errors(void **state) {
         {{"train", "-d", "x.npy", "--shape", "3x3", "-o", "e.aem"}, "does not fit"},
         {{"train", "-d", "x.npy", "--csv-header", "-o", "e.aem"}, "are for CSV files"},
         {{"train", "-d", "img.idx", "--csv-label-first", "-o", "e.aem"}, "are for CSV files"},
-        {{"train", "-d", "x.npy", "--labels", "lab.idx", "-o", "e.aem"}, "IDX labels go with IDX"},
-        {{"train", "-d", "x.npy", "--labels", "nonint.csv", "-o", "e.aem"}, "label 5 (0.5) is not an integer"},
-        {{"train", "-d", "x.npy", "--labels", "three.csv", "-o", "e.aem"}, "expected 64"},
-        {{"train", "-d", "x.npy", "--test", "x.npy", "--test-labels", "lab.idx", "-o", "e.aem"},
-         "IDX labels go with IDX"},
-        {{"eval", "-m", "m.aem", "-d", "x.npy", "--labels", "nonint.csv"}, "not an integer"},
+        {{"train", "-d", "x.npy", "--labels", "x.npy", "-o", "e.aem"}, "labels are one integer per sample"},
+        {{"train", "-d", "x.npy", "--labels", "nonint.csv", "-o", "e.aem"}, "label 5 (0.5) is not a whole number"},
+        {{"train", "-d", "x.npy", "--labels", "three.csv", "-o", "e.aem"}, "but the dataset has 64 samples"},
+        {{"train", "-d", "x.npy", "--test", "x.npy", "--test-labels", "three.csv", "-o", "e.aem"},
+         "but the dataset has 64 samples"},
+        {{"eval", "-m", "m.aem", "-d", "x.npy", "--labels", "nonint.csv"}, "not a whole number"},
         {{"eval", "-m", "m.aem", "-d", "x.npy", "--shape", "2x2"}, "does not fit"},
         {{"encode", "-m", "m.aem", "-d", "x.npy", "--csv-header", "-o", "e.npy"}, "are for CSV files"},
         {{"reconstruct", "-m", "m.aem", "-d", "img.npy", "--shape", "5x5", "-o", "e.npy"}, "does not fit"},
@@ -906,6 +906,10 @@ static void test_data_usage_errors(void **state) {
         assert_int_equal(r.status, 2);
     }
     assert_false(exists("e.aem") || exists("e.npy") || exists("e.png"));
+    /* IDX labels go with data of any format (ae_dataset_load_labels). */
+    RUN(&r, "train", "-d", "x.npy", "--labels", "lab.idx", "--layers", "8", "--epochs", "1", "-q",
+        "-o", "idxlab.aem");
+    expect_ok(&r);
 }
 
 /* A usage error (exit 2) naming both options, and no file written. */
