@@ -425,6 +425,13 @@ static void check_pytorch(const char *name) {
     size_t B = (size_t)fx.array[0][0], S = (size_t)fx.array[0][1], D = (size_t)fx.array[0][3],
            C = (size_t)fx.array[0][4];
     int trains = fx.array[0][2] != 0.0f;
+    /* A graph from elsewhere takes its input as given: float data, scale 1. */
+    ae_data_convention dc = {.struct_size = sizeof dc};
+    OK(ae_model_data_convention(m, &dc, NULL, NULL, 0));
+    assert_int_equal(dc.elem, AE_ELEM_FLOAT);
+    assert_true(dc.scale == 1.0 && dc.offset == 0.0 && dc.std_count == 0);
+    assert_true(isnan(dc.lo) && isnan(dc.hi));
+    assert_int_equal(ae_model_meta_count(m), 0);
     assert_int_equal(ae_model_input_size(m), D);
     assert_int_equal(ae_model_code_size(m), C);
     float *code = malloc(B * C * sizeof *code), *y = malloc(B * D * sizeof *y);
@@ -523,6 +530,112 @@ static void expect_refusal(const AeOnnx__ModelProto *mp, ae_status want, const c
     if (st != want || m != NULL || !strstr(err, part1) || (part2 && !strstr(err, part2)))
         fail_msg("got %s '%s', expected %s with '%s' '%s'", ae_status_name(st), err,
                  ae_status_name(want), part1, part2 ? part2 : "");
+}
+
+/* ---- the value convention of the input ---- */
+
+/* Replaces the value of metadata `key` (the message frees it later). */
+static void set_prop(AeOnnx__ModelProto *mp, const char *key, const char *value) {
+    for (size_t i = 0; i < mp->n_metadata_props; i++)
+        if (strcmp(mp->metadata_props[i]->key, key) == 0) {
+            free(mp->metadata_props[i]->value);
+            mp->metadata_props[i]->value = strdup(value);
+            return;
+        }
+    fail_msg("no metadata %s", key);
+}
+
+/* The training data's value convention travels in metadata_props and
+ * comes back as the model's own (not as metadata), replacing metadata of
+ * its keys; a decoder's graph, whose input is the code, carries none; a
+ * malformed convention is refused with its key. */
+static void test_convention_travels(void **state) {
+    (void)state;
+    ae_model *a = dense_model();
+    ae_data_convention c;
+    ae_data_convention_init(&c);
+    c.elem = AE_ELEM_UINT8;
+    c.scale = 1.0 / 255.0;
+    c.offset = -0.125;
+    c.std_count = 3;
+    c.lo = -1.75, c.hi = 2.5;
+    const float mean[3] = {0.1f, 0.2f, 1.0f / 3.0f}, std[3] = {0.3f, 0.7f, 1e-3f};
+    OK(ae_model_set_data_convention(a, &c, mean, std));
+    OK(ae_model_set_meta(a, "ae.data.scale", "7")); /* an older tool's key */
+    OK(ae_model_set_meta(a, "note", "kept"));
+    size_t size;
+    unsigned char *buf = export_buf(a, AE_ONNX_FULL, &size);
+    ae_model *b = import_buf(buf, size);
+    ae_data_convention back = {.struct_size = sizeof back};
+    float m2[3], s2[3];
+    OK(ae_model_data_convention(b, &back, m2, s2, 3));
+    assert_int_equal(back.elem, AE_ELEM_UINT8);
+    assert_true(back.scale == c.scale && back.offset == c.offset && back.lo == c.lo &&
+                back.hi == c.hi);
+    assert_memory_equal(m2, mean, sizeof mean);
+    assert_memory_equal(s2, std, sizeof std);
+    const char *v = NULL;
+    OK(ae_model_get_meta(b, "note", &v));
+    assert_string_equal(v, "kept");
+    OK(ae_model_get_meta(b, "ae.data.scale", &v));
+    assert_null(v);
+    ae_model_destroy(b);
+
+    /* The encoder's graph takes the data too; the decoder's does not. */
+    free(buf);
+    for (int part = AE_ONNX_ENCODER; part <= AE_ONNX_DECODER; part++) {
+        buf = export_buf(a, (ae_onnx_part)part, &size);
+        AeOnnx__ModelProto *mp = ae_onnx__model_proto__unpack(NULL, size, buf);
+        assert_non_null(mp);
+        const char *elem = NULL, *scale = NULL;
+        for (size_t i = 0; i < mp->n_metadata_props; i++) {
+            if (strcmp(mp->metadata_props[i]->key, "ae.data.elem") == 0) elem = mp->metadata_props[i]->value;
+            if (strcmp(mp->metadata_props[i]->key, "ae.data.scale") == 0) scale = mp->metadata_props[i]->value;
+        }
+        if (part == AE_ONNX_ENCODER) {
+            assert_string_equal(elem, "uint8");
+            assert_true(strtod(scale, NULL) == 1.0 / 255.0);
+        } else {
+            assert_null(elem);
+            assert_string_equal(scale, "7");
+        }
+        ae_onnx__model_proto__free_unpacked(mp, NULL);
+        free(buf);
+    }
+
+    static const struct {
+        const char *key, *value, *msg;
+    } bad[] = {
+        {"ae.data.elem", "int16", "'ae.data.elem': 'int16'"},
+        {"ae.data.scale", "0x", "'ae.data.scale'"},
+        {"ae.data.scale", "0", "scale (0) must be finite and not 0"},
+        {"ae.data.offset", "inf", "'ae.data.offset'"},
+        {"ae.data.range", "1", "'ae.data.range'"},
+        {"ae.data.range", "2,1", "the range [2, 1]"},
+        {"ae.data.mean", "1,2", "'ae.data.std'"},
+        {"ae.data.mean", "1,2,3,4,5,6,7,8,9,10,11,12,13", "'ae.data.mean'"},
+        {"ae.data.std", "1,-2,3", "std[1] = -2"},
+        {"ae.data.std", "1,2,1e39", "'ae.data.std'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        unsigned char *raw;
+        AeOnnx__ModelProto *mp = unpack_export(a, &raw, &size);
+        set_prop(mp, bad[i].key, bad[i].value);
+        expect_refusal(mp, AE_ERR_FORMAT, bad[i].msg, NULL);
+        ae_onnx__model_proto__free_unpacked(mp, NULL);
+        free(raw);
+    }
+    /* A missing list is named. */
+    unsigned char *raw;
+    AeOnnx__ModelProto *mp = unpack_export(a, &raw, &size);
+    AeOnnx__StringStringEntryProto *last = mp->metadata_props[mp->n_metadata_props - 1];
+    assert_string_equal(last->key, "ae.data.std");
+    free(last->key);
+    last->key = strdup("other");
+    expect_refusal(mp, AE_ERR_FORMAT, "'ae.data.std' is missing", NULL);
+    ae_onnx__model_proto__free_unpacked(mp, NULL);
+    free(raw);
+    ae_model_destroy(a);
 }
 
 static void test_import_refusals(void **state) {
@@ -856,6 +969,7 @@ int main(void) {
         cmocka_unit_test(test_pytorch_ops),
         cmocka_unit_test(test_pytorch_vae),
         cmocka_unit_test(test_import_refusals),
+        cmocka_unit_test(test_convention_travels),
         cmocka_unit_test(test_export_refuses_unknown_kind),
         cmocka_unit_test(test_export_parts),
         cmocka_unit_test(test_import_malformed),

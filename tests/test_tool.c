@@ -690,6 +690,25 @@ static void test_onnx(void **state) {
     size_t na = slurp(path("onnx_a.npy"), a, sizeof a), nb = slurp(path("onnx_b.npy"), b, sizeof b);
     assert_true(na > 0 && na == nb);
     assert_memory_equal(a, b, na);
+    /* The training data's value convention travels with the graph: an
+       IDX-trained, standardised model reads IDX the same after the trip. */
+    RUN(&r, "train", "-d", "img.idx", "--standardize", "scalar", "--layers", "6", "--epochs", "1",
+        "-b", "16", "-o", "onnx_idx.aem");
+    expect_ok(&r);
+    RUN(&r, "export", "-m", "onnx_idx.aem", "-o", "onnx_idx.onnx");
+    expect_ok(&r);
+    RUN(&r, "import", "onnx_idx.onnx", "-o", "onnx_idx_back.aem");
+    expect_ok(&r);
+    RUN(&r, "info", "onnx_idx_back.aem");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "data: uint8 values x 1/255, standardised with 1 mean/std value"));
+    RUN(&r, "reconstruct", "-m", "onnx_idx.aem", "-d", "img.idx", "-o", "onnx_a.npy");
+    expect_ok(&r);
+    RUN(&r, "reconstruct", "-m", "onnx_idx_back.aem", "-d", "img.idx", "-o", "onnx_b.npy");
+    expect_ok(&r);
+    na = slurp(path("onnx_a.npy"), a, sizeof a), nb = slurp(path("onnx_b.npy"), b, sizeof b);
+    assert_true(na > 0 && na == nb);
+    assert_memory_equal(a, b, na);
     RUN(&r, "export", "-m", "onnx_src.aem", "-o", "onnx_enc.onnx", "--part", "encoder");
     expect_ok(&r);
     RUN(&r, "import", "onnx_enc.onnx", "-o", "never.aem");

@@ -14,6 +14,21 @@
 /* The IR version of the schema the exporter writes (ONNX 1.12: 8). */
 #define AE_ONNX_IR_VERSION 8
 
+/* The value convention of a model's training data (<libae/data.h>) in an
+ * ONNX model's metadata_props (docs/interop.md): the element type
+ * ("uint8", "float", "unknown"), scale, offset, the training inputs' range
+ * "lo,hi" and the standardisation's mean and std lists. An import that
+ * finds AE_ONNX_DATA_ELEM restores the convention from them; a graph
+ * without it (PyTorch's) takes its input as given. */
+#define AE_ONNX_DATA_ELEM "ae.data.elem"
+#define AE_ONNX_DATA_SCALE "ae.data.scale"
+#define AE_ONNX_DATA_OFFSET "ae.data.offset"
+#define AE_ONNX_DATA_RANGE "ae.data.range"
+#define AE_ONNX_DATA_MEAN "ae.data.mean"
+#define AE_ONNX_DATA_STD "ae.data.std"
+/* Whether key is one of the six above. */
+int ae_onnx_convention_key(const char *key);
+
 /* A bump allocator over chunks from an ae_allocator; freed at once. */
 typedef struct ae_arena_chunk ae_arena_chunk;
 typedef struct ae_arena {

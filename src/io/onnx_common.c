@@ -1,4 +1,5 @@
-/* The arena of the ONNX exporter and importer. */
+/* The arena of the ONNX exporter and importer, and the metadata keys of
+ * the value convention they share. */
 #include <string.h>
 
 #include "onnx.h"
@@ -79,4 +80,12 @@ static void pb_free(void *ud, void *p) {
 ProtobufCAllocator ae_arena_protobuf(ae_arena *a) {
     ProtobufCAllocator pa = {pb_alloc, pb_free, a};
     return pa;
+}
+
+int ae_onnx_convention_key(const char *key) {
+    static const char *const keys[] = {AE_ONNX_DATA_ELEM,  AE_ONNX_DATA_SCALE, AE_ONNX_DATA_OFFSET,
+                                       AE_ONNX_DATA_RANGE, AE_ONNX_DATA_MEAN,  AE_ONNX_DATA_STD};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (strcmp(key, keys[i]) == 0) return 1;
+    return 0;
 }

@@ -669,6 +669,24 @@ static int input_rank(const ae_model *m, size_t layer) {
     return r;
 }
 
+/* A metadata entry; NULL when value is (out of memory). */
+static AeOnnx__StringStringEntryProto *meta_prop(exporter *e, const char *key, char *value) {
+    AeOnnx__StringStringEntryProto *p = value ? ae_arena_alloc(&e->arena, sizeof *p) : NULL;
+    if (!p) return NULL;
+    ae_onnx__string_string_entry_proto__init(p);
+    p->key = ex_strdup(e, key);
+    p->value = value;
+    return p->key ? p : NULL;
+}
+
+/* "a,b,c": n floats, each printed so that it reads back exactly. */
+static char *float_list(exporter *e, const float *v, size_t n) {
+    char *s = ae_arena_alloc(&e->arena, n * 18 + 1), *q = s;
+    if (!s) return NULL;
+    for (size_t i = 0; i < n; i++) q += sprintf(q, "%s%.9g", i ? "," : "", (double)v[i]);
+    return s;
+}
+
 static ae_status build(exporter *e, ae_onnx_part part, AeOnnx__ModelProto *mp) {
     const ae_model *m = e->m;
     size_t from = part == AE_ONNX_DECODER ? m->code_layer : 0;
@@ -750,25 +768,49 @@ static ae_status build(exporter *e, ae_onnx_part part, AeOnnx__ModelProto *mp) {
     mp->producer_name = ex_strdup(e, "libae");
     mp->producer_version = ex_strdup(e, ae_version_string());
     mp->graph = g;
-    /* The model's metadata (how its data are prepared, ...) travels along. */
-    if (m->nmeta) {
-        AeOnnx__StringStringEntryProto **props = ae_arena_alloc(&e->arena, m->nmeta * sizeof *props);
-        if (!props) return AE_ERR_OUT_OF_MEMORY;
-        for (size_t i = 0; i < m->nmeta; i++) {
-            AeOnnx__StringStringEntryProto *p = ae_arena_alloc(&e->arena, sizeof *p);
-            char *k = ae_arena_alloc(&e->arena, m->meta[i].key_len + 1);
-            char *v = ae_arena_alloc(&e->arena, m->meta[i].value_len + 1);
-            if (!p || !k || !v) return AE_ERR_OUT_OF_MEMORY;
-            ae_onnx__string_string_entry_proto__init(p);
-            memcpy(k, m->meta[i].key, m->meta[i].key_len);
-            memcpy(v, m->meta[i].value, m->meta[i].value_len);
-            p->key = k;
-            p->value = v;
-            props[i] = p;
-        }
-        mp->n_metadata_props = m->nmeta;
-        mp->metadata_props = props;
+    /* The model's metadata travels along, and the value convention of its
+       training data (for the graphs whose input is the data), which
+       replaces any metadata of the same keys. */
+    const ae_data_convention *c = &m->conv;
+    int conv = c->struct_size && part != AE_ONNX_DECODER;
+    size_t cap = m->nmeta + (conv ? 6 : 0), np = 0;
+    AeOnnx__StringStringEntryProto **props = cap ? ae_arena_alloc(&e->arena, cap * sizeof *props) : NULL;
+    if (cap && !props) return AE_ERR_OUT_OF_MEMORY;
+    for (size_t i = 0; i < m->nmeta; i++) {
+        AeOnnx__StringStringEntryProto *p = ae_arena_alloc(&e->arena, sizeof *p);
+        char *k = ae_arena_alloc(&e->arena, m->meta[i].key_len + 1);
+        char *v = ae_arena_alloc(&e->arena, m->meta[i].value_len + 1);
+        if (!p || !k || !v) return AE_ERR_OUT_OF_MEMORY;
+        ae_onnx__string_string_entry_proto__init(p);
+        memcpy(k, m->meta[i].key, m->meta[i].key_len);
+        memcpy(v, m->meta[i].value, m->meta[i].value_len);
+        if (conv && ae_onnx_convention_key(k)) continue;
+        p->key = k;
+        p->value = v;
+        props[np++] = p;
     }
+    if (conv) {
+        static const char *const elems[] = {"unknown", "float", "uint8"};
+        char buf[80];
+        props[np++] = meta_prop(e, AE_ONNX_DATA_ELEM, ex_strdup(e, elems[c->elem]));
+        snprintf(buf, sizeof buf, "%.17g", c->scale);
+        props[np++] = meta_prop(e, AE_ONNX_DATA_SCALE, ex_strdup(e, buf));
+        snprintf(buf, sizeof buf, "%.17g", c->offset);
+        props[np++] = meta_prop(e, AE_ONNX_DATA_OFFSET, ex_strdup(e, buf));
+        if (!isnan(c->lo)) {
+            snprintf(buf, sizeof buf, "%.17g,%.17g", c->lo, c->hi);
+            props[np++] = meta_prop(e, AE_ONNX_DATA_RANGE, ex_strdup(e, buf));
+        }
+        if (c->std_count) {
+            props[np++] = meta_prop(e, AE_ONNX_DATA_MEAN, float_list(e, m->conv_stats, c->std_count));
+            props[np++] = meta_prop(e, AE_ONNX_DATA_STD,
+                                    float_list(e, m->conv_stats + m->conv_cap, c->std_count));
+        }
+        for (size_t i = 0; i < np; i++)
+            if (!props[i]) return AE_ERR_OUT_OF_MEMORY;
+    }
+    mp->n_metadata_props = np;
+    mp->metadata_props = props;
     return oom(e) ? AE_ERR_OUT_OF_MEMORY : AE_OK;
 }
 

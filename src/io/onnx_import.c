@@ -13,6 +13,7 @@
  * through the config builder, the model created, and its parameters and
  * state set through the public calls. The walk runs twice: the first finds
  * the chain's tensors so the code can be chosen, the second builds. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1729,6 +1730,94 @@ static ae_status build_model(importer *im, size_t code_at, const ae_onnx_import_
     return AE_OK;
 }
 
+/* ---- the value convention of the input ---- */
+
+static const char *find_prop(const AeOnnx__ModelProto *mp, const char *key) {
+    for (size_t i = 0; i < mp->n_metadata_props; i++) {
+        const AeOnnx__StringStringEntryProto *e = mp->metadata_props[i];
+        if (e->key && e->value && strcmp(e->key, key) == 0) return e->value;
+    }
+    return NULL;
+}
+
+/* Comma-separated finite numbers, at most cap of them, into v (their
+ * count in *got); -1 when malformed or more. */
+static int parse_numbers(const char *s, double *v, size_t cap, size_t *got) {
+    size_t k = 0;
+    for (const char *p = s;; p++) {
+        char *end;
+        errno = 0;
+        double d = strtod(p, &end);
+        if (end == p || errno || !isfinite(d) || k == cap || (*end != ',' && *end != '\0')) return -1;
+        v[k++] = d;
+        p = end;
+        if (!*p) break;
+    }
+    *got = k;
+    return 0;
+}
+
+/* The convention an export wrote (AE_ONNX_DATA_* in metadata_props), or
+ * for a graph from elsewhere the one PyTorch models have: the input is
+ * taken as given (float data, scale 1, offset 0, no standardisation, its
+ * range unknown), so an 8-bit file is read as v/255 and a float file as
+ * it is (docs/data.md). */
+static ae_status import_convention(importer *im, const AeOnnx__ModelProto *mp, ae_model *m) {
+    ae_data_convention c;
+    ae_data_convention_init(&c);
+    c.elem = AE_ELEM_FLOAT;
+    const char *elem = find_prop(mp, AE_ONNX_DATA_ELEM);
+    float *mean = NULL, *std = NULL;
+    if (elem) {
+        static const char *const elems[] = {"unknown", "float", "uint8"};
+        const char *key = AE_ONNX_DATA_ELEM, *v = elem;
+        int bad = 1;
+        for (int i = 0; i < 3; i++)
+            if (strcmp(elem, elems[i]) == 0) c.elem = (ae_elem_type)i, bad = 0;
+        double num[2];
+        size_t got = 0;
+        if (!bad && (v = find_prop(mp, key = AE_ONNX_DATA_SCALE)) != NULL)
+            bad = parse_numbers(v, &c.scale, 1, &got);
+        if (!bad && (v = find_prop(mp, key = AE_ONNX_DATA_OFFSET)) != NULL)
+            bad = parse_numbers(v, &c.offset, 1, &got);
+        if (!bad && (v = find_prop(mp, key = AE_ONNX_DATA_RANGE)) != NULL) {
+            bad = parse_numbers(v, num, 2, &got) || got != 2;
+            c.lo = num[0], c.hi = num[1];
+        }
+        const char *ms = find_prop(mp, AE_ONNX_DATA_MEAN), *ss = find_prop(mp, AE_ONNX_DATA_STD);
+        if (!bad && (ms || ss)) {
+            /* Both lists, of one length that a standardisation can have. */
+            key = ms ? AE_ONNX_DATA_STD : AE_ONNX_DATA_MEAN, v = ms ? ss : ms;
+            bad = !ms || !ss;
+            size_t n = 1;
+            for (const char *p = ms; !bad && *p; p++) n += *p == ',';
+            if (!bad) key = AE_ONNX_DATA_MEAN, v = ms, bad = n > m->in_size;
+            double *d = bad ? NULL : ae_arena_alloc(&im->arena, 2 * n * sizeof *d);
+            mean = bad ? NULL : ae_arena_alloc(&im->arena, 2 * n * sizeof *mean);
+            if (!bad && (!d || !mean)) return oom(im);
+            bad = bad || parse_numbers(ms, d, n, &got) || got != n;
+            if (!bad) key = AE_ONNX_DATA_STD, v = ss;
+            bad = bad || parse_numbers(ss, d + n, n, &got) || got != n;
+            for (size_t i = 0; !bad && i < 2 * n; i++) {
+                mean[i] = (float)d[i];
+                bad = !isfinite(mean[i]);
+            }
+            std = mean ? mean + n : NULL;
+            c.std_count = n;
+        }
+        if (bad && !v)
+            return ae_error(&im->err, AE_ERR_FORMAT, "metadata '%s' is missing: the value convention "
+                            "of %s needs it", key, AE_ONNX_DATA_ELEM);
+        if (bad)
+            return ae_error(&im->err, AE_ERR_FORMAT, "metadata '%s': '%.64s' is not what the value "
+                            "convention of %s needs", key, v, AE_ONNX_DATA_ELEM);
+    }
+    ae_status st = ae_model_set_data_convention(m, &c, mean, std);
+    if (st == AE_ERR_OUT_OF_MEMORY) return oom(im);
+    if (st) return ae_error(&im->err, AE_ERR_FORMAT, "metadata ae.data.*: %s", ae_model_last_error(m));
+    return AE_OK;
+}
+
 static ae_status import_mem(ae_model **out, const uint8_t *p, size_t size,
                             const ae_onnx_import_options *o, const ae_allocator *alloc, ae_errbuf *err) {
     importer im;
@@ -1775,15 +1864,19 @@ static ae_status import_mem(ae_model **out, const uint8_t *p, size_t size,
         if (!st) st = find_code(&im, im.code_name, &code_at);
     }
     if (!st) st = build_model(&im, code_at, o, alloc, out);
+    /* The metadata, but for the value convention an export wrote: that
+       becomes the model's own. */
+    int conv = find_prop(mp, AE_ONNX_DATA_ELEM) != NULL;
     for (size_t i = 0; !st && i < mp->n_metadata_props; i++) {
         const AeOnnx__StringStringEntryProto *e = mp->metadata_props[i];
-        if (!e->key || !e->value) continue;
+        if (!e->key || !e->value || (conv && ae_onnx_convention_key(e->key))) continue;
         st = ae_model_set_meta(*out, e->key, e->value);
-        if (st) {
-            st = ae_error(&im.err, AE_ERR_FORMAT, "metadata '%.64s': %s", e->key, ae_model_last_error(*out));
-            ae_model_destroy(*out);
-            *out = NULL;
-        }
+        if (st) st = ae_error(&im.err, AE_ERR_FORMAT, "metadata '%.64s': %s", e->key, ae_model_last_error(*out));
+    }
+    if (!st) st = import_convention(&im, mp, *out);
+    if (st && *out) {
+        ae_model_destroy(*out);
+        *out = NULL;
     }
     if (st) ae_error(err, st, "%s", im.err.msg);
     ae_arena_free(&im.arena);
