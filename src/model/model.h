@@ -84,6 +84,14 @@ struct ae_model {
      * between computing the gradients and the update; NULL: none. */
     ae_grad_reduce_fn reduce_fn;
     void *reduce_ctx;
+    /* The batch-statistics hook (sync.c); sync_buf holds sync_room doubles
+     * for the layers' sums. `sync` is set during ae_train_step's passes
+     * only, when the hook is set and a layer synchronises. */
+    ae_batch_reduce_fn sync_fn;
+    void *sync_ctx;
+    double *sync_buf;
+    size_t sync_room;
+    ae_batch_sync *sync;
 
     ae_rng rng;
     uint64_t steps;
@@ -222,6 +230,20 @@ ae_status ae_model_prepare(ae_model *m, const float *x, const void *out, size_t 
 /* AE_ERR_RANGE naming the first of the batch's targets outside the loss's
  * domain (BCE: [0, 1]); `what` names the array ("the target"). */
 ae_status ae_model_check_target(ae_model *m, const float *t, size_t batch, const char *what);
+
+/* The first layer the backward pass of a training step reaches (the
+ * lowest that trains); nlayers when none trains. */
+size_t ae_model_first_trained(const ae_model *m);
+
+/* ---- the batch-statistics hook (sync.c) ---- */
+/* Starts a training step's synchronisation in *s (m->sync = s when the
+ * hook is set and some layer synchronises; else m->sync stays NULL). */
+void ae_sync_begin(ae_model *m, ae_batch_sync *s, size_t batch);
+/* Ends it after the passes (`local`: their status): makes the calls of
+ * the step's sequence the passes did not make (with `local`), clears
+ * m->sync, and returns the status of the step so far (the hook's error
+ * first, with its message). */
+ae_status ae_sync_end(ae_model *m, ae_status local);
 
 /* Grows the workspace to hold `batch` samples and makes the layers' plans
  * for `batch`; allocates only when larger than before, or at a batch size
