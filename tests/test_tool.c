@@ -455,6 +455,33 @@ static void test_checkpoint_resume(void **state) {
 #undef CK_TRAIN
 }
 
+/* --greedy: a stage per width and a fine-tuning stage, each through
+ * ae_fit; the refusals. */
+static void test_greedy(void **state) {
+    (void)state;
+    result r;
+    RUN(&r, "train", "-d", "x.npy", "--layers", "16,8,4", "--topk", "2", "--epochs", "1", "-b", "16",
+        "--greedy", "-o", "g.aem");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "stage 1/4: 144-16-144"));
+    assert_non_null(strstr(r.out, "stage 3/4"));
+    assert_non_null(strstr(r.out, "stage 4/4: unfrozen and untied"));
+    RUN(&r, "info", "g.aem");
+    expect_ok(&r);
+    assert_null(strstr(r.out, "tied"));
+    assert_null(strstr(r.out, "frozen"));
+    RUN(&r, "encode", "-m", "g.aem", "-d", "x.npy", "-o", "g.npy");
+    expect_ok(&r);
+    assert_npy_shape("g.npy", "(64, 4)");
+    RUN(&r, "train", "-d", "x.npy", "--layers", "8", "--greedy", "-o", "e.aem");
+    expect_fail(&r, "two or more widths");
+    RUN(&r, "train", "-d", "x.npy", "--layers", "8,4", "--greedy", "--tied", "-o", "e.aem");
+    expect_fail(&r, "--greedy is for dense models");
+    RUN(&r, "train", "-d", "x.npy", "--layers", "8,4", "--greedy", "--checkpoint", "c.aem", "-o",
+        "e.aem");
+    expect_fail(&r, "--greedy does not go with --checkpoint");
+}
+
 /* CSV with header and labels, IDX, and the training flags. */
 static void test_formats_and_flags(void **state) {
     (void)state;
@@ -953,6 +980,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_progress),
         cmocka_unit_test(test_checkpoint_resume),
+        cmocka_unit_test(test_greedy),
         cmocka_unit_test(test_formats_and_flags),
         cmocka_unit_test(test_vae),
         cmocka_unit_test(test_crafted_shape),

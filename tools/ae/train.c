@@ -54,6 +54,12 @@ static const char TRAIN_HELP[] =
     "                           standardised)\n"
     "                           ACT: identity relu leaky_relu sigmoid tanh gelu softplus elu\n"
     "      --tied               the decoder uses the transposed encoder weights\n"
+    "      --greedy             greedy layer-wise training (dense --layers of two or\n"
+    "                           more widths): train the shallow model of the first\n"
+    "                           width; then for each further width, copy the trained\n"
+    "                           layers into the model one level deeper, freeze them,\n"
+    "                           tie the new inner pair and train; then unfreeze and\n"
+    "                           untie everything and fine-tune. --epochs per stage\n"
     "      --conv LIST          convolutional encoder first: 3x3 convolutions of stride 2\n"
     "                           with these channel counts (e.g. 16,32), then the dense\n"
     "                           --layers; the decoder mirrors them with transposed\n"
@@ -129,7 +135,7 @@ enum {
     O_NOISE_CLIP, O_LOSS, O_OPTIMIZER, O_LR, O_MOMENTUM, O_NESTEROV, O_WEIGHT_DECAY, O_GRAD_CLIP,
     O_SEED, O_SCHEDULE, O_STEP_SIZE, O_GAMMA, O_MIN_LR, O_WARMUP, O_PATIENCE, O_RECON_PNG,
     O_FEATURES_PNG, O_SCATTER_PNG, O_VAE, O_BETA, O_KL_WARMUP, O_REDUCTION,
-    O_CONV, O_RESTORE_BEST, O_NO_RESTORE_BEST, O_CHECKPOINT, O_CHECKPOINT_EVERY, O_RESUME
+    O_CONV, O_GREEDY, O_RESTORE_BEST, O_NO_RESTORE_BEST, O_CHECKPOINT, O_CHECKPOINT_EVERY, O_RESUME
 };
 
 static const struct option TRAIN_OPTS[] = {
@@ -141,6 +147,7 @@ static const struct option TRAIN_OPTS[] = {
     {"val-split", required_argument, NULL, O_VAL_SPLIT},
     {"layers", required_argument, NULL, O_LAYERS},
     {"conv", required_argument, NULL, O_CONV},
+    {"greedy", no_argument, NULL, O_GREEDY},
     {"act", required_argument, NULL, O_ACT},
     {"code-act", required_argument, NULL, O_CODE_ACT},
     {"output-act", required_argument, NULL, O_OUTPUT_ACT},
@@ -219,6 +226,7 @@ typedef struct train_opts {
     double gamma, min_lr;
     int have_step_opts, have_min_lr;
     int restore_best; /* -1: the default (on with --patience) */
+    int greedy;
     const char *checkpoint, *resume;
     size_t ckpt_every;
     int ckpt_steps, have_ckpt_every;
@@ -333,6 +341,7 @@ static int parse_train(int argc, char **argv, train_opts *o) {
         case O_WARMUP: bad = parse_size("--warmup-steps", a, 0, SIZE_MAX, &o->warmup); break;
         case O_PATIENCE: bad = parse_size("--patience", a, 1, 1u << 24, &o->patience); break;
         case O_RESTORE_BEST: o->restore_best = 1; break;
+        case O_GREEDY: o->greedy = 1; break;
         case O_NO_RESTORE_BEST: o->restore_best = 0; break;
         case O_CHECKPOINT: o->checkpoint = a; break;
         case O_RESUME: o->resume = a; break;
@@ -397,6 +406,13 @@ static int parse_train(int argc, char **argv, train_opts *o) {
         return usage_error("--step-size and --gamma are for --schedule step");
     if (o->have_min_lr && o->schedule != SCHED_COSINE && o->schedule != SCHED_PLATEAU)
         return usage_error("--min-lr is for --schedule cosine or plateau");
+    if (o->greedy && o->nwidths < 2)
+        return usage_error("--greedy needs --layers with two or more widths");
+    if (o->greedy && (o->nconv || o->vae || o->tied))
+        return usage_error("--greedy is for dense models: not with --conv, --vae or --tied (it ties "
+                           "each new inner pair itself)");
+    if (o->greedy && (o->checkpoint || o->resume))
+        return usage_error("--greedy does not go with --checkpoint or --resume");
     if (o->have_ckpt_every && !o->checkpoint)
         return usage_error("--checkpoint-every needs --checkpoint FILE");
     if (o->restore_best < 0) o->restore_best = o->patience > 0;
@@ -629,6 +645,73 @@ static int train_fit(fit_ctx *c, ae_dataset *train, ae_dataset *val, int *early)
     if (c->rc) return c->rc;
     if (st != AE_OK) return fail(EXIT_RUN, "%s", ae_model_last_error(c->m));
     return 0;
+}
+
+/* Greedy layer-wise training (Hinton and Salakhutdinov; examples/greedy_fmnist.c):
+ * stage k of K trains the model of the first k widths, its outer layers
+ * copied from stage k-1 and frozen, its new inner pair tied; stage K is
+ * the final model `m`; a last stage unfreezes and unties everything and
+ * fine-tunes. Every stage trains through ae_fit. */
+static int train_greedy(fit_ctx *c, const size_t shape[3], ae_dataset *train, ae_dataset *val,
+                        ae_model *m, int *early) {
+    const train_opts *o = c->o;
+    size_t K = o->nwidths;
+    ae_model *prev = NULL;
+    int rc = 0;
+    for (size_t k = 1; k <= K + 1 && !rc; k++) {
+        ae_model *cur = m;
+        if (k < K) {
+            /* Hidden activations throughout, no sparsity: the shallow models'
+               inner layer becomes a hidden layer of the next one. */
+            train_opts so = *o;
+            so.nwidths = k;
+            so.code_act = o->act;
+            so.topk = so.batch_topk = so.lifetime_k = 0;
+            so.lifetime_frac = so.kl_rho = so.l1 = 0.0;
+            if (!(cur = build_model(&so, shape))) {
+                rc = EXIT_RUN;
+                break;
+            }
+        }
+        ae_status st = AE_OK;
+        size_t nl = ae_model_layer_count(cur);
+        if (k >= 2 && k <= K) {
+            st = ae_model_copy_outer(cur, prev);
+            if (!st) st = ae_model_freeze(cur, 0, k - 2);
+            if (!st) st = ae_model_freeze(cur, nl - (k - 1), nl - 1);
+            if (!st) st = ae_model_tie_layers(cur, k - 1, k - 1);
+        } else if (k == K + 1) {
+            st = ae_model_unfreeze(cur, 0, AE_LAST_LAYER);
+            if (!st) st = ae_model_untie(cur);
+        }
+        if (st) {
+            rc = fail(EXIT_RUN, "greedy stage %zu: %s", k, ae_model_last_error(cur));
+        } else {
+            if (!o->quiet) {
+                if (k == 1)
+                    printf("stage 1/%zu: %zu-%zu-%zu\n", K + 1, ae_model_input_size(cur), o->widths[0],
+                           ae_model_input_size(cur));
+                else if (k <= K)
+                    printf("stage %zu/%zu: %zu encoder widths, the outer layers copied and frozen, "
+                           "the inner pair tied\n", k, K + 1, k);
+                else
+                    printf("stage %zu/%zu: unfrozen and untied, fine-tuning\n", k, K + 1);
+                fflush(stdout);
+            }
+            c->m = cur;
+            c->epochs_run = 0;
+            rc = train_fit(c, train, val, early);
+        }
+        if (prev && prev != m) ae_model_destroy(prev);
+        prev = cur;
+        if (rc && cur != m) {
+            ae_model_destroy(cur);
+            prev = NULL;
+        }
+    }
+    if (prev && prev != m) ae_model_destroy(prev); /* a stage that could not be built */
+    c->m = m;
+    return rc;
 }
 
 /* ---- metadata ---- */
@@ -867,7 +950,8 @@ int cmd_train(int argc, char **argv) {
         fail(EXIT_RUN, "cannot record the metadata: %s", ae_model_last_error(m));
         goto done;
     }
-    if ((rc = train_fit(&fc, train, val, &early)) != 0) goto done;
+    rc = o.greedy ? train_greedy(&fc, p.shape, train, val, m, &early) : train_fit(&fc, train, val, &early);
+    if (rc) goto done;
     rc = EXIT_RUN;
     size_t run = fc.epochs_run;
     double total = now_seconds() - t0;
