@@ -23,7 +23,7 @@ extern "C" {
 
 /** The format version this release writes. Since 0.1.0. */
 #define AE_FORMAT_VERSION_MAJOR 1
-#define AE_FORMAT_VERSION_MINOR 0
+#define AE_FORMAT_VERSION_MINOR 1
 
 /** What a save writes. Since 0.1.0. */
 typedef enum ae_save_flags {

@@ -34,6 +34,7 @@ void ae_model_destroy(ae_model *m) {
     ae_vae_free(m);
     ae_meta_free(m);
     ae_plans_free(m);
+    ae_fit_state_free(&a, m->fit);
     ae_free(&a, m->ws);
     ae_free(&a, m->scratch_n);
     ae_free(&a, m->noisy);

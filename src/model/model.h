@@ -129,6 +129,8 @@ struct ae_model {
     /* Metadata (meta.c): key/value strings in the order first set. */
     struct ae_meta_entry *meta;
     size_t nmeta, meta_cap;
+    /* The position of the last ae_fit run (fit_state.c), or NULL. */
+    struct ae_fit_state *fit;
 };
 
 /* ---- layer plans (plan.c) ---- */
@@ -147,6 +149,38 @@ ae_status ae_plans_for(ae_model *m, size_t batch);
 void *ae_model_layer_plan(const ae_model *m, size_t i, size_t batch);
 /* The scratch layer i needs at `batch` (the largest batch) for every kept plan. */
 size_t ae_plans_scratch(const ae_model *m, size_t i, size_t batch);
+/* ---- the position of an ae_fit run (fit_state.c) ---- */
+/* What ae_fit (src/train/fit.c) needs besides the model to continue a run
+ * exactly where it stopped. Kept with the model and updated after every
+ * step of the run; a checkpoint holds it (section FITS, src/io/io.c) while
+ * it describes the model (ae_fit_state_current). */
+#define AE_FITS_SHUFFLE 1u   /* the run shuffles */
+#define AE_FITS_DROP_LAST 2u /* the run drops the last partial batch */
+#define AE_FITS_BEST 4u      /* the run keeps the best epoch's parameters (best_p, best_b) */
+typedef struct ae_fit_state {
+    uint32_t flags;
+    uint64_t model_steps;            /* the model's step count when last updated */
+    uint64_t samples, batch_size, shuffle_seed; /* the run's data and batching */
+    uint64_t epoch, batch, step;     /* epochs finished, batches of the next epoch
+                                        finished, steps of the run taken */
+    uint64_t order[4];               /* the shuffle RNG at the start of epoch `epoch` */
+    double acc;                      /* the epoch's batch losses so far (weighted) */
+    uint64_t seen;                   /* and its samples so far */
+    double last_lr;                  /* the rate of the last step */
+    double best;                     /* best monitored loss, +inf before any epoch */
+    uint64_t best_epoch, wait;       /* its epoch (1-based, 0 none); epochs since */
+    double lr_plateau, plateau_best; /* ReduceLROnPlateau's rate and best */
+    uint64_t bad_epochs, cooldown;
+    size_t nbest_p, nbest_b;         /* AE_FITS_BEST: the arenas' sizes, else 0 */
+    float *best_p, *best_b;
+} ae_fit_state;
+/* A state with room for a best copy of np parameters and nb state values
+ * (both 0 without AE_FITS_BEST), zeroed; NULL when out of memory. */
+ae_fit_state *ae_fit_state_new(const ae_allocator *a, size_t np, size_t nb);
+void ae_fit_state_free(const ae_allocator *a, ae_fit_state *fs);
+/* 1 when m->fit describes the model as it is (no step since, arenas of the
+ * recorded sizes), so that a checkpoint may hold it. */
+int ae_fit_state_current(const ae_model *m);
 
 /* ---- metadata (meta.c) ---- */
 typedef struct ae_meta_entry {
