@@ -5,6 +5,9 @@
 #   build-test/           release build; with oneDNN built in, the unit
 #                         suite a second time on OpenBLAS (--setup openblas)
 #   build-test-sanitize/  ASan + UBSan build; any finding (leaks too) fails
+#                         (Open MPI's own allocations left at exit are
+#                         suppressed for the MPI tests: tests/mpi/lsan.supp)
+# Both run the MPI tests (suite mpi, under mpirun on 2 and 3 ranks).
 # then, when dpkg-dev and debhelper are there, scripts/deb.sh builds, lints,
 # installs, checks and removes the Debian packages (one more test; its
 # lintian summary is printed before the totals).
@@ -16,7 +19,7 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
 packages=(meson ninja-build pkg-config gcc g++ libopenblas-dev libdnnl-dev libcmocka-dev zlib1g-dev
-          libpng-dev libjpeg62-turbo-dev dataset-fashion-mnist
+          libpng-dev libjpeg62-turbo-dev libopenmpi-dev openmpi-bin dataset-fashion-mnist
           libprotobuf-c-dev protobuf-c-compiler libonnx-dev nodejs
           dpkg-dev debhelper fakeroot lintian cmake)
 missing=()

@@ -1409,6 +1409,318 @@ static void test_grad_reduce_rewrites_sparse_rows(void **state) {
     }
 }
 
+/* ---- the batch-statistics hook and the state visit (<libae/hook.h>) ---- */
+
+typedef struct sync_log {
+    int calls;
+    size_t sizes[16];
+    ae_status locals[16];
+    int nan[16];
+    ae_status ret; /* returned by every call */
+} sync_log;
+
+static ae_status log_sync(void *ctx, double *v, size_t n, ae_status local) {
+    sync_log *h = ctx;
+    if (h->calls < 16) {
+        h->sizes[h->calls] = n;
+        h->locals[h->calls] = local;
+        int nan = 1;
+        for (size_t i = 0; i < n; i++) nan &= isnan(v[i]) != 0;
+        h->nan[h->calls] = nan;
+    }
+    h->calls++;
+    return h->ret;
+}
+
+/* 6 - 8 BatchNorm (ReLU) - 3 | 5 (tanh) BatchNorm - 6, Adam, no noise.
+ * No parameter whose gradient is zero but for rounding (a bias right
+ * before a BatchNorm, or before a linear map into one), which Adam would
+ * scale up to whole steps. */
+static ae_model *bn2_model(ae_reduction red) {
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    OK(ae_config_create(&c, NULL));
+    OK(ae_config_set_input_size(c, 6));
+    OK(ae_config_add_dense(c, 8, AE_ACT_IDENTITY));
+    OK(ae_config_layer_set_int(c, 0, AE_LAYER_BIAS, 0));
+    OK(ae_config_add_batchnorm(c));
+    OK(ae_config_add_activation(c, AE_ACT_RELU));
+    OK(ae_config_add_dense(c, 3, AE_ACT_IDENTITY));
+    OK(ae_config_mark_code(c));
+    OK(ae_config_add_dense(c, 5, AE_ACT_TANH));
+    OK(ae_config_layer_set_int(c, 4, AE_LAYER_BIAS, 0));
+    OK(ae_config_add_batchnorm(c));
+    OK(ae_config_add_dense(c, 6, AE_ACT_IDENTITY));
+    OK(ae_config_set_int(c, AE_P_OPTIMIZER, AE_OPT_ADAM));
+    OK(ae_config_set_int(c, AE_P_REDUCTION, red));
+    OK(ae_config_set_float(c, AE_P_LEARNING_RATE, 0.01));
+    OK(ae_config_set_int(c, AE_P_SEED, 12));
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    return m;
+}
+
+/* One process: a hook that leaves the sums as they are trains as without
+ * hook; each step makes the documented calls (C + 1, C per BatchNorm
+ * forward, 2 C per backward, in backward order); a failed part still makes
+ * them all (NaN, with the local error), a failing hook fails the step, and
+ * neither changes anything. */
+static void test_batch_reduce_sequence(void **state) {
+    (void)state;
+    ae_model *a = bn2_model(AE_REDUCE_MEAN), *b = bn2_model(AE_REDUCE_MEAN);
+    sync_log h;
+    memset(&h, 0, sizeof h);
+    OK(ae_model_set_batch_reduce(a, log_sync, &h));
+    float x[5 * 6], la, lb;
+    const size_t want[6] = {9, 8, 6, 5, 10, 16};
+    for (int step = 0; step < 5; step++) {
+        test_fill(x, 30, 900 + (uint32_t)step, -1.0f, 1.0f);
+        h.calls = 0;
+        OK(ae_train_step(a, x, NULL, 5, &la));
+        OK(ae_train_step(b, x, NULL, 5, &lb));
+        assert_int_equal(h.calls, 6);
+        for (int k = 0; k < 6; k++) {
+            assert_int_equal(h.sizes[k], want[k]);
+            assert_int_equal(h.locals[k], AE_OK);
+            assert_false(h.nan[k]);
+        }
+        assert_close_arrays(a->params, b->params, a->nparams, 1e-6, 1e-9, "parameter");
+        assert_close_arrays(a->buffers, b->buffers, a->nbuffers, 1e-6, 1e-9, "running statistic");
+    }
+    size_t n;
+    unsigned char *before = checkpoint(a, &n);
+    /* The local part fails before the forward pass: every call is made. */
+    x[4] = NAN;
+    h.calls = 0;
+    assert_int_equal(ae_train_step(a, x, NULL, 5, &la), AE_ERR_NUMERIC);
+    assert_int_equal(h.calls, 6);
+    for (int k = 0; k < 6; k++) {
+        assert_int_equal(h.sizes[k], want[k]);
+        assert_int_equal(h.locals[k], AE_ERR_NUMERIC);
+        assert_true(h.nan[k]);
+    }
+    assert_checkpoint(a, before, n);
+    x[4] = 0.25f;
+    /* The hook fails at its first call: the others are still made. */
+    h.calls = 0;
+    h.ret = AE_ERR_IO;
+    assert_int_equal(ae_train_step(a, x, NULL, 5, &la), AE_ERR_IO);
+    assert_non_null(strstr(ae_model_last_error(a), "batch-statistics hook failed"));
+    assert_int_equal(h.calls, 6);
+    assert_int_equal(h.locals[0], AE_OK);
+    assert_int_equal(h.locals[5], AE_ERR_IO);
+    assert_checkpoint(a, before, n);
+    h.ret = AE_OK;
+    /* Frozen first layers: the backward reaches the second BatchNorm only. */
+    OK(ae_model_freeze(a, 0, 3));
+    h.calls = 0;
+    OK(ae_train_step(a, x, NULL, 5, &la));
+    assert_int_equal(h.calls, 5);
+    assert_int_equal(h.sizes[4], 10);
+    /* Outside a training step, and once removed, no call. */
+    OK(ae_model_set_mode(a, AE_MODE_TRAIN));
+    OK(ae_evaluate(a, x, NULL, 5, &la));
+    assert_int_equal(h.calls, 5);
+    OK(ae_model_set_batch_reduce(a, NULL, NULL));
+    OK(ae_train_step(a, x, NULL, 5, &la));
+    assert_int_equal(h.calls, 5);
+    assert_int_equal(ae_model_set_batch_reduce(NULL, log_sync, &h), AE_ERR_INVALID_ARG);
+    free(before);
+    ae_model_destroy(a);
+    ae_model_destroy(b);
+}
+
+/* Two "processes" as two threads, each with its own model and half of
+ * each batch, summing through shared memory: the batch-statistics hook
+ * sums, the gradient hook takes the mean weighted by the batch sizes (mean
+ * reduction) or the sum. They train as one model on the whole batch. */
+typedef struct pair {
+    pthread_barrier_t bar;
+    double *v[2];
+    float *g[2];
+    double *sc[2];
+    size_t n;
+    ae_reduction red;
+} pair;
+typedef struct pair_rank {
+    pair *p;
+    int rank;
+    ae_model *m;
+    const float *x; /* [steps, batch, 6] of this rank */
+    size_t batch, steps;
+    ae_status st;
+} pair_rank;
+
+static ae_status pair_sync(void *ctx, double *v, size_t n, ae_status local) {
+    (void)local;
+    pair_rank *r = ctx;
+    r->p->v[r->rank] = v;
+    pthread_barrier_wait(&r->p->bar);
+    double *sum = malloc(n * sizeof *sum);
+    assert_non_null(sum);
+    for (size_t i = 0; i < n; i++) sum[i] = r->p->v[0][i] + r->p->v[1][i];
+    pthread_barrier_wait(&r->p->bar);
+    memcpy(v, sum, n * sizeof *sum);
+    free(sum);
+    return AE_OK;
+}
+
+static ae_status pair_grad(void *ctx, float *g, size_t n, double *sc, size_t ns) {
+    (void)ns;
+    pair_rank *r = ctx;
+    pair *p = r->p;
+    p->g[r->rank] = g;
+    p->sc[r->rank] = sc;
+    pthread_barrier_wait(&p->bar);
+    double b0 = p->sc[0][AE_GRAD_SCALAR_BATCH], b1 = p->sc[1][AE_GRAD_SCALAR_BATCH];
+    double w0 = p->red == AE_REDUCE_MEAN ? b0 / (b0 + b1) : 1.0;
+    double w1 = p->red == AE_REDUCE_MEAN ? b1 / (b0 + b1) : 1.0;
+    float *out = malloc(n * sizeof *out);
+    assert_non_null(out);
+    for (size_t i = 0; i < n; i++) out[i] = (float)(w0 * p->g[0][i] + w1 * p->g[1][i]);
+    double s[AE_GRAD_SCALAR_BATCH];
+    for (int k = 0; k < AE_GRAD_SCALAR_BATCH; k++) s[k] = w0 * p->sc[0][k] + w1 * p->sc[1][k];
+    pthread_barrier_wait(&p->bar);
+    memcpy(g, out, n * sizeof *out);
+    memcpy(sc, s, sizeof s);
+    free(out);
+    return AE_OK;
+}
+
+static void *pair_train(void *arg) {
+    pair_rank *r = arg;
+    for (size_t t = 0; t < r->steps && !r->st; t++)
+        r->st = ae_train_step(r->m, r->x + t * r->batch * 6, NULL, r->batch, NULL);
+    return NULL;
+}
+
+/* |a - b| <= rtol · max |b|: relative to the array's scale, since Adam
+ * turns rounding in small gradients into differences of a few 1e-7 of
+ * the largest value (SGD: about one float ulp). */
+static void assert_close_scaled(const float *a, const float *b, size_t n, double rtol,
+                                const char *what) {
+    double mx = 0.0;
+    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs((double)b[i]));
+    assert_close_arrays(a, b, n, 0.0, rtol * mx, what);
+}
+
+static void test_batch_reduce_two_threads(void **state) {
+    (void)state;
+    for (int red = 0; red < 2; red++) {
+        ae_reduction reduction = red ? AE_REDUCE_SUM : AE_REDUCE_MEAN;
+        enum { STEPS = 20, B0 = 3, B1 = 4 };
+        float full[STEPS * (B0 + B1) * 6], x0[STEPS * B0 * 6], x1[STEPS * B1 * 6];
+        test_fill(full, sizeof full / sizeof full[0], 77, -1.0f, 1.0f);
+        for (size_t t = 0; t < STEPS; t++) {
+            memcpy(x0 + t * B0 * 6, full + t * (B0 + B1) * 6, B0 * 6 * sizeof(float));
+            memcpy(x1 + t * B1 * 6, full + (t * (B0 + B1) + B0) * 6, B1 * 6 * sizeof(float));
+        }
+        ae_model *ref = bn2_model(reduction);
+        for (size_t t = 0; t < STEPS; t++) OK(ae_train_step(ref, full + t * (B0 + B1) * 6, NULL, B0 + B1, NULL));
+        pair p;
+        memset(&p, 0, sizeof p);
+        p.red = reduction;
+        pthread_barrier_init(&p.bar, NULL, 2);
+        pair_rank r[2] = {{&p, 0, bn2_model(reduction), x0, B0, STEPS, AE_OK},
+                          {&p, 1, bn2_model(reduction), x1, B1, STEPS, AE_OK}};
+        pthread_t th[2];
+        for (int k = 0; k < 2; k++) {
+            OK(ae_model_set_batch_reduce(r[k].m, pair_sync, &r[k]));
+            OK(ae_model_set_grad_reduce(r[k].m, pair_grad, &r[k]));
+            assert_int_equal(pthread_create(&th[k], NULL, pair_train, &r[k]), 0);
+        }
+        for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+        for (int k = 0; k < 2; k++) {
+            OK(r[k].st);
+            assert_close_scaled(r[k].m->params, ref->params, ref->nparams, 1e-6, "parameter");
+            assert_close_scaled(r[k].m->buffers, ref->buffers, ref->nbuffers, 1e-6,
+                                "running statistic");
+        }
+        assert_memory_equal(r[0].m->params, r[1].m->params, ref->nparams * sizeof(float));
+        pthread_barrier_destroy(&p.bar);
+        for (int k = 0; k < 2; k++) ae_model_destroy(r[k].m);
+        ae_model_destroy(ref);
+    }
+}
+
+typedef struct state_log {
+    unsigned char *data[AE_STATE_PART_COUNT];
+    size_t bytes[AE_STATE_PART_COUNT];
+    int write;       /* write data[] into the parts instead of reading them */
+    int fail_part;   /* return AE_ERR_IO at this part, -1 never */
+    int nan_part;    /* write a NaN into this float part, -1 never */
+    int zero_rng;
+} state_log;
+
+static ae_status state_cb(void *ctx, ae_state_part part, void *data, size_t bytes) {
+    state_log *h = ctx;
+    if ((int)part == h->fail_part) return AE_ERR_IO;
+    if (h->write) {
+        assert_int_equal(bytes, h->bytes[part]);
+        if (bytes) memcpy(data, h->data[part], bytes);
+    } else {
+        h->bytes[part] = bytes;
+        h->data[part] = malloc(bytes ? bytes : 1);
+        assert_non_null(h->data[part]);
+        if (bytes) memcpy(h->data[part], data, bytes);
+    }
+    if ((int)part == h->nan_part && bytes) ((float *)data)[0] = NAN;
+    if (part == AE_STATE_RNG && h->zero_rng) memset(data, 0, bytes);
+    return AE_OK;
+}
+
+/* The state of a trained model, read and written into a fresh model of
+ * the same architecture, makes the two the same model: they train alike
+ * and their checkpoints are then bitwise equal. A failing callback, a NaN or an
+ * all-zero RNG change nothing. */
+static void test_visit_state(void **state) {
+    (void)state;
+    ae_model *a = bn2_model(AE_REDUCE_MEAN), *b = bn2_model(AE_REDUCE_MEAN);
+    float x[5 * 6], la, lb;
+    for (int step = 0; step < 3; step++) {
+        test_fill(x, 30, 40 + (uint32_t)step, -1.0f, 1.0f);
+        OK(ae_train_step(a, x, NULL, 5, &la));
+    }
+    state_log h;
+    memset(&h, 0, sizeof h);
+    h.fail_part = h.nan_part = -1;
+    OK(ae_model_visit_state(a, state_cb, &h));
+    assert_int_equal(h.bytes[AE_STATE_PARAMS], a->nparams * sizeof(float));
+    assert_int_equal(h.bytes[AE_STATE_STEPS], 8);
+    assert_int_equal(h.bytes[AE_STATE_RNG], 32);
+    assert_int_equal(h.bytes[AE_STATE_ACTIVITY], 3 * 8);
+    h.write = 1;
+    size_t n;
+    unsigned char *before = checkpoint(b, &n);
+    for (int k = 0; k < 3; k++) {
+        h.fail_part = k == 0 ? AE_STATE_RNG : -1;
+        h.nan_part = k == 1 ? AE_STATE_LAYERS : -1;
+        h.zero_rng = k == 2;
+        ae_status want = k == 0 ? AE_ERR_IO : k == 1 ? AE_ERR_NUMERIC : AE_ERR_RANGE;
+        assert_int_equal(ae_model_visit_state(b, state_cb, &h), want);
+        assert_checkpoint(b, before, n);
+    }
+    h.fail_part = h.nan_part = -1;
+    h.zero_rng = 0;
+    OK(ae_model_visit_state(b, state_cb, &h));
+    assert_int_equal(ae_model_step_count(b), 3);
+    for (int step = 0; step < 3; step++) {
+        test_fill(x, 30, 50 + (uint32_t)step, -1.0f, 1.0f);
+        OK(ae_train_step(a, x, NULL, 5, &la));
+        OK(ae_train_step(b, x, NULL, 5, &lb));
+        assert_true(la == lb);
+    }
+    free(before);
+    before = checkpoint(a, &n);
+    assert_checkpoint(b, before, n);
+    assert_int_equal(ae_model_visit_state(a, NULL, NULL), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_model_visit_state(NULL, state_cb, &h), AE_ERR_INVALID_ARG);
+    for (int k = 0; k < AE_STATE_PART_COUNT; k++) free(h.data[k]);
+    free(before);
+    ae_model_destroy(a);
+    ae_model_destroy(b);
+}
+
 /* ---- the numeric battery: finite in, finite state out, or nothing changed ---- */
 
 typedef struct numeric_case {
@@ -1670,6 +1982,9 @@ int main(void) {
         cmocka_unit_test(test_grad_reduce_result_is_used),
         cmocka_unit_test(test_grad_reduce_failures_change_nothing),
         cmocka_unit_test(test_grad_reduce_rewrites_sparse_rows),
+        cmocka_unit_test(test_batch_reduce_sequence),
+        cmocka_unit_test(test_batch_reduce_two_threads),
+        cmocka_unit_test(test_visit_state),
         cmocka_unit_test(test_numeric_battery),
         cmocka_unit_test(test_save_refuses_non_finite),
     };

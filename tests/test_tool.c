@@ -417,6 +417,90 @@ static void test_deterministic(void **state) {
     assert_memory_equal(a, b, na);
 }
 
+/* --checkpoint and --resume: a run of 2 epochs resumed to 4 ends with the
+ * codes of 4 epochs in one go (validation, step checkpoints, restore-best
+ * and early stopping along); the refusals. */
+static void test_checkpoint_resume(void **state) {
+    (void)state;
+    result r;
+#define CK_TRAIN "train", "-d", "x.npy", "--layers", "8", "-b", "8", "--val-split", "0.25", \
+                 "--patience", "3", "--schedule", "plateau", "--warmup-steps", "5"
+    RUN(&r, CK_TRAIN, "--epochs", "4", "-o", "full.aem");
+    expect_ok(&r);
+    RUN(&r, CK_TRAIN, "--epochs", "2", "-o", "half.aem", "--checkpoint", "ck.aem",
+        "--checkpoint-every", "5steps");
+    expect_ok(&r);
+    assert_true(exists("ck.aem"));
+    RUN(&r, CK_TRAIN, "--epochs", "4", "-o", "rest.aem", "--resume", "ck.aem", "--checkpoint",
+        "ck.aem");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "resuming ck.aem after epoch 1, batch 4"));
+    assert_non_null(strstr(r.out, "epoch 2/4"));
+    assert_null(strstr(r.out, "epoch 1/4"));
+    RUN(&r, "info", "rest.aem");
+    expect_ok(&r);
+    static char a[8192], b[8192];
+    for (int k = 0; k < 2; k++) {
+        RUN(&r, "encode", "-m", k ? "rest.aem" : "full.aem", "-d", "x.npy", "-o",
+            k ? "cr.npy" : "cf.npy");
+        expect_ok(&r);
+    }
+    size_t na = slurp(path("cf.npy"), a, sizeof a), nb = slurp(path("cr.npy"), b, sizeof b);
+    assert_int_equal(na, nb);
+    assert_memory_equal(a, b, na);
+    /* Every epoch (a bare N), then nothing left when resumed at the end. */
+    RUN(&r, "train", "-d", "x.npy", "--layers", "8", "-b", "8", "--epochs", "2", "-o", "e2.aem",
+        "--checkpoint", "ck2.aem", "--checkpoint-every", "1");
+    expect_ok(&r);
+    RUN(&r, "train", "-d", "x.npy", "--layers", "8", "-b", "8", "--epochs", "2", "-o", "e3.aem",
+        "--resume", "ck2.aem");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "nothing left to train"));
+    /* Refusals. */
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--checkpoint-every", "2");
+    expect_fail(&r, "--checkpoint-every needs --checkpoint");
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--checkpoint", "c.aem", "--checkpoint-every",
+        "2weeks");
+    expect_fail(&r, "--checkpoint-every");
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--resume", "full.aem");
+    expect_fail(&r, "holds no training run");
+    RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--resume", "none.aem");
+    expect_fail(&r, "cannot open none.aem");
+    RUN(&r, "train", "-d", "x.npy", "--layers", "8", "-b", "4", "--epochs", "3", "-o", "e.aem",
+        "--resume", "ck2.aem");
+    expect_fail(&r, "batch_size");
+    RUN(&r, "train", "-d", "x.npy", "-o", "x.npy.aem", "--checkpoint", "x.npy");
+    assert_true(r.status != 0);
+#undef CK_TRAIN
+}
+
+/* --greedy: a stage per width and a fine-tuning stage, each through
+ * ae_fit; the refusals. */
+static void test_greedy(void **state) {
+    (void)state;
+    result r;
+    RUN(&r, "train", "-d", "x.npy", "--layers", "16,8,4", "--topk", "2", "--epochs", "1", "-b", "16",
+        "--greedy", "-o", "g.aem");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "stage 1/4: 144-16-144"));
+    assert_non_null(strstr(r.out, "stage 3/4"));
+    assert_non_null(strstr(r.out, "stage 4/4: unfrozen and untied"));
+    RUN(&r, "info", "g.aem");
+    expect_ok(&r);
+    assert_null(strstr(r.out, "tied"));
+    assert_null(strstr(r.out, "frozen"));
+    RUN(&r, "encode", "-m", "g.aem", "-d", "x.npy", "-o", "g.npy");
+    expect_ok(&r);
+    assert_npy_shape("g.npy", "(64, 4)");
+    RUN(&r, "train", "-d", "x.npy", "--layers", "8", "--greedy", "-o", "e.aem");
+    expect_fail(&r, "two or more widths");
+    RUN(&r, "train", "-d", "x.npy", "--layers", "8,4", "--greedy", "--tied", "-o", "e.aem");
+    expect_fail(&r, "--greedy is for dense models");
+    RUN(&r, "train", "-d", "x.npy", "--layers", "8,4", "--greedy", "--checkpoint", "c.aem", "-o",
+        "e.aem");
+    expect_fail(&r, "--greedy does not go with --checkpoint");
+}
+
 /* CSV with header and labels, IDX, and the training flags. */
 static void test_formats_and_flags(void **state) {
     (void)state;
@@ -799,10 +883,11 @@ static void test_errors(void **state) {
     expect_fail(&r, "--shape");
     RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--csv-header");
     expect_fail(&r, "CSV");
-    /* A failure in the first step: nothing is written. */
+    /* A noise level out of range: refused before the first step (ae_fit
+       checks it); nothing is written. */
     RUN(&r, "train", "-d", "x.npy", "-o", "e.aem", "--noise", "dropout", "--noise-level", "2",
         "--epochs", "1");
-    expect_fail(&r, "epoch 1, batch 1");
+    expect_fail(&r, "must be in [0, 1)");
     assert_false(exists("e.aem"));
 
     /* Model files: missing, corrupt, truncated. */
@@ -1526,6 +1611,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_train_and_use),
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_progress),
+        cmocka_unit_test(test_checkpoint_resume),
+        cmocka_unit_test(test_greedy),
         cmocka_unit_test(test_formats_and_flags),
         cmocka_unit_test(test_vae),
         cmocka_unit_test(test_crafted_shape),

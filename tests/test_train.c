@@ -5,6 +5,9 @@
  * the first step, a failed step changes nothing). */
 #include "test_util.h"
 
+#include <stdio.h>
+#include <unistd.h>
+
 #include "core/noise.h"
 #include "model/model.h"
 
@@ -675,6 +678,370 @@ static void test_fit_conv_batchnorm_model(void **state) {
     ae_dataset_destroy(val);
 }
 
+/* ---- checkpoints and resume ---- */
+
+typedef struct stopper {
+    uint64_t at_step;   /* the batch callback stops after this step (0: never) */
+    size_t at_epoch;    /* the epoch callback stops after this epoch (0: never) */
+    uint64_t calls;
+    double last_eta;
+} stopper;
+
+static int stop_batch(const ae_batch_stats *s, void *user) {
+    stopper *t = user;
+    t->calls++;
+    assert_int_equal(s->struct_size, sizeof *s);
+    assert_true(s->batch >= 1 && s->batch <= s->batches && s->epoch >= 1 && s->epoch <= s->epochs);
+    assert_true(s->step <= s->total_steps);
+    assert_true(s->eta >= 0.0 && s->samples_per_second >= 0.0 && isfinite(s->epoch_loss));
+    t->last_eta = s->eta;
+    return t->at_step && s->step == t->at_step;
+}
+
+static int stop_epoch(const ae_epoch_stats *s, void *user) {
+    stopper *t = user;
+    return t->at_epoch && s->epoch == t->at_epoch;
+}
+
+/* The whole model as a checkpoint writes it: parameters, layer state,
+ * optimizer state, RNG, step count, statistics and the fit's position. */
+static unsigned char *model_bytes(const ae_model *m, size_t *n) {
+    assert_int_equal(ae_model_save_buffer(m, NULL, 0, n, AE_SAVE_CHECKPOINT), AE_ERR_RANGE);
+    unsigned char *p = malloc(*n);
+    assert_non_null(p);
+    OK(ae_model_save_buffer(m, p, *n, n, AE_SAVE_CHECKPOINT));
+    return p;
+}
+
+static const char *ckpt_path(void) {
+    static char buf[64];
+    snprintf(buf, sizeof buf, "/tmp/ae_test_train_%ld.aem", (long)getpid());
+    return buf;
+}
+
+typedef ae_model *(*model_maker)(void);
+static ae_model *dense_adam(void) { return make_model(NULL, 5, AE_OPT_ADAM); }
+
+/* Runs `o` on a fresh model from `make` to the end, then for each stop
+ * point: stops there (batch callback at a step, or epoch callback at an
+ * epoch), loads the checkpoint written, resumes it, and compares the end
+ * bitwise with the uninterrupted run (the whole checkpoint and the
+ * history of the epochs each part ran). */
+static void check_resume(model_maker make, const ae_dataset *ds, ae_fit_options o,
+                         const uint64_t *steps, size_t nsteps, size_t stop_epoch_at) {
+    ae_history *h = NULL;
+    OK(ae_history_create(&h, NULL));
+    stopper t = {0, 0, 0, 0.0};
+    o.user = &t;
+    o.batch_callback = stop_batch;
+    o.callback = stop_epoch;
+    o.history = h;
+    ae_model *ref = make();
+    OK(ae_fit(ref, ds, &o));
+    size_t nref;
+    unsigned char *want = model_bytes(ref, &nref);
+    size_t ne = ae_history_count(h);
+    ae_epoch_stats *eref = calloc(ne, sizeof *eref);
+    for (size_t e = 0; e < ne; e++) {
+        eref[e].struct_size = sizeof eref[e];
+        OK(ae_history_get(h, e, &eref[e]));
+    }
+    ae_fit_stop ref_stop = ae_history_stop_reason(h);
+    size_t best_ref = ae_history_best_epoch(h);
+    assert_int_equal(t.calls, ref->steps);
+    if (ref_stop == AE_FIT_COMPLETED) assert_true(t.last_eta == 0.0);
+    for (size_t k = 0; k <= nsteps; k++) {
+        t = (stopper){k < nsteps ? steps[k] : 0, k < nsteps ? 0 : stop_epoch_at, 0, 0.0};
+        /* Stop points within the reference run (early stopping may end it sooner). */
+        if (t.at_step > ref->steps || t.at_epoch > ne || (!t.at_step && !t.at_epoch)) continue;
+        ae_fit_options a = o;
+        a.checkpoint_path = ckpt_path();
+        ae_model *m = make();
+        OK(ae_fit(m, ds, &a));
+        assert_int_equal(ae_history_stop_reason(h), AE_FIT_CALLBACK);
+        size_t done = ae_history_count(h);
+        ae_model_destroy(m);
+        m = NULL;
+        OK(ae_model_load(&m, ckpt_path(), NULL));
+        size_t ep_done = 99, b_done = 99;
+        OK(ae_fit_resume_point(m, &ep_done, &b_done));
+        assert_int_equal(ep_done, done);
+        t = (stopper){0, 0, 0, 0.0};
+        a.resume = 1;
+        OK(ae_fit(m, ds, &a));
+        assert_int_equal(ae_history_stop_reason(h), ref_stop);
+        /* The epochs the resumed part ran: the rest of the reference's. */
+        assert_int_equal(done + ae_history_count(h), ne);
+        for (size_t e = 0; e < ae_history_count(h); e++) {
+            ae_epoch_stats s = {.struct_size = sizeof s};
+            OK(ae_history_get(h, e, &s));
+            assert_int_equal(s.epoch, eref[done + e].epoch);
+            assert_int_equal(s.steps, eref[done + e].steps);
+            assert_memory_equal(&s.train_loss, &eref[done + e].train_loss, sizeof(double));
+            assert_memory_equal(&s.val_loss, &eref[done + e].val_loss, sizeof(double));
+            assert_memory_equal(&s.learning_rate, &eref[done + e].learning_rate, sizeof(double));
+            assert_int_equal(s.best, eref[done + e].best);
+        }
+        assert_int_equal(ae_history_best_epoch(h), best_ref);
+        size_t ngot;
+        unsigned char *got = model_bytes(m, &ngot);
+        assert_int_equal(ngot, nref);
+        assert_memory_equal(got, want, nref);
+        free(got);
+        ae_model_destroy(m);
+        unlink(ckpt_path());
+    }
+    free(eref);
+    free(want);
+    ae_model_destroy(ref);
+    ae_history_destroy(h);
+}
+
+static void test_fit_resume_dense(void **state) {
+    (void)state;
+    enum { NS = 37 };
+    float x[NS * IN], v[10 * IN];
+    ae_dataset *ds = make_data(NS, 31, x), *val = make_data(10, 32, v);
+    ae_fit_options o;
+    ae_fit_options_init(&o);
+    o.epochs = 6;
+    o.batch_size = 8; /* 5 batches, the last of 5 samples */
+    o.shuffle_seed = 9;
+    o.warmup_steps = 7;
+    o.val = val;
+    /* Step schedule, warm-up across an epoch boundary. Stops: the first
+       step, mid-epoch, the last batch of an epoch (before its validation),
+       later epochs, the last step. */
+    o.schedule = AE_SCHED_STEP;
+    o.step_size = 2;
+    o.gamma = 0.5;
+    const uint64_t steps[] = {1, 3, 5, 6, 12, 23, 30};
+    check_resume(dense_adam, ds, o, steps, 7, 2);
+    /* Plateau with early stopping and restore_best: the plateau counters,
+       the best copy and the patience travel with the checkpoint. */
+    o.schedule = AE_SCHED_PLATEAU;
+    o.plateau_patience = 0;
+    o.plateau_threshold = 0.5; /* reduces nearly every epoch */
+    o.plateau_factor = 0.5;
+    o.min_delta = 1e-3;
+    o.patience = 2;
+    o.restore_best = 1;
+    o.epochs = 12;
+    check_resume(dense_adam, ds, o, steps, 7, 3);
+    /* Without shuffling, and with drop_last. */
+    o.shuffle = 0;
+    o.drop_last = 1;
+    check_resume(dense_adam, ds, o, steps, 3, 1);
+    ae_dataset_destroy(ds);
+    ae_dataset_destroy(val);
+}
+
+static void test_fit_resume_conv(void **state) {
+    (void)state;
+    enum { NS = 20, D = 36 };
+    float x[NS * D], v[8 * D];
+    test_fill(x, NS * D, 41, 0, 1);
+    test_fill(v, 8 * D, 42, 0, 1);
+    ae_dataset *ds = NULL, *val = NULL;
+    OK(ae_dataset_create(&ds, NULL));
+    OK(ae_dataset_create(&val, NULL));
+    OK(ae_dataset_from_memory(ds, x, NULL, NS, 1, 6, 6, AE_DATA_BORROW));
+    OK(ae_dataset_from_memory(val, v, NULL, 8, 1, 6, 6, AE_DATA_BORROW));
+    /* BatchNorm's running statistics, denoising from the model's RNG and a
+       corrupted validation copy. */
+    ae_fit_options o;
+    ae_fit_options_init(&o);
+    o.epochs = 4;
+    o.batch_size = 6; /* 4 batches, the last of 2 */
+    o.val = val;
+    o.schedule = AE_SCHED_STEP;
+    o.step_size = 1;
+    o.gamma = 0.7;
+    o.warmup_steps = 3;
+    const uint64_t steps[] = {2, 4, 9, 15};
+    check_resume(conv_bn_model, ds, o, steps, 4, 2);
+    o.schedule = AE_SCHED_PLATEAU;
+    o.plateau_patience = 0;
+    o.plateau_threshold = 0.9;
+    o.restore_best = 1;
+    check_resume(conv_bn_model, ds, o, steps, 4, 3);
+    ae_dataset_destroy(ds);
+    ae_dataset_destroy(val);
+}
+
+/* ae_fit writes checkpoints every N steps or epochs through the atomic
+ * writer; the last one written resumes to the same end. */
+static void test_fit_checkpoint_interval(void **state) {
+    (void)state;
+    enum { NS = 24 };
+    float x[NS * IN];
+    ae_dataset *ds = make_data(NS, 51, x);
+    ae_fit_options o;
+    ae_fit_options_init(&o);
+    o.epochs = 5;
+    o.batch_size = 8; /* 3 steps an epoch */
+    ae_model *ref = dense_adam();
+    OK(ae_fit(ref, ds, &o));
+    size_t nref, ngot;
+    unsigned char *want = model_bytes(ref, &nref);
+    const char *p = ckpt_path();
+    /* Every 4 steps, stopped at step 10 without a checkpoint on the stop:
+       the file holds step 8. */
+    stopper t = {10, 0, 0, 0.0};
+    ae_fit_options a = o;
+    a.checkpoint_path = p;
+    a.checkpoint_every = 4;
+    a.checkpoint_on_stop = 0;
+    a.batch_callback = stop_batch;
+    a.user = &t;
+    ae_model *m = dense_adam();
+    OK(ae_fit(m, ds, &a));
+    assert_int_equal(m->steps, 10);
+    ae_model_destroy(m);
+    OK(ae_model_load(&m, p, NULL));
+    assert_int_equal(m->steps, 8);
+    size_t e = 0, b = 0;
+    OK(ae_fit_resume_point(m, &e, &b));
+    assert_int_equal(e, 2);
+    assert_int_equal(b, 2);
+    a.resume = 1;
+    a.checkpoint_every = 0;
+    t.at_step = 0;
+    OK(ae_fit(m, ds, &a));
+    unsigned char *got = model_bytes(m, &ngot);
+    assert_int_equal(ngot, nref);
+    assert_memory_equal(got, want, nref);
+    free(got);
+    ae_model_destroy(m);
+    /* Every 2 epochs: the last is written after epoch 4. */
+    a = o;
+    a.checkpoint_path = p;
+    a.checkpoint_every = 2;
+    a.checkpoint_unit = AE_CHECKPOINT_EPOCHS;
+    m = dense_adam();
+    OK(ae_fit(m, ds, &a));
+    ae_model_destroy(m);
+    OK(ae_model_load(&m, p, NULL));
+    OK(ae_fit_resume_point(m, &e, &b));
+    assert_int_equal(e, 4);
+    assert_int_equal(b, 0);
+    assert_int_equal(m->steps, 12);
+    a.resume = 1;
+    OK(ae_fit(m, ds, &a));
+    got = model_bytes(m, &ngot);
+    assert_memory_equal(got, want, nref);
+    free(got);
+    /* A resumed run that is complete runs nothing; a longer one goes on. */
+    OK(ae_fit(m, ds, &a));
+    assert_int_equal(m->steps, 15);
+    a.epochs = 6;
+    OK(ae_fit(m, ds, &a));
+    assert_int_equal(m->steps, 18);
+    ae_model_destroy(m);
+    /* A checkpoint that cannot be written stops the run with the error. */
+    a = o;
+    a.checkpoint_path = "/nonexistent-dir/c.aem";
+    a.checkpoint_every = 2;
+    m = dense_adam();
+    assert_int_equal(ae_fit(m, ds, &a), AE_ERR_IO);
+    assert_non_null(strstr(ae_model_last_error(m), "checkpoint"));
+    assert_int_equal(m->steps, 2);
+    ae_model_destroy(m);
+    unlink(p);
+    free(want);
+    ae_model_destroy(ref);
+    ae_dataset_destroy(ds);
+}
+
+/* Resuming checks that the run is the same and the model did not train
+ * since; a model file (not a checkpoint) holds no position. */
+static void test_fit_resume_refusals(void **state) {
+    (void)state;
+    enum { NS = 16 };
+    float x[NS * IN];
+    ae_dataset *ds = make_data(NS, 61, x), *small = make_data(NS - 1, 62, x);
+    ae_fit_options o;
+    ae_fit_options_init(&o);
+    o.epochs = 3;
+    o.batch_size = 4;
+    stopper t = {5, 0, 0, 0.0};
+    o.batch_callback = stop_batch;
+    o.user = &t;
+    ae_model *m = dense_adam();
+    assert_int_equal(ae_fit_resume_point(m, NULL, NULL), AE_ERR_STATE);
+    assert_int_equal(ae_fit_resume_point(NULL, NULL, NULL), AE_ERR_INVALID_ARG);
+    OK(ae_fit(m, ds, &o));
+    size_t e, b;
+    OK(ae_fit_resume_point(m, &e, &b));
+    assert_int_equal(e, 1);
+    assert_int_equal(b, 1);
+    t.at_step = 0;
+    o.resume = 1;
+    size_t n0;
+    unsigned char *before = model_bytes(m, &n0);
+    struct { const char *what; ae_fit_options o; const ae_dataset *ds; } bad[6];
+    for (int i = 0; i < 6; i++) bad[i].o = o, bad[i].ds = ds;
+    bad[0].what = "batch_size", bad[0].o.batch_size = 8;
+    bad[1].what = "shuffle_seed", bad[1].o.shuffle_seed = 3;
+    bad[2].what = "shuffle", bad[2].o.shuffle = 0;
+    bad[3].what = "drop_last", bad[3].o.drop_last = 1;
+    bad[4].what = "restore_best", bad[4].o.restore_best = 1;
+    bad[5].what = "size", bad[5].ds = small;
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(ae_fit(m, bad[i].ds, &bad[i].o), AE_ERR_STATE);
+        assert_non_null(strstr(ae_model_last_error(m), bad[i].what));
+        size_t n1;
+        unsigned char *after = model_bytes(m, &n1);
+        assert_int_equal(n0, n1);
+        assert_memory_equal(before, after, n0); /* nothing changed */
+        free(after);
+    }
+    free(before);
+    /* A model file has no position; a step outside the fit makes it stale. */
+    size_t n;
+    assert_int_equal(ae_model_save_buffer(m, NULL, 0, &n, AE_SAVE_MODEL), AE_ERR_RANGE);
+    unsigned char *p = malloc(n);
+    OK(ae_model_save_buffer(m, p, n, &n, AE_SAVE_MODEL));
+    ae_model *f = NULL;
+    OK(ae_model_load_buffer(&f, p, n, NULL));
+    assert_int_equal(ae_fit_resume_point(f, NULL, NULL), AE_ERR_STATE);
+    ae_model_destroy(f);
+    free(p);
+    float loss;
+    OK(ae_train_step(m, x, NULL, 4, &loss));
+    assert_int_equal(ae_fit_resume_point(m, NULL, NULL), AE_ERR_STATE);
+    assert_int_equal(ae_fit(m, ds, &o), AE_ERR_STATE);
+    assert_non_null(strstr(ae_model_last_error(m), "outside ae_fit"));
+    /* A stale position is not saved: the checkpoint loads without one. */
+    unsigned char *q = model_bytes(m, &n);
+    OK(ae_model_load_buffer(&f, q, n, NULL));
+    assert_int_equal(ae_fit_resume_point(f, NULL, NULL), AE_ERR_STATE);
+    ae_model_destroy(f);
+    free(q);
+    /* resume without a position starts from the beginning; without resume
+       a new run replaces the old position. */
+    o.resume = 0;
+    OK(ae_fit(m, ds, &o));
+    OK(ae_fit_resume_point(m, &e, &b));
+    assert_int_equal(e, 3);
+    assert_int_equal(b, 0);
+    ae_model_destroy(m);
+    /* Option checks. */
+    m = dense_adam();
+    ae_fit_options c = o;
+    c.checkpoint_every = 3;
+    assert_int_equal(ae_fit(m, ds, &c), AE_ERR_INVALID_ARG);
+    c.checkpoint_path = "";
+    assert_int_equal(ae_fit(m, ds, &c), AE_ERR_INVALID_ARG);
+    c.checkpoint_path = ckpt_path();
+    c.checkpoint_unit = (ae_checkpoint_unit)7;
+    assert_int_equal(ae_fit(m, ds, &c), AE_ERR_INVALID_ARG);
+    assert_int_equal(m->steps, 0);
+    ae_model_destroy(m);
+    ae_dataset_destroy(ds);
+    ae_dataset_destroy(small);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_denoising_step_matches_manual),
@@ -688,6 +1055,10 @@ int main(void) {
         cmocka_unit_test(test_fit_failing_allocator),
         cmocka_unit_test(test_fit_denoising),
         cmocka_unit_test(test_fit_conv_batchnorm_model),
+        cmocka_unit_test(test_fit_resume_dense),
+        cmocka_unit_test(test_fit_resume_conv),
+        cmocka_unit_test(test_fit_checkpoint_interval),
+        cmocka_unit_test(test_fit_resume_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,7 +13,9 @@
  *
  * A step (ae_train_step) runs in this order:
  *   1. forward pass, loss, backward pass: the gradient of every parameter
- *      is written into one array, the gradient arena;
+ *      is written into one array, the gradient arena (with a
+ *      batch-statistics hook, ae_model_set_batch_reduce, BatchNorm layers
+ *      sum their batch statistics over the processes during the passes);
  *   2. the hook, on the complete arena, before anything reads it;
  *   3. the gradient's finiteness check and global norm, gradient clipping
  *      (AE_P_GRAD_CLIP_NORM), on what the hook left;
@@ -42,7 +44,9 @@ typedef enum ae_grad_scalar {
     AE_GRAD_SCALAR_L1 = 3,     /* the L1 penalties (AE_STAT_LOSS_L1) */
     AE_GRAD_SCALAR_VAE_KL = 4, /* a VAE's KL term, without beta (AE_STAT_LOSS_VAE_KL) */
     AE_GRAD_SCALAR_BATCH = 5,  /* the number of samples in this process's batch (read only) */
-    AE_GRAD_SCALAR_COUNT = 6   /* the number of scalars of this version */
+    AE_GRAD_SCALAR_STATUS = 6, /* AE_OK, or the ae_status of this process's failed part of
+                                  the step (read only; see ae_model_set_grad_reduce) */
+    AE_GRAD_SCALAR_COUNT = 7   /* the number of scalars of this version */
 } ae_grad_scalar;
 
 /**
@@ -55,7 +59,7 @@ typedef enum ae_grad_scalar {
  * may rewrite both arrays in place (but not keep the pointers beyond the
  * call); the step then uses what it left: the update reads the gradients
  * and the reported loss and statistics read the scalars (except
- * AE_GRAD_SCALAR_BATCH). The statistics that are not scalars here
+ * AE_GRAD_SCALAR_BATCH and AE_GRAD_SCALAR_STATUS). The statistics that are not scalars here
  * (AE_STAT_CODE_L0, the dead-unit and selection statistics) stay this
  * process's own. Return AE_OK, or an error code that ae_train_step then
  * returns (the step changes nothing). Since 0.1.0.
@@ -73,13 +77,94 @@ typedef ae_status (*ae_grad_reduce_fn)(void *ctx, float *grads, size_t n, double
  * times, in the same order, as a collective operation needs. When this
  * process's part of the step fails before the hook (a non-finite input,
  * loss or layer state, a noise level out of range, out of memory), the
- * hook is still called, with every gradient and scalar set to NaN, so
- * that a reducer that sums makes the step fail with AE_ERR_NUMERIC on
- * every process alike; its result is then ignored and the step returns
- * the local error. Non-finite values the hook leaves fail the step with
+ * hook is still called, with every gradient and scalar set to NaN
+ * (AE_GRAD_SCALAR_STATUS holds the local error), so that a reducer that
+ * sums makes the step fail with AE_ERR_NUMERIC on every process alike (a
+ * reducer may also pass the status on); its result is then ignored and
+ * the step returns the local error. Non-finite values the hook leaves fail the step with
  * AE_ERR_NUMERIC. Errors: AE_ERR_INVALID_ARG (m NULL). Since 0.1.0.
  */
 AE_API ae_status ae_model_set_grad_reduce(ae_model *m, ae_grad_reduce_fn fn, void *ctx);
+
+/**
+ * A batch-statistics hook, for the layers whose training forward pass uses
+ * statistics of the whole batch. `values` holds `n` sums over this
+ * process's samples; the hook replaces each by its sum over all the
+ * processes (in an order that does not depend on timing, for runs that
+ * repeat bitwise). `local` is AE_OK, or the error of this process's part
+ * of the step: then `values` are NaN, and the call is made only so that
+ * the other processes, which make the same call, are not left waiting.
+ * Return AE_OK or an error code: the step then fails with it (and changes
+ * nothing); the values are then ignored (NaN). Since 0.1.0.
+ */
+typedef ae_status (*ae_batch_reduce_fn)(void *ctx, double *values, size_t n, ae_status local);
+
+/**
+ * Sets the batch-statistics hook of `m` (NULL removes it); `ctx` as in
+ * ae_model_set_grad_reduce. With a hook, BatchNorm layers normalise a
+ * training step's batch with the mean and variance over every process's
+ * samples (PyTorch's SyncBatchNorm), and update their running statistics
+ * from them, so that the statistics stay the same in every process; their
+ * backward pass sums its two per-channel terms over the processes too. So
+ * N processes with batches B1..BN train as one process with their union
+ * (with a reducer that combines the gradients as that process would).
+ * Every ae_train_step that gets past its argument checks calls the hook in
+ * a fixed sequence that depends only on the architecture and on which
+ * layers are frozen: for each BatchNorm layer, in forward order, two calls
+ * (C + 1 values: the per-channel sums and the sample count; then C values:
+ * the sums of squared deviations from the mean over all processes); then,
+ * for each BatchNorm layer the backward pass reaches, in backward order,
+ * one call (2 C values). All come before the gradient-reduce hook. When
+ * this process's part of the step fails, the remaining calls of the
+ * sequence are still made, with `local` set. The other calls (ae_evaluate,
+ * ae_encode, ... in AE_MODE_TRAIN) use this process's statistics and never
+ * call the hook. A model without BatchNorm layers never calls it. The hook
+ * is not saved in model files. Errors: AE_ERR_INVALID_ARG (m NULL),
+ * AE_ERR_OUT_OF_MEMORY (the model's buffer for the sums). Since 0.1.0.
+ */
+AE_API ae_status ae_model_set_batch_reduce(ae_model *m, ae_batch_reduce_fn fn, void *ctx);
+
+/**
+ * The parts of a model's training state that ae_model_visit_state passes,
+ * by number (frozen; later versions may append parts). Since 0.1.0.
+ */
+typedef enum ae_state_part {
+    AE_STATE_PARAMS = 0,   /* float: the parameter arena (layout as the gradient arena's) */
+    AE_STATE_OPTIM_1 = 1,  /* float: the optimizer's first state (momentum, Adam's m) */
+    AE_STATE_OPTIM_2 = 2,  /* float: the optimizer's second state (Adam's v) */
+    AE_STATE_LAYERS = 3,   /* float: non-trainable layer state (BatchNorm's running
+                              statistics, the batch top-k threshold) */
+    AE_STATE_STEPS = 4,    /* uint64_t[1]: the step count */
+    AE_STATE_RNG = 5,      /* uint64_t[4]: the model's random number generator
+                              (xoshiro256**: s[0..3]; not all zero) */
+    AE_STATE_ACTIVITY = 6, /* uint64_t, one per code unit: the step count at which the
+                              unit was last active, 0 never (AE_STAT_DEAD_LATENTS) */
+    AE_STATE_OPTIM_BLOCKS = 7, /* uint64_t, two per block the optimizer updates (a layer's
+                              weight or bias): the updates it has received (Adam's bias
+                              correction), and 1 once SGD's momentum buffer exists, else 0 */
+    AE_STATE_PART_COUNT = 8
+} ae_state_part;
+
+/** The callback of ae_model_visit_state. Since 0.1.0. */
+typedef ae_status (*ae_state_fn)(void *ctx, ae_state_part part, void *data, size_t bytes);
+
+/**
+ * Passes every part of the training state of `m` to `fn`, once each, in
+ * the order of ae_state_part: `data` is a copy of the part (`bytes` long,
+ * 0 for an empty part: the call is still made), which `fn` may read and
+ * rewrite in place (not keep). The sizes depend only on the architecture
+ * and the tying, so the calls are the same in every such model: a
+ * distributed trainer broadcasts one process's state into the others
+ * this way. When every call returns AE_OK, the model takes the copies as
+ * `fn` left them; otherwise, or when a float part holds a non-finite value,
+ * the RNG part is all zero or a momentum flag is not 0 or 1, the model
+ * changes nothing and the call fails. The settings, the metadata, the
+ * hooks, fixed VAE eps and the statistics of the last step
+ * (ae_model_get_stat, which the next step sets) are not part of it. Errors (message in ae_model_last_error(m)):
+ * AE_ERR_INVALID_ARG (NULL), AE_ERR_OUT_OF_MEMORY, AE_ERR_NUMERIC, AE_ERR_RANGE
+ * (an all-zero RNG, a flag not 0 or 1), or the error `fn` returned. Since 0.1.0.
+ */
+AE_API ae_status ae_model_visit_state(ae_model *m, ae_state_fn fn, void *ctx);
 
 #ifdef __cplusplus
 }

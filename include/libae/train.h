@@ -13,6 +13,16 @@
  * validation input is corrupted once per fit with the same settings (a
  * fixed seed, so epochs compare) and evaluated against the clean data,
  * unless val_corrupt is 0.
+ *
+ * Checkpoints and resume. The model carries the position of its last
+ * ae_fit run (epoch, batch, step, the schedule and early-stopping state,
+ * the shuffle RNG and, with restore_best, the best epoch's copy),
+ * updated after every step; ae_model_save with AE_SAVE_CHECKPOINT stores
+ * it with the model (docs/file-format.md, section FITS), and ae_fit with
+ * `resume` set continues a loaded checkpoint's run: stopped at any
+ * checkpoint and resumed with the same data and options, the run ends
+ * bitwise as the run that was not interrupted. ae_fit writes checkpoints
+ * itself every N steps or epochs (checkpoint_path, checkpoint_every).
  */
 #ifndef LIBAE_TRAIN_H
 #define LIBAE_TRAIN_H
@@ -73,6 +83,43 @@ typedef struct ae_epoch_stats {
  */
 typedef int (*ae_fit_callback)(const ae_epoch_stats *stats, void *user);
 
+/**
+ * One training step of ae_fit, as the batch callback sees it (valid during
+ * the call). Fields added later go at the end. Since 0.1.0.
+ */
+typedef struct ae_batch_stats {
+    size_t struct_size;
+    size_t epoch, epochs;    /* this epoch (1-based) of the run's epochs */
+    size_t batch, batches;   /* this batch (1-based) of the epoch's batches */
+    uint64_t step;           /* the run's steps so far, this one included (a resumed
+                                run counts from its start) */
+    uint64_t total_steps;    /* the run's steps when every epoch runs */
+    double loss;             /* this batch's loss */
+    double epoch_loss;       /* the epoch's mean training loss so far */
+    double learning_rate;    /* the rate of this step */
+    double samples_per_second; /* training samples per wall second in this call,
+                                  validation included */
+    double elapsed;          /* seconds since this call started */
+    double eta;              /* estimated seconds until the last epoch ends */
+} ae_batch_stats;
+
+/**
+ * Called after each training step of ae_fit with its statistics and the
+ * options' user pointer. Return 0 to continue, non-zero to stop the run
+ * there: the model keeps that step (a consistent state, as after any
+ * step), the history stops with AE_FIT_CALLBACK, and a checkpoint is
+ * written when checkpoint_path and checkpoint_on_stop are set. The
+ * callback may read the model and save it; a training step or an
+ * evaluation of its own changes the run. Since 0.1.0.
+ */
+typedef int (*ae_batch_callback)(const ae_batch_stats *stats, void *user);
+
+/** What checkpoint_every counts (numbers frozen). Since 0.1.0. */
+typedef enum ae_checkpoint_unit {
+    AE_CHECKPOINT_STEPS = 0, /* training steps of the run */
+    AE_CHECKPOINT_EPOCHS = 1 /* finished epochs (after validation and the epoch callback) */
+} ae_checkpoint_unit;
+
 /** The recorded epochs of a fit. Since 0.1.0. */
 typedef struct ae_history ae_history;
 
@@ -111,6 +158,16 @@ typedef struct ae_fit_options {
                                 a corrupted copy of val against the clean data;
                                 0: validate on the clean input */
     uint64_t val_noise_seed; /* seeds that copy's noise, default 0 */
+    ae_batch_callback batch_callback; /* after every step, may be NULL (default) */
+    const char *checkpoint_path; /* ae_fit writes checkpoints here (ae_model_save,
+                                    AE_SAVE_CHECKPOINT: atomic); NULL (default): none */
+    size_t checkpoint_every;  /* with a path: every this many steps or epochs;
+                                 0 (default): only when a callback stops the run */
+    ae_checkpoint_unit checkpoint_unit; /* default AE_CHECKPOINT_STEPS */
+    int checkpoint_on_stop;   /* 1 (default): with a path, also write one when a
+                                 callback stops the run */
+    int resume;               /* 1: continue the run whose position the model
+                                 carries (see ae_fit); 0 (default): start anew */
 } ae_fit_options;
 
 /** Fills `opts` with struct_size and the defaults. Accepts NULL. Since 0.1.0. */
@@ -138,9 +195,34 @@ AE_API void ae_fit_options_init(ae_fit_options *opts);
  * finished epochs, and the message says which epoch and batch failed.
  * File-backed datasets (ae_dataset_open_npy) are read a batch at a time;
  * a read error or a non-finite value there stops the fit with AE_ERR_IO
- * or AE_ERR_FORMAT and the dataset's message. Since 0.1.0.
+ * or AE_ERR_FORMAT and the dataset's message. A checkpoint that cannot be
+ * written stops the run likewise (AE_ERR_IO, the model as after the step).
+ *
+ * Resume: with opts->resume set, a model that carries the position of an
+ * ae_fit run (a checkpoint ae_fit wrote, or saved during or after a run,
+ * loaded with ae_model_load; or the same handle after a stopped run)
+ * continues it: the epochs, batches and steps already done are not
+ * repeated, and the schedule, warm-up, early stopping, best copy and
+ * shuffle order go on from where they were. The history records the
+ * epochs this call ran (their `epoch` numbers count from the run's
+ * start). The training set's size, batch_size, shuffle, shuffle_seed,
+ * drop_last and restore_best must be those of the run (AE_ERR_STATE
+ * otherwise, naming the first that differs); epochs may be larger, to
+ * train longer. A model that trained outside ae_fit since the position
+ * was recorded is refused (AE_ERR_STATE); one without a position starts
+ * from the beginning. When restore_best puts the best epoch's parameters
+ * back at the end, the run's position is dropped (the model no longer is
+ * where the run stopped). Since 0.1.0.
  */
 AE_API ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opts);
+
+/**
+ * The position of the ae_fit run that `m` carries: the epochs it has
+ * finished and the batches of the next epoch it has finished (either
+ * pointer may be NULL). Errors: AE_ERR_INVALID_ARG (m NULL), AE_ERR_STATE
+ * (no position, or the model trained outside ae_fit since). Since 0.1.0.
+ */
+AE_API ae_status ae_fit_resume_point(const ae_model *m, size_t *epochs_done, size_t *batches_done);
 
 /**
  * Creates an empty history. `alloc` may be NULL. Errors: AE_ERR_INVALID_ARG,

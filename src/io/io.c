@@ -28,6 +28,7 @@ static const unsigned char magic[8] = {0x89, 'A', 'E', 'M', '\r', '\n', 0x1A, '\
 #define SETTING_RECORD 16
 #define BLOCK_RECORD 32
 #define TRAN_FIXED 120 /* TRAN up to its per-unit list */
+#define FITS_FIXED 192 /* FITS up to its best copy */
 #define FLAG_CHECKPOINT 1u
 #define SECTION_OPTIONAL 1u
 /* Layer record flags. */
@@ -39,11 +40,12 @@ static const unsigned char magic[8] = {0x89, 'A', 'E', 'M', '\r', '\n', 0x1A, '\
 #define PF_KL_SUM 2u
 #define PF_L1 4u
 
-/* VALU (format 1.1) is optional: a model may have no data convention, and
- * a 1.0 reader skips it. */
-enum { S_ARCH, S_SETS, S_PARM, S_LSTA, S_META, S_OPTM, S_TRAN, S_VALU, S_COUNT };
+/* The sections after S_TRAN are those of 1.1, optional: S_VALU (the value
+ * convention of the training data; a model may have none) and S_FITS (the
+ * position of an ae_fit run, in checkpoints). A 1.0 reader skips them. */
+enum { S_ARCH, S_SETS, S_PARM, S_LSTA, S_META, S_OPTM, S_TRAN, S_VALU, S_FITS, S_COUNT };
 static const char section_tags[S_COUNT][5] = {"ARCH", "SETS", "PARM", "LSTA", "META", "OPTM",
-                                              "TRAN", "VALU"};
+                                              "TRAN", "VALU", "FITS"};
 #define VALU_FIXED 48 /* VALU up to its mean and std values */
 
 static uint32_t crc_of(const unsigned char *p, size_t n) {
@@ -118,7 +120,8 @@ static void patch_u32(wbuf *w, size_t at, uint32_t v) {
 
 static size_t section_begin(wbuf *w, int tag) {
     put(w, section_tags[tag], 4);
-    put_u32(w, tag == S_VALU ? SECTION_OPTIONAL : 0); /* the sections of 1.0 are required */
+    /* flags: every section of 1.0 is required; those of 1.1 are optional */
+    put_u32(w, tag > S_TRAN ? SECTION_OPTIONAL : 0);
     put_u64(w, 0); /* length, patched by section_end */
     return w->pos;
 }
@@ -357,6 +360,38 @@ static void write_file(const ae_model *m, unsigned flags, wbuf *w) {
         if (m->vae_eps) put_floats(w, m->vae_eps, m->vae_eps_count);
         section_end(w, s);
         nsections++;
+
+        /* The fit's position, while it describes this model. */
+        if (ae_fit_state_current(m)) {
+            const ae_fit_state *f = m->fit;
+            s = section_begin(w, S_FITS);
+            put_u32(w, f->flags);
+            put_u32(w, 0);
+            put_u64(w, f->model_steps);
+            put_u64(w, f->samples);
+            put_u64(w, f->batch_size);
+            put_u64(w, f->shuffle_seed);
+            put_u64(w, f->epoch);
+            put_u64(w, f->batch);
+            put_u64(w, f->step);
+            for (int i = 0; i < 4; i++) put_u64(w, f->order[i]);
+            put_f64(w, f->acc);
+            put_u64(w, f->seen);
+            put_f64(w, f->last_lr);
+            put_f64(w, f->best);
+            put_u64(w, f->best_epoch);
+            put_u64(w, f->wait);
+            put_f64(w, f->lr_plateau);
+            put_f64(w, f->plateau_best);
+            put_u64(w, f->bad_epochs);
+            put_u64(w, f->cooldown);
+            put_u64(w, f->nbest_p);
+            put_u64(w, f->nbest_b);
+            put_floats(w, f->best_p, f->nbest_p);
+            put_floats(w, f->best_b, f->nbest_b);
+            section_end(w, s);
+            nsections++;
+        }
     }
 
     patch_u64(w, 16, w->pos + CRC_SIZE);
@@ -385,6 +420,10 @@ static ae_status check_finite_values(const ae_model *m, unsigned flags) {
             what = "the optimizer state";
         for (int i = 0; i < 7 && !what; i++)
             if (!isfinite(stats[i])) what = "a training statistic";
+        const ae_fit_state *f = m->fit;
+        if (!what && ae_fit_state_current(m) &&
+            (!ae_all_finite(f->best_p, f->nbest_p) || !ae_all_finite(f->best_b, f->nbest_b)))
+            what = "the best epoch's copy of the parameters";
     }
     if (!what) return AE_OK;
     return ae_error(save_err(m), AE_ERR_NUMERIC,
@@ -605,8 +644,9 @@ static ae_status parse_frame(loader *ld, const unsigned char *p, size_t size) {
     if (pos != end)
         return ae_error(&ld->err, AE_ERR_FORMAT, "%zu bytes between the last section and the checksum",
                         end - pos);
-    for (int s = 0; s < S_COUNT; s++) {
-        if (s == S_VALU) continue; /* optional in every file */
+    if (ld->have[S_FITS] && !ld->checkpoint)
+        return ae_error(&ld->err, AE_ERR_FORMAT, "a FITS section in a file that is not a checkpoint");
+    for (int s = 0; s <= S_TRAN; s++) {
         int need = s < S_OPTM || ld->checkpoint;
         if (need && !ld->have[s])
             return ae_error(&ld->err, AE_ERR_FORMAT, "no %s section", section_tags[s]);
@@ -998,6 +1038,79 @@ static ae_status restore_checkpoint(loader *ld, ae_model *m) {
     return AE_OK;
 }
 
+/* FITS: the position of the ae_fit run that wrote the checkpoint, checked
+ * against the model it was saved with (TRAN read before). */
+static ae_status restore_fit_state(loader *ld, ae_model *m) {
+    rbuf *r = &ld->sec[S_FITS];
+    if (r->len < FITS_FIXED)
+        return ae_error(&ld->err, AE_ERR_FORMAT, "section FITS has %zu bytes, fewer than %d", r->len,
+                        FITS_FIXED);
+    uint64_t np = rd_u64_at(r->p + FITS_FIXED - 16), nb = rd_u64_at(r->p + FITS_FIXED - 8);
+    uint32_t flags = rd_u32_at(r->p);
+    int best = (flags & AE_FITS_BEST) != 0;
+    if (flags & ~(uint32_t)(AE_FITS_SHUFFLE | AE_FITS_DROP_LAST | AE_FITS_BEST) ||
+        rd_u32_at(r->p + 4))
+        return ae_error(&ld->err, unknown_code(ld), "FITS: unknown flags or a reserved field not 0");
+    if (best ? np != m->nparams || nb != m->nbuffers : np || nb)
+        return ae_error(&ld->err, AE_ERR_FORMAT,
+                        "FITS: a best copy of %llu parameters and %llu state values where the "
+                        "model has %zu and %zu",
+                        (unsigned long long)np, (unsigned long long)nb, m->nparams, m->nbuffers);
+    size_t floats = (size_t)np + (size_t)nb, want;
+    int ovf = ae_mul_overflow(floats, 4, &want) || want > SIZE_MAX - FITS_FIXED;
+    ae_status st = expect_len(ld, S_FITS, FITS_FIXED + want, ovf, "its best copy");
+    if (st) return st;
+    ae_fit_state *f = ae_fit_state_new(&m->alloc, (size_t)np, (size_t)nb);
+    if (!f) return ae_error(&ld->err, AE_ERR_OUT_OF_MEMORY, "out of memory for the fit state");
+    r->pos = 8;
+    f->flags = flags;
+    f->model_steps = get_u64(r);
+    f->samples = get_u64(r);
+    f->batch_size = get_u64(r);
+    f->shuffle_seed = get_u64(r);
+    f->epoch = get_u64(r);
+    f->batch = get_u64(r);
+    f->step = get_u64(r);
+    uint64_t any = 0;
+    for (int i = 0; i < 4; i++) any |= f->order[i] = get_u64(r);
+    f->acc = get_f64(r);
+    f->seen = get_u64(r);
+    f->last_lr = get_f64(r);
+    f->best = get_f64(r);
+    f->best_epoch = get_u64(r);
+    f->wait = get_u64(r);
+    f->lr_plateau = get_f64(r);
+    f->plateau_best = get_f64(r);
+    f->bad_epochs = get_u64(r);
+    f->cooldown = get_u64(r);
+    r->pos = FITS_FIXED;
+    uint64_t bs = f->batch_size, n = f->samples;
+    uint64_t nbatch = bs ? (flags & AE_FITS_DROP_LAST ? n / bs : n / bs + (n % bs != 0)) : 0;
+    const char *why = NULL;
+    if (f->model_steps != m->steps)
+        why = "its step count differs from the model's";
+    else if (!n || n > AE_MAX_DIM * (uint64_t)AE_MAX_DIM || !bs || bs > AE_MAX_DIM || !nbatch)
+        why = "invalid sample count or batch size";
+    else if (f->batch > nbatch || f->seen > n || f->step > f->model_steps || f->wait > f->epoch ||
+             f->best_epoch > f->epoch)
+        why = "a position beyond its run";
+    else if (!any)
+        why = "the shuffle RNG state is all zero";
+    else if (!isfinite(f->acc) || !isfinite(f->last_lr) || isnan(f->best) ||
+             isnan(f->plateau_best) || !isfinite(f->lr_plateau))
+        why = "invalid losses or rates";
+    if (why) st = ae_error(&ld->err, AE_ERR_FORMAT, "FITS: %s", why);
+    if (!st) st = get_floats(ld, r, f->best_p, f->nbest_p, "FITS best parameters");
+    if (!st) st = get_floats(ld, r, f->best_b, f->nbest_b, "FITS best layer state");
+    if (st) {
+        ae_fit_state_free(&m->alloc, f);
+        return st;
+    }
+    ae_fit_state_free(&m->alloc, m->fit);
+    m->fit = f;
+    return AE_OK;
+}
+
 static ae_status load_mem(loader *ld, ae_model **out, const unsigned char *p, size_t size) {
     ae_status st = parse_frame(ld, p, size);
     if (st) return st;
@@ -1033,6 +1146,7 @@ static ae_status load_mem(loader *ld, ae_model **out, const unsigned char *p, si
     if (!st) st = restore_meta(ld, m);
     if (!st && ld->have[S_VALU]) st = restore_convention(ld, m);
     if (!st && ld->checkpoint) st = restore_checkpoint(ld, m);
+    if (!st && ld->have[S_FITS]) st = restore_fit_state(ld, m);
     if (st) goto fail;
     ae_config_destroy(cfg);
     m->err.msg[0] = '\0';

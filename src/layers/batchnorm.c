@@ -4,7 +4,10 @@
  * Training (io->train) normalises with the batch's mean and biased variance
  * over batch x h x w, and updates running = (1 - m) running + m batch with
  * the unbiased variance; inference uses the running statistics. Scratch:
- * the batch mean and 1/sqrt(var + eps) per channel, kept for backward. */
+ * the batch mean and 1/sqrt(var + eps) per channel, kept for backward.
+ * With a batch-statistics hook (io->sync, training steps only) the batch
+ * is every process's: the statistics and the backward's sums are summed
+ * over the processes (SyncBatchNorm). */
 #include <float.h>
 #include <math.h>
 #include <string.h>
@@ -22,12 +25,17 @@ static ae_status bn_setup(ae_layer *L, const ae_layer_spec *sp, ae_errbuf *err) 
     L->s_count = 2 * L->in_shape.c;
     /* PyTorch: "Expected more than 1 value per channel when training". */
     L->min_train_batch = L->in_shape.h * L->in_shape.w == 1 ? 2 : 1;
+    L->sync_fwd[0] = L->in_shape.c + 1;
+    L->sync_fwd[1] = L->in_shape.c;
+    L->sync_bwd = 2 * L->in_shape.c;
     return AE_OK;
 }
 
 static size_t bn_scratch(const ae_layer *L, size_t batch) {
     (void)batch;
-    return 2 * L->in_shape.c;
+    /* The mean and 1/std per channel, then the sample count as a double
+     * (at an even offset, kept 8-byte aligned). */
+    return 2 * L->in_shape.c + 4;
 }
 
 static void bn_init(const ae_layer *L, float *params, ae_rng *rng) {
@@ -54,38 +62,91 @@ static ae_status bn_check_state(const ae_layer *L, const float *state, ae_errbuf
     return AE_OK;
 }
 
-static void bn_forward(const ae_layer *L, const float *params, ae_layer_io *io) {
+/* Normalises channel c with the batch's mean mu and sum of squared
+ * deviations sq over n values, and updates the running statistics. */
+static void bn_train_channel(const ae_layer *L, const float *params, ae_layer_io *io, size_t c,
+                             double mu, double sq, double n) {
     size_t C = L->in_shape.c, HW = L->in_shape.h * L->in_shape.w, B = io->batch;
     const float *gamma = params + L->w_off, *beta = params + L->b_off;
     float *rmean = io->state, *rvar = io->state + C;
-    float *mean_s = io->scratch, *istd_s = io->scratch + C;
     double eps = L->spec.fparam[F_EPS], mom = L->spec.fparam[F_MOMENTUM];
+    double var = sq / n;
+    float mean = (float)mu, istd = (float)(1.0 / sqrt(var + eps));
+    io->scratch[c] = mean;
+    io->scratch[C + c] = istd;
+    double unbiased = n > 1.0 ? sq / (n - 1.0) : var;
+    rmean[c] = (float)((1.0 - mom) * rmean[c] + mom * mu);
+    rvar[c] = (float)((1.0 - mom) * rvar[c] + mom * unbiased);
+    float a = gamma[c] * istd, sh = beta[c] - mean * a;
+    for (size_t b = 0; b < B; b++) {
+        const float *x = io->x + (b * C + c) * HW;
+        float *y = io->y + (b * C + c) * HW;
+        for (size_t j = 0; j < HW; j++) y[j] = x[j] * a + sh;
+    }
+}
+
+static double channel_sum(const ae_layer *L, const ae_layer_io *io, size_t c) {
+    size_t C = L->in_shape.c, HW = L->in_shape.h * L->in_shape.w;
+    double sum = 0.0;
+    for (size_t b = 0; b < io->batch; b++) {
+        const float *x = io->x + (b * C + c) * HW;
+        for (size_t j = 0; j < HW; j++) sum += x[j];
+    }
+    return sum;
+}
+
+static double channel_sq(const ae_layer *L, const ae_layer_io *io, size_t c, double mu) {
+    size_t C = L->in_shape.c, HW = L->in_shape.h * L->in_shape.w;
+    double sq = 0.0;
+    for (size_t b = 0; b < io->batch; b++) {
+        const float *x = io->x + (b * C + c) * HW;
+        for (size_t j = 0; j < HW; j++) sq += ((double)x[j] - mu) * ((double)x[j] - mu);
+    }
+    return sq;
+}
+
+/* The sample count of the last training forward (over every process when
+ * synchronised), kept after the mean and 1/std in the scratch. */
+static double *count_slot(const ae_layer *L, float *scratch) {
+    return (double *)(void *)(scratch + 2 * L->in_shape.c + 2);
+}
+
+/* Synchronised (io->sync): the sums and the count over every process
+ * first, then the squared deviations from that mean, as one batch would. */
+static void bn_forward_sync(const ae_layer *L, const float *params, ae_layer_io *io) {
+    size_t C = L->in_shape.c, HW = L->in_shape.h * L->in_shape.w;
+    double *v = io->sync->buf, *mu = v + C + 1, *sq = mu + C;
+    for (size_t c = 0; c < C; c++) v[c] = channel_sum(L, io, c);
+    v[C] = (double)io->batch * (double)HW;
+    ae_batch_sync_sum(io->sync, v, C + 1);
+    double n = v[C];
+    for (size_t c = 0; c < C; c++) mu[c] = v[c] / n;
+    for (size_t c = 0; c < C; c++) sq[c] = channel_sq(L, io, c, mu[c]);
+    ae_batch_sync_sum(io->sync, sq, C);
+    memcpy(count_slot(L, io->scratch), &n, sizeof n);
+    for (size_t c = 0; c < C; c++) bn_train_channel(L, params, io, c, mu[c], sq[c], n);
+}
+
+static void bn_forward(const ae_layer *L, const float *params, ae_layer_io *io) {
+    size_t C = L->in_shape.c, HW = L->in_shape.h * L->in_shape.w, B = io->batch;
     double n = (double)B * (double)HW;
-    for (size_t c = 0; c < C; c++) {
-        float mean, istd;
-        if (io->train) {
-            double sum = 0.0, sq = 0.0;
-            for (size_t b = 0; b < B; b++) {
-                const float *x = io->x + (b * C + c) * HW;
-                for (size_t j = 0; j < HW; j++) sum += x[j];
-            }
-            double mu = sum / n;
-            for (size_t b = 0; b < B; b++) {
-                const float *x = io->x + (b * C + c) * HW;
-                for (size_t j = 0; j < HW; j++) sq += ((double)x[j] - mu) * ((double)x[j] - mu);
-            }
-            double var = sq / n;
-            mean = (float)mu;
-            istd = (float)(1.0 / sqrt(var + eps));
-            mean_s[c] = mean;
-            istd_s[c] = istd;
-            double unbiased = n > 1.0 ? sq / (n - 1.0) : var;
-            rmean[c] = (float)((1.0 - mom) * rmean[c] + mom * mu);
-            rvar[c] = (float)((1.0 - mom) * rvar[c] + mom * unbiased);
-        } else {
-            mean = rmean[c];
-            istd = (float)(1.0 / sqrt((double)rvar[c] + eps));
+    if (io->train && io->sync) {
+        bn_forward_sync(L, params, io);
+        return;
+    }
+    if (io->train) {
+        memcpy(count_slot(L, io->scratch), &n, sizeof n);
+        for (size_t c = 0; c < C; c++) {
+            double mu = channel_sum(L, io, c) / n;
+            bn_train_channel(L, params, io, c, mu, channel_sq(L, io, c, mu), n);
         }
+        return;
+    }
+    const float *gamma = params + L->w_off, *beta = params + L->b_off;
+    const float *rmean = io->state, *rvar = io->state + C;
+    double eps = L->spec.fparam[F_EPS];
+    for (size_t c = 0; c < C; c++) {
+        float mean = rmean[c], istd = (float)(1.0 / sqrt((double)rvar[c] + eps));
         float a = gamma[c] * istd, sh = beta[c] - mean * a;
         for (size_t b = 0; b < B; b++) {
             const float *x = io->x + (b * C + c) * HW;
@@ -95,39 +156,70 @@ static void bn_forward(const ae_layer *L, const float *params, ae_layer_io *io) 
     }
 }
 
+/* dx = gamma istd (dy - mdy - xhat mdyx), mdy and mdyx the means of dy
+ * and dy xhat over the batch. */
+static void bn_dx(const ae_layer *L, const float *params, ae_layer_io *io, size_t c, float mdy,
+                  float mdyx) {
+    size_t C = L->in_shape.c, HW = L->in_shape.h * L->in_shape.w, B = io->batch;
+    float mean = io->scratch[c], istd = io->scratch[C + c];
+    float k = params[L->w_off + c] * istd;
+    for (size_t b = 0; b < B; b++) {
+        const float *x = io->x + (b * C + c) * HW, *dy = io->dy + (b * C + c) * HW;
+        float *dx = io->dx + (b * C + c) * HW;
+        for (size_t j = 0; j < HW; j++) {
+            float xh = (x[j] - mean) * istd;
+            dx[j] = k * (dy[j] - mdy - xh * mdyx);
+        }
+    }
+}
+
+/* Σ dy and Σ dy xhat of channel c over this batch. */
+static void channel_grad_sums(const ae_layer *L, const ae_layer_io *io, size_t c, double *sdy,
+                              double *sdyx) {
+    size_t C = L->in_shape.c, HW = L->in_shape.h * L->in_shape.w;
+    float mean = io->scratch[c], istd = io->scratch[C + c];
+    double a = 0.0, b2 = 0.0;
+    for (size_t b = 0; b < io->batch; b++) {
+        const float *x = io->x + (b * C + c) * HW, *dy = io->dy + (b * C + c) * HW;
+        for (size_t j = 0; j < HW; j++) {
+            a += dy[j];
+            b2 += (double)dy[j] * (double)((x[j] - mean) * istd);
+        }
+    }
+    *sdy = a;
+    *sdyx = b2;
+}
+
 static void bn_backward(const ae_layer *L, const float *params, float *grads, ae_layer_io *io,
                         int accumulate_w) {
     (void)accumulate_w;
-    size_t C = L->in_shape.c, HW = L->in_shape.h * L->in_shape.w, B = io->batch;
-    const float *gamma = params + L->w_off;
-    const float *mean_s = io->scratch, *istd_s = io->scratch + C;
-    double n = (double)B * (double)HW;
+    size_t C = L->in_shape.c;
+    double n;
+    memcpy(&n, count_slot(L, io->scratch), sizeof n);
+    /* The parameter gradients are this process's own: the gradient-reduce
+     * hook combines them. dx needs the sums over every process (io->sync),
+     * in this process's scale (ae_batch_sync.grad_scale). */
+    double *v = io->sync ? io->sync->buf : NULL;
     for (size_t c = 0; c < C; c++) {
-        float mean = mean_s[c], istd = istd_s[c];
-        double sdy = 0.0, sdyx = 0.0;
-        for (size_t b = 0; b < B; b++) {
-            const float *x = io->x + (b * C + c) * HW, *dy = io->dy + (b * C + c) * HW;
-            for (size_t j = 0; j < HW; j++) {
-                sdy += dy[j];
-                sdyx += (double)dy[j] * (double)((x[j] - mean) * istd);
-            }
-        }
+        double sdy, sdyx;
+        channel_grad_sums(L, io, c, &sdy, &sdyx);
         if (!L->frozen) {
             grads[L->w_off + c] = (float)sdyx;
             grads[L->b_off + c] = (float)sdy;
         }
-        if (!io->dx) continue;
-        /* dx = gamma istd / n (n dy - Σdy - xhat Σ(dy xhat)) */
-        float k = gamma[c] * istd, mdy = (float)(sdy / n), mdyx = (float)(sdyx / n);
-        for (size_t b = 0; b < B; b++) {
-            const float *x = io->x + (b * C + c) * HW, *dy = io->dy + (b * C + c) * HW;
-            float *dx = io->dx + (b * C + c) * HW;
-            for (size_t j = 0; j < HW; j++) {
-                float xh = (x[j] - mean) * istd;
-                dx[j] = k * (dy[j] - mdy - xh * mdyx);
-            }
+        if (v) {
+            v[c] = sdy * io->sync->grad_scale;
+            v[C + c] = sdyx * io->sync->grad_scale;
+        } else if (io->dx) {
+            bn_dx(L, params, io, c, (float)(sdy / n), (float)(sdyx / n));
         }
     }
+    if (!v) return;
+    ae_batch_sync_sum(io->sync, v, 2 * C);
+    if (!io->dx) return;
+    double g = io->sync->grad_scale;
+    for (size_t c = 0; c < C; c++)
+        bn_dx(L, params, io, c, (float)(v[c] / g / n), (float)(v[C + c] / g / n));
 }
 
 static const ae_layer_attr bn_attrs[] = {

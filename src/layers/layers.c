@@ -1,4 +1,5 @@
 /* The registry of layer kinds. */
+#include <math.h>
 #include <string.h>
 
 #include "layers.h"
@@ -127,4 +128,19 @@ ae_status ae_layer_spec_check(ae_layer_spec *spec, ae_errbuf *err) {
                         a->name, a->lo, a->hi, (long long)v);
     }
     return d->check ? d->check(spec, err) : AE_OK;
+}
+
+void ae_batch_sync_sum(ae_batch_sync *s, double *v, size_t n) {
+    /* The hook is called even after it failed: the other processes make
+     * the same call and must not be left waiting. */
+    ae_status st = s->fn(s->ctx, v, n, s->status);
+    s->calls++;
+    if (st && !s->status) s->status = st;
+    if (s->status)
+        for (size_t i = 0; i < n; i++) v[i] = NAN;
+}
+
+size_t ae_batch_sync_room(const ae_layer *L) {
+    /* Enough for every call of one pass side by side. */
+    return L->sync_fwd[0] + L->sync_fwd[1] + L->sync_bwd;
 }

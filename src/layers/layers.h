@@ -140,6 +140,26 @@ typedef struct ae_gaussian_in {
     float kl_coef;
 } ae_gaussian_in;
 
+/* Batch statistics summed over processes (ae_model_set_batch_reduce,
+ * <libae/hook.h>), during one training step: set by the model, NULL
+ * otherwise. A layer with sync_fwd / sync_bwd sizes (below) makes exactly
+ * those calls of ae_batch_sync_sum in its forward / backward pass. */
+typedef struct ae_batch_sync {
+    ae_status (*fn)(void *ctx, double *values, size_t n, ae_status local);
+    void *ctx;
+    double *buf;       /* room for every layer's calls of one pass (ae_batch_sync_room) */
+    double grad_scale; /* backward sums are multiplied by it before the sum and divided
+                          after: the batch for a mean loss, 1 for a sum (so that the sum
+                          is of the one loss over all samples, in this process's scale) */
+    size_t calls;      /* calls made in this step */
+    ae_status status;  /* the first error the hook returned */
+} ae_batch_sync;
+/* Replaces v[0..n) by its sums over the processes; when the hook fails
+ * (now or earlier in the step) the values become NaN. */
+void ae_batch_sync_sum(ae_batch_sync *s, double *v, size_t n);
+/* Doubles of ae_batch_sync.buf a layer uses (0 for layers that do not sync). */
+size_t ae_batch_sync_room(const ae_layer *L);
+
 /* One layer's view of a forward or backward pass over a batch. */
 typedef struct ae_layer_io {
     size_t batch;
@@ -163,6 +183,8 @@ typedef struct ae_layer_io {
     /* The layer's plan for this batch size (ops->plan_make), NULL: none;
      * with a plan, scratch holds ops->plan_floats(plan) floats instead. */
     void *plan;
+    /* Training steps with a batch-statistics hook; NULL otherwise. */
+    ae_batch_sync *sync;
 } ae_layer_io;
 
 typedef struct ae_layer_ops {
@@ -227,6 +249,9 @@ struct ae_layer {
     int keeps_zeros;
     size_t in_sparse_k, out_sparse_k;
     ae_gaussian_in *gauss_in; /* a Gaussian layer's inputs (model-owned); NULL for other kinds */
+    /* Layers with batch statistics (BatchNorm): the sizes of the calls of
+     * ae_batch_sync_sum their forward makes (0: none) and their backward. */
+    size_t sync_fwd[2], sync_bwd;
 };
 
 /* Selection helpers (topk.c). Indices of the k largest of the n values

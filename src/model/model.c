@@ -35,6 +35,7 @@ void ae_model_destroy(ae_model *m) {
     ae_meta_free(m);
     ae_convention_free(m);
     ae_plans_free(m);
+    ae_fit_state_free(&a, m->fit);
     ae_free(&a, m->ws);
     ae_free(&a, m->scratch_n);
     ae_free(&a, m->noisy);
@@ -52,6 +53,7 @@ void ae_model_destroy(ae_model *m) {
     ae_free(&a, m->state2);
     ae_free(&a, m->buffers);
     ae_free(&a, m->buffers_saved);
+    ae_free(&a, m->sync_buf);
     ae_free(&a, m->layers);
     ae_free(&a, m);
 }
@@ -247,7 +249,8 @@ const float *ae_model_forward(ae_model *m, size_t from, size_t to, const float *
                           .scratch = m->scratch[i],
                           .state = m->layers[i].s_count ? m->buffers + m->layers[i].s_off : NULL,
                           .backend = m->backend,
-                          .plan = ae_model_layer_plan(m, i, batch)};
+                          .plan = ae_model_layer_plan(m, i, batch),
+                          .sync = train ? m->sync : NULL};
         ae_sparse_io sp;
         io.sparse = ae_sparse_hints(m, i, from, batch, &sp);
         m->layers[i].ops->forward(&m->layers[i], m->params, &io);
@@ -376,11 +379,16 @@ static int layer_trains(const ae_layer *L) {
     return (L->b_count && !L->frozen) || (L->w_count && !L->frozen && !L->w_frozen);
 }
 
+size_t ae_model_first_trained(const ae_model *m) {
+    size_t first = 0;
+    while (first < m->nlayers && !layer_trains(&m->layers[first])) first++;
+    return first;
+}
+
 static void backward(ae_model *m, const float *x, size_t batch) {
     float *dy = m->grad_a, *dx = m->grad_b;
     /* Below the first layer that trains, no gradient is needed. */
-    size_t first = 0;
-    while (first < m->nlayers && !layer_trains(&m->layers[first])) first++;
+    size_t first = ae_model_first_trained(m);
     for (size_t b = 0; b < m->nblocks; b++) m->grad_shapes[b].used = NULL;
     for (size_t i = m->nlayers; i-- > first;) {
         ae_layer *L = &m->layers[i];
@@ -395,7 +403,8 @@ static void backward(ae_model *m, const float *x, size_t batch) {
                           .scratch = m->scratch[i],
                           .state = L->s_count ? m->buffers + L->s_off : NULL,
                           .backend = m->backend,
-                          .plan = ae_model_layer_plan(m, i, batch)};
+                          .plan = ae_model_layer_plan(m, i, batch),
+                          .sync = m->sync};
         if (i + 1 < m->nlayers) ae_sparse_penalty_grad(m, i, batch, dy);
         ae_sparse_io sp;
         io.sparse = ae_sparse_before_backward(m, i, first, batch, io.dx != NULL, &sp);
@@ -475,6 +484,7 @@ static ae_status reduce(ae_model *m, ae_status local, size_t batch, double *sc) 
         for (int k = 0; k < AE_GRAD_SCALAR_COUNT; k++) sc[k] = NAN;
     }
     sc[AE_GRAD_SCALAR_BATCH] = (double)batch;
+    sc[AE_GRAD_SCALAR_STATUS] = (double)local;
     ae_status st = m->reduce_fn(m->reduce_ctx, m->grads, m->nparams, sc, AE_GRAD_SCALAR_COUNT);
     /* The hook may have rewritten any gradient: what the sparse paths know
      * of the arena (zero rows, their sums of squares) no longer holds, and
@@ -549,7 +559,10 @@ ae_status ae_train_step(ae_model *m, const float *x, const float *target, size_t
     if (m->nbuffers) memcpy(m->buffers_saved, m->buffers, m->nbuffers * sizeof(float));
     double sc[AE_GRAD_SCALAR_COUNT];
     float scale = 1.0f;
+    ae_batch_sync sync;
+    ae_sync_begin(m, &sync, batch);
     st = compute_gradients(m, x, target, batch, sc);
+    if (m->sync) st = ae_sync_end(m, st);
     if (m->reduce_fn) st = reduce(m, st, batch, sc);
     if (!st) st = check_gradients(m, &scale);
     if (!st) st = apply_update(m, scale);

@@ -84,6 +84,14 @@ struct ae_model {
      * between computing the gradients and the update; NULL: none. */
     ae_grad_reduce_fn reduce_fn;
     void *reduce_ctx;
+    /* The batch-statistics hook (sync.c); sync_buf holds sync_room doubles
+     * for the layers' sums. `sync` is set during ae_train_step's passes
+     * only, when the hook is set and a layer synchronises. */
+    ae_batch_reduce_fn sync_fn;
+    void *sync_ctx;
+    double *sync_buf;
+    size_t sync_room;
+    ae_batch_sync *sync;
 
     ae_rng rng;
     uint64_t steps;
@@ -127,6 +135,8 @@ struct ae_model {
     ae_data_convention conv;
     float *conv_stats;
     size_t conv_cap;
+    /* The position of the last ae_fit run (fit_state.c), or NULL. */
+    struct ae_fit_state *fit;
 };
 
 /* ---- layer plans (plan.c) ---- */
@@ -145,6 +155,38 @@ ae_status ae_plans_for(ae_model *m, size_t batch);
 void *ae_model_layer_plan(const ae_model *m, size_t i, size_t batch);
 /* The scratch layer i needs at `batch` (the largest batch) for every kept plan. */
 size_t ae_plans_scratch(const ae_model *m, size_t i, size_t batch);
+/* ---- the position of an ae_fit run (fit_state.c) ---- */
+/* What ae_fit (src/train/fit.c) needs besides the model to continue a run
+ * exactly where it stopped. Kept with the model and updated after every
+ * step of the run; a checkpoint holds it (section FITS, src/io/io.c) while
+ * it describes the model (ae_fit_state_current). */
+#define AE_FITS_SHUFFLE 1u   /* the run shuffles */
+#define AE_FITS_DROP_LAST 2u /* the run drops the last partial batch */
+#define AE_FITS_BEST 4u      /* the run keeps the best epoch's parameters (best_p, best_b) */
+typedef struct ae_fit_state {
+    uint32_t flags;
+    uint64_t model_steps;            /* the model's step count when last updated */
+    uint64_t samples, batch_size, shuffle_seed; /* the run's data and batching */
+    uint64_t epoch, batch, step;     /* epochs finished, batches of the next epoch
+                                        finished, steps of the run taken */
+    uint64_t order[4];               /* the shuffle RNG at the start of epoch `epoch` */
+    double acc;                      /* the epoch's batch losses so far (weighted) */
+    uint64_t seen;                   /* and its samples so far */
+    double last_lr;                  /* the rate of the last step */
+    double best;                     /* best monitored loss, +inf before any epoch */
+    uint64_t best_epoch, wait;       /* its epoch (1-based, 0 none); epochs since */
+    double lr_plateau, plateau_best; /* ReduceLROnPlateau's rate and best */
+    uint64_t bad_epochs, cooldown;
+    size_t nbest_p, nbest_b;         /* AE_FITS_BEST: the arenas' sizes, else 0 */
+    float *best_p, *best_b;
+} ae_fit_state;
+/* A state with room for a best copy of np parameters and nb state values
+ * (both 0 without AE_FITS_BEST), zeroed; NULL when out of memory. */
+ae_fit_state *ae_fit_state_new(const ae_allocator *a, size_t np, size_t nb);
+void ae_fit_state_free(const ae_allocator *a, ae_fit_state *fs);
+/* 1 when m->fit describes the model as it is (no step since, arenas of the
+ * recorded sizes), so that a checkpoint may hold it. */
+int ae_fit_state_current(const ae_model *m);
 
 /* ---- metadata (meta.c) ---- */
 typedef struct ae_meta_entry {
@@ -234,6 +276,20 @@ ae_status ae_model_prepare(ae_model *m, const float *x, const void *out, size_t 
 /* AE_ERR_RANGE naming the first of the batch's targets outside the loss's
  * domain (BCE: [0, 1]); `what` names the array ("the target"). */
 ae_status ae_model_check_target(ae_model *m, const float *t, size_t batch, const char *what);
+
+/* The first layer the backward pass of a training step reaches (the
+ * lowest that trains); nlayers when none trains. */
+size_t ae_model_first_trained(const ae_model *m);
+
+/* ---- the batch-statistics hook (sync.c) ---- */
+/* Starts a training step's synchronisation in *s (m->sync = s when the
+ * hook is set and some layer synchronises; else m->sync stays NULL). */
+void ae_sync_begin(ae_model *m, ae_batch_sync *s, size_t batch);
+/* Ends it after the passes (`local`: their status): makes the calls of
+ * the step's sequence the passes did not make (with `local`), clears
+ * m->sync, and returns the status of the step so far (the hook's error
+ * first, with its message). */
+ae_status ae_sync_end(ae_model *m, ae_status local);
 
 /* Grows the workspace to hold `batch` samples and makes the layers' plans
  * for `batch`; allocates only when larger than before, or at a batch size

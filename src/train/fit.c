@@ -16,9 +16,14 @@
  *   epoch's parameters and layer state are copied out and back whole
  *   (restore_best), bypassing the per-layer get/set calls, and
  *   ae_model_params_written after writing them back;
- * - ae_convention_reserve before the first step, so that recording the
- *   training set's value convention (with the dataset's st_mean and st_std)
- *   after the last one cannot fail. */
+ * - m->fit, the run's position (ae_fit_state, model.h): this loop keeps
+ *   its counters there, updated after every step, so that a checkpoint
+ *   saved at any point between steps resumes the run (src/io/io.c saves
+ *   it);
+ * - m->conv (read) and ae_convention_reserve before the first step, so
+ *   that recording the training set's value convention (with the
+ *   dataset's st_mean and st_std) before a checkpoint and after the last
+ *   step cannot fail. */
 #include <math.h>
 #include <string.h>
 #include <time.h>
@@ -86,6 +91,8 @@ void ae_fit_options_init(ae_fit_options *o) {
     o->plateau_threshold = 1e-4;
     o->warmup_start = 1.0 / 3.0;
     o->val_corrupt = 1;
+    o->checkpoint_unit = AE_CHECKPOINT_STEPS;
+    o->checkpoint_on_stop = 1;
 }
 
 static double now_seconds(void) {
@@ -127,6 +134,14 @@ static ae_status check_options(ae_model *m, const ae_dataset *train, const ae_fi
     if (!(o->min_delta >= 0.0 && o->min_delta < 1e30))
         return ae_error(e, AE_ERR_RANGE, "ae_fit: min_delta must be >= 0 and finite, got %g",
                         o->min_delta);
+    if ((unsigned)o->checkpoint_unit > AE_CHECKPOINT_EPOCHS)
+        return ae_error(e, AE_ERR_INVALID_ARG, "ae_fit: unknown checkpoint_unit %d",
+                        (int)o->checkpoint_unit);
+    if (o->checkpoint_every && !o->checkpoint_path)
+        return ae_error(e, AE_ERR_INVALID_ARG, "ae_fit: checkpoint_every is %zu but checkpoint_path is NULL",
+                        o->checkpoint_every);
+    if (o->checkpoint_path && !*o->checkpoint_path)
+        return ae_error(e, AE_ERR_INVALID_ARG, "ae_fit: checkpoint_path is empty");
     if (!train) return ae_error(e, AE_ERR_INVALID_ARG, "ae_fit: the training set is NULL");
     const ae_dataset *sets[2] = {train, o->val};
     const char *names[2] = {"training", "validation"};
@@ -199,6 +214,135 @@ static void permute(ae_rng *r, size_t *idx, size_t n) {
     }
 }
 
+/* The options that fix the order of the batches, as a run records them. */
+static uint32_t run_flags(const ae_fit_options *o) {
+    return (o->shuffle ? AE_FITS_SHUFFLE : 0) | (o->drop_last ? AE_FITS_DROP_LAST : 0) |
+           (o->restore_best ? AE_FITS_BEST : 0);
+}
+
+/* The state a run starts from: a copy of the model's (resume), or fresh. */
+static ae_status start_state(ae_model *m, const ae_fit_options *o, size_t n, ae_fit_state **out) {
+    ae_errbuf *e = &m->err;
+    const ae_fit_state *old = o->resume ? m->fit : NULL;
+    uint32_t flags = run_flags(o);
+    if (old) {
+        if (old->model_steps != m->steps)
+            return ae_error(e, AE_ERR_STATE,
+                            "ae_fit: cannot resume: the model took %llu steps, its recorded run "
+                            "ended at step %llu (it trained outside ae_fit since)",
+                            (unsigned long long)m->steps, (unsigned long long)old->model_steps);
+        const char *diff = NULL;
+        if (old->samples != n)
+            diff = "the training set's size";
+        else if (old->batch_size != o->batch_size)
+            diff = "batch_size";
+        else if ((old->flags ^ flags) & AE_FITS_SHUFFLE)
+            diff = "shuffle";
+        else if (o->shuffle && old->shuffle_seed != o->shuffle_seed)
+            diff = "shuffle_seed";
+        else if ((old->flags ^ flags) & AE_FITS_DROP_LAST)
+            diff = "drop_last";
+        else if ((old->flags ^ flags) & AE_FITS_BEST)
+            diff = "restore_best";
+        else if ((flags & AE_FITS_BEST) && (old->nbest_p != m->nparams || old->nbest_b != m->nbuffers))
+            diff = "the number of parameters";
+        if (diff)
+            return ae_error(e, AE_ERR_STATE,
+                            "ae_fit: cannot resume: %s differs from the recorded run's", diff);
+    }
+    int best = o->restore_best != 0;
+    ae_fit_state *fs = ae_fit_state_new(&m->alloc, best ? m->nparams : 0, best ? m->nbuffers : 0);
+    if (!fs) return ae_error(e, AE_ERR_OUT_OF_MEMORY, "ae_fit: out of memory for the run's state");
+    if (old) {
+        float *bp = fs->best_p, *bb = fs->best_b;
+        *fs = *old;
+        fs->best_p = bp;
+        fs->best_b = bb;
+        if (best) {
+            memcpy(bp, old->best_p, m->nparams * sizeof(float));
+            memcpy(bb, old->best_b, m->nbuffers * sizeof(float));
+        }
+    } else {
+        fs->flags = flags;
+        fs->model_steps = m->steps;
+        fs->samples = n;
+        fs->batch_size = o->batch_size;
+        fs->shuffle_seed = o->shuffle ? o->shuffle_seed : 0;
+        ae_rng r;
+        ae_rng_seed(&r, o->shuffle_seed);
+        memcpy(fs->order, r.s, sizeof fs->order);
+        fs->last_lr = m->s.lr;
+        fs->best = INFINITY;
+        fs->lr_plateau = m->s.lr;
+        fs->plateau_best = INFINITY;
+    }
+    *out = fs;
+    return AE_OK;
+}
+
+/* The training set's value convention and the range of its inputs read
+ * so far (lo > hi: none yet). */
+typedef struct conv_rec {
+    const ae_dataset *train;
+    ae_data_convention dc;
+    float lo, hi;
+} conv_rec;
+
+/* A run's record starts from the model's range when the model records
+ * the training set's convention already (a resumed run, whose checkpoint
+ * holds the range read before it; another run on data of the same
+ * meaning): the range of every training input. */
+static conv_rec start_range(const ae_model *m, const ae_dataset *train) {
+    conv_rec r = {.train = train, .lo = INFINITY, .hi = -INFINITY};
+    r.dc.struct_size = sizeof r.dc;
+    ae_dataset_convention(train, &r.dc);
+    const ae_data_convention *c = &m->conv;
+    size_t n = r.dc.std_count;
+    int same = c->struct_size && c->elem == r.dc.elem && c->scale == r.dc.scale &&
+               c->offset == r.dc.offset && c->std_count == n && !isnan(c->lo);
+    for (size_t i = 0; same && i < n; i++)
+        same = m->conv_stats[i] == train->st_mean[i] && m->conv_stats[m->conv_cap + i] == train->st_std[i];
+    if (same) r.lo = (float)c->lo, r.hi = (float)c->hi;
+    return r;
+}
+
+/* Records the convention in the model (room reserved: cannot fail). */
+static void record_convention(ae_model *m, const conv_rec *r) {
+    ae_data_convention dc = r->dc;
+    dc.lo = r->lo <= r->hi ? r->lo : NAN;
+    dc.hi = r->lo <= r->hi ? r->hi : NAN;
+    ae_model_set_data_convention(m, &dc, r->train->st_mean, r->train->st_std);
+}
+
+/* A checkpoint of the run as it is, with the model's own learning rate
+ * (not the scheduled one) and the value convention of what it trained on
+ * in the file. */
+static ae_status write_checkpoint(ae_model *m, const ae_fit_options *o, double base_lr,
+                                  const conv_rec *cv) {
+    m->s.lr = base_lr;
+    record_convention(m, cv);
+    ae_status st = ae_model_save(m, o->checkpoint_path, AE_SAVE_CHECKPOINT);
+    if (st) {
+        char msg[sizeof m->err.msg];
+        memcpy(msg, m->err.msg, sizeof msg);
+        const ae_fit_state *fs = m->fit;
+        ae_error(&m->err, st, "ae_fit: epoch %llu, batch %llu: checkpoint: %s",
+                 (unsigned long long)fs->epoch + (fs->batch ? 1 : 0), (unsigned long long)fs->batch, msg);
+    }
+    return st;
+}
+
+ae_status ae_fit_resume_point(const ae_model *m, size_t *epochs_done, size_t *batches_done) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    if (!ae_fit_state_current(m))
+        return ae_error((ae_errbuf *)&m->err, AE_ERR_STATE,
+                        m->fit ? "the model trained outside ae_fit since its run was recorded"
+                               : "the model carries no ae_fit run");
+    if (epochs_done) *epochs_done = (size_t)m->fit->epoch;
+    if (batches_done) *batches_done = (size_t)m->fit->batch;
+    return AE_OK;
+}
+
 ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opts) {
     if (!m) return AE_ERR_INVALID_ARG;
     ae_fit_options defaults;
@@ -209,6 +353,9 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
 
     size_t n = ae_dataset_count(train), d = m->in_size, bs = o->batch_size;
     size_t nbatch = o->drop_last ? n / bs : (n + bs - 1) / bs;
+    ae_fit_state *fs = NULL;
+    st = start_state(m, o, n, &fs);
+    if (st) return st;
     ae_history *h = o->history;
     const ae_allocator *a = &m->alloc;
     size_t *idx = o->shuffle ? ae_alloc(a, n * sizeof *idx) : NULL;
@@ -216,8 +363,6 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
     int need_batch = o->shuffle || ae_dataset_file_backed(train);
     float *batch = need_batch ? ae_alloc(a, bs * d * sizeof *batch) : NULL;
     int keep_best = o->restore_best != 0;
-    float *best_p = keep_best ? ae_alloc(a, (m->nparams + 1) * sizeof(float)) : NULL;
-    float *best_b = keep_best ? ae_alloc(a, (m->nbuffers + 1) * sizeof(float)) : NULL;
     ae_epoch_stats *rec = NULL;
     if (h && h->cap < o->epochs) rec = ae_alloc(&h->alloc, o->epochs * sizeof *rec);
     /* A denoising model validates on a corrupted copy, drawn once. */
@@ -230,8 +375,8 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
     size_t vb = val_file ? (val_noisy ? 2 : 1) * bs * d : 0;
     float *vbuf = val_file ? ae_alloc(a, vb * sizeof *vbuf) : NULL;
     int oom = (need_batch && (!idx && o->shuffle)) || (need_batch && !batch) ||
-              (keep_best && (!best_p || !best_b)) || (h && h->cap < o->epochs && !rec) ||
-              (val_noisy && !val_file && !vnoisy) || (val_file && !vbuf);
+              (h && h->cap < o->epochs && !rec) || (val_noisy && !val_file && !vnoisy) ||
+              (val_file && !vbuf);
     if (oom) st = ae_error(&m->err, AE_ERR_OUT_OF_MEMORY, "ae_fit: out of memory for the batch buffers");
     /* The workspace for the batch size, so that no step fails for memory. */
     if (!oom) st = ae_model_reserve(m, bs);
@@ -244,11 +389,13 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
         ae_free(a, vnoisy);
         ae_free(a, idx);
         ae_free(a, batch);
-        ae_free(a, best_p);
-        ae_free(a, best_b);
+        ae_fit_state_free(a, fs);
         if (h) ae_free(&h->alloc, rec);
         return st;
     }
+    /* Nothing fails from here on but a step, an evaluation or a checkpoint. */
+    ae_fit_state_free(a, m->fit);
+    m->fit = fs;
     if (rec) {
         ae_free(&h->alloc, h->e);
         h->e = rec;
@@ -256,7 +403,7 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
     }
     if (h) {
         h->n = 0;
-        h->best = 0;
+        h->best = (size_t)fs->best_epoch;
         h->stop = AE_FIT_COMPLETED;
     }
 
@@ -267,22 +414,33 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
     }
     const double base_lr = m->s.lr;
     const int sum_reduce = m->s.reduction == AE_REDUCE_SUM;
-    ae_rng order;
-    ae_rng_seed(&order, o->shuffle_seed);
-    double best = INFINITY, plateau_best = INFINITY, lr_plateau = base_lr;
-    size_t bad_epochs = 0, wait = 0, cooldown = 0, best_epoch = 0;
-    uint64_t step = 0;
+    const int ckpt_steps = o->checkpoint_every && o->checkpoint_unit == AE_CHECKPOINT_STEPS;
+    const int ckpt_epochs = o->checkpoint_every && o->checkpoint_unit == AE_CHECKPOINT_EPOCHS;
     ae_fit_stop stop = AE_FIT_COMPLETED;
-    float in_lo = INFINITY, in_hi = -INFINITY; /* the inputs of the first epoch */
+    conv_rec cv = start_range(m, train);
     char msg[sizeof m->err.msg];
+    /* Progress: this call's samples and time, and the run's planned steps. */
+    const double t_call = now_seconds();
+    const size_t per_epoch = o->drop_last ? nbatch * bs : n;
+    const uint64_t total_steps = (uint64_t)o->epochs * nbatch;
+    double call_samples = 0.0;
 
-    for (size_t ep = 0; ep < o->epochs && st == AE_OK; ep++) {
-        double t0 = now_seconds(), acc = 0.0;
-        double lr_epoch = o->schedule == AE_SCHED_PLATEAU ? lr_plateau : scheduled(o, base_lr, ep);
-        double lr = lr_epoch;
-        size_t seen = 0;
-        if (o->shuffle) permute(&order, idx, n);
-        for (size_t b = 0; b < nbatch; b++) {
+    /* A run that stopped early stays stopped (as the run that was not
+       interrupted did not go on). */
+    if (fs->batch == 0 && o->patience && fs->epoch && fs->wait >= o->patience)
+        stop = AE_FIT_EARLY_STOPPED;
+    int stopped = stop != AE_FIT_COMPLETED;
+    int written = 0; /* a checkpoint was written at the current point */
+    while (!stopped && fs->epoch < o->epochs) {
+        size_t ep = (size_t)fs->epoch;
+        double t0 = now_seconds();
+        double lr_epoch = o->schedule == AE_SCHED_PLATEAU ? fs->lr_plateau : scheduled(o, base_lr, ep);
+        /* The order of this epoch, redrawn from the RNG state at its start;
+           `next` is the state the next epoch starts from. */
+        ae_rng next;
+        memcpy(next.s, fs->order, sizeof next.s);
+        if (o->shuffle) permute(&next, idx, n);
+        for (size_t b = (size_t)fs->batch; b < nbatch; b++) {
             size_t i0 = b * bs, nb = n - i0 < bs ? n - i0 : bs;
             const float *x = batch;
             /* In memory these cannot fail (indices in range, buffer sized);
@@ -294,33 +452,67 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
                          ae_dataset_last_error(train));
                 break;
             }
-            lr = lr_epoch;
-            if (step < o->warmup_steps)
-                lr *= o->warmup_start + (1.0 - o->warmup_start) * (double)step / (double)o->warmup_steps;
+            double lr = lr_epoch;
+            if (fs->step < o->warmup_steps)
+                lr *= o->warmup_start + (1.0 - o->warmup_start) * (double)fs->step / (double)o->warmup_steps;
             m->s.lr = lr;
             float l;
             st = ae_train_step(m, x, NULL, nb, &l);
+            m->s.lr = base_lr; /* callbacks and saves see the model's own rate */
             if (st) {
                 memcpy(msg, m->err.msg, sizeof msg);
                 ae_error(&m->err, st, "ae_fit: epoch %zu, batch %zu: %s", ep + 1, b + 1, msg);
                 break;
             }
-            acc += sum_reduce ? (double)l : (double)l * (double)nb;
-            seen += nb;
-            step++;
+            fs->acc += sum_reduce ? (double)l : (double)l * (double)nb;
+            fs->seen += nb;
+            fs->step++;
+            fs->batch = b + 1;
+            fs->last_lr = lr;
+            fs->model_steps = m->steps;
+            call_samples += (double)nb;
+            written = 0;
+            if (ckpt_steps && fs->step % o->checkpoint_every == 0) {
+                if ((st = write_checkpoint(m, o, base_lr, &cv)) != AE_OK) break;
+                written = 1;
+            }
+            if (o->batch_callback) {
+                ae_batch_stats bst;
+                memset(&bst, 0, sizeof bst);
+                bst.struct_size = sizeof bst;
+                bst.epoch = ep + 1;
+                bst.epochs = o->epochs;
+                bst.batch = b + 1;
+                bst.batches = nbatch;
+                bst.step = fs->step;
+                bst.total_steps = total_steps;
+                bst.loss = (double)l;
+                bst.epoch_loss = fs->acc / (double)fs->seen;
+                bst.learning_rate = lr;
+                bst.elapsed = now_seconds() - t_call;
+                bst.samples_per_second = bst.elapsed > 0.0 ? call_samples / bst.elapsed : 0.0;
+                double left = (double)(o->epochs - ep - 1) * (double)per_epoch +
+                              (double)(per_epoch > fs->seen ? per_epoch - fs->seen : 0);
+                bst.eta = bst.samples_per_second > 0.0 ? left / bst.samples_per_second : 0.0;
+                if (o->batch_callback(&bst, o->user)) {
+                    stop = AE_FIT_CALLBACK;
+                    stopped = 1;
+                    break;
+                }
+            }
             for (size_t i = 0; ep == 0 && i < nb * d; i++) {
-                in_lo = x[i] < in_lo ? x[i] : in_lo;
-                in_hi = x[i] > in_hi ? x[i] : in_hi;
+                cv.lo = x[i] < cv.lo ? x[i] : cv.lo;
+                cv.hi = x[i] > cv.hi ? x[i] : cv.hi;
             }
         }
-        if (st) break;
+        if (st || stopped) break;
         ae_epoch_stats es;
         memset(&es, 0, sizeof es);
         es.struct_size = sizeof es;
         es.epoch = ep + 1;
-        es.train_loss = acc / (double)seen;
+        es.train_loss = fs->acc / (double)fs->seen;
         es.val_loss = NAN;
-        es.learning_rate = lr;
+        es.learning_rate = fs->last_lr;
         if (o->val) {
             st = evaluate_set(m, o->val, vnoisy, val_noisy ? &ns : NULL, o->val_noise_seed, vbuf,
                               vbuf ? vbuf + bs * d : NULL, bs, sum_reduce, &es.val_loss);
@@ -333,66 +525,77 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
         es.seconds = now_seconds() - t0;
         es.steps = m->steps;
         double mon = o->val ? es.val_loss : es.train_loss;
-        if (mon < best - o->min_delta) {
+        if (mon < fs->best - o->min_delta) {
             es.best = 1;
-            best = mon;
-            best_epoch = ep + 1;
-            wait = 0;
+            fs->best = mon;
+            fs->best_epoch = ep + 1;
+            fs->wait = 0;
             if (keep_best) {
-                memcpy(best_p, m->params, m->nparams * sizeof(float));
-                memcpy(best_b, m->buffers, m->nbuffers * sizeof(float));
+                memcpy(fs->best_p, m->params, m->nparams * sizeof(float));
+                memcpy(fs->best_b, m->buffers, m->nbuffers * sizeof(float));
             }
         } else {
-            wait++;
+            fs->wait++;
         }
         if (o->schedule == AE_SCHED_PLATEAU) {
             /* torch.optim.lr_scheduler.ReduceLROnPlateau, mode "min", threshold "rel". */
-            if (mon < plateau_best * (1.0 - o->plateau_threshold)) {
-                plateau_best = mon;
-                bad_epochs = 0;
+            if (mon < fs->plateau_best * (1.0 - o->plateau_threshold)) {
+                fs->plateau_best = mon;
+                fs->bad_epochs = 0;
             } else {
-                bad_epochs++;
+                fs->bad_epochs++;
             }
-            if (cooldown > 0) {
-                cooldown--;
-                bad_epochs = 0;
+            if (fs->cooldown > 0) {
+                fs->cooldown--;
+                fs->bad_epochs = 0;
             }
-            if (bad_epochs > o->plateau_patience) {
-                double nl = lr_plateau * o->plateau_factor;
+            if (fs->bad_epochs > o->plateau_patience) {
+                double nl = fs->lr_plateau * o->plateau_factor;
                 if (nl < o->min_lr) nl = o->min_lr;
-                if (lr_plateau - nl > 1e-8) lr_plateau = nl;
-                cooldown = o->plateau_cooldown;
-                bad_epochs = 0;
+                if (fs->lr_plateau - nl > 1e-8) fs->lr_plateau = nl;
+                fs->cooldown = o->plateau_cooldown;
+                fs->bad_epochs = 0;
             }
         }
+        /* The epoch is done: the run's position moves to the next one. */
+        fs->epoch = ep + 1;
+        fs->batch = 0;
+        fs->acc = 0.0;
+        fs->seen = 0;
+        memcpy(fs->order, next.s, sizeof fs->order);
+        written = 0;
         if (h) {
             h->e[h->n++] = es;
-            h->best = best_epoch;
+            h->best = (size_t)fs->best_epoch;
         }
         if (o->callback && o->callback(&es, o->user)) {
             stop = AE_FIT_CALLBACK;
-            break;
-        }
-        if (o->patience && wait >= o->patience) {
+            stopped = 1;
+        } else if (o->patience && fs->wait >= o->patience) {
             stop = AE_FIT_EARLY_STOPPED;
-            break;
+            stopped = 1;
         }
+        if (ckpt_epochs && fs->epoch % o->checkpoint_every == 0) {
+            if ((st = write_checkpoint(m, o, base_lr, &cv)) != AE_OK) break;
+            written = 1;
+        }
+        if (stopped) break;
     }
+    /* A callback's stop: a checkpoint of where it stopped, when asked (one
+       written at this very point already is that checkpoint). */
+    if (!st && stop == AE_FIT_CALLBACK && o->checkpoint_path && o->checkpoint_on_stop && !written)
+        st = write_checkpoint(m, o, base_lr, &cv);
     if (st) stop = AE_FIT_FAILED;
-    if (step > 0) {
-        /* The model now means what its training data mean (room reserved
-           above, so this cannot fail). */
-        ae_data_convention dc;
-        dc.struct_size = sizeof dc;
-        ae_dataset_convention(train, &dc);
-        dc.lo = in_lo;
-        dc.hi = in_hi;
-        ae_model_set_data_convention(m, &dc, train->st_mean, train->st_std);
-    }
-    if (keep_best && best_epoch && st == AE_OK) {
-        memcpy(m->params, best_p, m->nparams * sizeof(float));
-        memcpy(m->buffers, best_b, m->nbuffers * sizeof(float));
+    /* The model now means what its training data mean (room reserved
+       above, so this cannot fail). */
+    if (fs->step > 0) record_convention(m, &cv);
+    if (keep_best && fs->best_epoch && st == AE_OK) {
+        memcpy(m->params, fs->best_p, m->nparams * sizeof(float));
+        memcpy(m->buffers, fs->best_b, m->nbuffers * sizeof(float));
         ae_model_params_written(m);
+        /* The model is no longer where the run stopped. */
+        ae_fit_state_free(a, m->fit);
+        m->fit = NULL;
     }
     m->s.lr = base_lr;
     if (h) h->stop = stop;
@@ -400,7 +603,5 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
     ae_free(a, vnoisy);
     ae_free(a, idx);
     ae_free(a, batch);
-    ae_free(a, best_p);
-    ae_free(a, best_b);
     return st;
 }

@@ -32,7 +32,9 @@ int main(void)
     ok &= AE_FORMAT_VERSION_MAJOR == 1 && AE_SAVE_CHECKPOINT == 1;
     ok &= ae_model_meta_count(NULL) == 0;
     ok &= ae_model_set_grad_reduce(NULL, NULL, NULL) == AE_ERR_INVALID_ARG;
-    ok &= AE_GRAD_SCALAR_COUNT == 6;
+    ok &= AE_GRAD_SCALAR_COUNT == 7 && AE_STATE_PART_COUNT == 8;
+    ok &= ae_model_set_batch_reduce(NULL, NULL, NULL) == AE_ERR_INVALID_ARG;
+    ok &= ae_model_visit_state(NULL, NULL, NULL) == AE_ERR_INVALID_ARG;
     {
         const float a[2] = {1.0f, 2.0f}, b[2] = {1.0f, 4.0f};
         double mse = 0.0;

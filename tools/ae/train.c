@@ -1,6 +1,7 @@
 /* `ae train`: builds a model from an architecture description (--arch, or
- * the text the shortcut flags stand for), trains it with its own loop over
- * ae_train_step (so that a progress bar can follow every batch), records
+ * the text the shortcut flags stand for) or loads a checkpoint to resume,
+ * trains it through ae_fit (its batch callback draws the progress bar, its
+ * epoch callback reports the test MSE and records the history), records
  * the data preparation and the history in the model's metadata, writes the
  * model file and the pictures asked for. */
 #include <getopt.h>
@@ -62,6 +63,12 @@ static const char TRAIN_HELP[] =
     "                           standardised)\n"
     "                           ACT: identity relu leaky_relu sigmoid tanh gelu softplus elu\n"
     "      --tied               the decoder uses the transposed encoder weights\n"
+    "      --greedy             greedy layer-wise training (dense --layers of two or\n"
+    "                           more widths): train the shallow model of the first\n"
+    "                           width; then for each further width, copy the trained\n"
+    "                           layers into the model one level deeper, freeze them,\n"
+    "                           tie the new inner pair and train; then unfreeze and\n"
+    "                           untie everything and fine-tune. --epochs per stage\n"
     "      --conv LIST          convolutional encoder first: 3x3 convolutions of stride 2\n"
     "                           with these channel counts (e.g. 16,32), then the dense\n"
     "                           --layers; the decoder mirrors them with transposed\n"
@@ -103,13 +110,22 @@ static const char TRAIN_HELP[] =
     "  -e, --epochs N           epochs (default 10)\n"
     "  -b, --batch-size N       batch size (default 256)\n"
     "      --seed N             seeds initialisation, shuffling and noise (default 42)\n"
-    "      --schedule S         constant (default), step or cosine learning rate\n"
+    "      --schedule S         constant (default), step, cosine or plateau (reduce\n"
+    "                           by 10x after 10 epochs without improvement)\n"
     "      --step-size N        step: epochs per decay (default 10)\n"
     "      --gamma F            step: decay factor (default 0.1)\n"
-    "      --min-lr F           cosine: the final rate (default 0)\n"
+    "      --min-lr F           cosine: the final rate; plateau: the floor (default 0)\n"
     "      --warmup-steps N     linear warm-up from a third of the rate over N steps\n"
     "      --patience N         stop after N epochs without improvement of the\n"
     "                           validation loss (training loss without --val-split)\n"
+    "      --restore-best       end with the parameters of the best epoch (default\n"
+    "                           with --patience); --no-restore-best: the last epoch's\n"
+    "      --checkpoint FILE    write a checkpoint (resumable) to FILE, atomically\n"
+    "      --checkpoint-every N[steps|epochs]\n"
+    "                           how often (default every epoch; a bare N is epochs)\n"
+    "      --resume FILE        go on with the run that wrote checkpoint FILE: give\n"
+    "                           the same data and training options; the model and\n"
+    "                           its position come from FILE\n"
     "\n"
     "Output:\n"
     "  -o, --output MODEL       the model file to write (required)\n"
@@ -131,7 +147,8 @@ enum {
     O_NOISE_CLIP, O_LOSS, O_OPTIMIZER, O_LR, O_MOMENTUM, O_NESTEROV, O_WEIGHT_DECAY, O_GRAD_CLIP,
     O_SEED, O_SCHEDULE, O_STEP_SIZE, O_GAMMA, O_MIN_LR, O_WARMUP, O_PATIENCE, O_RECON_PNG,
     O_FEATURES_PNG, O_SCATTER_PNG, O_VAE, O_BETA, O_KL_WARMUP, O_REDUCTION,
-    O_CONV, O_KL_REDUCTION, O_ARCH, O_ARCH_STRING
+    O_CONV, O_KL_REDUCTION, O_ARCH, O_ARCH_STRING, O_GREEDY, O_RESTORE_BEST, O_NO_RESTORE_BEST,
+    O_CHECKPOINT, O_CHECKPOINT_EVERY, O_RESUME
 };
 
 static const struct option TRAIN_OPTS[] = {
@@ -145,6 +162,7 @@ static const struct option TRAIN_OPTS[] = {
     {"conv", required_argument, NULL, O_CONV},
     {"arch", required_argument, NULL, O_ARCH},
     {"arch-string", required_argument, NULL, O_ARCH_STRING},
+    {"greedy", no_argument, NULL, O_GREEDY},
     {"act", required_argument, NULL, O_ACT},
     {"code-act", required_argument, NULL, O_CODE_ACT},
     {"output-act", required_argument, NULL, O_OUTPUT_ACT},
@@ -179,6 +197,11 @@ static const struct option TRAIN_OPTS[] = {
     {"min-lr", required_argument, NULL, O_MIN_LR},
     {"warmup-steps", required_argument, NULL, O_WARMUP},
     {"patience", required_argument, NULL, O_PATIENCE},
+    {"restore-best", no_argument, NULL, O_RESTORE_BEST},
+    {"no-restore-best", no_argument, NULL, O_NO_RESTORE_BEST},
+    {"checkpoint", required_argument, NULL, O_CHECKPOINT},
+    {"checkpoint-every", required_argument, NULL, O_CHECKPOINT_EVERY},
+    {"resume", required_argument, NULL, O_RESUME},
     {"output", required_argument, NULL, 'o'},
     {"recon-png", required_argument, NULL, O_RECON_PNG},
     {"features-png", required_argument, NULL, O_FEATURES_PNG},
@@ -188,7 +211,8 @@ static const struct option TRAIN_OPTS[] = {
     {NULL, 0, NULL, 0},
 };
 
-enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE };
+/* In the order of ae_schedule. */
+enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE, SCHED_PLATEAU };
 enum { ST_NONE, ST_SCALAR, ST_CHANNEL, ST_FEATURE };
 
 typedef struct train_opts {
@@ -217,6 +241,11 @@ typedef struct train_opts {
     size_t step_size, warmup, patience;
     double gamma, min_lr;
     int have_step_opts, have_min_lr;
+    int restore_best; /* -1: the default (on with --patience) */
+    int greedy;
+    const char *checkpoint, *resume;
+    size_t ckpt_every;
+    int ckpt_steps, have_ckpt_every;
     int quiet;
     const char *arch_file, *arch_string; /* --arch, --arch-string */
     unsigned char given[DATA_OPT_END + 64]; /* the options given, by getopt id */
@@ -228,7 +257,7 @@ static int parse_train(int argc, char **argv, train_opts *o) {
     static const char *const loss_names[] = {"mse", "bce", NULL};
     static const char *const red_names[] = {"mean", "sum", NULL};
     static const char *const opt_names[] = {"sgd", "adam", "adamw", NULL};
-    static const char *const sched_names[] = {"constant", "step", "cosine", NULL};
+    static const char *const sched_names[] = {"constant", "step", "cosine", "plateau", NULL};
     static const char *const st_names[] = {"none", "scalar", "channel", "feature", NULL};
     const char *shortopts = ":d:e:b:o:qh";
     memset(o, 0, sizeof *o);
@@ -236,6 +265,7 @@ static int parse_train(int argc, char **argv, train_opts *o) {
     o->act = AE_ACT_RELU, o->code_act = AE_ACT_IDENTITY, o->output_act = AE_ACT_SIGMOID;
     o->kl_weight = 0.1, o->loss = AE_LOSS_MSE, o->optimizer = AE_OPT_ADAM, o->lr = 1e-3;
     o->epochs = 10, o->batch = 256, o->seed = 42, o->step_size = 10, o->gamma = 0.1;
+    o->restore_best = -1;
     opterr = 0;
     optind = 1;
     int c;
@@ -335,6 +365,27 @@ static int parse_train(int argc, char **argv, train_opts *o) {
             break;
         case O_WARMUP: bad = parse_size("--warmup-steps", a, 0, SIZE_MAX, &o->warmup); break;
         case O_PATIENCE: bad = parse_size("--patience", a, 1, 1u << 24, &o->patience); break;
+        case O_RESTORE_BEST: o->restore_best = 1; break;
+        case O_GREEDY: o->greedy = 1; break;
+        case O_NO_RESTORE_BEST: o->restore_best = 0; break;
+        case O_CHECKPOINT: o->checkpoint = a; break;
+        case O_RESUME: o->resume = a; break;
+        case O_CHECKPOINT_EVERY: {
+            /* N, Nepochs or Nsteps (also "N epochs" as one argument). */
+            char num[32];
+            size_t k = 0;
+            while (a[k] >= '0' && a[k] <= '9' && k < sizeof num - 1) num[k] = a[k], k++;
+            num[k] = '\0';
+            const char *unit = a + k;
+            while (*unit == ' ') unit++;
+            if (!strcmp(unit, "steps") || !strcmp(unit, "step"))
+                o->ckpt_steps = 1;
+            else if (*unit && strcmp(unit, "epochs") && strcmp(unit, "epoch"))
+                return usage_error("--checkpoint-every: '%s' is not N, Nsteps or Nepochs", a);
+            bad = parse_size("--checkpoint-every", num, 1, SIZE_MAX / 2, &o->ckpt_every);
+            o->have_ckpt_every = 1;
+            break;
+        }
         case 'o': o->output = a; break;
         case O_RECON_PNG: o->recon_png = a; break;
         case O_FEATURES_PNG: o->features_png = a; break;
@@ -395,8 +446,18 @@ static int parse_train(int argc, char **argv, train_opts *o) {
     if (o->nesterov && !(o->momentum > 0)) return usage_error("--nesterov needs --momentum above 0");
     if (o->have_step_opts && o->schedule != SCHED_STEP)
         return usage_error("--step-size and --gamma are for --schedule step");
-    if (o->have_min_lr && o->schedule != SCHED_COSINE)
-        return usage_error("--min-lr is for --schedule cosine");
+    if (o->have_min_lr && o->schedule != SCHED_COSINE && o->schedule != SCHED_PLATEAU)
+        return usage_error("--min-lr is for --schedule cosine or plateau");
+    if (o->greedy && o->nwidths < 2)
+        return usage_error("--greedy needs --layers with two or more widths");
+    if (o->greedy && (o->nconv || o->vae || o->tied))
+        return usage_error("--greedy is for dense models: not with --conv, --vae or --tied (it ties "
+                           "each new inner pair itself)");
+    if (o->greedy && (o->checkpoint || o->resume))
+        return usage_error("--greedy does not go with --checkpoint or --resume");
+    if (o->have_ckpt_every && !o->checkpoint)
+        return usage_error("--checkpoint-every needs --checkpoint FILE");
+    if (o->restore_best < 0) o->restore_best = o->patience > 0;
     if (o->standardize && o->have_output_act && o->output_act == AE_ACT_SIGMOID)
         return usage_error("--output-act sigmoid cannot fit --standardize'd data (not in [0, 1])");
     if (o->standardize && !o->have_output_act) o->output_act = AE_ACT_IDENTITY;
@@ -534,63 +595,78 @@ typedef struct epoch_rec {
     double train_loss, val_loss, test_mse, lr, seconds;
 } epoch_rec;
 
-typedef struct progress {
-    int bar;
-    double start, last_draw;
-    size_t total_steps, done_steps;
-} progress;
+/* What the callbacks of ae_fit share with the command. */
+typedef struct fit_ctx {
+    ae_model *m;
+    const train_opts *o;
+    ae_dataset *test;
+    int bar, has_val, rc;
+    double last_draw;
+    size_t epochs_run; /* the run's epochs finished (a resumed run counts from its start) */
+    epoch_rec last;    /* the last epoch this call ran */
+    char *hist;        /* the history as CSV, also kept in the model's metadata */
+    size_t hist_len, hist_cap;
+} fit_ctx;
 
-static void draw_bar(progress *p, size_t epoch, size_t epochs, size_t step, size_t steps,
-                     double loss) {
+static int on_batch(const ae_batch_stats *s, void *user) {
+    fit_ctx *c = user;
+    if (!c->bar) return 0;
     double t = now_seconds();
-    if (step != steps && t - p->last_draw < 0.1) return;
-    p->last_draw = t;
-    double per = p->done_steps ? (t - p->start) / (double)p->done_steps : 0.0;
-    double left = per * (double)(p->total_steps - p->done_steps);
+    if (s->batch != s->batches && t - c->last_draw < 0.1) return 0;
+    c->last_draw = t;
     char bar[31];
-    size_t fill = steps ? step * 30 / steps : 0;
+    size_t fill = s->batches ? s->batch * 30 / s->batches : 0;
     for (size_t i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
     bar[30] = '\0';
-    fprintf(stderr, "\repoch %zu/%zu [%s] %zu/%zu  loss %.5f  %.0f s, ~%.0f s left\033[K", epoch,
-            epochs, bar, step, steps, loss, t - p->start, left);
+    fprintf(stderr, "\repoch %zu/%zu [%s] %zu/%zu  loss %.5f  %.0f samples/s  %.0f s, ~%.0f s left\033[K",
+            s->epoch, s->epochs, bar, s->batch, s->batches, s->epoch_loss, s->samples_per_second,
+            s->elapsed, s->eta);
     fflush(stderr);
+    return 0;
 }
 
-static double lr_at(const train_opts *o, size_t epoch) {
-    switch (o->schedule) {
-    case SCHED_STEP: return o->lr * pow(o->gamma, (double)(epoch / o->step_size));
-    case SCHED_COSINE:
-        return o->min_lr + (o->lr - o->min_lr) *
-                               (1.0 + cos(3.14159265358979323846 * (double)epoch / (double)o->epochs)) / 2.0;
-    default: return o->lr;
-    }
-}
+static int dataset_mse(ae_model *m, const ae_dataset *ds, double *out);
 
-/* Loss per sample over a dataset, as ae_fit defines it: the batch losses
- * weighted by batch size (mean reduction) or summed (sum reduction), over
- * the sample count. */
-static int mean_loss(ae_model *m, const ae_dataset *ds, size_t bs, int sum_red, double *out) {
-    size_t n = ae_dataset_count(ds), d = ae_dataset_dim(ds);
-    const float *x = ae_dataset_data(ds);
-    /* File-backed rows (a split of -d --mmap) are read a batch at a time. */
-    float *buf = x ? NULL : alloc_array(bs, d, sizeof(float));
-    if (!x && !buf) return fail(EXIT_RUN, "out of memory");
-    double s = 0.0;
-    for (size_t i = 0; i < n; i += bs) {
-        size_t b = n - i < bs ? n - i : bs;
-        float loss;
-        if (buf && ae_dataset_rows(ds, i, b, buf, NULL) != AE_OK) {
-            free(buf);
-            return fail(EXIT_RUN, "%s", ae_dataset_last_error(ds));
-        }
-        if (ae_evaluate(m, buf ? buf : x + i * d, NULL, b, &loss) != AE_OK) {
-            free(buf);
-            return fail(EXIT_RUN, "evaluation failed: %s", ae_model_last_error(m));
-        }
-        s += sum_red ? (double)loss : (double)loss * (double)b;
+/* After each epoch: the test MSE, the line, the history (in the model's
+ * metadata too, so that a checkpoint carries it). Non-zero stops the fit. */
+static int on_epoch(const ae_epoch_stats *s, void *user) {
+    fit_ctx *c = user;
+    epoch_rec *r = &c->last;
+    r->train_loss = s->train_loss;
+    r->val_loss = s->val_loss;
+    r->lr = s->learning_rate;
+    r->test_mse = NAN;
+    if (c->bar) fputs("\r\033[K", stderr);
+    double t0 = now_seconds();
+    if (c->test && (c->rc = dataset_mse(c->m, c->test, &r->test_mse)) != 0) return 1;
+    r->seconds = s->seconds + (now_seconds() - t0);
+    c->epochs_run = s->epoch;
+    if (!c->o->quiet) {
+        printf("epoch %zu/%zu  train loss %.5f", s->epoch, c->o->epochs, r->train_loss);
+        if (c->has_val) printf("  val loss %.5f", r->val_loss);
+        if (c->test) printf("  test MSE %.5f", r->test_mse);
+        printf("  lr %.3g  %.2f s\n", r->lr, r->seconds);
+        fflush(stdout);
     }
-    free(buf);
-    *out = s / (double)n;
+    char line[160];
+    int k = snprintf(line, sizeof line, "%zu,%.9g,%.9g,%.9g,%.9g,%.3f\n", s->epoch, r->train_loss,
+                     r->val_loss, r->test_mse, r->lr, r->seconds);
+    size_t len = (size_t)k;
+    if (c->hist_len + len + 1 > c->hist_cap) {
+        size_t cap = 2 * c->hist_cap + len + 1;
+        char *h = realloc(c->hist, cap);
+        if (!h) {
+            c->rc = fail(EXIT_RUN, "out of memory");
+            return 1;
+        }
+        c->hist = h, c->hist_cap = cap;
+    }
+    memcpy(c->hist + c->hist_len, line, len + 1);
+    c->hist_len += len;
+    if (ae_model_set_meta(c->m, "ae.train.history", c->hist) != AE_OK) {
+        c->rc = fail(EXIT_RUN, "cannot record the history: %s", ae_model_last_error(c->m));
+        return 1;
+    }
     return 0;
 }
 
@@ -605,121 +681,134 @@ static int dataset_mse(ae_model *m, const ae_dataset *ds, double *out) {
     return rc;
 }
 
-/* Trains; *lo and *hi receive the range of the inputs of the first epoch
- * (recorded in the model's value convention). */
-static int train_loop(ae_model *m, const train_opts *o, ae_dataset *train, ae_dataset *val,
-                      ae_dataset *test, epoch_rec *hist, size_t *epochs_run, int *early,
-                      double *lo, double *hi) {
-    size_t n = ae_dataset_count(train), d = ae_dataset_dim(train), bs = o->batch;
-    if (bs > n) bs = n;
-    size_t steps = (n + bs - 1) / bs;
-    size_t *idx = alloc_array(n, 1, sizeof *idx);
-    float *batch = alloc_array(bs, d, sizeof(float));
-    if (!idx || !batch) {
-        free(idx);
-        free(batch);
-        return fail(EXIT_RUN, "out of memory");
-    }
-    for (size_t i = 0; i < n; i++) idx[i] = i;
-    progress pr = {isatty(STDERR_FILENO) && !o->quiet, now_seconds(), 0.0, steps * o->epochs, 0};
-    uint64_t rng = o->seed ^ 0x5348554646ULL; /* "SHUFF" */
-    double best = INFINITY;
-    float in_lo = INFINITY, in_hi = -INFINITY;
-    size_t since_best = 0, global = 0;
+/* Trains through ae_fit: the options map one to one. */
+static int train_fit(fit_ctx *c, ae_dataset *train, ae_dataset *val, int *early) {
+    const train_opts *o = c->o;
+    ae_fit_options f;
+    ae_fit_options_init(&f);
+    size_t n = ae_dataset_count(train);
+    f.epochs = o->epochs;
+    f.batch_size = o->batch > n ? n : o->batch;
+    f.val = val;
+    f.val_corrupt = 0; /* the validation loss is the clean data's */
+    f.shuffle_seed = o->seed;
+    f.schedule = (ae_schedule)o->schedule;
+    f.step_size = o->step_size;
+    f.gamma = o->gamma;
+    f.min_lr = o->min_lr;
+    f.warmup_steps = o->warmup;
+    f.patience = o->patience;
+    f.restore_best = o->restore_best;
+    f.callback = on_epoch;
+    f.batch_callback = on_batch;
+    f.user = c;
+    f.checkpoint_path = o->checkpoint;
+    f.checkpoint_every = o->checkpoint ? (o->have_ckpt_every ? o->ckpt_every : 1) : 0;
+    f.checkpoint_unit = o->ckpt_steps ? AE_CHECKPOINT_STEPS : AE_CHECKPOINT_EPOCHS;
+    f.resume = o->resume != NULL;
+    ae_history *h = NULL;
+    if (ae_history_create(&h, NULL) != AE_OK) return fail(EXIT_RUN, "out of memory");
+    f.history = h;
+    ae_status st = ae_fit(c->m, train, &f);
+    if (c->bar) fputs("\r\033[K", stderr);
+    ae_fit_stop why = ae_history_stop_reason(h);
+    ae_history_destroy(h);
+    *early = why == AE_FIT_EARLY_STOPPED;
+    if (c->rc) return c->rc;
+    if (st != AE_OK) return fail(EXIT_RUN, "%s", ae_model_last_error(c->m));
+    return 0;
+}
+
+/* Greedy layer-wise training (Hinton and Salakhutdinov; examples/greedy_fmnist.c):
+ * stage k of K trains the model of the first k widths, its outer layers
+ * copied from stage k-1 and frozen, its new inner pair tied; stage K is
+ * the final model `m`; a last stage unfreezes and unties everything and
+ * fine-tunes. Every stage trains through ae_fit. */
+static int train_greedy(fit_ctx *c, const size_t shape[3], ae_dataset *train, ae_dataset *val,
+                        ae_model *m, int *early) {
+    const train_opts *o = c->o;
+    size_t K = o->nwidths;
+    ae_model *prev = NULL;
     int rc = 0;
-    *early = 0;
-    for (size_t e = 0; e < o->epochs && !rc; e++) {
-        double t0 = now_seconds(), lr = lr_at(o, e), sum = 0.0, cur = lr;
-        for (size_t i = n; i > 1; i--) { /* Fisher-Yates */
-            size_t j = (size_t)(tool_splitmix(&rng) % i), t = idx[i - 1];
-            idx[i - 1] = idx[j];
-            idx[j] = t;
-        }
-        for (size_t s = 0; s < steps; s++, global++) {
-            size_t off = s * bs, b = n - off < bs ? n - off : bs;
-            cur = lr;
-            if (global < o->warmup)
-                cur = lr * (1.0 / 3.0 + (2.0 / 3.0) * (double)global / (double)o->warmup);
-            float loss;
-            if (ae_model_set_float(m, AE_P_LEARNING_RATE, cur) != AE_OK ||
-                ae_dataset_gather(train, idx + off, b, batch, NULL) != AE_OK ||
-                ae_train_step(m, batch, NULL, b, &loss) != AE_OK) {
-                if (pr.bar) fputs("\r\033[K", stderr);
-                rc = fail(EXIT_RUN, "epoch %zu, batch %zu: %s", e + 1, s + 1, ae_model_last_error(m));
+    for (size_t k = 1; k <= K + 1 && !rc; k++) {
+        ae_model *cur = m;
+        if (k < K) {
+            /* Hidden activations throughout, no sparsity: the shallow models'
+               inner layer becomes a hidden layer of the next one. */
+            train_opts so = *o;
+            so.nwidths = k;
+            so.code_act = o->act;
+            so.topk = so.batch_topk = so.lifetime_k = 0;
+            so.lifetime_frac = so.kl_rho = so.l1 = 0.0;
+            if (!(cur = build_model(&so, shape))) {
+                rc = EXIT_RUN;
                 break;
             }
-            sum += o->reduction == AE_REDUCE_SUM ? (double)loss : (double)loss * (double)b;
-            for (size_t i = 0; e == 0 && i < b * d; i++) {
-                in_lo = batch[i] < in_lo ? batch[i] : in_lo;
-                in_hi = batch[i] > in_hi ? batch[i] : in_hi;
+        }
+        ae_status st = AE_OK;
+        size_t nl = ae_model_layer_count(cur);
+        if (k >= 2 && k <= K) {
+            st = ae_model_copy_outer(cur, prev);
+            if (!st) st = ae_model_freeze(cur, 0, k - 2);
+            if (!st) st = ae_model_freeze(cur, nl - (k - 1), nl - 1);
+            if (!st) st = ae_model_tie_layers(cur, k - 1, k - 1);
+        } else if (k == K + 1) {
+            st = ae_model_unfreeze(cur, 0, AE_LAST_LAYER);
+            if (!st) st = ae_model_untie(cur);
+        }
+        if (st) {
+            rc = fail(EXIT_RUN, "greedy stage %zu: %s", k, ae_model_last_error(cur));
+        } else {
+            if (!o->quiet) {
+                if (k == 1)
+                    printf("stage 1/%zu: %zu-%zu-%zu\n", K + 1, ae_model_input_size(cur), o->widths[0],
+                           ae_model_input_size(cur));
+                else if (k <= K)
+                    printf("stage %zu/%zu: %zu encoder widths, the outer layers copied and frozen, "
+                           "the inner pair tied\n", k, K + 1, k);
+                else
+                    printf("stage %zu/%zu: unfrozen and untied, fine-tuning\n", k, K + 1);
+                fflush(stdout);
             }
-            pr.done_steps++;
-            if (pr.bar) draw_bar(&pr, e + 1, o->epochs, s + 1, steps, sum / (double)(off + b));
+            c->m = cur;
+            c->epochs_run = 0;
+            rc = train_fit(c, train, val, early);
         }
-        if (rc) break;
-        epoch_rec *r = &hist[e];
-        r->train_loss = sum / (double)n;
-        r->lr = cur;
-        r->val_loss = r->test_mse = NAN;
-        if (val && (rc = mean_loss(m, val, 1024, o->reduction == AE_REDUCE_SUM, &r->val_loss))) break;
-        if (test && (rc = dataset_mse(m, test, &r->test_mse))) break;
-        r->seconds = now_seconds() - t0;
-        *epochs_run = e + 1;
-        if (pr.bar) fputs("\r\033[K", stderr);
-        if (!o->quiet) {
-            printf("epoch %zu/%zu  train loss %.5f", e + 1, o->epochs, r->train_loss);
-            if (val) printf("  val loss %.5f", r->val_loss);
-            if (test) printf("  test MSE %.5f", r->test_mse);
-            printf("  lr %.3g  %.2f s\n", r->lr, r->seconds);
-            fflush(stdout);
-        }
-        double watched = val ? r->val_loss : r->train_loss;
-        if (watched < best) {
-            best = watched;
-            since_best = 0;
-        } else if (o->patience && ++since_best >= o->patience) {
-            *early = 1;
-            break;
+        if (prev && prev != m) ae_model_destroy(prev);
+        prev = cur;
+        if (rc && cur != m) {
+            ae_model_destroy(cur);
+            prev = NULL;
         }
     }
-    /* The model keeps its configured rate, not the last scheduled one. */
-    ae_model_set_float(m, AE_P_LEARNING_RATE, o->lr);
-    *lo = in_lo <= in_hi ? in_lo : NAN;
-    *hi = in_lo <= in_hi ? in_hi : NAN;
-    free(idx);
-    free(batch);
+    if (prev && prev != m) ae_model_destroy(prev); /* a stage that could not be built */
+    c->m = m;
     return rc;
 }
 
 /* ---- metadata ---- */
 
 static int store_meta(ae_model *m, const train_opts *o, int argc, char **argv, const char *source,
-                      size_t count, const epoch_rec *hist, size_t epochs_run, int early) {
+                      size_t count, const char *hist, size_t epochs_run, int early) {
     static const char *const st_names[] = {"none", "scalar", "channel", "feature"};
     size_t cap = 64;
     for (int i = 0; i < argc; i++) cap += strlen(argv[i]) + 1;
-    size_t hcap = 96 + epochs_run * 120;
-    char *cmd = malloc(cap), *h = malloc(hcap);
+    char *cmd = malloc(cap);
     char buf[256];
     int rc = -1;
-    if (!cmd || !h) goto done;
+    if (!cmd) goto done;
     strcpy(cmd, "ae train");
     for (int i = 1; i < argc; i++) {
         strcat(cmd, " ");
         strcat(cmd, argv[i]);
     }
-    size_t len = (size_t)snprintf(h, hcap, "epoch,train_loss,val_loss,test_mse,lr,seconds\n");
-    for (size_t e = 0; e < epochs_run; e++)
-        len += (size_t)snprintf(h + len, hcap - len, "%zu,%.9g,%.9g,%.9g,%.9g,%.3f\n", e + 1,
-                                hist[e].train_loss, hist[e].val_loss, hist[e].test_mse, hist[e].lr,
-                                hist[e].seconds);
     snprintf(buf, sizeof buf, "%zu", count);
     if (ae_model_set_meta(m, "ae.tool.version", ae_version_string()) != AE_OK ||
         ae_model_set_meta(m, "ae.train.command", cmd) != AE_OK ||
         ae_model_set_meta(m, "ae.data.source", source) != AE_OK ||
         ae_model_set_meta(m, "ae.data.count", buf) != AE_OK ||
         ae_model_set_meta(m, "ae.data.standardize", st_names[o->standardize]) != AE_OK ||
-        ae_model_set_meta(m, "ae.train.history", h) != AE_OK)
+        ae_model_set_meta(m, "ae.train.history", hist) != AE_OK)
         goto done;
     snprintf(buf, sizeof buf, "%s after %zu of %zu epochs",
              early ? "stopped early (no improvement)" : "completed", epochs_run, o->epochs);
@@ -727,7 +816,6 @@ static int store_meta(ae_model *m, const train_opts *o, int argc, char **argv, c
     rc = 0;
 done:
     free(cmd);
-    free(h);
     return rc;
 }
 
@@ -766,6 +854,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (!file_readable(o.data.path)) return fail(EXIT_RUN, "cannot open %s", o.data.path);
     if (o.test && !file_readable(o.test)) return fail(EXIT_RUN, "cannot open %s", o.test);
+    if (o.resume && !file_readable(o.resume)) return fail(EXIT_RUN, "cannot open %s", o.resume);
     /* Before training: an hour's work must not end in a file that cannot be
        written, nor overwrite its own data. */
     char *cache_labels = NULL; /* the image cache's companion, "<cache>.labels.npy" */
@@ -777,7 +866,8 @@ int cmd_train(int argc, char **argv) {
                                   {"--features-png", o.features_png},
                                   {"--scatter-png", o.scatter_png},
                                   {"--image-cache", o.data.cache},
-                                  {"--image-cache (its labels)", cache_labels}};
+                                  {"--image-cache (its labels)", cache_labels},
+                                  {"--checkpoint", o.checkpoint}};
     const named_file inputs[] = {{"-d", o.data.path},
                                  {"--labels", o.data.labels},
                                  {"--test", o.test},
@@ -789,7 +879,8 @@ int cmd_train(int argc, char **argv) {
 
     ae_dataset *all = NULL, *train = NULL, *val = NULL, *test = NULL, *shown_mem = NULL;
     ae_model *m = NULL;
-    epoch_rec *hist = NULL;
+    fit_ctx fc;
+    memset(&fc, 0, sizeof fc);
     prep p;
     memset(&p, 0, sizeof p);
     o.data.allow_file = 1; /* the training rows may stay on disk; the test set is read in */
@@ -854,13 +945,35 @@ int cmd_train(int argc, char **argv) {
                          "(e.g. 1x28x28)");
         goto done;
     }
-    if (!(m = build_model(&o, p.shape))) goto done;
-    if (ae_model_input_size(m) != d) {
-        fail(EXIT_RUN, "%s: the model's input has %zu values; the data have %zu per sample",
-             o.arch_file ? o.arch_file : "--arch-string", ae_model_input_size(m), d);
+    size_t resume_epoch = 0, resume_batch = 0;
+    if (o.resume) {
+        /* The model and the run's position come from the checkpoint. */
+        ae_config *lc = NULL;
+        if (ae_config_create(&lc, NULL) != AE_OK) {
+            fail(EXIT_RUN, "out of memory");
+            goto done;
+        }
+        if (ae_model_load(&m, o.resume, lc) != AE_OK) {
+            fail(EXIT_RUN, "%s", ae_config_last_error(lc));
+            ae_config_destroy(lc);
+            goto done;
+        }
+        ae_config_destroy(lc);
+        if (ae_fit_resume_point(m, &resume_epoch, &resume_batch) != AE_OK) {
+            fail(EXIT_RUN, "%s holds no training run to resume (%s): write one with --checkpoint",
+                 o.resume, ae_model_last_error(m));
+            goto done;
+        }
+    } else if (!(m = build_model(&o, p.shape))) {
         goto done;
     }
-    if (o.arch_file || o.arch_string) {
+    if (ae_model_input_size(m) != d) {
+        fail(EXIT_RUN, "%s: the model's input has %zu values; the data have %zu per sample",
+             o.resume ? o.resume : o.arch_file ? o.arch_file : "--arch-string",
+             ae_model_input_size(m), d);
+        goto done;
+    }
+    if (o.resume || o.arch_file || o.arch_string) {
         /* What the description set, the loop follows: the rate its schedule
          * starts from, the loss reduction, and the seed of the shuffles. */
         int64_t v = 0;
@@ -883,7 +996,12 @@ int cmd_train(int argc, char **argv) {
     if (shown_mem) shown = shown_mem;
     if (o.scatter_png && !ae_dataset_labels(shown))
         printf("note: no labels, the scatter has one colour\n");
-    if (!o.quiet) {
+    if (!o.quiet && o.resume) {
+        printf("ae train: %s, %zu samples; resuming %s after epoch %zu, batch %zu (%zu parameters)\n",
+               source, ae_dataset_count(train), o.resume, resume_epoch, resume_batch,
+               ae_model_param_count(m));
+        fflush(stdout);
+    } else if (!o.quiet) {
         printf("ae train: %s, %zu samples of %zux%zux%zu", source, ae_dataset_count(train),
                p.shape[0], p.shape[1], p.shape[2]);
         if (val) printf(", %zu for validation", ae_dataset_count(val));
@@ -910,18 +1028,34 @@ int cmd_train(int argc, char **argv) {
         }
         fflush(stdout);
     }
-    hist = calloc(o.epochs, sizeof *hist);
-    if (!hist) {
+    /* The history so far (a checkpoint's), or its header. */
+    const char *old = NULL;
+    if (o.resume) ae_model_get_meta(m, "ae.train.history", &old);
+    if (!old) old = "epoch,train_loss,val_loss,test_mse,lr,seconds\n";
+    fc.hist_len = strlen(old);
+    fc.hist_cap = fc.hist_len + 1;
+    if (!(fc.hist = malloc(fc.hist_cap))) {
         fail(EXIT_RUN, "out of memory");
         goto done;
     }
-    size_t run = 0;
+    memcpy(fc.hist, old, fc.hist_cap);
+    fc.m = m, fc.o = &o, fc.test = test, fc.has_val = val != NULL;
+    fc.bar = isatty(STDERR_FILENO) && !o.quiet;
+    fc.epochs_run = resume_epoch;
+    fc.last.train_loss = fc.last.test_mse = NAN;
     int early = 0;
     double t0 = now_seconds();
-    if (train_loop(m, &o, train, val, test, hist, &run, &early, &p.conv.lo, &p.conv.hi)) goto done;
+    /* The data preparation first, so that checkpoints carry it. */
+    if (prep_store(m, &p)) {
+        fail(EXIT_RUN, "cannot record the metadata: %s", ae_model_last_error(m));
+        goto done;
+    }
+    rc = o.greedy ? train_greedy(&fc, p.shape, train, val, m, &early) : train_fit(&fc, train, val, &early);
+    if (rc) goto done;
+    rc = EXIT_RUN;
+    size_t run = fc.epochs_run;
     double total = now_seconds() - t0;
-    if (prep_store(m, &p) || store_meta(m, &o, argc, argv, source, ae_dataset_count(train), hist,
-                                        run, early)) {
+    if (store_meta(m, &o, argc, argv, source, ae_dataset_count(train), fc.hist, run, early)) {
         fail(EXIT_RUN, "cannot record the metadata: %s", ae_model_last_error(m));
         goto done;
     }
@@ -931,12 +1065,18 @@ int cmd_train(int argc, char **argv) {
     }
     if (!o.quiet) {
         if (early) printf("stopped early after epoch %zu (no improvement)\n", run);
-        if (test)
-            printf("final test MSE %.5f after %zu epochs (%.1f s)\n", hist[run - 1].test_mse, run,
-                   total);
+        if (run == resume_epoch && o.resume)
+            printf("nothing left to train: the run had finished %zu epochs\n", run);
+        else if (test) {
+            /* With --restore-best the model is the best epoch's, not the last. */
+            double mse = fc.last.test_mse;
+            if (o.restore_best && (rc = dataset_mse(m, test, &mse)) != 0) goto done;
+            rc = EXIT_RUN;
+            printf("final test MSE %.5f after %zu epochs (%.1f s)\n", mse, run, total);
+        }
         else
-            printf("final train loss %.5f after %zu epochs (%.1f s)\n", hist[run - 1].train_loss,
-                   run, total);
+            printf("final train loss %.5f after %zu epochs (%.1f s)\n", fc.last.train_loss, run,
+                   total);
         printf("model written to %s\n", o.output);
     }
     /* The picture calls return the exit code of their failure. */
@@ -956,7 +1096,7 @@ int cmd_train(int argc, char **argv) {
     }
     rc = 0;
 done:
-    free(hist);
+    free(fc.hist);
     ae_model_destroy(m);
     ae_dataset_destroy(all);
     ae_dataset_destroy(train);

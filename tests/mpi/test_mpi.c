@@ -1,0 +1,476 @@
+/*
+ * libae_mpi under mpirun (tests/mpi/run.sh starts N ranks of this program):
+ * N ranks with batches B_r train as one process with their union, the same
+ * run repeats bitwise, a failure on one rank stops every rank without a
+ * deadlock, and ae_mpi_fit shards, trains and fails alike. Every rank runs
+ * every test; the reference (one process) is computed on each rank.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <libae/ae.h>
+#include <libae/hook.h>
+#include <libae/mpi.h>
+
+#define OK(x) assert_int_equal((x), AE_OK)
+
+static int g_rank, g_size;
+static ae_optimizer g_opt = AE_OPT_ADAM; /* of the models make() builds */
+
+/* Deterministic values in [lo, hi) (the same on every rank). */
+static void fill(float *x, size_t n, uint32_t seed, float lo, float hi) {
+    uint64_t s = seed * 0x9e3779b97f4a7c15ULL + 1;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        x[i] = lo + (hi - lo) * (float)((s >> 40) & 0xffffff) / 16777216.0f;
+    }
+}
+
+enum kind { DENSE, TIED, TOPK, CONV_BN, VAE, NKINDS };
+static const char *const kind_names[NKINDS] = {"dense", "tied", "top-k", "conv+BatchNorm", "VAE"};
+enum { IN = 64, VAE_DIM = 3, STEPS = 20 };
+
+static ae_model *make(enum kind k, int64_t seed) {
+    ae_config *c = NULL;
+    ae_model *m = NULL;
+    OK(ae_config_create(&c, NULL));
+    switch (k) {
+    case DENSE:
+    case TIED:
+        OK(ae_config_set_input_size(c, IN));
+        OK(ae_config_add_dense(c, 16, AE_ACT_TANH));
+        OK(ae_config_add_dense(c, 6, AE_ACT_IDENTITY));
+        OK(ae_config_mark_code(c));
+        OK(ae_config_mirror_decoder(c, AE_ACT_SIGMOID));
+        if (k == TIED) OK(ae_config_tie(c));
+        break;
+    case TOPK:
+        OK(ae_config_set_input_size(c, IN));
+        OK(ae_config_add_dense(c, 32, AE_ACT_LEAKY_RELU));
+        OK(ae_config_add_topk(c, 4));
+        OK(ae_config_mark_code(c));
+        OK(ae_config_add_dense(c, IN, AE_ACT_IDENTITY));
+        break;
+    case CONV_BN:
+        /* No bias before a BatchNorm: its gradient is zero but for
+         * rounding, which Adam would turn into whole steps. */
+        OK(ae_config_set_input_shape(c, 1, 8, 8));
+        OK(ae_config_add_conv2d(c, 4, 3, 1, 1, AE_ACT_IDENTITY));
+        OK(ae_config_layer_set_int(c, 0, AE_LAYER_BIAS, 0));
+        OK(ae_config_add_batchnorm(c));
+        OK(ae_config_add_activation(c, AE_ACT_RELU));
+        OK(ae_config_add_maxpool2d(c, 2, 2, 0));
+        OK(ae_config_mark_code(c));
+        OK(ae_config_add_upsample(c, 2, AE_UPSAMPLE_NEAREST));
+        OK(ae_config_add_conv2d(c, 1, 3, 1, 1, AE_ACT_SIGMOID));
+        break;
+    case VAE:
+        OK(ae_config_set_input_size(c, IN));
+        OK(ae_config_add_dense(c, 16, AE_ACT_TANH));
+        OK(ae_config_add_gaussian(c, VAE_DIM));
+        OK(ae_config_mark_code(c));
+        OK(ae_config_add_dense(c, 16, AE_ACT_TANH));
+        OK(ae_config_add_dense(c, IN, AE_ACT_SIGMOID));
+        break;
+    default:
+        fail();
+    }
+    OK(ae_config_set_int(c, AE_P_OPTIMIZER, g_opt));
+    OK(ae_config_set_float(c, AE_P_LEARNING_RATE, g_opt == AE_OPT_SGD ? 0.05 : 0.01));
+    if (g_opt == AE_OPT_SGD) OK(ae_config_set_float(c, AE_P_MOMENTUM, 0.9));
+    OK(ae_config_set_int(c, AE_P_SEED, seed));
+    OK(ae_model_create(&m, c));
+    ae_config_destroy(c);
+    return m;
+}
+
+/* The batch of rank r: B_r samples (3 or 4, so the weights differ), at
+ * offset `off` of the step's union. */
+static size_t local_batch(int r) { return 3 + (size_t)(r % 2); }
+static size_t offset_of(int r) {
+    size_t o = 0;
+    for (int q = 0; q < r; q++) o += local_batch(q);
+    return o;
+}
+static size_t total_batch(void) { return offset_of(g_size); }
+
+/* The model's parameters and layer state, as ae_model_visit_state gives them. */
+typedef struct dump {
+    float *v[2];
+    size_t n[2];
+} dump;
+static ae_status dump_cb(void *ctx, ae_state_part part, void *data, size_t bytes) {
+    dump *d = ctx;
+    int k = part == AE_STATE_PARAMS ? 0 : part == AE_STATE_LAYERS ? 1 : -1;
+    if (k < 0) return AE_OK;
+    d->n[k] = bytes / sizeof(float);
+    d->v[k] = malloc(bytes ? bytes : 1);
+    assert_non_null(d->v[k]);
+    if (bytes) memcpy(d->v[k], data, bytes);
+    return AE_OK;
+}
+static dump dump_of(ae_model *m) {
+    dump d;
+    memset(&d, 0, sizeof d);
+    OK(ae_model_visit_state(m, dump_cb, &d));
+    return d;
+}
+static void dump_free(dump *d) {
+    free(d->v[0]);
+    free(d->v[1]);
+}
+
+/* |a - b| <= rtol · max |b|: relative to the array's scale. Returns the
+ * ratio. */
+static double assert_close_scaled(const float *a, const float *b, size_t n, double rtol,
+                                  const char *what) {
+    double mx = 0.0, worst = 0.0;
+    size_t wi = 0;
+    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs((double)b[i]));
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > worst) {
+            worst = d;
+            wi = i;
+        }
+    }
+    if (worst > rtol * mx) {
+        print_error("rank %d: %s[%zu] = %.9g, one process %.9g (%.3g of the largest, %.3g)\n",
+                    g_rank, what, wi, (double)a[wi], (double)b[wi], worst / mx, mx);
+        fail();
+    }
+    return mx > 0.0 ? worst / mx : 0.0;
+}
+
+/* Every rank holds rank 0's values, bitwise. */
+static void assert_same_on_all_ranks(const float *v, size_t n) {
+    float *r0 = malloc(n * sizeof *r0 + 1);
+    assert_non_null(r0);
+    memcpy(r0, v, n * sizeof *r0);
+    MPI_Bcast(r0, (int)n, MPI_FLOAT, 0, MPI_COMM_WORLD);
+    assert_memory_equal(r0, v, n * sizeof *r0);
+    free(r0);
+}
+
+/* Trains model kind k distributed for STEPS steps (rank r on its slice of
+ * each step's union) and returns its dump; *loss the last step's loss. */
+static dump train_distributed(enum kind k, const float *data, const float *eps, float *loss) {
+    /* Another seed on every rank: ae_mpi_attach gives them rank 0's model. */
+    ae_model *m = make(k, 7 + 100 * g_rank);
+    ae_mpi *h = NULL;
+    OK(ae_mpi_attach(&h, m, MPI_COMM_WORLD, AE_MPI_DEFAULT));
+    size_t B = local_batch(g_rank), off = offset_of(g_rank), T = total_batch();
+    for (size_t t = 0; t < STEPS; t++) {
+        if (eps) OK(ae_vae_set_fixed_eps(m, eps + (t * T + off) * VAE_DIM, B * VAE_DIM));
+        OK(ae_train_step(m, data + (t * T + off) * IN, NULL, B, loss));
+    }
+    dump d = dump_of(m);
+    ae_mpi_detach(h);
+    ae_model_destroy(m);
+    return d;
+}
+
+/* SGD with momentum to 1e-6 of each array's largest value. Adam to 1e-4:
+ * it divides each gradient element by its own running magnitude, so an
+ * element that is near zero by cancellation, where the one-process sum over
+ * all samples and the weighted sum of the ranks' sums differ in their last
+ * bits, moves by a visibly different step (measured: up to about 1e-5). */
+static void test_equivalence(void **state) {
+    (void)state;
+    size_t T = total_batch();
+    float *data = malloc(STEPS * T * IN * sizeof *data);
+    float *eps = malloc(STEPS * T * VAE_DIM * sizeof *eps);
+    assert_non_null(data);
+    assert_non_null(eps);
+    fill(data, STEPS * T * IN, 1, 0.0f, 1.0f);
+    fill(eps, STEPS * T * VAE_DIM, 2, -2.0f, 2.0f);
+    for (int opt = 0; opt < 2; opt++) {
+        g_opt = opt ? AE_OPT_ADAM : AE_OPT_SGD;
+        double tol = opt ? 1e-4 : 1e-6;
+        for (int k = 0; k < NKINDS; k++) {
+            ae_model *ref = make((enum kind)k, 7);
+            float ref_loss = 0.0f, loss = 0.0f;
+            for (size_t t = 0; t < STEPS; t++) {
+                if (k == VAE) OK(ae_vae_set_fixed_eps(ref, eps + t * T * VAE_DIM, T * VAE_DIM));
+                OK(ae_train_step(ref, data + t * T * IN, NULL, T, &ref_loss));
+            }
+            dump r = dump_of(ref);
+            dump d = train_distributed((enum kind)k, data, k == VAE ? eps : NULL, &loss);
+            assert_int_equal(d.n[0], r.n[0]);
+            assert_int_equal(d.n[1], r.n[1]);
+            double e = assert_close_scaled(d.v[0], r.v[0], r.n[0], tol, kind_names[k]);
+            double es = assert_close_scaled(d.v[1], r.v[1], r.n[1], tol, "layer state");
+            if (g_rank == 0)
+                print_message("%s, %s: %zu parameters, differ by %.2g of the largest (state "
+                              "%.2g); loss %.7g, one process %.7g\n",
+                              opt ? "Adam" : "SGD", kind_names[k], r.n[0], e, es, (double)loss,
+                              (double)ref_loss);
+            assert_true(fabs((double)loss - ref_loss) <= tol * fabs((double)ref_loss));
+            assert_same_on_all_ranks(d.v[0], d.n[0]);
+            assert_same_on_all_ranks(d.v[1], d.n[1]);
+            dump_free(&r);
+            dump_free(&d);
+            ae_model_destroy(ref);
+        }
+    }
+    g_opt = AE_OPT_ADAM;
+    free(data);
+    free(eps);
+}
+
+/* The same run twice: bitwise the same parameters and layer state. */
+static void test_bitwise_repeat(void **state) {
+    (void)state;
+    size_t T = total_batch();
+    float *data = malloc(STEPS * T * IN * sizeof *data);
+    assert_non_null(data);
+    fill(data, STEPS * T * IN, 3, 0.0f, 1.0f);
+    float l1, l2;
+    dump a = train_distributed(CONV_BN, data, NULL, &l1);
+    dump b = train_distributed(CONV_BN, data, NULL, &l2);
+    assert_memory_equal(a.v[0], b.v[0], a.n[0] * sizeof(float));
+    assert_memory_equal(a.v[1], b.v[1], a.n[1] * sizeof(float));
+    assert_true(l1 == l2);
+    dump_free(&a);
+    dump_free(&b);
+    free(data);
+}
+
+/* A NaN in the last rank's batch fails the step on every rank with that
+ * error, and changes nothing; a rank that leaves the steps (ae_mpi_agree
+ * with an error) makes the others' step fail and every rank agrees; the
+ * ranks then train on, in step. */
+static void test_failure_on_one_rank(void **state) {
+    (void)state;
+    for (int k = 0; k < NKINDS; k++) {
+        ae_model *m = make((enum kind)k, 11);
+        ae_mpi *h = NULL;
+        OK(ae_mpi_attach(&h, m, MPI_COMM_WORLD, AE_MPI_DEFAULT));
+        size_t B = local_batch(g_rank);
+        float x[4 * IN], eps[4 * VAE_DIM];
+        fill(eps, 4 * VAE_DIM, 5, -1.0f, 1.0f);
+        if (k == VAE) OK(ae_vae_set_fixed_eps(m, eps, B * VAE_DIM));
+        for (int step = 0; step < 4; step++) {
+            fill(x, B * IN, 100 + (uint32_t)(step * g_size + g_rank), 0.0f, 1.0f);
+            if (step == 1 && g_rank == g_size - 1) x[5] = NAN;
+            ae_status st = step == 2 && g_rank == g_size - 1
+                               ? ae_mpi_agree(h, AE_ERR_IO)
+                               : ae_train_step(m, x, NULL, B, NULL);
+            if (step == 1) {
+                assert_int_equal(st, AE_ERR_NUMERIC);
+                assert_int_equal(ae_model_step_count(m), 1);
+                if (g_rank != g_size - 1)
+                    assert_non_null(strstr(ae_mpi_last_error(h), "failed its part"));
+            } else if (step == 2) {
+                if (g_rank != g_size - 1) {
+                    assert_int_equal(st, AE_ERR_IO);
+                    assert_int_equal(ae_mpi_agree(h, st), AE_ERR_IO);
+                } else {
+                    assert_int_equal(st, AE_ERR_IO);
+                }
+                assert_non_null(strstr(ae_mpi_last_error(h), "rank"));
+            } else {
+                OK(st);
+            }
+        }
+        assert_int_equal(ae_model_step_count(m), 2);
+        dump d = dump_of(m);
+        assert_same_on_all_ranks(d.v[0], d.n[0]);
+        assert_same_on_all_ranks(d.v[1], d.n[1]);
+        dump_free(&d);
+        ae_mpi_detach(h);
+        ae_model_destroy(m);
+    }
+}
+
+/* Models that differ are refused on every rank; so are bad arguments. */
+static void test_attach_refuses(void **state) {
+    (void)state;
+    ae_model *m = make(g_rank == g_size - 1 ? TIED : DENSE, 3);
+    ae_mpi *h = NULL;
+    assert_int_equal(ae_mpi_attach(&h, m, MPI_COMM_WORLD, 0), AE_ERR_STATE);
+    assert_non_null(h);
+    if (g_rank != 0) assert_non_null(strstr(ae_mpi_last_error(h), "differs from rank 0"));
+    assert_int_equal(ae_mpi_agree(h, AE_OK), AE_ERR_STATE); /* not attached: local */
+    ae_mpi_detach(h);
+    /* The model trains alone as before. */
+    float x[3 * IN];
+    fill(x, 3 * IN, 9, 0.0f, 1.0f);
+    OK(ae_train_step(m, x, NULL, 3, NULL));
+    assert_int_equal(ae_mpi_attach(NULL, m, MPI_COMM_WORLD, 0), AE_ERR_INVALID_ARG);
+    assert_int_equal(ae_mpi_attach(&h, m, MPI_COMM_WORLD, 8), AE_ERR_INVALID_ARG);
+    ae_mpi_detach(h);
+    assert_int_equal(ae_mpi_attach(&h, NULL, MPI_COMM_WORLD, 0), AE_ERR_INVALID_ARG);
+    ae_mpi_detach(h);
+    assert_int_equal(ae_mpi_rank(NULL), -1);
+    assert_int_equal(ae_mpi_size(NULL), 0);
+    assert_int_equal(ae_mpi_agree(NULL, AE_OK), AE_ERR_INVALID_ARG);
+    ae_model_destroy(m);
+}
+
+/* ---- ae_mpi_fit ---- */
+
+enum { PER_RANK = 7, LOCAL_B = 2 };
+
+static ae_dataset *dataset_of(const float *x, size_t n) {
+    ae_dataset *ds = NULL;
+    OK(ae_dataset_create(&ds, NULL));
+    OK(ae_dataset_from_memory(ds, x, NULL, n, IN, 1, 1, AE_DATA_COPY));
+    return ds;
+}
+
+/* Without shuffling, rank r's step j takes its shard's samples [2j, 2j + 2):
+ * one process on those unions, in that order, is the reference. With
+ * shuffling, the ranks stay bitwise the same and two runs agree. */
+static void test_fit_sharded(void **state) {
+    (void)state;
+    size_t N = (size_t)g_size, n = PER_RANK * N + N - 1; /* N - 1 samples are left out */
+    float *x = malloc(n * IN * sizeof *x), *inter = malloc(PER_RANK * N * IN * sizeof *x);
+    assert_non_null(x);
+    assert_non_null(inter);
+    fill(x, n * IN, 21, 0.0f, 1.0f);
+    size_t at = 0;
+    for (size_t j = 0; j < PER_RANK; j += LOCAL_B)
+        for (size_t r = 0; r < N; r++)
+            for (size_t i = j; i < j + LOCAL_B && i < PER_RANK; i++, at++)
+                memcpy(inter + at * IN, x + (r * PER_RANK + i) * IN, IN * sizeof *x);
+    ae_dataset *all = dataset_of(x, n), *ref_ds = dataset_of(inter, PER_RANK * N);
+    ae_fit_options o;
+    ae_fit_options_init(&o);
+    o.epochs = 3;
+    o.batch_size = LOCAL_B * N;
+    o.shuffle = 0;
+    ae_model *ref = make(CONV_BN, 5);
+    OK(ae_fit(ref, ref_ds, &o));
+    dump r = dump_of(ref);
+    dump d[2];
+    for (int run = 0; run < 3; run++) {
+        o.shuffle = run > 0;
+        ae_model *m = make(CONV_BN, 5 + g_rank);
+        ae_mpi *h = NULL;
+        OK(ae_mpi_attach(&h, m, MPI_COMM_WORLD, 0));
+        OK(ae_mpi_fit(h, all, &o));
+        assert_int_equal(ae_model_step_count(m), 3 * ((PER_RANK + LOCAL_B - 1) / LOCAL_B));
+        dump e = dump_of(m);
+        assert_same_on_all_ranks(e.v[0], e.n[0]);
+        assert_same_on_all_ranks(e.v[1], e.n[1]);
+        if (run == 0) {
+            assert_close_scaled(e.v[0], r.v[0], r.n[0], 1e-6, "fit parameter");
+            dump_free(&e);
+        } else {
+            d[run - 1] = e;
+        }
+        ae_mpi_detach(h);
+        ae_model_destroy(m);
+    }
+    assert_memory_equal(d[0].v[0], d[1].v[0], d[0].n[0] * sizeof(float));
+    dump_free(&d[0]);
+    dump_free(&d[1]);
+    dump_free(&r);
+    /* A global batch that is not a multiple of the ranks. */
+    if (g_size > 1) {
+        ae_model *m = make(DENSE, 5);
+        ae_mpi *h = NULL;
+        OK(ae_mpi_attach(&h, m, MPI_COMM_WORLD, 0));
+        o.batch_size = 2 * N + 1;
+        assert_int_equal(ae_mpi_fit(h, all, &o), AE_ERR_INVALID_ARG);
+        ae_mpi_detach(h);
+        ae_model_destroy(m);
+    }
+    ae_model_destroy(ref);
+    ae_dataset_destroy(all);
+    ae_dataset_destroy(ref_ds);
+    free(x);
+    free(inter);
+}
+
+/* A .npy of float32 [n, IN]. */
+static void write_npy(const char *path, const float *x, size_t n) {
+    char hdr[128];
+    int len = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %d), }",
+                       n, IN);
+    size_t total = 10 + (size_t)len + 1;
+    size_t pad = (64 - total % 64) % 64;
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    unsigned short hl = (unsigned short)(len + 1 + pad);
+    fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+    unsigned char hb[2] = {(unsigned char)(hl & 0xff), (unsigned char)(hl >> 8)};
+    fwrite(hb, 1, 2, f);
+    fwrite(hdr, 1, (size_t)len, f);
+    for (size_t i = 0; i < pad; i++) fputc(' ', f);
+    fputc('\n', f);
+    fwrite(x, sizeof *x, n * IN, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* A NaN in the last rank's shard of a file-backed set (reported when its
+ * row is read, outside a step): every rank's ae_mpi_fit returns the error;
+ * the models stay in step. */
+static void test_fit_failure_on_one_rank(void **state) {
+    (void)state;
+    size_t N = (size_t)g_size, n = PER_RANK * N;
+    float *x = malloc(n * IN * sizeof *x);
+    assert_non_null(x);
+    fill(x, n * IN, 31, 0.0f, 1.0f);
+    x[((N - 1) * PER_RANK + 5) * IN + 3] = NAN;
+    char path[256];
+    const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(path, sizeof path, "%s/ae_mpi_test_%d_%d.npy", dir, (int)getpid(), g_rank);
+    write_npy(path, x, n);
+    ae_dataset *ds = NULL;
+    OK(ae_dataset_create(&ds, NULL));
+    OK(ae_dataset_open_npy(ds, path));
+    ae_model *m = make(CONV_BN, 5);
+    ae_mpi *h = NULL;
+    OK(ae_mpi_attach(&h, m, MPI_COMM_WORLD, 0));
+    ae_fit_options o;
+    ae_fit_options_init(&o);
+    o.epochs = 2;
+    o.batch_size = LOCAL_B * N;
+    o.shuffle = 0;
+    assert_int_equal(ae_mpi_fit(h, ds, &o), AE_ERR_FORMAT);
+    assert_non_null(strstr(ae_mpi_last_error(h), "rank"));
+    /* Samples 0-3 train, the batch of 4-5 fails on the last rank. */
+    assert_int_equal(ae_model_step_count(m), 2);
+    dump d = dump_of(m);
+    assert_same_on_all_ranks(d.v[0], d.n[0]);
+    dump_free(&d);
+    ae_mpi_detach(h);
+    ae_model_destroy(m);
+    ae_dataset_destroy(ds);
+    unlink(path);
+    free(x);
+}
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_equivalence),
+        cmocka_unit_test(test_bitwise_repeat),
+        cmocka_unit_test(test_failure_on_one_rank),
+        cmocka_unit_test(test_attach_refuses),
+        cmocka_unit_test(test_fit_sharded),
+        cmocka_unit_test(test_fit_failure_on_one_rank),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    /* One rank's failed assertion may leave the others inside a collective:
+     * abort them all rather than wait for the timeout. */
+    int any = 0;
+    if (!failed) MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (failed) MPI_Abort(MPI_COMM_WORLD, 1);
+    MPI_Finalize();
+    return any ? 1 : 0;
+}
