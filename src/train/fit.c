@@ -464,6 +464,11 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
                 ae_error(&m->err, st, "ae_fit: epoch %zu, batch %zu: %s", ep + 1, b + 1, msg);
                 break;
             }
+            /* The range of the inputs, before a checkpoint or a stop. */
+            for (size_t i = 0; ep == 0 && i < nb * d; i++) {
+                cv.lo = x[i] < cv.lo ? x[i] : cv.lo;
+                cv.hi = x[i] > cv.hi ? x[i] : cv.hi;
+            }
             fs->acc += sum_reduce ? (double)l : (double)l * (double)nb;
             fs->seen += nb;
             fs->step++;
@@ -499,10 +504,6 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
                     stopped = 1;
                     break;
                 }
-            }
-            for (size_t i = 0; ep == 0 && i < nb * d; i++) {
-                cv.lo = x[i] < cv.lo ? x[i] : cv.lo;
-                cv.hi = x[i] > cv.hi ? x[i] : cv.hi;
             }
         }
         if (st || stopped) break;
