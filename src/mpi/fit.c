@@ -1,6 +1,8 @@
 /* ae_mpi_fit: ae_fit on each rank's shard of the training set, through
  * the public API (ae_dataset_subset_range, the callback), so that the fit
  * loop stays the one loop. */
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mpi_int.h"
@@ -55,6 +57,42 @@ static ae_status prepare(ae_mpi *h, const ae_dataset *train, ae_fit_options *o,
     return AE_OK;
 }
 
+/* Each rank's ae_fit recorded the range of its own shard's inputs in the
+ * model's value convention; every rank records the range over all shards,
+ * so that the ranks' models stay the same (a collective). */
+static ae_status share_range(ae_mpi *h) {
+    ae_data_convention c = {.struct_size = sizeof c};
+    ae_model_data_convention(h->m, &c, NULL, NULL, 0);
+    size_t n = c.std_count;
+    float *stats = n ? malloc(2 * n * sizeof *stats) : NULL;
+    ae_status st = n && !stats ? ae_mpi_error(h, AE_ERR_OUT_OF_MEMORY, "out of memory") : AE_OK;
+    if (!st) st = ae_model_data_convention(h->m, &c, stats, stats + n, n);
+    if ((st = ae_mpi_agree(h, st)) != AE_OK) {
+        free(stats);
+        return st;
+    }
+    mpi_hdr me;
+    memset(&me, 0, sizeof me);
+    me.tag = TAG_RANGE;
+    me.sc[0] = c.lo;
+    me.sc[1] = c.hi;
+    st = ae_mpi_exchange(h, &me);
+    double lo = NAN, hi = NAN;
+    for (int q = 0; !st && q < h->size; q++) {
+        double a = h->hdrs[q].sc[0], b = h->hdrs[q].sc[1];
+        if (isnan(a)) continue;
+        lo = isnan(lo) || a < lo ? a : lo;
+        hi = isnan(hi) || b > hi ? b : hi;
+    }
+    /* The same convention with a wider range: nothing to allocate. */
+    if (!st && !isnan(lo)) {
+        c.lo = lo, c.hi = hi;
+        st = ae_model_set_data_convention(h->m, &c, stats, n ? stats + n : NULL);
+    }
+    free(stats);
+    return st;
+}
+
 ae_status ae_mpi_fit(ae_mpi *h, const ae_dataset *train, const ae_fit_options *opts) {
     if (!h) return AE_ERR_INVALID_ARG;
     if (!h->attached) return ae_mpi_error(h, AE_ERR_STATE, "the handle is not attached");
@@ -86,6 +124,7 @@ ae_status ae_mpi_fit(ae_mpi *h, const ae_dataset *train, const ae_fit_options *o
         /* The first failing rank's reason, where this rank has it. */
         if (own && own == st) memcpy(h->err, msg, sizeof msg);
     }
+    if (!st) st = share_range(h);
     ae_dataset_destroy(shard);
     return st;
 }

@@ -14,7 +14,8 @@ enum {
     TAG_BATCH = 4,
     TAG_CALLBACK = 5,
     TAG_STATS = 6,
-    TAG_AGREE = 7
+    TAG_AGREE = 7,
+    TAG_RANGE = 8
 };
 
 /* Every collective of the library starts with an MPI_Allgather of one

@@ -364,6 +364,12 @@ static void test_fit_sharded(void **state) {
         dump e = dump_of(m);
         assert_same_on_all_ranks(e.v[0], e.n[0]);
         assert_same_on_all_ranks(e.v[1], e.n[1]);
+        /* Every rank's value convention records the range of every shard's
+           inputs, as the one process on their union. */
+        ae_data_convention c = {.struct_size = sizeof c}, rc = {.struct_size = sizeof rc};
+        OK(ae_model_data_convention(m, &c, NULL, NULL, 0));
+        OK(ae_model_data_convention(ref, &rc, NULL, NULL, 0));
+        assert_true(!isnan(rc.lo) && c.lo == rc.lo && c.hi == rc.hi);
         if (run == 0) {
             assert_close_scaled(e.v[0], r.v[0], r.n[0], 1e-6, "fit parameter");
             dump_free(&e);
