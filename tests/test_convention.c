@@ -433,6 +433,14 @@ static void test_conform_errors(void **state) {
 
 /* ---- models: ae_fit records, the setter and getter, the file keeps ---- */
 
+/* Field by field: a struct's padding is not a value (a copy need not keep
+ * it), and NaN ranges are equal. */
+static int same_convention(const ae_data_convention *a, const ae_data_convention *b) {
+    return a->elem == b->elem && a->scale == b->scale && a->offset == b->offset &&
+           a->std_count == b->std_count && (a->lo == b->lo || (isnan(a->lo) && isnan(b->lo))) &&
+           (a->hi == b->hi || (isnan(a->hi) && isnan(b->hi)));
+}
+
 static void test_model_convention(void **state) {
     (void)state;
     ae_model *m = small_model();
@@ -470,7 +478,7 @@ static void test_model_convention(void **state) {
     ae_data_convention c2;
     c2.struct_size = sizeof c2;
     OK(ae_model_data_convention(back, &c2, &gm, &gs, 1));
-    assert_memory_equal(&c, &c2, sizeof c);
+    assert_true(same_convention(&c, &c2));
     assert_true(gm == mean && gs == sd);
     /* Data for the loaded model, in one call: the training set's meaning. */
     ae_dataset *other = load("u8.npy");
@@ -540,7 +548,7 @@ static void test_model_convention(void **state) {
     assert_int_equal(ae_model_set_data_convention(m, &s, five, ones), AE_ERR_INVALID_ARG);
     assert_int_equal(ae_model_set_data_convention(m, &s, NULL, NULL), AE_ERR_INVALID_ARG);
     OK(ae_model_data_convention(m, &c2, NULL, NULL, 0));
-    assert_memory_equal(&c, &c2, sizeof c);
+    assert_true(same_convention(&c, &c2));
     ones[2] = 1.0f;
     OK(ae_model_set_data_convention(m, &s, five, ones));
     OK(ae_model_data_convention(m, &c2, NULL, NULL, 0));
