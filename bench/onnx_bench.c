@@ -7,7 +7,8 @@
  * "libae NAME BATCH MEDIAN_US" each. ROUNDS rounds, so the script can
  * interleave it with ONNX Runtime's.
  *
- * Usage: onnx_bench DIR [ROUNDS]   (OPENBLAS_NUM_THREADS=1 as the script sets) */
+ * Usage: onnx_bench DIR [ROUNDS [BACKEND]]   (auto, openblas or onednn; one
+ * thread as the script sets) */
 #include "bench_common.h"
 
 typedef struct ctx {
@@ -23,10 +24,12 @@ static int encode_once(void *p, int i) {
     return ae_encode(c->m, c->x, c->batch, c->code) != AE_OK;
 }
 
+static ae_backend backend;
+
 static ae_model *make(int conv, int identity) {
     ae_config *cfg = NULL;
     ae_model *m = NULL;
-    int ok = ae_config_create(&cfg, NULL) == AE_OK;
+    int ok = ae_config_create(&cfg, NULL) == AE_OK && ae_config_set_backend(cfg, backend) == AE_OK;
     if (conv) {
         ok = ok && ae_config_set_input_shape(cfg, 1, 28, 28) == AE_OK;
         if (identity)
@@ -67,18 +70,12 @@ static void export(ae_model *m, const char *dir, const char *name) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: onnx_bench DIR [ROUNDS]\n");
+        fprintf(stderr, "usage: onnx_bench DIR [ROUNDS [BACKEND]]\n");
         return 2;
     }
     const char *dir = argv[1];
     int rounds = argc > 2 ? atoi(argv[2]) : 1;
-    if (rounds == 0) {
-        /* The setup run prints what the figures were measured on. */
-        const char *coretype = getenv("OPENBLAS_CORETYPE");
-        printf("# libae %s, OpenBLAS core %s (OPENBLAS_CORETYPE=%s), %d OpenBLAS thread(s)\n",
-               ae_version_string(), openblas_get_corename(), coretype ? coretype : "(unset)",
-               openblas_get_num_threads());
-    }
+    backend = bench_backend(argc > 3 ? argv[3] : NULL);
     static const char *const names[2] = {"dense_a", "conv_seed"};
     static const size_t batches[2] = {1, 256};
     float *x = bench_data(256, 784);
@@ -95,6 +92,16 @@ int main(int argc, char **argv) {
         snprintf(nm, sizeof nm, "%s_identity", names[k]);
         export(id, dir, nm);
         ae_model_destroy(id);
+    }
+    if (rounds == 0) {
+        /* The setup run prints what the figures were measured on. */
+        const char *coretype = getenv("OPENBLAS_CORETYPE");
+        const char *omp = getenv("OMP_NUM_THREADS");
+        printf("# libae %s, backend %s, OpenBLAS core %s (OPENBLAS_CORETYPE=%s), %d OpenBLAS "
+               "thread(s), OMP_NUM_THREADS=%s\n",
+               ae_version_string(), ae_backend_name(ae_model_backend(models[0])),
+               openblas_get_corename(), coretype ? coretype : "(unset)",
+               openblas_get_num_threads(), omp ? omp : "(unset)");
     }
     float *code = malloc(256 * 784 * sizeof *code);
     for (int r = 0; r < rounds; r++)

@@ -8,23 +8,26 @@
 # same way, and subtracted: ort_net = ort(model) - ort(identity). Both the
 # raw and the net ratios are printed.
 #
-# Usage: bench/onnx_bench.sh BUILD_DIR [ROUNDS]
+# Usage: bench/onnx_bench.sh BUILD_DIR [ROUNDS [BACKEND]]
+#   BACKEND: auto (default), openblas or onednn, libae's.
 #   BUILD_DIR configured with -Dbench=true; onnxruntime-node is taken from
 #   BUILD_DIR/ort/node_modules (meson test onnx_runtime installs it there).
 set -eu
 build=$1
 rounds=${2:-3}
+backend=${3:-auto}
 here=$(cd "$(dirname "$0")" && pwd)
-export OPENBLAS_NUM_THREADS=1
+# One thread for either backend: OpenBLAS's own, oneDNN's OpenMP.
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 export NODE_PATH="$build/ort/node_modules"
 work=$(mktemp -d "${TMPDIR:-/tmp}/ae-onnx-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 # Writes the models and the input, and prints the OpenBLAS core.
-"$build/bench/onnx_bench" "$work" 0 | grep '^#' || true
+"$build/bench/onnx_bench" "$work" 0 "$backend" | grep '^#' || true
 : >"$work/times"
 i=0
 while [ "$i" -lt "$rounds" ]; do
-    "$build/bench/onnx_bench" "$work" 1 >>"$work/times"
+    "$build/bench/onnx_bench" "$work" 1 "$backend" >>"$work/times"
     node "$here/onnx_bench.js" "$work" >>"$work/times"
     i=$((i + 1))
 done

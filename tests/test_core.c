@@ -157,6 +157,41 @@ static void test_sgemm_wrapper(void **state) {
     }
 }
 
+/* y = alpha A x + beta y on shapes that take every part of the GEMV
+ * kernel (groups of four rows and the rest, sixteen-column blocks and the
+ * tail, a padded lda), on each backend, against a product in double. */
+static void test_sgemv_kernel_shapes(void **state) {
+    (void)state;
+    static const size_t shapes[][2] = {{1, 1}, {3, 15}, {4, 16}, {9, 47}, {37, 70}, {256, 784}};
+    for (int be = AE_BACKEND_OPENBLAS; be <= AE_BACKEND_ONEDNN; be++) {
+        if (!ae_backend_available((ae_backend)be)) continue;
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            size_t rows = shapes[s][0], cols = shapes[s][1], lda = cols + 3;
+            float *A = malloc(rows * lda * sizeof *A), *x = malloc(cols * sizeof *x),
+                  *y = malloc(rows * sizeof *y), *y0 = malloc(rows * sizeof *y0);
+            assert_non_null(A && x && y && y0);
+            test_fill(A, rows * lda, 5, -1, 1);
+            test_fill(x, cols, 6, -1, 1);
+            test_fill(y0, rows, 7, -1, 1);
+            for (int pass = 0; pass < 2; pass++) {
+                float beta = pass ? 0.5f : 0.0f;
+                for (size_t r = 0; r < rows; r++) y[r] = pass ? y0[r] : NAN;
+                ae_sgemv((ae_backend)be, AE_NO_TRANS, rows, cols, 2.0f, A, lda, x, beta, y);
+                for (size_t r = 0; r < rows; r++) {
+                    double acc = 0;
+                    for (size_t c = 0; c < cols; c++) acc += (double)A[r * lda + c] * x[c];
+                    double want = 2.0 * acc + (pass ? 0.5 * y0[r] : 0.0);
+                    assert_true(fabs(y[r] - want) < 1e-5 * (1.0 + sqrt((double)cols)));
+                }
+            }
+            free(A);
+            free(x);
+            free(y);
+            free(y0);
+        }
+    }
+}
+
 /* The backend names, availability and the config call's errors. */
 static void test_backend_choice(void **state) {
     (void)state;
@@ -532,7 +567,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_names),  cmocka_unit_test(test_version),
         cmocka_unit_test(test_error_format),  cmocka_unit_test(test_alloc_aligned_and_hook),
-        cmocka_unit_test(test_rng),           cmocka_unit_test(test_sgemm_wrapper), cmocka_unit_test(test_backend_choice),
+        cmocka_unit_test(test_rng),           cmocka_unit_test(test_sgemm_wrapper),
+        cmocka_unit_test(test_sgemv_kernel_shapes), cmocka_unit_test(test_backend_choice),
         cmocka_unit_test(test_finite_check),
         cmocka_unit_test_setup_teardown(test_replace_long_name, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_replace_removes_stale_temp, setup_dir, teardown_dir),
