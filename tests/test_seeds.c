@@ -170,6 +170,44 @@ static void test_seed_models(void **state) {
     }
 }
 
+/* The seeds' semantics: Gaussian noise x + 0.3 * randn (the level is the
+ * standard deviation) in seeds 000 and 002, the KL penalty averaged over
+ * the code units in seed 003. */
+static void test_seed_semantics(void **state) {
+    (void)state;
+    char dir[2048];
+    if (!arch_dir(dir, sizeof dir)) skip();
+    static const char *const gaussian[] = {"seed000_denoising", "seed002_conv_bn"};
+    for (size_t i = 0; i < 2; i++) {
+        ae_model *m = load_case(gaussian[i]);
+        int64_t kind = 0;
+        double level = 0;
+        OK(ae_model_get_int(m, AE_P_NOISE_KIND, &kind));
+        OK(ae_model_get_float(m, AE_P_NOISE_LEVEL, &level));
+        assert_int_equal(kind, AE_NOISE_GAUSSIAN);
+        if (fabs(level - 0.3) > 1e-12) fprintf(stderr, "%s: noise level %g\n", gaussian[i], level);
+        assert_true(fabs(level - 0.3) <= 1e-12);
+        ae_model_destroy(m);
+    }
+    static const char *const kl[] = {"seed003_kl", "seed003_tied"};
+    for (size_t i = 0; i < 2; i++) {
+        ae_model *m = load_case(kl[i]);
+        size_t n = 0;
+        assert_int_equal(ae_model_describe(m, NULL, 0, &n), AE_ERR_RANGE);
+        char *text = malloc(n + 1);
+        assert_non_null(text);
+        OK(ae_model_describe(m, text, n + 1, &n));
+        const char *line = strstr(text, "kl_sparsity");
+        assert_non_null(line);
+        const char *end = strchr(line, '\n');
+        assert_non_null(end);
+        const char *red = strstr(line, "reduction=mean");
+        assert_true(red && red < end);
+        free(text);
+        ae_model_destroy(m);
+    }
+}
+
 /* Seed 003's greedy layer-wise training on the two greedy files, as `ae
  * train --greedy --layers 256,64` stages it: the frozen outer layers do not
  * move in stage 2, the tied inner pair shares one weight, and the last
@@ -223,6 +261,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_file_listed),
         cmocka_unit_test(test_seed_models),
+        cmocka_unit_test(test_seed_semantics),
         cmocka_unit_test(test_greedy_stages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
