@@ -17,9 +17,12 @@ secs=${2:-5}
 rounds=${3:-3}
 here=$(dirname "$0")
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell}
-export OMPI_MCA_mpi_yield_when_idle=0
+# Waiting ranks yield the core (=0: they poll, which is fastest on an idle
+# machine but, with other work on the cores, burns the time slices the
+# other rank needs: measured 15-30x slower steps at a load of 7).
+export OMPI_MCA_mpi_yield_when_idle=${OMPI_MCA_mpi_yield_when_idle:-1}
 mpirun="mpirun --allow-run-as-root --bind-to none"
-echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE"
+echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE, yield_when_idle=$OMPI_MCA_mpi_yield_when_idle"
 r=1
 while [ "$r" -le "$rounds" ]; do
     echo "# round $r"
