@@ -125,6 +125,58 @@ typedef ae_status (*ae_batch_reduce_fn)(void *ctx, double *values, size_t n, ae_
 AE_API ae_status ae_model_set_batch_reduce(ae_model *m, ae_batch_reduce_fn fn, void *ctx);
 
 /**
+ * The points of an ae_fit run where distributed processes agree (numbers
+ * frozen). At each, ae_fit passes a few values and its own status to the
+ * fit-share hook. Since 0.1.0.
+ */
+typedef enum ae_fit_point {
+    AE_FIT_POINT_START = 0,      /* after ae_fit's checks and allocations, before the first
+                                    step: no values */
+    AE_FIT_POINT_STEP = 1,       /* after every step, its checkpoint and the batch callback:
+                                    values[0] is 1 when the batch callback asked to stop */
+    AE_FIT_POINT_VALIDATION = 2, /* after the validation of an epoch: values[0] is the
+                                    validation loss */
+    AE_FIT_POINT_EPOCH = 3,      /* after the epoch callback and the epoch's checkpoint:
+                                    values[0] is 1 when the callback asked to stop */
+    AE_FIT_POINT_END = 4         /* after the run (and its checkpoint on stop), before
+                                    restore_best: no values */
+} ae_fit_point;
+
+/**
+ * A fit-share hook: makes `n` values (n <= 4) the same on every process
+ * (process 0's replace the others'), and agrees on a status: it returns
+ * the first error of `local` in process order, AE_OK when every process
+ * passed AE_OK (or an error of its own, e.g. a transport failure). Every
+ * process calls it at the same points of a run in the same order; a
+ * process that left the run (an error before a step) is not there, and
+ * the hook must then fail rather than wait. Since 0.1.0.
+ */
+typedef ae_status (*ae_fit_share_fn)(void *ctx, ae_fit_point point, double *values, size_t n,
+                                     ae_status local);
+
+/**
+ * Makes ae_fit on `m` one of `size` processes' run (this one is `rank`):
+ * every process calls ae_fit with the whole training set and the same
+ * options, and `batch_size` is the global batch. Each epoch's order is one
+ * permutation of the whole set (from shuffle_seed, the same on every
+ * process), cut into global batches as one process would; process r
+ * trains on its slice of each global batch, samples [lo, hi) of it with
+ * lo = nb·r / size and hi = nb·(r + 1) / size for a batch of nb, and reads
+ * only those rows. With a gradient-reduce hook that combines the processes
+ * as one process with the global batch (libae_mpi's), the run is that
+ * process's run, and the run's position (checkpoints, resume) is the same
+ * for any number of processes. Process 0 alone validates (the others take
+ * its loss through the hook), calls the callbacks (their answer stops
+ * every process) and writes checkpoints; every process fills its history.
+ * Every batch must hold at least `size` samples (AE_ERR_STATE otherwise).
+ * `fn` NULL removes the hook (rank and size are then ignored); `ctx` is
+ * kept, not owned; the hook is not saved in model files. Errors:
+ * AE_ERR_INVALID_ARG (m NULL, size < 1, rank outside [0, size)). Since 0.1.0.
+ */
+AE_API ae_status ae_model_set_fit_share(ae_model *m, ae_fit_share_fn fn, void *ctx, int rank,
+                                        int size);
+
+/**
  * The parts of a model's training state that ae_model_visit_state passes,
  * by number (frozen; later versions may append parts). Since 0.1.0.
  */

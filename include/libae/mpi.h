@@ -105,26 +105,26 @@ AE_API ae_status ae_mpi_agree(ae_mpi *h, ae_status local);
 AE_API ae_status ae_mpi_sync_stats(ae_mpi *h);
 
 /**
- * ae_fit over the ranks. Collective. `train` is the whole training set as
- * each rank opened it (a file-backed set, ae_dataset_open_npy, is read only
- * where this rank's shard lies); each rank trains on its shard, the
- * contiguous samples [r·s, (r+1)·s) with s = count / ranks (the last
- * count mod ranks samples, fewer than the number of ranks, are left out),
- * so every rank takes the same number of steps. opts->batch_size is the
- * global batch: a multiple of the number of ranks, each rank's batch is
- * batch_size / ranks. Each rank shuffles its shard with a seed derived
- * from opts->shuffle_seed and its rank (rank 0: the seed itself, so one
- * rank trains as ae_fit). opts->val, when set, is evaluated whole by every
- * rank (the same results everywhere, so schedules and early stopping
- * agree). The callback runs on rank 0 only, and its answer stops every
- * rank: write models, checkpoints and pictures from it (or after the call,
- * on rank 0). The history is filled on every rank. A failure on any rank
- * (in a step, reading the data, out of memory) ends the call on every rank
- * with that rank's error (ae_mpi_agree). Errors: those of ae_fit (message
- * in ae_model_last_error of the failing rank's model; ae_mpi_last_error
- * names the rank), AE_ERR_INVALID_ARG (a global batch that is not a
- * multiple of the ranks), AE_ERR_STATE (fewer samples than ranks).
- * Since 0.1.0.
+ * ae_fit over the ranks (collective): every rank passes the whole training
+ * set as it opened it and the same options; opts->batch_size is the global
+ * batch. The run is the run of one process with that batch: each epoch's
+ * order is one permutation of the whole set (from shuffle_seed, the same on
+ * every rank), cut into global batches, and rank r trains on its slice of
+ * each, samples [nb·r/N, nb·(r+1)/N) of a batch of nb (a file-backed set,
+ * ae_dataset_open_npy, is read only there). Rank 0 alone evaluates
+ * opts->val (the others take its loss), runs the callbacks (their answer
+ * stops every rank) and writes opts->checkpoint_path; every rank fills its
+ * history, the same everywhere. With opts->resume, every rank loads the
+ * same checkpoint first (ae_model_load); the number of ranks may differ
+ * from the run's (not the global batch). ae_fit on an attached model runs
+ * the same way (ae_mpi_attach sets the hook of ae_model_set_fit_share);
+ * ae_mpi_fit adds a check that the ranks' runs are the same and the
+ * agreement that ends every rank with the error of a rank that left the
+ * run (a read error of its rows), which plain ae_fit cannot give.
+ * Errors: those of ae_fit (message in ae_model_last_error of the failing
+ * rank's model; ae_mpi_last_error names the rank), AE_ERR_STATE (the
+ * ranks' sets, batch, epochs, order options or resume points differ; a
+ * batch with fewer samples than ranks). Since 0.1.0.
  */
 AE_API ae_status ae_mpi_fit(ae_mpi *h, const ae_dataset *train, const ae_fit_options *opts);
 

@@ -93,6 +93,12 @@ struct ae_model {
     size_t sync_room;
     ae_batch_sync *sync;
 
+    /* ae_fit's distributed hook (sync.c, used by src/train/fit.c): this
+     * process is share_rank of share_size; NULL: ae_fit runs alone. */
+    ae_fit_share_fn share_fn;
+    void *share_ctx;
+    int share_rank, share_size;
+
     ae_rng rng;
     uint64_t steps;
     double last_loss;

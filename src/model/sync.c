@@ -73,6 +73,20 @@ ae_status ae_sync_end(ae_model *m, ae_status local) {
     return local;
 }
 
+/* ---- ae_fit over several processes ---- */
+
+ae_status ae_model_set_fit_share(ae_model *m, ae_fit_share_fn fn, void *ctx, int rank, int size) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    if (fn && (size < 1 || rank < 0 || rank >= size))
+        return ae_error(&m->err, AE_ERR_INVALID_ARG,
+                        "ae_model_set_fit_share: rank %d of %d processes", rank, size);
+    m->share_fn = fn;
+    m->share_ctx = fn ? ctx : NULL;
+    m->share_rank = fn ? rank : 0;
+    m->share_size = fn ? size : 1;
+    return AE_OK;
+}
+
 /* ---- the training state ---- */
 
 typedef struct state_part {

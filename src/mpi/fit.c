@@ -1,60 +1,56 @@
-/* ae_mpi_fit: ae_fit on each rank's shard of the training set, through
- * the public API (ae_dataset_subset_range, the callback), so that the fit
- * loop stays the one loop. */
+/* ae_fit over the ranks: the fit-share hook of <libae/hook.h>, with which
+ * ae_fit itself trains each rank on its slice of every global batch and
+ * lets rank 0 validate, call back and write checkpoints; and ae_mpi_fit,
+ * ae_fit framed by the two agreements that every rank's run needs (the
+ * same run on every rank before, the same outcome after). The fit loop
+ * stays the one loop (src/train/fit.c). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mpi_int.h"
 
-typedef struct fit_ctx {
-    ae_mpi *h;
-    ae_fit_callback user;
-    void *user_ctx;
-} fit_ctx;
-
-/* Rank 0's callback decides for every rank. Every rank's ae_fit calls
- * this once per epoch, at the same point: a collective. */
-static int epoch_callback(const ae_epoch_stats *stats, void *ctx) {
-    fit_ctx *c = ctx;
-    ae_mpi *h = c->h;
-    if (h->broken) return 1;
-    int stop = 0;
-    if (h->rank == 0 && c->user) stop = c->user(stats, c->user_ctx) != 0;
+ae_status ae_mpi_fit_hook(void *ctx, ae_fit_point point, double *v, size_t n, ae_status local) {
+    ae_mpi *h = ctx;
+    if (h->broken) return h->broken_status;
     mpi_hdr me;
     memset(&me, 0, sizeof me);
-    me.tag = TAG_CALLBACK;
-    me.value = stop;
-    if (ae_mpi_exchange(h, &me)) return 1;
-    return h->hdrs[0].value != 0.0;
+    me.tag = TAG_FIT;
+    me.n = (uint64_t)point;
+    me.status = local;
+    if (n > AE_GRAD_SCALAR_COUNT) n = AE_GRAD_SCALAR_COUNT;
+    for (size_t k = 0; k < n; k++) me.sc[k] = v[k];
+    ae_status st = ae_mpi_exchange(h, &me);
+    if (st) return st;
+    for (size_t k = 0; k < n; k++) v[k] = h->hdrs[0].sc[k];
+    int bad = ae_mpi_first_failed(h);
+    return bad >= 0 ? ae_mpi_rank_failed(h, bad, "in ae_fit") : AE_OK;
 }
 
-/* splitmix64: a shuffle seed per rank, rank 0 keeping the caller's. */
-static uint64_t rank_seed(uint64_t seed, int rank) {
-    if (!rank) return seed;
-    uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (uint64_t)rank;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
+/* What must be the same on every rank for their ae_fit calls to be one
+ * run, in the order of the names below. */
+enum { ARG_COUNT, ARG_DIM, ARG_BATCH, ARG_EPOCHS, ARG_ORDER, ARG_VAL, ARG_RESUME, ARG_N };
+_Static_assert((int)ARG_N <= (int)AE_GRAD_SCALAR_COUNT, "the arguments travel in a header's sc[]");
+static const char *const arg_names[ARG_N] = {
+    "the training set's size", "the training set's sample size", "batch_size", "epochs",
+    "shuffle, shuffle_seed, drop_last or restore_best", "the validation set's size",
+    "the resume point (opts->resume and the loaded checkpoint's position)"};
 
-/* The checks and the shard, before any collective of the fit. */
-static ae_status prepare(ae_mpi *h, const ae_dataset *train, ae_fit_options *o,
-                         ae_dataset **shard) {
-    if (!train) return ae_mpi_error(h, AE_ERR_INVALID_ARG, "the training set is NULL");
-    size_t N = (size_t)h->size, count = ae_dataset_count(train), s = count / N;
-    if (o->batch_size == 0 || o->batch_size % N)
-        return ae_mpi_error(h, AE_ERR_INVALID_ARG,
-                            "the global batch size %zu is not a positive multiple of the %zu ranks",
-                            o->batch_size, N);
-    if (s == 0)
-        return ae_mpi_error(h, AE_ERR_STATE, "the training set has %zu samples, fewer than the %zu ranks",
-                            count, N);
-    ae_status st = ae_dataset_subset_range(train, (size_t)h->rank * s, s, shard);
-    if (st) return ae_mpi_error(h, st, "taking this rank's shard failed: %s", ae_dataset_last_error(train));
-    o->batch_size /= N;
-    o->shuffle_seed = rank_seed(o->shuffle_seed, h->rank);
-    return AE_OK;
+static void run_args(const ae_mpi *h, const ae_dataset *train, const ae_fit_options *o,
+                     double a[ARG_N]) {
+    a[ARG_COUNT] = (double)ae_dataset_count(train);
+    a[ARG_DIM] = (double)ae_dataset_dim(train);
+    a[ARG_BATCH] = (double)o->batch_size;
+    a[ARG_EPOCHS] = (double)o->epochs;
+    /* The seed's 64 bits do not fit a double: its halves, mixed. */
+    a[ARG_ORDER] = (double)((o->shuffle != 0) | (o->drop_last != 0) << 1 | (o->restore_best != 0) << 2) +
+                   8.0 * ((double)(uint32_t)(o->shuffle_seed >> 32) * 4294967296.0 +
+                          (double)(uint32_t)o->shuffle_seed);
+    a[ARG_VAL] = o->val ? (double)ae_dataset_count(o->val) : -1.0;
+    size_t ep = 0, b = 0;
+    a[ARG_RESUME] = o->resume && ae_fit_resume_point(h->m, &ep, &b) == AE_OK
+                        ? (double)ep * 16777216.0 + (double)b
+                        : -1.0;
 }
 
 /* Each rank's ae_fit recorded the range of its own shard's inputs in the
@@ -96,35 +92,42 @@ static ae_status share_range(ae_mpi *h) {
 ae_status ae_mpi_fit(ae_mpi *h, const ae_dataset *train, const ae_fit_options *opts) {
     if (!h) return AE_ERR_INVALID_ARG;
     if (!h->attached) return ae_mpi_error(h, AE_ERR_STATE, "the handle is not attached");
-    ae_fit_options o;
-    ae_fit_options_init(&o);
+    ae_fit_options defaults;
+    ae_fit_options_init(&defaults);
+    const ae_fit_options *o = opts ? opts : &defaults;
     ae_status st = AE_OK;
-    if (opts) {
-        if (opts->struct_size != sizeof o)
-            st = ae_mpi_error(h, AE_ERR_INVALID_ARG, "opts->struct_size is %zu, not %zu",
-                              opts->struct_size, sizeof o);
-        else
-            o = *opts;
-    }
-    ae_dataset *shard = NULL;
-    if (!st) st = prepare(h, train, &o, &shard);
-    fit_ctx c = {h, o.callback, o.user};
-    o.callback = epoch_callback;
-    o.user = &c;
-    /* A rank that cannot start stops the others before their first step. */
+    if (!train) st = ae_mpi_error(h, AE_ERR_INVALID_ARG, "the training set is NULL");
+    else if (o->struct_size != sizeof *o)
+        st = ae_mpi_error(h, AE_ERR_INVALID_ARG, "opts->struct_size is %zu, not %zu",
+                          o->struct_size, sizeof *o);
+    /* The same run everywhere, or none starts: a difference would only
+     * show as ranks that meet at different points. */
+    mpi_hdr me;
+    memset(&me, 0, sizeof me);
+    me.tag = TAG_FIT_ARGS;
+    me.status = st;
+    if (!st) run_args(h, train, o, me.sc);
+    st = ae_mpi_exchange(h, &me);
+    if (!st && ae_mpi_first_failed(h) < 0)
+        for (int k = 0; k < ARG_N && !st; k++)
+            for (int q = 1; q < h->size && !st; q++)
+                if (memcmp(&h->hdrs[q].sc[k], &h->hdrs[0].sc[k], sizeof(double)))
+                    st = ae_mpi_error(h, AE_ERR_STATE,
+                                      "ae_mpi_fit: %s differs between rank 0 and rank %d", arg_names[k], q);
+    if (!st) st = (ae_status)me.status;
+    char msg[sizeof h->err];
+    memcpy(msg, h->err, sizeof msg);
+    ae_status own = st;
     st = ae_mpi_agree(h, st);
-    if (!st) {
-        st = ae_fit(h->m, shard, &o);
-        if (st && !h->broken)
-            ae_mpi_error(h, st, "this rank's fit failed: %s", ae_model_last_error(h->m));
-        char msg[sizeof h->err];
-        memcpy(msg, h->err, sizeof msg);
-        ae_status own = st;
-        st = ae_mpi_agree(h, st);
-        /* The first failing rank's reason, where this rank has it. */
-        if (own && own == st) memcpy(h->err, msg, sizeof msg);
-    }
+    /* This rank's reason, when it is the error every rank returns. */
+    if (own && own == st) memcpy(h->err, msg, sizeof msg);
+    if (st) return st;
+    st = ae_fit(h->m, train, o);
+    /* The ranks that left the sequence of steps (an error reading their
+     * rows) and those whose step failed for it meet here. */
+    st = ae_mpi_agree(h, st);
+    if (st && strstr(h->err, "(this rank)"))
+        ae_mpi_error(h, st, "rank %d (this rank) failed: %s", h->rank, ae_model_last_error(h->m));
     if (!st) st = share_range(h);
-    ae_dataset_destroy(shard);
     return st;
 }

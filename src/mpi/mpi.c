@@ -41,16 +41,35 @@ ae_status ae_mpi_exchange(ae_mpi *h, mpi_hdr *me) {
     int rc = MPI_Allgather(me, (int)sizeof *me, MPI_BYTE, h->hdrs, (int)sizeof *me, MPI_BYTE,
                            h->comm);
     if (rc != MPI_SUCCESS) return mpi_failed(h, rc, "MPI_Allgather");
+    /* A rank elsewhere with an error left the sequence for it (an error
+     * outside a step): that error is every rank's. */
+    int away = -1;
+    for (int q = 0; q < h->size && away < 0; q++) {
+        const mpi_hdr *o = &h->hdrs[q];
+        if ((o->tag != me->tag || o->n != me->n) && o->status) away = q;
+    }
+    if (away >= 0) {
+        const mpi_hdr *o = &h->hdrs[away];
+        h->broken = 1;
+        h->broken_status = (ae_status)o->status;
+        h->culprit = away;
+        return ae_mpi_error(h, h->broken_status,
+                            "rank %d left the training steps (%s): this step fails; call "
+                            "ae_mpi_agree",
+                            away, ae_status_name((ae_status)o->status));
+    }
     for (int q = 0; q < h->size; q++) {
         const mpi_hdr *o = &h->hdrs[q];
         if (o->tag == me->tag && o->n == me->n) continue;
         h->broken = 1;
+        /* This rank is the one that left, when it has an error of its own. */
+        h->culprit = me->status ? h->rank : q;
         if (o->tag == TAG_AGREE) {
-            h->broken_status = o->status ? (ae_status)o->status : AE_ERR_STATE;
+            h->broken_status = AE_ERR_STATE;
             return ae_mpi_error(h, h->broken_status,
-                                "rank %d left the training steps (%s): this step fails; call "
+                                "rank %d left the training steps (early): this step fails; call "
                                 "ae_mpi_agree",
-                                q, o->status ? ae_status_name((ae_status)o->status) : "early");
+                                q);
         }
         h->broken_status = AE_ERR_STATE;
         return ae_mpi_error(h, AE_ERR_STATE,
@@ -62,16 +81,15 @@ ae_status ae_mpi_exchange(ae_mpi *h, mpi_hdr *me) {
     return AE_OK;
 }
 
-/* The first rank (in rank order) whose header reports a failure, or -1;
- * its error, with a message naming it. */
-static int first_failed(const ae_mpi *h) {
+int ae_mpi_first_failed(const ae_mpi *h) {
     for (int q = 0; q < h->size; q++)
         if (h->hdrs[q].status) return q;
     return -1;
 }
 
-static ae_status rank_failed(ae_mpi *h, int q, const char *what) {
+ae_status ae_mpi_rank_failed(ae_mpi *h, int q, const char *what) {
     ae_status st = (ae_status)h->hdrs[q].status;
+    h->culprit = q;
     return ae_mpi_error(h, st, "rank %d%s failed %s (%s)", q, q == h->rank ? " (this rank)" : "",
                         what, ae_status_name(st));
 }
@@ -113,8 +131,8 @@ static ae_status grad_hook(void *ctx, float *g, size_t n, double *sc, size_t ns)
     for (size_t k = 0; k < ns && k < AE_GRAD_SCALAR_COUNT; k++) me.sc[k] = sc[k];
     ae_status st = ae_mpi_exchange(h, &me);
     if (st) return st;
-    int bad = first_failed(h);
-    if (bad >= 0) return rank_failed(h, bad, "its part of the training step");
+    int bad = ae_mpi_first_failed(h);
+    if (bad >= 0) return ae_mpi_rank_failed(h, bad, "its part of the training step");
     int64_t red = AE_REDUCE_MEAN;
     (void)ae_model_get_int(h->m, AE_P_REDUCTION, &red);
     double total = 0.0;
@@ -153,8 +171,8 @@ static ae_status batch_hook(void *ctx, double *v, size_t n, ae_status local) {
     }
     ae_status st = ae_mpi_exchange(h, &me);
     if (st) return st;
-    int bad = first_failed(h);
-    if (bad >= 0) return rank_failed(h, bad, "its part of the training step");
+    int bad = ae_mpi_first_failed(h);
+    if (bad >= 0) return ae_mpi_rank_failed(h, bad, "its part of the training step");
     int rc = MPI_Allgather(v, (int)n, MPI_DOUBLE, h->dbuf, (int)n, MPI_DOUBLE, h->comm);
     if (rc != MPI_SUCCESS) return mpi_failed(h, rc, "MPI_Allgather");
     for (size_t i = 0; i < n; i++) {
@@ -175,6 +193,9 @@ ae_status ae_mpi_agree(ae_mpi *h, ae_status local) {
         memset(&me, 0, sizeof me);
         me.tag = TAG_AGREE;
         me.status = local;
+        /* An error this rank only caught from another: the other's comes
+         * first, whatever the ranks' order. */
+        me.value = local && h->culprit >= 0 && h->culprit != h->rank;
         int rc = MPI_Allgather(&me, (int)sizeof me, MPI_BYTE, h->hdrs, (int)sizeof me, MPI_BYTE,
                                h->comm);
         if (rc != MPI_SUCCESS) return mpi_failed(h, rc, "MPI_Allgather");
@@ -184,9 +205,15 @@ ae_status ae_mpi_agree(ae_mpi *h, ae_status local) {
          * broke it for them, and they come here next. */
         if (!all) continue;
         h->broken = 0;
-        int bad = first_failed(h);
+        h->culprit = -1;
+        int bad = -1;
+        for (int q = 0; q < h->size && bad < 0; q++)
+            if (h->hdrs[q].status && h->hdrs[q].value == 0.0) bad = q;
+        if (bad < 0) bad = ae_mpi_first_failed(h);
         if (bad < 0) return AE_OK;
-        return rank_failed(h, bad, "first");
+        ae_status st = ae_mpi_rank_failed(h, bad, "first");
+        h->culprit = -1;
+        return st;
     }
 }
 
@@ -367,6 +394,7 @@ ae_status ae_mpi_attach(ae_mpi **out, ae_model *m, MPI_Comm comm, unsigned flags
     MPI_Comm_size(h->comm, &h->size);
     h->m = m;
     h->flags = flags;
+    h->culprit = -1;
     h->hdrs = calloc((size_t)h->size, sizeof *h->hdrs);
     if (!h->hdrs) return ae_mpi_error(h, AE_ERR_OUT_OF_MEMORY, "out of memory");
     /* From here every failure goes through the agreement, so that all the
@@ -383,8 +411,8 @@ ae_status ae_mpi_attach(ae_mpi **out, ae_model *m, MPI_Comm comm, unsigned flags
     if (rc != MPI_SUCCESS) {
         st = mpi_failed(h, rc, "MPI_Allgather");
     } else {
-        int bad = first_failed(h);
-        if (bad >= 0 && bad != h->rank) st = rank_failed(h, bad, "to attach");
+        int bad = ae_mpi_first_failed(h);
+        if (bad >= 0 && bad != h->rank) st = ae_mpi_rank_failed(h, bad, "to attach");
         for (int q = 1; q < h->size && !st; q++)
             if (h->hdrs[q].n != h->hdrs[0].n)
                 st = ae_mpi_error(h, AE_ERR_STATE,
@@ -401,7 +429,9 @@ ae_status ae_mpi_attach(ae_mpi **out, ae_model *m, MPI_Comm comm, unsigned flags
     ae_status agreed = ae_mpi_agree(h, st);
     if (st) memcpy(h->err, msg, sizeof msg); /* this rank's own reason is the better message */
     if (!agreed) agreed = ae_model_set_grad_reduce(m, grad_hook, h);
+    if (!agreed) agreed = ae_model_set_fit_share(m, ae_mpi_fit_hook, h, h->rank, h->size);
     if (agreed) {
+        ae_model_set_grad_reduce(m, NULL, NULL);
         ae_model_set_batch_reduce(m, NULL, NULL);
         h->attached = 0;
         return agreed;
@@ -415,6 +445,7 @@ void ae_mpi_detach(ae_mpi *h) {
     if (h->attached) {
         ae_model_set_grad_reduce(h->m, NULL, NULL);
         ae_model_set_batch_reduce(h->m, NULL, NULL);
+        ae_model_set_fit_share(h->m, NULL, NULL, 0, 1);
     }
     if (h->has_comm) MPI_Comm_free(&h->comm);
     free_buffers(h);

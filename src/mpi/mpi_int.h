@@ -12,10 +12,11 @@ enum {
     TAG_STATE = 2,
     TAG_GRAD = 3,
     TAG_BATCH = 4,
-    TAG_CALLBACK = 5,
+    TAG_FIT = 5,      /* a point of ae_fit (ae_fit_point in n) */
     TAG_STATS = 6,
     TAG_AGREE = 7,
-    TAG_RANGE = 8
+    TAG_FIT_ARGS = 8, /* ae_mpi_fit's check that the ranks' runs are the same */
+    TAG_RANGE = 9     /* the inputs' range over every rank, after ae_mpi_fit */
 };
 
 /* Every collective of the library starts with an MPI_Allgather of one
@@ -24,8 +25,8 @@ enum {
 typedef struct mpi_hdr {
     int32_t tag, status;
     uint64_t n;    /* what the collective moves (a size, a part number, a signature) */
-    double value;  /* the batch size (TAG_GRAD), the stop answer (TAG_CALLBACK) */
-    double sc[AE_GRAD_SCALAR_COUNT];
+    double value;  /* the batch size (TAG_GRAD); 1: the error was caught (TAG_AGREE) */
+    double sc[AE_GRAD_SCALAR_COUNT]; /* the loss terms (TAG_GRAD), ae_fit's values (TAG_FIT) */
 } mpi_hdr;
 
 struct ae_mpi {
@@ -38,6 +39,10 @@ struct ae_mpi {
      * until this rank agrees too; the hooks fail with broken_status. */
     int broken;
     ae_status broken_status;
+    /* The rank whose error the last failed collective reported (-1: none
+     * yet since the last agreement): ae_mpi_agree prefers the ranks whose
+     * error is their own over those that caught it. */
+    int culprit;
     char err[256];
     mpi_hdr *hdrs;        /* [size] */
     size_t nparams;       /* floats of the gradient arena */
@@ -56,5 +61,11 @@ ae_status ae_mpi_error(ae_mpi *h, ae_status st, const char *fmt, ...)
  * (h->hdrs then holds every rank's header); otherwise the handle is
  * broken and its status returned. */
 ae_status ae_mpi_exchange(ae_mpi *h, mpi_hdr *me);
+/* The first rank (in rank order) whose header reports a failure, or -1;
+ * and that rank's error, with a message naming it and `what` it failed. */
+int ae_mpi_first_failed(const ae_mpi *h);
+ae_status ae_mpi_rank_failed(ae_mpi *h, int q, const char *what);
+/* The fit-share hook of <libae/hook.h> (fit.c), set by ae_mpi_attach. */
+ae_status ae_mpi_fit_hook(void *ctx, ae_fit_point point, double *values, size_t n, ae_status local);
 
 #endif

@@ -23,7 +23,10 @@
  * - m->conv (read) and ae_convention_reserve before the first step, so
  *   that recording the training set's value convention (with the
  *   dataset's st_mean and st_std) before a checkpoint and after the last
- *   step cannot fail. */
+ *   step cannot fail;
+ * - m->share_fn, share_rank, share_size (ae_model_set_fit_share, sync.c):
+ *   a run of several processes; each trains on its slice of every global
+ *   batch, and they agree through the hook at fixed points (share()). */
 #include <math.h>
 #include <string.h>
 #include <time.h>
@@ -332,6 +335,20 @@ static ae_status write_checkpoint(ae_model *m, const ae_fit_options *o, double b
     return st;
 }
 
+/* A point where the processes of a distributed run agree (hook.h): the
+ * values become process 0's, and the status the first error in process
+ * order. `st` is this process's; another process's error gets a message
+ * here (this process's keeps its own). Alone: st. */
+static ae_status share(ae_model *m, ae_fit_point point, double *v, size_t n, ae_status st,
+                       const char *where) {
+    if (!m->share_fn) return st;
+    ae_status all = m->share_fn(m->share_ctx, point, v, n, st);
+    if (all && !st)
+        ae_error(&m->err, all, "ae_fit: %s: another process failed (%s); this one stopped with it",
+                 where, ae_status_name(all));
+    return st ? st : all;
+}
+
 ae_status ae_fit_resume_point(const ae_model *m, size_t *epochs_done, size_t *batches_done) {
     if (!m) return AE_ERR_INVALID_ARG;
     if (!ae_fit_state_current(m))
@@ -348,20 +365,34 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
     ae_fit_options defaults;
     ae_fit_options_init(&defaults);
     const ae_fit_options *o = opts ? opts : &defaults;
+    /* Every way out before the first step meets the other processes' too. */
     ae_status st = check_options(m, train, o);
-    if (st) return st;
+    if (st) return share(m, AE_FIT_POINT_START, NULL, 0, st, "start");
 
     size_t n = ae_dataset_count(train), d = m->in_size, bs = o->batch_size;
     size_t nbatch = o->drop_last ? n / bs : (n + bs - 1) / bs;
+    /* Distributed: this process trains rows [nb·r/P, nb·(r+1)/P) of each
+       global batch of nb (at most lbs), and only process 0 validates, calls
+       back and writes checkpoints. */
+    const size_t P = m->share_fn ? (size_t)m->share_size : 1, r = m->share_fn ? (size_t)m->share_rank : 0;
+    const int root = r == 0;
+    const size_t lbs = (bs + P - 1) / P;
+    size_t last = o->drop_last || n % bs == 0 ? bs : n % bs;
+    if (P > 1 && (bs < P || last < P))
+        st = ae_error(&m->err, AE_ERR_STATE,
+                      "ae_fit: a batch of %zu samples is smaller than the %zu processes (batch_size "
+                      "%zu, %zu samples%s)",
+                      bs < P ? bs : last, P, bs, n,
+                      bs < P ? "" : "; drop_last would leave out the last partial batch");
     ae_fit_state *fs = NULL;
-    st = start_state(m, o, n, &fs);
-    if (st) return st;
+    if (!st) st = start_state(m, o, n, &fs);
+    if (st) return share(m, AE_FIT_POINT_START, NULL, 0, st, "start");
     ae_history *h = o->history;
     const ae_allocator *a = &m->alloc;
     size_t *idx = o->shuffle ? ae_alloc(a, n * sizeof *idx) : NULL;
     /* One batch of rows: the gathered (shuffled) or file-backed ones. */
     int need_batch = o->shuffle || ae_dataset_file_backed(train);
-    float *batch = need_batch ? ae_alloc(a, bs * d * sizeof *batch) : NULL;
+    float *batch = need_batch ? ae_alloc(a, lbs * d * sizeof *batch) : NULL;
     int keep_best = o->restore_best != 0;
     ae_epoch_stats *rec = NULL;
     if (h && h->cap < o->epochs) rec = ae_alloc(&h->alloc, o->epochs * sizeof *rec);
@@ -379,11 +410,12 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
               (val_file && !vbuf);
     if (oom) st = ae_error(&m->err, AE_ERR_OUT_OF_MEMORY, "ae_fit: out of memory for the batch buffers");
     /* The workspace for the batch size, so that no step fails for memory. */
-    if (!oom) st = ae_model_reserve(m, bs);
+    if (!oom) st = ae_model_reserve(m, o->val && root ? bs : lbs);
     /* Room for the training data's convention, recorded after the steps. */
     if (!st) st = ae_convention_reserve(m, train->st_n);
     if (!st && ns.kind != AE_NOISE_NONE) st = ae_noise_check(&ns, &m->err, 1);
-    if (!st && ns.kind != AE_NOISE_NONE) st = ae_model_reserve_noisy(m, bs);
+    if (!st && ns.kind != AE_NOISE_NONE) st = ae_model_reserve_noisy(m, lbs);
+    st = share(m, AE_FIT_POINT_START, NULL, 0, st, "start");
     if (st) {
         ae_free(a, vbuf);
         ae_free(a, vnoisy);
@@ -442,11 +474,12 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
         if (o->shuffle) permute(&next, idx, n);
         for (size_t b = (size_t)fs->batch; b < nbatch; b++) {
             size_t i0 = b * bs, nb = n - i0 < bs ? n - i0 : bs;
+            size_t lo = nb * r / P, ln = nb * (r + 1) / P - lo;
             const float *x = batch;
             /* In memory these cannot fail (indices in range, buffer sized);
                file-backed rows can meet a read error or a non-finite value. */
-            st = o->shuffle ? ae_dataset_gather((ae_dataset *)(uintptr_t)train, idx + i0, nb, batch, NULL)
-                            : ae_dataset_rows_view(train, i0, nb, batch, &x);
+            st = o->shuffle ? ae_dataset_gather((ae_dataset *)(uintptr_t)train, idx + i0 + lo, ln, batch, NULL)
+                            : ae_dataset_rows_view(train, i0 + lo, ln, batch, &x);
             if (st) {
                 ae_error(&m->err, st, "ae_fit: epoch %zu, batch %zu: %s", ep + 1, b + 1,
                          ae_dataset_last_error(train));
@@ -457,7 +490,7 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
                 lr *= o->warmup_start + (1.0 - o->warmup_start) * (double)fs->step / (double)o->warmup_steps;
             m->s.lr = lr;
             float l;
-            st = ae_train_step(m, x, NULL, nb, &l);
+            st = ae_train_step(m, x, NULL, ln, &l);
             m->s.lr = base_lr; /* callbacks and saves see the model's own rate */
             if (st) {
                 memcpy(msg, m->err.msg, sizeof msg);
@@ -465,7 +498,7 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
                 break;
             }
             /* The range of the inputs, before a checkpoint or a stop. */
-            for (size_t i = 0; ep == 0 && i < nb * d; i++) {
+            for (size_t i = 0; ep == 0 && i < ln * d; i++) {
                 cv.lo = x[i] < cv.lo ? x[i] : cv.lo;
                 cv.hi = x[i] > cv.hi ? x[i] : cv.hi;
             }
@@ -477,11 +510,12 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
             fs->model_steps = m->steps;
             call_samples += (double)nb;
             written = 0;
-            if (ckpt_steps && fs->step % o->checkpoint_every == 0) {
-                if ((st = write_checkpoint(m, o, base_lr, &cv)) != AE_OK) break;
-                written = 1;
+            if (ckpt_steps && fs->step % o->checkpoint_every == 0 && root) {
+                st = write_checkpoint(m, o, base_lr, &cv);
+                written = st == AE_OK;
             }
-            if (o->batch_callback) {
+            int cb_stop = 0;
+            if (!st && o->batch_callback && root) {
                 ae_batch_stats bst;
                 memset(&bst, 0, sizeof bst);
                 bst.struct_size = sizeof bst;
@@ -499,11 +533,15 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
                 double left = (double)(o->epochs - ep - 1) * (double)per_epoch +
                               (double)(per_epoch > fs->seen ? per_epoch - fs->seen : 0);
                 bst.eta = bst.samples_per_second > 0.0 ? left / bst.samples_per_second : 0.0;
-                if (o->batch_callback(&bst, o->user)) {
-                    stop = AE_FIT_CALLBACK;
-                    stopped = 1;
-                    break;
-                }
+                cb_stop = o->batch_callback(&bst, o->user) != 0;
+            }
+            double v = cb_stop;
+            st = share(m, AE_FIT_POINT_STEP, &v, 1, st, "step");
+            if (st) break;
+            if (v != 0.0) {
+                stop = AE_FIT_CALLBACK;
+                stopped = 1;
+                break;
             }
         }
         if (st || stopped) break;
@@ -515,13 +553,15 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
         es.val_loss = NAN;
         es.learning_rate = fs->last_lr;
         if (o->val) {
-            st = evaluate_set(m, o->val, vnoisy, val_noisy ? &ns : NULL, o->val_noise_seed, vbuf,
-                              vbuf ? vbuf + bs * d : NULL, bs, sum_reduce, &es.val_loss);
+            if (root)
+                st = evaluate_set(m, o->val, vnoisy, val_noisy ? &ns : NULL, o->val_noise_seed, vbuf,
+                                  vbuf ? vbuf + bs * d : NULL, bs, sum_reduce, &es.val_loss);
             if (st) {
                 memcpy(msg, m->err.msg, sizeof msg);
                 ae_error(&m->err, st, "ae_fit: epoch %zu, validation: %s", ep + 1, msg);
-                break;
             }
+            st = share(m, AE_FIT_POINT_VALIDATION, &es.val_loss, 1, st, "validation");
+            if (st) break;
         }
         es.seconds = now_seconds() - t0;
         es.steps = m->steps;
@@ -569,23 +609,28 @@ ae_status ae_fit(ae_model *m, const ae_dataset *train, const ae_fit_options *opt
             h->e[h->n++] = es;
             h->best = (size_t)fs->best_epoch;
         }
-        if (o->callback && o->callback(&es, o->user)) {
+        double cb_stop = o->callback && root && o->callback(&es, o->user);
+        if (ckpt_epochs && fs->epoch % o->checkpoint_every == 0 && root) {
+            st = write_checkpoint(m, o, base_lr, &cv);
+            written = st == AE_OK;
+        }
+        st = share(m, AE_FIT_POINT_EPOCH, &cb_stop, 1, st, "end of epoch");
+        if (cb_stop != 0.0) {
             stop = AE_FIT_CALLBACK;
             stopped = 1;
         } else if (o->patience && fs->wait >= o->patience) {
             stop = AE_FIT_EARLY_STOPPED;
             stopped = 1;
         }
-        if (ckpt_epochs && fs->epoch % o->checkpoint_every == 0) {
-            if ((st = write_checkpoint(m, o, base_lr, &cv)) != AE_OK) break;
-            written = 1;
-        }
-        if (stopped) break;
+        if (st || stopped) break;
     }
     /* A callback's stop: a checkpoint of where it stopped, when asked (one
        written at this very point already is that checkpoint). */
-    if (!st && stop == AE_FIT_CALLBACK && o->checkpoint_path && o->checkpoint_on_stop && !written)
+    if (!st && stop == AE_FIT_CALLBACK && o->checkpoint_path && o->checkpoint_on_stop && !written &&
+        root)
         st = write_checkpoint(m, o, base_lr, &cv);
+    /* Every process restores the best copy or none. */
+    st = share(m, AE_FIT_POINT_END, NULL, 0, st, "end");
     if (st) stop = AE_FIT_FAILED;
     /* The model now means what its training data mean (room reserved
        above, so this cannot fail). */

@@ -1,0 +1,35 @@
+#!/bin/sh
+# Data-parallel training throughput, all in one run (the machine is shared:
+# compare the figures of one run only): libae on 1 rank and on 2 ranks of
+# one OpenBLAS thread each, libae in one process with 2 OpenBLAS threads,
+# and PyTorch's DistributedDataParallel (gloo) on 1 and 2 processes of one
+# thread each, for model a (global batch 256) and the seed-000 conv AE
+# (global batch 64). The rounds alternate, ROUNDS times (default 3), so
+# that a slow spell of the machine does not fall on one setting only.
+#
+#   bench/mpi_bench.sh BUILD_DIR [SECONDS [ROUNDS]]
+#
+# BUILD_DIR is configured with -Dbench=true and MPI found (bench/mpi_bench).
+# OPENBLAS_CORETYPE defaults to Haswell (docs/performance.md).
+set -eu
+build=$1
+secs=${2:-5}
+rounds=${3:-3}
+here=$(dirname "$0")
+export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell}
+# Waiting ranks yield the core (=0: they poll, which is fastest on an idle
+# machine but, with other work on the cores, burns the time slices the
+# other rank needs: measured 15-30x slower steps at a load of 7).
+export OMPI_MCA_mpi_yield_when_idle=${OMPI_MCA_mpi_yield_when_idle:-1}
+mpirun="mpirun --allow-run-as-root --bind-to none"
+echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE, yield_when_idle=$OMPI_MCA_mpi_yield_when_idle"
+r=1
+while [ "$r" -le "$rounds" ]; do
+    echo "# round $r"
+    OPENBLAS_NUM_THREADS=1 $mpirun -np 1 "$build/bench/mpi_bench" "$secs"
+    OPENBLAS_NUM_THREADS=1 $mpirun -np 2 "$build/bench/mpi_bench" "$secs"
+    OPENBLAS_NUM_THREADS=2 $mpirun -np 1 "$build/bench/mpi_bench" "$secs"
+    /usr/bin/python3 "$here/torch_ddp_bench.py" --procs 1 --seconds "$secs"
+    /usr/bin/python3 "$here/torch_ddp_bench.py" --procs 2 --seconds "$secs"
+    r=$((r + 1))
+done
