@@ -2,7 +2,8 @@
  * model a's encoder (784-256-32) and the seeds' conv AE encoder (seed 000:
  * Conv2d 1->16->32 stride 2, Conv2d(32, 64, 7)), exports the encoder to
  * DIR/NAME.onnx, an Identity graph of the same input (DIR/NAME_identity.onnx,
- * which the Node.js side times to measure its own call overhead) and the
+ * which the Node.js side times beside its own Reshape + Slice graph of the
+ * encoder's input and output sizes to measure its call overhead) and the
  * input batches; then times ae_encode at batch 1 and 256 and prints one line
  * "libae NAME BATCH MEDIAN_US" each. ROUNDS rounds, so the script can
  * interleave it with ONNX Runtime's.

@@ -383,6 +383,98 @@ static void test_failing_allocator_every_index(void **state) {
     }
 }
 
+/* ---- inference reads packed parameters (plan.c): every write refreshes them ---- */
+
+enum { PK_IN = 20, PK_H = 12, PK_CODE = 4, PK_B = 8 };
+
+/* m's encode and reconstruct at batch PK_B against those of a fresh model
+ * given m's parameters through the setters: bitwise equal, so that no
+ * inference pass of m read parameters packed before a write. */
+static void check_as_fresh(ae_model *m, const float *x) {
+    ae_model *f = make_model(NULL, PK_IN, PK_H, PK_CODE, AE_ACT_RELU, AE_ACT_SIGMOID, AE_LOSS_MSE,
+                             AE_OPT_ADAM, 99);
+    assert_non_null(f);
+    size_t n;
+    float *p = snapshot(m, &n), *q = p;
+    ae_layer_info info = {.struct_size = sizeof info};
+    for (size_t l = 0; l < ae_model_layer_count(m); l++) {
+        OK(ae_model_layer_info(m, l, &info));
+        OK(ae_model_set_weights(f, l, q, info.weight_count));
+        q += info.weight_count;
+        OK(ae_model_set_bias(f, l, q, info.bias_count));
+        q += info.bias_count;
+    }
+    float c1[PK_B * PK_CODE], c2[PK_B * PK_CODE], r1[PK_B * PK_IN], r2[PK_B * PK_IN];
+    OK(ae_encode(m, x, PK_B, c1));
+    OK(ae_encode(f, x, PK_B, c2));
+    assert_memory_equal(c1, c2, sizeof c1);
+    OK(ae_reconstruct(m, x, PK_B, r1));
+    OK(ae_reconstruct(f, x, PK_B, r2));
+    assert_memory_equal(r1, r2, sizeof r1);
+    free(p);
+    ae_model_destroy(f);
+}
+
+static ae_status scale_params(void *ctx, ae_state_part part, void *data, size_t bytes) {
+    (void)ctx;
+    if (part == AE_STATE_PARAMS)
+        for (size_t i = 0; i < bytes / sizeof(float); i++) ((float *)data)[i] *= 0.5f;
+    return AE_OK;
+}
+
+static void test_inference_after_every_write(void **state) {
+    (void)state;
+    ae_model *m = make_model(NULL, PK_IN, PK_H, PK_CODE, AE_ACT_RELU, AE_ACT_SIGMOID, AE_LOSS_MSE,
+                             AE_OPT_ADAM, 5);
+    assert_non_null(m);
+    float x[PK_B * PK_IN], code[PK_B * PK_CODE], loss;
+    test_fill(x, PK_B * PK_IN, 77, 0, 1);
+    check_as_fresh(m, x); /* packs at the first inference */
+    OK(ae_encode(m, x, PK_B, code)); /* and again unchanged */
+    check_as_fresh(m, x);
+    float w[PK_H * PK_IN], b[PK_H];
+    OK(ae_model_get_weights(m, 0, w, PK_H * PK_IN));
+    w[3] += 0.25f;
+    OK(ae_model_set_weights(m, 0, w, PK_H * PK_IN));
+    check_as_fresh(m, x);
+    OK(ae_model_get_bias(m, 0, b, PK_H));
+    b[1] -= 0.25f;
+    OK(ae_model_set_bias(m, 0, b, PK_H));
+    check_as_fresh(m, x);
+    OK(ae_train_step(m, x, NULL, PK_B, &loss));
+    check_as_fresh(m, x);
+    OK(ae_evaluate(m, x, NULL, PK_B, &loss));
+    OK(ae_train_step(m, x, NULL, PK_B, &loss));
+    check_as_fresh(m, x);
+    OK(ae_model_visit_state(m, scale_params, NULL));
+    check_as_fresh(m, x);
+    OK(ae_model_tie(m));
+    check_as_fresh(m, x);
+    OK(ae_model_untie(m)); /* the decoder's own weight is rewritten */
+    check_as_fresh(m, x);
+    OK(ae_model_tie(m));
+    OK(ae_train_step(m, x, NULL, PK_B, &loss));
+    check_as_fresh(m, x);
+    OK(ae_model_untie(m));
+    check_as_fresh(m, x);
+    ae_model *src = make_model(NULL, PK_IN, PK_H, PK_CODE, AE_ACT_RELU, AE_ACT_SIGMOID,
+                               AE_LOSS_MSE, AE_OPT_ADAM, 6);
+    assert_non_null(src);
+    OK(ae_model_copy_outer(m, src));
+    check_as_fresh(m, x);
+    size_t n = 0;
+    assert_int_equal(ae_model_save_buffer(m, NULL, 0, &n, AE_SAVE_MODEL), AE_ERR_RANGE);
+    void *buf = malloc(n);
+    OK(ae_model_save_buffer(m, buf, n, &n, AE_SAVE_MODEL));
+    ae_model *loaded = NULL;
+    OK(ae_model_load_buffer(&loaded, buf, n, NULL));
+    check_as_fresh(loaded, x);
+    free(buf);
+    ae_model_destroy(loaded);
+    ae_model_destroy(src);
+    ae_model_destroy(m);
+}
+
 static void test_no_allocation_after_first_step(void **state) {
     (void)state;
     test_alloc t = {0, 0, -1};
@@ -1964,6 +2056,7 @@ int main(void) {
         cmocka_unit_test(test_loss_overflowing_float_refused),
         cmocka_unit_test(test_failing_allocator_every_index),
         cmocka_unit_test(test_no_allocation_after_first_step),
+        cmocka_unit_test(test_inference_after_every_write),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_backend_of_model),
         cmocka_unit_test(test_backends_agree),

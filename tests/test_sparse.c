@@ -509,6 +509,7 @@ static void check_model_fd(int sel, int kl, int l1, ae_reduction kl_units) {
     OK(ae_train_step(m, x, NULL, B, &loss));
     memcpy(p1, m->params, np * sizeof *p1);
     memcpy(m->params, p0, np * sizeof *p0);
+    ae_model_params_written(m); /* a write past the setters: inference packs anew */
     /* The loss of the step is the loss at p0 in training mode. */
     float l0;
     memcpy(m->buffers, m->buffers_saved, m->nbuffers * sizeof(float));
@@ -520,10 +521,13 @@ static void check_model_fd(int sel, int kl, int l1, ae_reduction kl_units) {
         float s = m->params[i];
         float lp, lm;
         m->params[i] = s + (float)h;
+        ae_model_params_written(m);
         OK(ae_evaluate(m, x, NULL, B, &lp));
         m->params[i] = s - (float)h;
+        ae_model_params_written(m);
         OK(ae_evaluate(m, x, NULL, B, &lm));
         m->params[i] = s;
+        ae_model_params_written(m);
         double fd = ((double)lp - (double)lm) / (2 * h);
         double an = (double)p0[i] - (double)p1[i];
         if (fabs(fd - an) > 2e-3 * 0.05 + 2e-2 * fabs(fd)) {

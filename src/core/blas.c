@@ -119,6 +119,18 @@ void ae_sgemv(ae_backend be, ae_trans ta, size_t rows, size_t cols, float alpha,
                 1);
 }
 
+#define AE_TILE 16
+void ae_transpose(const float *src, size_t rows, size_t cols, float *dst) {
+    for (size_t r0 = 0; r0 < rows; r0 += AE_TILE) {
+        size_t r1 = rows - r0 < AE_TILE ? rows : r0 + AE_TILE;
+        for (size_t c0 = 0; c0 < cols; c0 += AE_TILE) {
+            size_t c1 = cols - c0 < AE_TILE ? cols : c0 + AE_TILE;
+            for (size_t c = c0; c < c1; c++)
+                for (size_t r = r0; r < r1; r++) dst[c * rows + r] = src[r * cols + c];
+        }
+    }
+}
+
 /* ---- backends ---- */
 
 const char *ae_backend_name(ae_backend backend) {

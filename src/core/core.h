@@ -86,6 +86,9 @@ void ae_sgemm(ae_backend be, ae_trans ta, ae_trans tb, size_t M, size_t N, size_
 /* y = alpha * op(A) x + beta * y, A stored [rows, cols] */
 void ae_sgemv(ae_backend be, ae_trans ta, size_t rows, size_t cols, float alpha, const float *A,
               size_t lda, const float *x, float beta, float *y);
+/* dst [cols, rows] = srcᵀ, src [rows, cols] row-major (in tiles, so that
+ * both sides are read and written a cache line at a time). */
+void ae_transpose(const float *src, size_t rows, size_t cols, float *dst);
 /* The backend a model created with `chosen` (a valid, available ae_backend)
  * computes with: the rule of AE_BACKEND_AUTO, applied once, at creation. */
 ae_backend ae_backend_resolve(ae_backend chosen);

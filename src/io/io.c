@@ -870,6 +870,7 @@ static ae_status restore_params(loader *ld, ae_model *m) {
         if (!st) st = get_floats(ld, r, m->params + L->b_off, L->b_count, "parameters");
         if (st) return st;
     }
+    ae_model_params_written(m);
     return get_floats(ld, &ld->sec[S_LSTA], m->buffers, m->nbuffers, "layer state");
 }
 

@@ -183,6 +183,13 @@ typedef struct ae_layer_io {
     /* The layer's plan for this batch size (ops->plan_make), NULL: none;
      * with a plan, scratch holds ops->plan_floats(plan) floats instead. */
     void *plan;
+    /* Inference passes of a layer with ops->pack: a buffer of
+     * ops->pack_floats floats the model keeps for it, NULL otherwise.
+     * packed_stale: it does not hold the current parameters; a layer that
+     * reads it rewrites it first (ops->pack) and clears the flag, and the
+     * model then keeps it until the parameters are next written. */
+    float *packed;
+    int packed_stale;
     /* Training steps with a batch-statistics hook; NULL otherwise. */
     ae_batch_sync *sync;
 } ae_layer_io;
@@ -219,6 +226,12 @@ typedef struct ae_layer_ops {
                            void **plan, ae_errbuf *err);
     size_t (*plan_floats)(const void *plan);
     void (*plan_free)(void *plan, const ae_allocator *a);
+    /* Optional (NULL: never): the layer's parameters in a layout of its
+     * own for inference on backend `be` (ae_layer_io.packed), pack_floats
+     * floats of it (0: none on that backend), allocated with the model;
+     * pack writes it from params. */
+    size_t (*pack_floats)(const ae_layer *L, ae_backend be);
+    void (*pack)(const ae_layer *L, const float *params, float *packed);
 } ae_layer_ops;
 
 struct ae_layer {

@@ -72,6 +72,7 @@ ae_status ae_model_create(ae_model **out, const ae_config *cfg_in) {
     if (!m) return ae_error(&cfg->err, AE_ERR_OUT_OF_MEMORY, "out of memory creating the model");
     m->alloc = *a;
     m->s = cfg->s;
+    m->params_gen = 1;
     m->backend = ae_backend_resolve(cfg->backend);
     m->nlayers = cfg->nlayers;
     m->code_layer = cfg->code_at;
@@ -251,9 +252,13 @@ const float *ae_model_forward(ae_model *m, size_t from, size_t to, const float *
                           .backend = m->backend,
                           .plan = ae_model_layer_plan(m, i, batch),
                           .sync = train ? m->sync : NULL};
+        /* Not in a training step: it writes the weights after its forward
+         * pass, so it would pack at every step. */
+        if (!m->stepping) io.packed = ae_plans_packed(m, i, &io.packed_stale);
         ae_sparse_io sp;
         io.sparse = ae_sparse_hints(m, i, from, batch, &sp);
         m->layers[i].ops->forward(&m->layers[i], m->params, &io);
+        if (io.packed && !io.packed_stale) m->packed_gen[i] = m->params_gen;
         ae_sparse_after_forward(m, i, from);
         x = m->y[i];
     }
@@ -283,7 +288,10 @@ ae_status ae_model_forward_train(ae_model *m, size_t from, size_t to, const floa
     return ae_model_check_state(m);
 }
 
-void ae_model_params_written(ae_model *m) { ae_optim_forget_bounds(m->bounds, 2 * m->nlayers); }
+void ae_model_params_written(ae_model *m) {
+    ae_optim_forget_bounds(m->bounds, 2 * m->nlayers);
+    m->params_gen++;
+}
 
 static ae_status check_batch(ae_model *m, const void *a, const void *b, size_t batch) {
     if (!a || !b) return ae_error(&m->err, AE_ERR_INVALID_ARG, "a data pointer is NULL");
@@ -356,7 +364,9 @@ static ae_status forward_loss(ae_model *m, const float *x, const float *target, 
     if (!st) st = ae_model_check_target(m, target, batch, target != x ? "the target" : "the input");
     if (!st) st = ae_model_reserve(m, batch);
     if (st) return st;
+    m->stepping = grad;
     ae_model_forward(m, 0, m->nlayers, x, batch, train, rng, eps);
+    m->stepping = 0;
     /* The callers saved the layer state before. */
     if (train && (st = ae_model_check_state(m)) != AE_OK) return st;
     const ae_layer *last = &m->layers[m->nlayers - 1];
@@ -531,8 +541,10 @@ static ae_status apply_update(ae_model *m, float scale) {
     ae_settings_to_optim(&m->s, &os);
     size_t b = 0;
     if (ae_optim_step_checked(&os, m->params, m->grads, m->state1, m->state2, m->blocks,
-                              m->grad_shapes, m->bounds, m->nblocks, scale, &b) == AE_OK)
+                              m->grad_shapes, m->bounds, m->nblocks, scale, &b) == AE_OK) {
+        m->params_gen++; /* the packed parameters (plan.c) are stale */
         return AE_OK;
+    }
     size_t i = 0, off = m->blocks[b].off;
     int bias = 0;
     for (; i < m->nlayers; i++) {

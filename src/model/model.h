@@ -112,6 +112,14 @@ struct ae_model {
      * makes plans on the model's backend. */
     struct ae_plan_slot *plans;
     uint64_t plan_clock;
+    /* The parameters' generation, never 0: every write of m->params bumps
+     * it (the optimizer's update, ae_model_params_written). Per layer with
+     * ops->pack (else NULL): its packed parameters (ae_layer_io.packed)
+     * and the generation they hold (0: none). */
+    uint64_t params_gen;
+    float **packed;
+    uint64_t *packed_gen;
+    int stepping; /* a training step's forward pass runs: it reads no packed parameters */
     float *grad_a, *grad_b;      /* ping-pong gradient buffers [batch, max_width] */
 
     float *noisy; /* corrupted copy of the input [noisy_batch, in_size] (denoising) */
@@ -152,11 +160,15 @@ typedef struct ae_plan_slot {
     void *plan;   /* NULL: the layer runs without a plan at this batch size */
     uint64_t used;
 } ae_plan_slot;
-/* At creation: the slots, when a layer makes plans on the model's backend. */
+/* At creation: the slots, when a layer makes plans on the model's backend,
+ * and the packed parameters' buffers. */
 ae_status ae_plans_setup(ae_model *m, ae_errbuf *err);
 void ae_plans_free(ae_model *m);
 /* Makes the plans of `batch` that are not kept yet (ae_model_reserve). */
 ae_status ae_plans_for(ae_model *m, size_t batch);
+/* Layer i's packed parameters for an inference pass (ae_layer_io.packed),
+ * NULL: none; *stale: they are not those of the current generation. */
+float *ae_plans_packed(const ae_model *m, size_t i, int *stale);
 /* Layer i's plan for `batch` (ae_layer_io.plan), NULL: none. */
 void *ae_model_layer_plan(const ae_model *m, size_t i, size_t batch);
 /* The scratch layer i needs at `batch` (the largest batch) for every kept plan. */
@@ -272,8 +284,10 @@ ae_status ae_model_check_state(ae_model *m);
 ae_status ae_model_forward_train(ae_model *m, size_t from, size_t to, const float *x,
                                  size_t batch, ae_rng *rng, const float *eps, const float **y);
 /* Parameters or optimizer state were written outside a training step
- * (ae_model_set_weights, copying layers, restoring the best epoch): the
- * optimizer's bounds on them are forgotten (ae_optim_step_checked). */
+ * (ae_model_set_weights, copying layers, restoring the best epoch, loading,
+ * tying): the optimizer's bounds on them are forgotten
+ * (ae_optim_step_checked) and the parameters' generation moves on, so
+ * that packed parameters are packed again before they are read. */
 void ae_model_params_written(ae_model *m);
 /* Checks a batch (pointers, size, per-layer limits), that `x` holds finite
  * values (batch·width) and reserves the workspace; messages go to m->err. */

@@ -2,11 +2,41 @@
  * layer, made once per batch size, kept for the AE_PLAN_SLOTS batch sizes
  * used last (a training batch, a last partial batch, evaluation batches),
  * so that alternating between them makes nothing anew. A slot whose plan
- * is NULL records that the layer runs without one at that batch size. */
+ * is NULL records that the layer runs without one at that batch size.
+ *
+ * Packed parameters (ae_layer_ops.pack): one buffer per layer, for every
+ * batch size, allocated with the model; it holds the parameters of the
+ * generation packed_gen[i], and m->params_gen moves on at every write of
+ * the parameters, so inference between two writes packs once. */
 #include "model.h"
 
+static ae_status packs_setup(ae_model *m, ae_errbuf *err) {
+    size_t any = 0;
+    for (size_t i = 0; i < m->nlayers; i++) {
+        const ae_layer *L = &m->layers[i];
+        any |= L->ops->pack_floats ? L->ops->pack_floats(L, m->backend) : 0;
+    }
+    if (!any) return AE_OK;
+    m->packed = ae_calloc(&m->alloc, m->nlayers, sizeof *m->packed);
+    m->packed_gen = ae_calloc(&m->alloc, m->nlayers, sizeof *m->packed_gen);
+    int ok = m->packed && m->packed_gen;
+    for (size_t i = 0; ok && i < m->nlayers; i++) {
+        const ae_layer *L = &m->layers[i];
+        size_t n = L->ops->pack_floats ? L->ops->pack_floats(L, m->backend) : 0;
+        if (n && !(m->packed[i] = ae_alloc(&m->alloc, n * sizeof(float)))) ok = 0;
+    }
+    return ok ? AE_OK : ae_error(err, AE_ERR_OUT_OF_MEMORY, "out of memory creating the model");
+}
+
+float *ae_plans_packed(const ae_model *m, size_t i, int *stale) {
+    if (!m->packed || !m->packed[i]) return NULL;
+    *stale = m->packed_gen[i] != m->params_gen;
+    return m->packed[i];
+}
+
 ae_status ae_plans_setup(ae_model *m, ae_errbuf *err) {
-    if (m->backend != AE_BACKEND_ONEDNN) return AE_OK;
+    ae_status st = packs_setup(m, err);
+    if (st || m->backend != AE_BACKEND_ONEDNN) return st;
     int any = 0;
     for (size_t i = 0; i < m->nlayers; i++) any |= m->layers[i].ops->plan_make != NULL;
     if (!any) return AE_OK;
@@ -16,6 +46,11 @@ ae_status ae_plans_setup(ae_model *m, ae_errbuf *err) {
 }
 
 void ae_plans_free(ae_model *m) {
+    for (size_t i = 0; m->packed && i < m->nlayers; i++) ae_free(&m->alloc, m->packed[i]);
+    ae_free(&m->alloc, m->packed);
+    ae_free(&m->alloc, m->packed_gen);
+    m->packed = NULL;
+    m->packed_gen = NULL;
     if (!m->plans) return;
     for (size_t i = 0; i < m->nlayers * AE_PLAN_SLOTS; i++)
         if (m->plans[i].plan) m->layers[i / AE_PLAN_SLOTS].ops->plan_free(m->plans[i].plan, &m->alloc);

@@ -55,15 +55,10 @@ static int pair_tied(const ae_model *m, size_t enc) {
     return m->layers[partner_of(m, enc)].w_transposed;
 }
 
-static void transpose(const float *src, size_t rows, size_t cols, float *dst) {
-    for (size_t r = 0; r < rows; r++)
-        for (size_t c = 0; c < cols; c++) dst[c * rows + r] = src[r * cols + c];
-}
-
 void ae_stack_read_weight(const ae_model *m, const ae_layer *L, float *dst) {
     const float *w = m->params + L->w_off;
     if (L->w_transposed) /* stored as the partner's [in, out] */
-        transpose(w, L->in, L->out, dst);
+        ae_transpose(w, L->in, L->out, dst);
     else
         memcpy(dst, w, L->w_count * sizeof(float));
 }
@@ -71,7 +66,7 @@ void ae_stack_read_weight(const ae_model *m, const ae_layer *L, float *dst) {
 void ae_stack_write_weight(ae_model *m, const ae_layer *L, const float *src) {
     float *w = m->params + L->w_off;
     if (L->w_transposed)
-        transpose(src, L->out, L->in, w);
+        ae_transpose(src, L->out, L->in, w);
     else
         memcpy(w, src, L->w_count * sizeof(float));
 }
@@ -204,6 +199,7 @@ static void tie_pair(ae_model *m, size_t enc) {
     D->w_off = E->w_off;
     D->w_transposed = 1;
     m->accumulate_w[enc] = 1; /* backward runs the decoder layer first */
+    m->params_gen++; /* the parameters were written */
 }
 
 static void untie_pair(ae_model *m, size_t enc) {
@@ -211,7 +207,7 @@ static void untie_pair(ae_model *m, size_t enc) {
     ae_layer *E = &m->layers[enc], *D = &m->layers[dec];
     size_t own = m->w_own[dec], n = D->w_count;
     /* E's weight [E.out, E.in] transposed is D's [D.out = E.in, D.in = E.out]. */
-    transpose(m->params + E->w_off, E->out, E->in, m->params + own);
+    ae_transpose(m->params + E->w_off, E->out, E->in, m->params + own);
     memset(m->grads + own, 0, n * sizeof(float));
     memset(m->state1 + own, 0, n * sizeof(float));
     memset(m->state2 + own, 0, n * sizeof(float));
@@ -219,6 +215,7 @@ static void untie_pair(ae_model *m, size_t enc) {
     D->w_transposed = 0;
     m->accumulate_w[enc] = 0;
     insert_block(m, (ae_param_block){own, n, 0, 0, 0});
+    m->params_gen++;
 }
 
 ae_status ae_stack_tie(ae_model *m, size_t first, size_t last, ae_errbuf *err) {
