@@ -554,6 +554,108 @@ static void test_image_cache(void **state) {
 #endif
 }
 
+/* Reads all rows of a dataset (in memory or on disk). */
+static float *all_rows(const ae_dataset *ds) {
+    size_t n = ae_dataset_count(ds) * ae_dataset_dim(ds);
+    float *x = malloc(n * sizeof *x);
+    assert_non_null(x);
+    assert_int_equal(ae_dataset_rows(ds, 0, ae_dataset_count(ds), x, NULL), AE_OK);
+    return x;
+}
+
+/* An image folder normalised as torchvision's Normalize (opts->mean/std)
+ * and trained with ae_fit: the model records the statistics in its value
+ * convention, keeps them in its file, and gives the same folder loaded
+ * without them (in memory or through the cache) exactly the values it was
+ * trained on; a folder normalised otherwise is refused. */
+static void test_image_normalise_recorded(void **state) {
+    (void)state;
+#if !defined(AE_HAVE_PNG) || !defined(AE_HAVE_JPEG)
+    skip();
+#else
+    /* make_folder ran in test_image_folder (same group, in order). */
+    static const float mean[3] = {0.485f, 0.456f, 0.406f}, sd[3] = {0.229f, 0.224f, 0.225f};
+    for (int cached = 0; cached < 2; cached++) {
+        ae_image_options o;
+        ae_image_options_init(&o);
+        o.height = o.width = 8;
+        o.mean = mean;
+        o.std = sd;
+        if (cached) o.cache = tpath("norm_cache.npy");
+        ae_dataset *ds, *plain;
+        assert_int_equal(ae_dataset_create(&ds, NULL), AE_OK);
+        assert_int_equal(ae_dataset_load_images(ds, tpath("set"), &o), AE_OK);
+        assert_int_equal(ae_dataset_file_backed(ds), cached);
+        ae_data_convention dc;
+        dc.struct_size = sizeof dc;
+        assert_int_equal(ae_dataset_convention(ds, &dc), AE_OK);
+        assert_int_equal(dc.elem, AE_ELEM_UINT8);
+        assert_int_equal(dc.std_count, 3);
+        float *trained_on = all_rows(ds);
+
+        ae_config *cfg;
+        ae_model *m, *back;
+        assert_int_equal(ae_config_create(&cfg, NULL), AE_OK);
+        assert_int_equal(ae_config_set_input_shape(cfg, 3, 8, 8), AE_OK);
+        assert_int_equal(ae_config_add_dense(cfg, 4, AE_ACT_RELU), AE_OK);
+        assert_int_equal(ae_config_mark_code(cfg), AE_OK);
+        assert_int_equal(ae_config_add_dense(cfg, 192, AE_ACT_IDENTITY), AE_OK);
+        assert_int_equal(ae_model_create(&m, cfg), AE_OK);
+        ae_fit_options fo;
+        ae_fit_options_init(&fo);
+        fo.epochs = 1;
+        fo.batch_size = 2;
+        assert_int_equal(ae_fit(m, ds, &fo), AE_OK);
+        assert_int_equal(ae_model_save(m, tpath("norm.aem"), AE_SAVE_MODEL), AE_OK);
+        assert_int_equal(ae_model_load(&back, tpath("norm.aem"), cfg), AE_OK);
+        for (int k = 0; k < 2; k++) {
+            float mu[3], s[3];
+            ae_data_convention mc;
+            mc.struct_size = sizeof mc;
+            assert_int_equal(ae_model_data_convention(k ? back : m, &mc, mu, s, 3), AE_OK);
+            assert_int_equal(mc.elem, AE_ELEM_UINT8);
+            assert_true(fabs(mc.scale * 255.0 - 1.0) < 1e-6 && mc.offset == 0.0);
+            assert_int_equal(mc.std_count, 3);
+            assert_memory_equal(mu, mean, sizeof mu);
+            assert_memory_equal(s, sd, sizeof s);
+        }
+
+        /* The same folder without the options: the model's rule gives it
+           the values of training, bit for bit. */
+        o.mean = o.std = NULL;
+        assert_int_equal(ae_dataset_create(&plain, NULL), AE_OK);
+        assert_int_equal(ae_dataset_load_images(plain, tpath("set"), &o), AE_OK);
+        assert_int_equal(ae_model_prepare_data(back, plain), AE_OK);
+        float *prepared = all_rows(plain);
+        assert_memory_equal(prepared, trained_on, ae_dataset_count(ds) * 192 * sizeof(float));
+        /* Normalised with the model's statistics already: unchanged. */
+        assert_int_equal(ae_model_prepare_data(back, ds), AE_OK);
+        float *again = all_rows(ds);
+        assert_memory_equal(again, trained_on, ae_dataset_count(ds) * 192 * sizeof(float));
+        /* With other statistics: refused, nothing changed. */
+        static const float other[3] = {0.5f, 0.5f, 0.5f};
+        o.mean = other;
+        o.std = sd;
+        assert_int_equal(ae_dataset_load_images(plain, tpath("set"), &o), AE_OK);
+        float *before = all_rows(plain);
+        assert_int_equal(ae_model_prepare_data(back, plain), AE_ERR_STATE);
+        assert_non_null(strstr(ae_dataset_last_error(plain), "standardised already"));
+        float *after = all_rows(plain);
+        assert_memory_equal(after, before, ae_dataset_count(plain) * 192 * sizeof(float));
+        free(before);
+        free(after);
+        free(again);
+        free(prepared);
+        free(trained_on);
+        ae_model_destroy(back);
+        ae_model_destroy(m);
+        ae_config_destroy(cfg);
+        ae_dataset_destroy(plain);
+        ae_dataset_destroy(ds);
+    }
+#endif
+}
+
 /* ---- file-backed .npy ---- */
 
 /* Writes a .npy with the given descr and shape text and raw data. */
@@ -948,6 +1050,7 @@ int main(void) {
         cmocka_unit_test(test_resize_matches_torchvision),
         cmocka_unit_test(test_image_folder),
         cmocka_unit_test(test_image_cache),
+        cmocka_unit_test(test_image_normalise_recorded),
         cmocka_unit_test(test_file_backed_dtypes),
         cmocka_unit_test(test_file_backed_errors),
         cmocka_unit_test(test_folder_special_files),

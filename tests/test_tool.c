@@ -1302,6 +1302,180 @@ static void test_value_conventions(void **state) {
                 1e-6);
 }
 
+/* --standardize MEAN/STD: torchvision's Normalize values given on the
+ * command line (before, only statistics computed from the data: the flag
+ * was refused). The model records them; encode, reconstruct and eval on the
+ * folder apply them as ae_dataset_load_images' mean/std do, reconstructions
+ * and pictures come back in [0, 1] units; bad values are usage errors. */
+static void test_images_normalized(void **state) {
+    (void)state;
+#ifndef AE_HAVE_PNG
+    skip();
+#else
+    static const float mean[3] = {0.485f, 0.456f, 0.406f}, sd[3] = {0.229f, 0.224f, 0.225f};
+    enum { NI = 6, S = 8, DI = 3 * S * S };
+    assert_int_equal(mkdir(path("npics"), 0755), 0);
+    assert_int_equal(mkdir(path("npics/a"), 0755), 0);
+    assert_int_equal(mkdir(path("npics/b"), 0755), 0);
+    for (int i = 0; i < NI; i++) {
+        uint8_t px[S * S * 3];
+        for (int k = 0; k < S * S * 3; k++) px[k] = (uint8_t)((k * 29 + i * 71 + (k % 3) * 50) % 256);
+        char name[32];
+        snprintf(name, sizeof name, "npics/%c/%d.png", i % 2 ? 'b' : 'a', i);
+        char err[128];
+        assert_int_equal(ae_image_save_png(path(name), px, S, S, 3, NULL, err, sizeof err), AE_OK);
+    }
+    const char *norm = "0.485,0.456,0.406/0.229,0.224,0.225";
+    result r;
+    RUN(&r, "train", "-d", "npics", "--image-size", "8x8", "--standardize", norm, "--layers",
+        "16,4", "--epochs", "3", "-b", "2", "-o", "n.aem", "--recon-png", "n_train.png");
+    expect_ok(&r);
+    assert_png("n_train.png");
+    RUN(&r, "info", "n.aem");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "standardised with 3 mean/std values 0.485,0.456,0.406/0.229,0.224,0.225"));
+
+    /* The model holds the given values. */
+    ae_config *cfg = NULL;
+    ae_model *m = NULL;
+    assert_int_equal(ae_config_create(&cfg, NULL), AE_OK);
+    assert_int_equal(ae_model_load(&m, path("n.aem"), cfg), AE_OK);
+    ae_data_convention c;
+    c.struct_size = sizeof c;
+    float mu[3], s[3];
+    assert_int_equal(ae_model_data_convention(m, &c, mu, s, 3), AE_OK);
+    assert_int_equal(c.elem, AE_ELEM_UINT8);
+    assert_int_equal(c.std_count, 3);
+    assert_memory_equal(mu, mean, sizeof mu);
+    assert_memory_equal(s, sd, sizeof s);
+
+    /* The folder as the library normalises it, through the model. */
+    ae_dataset *ds = NULL;
+    assert_int_equal(ae_dataset_create(&ds, NULL), AE_OK);
+    ae_image_options io;
+    ae_image_options_init(&io);
+    io.height = io.width = S;
+    io.mean = mean;
+    io.std = sd;
+    assert_int_equal(ae_dataset_load_images(ds, path("npics"), &io), AE_OK);
+    assert_int_equal(ae_dataset_count(ds), NI);
+    size_t code = ae_model_code_size(m);
+    static float codes[NI * 16], recon[NI * DI];
+    assert_int_equal(ae_encode(m, ae_dataset_data(ds), NI, codes), AE_OK);
+    assert_int_equal(ae_reconstruct(m, ae_dataset_data(ds), NI, recon), AE_OK);
+    RUN(&r, "encode", "-m", "n.aem", "-d", "npics", "-o", "n_codes.npy");
+    expect_ok(&r);
+    RUN(&r, "reconstruct", "-m", "n.aem", "-d", "npics", "-o", "n_rec.npy");
+    expect_ok(&r);
+    ae_dataset *tc = NULL, *tr = NULL;
+    assert_int_equal(ae_dataset_create(&tc, NULL), AE_OK);
+    assert_int_equal(ae_dataset_create(&tr, NULL), AE_OK);
+    assert_int_equal(ae_dataset_load_npy(tc, path("n_codes.npy")), AE_OK);
+    assert_int_equal(ae_dataset_load_npy(tr, path("n_rec.npy")), AE_OK);
+    assert_int_equal(ae_dataset_count(tc) * ae_dataset_dim(tc), NI * code);
+    assert_int_equal(ae_dataset_count(tr) * ae_dataset_dim(tr), NI * DI);
+    for (size_t i = 0; i < NI * code; i++)
+        assert_true(fabsf(ae_dataset_data(tc)[i] - codes[i]) <= 1e-5f * (1.0f + fabsf(codes[i])));
+    /* Reconstructions un-normalised, in the files' units (bytes, as for
+       IDX): (x * std + mean) * 255, per channel. */
+    for (size_t i = 0; i < NI * DI; i++) {
+        size_t ch = i % DI / (S * S);
+        float want = (recon[i] * sd[ch] + mean[ch]) * 255.0f;
+        if (!(fabsf(ae_dataset_data(tr)[i] - want) <= 1e-3f))
+            fprintf(stderr, "reconstruction %zu: %g, expected %g\n", i, (double)ae_dataset_data(tr)[i],
+                    (double)want);
+        assert_true(fabsf(ae_dataset_data(tr)[i] - want) <= 1e-3f);
+    }
+    ae_dataset_destroy(tc);
+    ae_dataset_destroy(tr);
+    ae_dataset_destroy(ds);
+    ae_model_destroy(m);
+    ae_config_destroy(cfg);
+    RUN(&r, "eval", "-m", "n.aem", "-d", "npics", "--recon-png", "n_eval.png");
+    expect_ok(&r);
+    assert_png("n_eval.png");
+    assert_true(number_after(r.out, "MSE ") >= 0.0);
+
+    /* A folder read for a model takes the model's shape and resize (before:
+     * 64x64 stretched whatever the model, "npics has 12288 values per
+     * sample; the model takes 192"). Images of 8 x 12, cropped to 1x6x6. */
+    assert_int_equal(mkdir(path("cpics"), 0755), 0);
+    for (int i = 0; i < 3; i++) {
+        uint8_t px[8 * 12];
+        for (int k = 0; k < 8 * 12; k++) px[k] = (uint8_t)((k * 53 + i * 31) % 256);
+        char name[32], err[128];
+        snprintf(name, sizeof name, "cpics/%d.png", i);
+        assert_int_equal(ae_image_save_png(path(name), px, 8, 12, 1, NULL, err, sizeof err), AE_OK);
+    }
+    RUN(&r, "train", "-d", "cpics", "--image-size", "1x6x6", "--crop", "--layers", "8,2", "--epochs",
+        "1", "-b", "3", "-q", "-o", "c.aem");
+    expect_ok(&r);
+    RUN(&r, "encode", "-m", "c.aem", "-d", "cpics", "-o", "c_model.npy");
+    expect_ok(&r);
+    assert_int_equal(ae_config_create(&cfg, NULL), AE_OK);
+    assert_int_equal(ae_model_load(&m, path("c.aem"), cfg), AE_OK);
+    assert_int_equal(ae_dataset_create(&tc, NULL), AE_OK);
+    assert_int_equal(ae_dataset_load_npy(tc, path("c_model.npy")), AE_OK);
+    assert_int_equal(ae_dataset_count(tc) * ae_dataset_dim(tc), 3 * 2);
+    for (int crop = 1; crop >= 0; crop--) {
+        ae_image_options_init(&io);
+        io.channels = 1;
+        io.height = io.width = 6;
+        io.resize = crop ? AE_RESIZE_SHORTER_CROP : AE_RESIZE_STRETCH;
+        assert_int_equal(ae_dataset_create(&ds, NULL), AE_OK);
+        assert_int_equal(ae_dataset_load_images(ds, path("cpics"), &io), AE_OK);
+        assert_int_equal(ae_model_prepare_data(m, ds), AE_OK);
+        assert_int_equal(ae_encode(m, ae_dataset_data(ds), 3, codes), AE_OK);
+        float diff = 0.0f;
+        for (size_t i = 0; i < 6; i++) diff = fmaxf(diff, fabsf(ae_dataset_data(tc)[i] - codes[i]));
+        if (crop)
+            assert_true(diff <= 1e-5f);
+        else
+            assert_true(diff > 1e-4f); /* stretched, the codes differ */
+        ae_dataset_destroy(ds);
+    }
+    ae_dataset_destroy(tc);
+    ae_model_destroy(m);
+    ae_config_destroy(cfg);
+
+    /* One value for every channel, and other data: the [0, 1] .npy of the
+     * IDX file's images evaluates as the IDX file. */
+    RUN(&r, "train", "-d", "img.idx", "--standardize", "0.5/0.25", "--layers", "16,4", "--epochs",
+        "2", "-b", "16", "-q", "-o", "n1.aem");
+    expect_ok(&r);
+    RUN(&r, "info", "n1.aem");
+    expect_ok(&r);
+    assert_non_null(strstr(r.out, "standardised with 1 mean/std value 0.5/0.25"));
+    write_convention_files();
+    double on_idx = eval_mse("n1.aem", "img.idx", NULL), on_npy = eval_mse("n1.aem", "unit.npy", NULL);
+    if (!(fabs(on_idx - on_npy) < 1e-6)) fprintf(stderr, "0.5/0.25: %g vs %g\n", on_idx, on_npy);
+    assert_true(fabs(on_idx - on_npy) < 1e-6);
+
+    /* Bad values: usage errors, nothing written. */
+    static const struct {
+        const char *arg, *needle;
+    } bad[] = {{"0.5,0.5/0.2", "2 mean values but 1 std value"},
+               {"0.5/0", "not > 0"},
+               {"0.5/-1", "not > 0"},
+               {"0.1,0.2/0.3,0.4", "2 mean/std values for 3 channels"},
+               {"abc/1", "is none of"},
+               {"0.5/0.2/0.1", "is none of"},
+               {"0.5/", "is none of"},
+               {"1,2,3,4,5/1,1,1,1,1", "is none of"},
+               {"nan/1", "is none of"}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        RUN(&r, "train", "-d", "npics", "--image-size", "8x8", "--standardize", bad[i].arg,
+            "--epochs", "1", "-o", "n_bad.aem");
+        expect_fail(&r, bad[i].needle);
+        assert_int_equal(r.status, 2);
+        assert_false(exists("n_bad.aem"));
+    }
+    RUN(&r, "train", "-d", "npics", "--image-size", "8x8", "--standardize", norm, "--output-act",
+        "sigmoid", "-o", "n_bad.aem");
+    expect_fail(&r, "sigmoid");
+#endif
+}
+
 /* The KL sparsity penalty is a mean over the code units by default (the
  * seeds' form; before, the tool summed: the same weight was 8 times
  * stronger on an 8-unit code), a sum with --kl-reduction sum. With a
@@ -1628,6 +1802,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_png_writes),
         cmocka_unit_test(test_images_and_mmap),
         cmocka_unit_test(test_value_conventions),
+        cmocka_unit_test(test_images_normalized),
         cmocka_unit_test(test_kl_reduction),
         cmocka_unit_test(test_eval_protocols),
     };

@@ -286,6 +286,7 @@ static int check_required(const model_opts *o, int need_data, int need_output, i
 static int load_both(model_opts *o, ae_model **m, prep *p, ae_dataset **ds) {
     *ds = NULL;
     if (!(*m = model_load(o->model, p))) return EXIT_RUN;
+    data_for_model(&o->data, *m, p->shape);
     int rc = data_load(&o->data, ds);
     return rc ? rc : prep_data(*ds, &o->data, p, o->data.path);
 }
@@ -628,7 +629,7 @@ static void print_history(const char *h) {
 }
 
 /* The value convention of the training data, one line. */
-static void print_convention(const ae_data_convention *c) {
+static void print_convention(const ae_data_convention *c, const float *mean, const float *std) {
     static const char *const elems[] = {"unknown", "float", "uint8"};
     if (c->elem == AE_ELEM_UNKNOWN && c->std_count == 0) {
         printf("\ndata: no value convention recorded (uint8 files are taken x 1/255, float files "
@@ -643,6 +644,10 @@ static void print_convention(const ae_data_convention *c) {
     if (c->offset != 0.0) printf(" + %g", c->offset);
     if (c->std_count)
         printf(", standardised with %zu mean/std value%s", c->std_count, c->std_count > 1 ? "s" : "");
+    /* The values themselves when they are few (one a channel, as Normalize's). */
+    for (int part = 0; c->std_count && c->std_count <= 4 && part < 2; part++)
+        for (size_t i = 0; i < c->std_count; i++)
+            printf("%s%g", i ? "," : part ? "/" : " ", (double)(part ? std : mean)[i]);
     if (!isnan(c->lo)) printf("; trained on inputs in [%g, %g]", c->lo, c->hi);
     printf("\n");
 }
@@ -749,7 +754,7 @@ int cmd_info(int argc, char **argv) {
     }
     printf("\n");
     const char *hist = NULL;
-    print_convention(&p.conv);
+    print_convention(&p.conv, p.mean, p.std);
     size_t nmeta = ae_model_meta_count(m);
     for (size_t i = 0; i < nmeta; i++) {
         const char *key, *val;

@@ -215,15 +215,41 @@ static int too_big_for_memory(const char *path) {
     return (double)sb.st_size * 4.0 > 0.5 * (double)pages * (double)psize;
 }
 
+static int is_folder(const char *path) {
+    struct stat sb;
+    return path && stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+void data_for_model(data_opts *o, const ae_model *m, const size_t shape[3]) {
+    memcpy(o->model_image, shape, sizeof o->model_image);
+    const char *v = NULL;
+    o->model_crop = ae_model_get_meta(m, "ae.data.resize", &v) == AE_OK && v && strcmp(v, "crop") == 0;
+}
+
+int data_record_resize(ae_model *m, const data_opts *o) {
+    if (!is_folder(o->path)) return 0;
+    return ae_model_set_meta(m, "ae.data.resize", o->crop ? "crop" : "stretch") == AE_OK ? 0 : -1;
+}
+
 static ae_dataset *load_image_dir(const data_opts *o) {
     ae_image_options io;
     ae_image_options_init(&io);
+    /* A model reads images as it was trained on them: its sample shape and
+       resize, unless the options say otherwise. Only image shapes (a model
+       of flat vectors has none) of 1, 3 or 4 channels are taken. */
+    const size_t *ms = o->model_image;
+    int model = !o->image_size[0] && !o->channels && (ms[0] == 1 || ms[0] == 3 || ms[0] == 4) &&
+                (ms[1] > 1 || ms[2] > 1);
     if (o->image_size[0]) {
         io.height = o->image_size[0];
         io.width = o->image_size[1];
+    } else if (model) {
+        io.height = ms[1];
+        io.width = ms[2];
     }
     if (o->channels) io.channels = o->channels;
-    io.resize = o->crop ? AE_RESIZE_SHORTER_CROP : AE_RESIZE_STRETCH;
+    else if (model) io.channels = ms[0];
+    io.resize = o->crop || (model && o->model_crop) ? AE_RESIZE_SHORTER_CROP : AE_RESIZE_STRETCH;
     io.skip_bad = o->skip_bad;
     io.cache = o->cache;
     ae_dataset *ds = NULL;

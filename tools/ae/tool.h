@@ -71,6 +71,9 @@ typedef struct data_opts {
     int mmap;             /* --mmap: read the .npy rows from disk */
     int allow_file;       /* set by the caller: a file-backed result is welcome
                              (else it is copied into memory) */
+    size_t model_image[3]; /* set by data_for_model: a model's CxHxW and */
+    int model_crop;        /* resize, for image folders without --image-size,
+                              --channels, --crop */
 } data_opts;
 
 /* getopt_long ids of the data options every command that reads a data file
@@ -107,6 +110,14 @@ int data_parse_opt(int c, const char *arg, data_opts *o);
  * printed: EXIT_USAGE for options that do not fit the data (found only on
  * reading it), EXIT_RUN otherwise. */
 int data_load(const data_opts *o, ae_dataset **out);
+
+/* Image folders read for a model take its sample shape and the resize of
+ * its training folder (metadata ae.data.resize) unless the options say
+ * otherwise; `shape` is the model's CxHxW. */
+void data_for_model(data_opts *o, const ae_model *m, const size_t shape[3]);
+/* Records in a model the resize of its training data when they are an
+ * image folder (ae.data.resize: stretch or crop); 0 on success. */
+int data_record_resize(ae_model *m, const data_opts *o);
 
 /* A copy of the first `n` samples of ds (or all when n is 0 or too large). */
 ae_dataset *data_head(const ae_dataset *ds, size_t n);

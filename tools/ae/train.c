@@ -4,6 +4,7 @@
  * epoch callback reports the test MSE and records the history), records
  * the data preparation and the history in the model's metadata, writes the
  * model file and the pictures asked for. */
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
@@ -43,6 +44,9 @@ static const char TRAIN_HELP[] =
     "                           8-bit data: IDX, uint8 .npy, CSVs of 0..255; else 1)\n"
     "      --standardize HOW    none (default), scalar, channel or feature: (x - mean) / std\n"
     "                           from the training data, recorded in the model\n"
+    "      --standardize M/S    the same with given values, after the scale: one mean\n"
+    "                           and std, or one a channel (torchvision's Normalize),\n"
+    "                           e.g. 0.485,0.456,0.406/0.229,0.224,0.225\n"
     "      --test FILE          held-out data, its MSE reported after each epoch\n"
     "      --test-labels FILE   labels of the test data (for --scatter-png)\n"
     "      --val-split F        hold out the fraction F of the training data for\n"
@@ -213,7 +217,8 @@ static const struct option TRAIN_OPTS[] = {
 
 /* In the order of ae_schedule. */
 enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE, SCHED_PLATEAU };
-enum { ST_NONE, ST_SCALAR, ST_CHANNEL, ST_FEATURE };
+enum { ST_NONE, ST_SCALAR, ST_CHANNEL, ST_FEATURE, ST_GIVEN };
+#define MAX_ST_GIVEN 4 /* given values: 1 or one a channel (at most 4) */
 
 typedef struct train_opts {
     data_opts data;
@@ -223,6 +228,9 @@ typedef struct train_opts {
     size_t conv[MAX_WIDTHS], nconv;
     ae_activation act, code_act, output_act;
     int have_output_act, tied, standardize;
+    const char *st_arg;                                  /* --standardize as given */
+    float st_mean[MAX_ST_GIVEN], st_std[MAX_ST_GIVEN];  /* ST_GIVEN */
+    size_t st_n;
     size_t topk, batch_topk, lifetime_k;
     double lifetime_frac, kl_rho, kl_weight, l1;
     int have_kl_weight, kl_reduction, have_kl_reduction;
@@ -250,6 +258,44 @@ typedef struct train_opts {
     const char *arch_file, *arch_string; /* --arch, --arch-string */
     unsigned char given[DATA_OPT_END + 64]; /* the options given, by getopt id */
 } train_opts;
+
+/* "M1,M2,.../S1,S2,...": as many means as stds, 1 to MAX_ST_GIVEN of
+ * each, finite, std > 0. */
+static int parse_mean_std(const char *s, train_opts *o) {
+    float *dst[2] = {o->st_mean, o->st_std};
+    size_t n[2] = {0, 0};
+    const char *p = s;
+    for (int part = 0; part < 2; part++) {
+        for (;;) {
+            char *end;
+            errno = 0;
+            double v = strtod(p, &end);
+            if (end == p || errno || !isfinite(v) || fabs(v) > 1e30 || n[part] == MAX_ST_GIVEN)
+                goto bad;
+            if (part == 1 && !(v > 0.0))
+                return usage_error("--standardize: std %s is not > 0", p);
+            dst[part][n[part]++] = (float)v;
+            p = end;
+            if (*p == ',') {
+                p++;
+                continue;
+            }
+            break;
+        }
+        if (part == 0 && *p++ != '/') goto bad;
+    }
+    if (*p) goto bad;
+    if (n[0] != n[1])
+        return usage_error("--standardize: %zu mean value%s but %zu std value%s", n[0],
+                           n[0] > 1 ? "s" : "", n[1], n[1] > 1 ? "s" : "");
+    o->st_n = n[0];
+    o->standardize = ST_GIVEN;
+    return 0;
+bad:
+    return usage_error("--standardize: '%s' is none of none, scalar, channel, feature, or "
+                       "MEAN/STD values like 0.485,0.456,0.406/0.229,0.224,0.225 (1 to %d each)",
+                       s, MAX_ST_GIVEN);
+}
 
 static int parse_train(int argc, char **argv, train_opts *o) {
     static const char *const noise_names[] = {"none", "gaussian", "mask", "bernoulli", "dropout",
@@ -281,7 +327,11 @@ static int parse_train(int argc, char **argv, train_opts *o) {
         switch (c) {
         case O_ARCH: o->arch_file = a; break;
         case O_ARCH_STRING: o->arch_string = a; break;
-        case O_STANDARDIZE: bad = parse_choice("--standardize", a, st_names, &o->standardize); break;
+        case O_STANDARDIZE:
+            o->st_arg = a;
+            bad = strchr(a, '/') ? parse_mean_std(a, o)
+                                 : parse_choice("--standardize", a, st_names, &o->standardize);
+            break;
         case O_TEST: o->test = a; break;
         case O_TEST_LABELS: o->test_labels = a; break;
         case O_VAL_SPLIT: bad = parse_double("--val-split", a, 1e-9, 1 - 1e-9, &o->val_split); break;
@@ -807,8 +857,9 @@ static int store_meta(ae_model *m, const train_opts *o, int argc, char **argv, c
         ae_model_set_meta(m, "ae.train.command", cmd) != AE_OK ||
         ae_model_set_meta(m, "ae.data.source", source) != AE_OK ||
         ae_model_set_meta(m, "ae.data.count", buf) != AE_OK ||
-        ae_model_set_meta(m, "ae.data.standardize", st_names[o->standardize]) != AE_OK ||
-        ae_model_set_meta(m, "ae.train.history", hist) != AE_OK)
+        ae_model_set_meta(m, "ae.data.standardize",
+                          o->standardize == ST_GIVEN ? o->st_arg : st_names[o->standardize]) != AE_OK ||
+        ae_model_set_meta(m, "ae.train.history", hist) != AE_OK || data_record_resize(m, &o->data))
         goto done;
     snprintf(buf, sizeof buf, "%s after %zu of %zu epochs",
              early ? "stopped early (no improvement)" : "completed", epochs_run, o->epochs);
@@ -894,9 +945,18 @@ int cmd_train(int argc, char **argv) {
     rc = EXIT_RUN;
     size_t d = ae_dataset_dim(all);
     ae_dataset_shape(all, &p.shape[0], &p.shape[1], &p.shape[2]);
+    if (o.standardize == ST_GIVEN && o.st_n != 1 && o.st_n != p.shape[0]) {
+        rc = usage_error("--standardize: %zu mean/std values for %zu channel%s: give 1 or %zu",
+                         o.st_n, p.shape[0], p.shape[0] > 1 ? "s" : "", p.shape[0]);
+        goto done;
+    }
     if (o.standardize) {
-        size_t k = o.standardize == ST_SCALAR ? 1 : o.standardize == ST_CHANNEL ? p.shape[0] : d;
-        if (ae_dataset_standardize(all, NULL, NULL, k) != AE_OK) {
+        size_t k = o.standardize == ST_SCALAR ? 1 : o.standardize == ST_CHANNEL ? p.shape[0]
+                 : o.standardize == ST_GIVEN ? o.st_n : d;
+        /* Given values are applied as ae_image_options' mean/std are: after
+           the scale, as torchvision's Normalize after ToTensor. */
+        int given = o.standardize == ST_GIVEN;
+        if (ae_dataset_standardize(all, given ? o.st_mean : NULL, given ? o.st_std : NULL, k) != AE_OK) {
             fail(EXIT_RUN, "cannot standardise: %s", ae_dataset_last_error(all));
             goto done;
         }
