@@ -499,6 +499,17 @@ static void test_greedy(void **state) {
     RUN(&r, "train", "-d", "x.npy", "--layers", "8,4", "--greedy", "--checkpoint", "c.aem", "-o",
         "e.aem");
     expect_fail(&r, "--greedy does not go with --checkpoint");
+    /* The stages are built from --layers: a description would have every
+       stage train its full model, so it is refused. */
+    RUN(&r, "train", "-d", "x.npy", "--greedy", "--arch-string",
+        "dense 16 activation=relu\ndense 4\nmirror activation=sigmoid\n", "-e", "1", "-o", "ga.aem");
+    expect_fail(&r, "--greedy takes --layers widths");
+    assert_int_equal(r.status, 2);
+    write_text("greedy.arch", "dense 16 activation=relu\ndense 4\nmirror activation=sigmoid\n");
+    RUN(&r, "train", "-d", "x.npy", "--greedy", "--arch", "greedy.arch", "-e", "1", "-o", "ga.aem");
+    expect_fail(&r, "--greedy takes --layers widths");
+    assert_int_equal(r.status, 2);
+    assert_false(exists("ga.aem"));
 }
 
 /* CSV with header and labels, IDX, and the training flags. */
