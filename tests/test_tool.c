@@ -777,6 +777,20 @@ static void test_onnx(void **state) {
     RUN(&r, "info", "onnx_back.aem");
     expect_ok(&r);
     assert_non_null(strstr(r.out, "1x12x12 -> 4x6x6"));
+    /* The sample shape is the model's own: no ae.data.shape metadata. */
+    ae_model *back = NULL;
+    assert_int_equal(ae_model_load(&back, path("onnx_back.aem"), NULL), AE_OK);
+    const char *shape_meta = NULL;
+    ae_model_get_meta(back, "ae.data.shape", &shape_meta);
+    assert_null(shape_meta);
+    size_t sc = 0, sh = 0, sw = 0;
+    assert_int_equal(ae_model_sample_shape(back, &sc, &sh, &sw), AE_OK);
+    assert_true(sc == 1 && sh == H && sw == W);
+    ae_model_destroy(back);
+    RUN(&r, "reconstruct", "-m", "onnx_back.aem", "-d", "img.npy", "-o", "onnx_png.npy", "--png",
+        "onnx_back.png");
+    expect_ok(&r);
+    assert_png("onnx_back.png");
     RUN(&r, "reconstruct", "-m", "onnx_src.aem", "-d", "img.npy", "-o", "onnx_a.npy");
     expect_ok(&r);
     RUN(&r, "reconstruct", "-m", "onnx_back.aem", "-d", "img.npy", "-o", "onnx_b.npy");
