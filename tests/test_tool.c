@@ -499,6 +499,17 @@ static void test_greedy(void **state) {
     RUN(&r, "train", "-d", "x.npy", "--layers", "8,4", "--greedy", "--checkpoint", "c.aem", "-o",
         "e.aem");
     expect_fail(&r, "--greedy does not go with --checkpoint");
+    /* The stages are built from --layers: a description would have every
+       stage train its full model, so it is refused. */
+    RUN(&r, "train", "-d", "x.npy", "--greedy", "--arch-string",
+        "dense 16 activation=relu\ndense 4\nmirror activation=sigmoid\n", "-e", "1", "-o", "ga.aem");
+    expect_fail(&r, "--greedy takes --layers widths");
+    assert_int_equal(r.status, 2);
+    write_text("greedy.arch", "dense 16 activation=relu\ndense 4\nmirror activation=sigmoid\n");
+    RUN(&r, "train", "-d", "x.npy", "--greedy", "--arch", "greedy.arch", "-e", "1", "-o", "ga.aem");
+    expect_fail(&r, "--greedy takes --layers widths");
+    assert_int_equal(r.status, 2);
+    assert_false(exists("ga.aem"));
 }
 
 /* CSV with header and labels, IDX, and the training flags. */
@@ -766,6 +777,20 @@ static void test_onnx(void **state) {
     RUN(&r, "info", "onnx_back.aem");
     expect_ok(&r);
     assert_non_null(strstr(r.out, "1x12x12 -> 4x6x6"));
+    /* The sample shape is the model's own: no ae.data.shape metadata. */
+    ae_model *back = NULL;
+    assert_int_equal(ae_model_load(&back, path("onnx_back.aem"), NULL), AE_OK);
+    const char *shape_meta = NULL;
+    ae_model_get_meta(back, "ae.data.shape", &shape_meta);
+    assert_null(shape_meta);
+    size_t sc = 0, sh = 0, sw = 0;
+    assert_int_equal(ae_model_sample_shape(back, &sc, &sh, &sw), AE_OK);
+    assert_true(sc == 1 && sh == H && sw == W);
+    ae_model_destroy(back);
+    RUN(&r, "reconstruct", "-m", "onnx_back.aem", "-d", "img.npy", "-o", "onnx_png.npy", "--png",
+        "onnx_back.png");
+    expect_ok(&r);
+    assert_png("onnx_back.png");
     RUN(&r, "reconstruct", "-m", "onnx_src.aem", "-d", "img.npy", "-o", "onnx_a.npy");
     expect_ok(&r);
     RUN(&r, "reconstruct", "-m", "onnx_back.aem", "-d", "img.npy", "-o", "onnx_b.npy");

@@ -100,19 +100,8 @@ int cmd_import(int argc, char **argv) {
     char err[512];
     ae_model *m = NULL;
     if (ae_model_import_onnx(&m, input, &o, err, sizeof err) != AE_OK) return fail(EXIT_RUN, "%s", err);
-    /* An image model from elsewhere: the sample shape the other commands
-       read from the metadata (ae export carries it along already). */
-    const char *shape = NULL;
-    size_t in[3];
-    ae_model_get_meta(m, "ae.data.shape", &shape);
-    if (!shape && ae_model_layer_shape(m, 0, in, NULL) == AE_OK && in[1] * in[2] > 1) {
-        char buf[96];
-        snprintf(buf, sizeof buf, "%zux%zux%zu", in[0], in[1], in[2]);
-        if (ae_model_set_meta(m, "ae.data.shape", buf) != AE_OK) {
-            ae_model_destroy(m);
-            return fail(EXIT_RUN, "out of memory");
-        }
-    }
+    /* The sample shape is the model's own (ae_model_sample_shape): no
+       ae.data.shape metadata, which older tools wrote and model_load still reads. */
     if (ae_model_save(m, output, AE_SAVE_MODEL) != AE_OK)
         rc = fail(EXIT_RUN, "%s", ae_model_last_error(m));
     else

@@ -456,6 +456,10 @@ static int parse_train(int argc, char **argv, train_opts *o) {
     int arch = o->arch_file || o->arch_string;
     if (o->arch_file && o->arch_string)
         return usage_error("--arch and --arch-string do not go together");
+    /* Its stages are models of the first k widths, which a description does not give. */
+    if (o->greedy && arch)
+        return usage_error("--greedy takes --layers widths, not --%s: it builds each stage from them",
+                           o->arch_file ? "arch" : "arch-string");
     for (const struct option *op = TRAIN_OPTS; arch && op->name; op++) {
         /* The shortcut flags are a description: one or the other. */
         static const int shortcuts[] = {O_LAYERS, O_CONV, O_ACT, O_CODE_ACT, O_OUTPUT_ACT, O_TIED,
