@@ -137,6 +137,15 @@ static const doc_command COMMANDS[] = {
          "-e 2 --schedule step --step-size 1 --gamma 0.1 -o conv004.aem",
      .expect = "epoch 2/2",
      .model_info = "0.0001 "},
+    /* the seed-004 photo section: 5 epochs become 1 */
+    {.doc = SEEDS,
+     .text = "ae train --arch examples/arch/seed004_conv.arch -d crops/train --test crops/test "
+             "--image-cache train_cache.npy -b 32 -e 5 --seed 4 -o conv004.aem",
+     .subst = LIST("-e 5", "-e 1"),
+     .expect = "epoch 1/1"},
+    {.doc = SEEDS,
+     .text = "ae eval -m conv004.aem -d show --recon-png recon.png",
+     .expect = "SSIM"},
     {.doc = SEEDS,
      .text = "ae train --greedy --layers 256,64 -b 256 -e 1 -o greedy.aem",
      .expect = "stage 3/3"},
@@ -212,6 +221,8 @@ static const struct input_map {
        16 for training and 8 for testing */
     {"crops/train", "crops/train"},
     {"crops/test", "crops/test"},
+    /* seeds.md's folder `show`: 16 test crops; here the test crops */
+    {"show", "crops/test"},
     /* the seeds' descriptions, as they are */
     {"examples/arch/", "@SRC/examples/arch/"},
 };
