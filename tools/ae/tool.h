@@ -21,6 +21,9 @@ enum { EXIT_RUN = 1, EXIT_USAGE = 2 };
 /* The running command's name ("ae train"), used to prefix every message. */
 extern const char *g_cmd;
 
+/* The last message of fail or usage_error (without the prefix), for the
+ * other ranks of `ae train --distributed` (distributed.c). */
+extern char g_last_message[512];
 /* Prints "ae CMD: message" on one line to stderr; returns `code`. */
 int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A usage error: the message and a pointer to --help, one line; returns EXIT_USAGE. */

@@ -3,7 +3,10 @@
  * trains it through ae_fit (its batch callback draws the progress bar, its
  * epoch callback reports the test MSE and records the history), records
  * the data preparation and the history in the model's metadata, writes the
- * model file and the pictures asked for. */
+ * model file and the pictures asked for. With --distributed every rank of
+ * an MPI job runs the command: each reads its own rows and trains through
+ * ae_mpi_fit (distributed.c); rank 0 alone prints, evaluates --test and
+ * writes files, and the ranks agree on every failure. */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -12,6 +15,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "distributed.h"
 #include "tool.h"
 
 #define MAX_WIDTHS 16
@@ -130,6 +134,10 @@ static const char TRAIN_HELP[] =
     "      --resume FILE        go on with the run that wrote checkpoint FILE: give\n"
     "                           the same data and training options; the model and\n"
     "                           its position come from FILE\n"
+    "      --distributed        data-parallel over the ranks of an MPI job (mpirun -np N\n"
+    "                           ae train --distributed ...): -b is the global batch, each\n"
+    "                           rank reads its rows (.npy on disk), rank 0 alone prints\n"
+    "                           and writes; see ae(1)\n"
     "\n"
     "Output:\n"
     "  -o, --output MODEL       the model file to write (required)\n"
@@ -152,7 +160,7 @@ enum {
     O_SEED, O_SCHEDULE, O_STEP_SIZE, O_GAMMA, O_MIN_LR, O_WARMUP, O_PATIENCE, O_RECON_PNG,
     O_FEATURES_PNG, O_SCATTER_PNG, O_VAE, O_BETA, O_KL_WARMUP, O_REDUCTION,
     O_CONV, O_KL_REDUCTION, O_ARCH, O_ARCH_STRING, O_GREEDY, O_RESTORE_BEST, O_NO_RESTORE_BEST,
-    O_CHECKPOINT, O_CHECKPOINT_EVERY, O_RESUME
+    O_CHECKPOINT, O_CHECKPOINT_EVERY, O_RESUME, O_DISTRIBUTED
 };
 
 static const struct option TRAIN_OPTS[] = {
@@ -206,6 +214,7 @@ static const struct option TRAIN_OPTS[] = {
     {"checkpoint", required_argument, NULL, O_CHECKPOINT},
     {"checkpoint-every", required_argument, NULL, O_CHECKPOINT_EVERY},
     {"resume", required_argument, NULL, O_RESUME},
+    {"distributed", no_argument, NULL, O_DISTRIBUTED},
     {"output", required_argument, NULL, 'o'},
     {"recon-png", required_argument, NULL, O_RECON_PNG},
     {"features-png", required_argument, NULL, O_FEATURES_PNG},
@@ -255,6 +264,7 @@ typedef struct train_opts {
     size_t ckpt_every;
     int ckpt_steps, have_ckpt_every;
     int quiet;
+    int distributed; /* --distributed: ae_mpi_fit over MPI_COMM_WORLD */
     const char *arch_file, *arch_string; /* --arch, --arch-string */
     unsigned char given[DATA_OPT_END + 64]; /* the options given, by getopt id */
 } train_opts;
@@ -420,6 +430,7 @@ static int parse_train(int argc, char **argv, train_opts *o) {
         case O_NO_RESTORE_BEST: o->restore_best = 0; break;
         case O_CHECKPOINT: o->checkpoint = a; break;
         case O_RESUME: o->resume = a; break;
+        case O_DISTRIBUTED: o->distributed = 1; break;
         case O_CHECKPOINT_EVERY: {
             /* N, Nepochs or Nsteps (also "N epochs" as one argument). */
             char num[32];
@@ -509,6 +520,9 @@ static int parse_train(int argc, char **argv, train_opts *o) {
                            "each new inner pair itself)");
     if (o->greedy && (o->checkpoint || o->resume))
         return usage_error("--greedy does not go with --checkpoint or --resume");
+    if (o->distributed && !dist_available())
+        return usage_error("--distributed needs an ae built with MPI (libae_mpi: meson -Dmpi=enabled "
+                           "with Open MPI's libopenmpi-dev); this one was built without it");
     if (o->have_ckpt_every && !o->checkpoint)
         return usage_error("--checkpoint-every needs --checkpoint FILE");
     if (o->restore_best < 0) o->restore_best = o->patience > 0;
@@ -763,14 +777,18 @@ static int train_fit(fit_ctx *c, ae_dataset *train, ae_dataset *val, int *early)
     ae_history *h = NULL;
     if (ae_history_create(&h, NULL) != AE_OK) return fail(EXIT_RUN, "out of memory");
     f.history = h;
-    ae_status st = ae_fit(c->m, train, &f);
+    /* ae_mpi_fit with --distributed, else ae_fit. */
+    char msg[sizeof g_last_message];
+    ae_status st = o->distributed ? dist_fit(c->m, train, &f, msg, sizeof msg) : ae_fit(c->m, train, &f);
     if (c->bar) fputs("\r\033[K", stderr);
     ae_fit_stop why = ae_history_stop_reason(h);
     ae_history_destroy(h);
     *early = why == AE_FIT_EARLY_STOPPED;
-    if (c->rc) return c->rc;
-    if (st != AE_OK) return fail(EXIT_RUN, "%s", ae_model_last_error(c->m));
-    return 0;
+    int rc = c->rc;
+    if (!rc && st != AE_OK) rc = fail(EXIT_RUN, "%s", o->distributed ? msg : ae_model_last_error(c->m));
+    /* Rank 0's callbacks may have failed alone (the test MSE): every rank
+       leaves here with the same code, before a next stage's collectives. */
+    return dist_agree(rc);
 }
 
 /* Greedy layer-wise training (Hinton and Salakhutdinov; examples/greedy_fmnist.c):
@@ -876,10 +894,24 @@ done:
 
 /* ---- the command ---- */
 
+static int train_command(int argc, char **argv, const train_opts *given);
+
 int cmd_train(int argc, char **argv) {
     train_opts o;
     int rc = parse_train(argc, argv, &o);
     if (rc) return rc == 1 ? 0 : rc;
+    if (o.distributed && (rc = dist_start()) != 0) return rc;
+    if (dist_rank() != 0) o.quiet = 1; /* rank 0 alone prints */
+    /* The ranks' last agreement: the same exit code everywhere. */
+    return dist_finish(train_command(argc, argv, &o));
+}
+
+/* Every rank runs this with --distributed; a rank that fails returns at
+ * once, and its last agreement (dist_finish) stops the others at their
+ * next one (dist_agree). */
+static int train_command(int argc, char **argv, const train_opts *given) {
+    train_opts o = *given;
+    int rc, rank = dist_rank();
     char source[1200];
     data_opts test_opts = o.data;
     test_opts.path = o.test;
@@ -907,6 +939,13 @@ int cmd_train(int argc, char **argv) {
     } else {
         snprintf(source, sizeof source, "%s", o.data.path);
     }
+    if (rank != 0) {
+        /* Rank 0 alone evaluates the test data and writes every file. */
+        o.test = test_opts.path = test_opts.labels = NULL;
+    }
+    /* Each rank reads the rows of its slices from disk (a .npy), not the
+       whole set. */
+    if (o.distributed && dist_is_npy(o.data.path)) o.data.mmap = 1;
     if (!file_readable(o.data.path)) return fail(EXIT_RUN, "cannot open %s", o.data.path);
     if (o.test && !file_readable(o.test)) return fail(EXIT_RUN, "cannot open %s", o.test);
     if (o.resume && !file_readable(o.resume)) return fail(EXIT_RUN, "cannot open %s", o.resume);
@@ -927,8 +966,9 @@ int cmd_train(int argc, char **argv) {
                                  {"--labels", o.data.labels},
                                  {"--test", o.test},
                                  {"--test-labels", o.test_labels}};
-    rc = check_outputs(outputs, sizeof outputs / sizeof *outputs, inputs,
-                       sizeof inputs / sizeof *inputs);
+    rc = rank != 0 ? 0
+                   : check_outputs(outputs, sizeof outputs / sizeof *outputs, inputs,
+                                   sizeof inputs / sizeof *inputs);
     free(cache_labels);
     if (rc) return rc;
 
@@ -943,8 +983,13 @@ int cmd_train(int argc, char **argv) {
        x 1/255 unless --scale); the model records it, and the test data
        are given the same. Both files are read first, so that options that
        do not fit them are found before any work. */
-    if ((rc = data_load(&o.data, &all)) != 0 || (rc = prep_data(all, &o.data, NULL, o.data.path)) != 0)
-        goto done;
+    /* An image cache is written by rank 0 (it decodes the folder), then
+       read by the others. */
+    int cache_first = o.distributed && o.data.cache;
+    if (cache_first && rank != 0 && (rc = dist_agree(0)) != 0) goto done;
+    if ((rc = data_load(&o.data, &all)) != 0) goto done;
+    if (cache_first && rank == 0 && (rc = dist_agree(0)) != 0) goto done;
+    if ((rc = prep_data(all, &o.data, NULL, o.data.path)) != 0) goto done;
     if (o.test && (rc = data_load(&test_opts, &test)) != 0) goto done;
     rc = EXIT_RUN;
     size_t d = ae_dataset_dim(all);
@@ -960,17 +1005,30 @@ int cmd_train(int argc, char **argv) {
         /* Given values are applied as ae_image_options' mean/std are: after
            the scale, as torchvision's Normalize after ToTensor. */
         int given = o.standardize == ST_GIVEN;
-        if (ae_dataset_standardize(all, given ? o.st_mean : NULL, given ? o.st_std : NULL, k) != AE_OK) {
-            fail(EXIT_RUN, "cannot standardise: %s", ae_dataset_last_error(all));
-            goto done;
-        }
         p.mean = malloc(k * sizeof *p.mean);
         p.std = malloc(k * sizeof *p.std);
         if (!p.mean || !p.std) {
             fail(EXIT_RUN, "out of memory");
             goto done;
         }
-        ae_dataset_standardization(all, p.mean, p.std, k);
+        /* Over the ranks, rank 0 computes the statistics (it reads the whole
+           set once) and the others apply them; given values, every rank. */
+        int computes = given || rank == 0;
+        if (computes &&
+            ae_dataset_standardize(all, given ? o.st_mean : NULL, given ? o.st_std : NULL, k) != AE_OK) {
+            fail(EXIT_RUN, "cannot standardise: %s", ae_dataset_last_error(all));
+            goto done;
+        }
+        if (computes) ae_dataset_standardization(all, p.mean, p.std, k);
+        if (o.distributed && !given &&
+            ((rc = dist_agree(0)) != 0 || (rc = dist_bcast_floats(p.mean, k)) != 0 ||
+             (rc = dist_bcast_floats(p.std, k)) != 0))
+            goto done;
+        rc = EXIT_RUN;
+        if (!computes && ae_dataset_standardize(all, p.mean, p.std, k) != AE_OK) {
+            fail(EXIT_RUN, "cannot standardise: %s", ae_dataset_last_error(all));
+            goto done;
+        }
     }
     p.conv.struct_size = sizeof p.conv;
     ae_dataset_convention(all, &p.conv);
@@ -1055,10 +1113,13 @@ int cmd_train(int argc, char **argv) {
         all = NULL;
     }
     ae_dataset *shown = test ? test : val ? val : train;
-    /* The pictures read their samples in memory: a head of file-backed rows. */
-    if (ae_dataset_file_backed(shown) && !(shown_mem = data_head(shown, 5000))) goto done;
+    /* The pictures read their samples in memory: a head of file-backed rows
+       (on rank 0, which draws them). */
+    int pictures = o.recon_png || o.features_png || o.scatter_png;
+    if (rank == 0 && pictures && ae_dataset_file_backed(shown) && !(shown_mem = data_head(shown, 5000)))
+        goto done;
     if (shown_mem) shown = shown_mem;
-    if (o.scatter_png && !ae_dataset_labels(shown))
+    if (rank == 0 && o.scatter_png && !ae_dataset_labels(shown))
         printf("note: no labels, the scatter has one colour\n");
     if (!o.quiet && o.resume) {
         printf("ae train: %s, %zu samples; resuming %s after epoch %zu, batch %zu (%zu parameters)\n",
@@ -1114,9 +1175,16 @@ int cmd_train(int argc, char **argv) {
         fail(EXIT_RUN, "cannot record the metadata: %s", ae_model_last_error(m));
         goto done;
     }
+    /* Every rank is ready, or none trains. */
+    if ((rc = dist_agree(0)) != 0) goto done;
     rc = o.greedy ? train_greedy(&fc, p.shape, train, val, m, &early) : train_fit(&fc, train, val, &early);
     if (rc) goto done;
     rc = EXIT_RUN;
+    /* The model is the same on every rank: rank 0 writes it and the pictures. */
+    if (rank != 0) {
+        rc = 0;
+        goto done;
+    }
     size_t run = fc.epochs_run;
     double total = now_seconds() - t0;
     if (store_meta(m, &o, argc, argv, source, ae_dataset_count(train), fc.hist, run, early)) {

@@ -12,8 +12,13 @@
 #include "tool.h"
 
 const char *g_cmd = "ae";
+char g_last_message[512];
 
 static void vmessage(const char *fmt, va_list ap) {
+    va_list copy;
+    va_copy(copy, ap);
+    vsnprintf(g_last_message, sizeof g_last_message, fmt, copy);
+    va_end(copy);
     fprintf(stderr, "%s: ", g_cmd);
     vfprintf(stderr, fmt, ap);
 }
