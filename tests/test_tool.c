@@ -1789,6 +1789,21 @@ static void test_png_writes(void **state) {
     unlink(path("pic.fifo"));
 }
 
+/* An ae built without libae_mpi refuses --distributed as a usage error
+ * (with MPI, tests/mpi/test_tool_mpi.c runs it under mpirun). */
+static void test_distributed_without_mpi(void **state) {
+    (void)state;
+#ifdef AE_TEST_TOOL_NO_MPI
+    result r;
+    RUN(&r, "train", "--distributed", "-d", "x.npy", "--layers", "8", "-e", "1", "-o", "dist.aem");
+    expect_fail(&r, "--distributed needs an ae built with MPI");
+    assert_int_equal(r.status, 2);
+    assert_false(exists("dist.aem"));
+#else
+    skip();
+#endif
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_tool PATH-TO-ae\n");
@@ -1830,6 +1845,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_images_normalized),
         cmocka_unit_test(test_kl_reduction),
         cmocka_unit_test(test_eval_protocols),
+        cmocka_unit_test(test_distributed_without_mpi),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
