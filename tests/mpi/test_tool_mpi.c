@@ -231,6 +231,14 @@ static void test_same_as_one_process(void **state) {
         assert_string_equal(files, "ck.aem m.aem r.png");
         assert_string_equal(g_err, "");
     }
+    /* --standardize: rank 0's statistics, applied on every rank. */
+    run(0, SGD " --standardize feature -o m.aem", one, sizeof one, c);
+    assert_int_equal(c[0], 0);
+    run(3, SGD " --standardize feature -o m.aem", dir, sizeof dir, c);
+    assert_int_equal(c[0] | c[1] | c[2], 0);
+    double diff = model_diff(one, "m.aem", dir, "m.aem");
+    printf("np 3, SGD, --standardize feature: %.3g\n", diff);
+    assert_true(diff <= 1e-6);
     /* The lines, printed once, by rank 0. */
     run(2, SGD " --test ../t.npy -o m.aem", dir, sizeof dir, c);
     assert_int_equal(c[0] | c[1], 0);
