@@ -171,12 +171,7 @@ static void conv_backward(const ae_layer *L, const float *params, float *grads, 
     if (io->plan || is_direct(L)) {
         if (db)
             for (size_t b = 0; b < B; b++)
-                for (size_t c = 0; c < Co; c++) {
-                    const float *s = d + (b * Co + c) * P;
-                    float acc = 0.0f;
-                    for (size_t j = 0; j < P; j++) acc += s[j];
-                    db[c] += acc;
-                }
+                for (size_t c = 0; c < Co; c++) db[c] += ae_plane_sum(d + (b * Co + c) * P, P);
         if (io->plan)
             ae_conv_plan_backward(io->plan, io->scratch, io->x, W, d, dW, accumulate_w, io->dx);
         else
@@ -188,13 +183,8 @@ static void conv_backward(const ae_layer *L, const float *params, float *grads, 
     for (size_t b = 0; b < B; b++)
         for (size_t c = 0; c < Co; c++) {
             const float *s = d + (b * Co + c) * P;
-            float *t = yb + c * N + b * P;
-            float acc = 0.0f;
-            for (size_t j = 0; j < P; j++) {
-                t[j] = s[j];
-                acc += s[j];
-            }
-            if (db) db[c] += acc;
+            memcpy(yb + c * N + b * P, s, P * sizeof *s);
+            if (db) db[c] += ae_plane_sum(s, P);
         }
     if (dW)
         ae_sgemm(io->backend, AE_NO_TRANS, AE_TRANS, Co, K, N, 1.0f, yb, N, col, N, beta, dW, K);
