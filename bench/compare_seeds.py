@@ -141,9 +141,11 @@ for core in args.cores.split(","):
                 cell("torch"), ratio("openblas"), ratio("onednn")))
 
 print("\n# every setting, wall ms (ratio PyTorch / libae)")
-print("| model | core | threads | libae OpenBLAS | libae oneDNN | PyTorch | placement |")
+print("| model | core | threads | libae OpenBLAS | libae oneDNN | PyTorch | vCPU round trip |")
 print("|---|---|---|---|---|---|---|")
 for core, threads, model, corename, med, place in table:
+    rt = re.search(r"median (\d+ ns)", place)
+    place = rt.group(1) if rt else place
     def cell(k):
         if k not in med:
             return "-"
