@@ -1,9 +1,10 @@
-/* Times one training step (forward, MSE, backward, Adam) of the seeds'
- * convolutional autoencoders, as bench/torch_conv_bench.py does for PyTorch
- * (which runs them with oneDNN), then splits the step into its layers'
- * forward and backward passes, the loss and the optimizer.
+/* Times one training step (forward, loss, backward, Adam) of the seeds'
+ * models, as bench/torch_conv_bench.py does for PyTorch (which runs the
+ * convolutions with oneDNN), then splits the step of a model with an MSE
+ * loss into its layers' forward and backward passes, the loss and the
+ * optimizer. bench/compare_seeds.py runs them all.
  *
- *   conv_bench [--model 000|001|003|004] [--backend auto|openblas|onednn]
+ *   conv_bench [--model 000|001|003|004|a|b|vae] [--backend auto|openblas|onednn]
  *              [--steps N] [--batch B] [--data DIR] [--no-profile]
  *
  * The models (architecture descriptions below, the same in the PyTorch twin):
@@ -14,8 +15,14 @@
  *   003  Fashion-MNIST: four 6x6 convs (8 channels, LeakyReLU), 2x2 max pool,
  *        the 128 code, a dense decoder to 784, batch 128
  *   004  the TinyImageNet-style AE of docs/seeds.md (13.9M parameters), batch 32
+ *   a    the dense 784-256-32-256-784 (ReLU, sigmoid output; SPEC.md's model
+ *        a, seed 000's dense model), batch 256
+ *   b    the dense 784-64-784 (LeakyReLU code, linear output; SPEC.md's b,
+ *        the seed blog's), batch 256
+ *   vae  the VAE 784-400-[20]-400-784 (ReLU, sigmoid output, BCE and KL
+ *        summed over the batch; PyTorch's example, seed 000's), batch 128
  * 001 and 004 train on uniform noise of their shape (timing does not depend
- * on the values), 000 and 003 on Fashion-MNIST.
+ * on the values), the others on Fashion-MNIST.
  *
  * Run with OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 for the 1-thread figure;
  * bench/compare_conv.py runs every model on each backend and the PyTorch
@@ -116,6 +123,25 @@ static const seed_model MODELS[] = {
      "convtranspose2d 128 4 stride=2 padding=1\nbatchnorm2d\nrelu\n"
      "convtranspose2d 64 4 stride=2 padding=1\nbatchnorm2d\nrelu\n"
      "convtranspose2d 3 4 stride=2 padding=1 activation=sigmoid\n"},
+    {"a", 256, 1,
+     "input 784\n"
+     "dense 256 activation=relu\n"
+     "dense 32\n"
+     "code\n"
+     "dense 256 activation=relu\n"
+     "dense 784 activation=sigmoid\n"},
+    {"b", 256, 1,
+     "input 784\n"
+     "dense 64 activation=leaky_relu\n"
+     "code\n"
+     "dense 784\n"},
+    {"vae", 128, 1,
+     "input 784\n"
+     "dense 400 activation=relu\n"
+     "gaussian 20\n"
+     "dense 400 activation=relu\n"
+     "dense 784 activation=sigmoid\n"
+     "set loss=bce reduction=sum\n"},
 };
 
 static ae_model *make_model(const seed_model *sm, ae_backend backend) {
@@ -210,7 +236,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--no-profile"))
             profile = 0;
         else {
-            fprintf(stderr, "usage: conv_bench [--model 000|001|003|004] [--backend "
+            fprintf(stderr, "usage: conv_bench [--model 000|001|003|004|a|b|vae] [--backend "
                             "auto|openblas|onednn] [--steps N] [--batch B] [--data DIR] "
                             "[--no-profile]\n");
             return 2;
@@ -220,7 +246,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0]; i++)
         if (!strcmp(model, MODELS[i].name)) sm = &MODELS[i];
     if (!sm) {
-        fprintf(stderr, "conv_bench: no model %s (000, 001, 003, 004)\n", model);
+        fprintf(stderr, "conv_bench: no model %s (000, 001, 003, 004, a, b, vae)\n", model);
         return 2;
     }
     ae_backend backend = bench_backend(bname);
@@ -280,6 +306,8 @@ int main(int argc, char **argv) {
 
     /* Where the time goes. */
     size_t n = m->nlayers, prof = steps < 100 ? steps : 100;
+    /* The split below computes an MSE loss: not a VAE's step. */
+    for (size_t i = 0; i < n; i++) profile &= m->layers[i].kind != AE_LAYER_GAUSSIAN;
     double *t = calloc(2 * n + 2, sizeof *t);
     if (!t) return 1;
     for (size_t s = 0; profile && s < prof; s++) profiled_step(m, data + (s % nb) * B * d, B, t);

@@ -1,15 +1,16 @@
 #!/usr/bin/python3
-"""PyTorch twin of conv_bench: one training step (zero_grad, forward, MSE,
-backward, Adam lr 1e-3) of one of the seeds' conv autoencoders, timed as
+"""PyTorch twin of conv_bench: one training step (zero_grad, forward, MSE
+(the VAE: BCE + KL, summed), backward, Adam lr 1e-3) of one of the seeds'
+models, timed as
 ../shared/bench/torch_bench.py --only d does (median of per-step
 perf_counter times after a warm-up), and the median thread CPU time per
 step, which other processes on the machine disturb less.
 
-    /usr/bin/python3 bench/torch_conv_bench.py [--model 000|001|003|004]
+    /usr/bin/python3 bench/torch_conv_bench.py [--model 000|001|003|004|a|b|vae]
         [--threads 1] [--steps N] [--batch B]
 
-The models are conv_bench.c's (its comment says what each is); 000 and 003
-train on Fashion-MNIST, 001 and 004 on uniform noise of their shape. Run
+The models are conv_bench.c's (its comment says what each is); 001 and 004
+train on uniform noise of their shape, the others on Fashion-MNIST. Run
 with Debian's python3-torch 1.13 (its CPU convolutions use oneDNN).
 """
 import argparse
@@ -20,7 +21,7 @@ import sys
 import time
 
 ap = argparse.ArgumentParser()
-ap.add_argument("--model", default="000", choices=["000", "001", "003", "004"])
+ap.add_argument("--model", default="000", choices=["000", "001", "003", "004", "a", "b", "vae"])
 ap.add_argument("--threads", type=int, default=1)
 ap.add_argument("--steps", type=int, default=0, help="default: 200, 20 for batch-32 models")
 ap.add_argument("--warmup", type=int, default=0, help="default: a tenth of the steps, at least 3")
@@ -86,20 +87,51 @@ MODELS = {
         nn.ConvTranspose2d(64, 3, 4, stride=2, padding=1), nn.Sigmoid())),
 }
 
+class VAE(nn.Module):
+    """PyTorch's example VAE: 784-400-[20]-400-784."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc21, self.fc22 = nn.Linear(784, 400), nn.Linear(400, 20), nn.Linear(400, 20)
+        self.fc3, self.fc4 = nn.Linear(20, 400), nn.Linear(400, 784)
+
+    def forward(self, x):
+        h = torch.relu(self.fc1(x))
+        mu, logvar = self.fc21(h), self.fc22(h)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return torch.sigmoid(self.fc4(torch.relu(self.fc3(z)))), mu, logvar
+
+
+MODELS.update({
+    "a": (256, (784,), lambda: nn.Sequential(
+        nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 32),
+        nn.Linear(32, 256), nn.ReLU(), nn.Linear(256, 784), nn.Sigmoid())),
+    "b": (256, (784,), lambda: nn.Sequential(
+        nn.Linear(784, 64), nn.LeakyReLU(), nn.Linear(64, 784))),
+    "vae": (128, (784,), VAE),
+})
+
+
+def vae_loss(out, x):
+    recon, mu, logvar = out
+    bce = nn.functional.binary_cross_entropy(recon, x, reduction="sum")
+    return bce - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+
+
 batch, shape, make = MODELS[args.model]
 B = args.batch or batch
 steps = args.steps or (20 if batch == 32 else 200)
 warmup = args.warmup or max(3, steps // 10)
-if shape == (1, 28, 28):
+if shape in ((1, 28, 28), (784,)):
     with gzip.open("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz", "rb") as f:
         raw = f.read()
     x_all = torch.from_numpy(np.frombuffer(raw, dtype=np.uint8, offset=16)
-                             .astype(np.float32).reshape(-1, 1, 28, 28) / 255.0)
+                             .astype(np.float32).reshape(-1, *shape) / 255.0)
 else:
     x_all = torch.rand(8 * B, *shape)
 model = make()
 opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-lossf = nn.MSELoss()
+lossf = vae_loss if args.model == "vae" else nn.MSELoss()
 nb = x_all.shape[0] // B
 ts, cs = [], []
 for s in range(warmup + steps):

@@ -275,6 +275,12 @@ static void test_conv2d_layer(void **state) {
         {2, 6, 7, 2, 3, 3, 0, 0, 2, 2, 1, AE_ACT_SOFTPLUS}, /* stride 3, leftover rows */
         {3, 3, 3, 4, 3, 1, 0, 0, 1, 1, 1, AE_ACT_TANH},    /* kernel = input: the dense path */
         {2, 1, 1, 3, 1, 1, 0, 0, 1, 1, 1, AE_ACT_TANH},    /* 1x1 */
+        /* stride 1 to at most 4 channels, the direct path: rows of 2 x 16
+         * outputs, then 16, then the last 5; every padding up to k - 1 */
+        {3, 4, 53, 3, 3, 1, 1, 0, 4, 53, 1, AE_ACT_SIGMOID},
+        {2, 3, 21, 4, 4, 1, 3, 0, 6, 24, 0, AE_ACT_TANH},
+        {5, 6, 18, 1, 6, 1, 2, 0, 5, 17, 1, AE_ACT_ELU},
+        {2, 5, 5, 2, 2, 1, 2, 0, 8, 8, 1, AE_ACT_TANH}, /* padding >= k: not direct */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_conv_layer(AE_LAYER_CONV2D, &cases[i], 3);

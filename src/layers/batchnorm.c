@@ -85,24 +85,44 @@ static void bn_train_channel(const ae_layer *L, const float *params, ae_layer_io
     }
 }
 
+/* The channel sums below run in 8 double lanes (lane j % 8 of a plane),
+ * added in a fixed order at the end: one chain of dependent adds was 4
+ * cycles a value. */
+enum { BN_LANES = 8 };
+
+static double lanes_total(const double *l) {
+    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+}
+
+/* l[j % 8] += x[j] (mu == 0) or (x[j] - mu)^2 (sq), j < n. */
+AE_HOT static void plane_moments(const float *x, size_t n, int sq, double mu, double *l) {
+    size_t nv = n / BN_LANES * BN_LANES;
+    if (sq) {
+        for (size_t i = 0; i < nv; i += BN_LANES)
+            for (size_t j = 0; j < BN_LANES; j++) {
+                double v = (double)x[i + j] - mu;
+                l[j] += v * v;
+            }
+        for (size_t i = nv; i < n; i++) l[i - nv] += ((double)x[i] - mu) * ((double)x[i] - mu);
+    } else {
+        for (size_t i = 0; i < nv; i += BN_LANES)
+            for (size_t j = 0; j < BN_LANES; j++) l[j] += (double)x[i + j];
+        for (size_t i = nv; i < n; i++) l[i - nv] += (double)x[i];
+    }
+}
+
 static double channel_sum(const ae_layer *L, const ae_layer_io *io, size_t c) {
     size_t C = L->in_shape.c, HW = L->in_shape.h * L->in_shape.w;
-    double sum = 0.0;
-    for (size_t b = 0; b < io->batch; b++) {
-        const float *x = io->x + (b * C + c) * HW;
-        for (size_t j = 0; j < HW; j++) sum += x[j];
-    }
-    return sum;
+    double l[BN_LANES] = {0};
+    for (size_t b = 0; b < io->batch; b++) plane_moments(io->x + (b * C + c) * HW, HW, 0, 0.0, l);
+    return lanes_total(l);
 }
 
 static double channel_sq(const ae_layer *L, const ae_layer_io *io, size_t c, double mu) {
     size_t C = L->in_shape.c, HW = L->in_shape.h * L->in_shape.w;
-    double sq = 0.0;
-    for (size_t b = 0; b < io->batch; b++) {
-        const float *x = io->x + (b * C + c) * HW;
-        for (size_t j = 0; j < HW; j++) sq += ((double)x[j] - mu) * ((double)x[j] - mu);
-    }
-    return sq;
+    double l[BN_LANES] = {0};
+    for (size_t b = 0; b < io->batch; b++) plane_moments(io->x + (b * C + c) * HW, HW, 1, mu, l);
+    return lanes_total(l);
 }
 
 /* The sample count of the last training forward (over every process when
@@ -174,20 +194,31 @@ static void bn_dx(const ae_layer *L, const float *params, ae_layer_io *io, size_
 }
 
 /* Σ dy and Σ dy xhat of channel c over this batch. */
+/* la[j % 8] += dy[j], lb[j % 8] += dy[j] xhat[j], j < n. */
+AE_HOT static void plane_grad_sums(const float *x, const float *dy, size_t n, float mean,
+                                   float istd, double *la, double *lb) {
+    size_t nv = n / BN_LANES * BN_LANES;
+    for (size_t i = 0; i < nv; i += BN_LANES)
+        for (size_t j = 0; j < BN_LANES; j++) {
+            la[j] += dy[i + j];
+            lb[j] += (double)dy[i + j] * (double)((x[i + j] - mean) * istd);
+        }
+    for (size_t i = nv; i < n; i++) {
+        la[i - nv] += dy[i];
+        lb[i - nv] += (double)dy[i] * (double)((x[i] - mean) * istd);
+    }
+}
+
 static void channel_grad_sums(const ae_layer *L, const ae_layer_io *io, size_t c, double *sdy,
                               double *sdyx) {
     size_t C = L->in_shape.c, HW = L->in_shape.h * L->in_shape.w;
     float mean = io->scratch[c], istd = io->scratch[C + c];
-    double a = 0.0, b2 = 0.0;
-    for (size_t b = 0; b < io->batch; b++) {
-        const float *x = io->x + (b * C + c) * HW, *dy = io->dy + (b * C + c) * HW;
-        for (size_t j = 0; j < HW; j++) {
-            a += dy[j];
-            b2 += (double)dy[j] * (double)((x[j] - mean) * istd);
-        }
-    }
-    *sdy = a;
-    *sdyx = b2;
+    double la[BN_LANES] = {0}, lb[BN_LANES] = {0};
+    for (size_t b = 0; b < io->batch; b++)
+        plane_grad_sums(io->x + (b * C + c) * HW, io->dy + (b * C + c) * HW, HW, mean, istd, la,
+                        lb);
+    *sdy = lanes_total(la);
+    *sdyx = lanes_total(lb);
 }
 
 static void bn_backward(const ae_layer *L, const float *params, float *grads, ae_layer_io *io,

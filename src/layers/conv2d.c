@@ -5,12 +5,15 @@
  * with K = in*k*k and P = Ho*Wo. When the kernel covers the whole unpadded
  * input (P = 1) the convolution is a dense layer on the flattened input and
  * runs as one (no im2col). Scratch: col [K, B*P] (kept from forward to
- * backward) and Y' [out, B*P]. On the oneDNN backend the other shapes run
- * on oneDNN's convolution primitives instead (conv_plan.h). */
+ * backward) and Y' [out, B*P]. Stride 1 to at most 4 channels runs
+ * directly on the planes on either backend (conv_direct.h); on the oneDNN
+ * backend the other shapes run on oneDNN's convolution primitives
+ * (conv_plan.h). */
 #include <limits.h>
 #include <math.h>
 #include <string.h>
 
+#include "conv_direct.h"
 #include "conv_plan.h"
 #include "im2col.h"
 #include "layers.h"
@@ -57,9 +60,15 @@ static ae_status conv_setup(ae_layer *L, const ae_layer_spec *sp, ae_errbuf *err
     return AE_OK;
 }
 
+static int is_direct(const ae_layer *L) {
+    ae_conv_geom g = geom(L);
+    return ae_conv_direct_fits(&g, L->out_shape.c);
+}
+
 static size_t conv_scratch(const ae_layer *L, size_t batch) {
     if (is_dense(L)) return 0;
     ae_conv_geom g = geom(L);
+    if (is_direct(L)) return ae_conv_direct_floats(&g, L->out_shape.c);
     size_t N = batch * g.Ho * g.Wo;
     return (g.C * g.k * g.k + L->out_shape.c) * N;
 }
@@ -97,7 +106,8 @@ static void bias_act_planes(const ae_layer *L, const float *bias, const float *s
 static ae_status conv_plan_make(const ae_layer *L, ae_backend be, size_t batch,
                                 const ae_allocator *a, void **plan, ae_errbuf *err) {
     *plan = NULL;
-    if (be != AE_BACKEND_ONEDNN || is_dense(L) || L->out_shape.h * L->out_shape.w <= 16)
+    if (be != AE_BACKEND_ONEDNN || is_dense(L) || is_direct(L) ||
+        L->out_shape.h * L->out_shape.w <= 16)
         return AE_OK;
     ae_conv_geom g = geom(L);
     ae_conv_shape cs = {.bias = L->has_bias, .Ci = g.C, .H = g.H, .W = g.W, .Co = L->out_shape.c,
@@ -116,6 +126,11 @@ static void conv_forward(const ae_layer *L, const float *params, ae_layer_io *io
     size_t B = io->batch, K = g.C * g.k * g.k, Co = L->out_shape.c, P = g.Ho * g.Wo, N = B * P;
     if (io->plan) {
         ae_conv_plan_forward(io->plan, io->scratch, io->x, W, bias, pre);
+        ae_act_forward(L->act, L->slope, pre, io->y, B * Co * P);
+        return;
+    }
+    if (is_direct(L)) {
+        ae_conv_direct_forward(&g, B, Co, io->x, W, bias, pre, io->scratch);
         ae_act_forward(L->act, L->slope, pre, io->y, B * Co * P);
         return;
     }
@@ -153,16 +168,14 @@ static void conv_backward(const ae_layer *L, const float *params, float *grads, 
                      io->dx, K);
         return;
     }
-    if (io->plan) {
+    if (io->plan || is_direct(L)) {
         if (db)
             for (size_t b = 0; b < B; b++)
-                for (size_t c = 0; c < Co; c++) {
-                    const float *s = d + (b * Co + c) * P;
-                    float acc = 0.0f;
-                    for (size_t j = 0; j < P; j++) acc += s[j];
-                    db[c] += acc;
-                }
-        ae_conv_plan_backward(io->plan, io->scratch, io->x, W, d, dW, accumulate_w, io->dx);
+                for (size_t c = 0; c < Co; c++) db[c] += ae_plane_sum(d + (b * Co + c) * P, P);
+        if (io->plan)
+            ae_conv_plan_backward(io->plan, io->scratch, io->x, W, d, dW, accumulate_w, io->dx);
+        else
+            ae_conv_direct_backward(&g, B, Co, io->x, d, W, dW, accumulate_w, io->dx, io->scratch);
         return;
     }
     float *col = io->scratch, *yb = io->scratch + K * N;
@@ -170,13 +183,8 @@ static void conv_backward(const ae_layer *L, const float *params, float *grads, 
     for (size_t b = 0; b < B; b++)
         for (size_t c = 0; c < Co; c++) {
             const float *s = d + (b * Co + c) * P;
-            float *t = yb + c * N + b * P;
-            float acc = 0.0f;
-            for (size_t j = 0; j < P; j++) {
-                t[j] = s[j];
-                acc += s[j];
-            }
-            if (db) db[c] += acc;
+            memcpy(yb + c * N + b * P, s, P * sizeof *s);
+            if (db) db[c] += ae_plane_sum(s, P);
         }
     if (dW)
         ae_sgemm(io->backend, AE_NO_TRANS, AE_TRANS, Co, K, N, 1.0f, yb, N, col, N, beta, dW, K);

@@ -211,7 +211,17 @@ ae_status ae_conv_plan_make(const ae_conv_shape *cs, size_t batch, const ae_allo
     if (s == dnnl_success) s = tag_md(&aw, 4, wd, dnnl_format_tag_any);
     if (s == dnnl_success)
         s = make_pd(cs, 0, &ax, &aw, cs->bias ? &ub : NULL, &ay, p->eng, attr, NULL, &fpd);
-    if (s == dnnl_success) s = make_pd(cs, 1, &ax, &aw, NULL, &ay, p->eng, attr, fpd, &dpd);
+    /* The data gradient of a convolution with fewer than 16 channels on
+     * either side runs on channels-last buffers: oneDNN's blocked kernels
+     * pad the channels to 16 there and measured 2-6x slower (8-channel 6x6
+     * convolutions, 32 -> 3 channels at 64x64; docs/performance.md). */
+    dnnl_memory_desc_t dx_md = ax, dy_md = ay;
+    if (s == dnnl_success && (cs->Ci < 16 || cs->Co < 16)) {
+        s = tag_md(&dx_md, 4, xd, dnnl_nhwc);
+        if (s == dnnl_success) s = tag_md(&dy_md, 4, yd, dnnl_nhwc);
+    }
+    if (s == dnnl_success)
+        s = make_pd(cs, 1, &dx_md, &aw, NULL, &dy_md, p->eng, attr, fpd, &dpd);
     if (s == dnnl_success) s = make_pd(cs, 2, &ax, &aw, NULL, &ay, p->eng, attr, fpd, &wpd);
     if (s == dnnl_success) {
         size_t n[3] = {pad_floats(fpd), pad_floats(dpd), pad_floats(wpd)};

@@ -122,12 +122,7 @@ static void convt_backward(const ae_layer *L, const float *params, float *grads,
         if (!io->dy_is_dpre)
             ae_act_backward(L->act, L->slope, io->pre ? io->pre + ob : NULL, io->y + ob, d + ob,
                             Co * Po);
-        for (size_t c = 0; c < Co && db; c++) {
-            const float *dc = d + ob + c * Po;
-            float acc = 0.0f;
-            for (size_t j = 0; j < Po; j++) acc += dc[j];
-            db[c] += acc;
-        }
+        for (size_t c = 0; c < Co && db; c++) db[c] += ae_plane_sum(d + ob + c * Po, Po);
     }
     const float *W = params + L->w_off;
     float *dW = L->frozen ? NULL : grads + L->w_off;

@@ -1,6 +1,7 @@
 #include <string.h>
 
 #include "im2col.h"
+#include "layers.h"
 
 /* The output columns ow whose input column ow*s - p + kj lies in [0, W). */
 static void valid_range(size_t W, size_t Wo, size_t s, size_t p, size_t kj, size_t *lo,
@@ -97,4 +98,15 @@ void ae_cbp_to_bcp(const float *src, size_t B, size_t C, size_t P, float *dst) {
     for (size_t b = 0; b < B; b++)
         for (size_t c = 0; c < C; c++)
             memcpy(dst + (b * C + c) * P, src + c * B * P + b * P, P * sizeof *dst);
+}
+
+AE_HOT float ae_plane_sum(const float *s, size_t n) {
+    float l[16] = {0};
+    size_t nv = n / 16 * 16;
+    for (size_t i = 0; i < nv; i += 16)
+        for (size_t j = 0; j < 16; j++) l[j] += s[i + j];
+    for (size_t i = nv; i < n; i++) l[i - nv] += s[i];
+    for (size_t j = 0; j < 8; j++) l[j] += l[j + 8];
+    for (size_t j = 0; j < 4; j++) l[j] += l[j + 4];
+    return (l[0] + l[2]) + (l[1] + l[3]);
 }

@@ -21,6 +21,10 @@ void ae_im2col(const ae_conv_geom *g, size_t B, const float *img, float *col);
  * The caller zeroes img first when it wants the sum alone. */
 void ae_col2im(const ae_conv_geom *g, size_t B, const float *col, float *img);
 
+/* The sum of s[0..n), in 16 lanes added in a fixed order (a bias
+ * gradient's plane: one chain of n dependent adds was 4 cycles an add). */
+float ae_plane_sum(const float *s, size_t n);
+
 /* dst [C, B*P] from src [B, C, P], and back. */
 void ae_bcp_to_cbp(const float *src, size_t B, size_t C, size_t P, float *dst);
 void ae_cbp_to_bcp(const float *src, size_t B, size_t C, size_t P, float *dst);
