@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 """compare_seeds.py - every seed model: libae on each backend vs PyTorch, from one run.
 
-    bench/compare_seeds.py BUILD_DIR [--models 000,001,003,004,a,b,vae]
+    bench/compare_seeds.py BUILD_DIR [--models 000,001,002,003,004,a,b,vae,001d,004d]
                            [--threads 1,2] [--rounds 3] [--steps N] [--cores set]
 
-The models are bench/conv_bench.c's: the seed conv models 000, 001, 003 and
-004, the dense a (seed 000's) and b, the VAE of seed 000 (conv_bench's
+The models are bench/conv_bench.c's: the seed conv models 000, 001, 002
+(on noisy inputs), 003 and 004, the dense a (seed 000's), b, 001d (seed
+001's) and 004d (seed 004's, summed MSE), the VAE of seed 000 (conv_bench's
 comment says what each is). For each OpenBLAS core setting (`set`: the
 environment as it comes, e.g. OPENBLAS_CORETYPE=Haswell; `unset`: without
 OPENBLAS_CORETYPE, OpenBLAS's own choice), each thread count and each model,
@@ -39,7 +40,7 @@ while not os.path.exists(os.path.join(shared, "pingpong.c")) and os.path.dirname
 
 ap = argparse.ArgumentParser()
 ap.add_argument("build")
-ap.add_argument("--models", default="000,001,003,004,a,b,vae")
+ap.add_argument("--models", default="000,001,002,003,004,a,b,vae,001d,004d")
 ap.add_argument("--threads", default="1,2")
 ap.add_argument("--rounds", type=int, default=3)
 ap.add_argument("--steps", type=int, default=0, help="steps per run (default: the programs')")

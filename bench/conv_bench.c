@@ -4,7 +4,7 @@
  * loss into its layers' forward and backward passes, the loss and the
  * optimizer. bench/compare_seeds.py runs them all.
  *
- *   conv_bench [--model 000|001|003|004|a|b|vae] [--backend auto|openblas|onednn]
+ *   conv_bench [--model 000|001|002|003|004|a|b|vae|001d|004d] [--backend auto|openblas|onednn]
  *              [--steps N] [--batch B] [--data DIR] [--no-profile]
  *
  * The models (architecture descriptions below, the same in the PyTorch twin):
@@ -15,6 +15,10 @@
  *   003  Fashion-MNIST: four 6x6 convs (8 channels, LeakyReLU), 2x2 max pool,
  *        the 128 code, a dense decoder to 784, batch 128
  *   004  the TinyImageNet-style AE of docs/seeds.md (13.9M parameters), batch 32
+ *   002  seed 002's conv AE with BatchNorm and a dense 4-d code, trained on
+ *        x + 0.3 randn clamped to [0, 1] against the clean x, batch 128
+ *   001d seed 001's dense 784-256-256-32 (mirrored), batch 256
+ *   004d seed 004's dense 784-200-20 (mirrored), MSE summed, batch 128
  *   a    the dense 784-256-32-256-784 (ReLU, sigmoid output; SPEC.md's model
  *        a, seed 000's dense model), batch 256
  *   b    the dense 784-64-784 (LeakyReLU code, linear output; SPEC.md's b,
@@ -123,6 +127,35 @@ static const seed_model MODELS[] = {
      "convtranspose2d 128 4 stride=2 padding=1\nbatchnorm2d\nrelu\n"
      "convtranspose2d 64 4 stride=2 padding=1\nbatchnorm2d\nrelu\n"
      "convtranspose2d 3 4 stride=2 padding=1 activation=sigmoid\n"},
+    {"002", 128, 1,
+     "input 1 28 28\n"
+     "conv2d 16 3 stride=2 padding=1\nbatchnorm2d\nrelu\n"
+     "conv2d 32 3 stride=2 padding=1\nbatchnorm2d\nrelu\n"
+     "flatten\n"
+     "dense 4\n"
+     "code\n"
+     "dense 1568 activation=relu\n"
+     "unflatten 32 7 7\n"
+     "convtranspose2d 16 3 stride=2 padding=1 output_padding=1\nbatchnorm2d\nrelu\n"
+     "convtranspose2d 1 3 stride=2 padding=1 output_padding=1 activation=sigmoid\n"
+     "set noise_kind=gaussian noise_level=0.3 noise_clip=true\n"},
+    {"001d", 256, 1,
+     "input 784\n"
+     "dense 256 activation=relu\n"
+     "dense 256 activation=relu\n"
+     "dense 32\n"
+     "code\n"
+     "dense 256 activation=relu\n"
+     "dense 256 activation=relu\n"
+     "dense 784 activation=sigmoid\n"},
+    {"004d", 128, 1,
+     "input 784\n"
+     "dense 200 activation=relu\n"
+     "dense 20\n"
+     "code\n"
+     "dense 200 activation=relu\n"
+     "dense 784 activation=sigmoid\n"
+     "set reduction=sum\n"},
     {"a", 256, 1,
      "input 784\n"
      "dense 256 activation=relu\n"
@@ -236,7 +269,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--no-profile"))
             profile = 0;
         else {
-            fprintf(stderr, "usage: conv_bench [--model 000|001|003|004|a|b|vae] [--backend "
+            fprintf(stderr, "usage: conv_bench [--model 000|001|002|003|004|a|b|vae|001d|004d] [--backend "
                             "auto|openblas|onednn] [--steps N] [--batch B] [--data DIR] "
                             "[--no-profile]\n");
             return 2;
@@ -308,6 +341,8 @@ int main(int argc, char **argv) {
     size_t n = m->nlayers, prof = steps < 100 ? steps : 100;
     /* The split below computes an MSE loss: not a VAE's step. */
     for (size_t i = 0; i < n; i++) profile &= m->layers[i].kind != AE_LAYER_GAUSSIAN;
+    /* Nor a step on corrupted inputs (002) or with a summed loss (004d). */
+    profile &= strcmp(sm->name, "002") && strcmp(sm->name, "004d");
     double *t = calloc(2 * n + 2, sizeof *t);
     if (!t) return 1;
     for (size_t s = 0; profile && s < prof; s++) profiled_step(m, data + (s % nb) * B * d, B, t);

@@ -6,7 +6,7 @@ models, timed as
 perf_counter times after a warm-up), and the median thread CPU time per
 step, which other processes on the machine disturb less.
 
-    /usr/bin/python3 bench/torch_conv_bench.py [--model 000|001|003|004|a|b|vae]
+    /usr/bin/python3 bench/torch_conv_bench.py [--model 000|001|002|003|004|a|b|vae|001d|004d]
         [--threads 1] [--steps N] [--batch B]
 
 The models are conv_bench.c's (its comment says what each is); 001 and 004
@@ -21,7 +21,7 @@ import sys
 import time
 
 ap = argparse.ArgumentParser()
-ap.add_argument("--model", default="000", choices=["000", "001", "003", "004", "a", "b", "vae"])
+ap.add_argument("--model", default="000", choices=["000", "001", "002", "003", "004", "a", "b", "vae", "001d", "004d"])
 ap.add_argument("--threads", type=int, default=1)
 ap.add_argument("--steps", type=int, default=0, help="default: 200, 20 for batch-32 models")
 ap.add_argument("--warmup", type=int, default=0, help="default: a tenth of the steps, at least 3")
@@ -109,6 +109,21 @@ MODELS.update({
     "b": (256, (784,), lambda: nn.Sequential(
         nn.Linear(784, 64), nn.LeakyReLU(), nn.Linear(64, 784))),
     "vae": (128, (784,), VAE),
+    "002": (128, (1, 28, 28), lambda: nn.Sequential(
+        nn.Conv2d(1, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.Flatten(), nn.Linear(1568, 4),
+        nn.Linear(4, 1568), nn.ReLU(), nn.Unflatten(1, (32, 7, 7)),
+        nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1),
+        nn.BatchNorm2d(16), nn.ReLU(),
+        nn.ConvTranspose2d(16, 1, 3, stride=2, padding=1, output_padding=1), nn.Sigmoid())),
+    "001d": (256, (784,), lambda: nn.Sequential(
+        nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 32),
+        nn.Linear(32, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
+        nn.Linear(256, 784), nn.Sigmoid())),
+    "004d": (128, (784,), lambda: nn.Sequential(
+        nn.Linear(784, 200), nn.ReLU(), nn.Linear(200, 20),
+        nn.Linear(20, 200), nn.ReLU(), nn.Linear(200, 784), nn.Sigmoid())),
 })
 
 
@@ -131,14 +146,17 @@ else:
     x_all = torch.rand(8 * B, *shape)
 model = make()
 opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-lossf = vae_loss if args.model == "vae" else nn.MSELoss()
+lossf = (vae_loss if args.model == "vae" else
+         nn.MSELoss(reduction="sum") if args.model == "004d" else nn.MSELoss())
+# seed 002 trains on x + 0.3 randn clamped to [0, 1], against the clean x
+noisy = (lambda x: (x + 0.3 * torch.randn_like(x)).clamp(0.0, 1.0)) if args.model == "002" else None
 nb = x_all.shape[0] // B
 ts, cs = [], []
 for s in range(warmup + steps):
     x = x_all[(s % nb) * B:(s % nb + 1) * B]
     t0, c0 = time.perf_counter(), time.thread_time()
     opt.zero_grad(set_to_none=True)
-    loss = lossf(model(x), x)
+    loss = lossf(model(noisy(x) if noisy else x), x)
     loss.backward()
     opt.step()
     if s >= warmup:
