@@ -91,9 +91,10 @@ static void bench(const char *name, int conv, size_t global, double secs, const 
     MPI_Bcast(&steps, 1, MPI_INT, 0, MPI_COMM_WORLD);
     bench_result     r = bench_run(step_fn, &c, 0, steps, 0.0);
     if (rank == 0)
-        printf("%-8s ranks %d  threads %d  global batch %4zu  steps %5d  ms/step median %8.3f "
-               "[min %8.3f max %8.3f]  samples/s %9.0f\n",
-               name, size, openblas_get_num_threads(), global, r.n, r.median * 1e3,
+        printf("%-8s ranks %d  threads %d  backend %s  global batch %4zu  steps %5d  ms/step median "
+               "%8.3f [min %8.3f max %8.3f]  samples/s %9.0f\n",
+               name, size, openblas_get_num_threads(), ae_backend_name(ae_model_backend(m)), global,
+               r.n, r.median * 1e3,
                r.min * 1e3, r.max * 1e3, (double)global / r.median);
     fflush(stdout);
     ae_mpi_detach(h);

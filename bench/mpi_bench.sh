@@ -1,7 +1,8 @@
 #!/bin/sh
 # Data-parallel training throughput, all in one run (the machine is shared:
 # compare the figures of one run only): libae on 1 rank and on 2 ranks of
-# one OpenBLAS thread each, libae in one process with 2 OpenBLAS threads,
+# one thread each, libae in one process with 2 threads (OMP_NUM_THREADS
+# for the oneDNN backend, OPENBLAS_NUM_THREADS for OpenBLAS; both are set),
 # and PyTorch's DistributedDataParallel (gloo) on 1 and 2 processes of one
 # thread each, for model a (global batch 256) and the seed-000 conv AE
 # (global batch 64). The rounds alternate, ROUNDS times (default 3), so
@@ -26,9 +27,9 @@ echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc
 r=1
 while [ "$r" -le "$rounds" ]; do
     echo "# round $r"
-    OPENBLAS_NUM_THREADS=1 $mpirun -np 1 "$build/bench/mpi_bench" "$secs"
-    OPENBLAS_NUM_THREADS=1 $mpirun -np 2 "$build/bench/mpi_bench" "$secs"
-    OPENBLAS_NUM_THREADS=2 $mpirun -np 1 "$build/bench/mpi_bench" "$secs"
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $mpirun -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -np 1 "$build/bench/mpi_bench" "$secs"
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $mpirun -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -np 2 "$build/bench/mpi_bench" "$secs"
+    OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 $mpirun -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -np 1 "$build/bench/mpi_bench" "$secs"
     /usr/bin/python3 "$here/torch_ddp_bench.py" --procs 1 --seconds "$secs"
     /usr/bin/python3 "$here/torch_ddp_bench.py" --procs 2 --seconds "$secs"
     r=$((r + 1))
