@@ -24,13 +24,26 @@ export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell}
 export OMPI_MCA_mpi_yield_when_idle=${OMPI_MCA_mpi_yield_when_idle:-1}
 mpirun="mpirun --allow-run-as-root --bind-to none"
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE, yield_when_idle=$OMPI_MCA_mpi_yield_when_idle"
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
 r=1
 while [ "$r" -le "$rounds" ]; do
-    echo "# round $r"
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $mpirun -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -np 1 "$build/bench/mpi_bench" "$secs"
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $mpirun -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -np 2 "$build/bench/mpi_bench" "$secs"
-    OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 $mpirun -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -np 1 "$build/bench/mpi_bench" "$secs"
-    /usr/bin/python3 "$here/torch_ddp_bench.py" --procs 1 --seconds "$secs"
-    /usr/bin/python3 "$here/torch_ddp_bench.py" --procs 2 --seconds "$secs"
+    echo "# round $r" | tee -a "$out"
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $mpirun -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -np 1 "$build/bench/mpi_bench" "$secs" | tee -a "$out"
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $mpirun -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -np 2 "$build/bench/mpi_bench" "$secs" | tee -a "$out"
+    OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 $mpirun -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -np 1 "$build/bench/mpi_bench" "$secs" | tee -a "$out"
+    /usr/bin/python3 "$here/torch_ddp_bench.py" --procs 1 --seconds "$secs" | tee -a "$out"
+    /usr/bin/python3 "$here/torch_ddp_bench.py" --procs 2 --seconds "$secs" | tee -a "$out"
     r=$((r + 1))
 done
+# The ratios of each round, from the figures above: 2 ranks over 1 rank,
+# and libae's 2 ranks over PyTorch DDP's 2 processes (samples/s; above 1:
+# the first is faster).
+awk '/^# round/ {r = $3}
+     / ranks 1 .*threads 1 / {one[r, $1] = $NF}
+     / ranks 2 / {two[r, $1] = $NF}
+     /torch DDP procs 2/ {ddp[r, $1] = $NF; m[$1] = 1}
+     END {for (k in m) for (i = 1; i <= r; i++)
+              if (one[i, k] && ddp[i, k])
+                  printf "ratio %-4s round %d  2 ranks / 1 rank %.2f  libae 2 ranks / DDP 2 procs %.2f\n",
+                         k, i, two[i, k] / one[i, k], two[i, k] / ddp[i, k]}' "$out"
