@@ -6,7 +6,10 @@
  * global samples per second. bench/mpi_bench.sh runs it on 1 and 2 ranks
  * and 2 OpenBLAS threads, beside PyTorch's DistributedDataParallel.
  *
- *   mpirun -np N mpi_bench [SECONDS [MODELS]]   MODELS: a, c (000) or ac
+ *   mpirun -np N mpi_bench [SECONDS [MODELS [per-rank]]]   MODELS: a, c (000) or ac
+ *
+ * per-rank: model a with 256 samples on every rank (global batch 256 N, as
+ * DDP's batch size is per process) rather than 256 in all.
  */
 #include <libae/mpi.h>
 
@@ -110,7 +113,9 @@ int main(int argc, char **argv) {
     const char *only = argc > 2 ? argv[2] : "ac";
     float *x = bench_data(ROWS, 784);
     if (rank == 0) bench_header(AE_BACKEND_AUTO);
-    if (strchr(only, 'a')) bench("a", 0, 256, secs, x, rank, size);
+    /* "per-rank": every rank takes model a's 256 samples (global batch 256 N) */
+    int per_rank = argc > 3 && strcmp(argv[3], "per-rank") == 0;
+    if (strchr(only, 'a')) bench(per_rank ? "a/rank" : "a", 0, per_rank ? 256 * (size_t)size : 256, secs, x, rank, size);
     if (strchr(only, 'c')) bench("000", 1, 64, secs, x, rank, size);
     free(x);
     MPI_Finalize();

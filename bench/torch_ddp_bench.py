@@ -6,7 +6,7 @@ batch 64), on P processes of one thread each (gloo backend, this host),
 each taking global batch / P samples of Fashion-MNIST. Process 0 prints the
 median step time and the global samples per second.
 
-    /usr/bin/python3 bench/torch_ddp_bench.py [--procs 2] [--seconds 5] [--models ac]
+    /usr/bin/python3 bench/torch_ddp_bench.py [--procs 2] [--seconds 5] [--models ac] [--per-rank]
 
 Run with Debian's python3-torch (1.13). --procs 1 still wraps the model in
 DDP (a process group of one), the DDP overhead without communication.
@@ -22,6 +22,8 @@ ap.add_argument("--procs", type=int, default=2)
 ap.add_argument("--seconds", type=float, default=5.0)
 ap.add_argument("--models", default="ac")
 ap.add_argument("--port", type=int, default=29517)
+ap.add_argument("--per-rank", action="store_true",
+                help="model a with 256 samples on every process (global batch 256 P)")
 args = ap.parse_args()
 if os.environ.get("OMP_NUM_THREADS") != "1" or os.environ.get("OPENBLAS_NUM_THREADS") != "1":
     os.environ["OMP_NUM_THREADS"] = "1"
@@ -50,7 +52,7 @@ def model_000():
         nn.ConvTranspose2d(16, 1, 3, stride=2, padding=1, output_padding=1), nn.Sigmoid())
 
 
-def worker(rank, procs, seconds, models, port):
+def worker(rank, procs, seconds, models, port, per_rank):
     torch.set_num_threads(1)
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
@@ -62,8 +64,10 @@ def worker(rank, procs, seconds, models, port):
     if rank == 0:
         print("# torch %s, DDP gloo, %d process(es) x %d thread(s)" % (
             torch.__version__, procs, torch.get_num_threads()), flush=True)
-    for name, make, G, shape in (("a", model_a, 256, (784,)), ("000", model_000, 64, (1, 28, 28))):
-        if (name == "a" and "a" not in models) or (name == "000" and "c" not in models):
+    runs = (("a/rank", model_a, 256 * procs, (784,)),) if per_rank else (
+        ("a", model_a, 256, (784,)), ("000", model_000, 64, (1, 28, 28)))
+    for name, make, G, shape in runs:
+        if (name.startswith("a") and "a" not in models) or (name == "000" and "c" not in models):
             continue
         torch.manual_seed(0)
         model = nn.parallel.DistributedDataParallel(make())
@@ -100,4 +104,4 @@ def worker(rank, procs, seconds, models, port):
 
 
 if __name__ == "__main__":
-    mp.spawn(worker, args=(args.procs, args.seconds, args.models, args.port), nprocs=args.procs)
+    mp.spawn(worker, args=(args.procs, args.seconds, args.models, args.port, args.per_rank), nprocs=args.procs)
