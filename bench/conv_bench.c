@@ -225,7 +225,7 @@ static void profiled_step(ae_model *m, const float *x, size_t B, double *t) {
     double t0 = cpu_now();
     const ae_layer *last = &m->layers[n - 1];
     ae_loss_input li = {AE_LOSS_MSE, AE_REDUCE_MEAN, last->act, last->slope, m->y[n - 1],
-                        m->pre[n - 1], x, B * m->out_size};
+                        m->pre[n - 1], x, B * m->out_size, 1};
     ae_loss_eval(&li, m->grad_a);
     t[2 * n] += cpu_now() - t0;
     float *dy = m->grad_a, *dx = m->grad_b;

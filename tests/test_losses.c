@@ -11,7 +11,7 @@ static double loss_at(ae_loss kind, ae_reduction red, ae_activation act, const f
                       const float *t, int use_pre) {
     float y[N];
     ae_act_forward(act, 0.01f, pre, y, N);
-    ae_loss_input in = {kind, red, act, 0.01f, y, use_pre ? pre : NULL, t, N};
+    ae_loss_input in = {kind, red, act, 0.01f, y, use_pre ? pre : NULL, t, N, 1};
     return ae_loss_eval(&in, NULL);
 }
 
@@ -20,7 +20,7 @@ static void check_grad(ae_loss kind, ae_reduction red, ae_activation act, int us
     test_fill(pre, N, 21, -2.5f, 2.5f);
     test_fill(t, N, 22, 0.0f, 1.0f);
     ae_act_forward(act, 0.01f, pre, y, N);
-    ae_loss_input in = {kind, red, act, 0.01f, y, use_pre ? pre : NULL, t, N};
+    ae_loss_input in = {kind, red, act, 0.01f, y, use_pre ? pre : NULL, t, N, 1};
     double l = ae_loss_eval(&in, g);
     assert_true(isfinite(l));
     double h = 1e-3;
@@ -55,7 +55,7 @@ static void test_gradients(void **state) {
 static void test_values(void **state) {
     (void)state;
     float y[3] = {0.2f, 0.5f, 0.9f}, t[3] = {0.0f, 1.0f, 0.5f};
-    ae_loss_input in = {AE_LOSS_MSE, AE_REDUCE_MEAN, AE_ACT_IDENTITY, 0, y, NULL, t, 3};
+    ae_loss_input in = {AE_LOSS_MSE, AE_REDUCE_MEAN, AE_ACT_IDENTITY, 0, y, NULL, t, 3, 1};
     assert_true(fabs(ae_loss_eval(&in, NULL) - (0.04 + 0.25 + 0.16) / 3) < 1e-7);
     in.reduction = AE_REDUCE_SUM;
     assert_true(fabs(ae_loss_eval(&in, NULL) - 0.45) < 1e-6);
@@ -65,7 +65,7 @@ static void test_values(void **state) {
     double ref = -(log(0.8) + log(0.5) + 0.5 * log(0.9) + 0.5 * log(0.1)) / 3;
     assert_true(fabs(ae_loss_eval(&in, NULL) - ref) < 1e-6);
     float y0[1] = {0.0f}, t1[1] = {1.0f};
-    ae_loss_input c = {AE_LOSS_BCE, AE_REDUCE_SUM, AE_ACT_IDENTITY, 0, y0, NULL, t1, 1};
+    ae_loss_input c = {AE_LOSS_BCE, AE_REDUCE_SUM, AE_ACT_IDENTITY, 0, y0, NULL, t1, 1, 1};
     assert_true(fabs(ae_loss_eval(&c, NULL) - 100.0) < 1e-6);
     /* Outside [0, 1] BCE is undefined: non-finite, which the model reports. */
     float bad[1] = {1.5f};
@@ -74,14 +74,14 @@ static void test_values(void **state) {
     /* The logits form agrees with the probabilities form where both are accurate. */
     float z[4] = {-3.0f, -0.2f, 0.7f, 2.5f}, p[4], tt[4] = {0.1f, 0.9f, 0.4f, 1.0f};
     ae_act_forward(AE_ACT_SIGMOID, 0, z, p, 4);
-    ae_loss_input lg = {AE_LOSS_BCE, AE_REDUCE_MEAN, AE_ACT_SIGMOID, 0, p, z, tt, 4};
+    ae_loss_input lg = {AE_LOSS_BCE, AE_REDUCE_MEAN, AE_ACT_SIGMOID, 0, p, z, tt, 4, 1};
     ae_loss_input pr = lg;
     pr.pre = NULL;
     assert_true(fabs(ae_loss_eval(&lg, NULL) - ae_loss_eval(&pr, NULL)) < 1e-6);
     /* With saturated logits the stable form stays finite and exact. */
     float zs[1] = {-200.0f}, ps[1], ts[1] = {1.0f};
     ae_act_forward(AE_ACT_SIGMOID, 0, zs, ps, 1);
-    ae_loss_input sat = {AE_LOSS_BCE, AE_REDUCE_SUM, AE_ACT_SIGMOID, 0, ps, zs, ts, 1};
+    ae_loss_input sat = {AE_LOSS_BCE, AE_REDUCE_SUM, AE_ACT_SIGMOID, 0, ps, zs, ts, 1, 1};
     assert_true(fabs(ae_loss_eval(&sat, NULL) - 200.0) < 1e-4);
 }
 

@@ -716,6 +716,31 @@ AE_API ae_backend ae_config_get_backend(const ae_config *cfg);
  */
 AE_API ae_backend ae_model_backend(const ae_model *m);
 
+/** The most threads ae_model_set_threads takes. Since 0.1.0. */
+#define AE_MAX_THREADS 256
+
+/**
+ * How many threads libae's own loops of `m` use (the activations, the
+ * loss, the bias sums, the optimizer update: what the backend's threaded
+ * matrix products do not cover), from the next call on. 0, the default,
+ * is OpenMP's thread count (OMP_NUM_THREADS, else the cores), so one
+ * variable sets both oneDNN's threads and these; 1 keeps them on the
+ * calling thread. They are OpenMP's threads, the team oneDNN's products
+ * already use, and exist only in a libae built with oneDNN and OpenMP;
+ * otherwise every count means the calling thread. Every count gives the
+ * same bits (each value is computed from the same inputs in the same
+ * order; reductions split by length only). Not saved in model files.
+ * Errors: AE_ERR_INVALID_ARG (m NULL), AE_ERR_RANGE (outside [0,
+ * AE_MAX_THREADS]; nothing changes). Since 0.1.0.
+ */
+AE_API ae_status ae_model_set_threads(ae_model *m, int threads);
+
+/**
+ * The threads libae's own loops of `m` use now (ae_model_set_threads
+ * resolved: 1 in a libae without OpenMP); 0 for NULL. Since 0.1.0.
+ */
+AE_API int ae_model_threads(const ae_model *m);
+
 /* ------------------------------------------------------------------------
  * Statistics
  * ------------------------------------------------------------------------ */

@@ -30,7 +30,7 @@ static void act_forward(const ae_layer *L, const float *params, ae_layer_io *io)
     (void)params;
     size_t n = io->batch * L->in;
     if (io->pre) memcpy(io->pre, io->x, n * sizeof *io->pre);
-    ae_act_forward(L->act, L->slope, io->x, io->y, n);
+    ae_act_forward_mt(io->threads, L->act, L->slope, io->x, io->y, n);
 }
 
 static void act_backward(const ae_layer *L, const float *params, float *grads, ae_layer_io *io,
@@ -41,7 +41,7 @@ static void act_backward(const ae_layer *L, const float *params, float *grads, a
     if (!io->dx) return;
     size_t n = io->batch * L->in;
     memcpy(io->dx, io->dy, n * sizeof *io->dx);
-    if (!io->dy_is_dpre) ae_act_backward(L->act, L->slope, io->x, io->y, io->dx, n);
+    if (!io->dy_is_dpre) ae_act_backward_mt(io->threads, L->act, L->slope, io->x, io->y, io->dx, n);
 }
 
 static const ae_layer_desc act_desc = {

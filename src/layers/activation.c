@@ -1,6 +1,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/pool.h"
 #include "layers.h"
 
 int ae_act_valid(int act) { return act >= AE_ACT_IDENTITY && act <= AE_ACT_ELU; }
@@ -131,4 +132,40 @@ AE_HOT void ae_act_backward(ae_activation act, float slope, const float *pre, co
         for (size_t i = 0; i < n; i++) d[i] *= y[i] > 0.0f ? 1.0f : y[i] + 1.0f;
         return;
     }
+}
+
+/* ---- on the model's threads (core/pool.h) ---- */
+
+/* Below this many values a thread's share costs less than waking it. */
+#define ACT_MIN_EACH 8192
+
+typedef struct act_job {
+    ae_activation act;
+    float slope;
+    const float *pre, *y;
+    float *out;
+} act_job;
+
+static void act_forward_range(void *ctx, size_t lo, size_t hi) {
+    const act_job *j = ctx;
+    ae_act_forward(j->act, j->slope, j->pre + lo, j->out + lo, hi - lo);
+}
+
+static void act_backward_range(void *ctx, size_t lo, size_t hi) {
+    const act_job *j = ctx;
+    ae_act_backward(j->act, j->slope, j->pre ? j->pre + lo : NULL, j->y + lo, j->out + lo, hi - lo);
+}
+
+void ae_act_forward_mt(int threads, ae_activation act, float slope, const float *pre, float *y,
+                       size_t n) {
+    if (act == AE_ACT_IDENTITY && y == pre) return;
+    act_job j = {act, slope, pre, NULL, y};
+    ae_pool_for(threads, n, 16, ACT_MIN_EACH, act_forward_range, &j);
+}
+
+void ae_act_backward_mt(int threads, ae_activation act, float slope, const float *pre,
+                        const float *y, float *d, size_t n) {
+    if (act == AE_ACT_IDENTITY) return;
+    act_job j = {act, slope, pre, y, d};
+    ae_pool_for(threads, n, 16, ACT_MIN_EACH, act_backward_range, &j);
 }

@@ -126,12 +126,12 @@ static void conv_forward(const ae_layer *L, const float *params, ae_layer_io *io
     size_t B = io->batch, K = g.C * g.k * g.k, Co = L->out_shape.c, P = g.Ho * g.Wo, N = B * P;
     if (io->plan) {
         ae_conv_plan_forward(io->plan, io->scratch, io->x, W, bias, pre);
-        ae_act_forward(L->act, L->slope, pre, io->y, B * Co * P);
+        ae_act_forward_mt(io->threads, L->act, L->slope, pre, io->y, B * Co * P);
         return;
     }
     if (is_direct(L)) {
         ae_conv_direct_forward(&g, B, Co, io->x, W, bias, pre, io->scratch);
-        ae_act_forward(L->act, L->slope, pre, io->y, B * Co * P);
+        ae_act_forward_mt(io->threads, L->act, L->slope, pre, io->y, B * Co * P);
         return;
     }
     if (is_dense(L)) {
@@ -150,7 +150,8 @@ static void conv_backward(const ae_layer *L, const float *params, float *grads, 
     ae_conv_geom g = geom(L);
     size_t B = io->batch, K = g.C * g.k * g.k, Co = L->out_shape.c, P = g.Ho * g.Wo, N = B * P;
     float *d = io->dy;
-    if (!io->dy_is_dpre) ae_act_backward(L->act, L->slope, io->pre, io->y, d, B * Co * P);
+    if (!io->dy_is_dpre)
+        ae_act_backward_mt(io->threads, L->act, L->slope, io->pre, io->y, d, B * Co * P);
     float *db = (!L->frozen && L->has_bias) ? grads + L->b_off : NULL;
     if (db) memset(db, 0, Co * sizeof *db);
     const float *W = params + L->w_off;

@@ -98,15 +98,12 @@ static void convt_forward(const ae_layer *L, const float *params, ae_layer_io *i
             }
         ae_col2im(&g, B, col, pre);
     }
-    for (size_t b = 0; b < B; b++) {
-        if (dense && bias)
-            for (size_t c = 0; c < Co; c++) {
-                float *pr = pre + (b * Co + c) * Po, bc = bias[c];
-                for (size_t j = 0; j < Po; j++) pr[j] += bc;
-            }
-        /* the activation over the whole sample in one call */
-        ae_act_forward(L->act, L->slope, pre + b * Co * Po, io->y + b * Co * Po, Co * Po);
-    }
+    for (size_t b = 0; b < B && dense && bias; b++)
+        for (size_t c = 0; c < Co; c++) {
+            float *pr = pre + (b * Co + c) * Po, bc = bias[c];
+            for (size_t j = 0; j < Po; j++) pr[j] += bc;
+        }
+    ae_act_forward_mt(io->threads, L->act, L->slope, pre, io->y, B * Co * Po);
 }
 
 static void convt_backward(const ae_layer *L, const float *params, float *grads, ae_layer_io *io,
@@ -117,13 +114,10 @@ static void convt_backward(const ae_layer *L, const float *params, float *grads,
     float *d = io->dy;
     float *db = (!L->frozen && L->has_bias) ? grads + L->b_off : NULL;
     if (db) memset(db, 0, Co * sizeof *db);
-    for (size_t b = 0; b < B; b++) {
-        size_t ob = b * Co * Po;
-        if (!io->dy_is_dpre)
-            ae_act_backward(L->act, L->slope, io->pre ? io->pre + ob : NULL, io->y + ob, d + ob,
-                            Co * Po);
-        for (size_t c = 0; c < Co && db; c++) db[c] += ae_plane_sum(d + ob + c * Po, Po);
-    }
+    if (!io->dy_is_dpre)
+        ae_act_backward_mt(io->threads, L->act, L->slope, io->pre, io->y, d, B * Co * Po);
+    for (size_t b = 0; b < B && db; b++)
+        for (size_t c = 0; c < Co; c++) db[c] += ae_plane_sum(d + b * Co * Po + c * Po, Po);
     const float *W = params + L->w_off;
     float *dW = L->frozen ? NULL : grads + L->w_off;
     float beta = accumulate_w ? 1.0f : 0.0f;

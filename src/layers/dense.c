@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/pool.h"
 #include "layers.h"
 #include "optim/optim.h"
 
@@ -41,13 +42,52 @@ AE_HOT static void add_to(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
-/* Adds the bias and applies the activation, row by row. */
-static void bias_act(const ae_layer *L, const float *bias, float *pre, float *y, size_t batch) {
-    size_t n = L->out;
-    for (size_t r = 0; r < batch; r++) {
-        float *p = pre + r * n;
-        if (bias) add_to(p, bias, n);
-        ae_act_forward(L->act, L->slope, p, y + r * n, n);
+/* Values a thread's share of a pass must hold to be worth waking it for. */
+#define DENSE_MIN_EACH 8192
+
+typedef struct bias_act_job {
+    const ae_layer *L;
+    const float *bias;
+    float *pre, *y;
+} bias_act_job;
+
+static void bias_act_rows(void *ctx, size_t lo, size_t hi) {
+    const bias_act_job *j = ctx;
+    size_t n = j->L->out;
+    for (size_t r = lo; r < hi; r++) {
+        float *p = j->pre + r * n;
+        if (j->bias) add_to(p, j->bias, n);
+        ae_act_forward(j->L->act, j->L->slope, p, j->y + r * n, n);
+    }
+}
+
+/* Adds the bias and applies the activation, row by row (rows on the
+ * pass's threads). */
+static void bias_act(const ae_layer *L, const float *bias, float *pre, float *y, size_t batch,
+                     int threads) {
+    bias_act_job j = {L, bias, pre, y};
+    ae_pool_for(threads, batch, 1, (DENSE_MIN_EACH + L->out - 1) / L->out, bias_act_rows, &j);
+}
+
+typedef struct dpre_job {
+    const ae_layer *L;
+    const ae_layer_io *io;
+    float *db;
+} dpre_job;
+
+/* Columns [lo, hi) of every row: d <- dL/dpre and the bias gradient, its
+ * rows summed in order (so any split of the columns gives the same bits). */
+static void dpre_cols(void *ctx, size_t lo, size_t hi) {
+    const dpre_job *j = ctx;
+    const ae_layer *L = j->L;
+    const ae_layer_io *io = j->io;
+    size_t n = L->out, w = hi - lo;
+    for (size_t r = 0; r < io->batch; r++) {
+        size_t o = r * n + lo;
+        float *dr = io->dy + o;
+        if (!io->dy_is_dpre)
+            ae_act_backward(L->act, L->slope, io->pre ? io->pre + o : NULL, io->y + o, dr, w);
+        if (j->db) add_to(j->db + lo, dr, w);
     }
 }
 
@@ -367,7 +407,7 @@ static void dense_forward(const ae_layer *L, const float *params, ae_layer_io *i
         ae_sgemm(io->backend, AE_NO_TRANS, AE_TRANS, B, L->out, L->in, 1.0f, io->x, L->in, W, L->in,
                  0.0f, pre, L->out);
     }
-    bias_act(L, bias, pre, io->y, B);
+    bias_act(L, bias, pre, io->y, B, io->threads);
 }
 
 static void dense_backward(const ae_layer *L, const float *params, float *grads, ae_layer_io *io,
@@ -382,13 +422,8 @@ static void dense_backward(const ae_layer *L, const float *params, float *grads,
     /* d <- dL/dpre, and the bias gradient, in one pass over d. */
     float *db = (!L->frozen && L->has_bias) ? grads + L->b_off : NULL;
     if (db) memset(db, 0, n * sizeof *db);
-    for (size_t r = 0; r < B; r++) {
-        float *dr = d + r * n;
-        if (!io->dy_is_dpre)
-            ae_act_backward(L->act, L->slope, io->pre ? io->pre + r * n : NULL, io->y + r * n, dr,
-                            n);
-        if (db) add_to(db, dr, n);
-    }
+    dpre_job dj = {L, io, db};
+    ae_pool_for(io->threads, n, 16, (DENSE_MIN_EACH + B - 1) / B, dpre_cols, &dj);
     const float *W = params + L->w_off;
     if (sparse_input(L, io)) {
         sparse_in_backward(L, (L->frozen || L->w_frozen) ? NULL : grads + L->w_off, accumulate_w, d, io);

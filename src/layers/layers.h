@@ -13,6 +13,11 @@ void ae_act_forward(ae_activation act, float slope, const float *pre, float *y, 
  * ae_act_needs_pre(act)). */
 void ae_act_backward(ae_activation act, float slope, const float *pre, const float *y, float *d,
                      size_t n);
+/* The same on up to `threads` threads (core/pool.h): the same bits. */
+void ae_act_forward_mt(int threads, ae_activation act, float slope, const float *pre, float *y,
+                       size_t n);
+void ae_act_backward_mt(int threads, ae_activation act, float slope, const float *pre,
+                        const float *y, float *d, size_t n);
 /* 1 when the derivative cannot be computed from the output alone. */
 int ae_act_needs_pre(ae_activation act);
 /* Scalar forms, for tests and the loss. */
@@ -180,6 +185,9 @@ typedef struct ae_layer_io {
     /* The model's backend: every matrix product of the pass goes through
      * ae_sgemm / ae_sgemv with it (0, AUTO, when a layer runs alone: OpenBLAS). */
     ae_backend backend;
+    /* The threads libae's own loops of the pass may use (core/pool.h);
+     * 0 or 1: the calling thread only. */
+    int threads;
     /* The layer's plan for this batch size (ops->plan_make), NULL: none;
      * with a plan, scratch holds ops->plan_floats(plan) floats instead. */
     void *plan;

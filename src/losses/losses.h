@@ -16,6 +16,7 @@ typedef struct ae_loss_input {
     const float *pre; /* [n] or NULL */
     const float *target;
     size_t n;         /* elements in the batch */
+    int threads;      /* of the pass (core/pool.h); 0: the calling thread */
 } ae_loss_input;
 
 /* 1 when the loss is computed from the logits, so the output layer must keep

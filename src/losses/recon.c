@@ -1,20 +1,22 @@
 #include <math.h>
 
+#include "core/pool.h"
 #include "losses.h"
 
 int ae_loss_wants_logits(ae_loss kind, ae_activation out_act) {
     return kind == AE_LOSS_BCE && out_act == AE_ACT_SIGMOID;
 }
 
-AE_HOT static double mse(const ae_loss_input *in, float *dpre) {
+/* Σ (y - t)² over [lo, hi), and dpre there. */
+AE_HOT static double mse_range(const ae_loss_input *in, float *dpre, size_t lo, size_t hi) {
     /* Sixteen partial sums keep the reduction vectorisable. */
     float lanes[16] = {0};
     float scale = in->reduction == AE_REDUCE_MEAN ? 2.0f / (float)in->n : 2.0f;
     const float *y = in->y, *t = in->target;
-    size_t i = 0, n = in->n;
+    size_t i = lo;
     /* A sigmoid output's derivative is folded into the same pass. */
     const int sig = in->out_act == AE_ACT_SIGMOID;
-    for (; i + 16 <= n; i += 16)
+    for (; i + 16 <= hi; i += 16)
         for (size_t j = 0; j < 16; j++) {
             float yi = y[i + j], e = yi - t[i + j];
             lanes[j] += e * e;
@@ -22,12 +24,40 @@ AE_HOT static double mse(const ae_loss_input *in, float *dpre) {
         }
     double acc = 0.0;
     for (size_t j = 0; j < 16; j++) acc += lanes[j];
-    for (; i < n; i++) {
+    for (; i < hi; i++) {
         float yi = y[i], e = yi - t[i];
         acc += (double)(e * e);
         if (dpre) dpre[i] = sig ? scale * e * (yi * (1.0f - yi)) : scale * e;
     }
-    if (dpre && !sig) ae_act_backward(in->out_act, in->out_slope, in->pre, y, dpre, in->n);
+    if (dpre && !sig)
+        ae_act_backward(in->out_act, in->out_slope, in->pre ? in->pre + lo : NULL, y + lo,
+                        dpre + lo, hi - lo);
+    return acc;
+}
+
+typedef struct mse_job {
+    const ae_loss_input *in;
+    float *dpre;
+    size_t chunk;
+    double part[AE_POOL_CHUNKS];
+} mse_job;
+
+static void mse_chunks(void *ctx, size_t lo, size_t hi) {
+    mse_job *j = ctx;
+    for (size_t c = lo; c < hi; c++) {
+        size_t a = c * j->chunk, b = a + j->chunk < j->in->n ? a + j->chunk : j->in->n;
+        j->part[c] = mse_range(j->in, j->dpre, a, b);
+    }
+}
+
+/* In chunks set by the length alone, summed in order: the same bits on
+ * any number of threads. */
+static double mse(const ae_loss_input *in, float *dpre) {
+    mse_job j = {.in = in, .dpre = dpre};
+    size_t nc = ae_pool_chunks(in->n, &j.chunk);
+    ae_pool_for(in->threads, nc, 1, 2, mse_chunks, &j);
+    double acc = 0.0;
+    for (size_t c = 0; c < nc; c++) acc += j.part[c];
     return in->reduction == AE_REDUCE_MEAN ? acc / (double)in->n : acc;
 }
 

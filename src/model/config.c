@@ -184,6 +184,7 @@ void ae_settings_to_optim(const ae_settings *s, ae_optim_settings *o) {
     o->eps = s->eps;
     o->nesterov = (int)s->nesterov;
     o->clip_norm = s->clip_norm;
+    o->threads = 0;
 }
 
 /* ---- the builder ---- */

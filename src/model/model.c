@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/noise.h"
+#include "core/pool.h"
 #include "model.h"
 
 static const char null_model_msg[] = "model is NULL";
@@ -183,6 +184,17 @@ const char *ae_model_last_error(const ae_model *m) { return m ? m->err.msg : nul
 
 ae_backend ae_model_backend(const ae_model *m) { return m ? m->backend : AE_BACKEND_AUTO; }
 
+ae_status ae_model_set_threads(ae_model *m, int threads) {
+    if (!m) return AE_ERR_INVALID_ARG;
+    if (threads < 0 || threads > AE_MAX_THREADS)
+        return ae_error(&m->err, AE_ERR_RANGE, "threads must be in [0, %d], not %d", AE_MAX_THREADS,
+                        threads);
+    m->threads = threads;
+    return AE_OK;
+}
+
+int ae_model_threads(const ae_model *m) { return m ? ae_pool_resolve(m->threads) : 0; }
+
 /* ---- workspace ---- */
 
 /* The workspace's layout for `batch` samples: each buffer rounded to 16
@@ -250,6 +262,7 @@ const float *ae_model_forward(ae_model *m, size_t from, size_t to, const float *
                           .scratch = m->scratch[i],
                           .state = m->layers[i].s_count ? m->buffers + m->layers[i].s_off : NULL,
                           .backend = m->backend,
+                          .threads = ae_pool_resolve(m->threads),
                           .plan = ae_model_layer_plan(m, i, batch),
                           .sync = train ? m->sync : NULL};
         /* Not in a training step: it writes the weights after its forward
@@ -372,7 +385,7 @@ static ae_status forward_loss(ae_model *m, const float *x, const float *target, 
     const ae_layer *last = &m->layers[m->nlayers - 1];
     ae_loss_input li = {(ae_loss)m->s.loss, (ae_reduction)m->s.reduction, last->act, last->slope,
                         m->y[m->nlayers - 1], m->pre[m->nlayers - 1], target,
-                        batch * m->out_size};
+                        batch * m->out_size, ae_pool_resolve(m->threads)};
     terms[0] = ae_loss_eval(&li, grad ? m->grad_a : NULL);
     ae_sparse_penalties(m, batch, &terms[1], &terms[2]);
     terms[3] = ae_vae_kl_term(m, batch);
@@ -413,6 +426,7 @@ static void backward(ae_model *m, const float *x, size_t batch) {
                           .scratch = m->scratch[i],
                           .state = L->s_count ? m->buffers + L->s_off : NULL,
                           .backend = m->backend,
+                          .threads = ae_pool_resolve(m->threads),
                           .plan = ae_model_layer_plan(m, i, batch),
                           .sync = m->sync};
         if (i + 1 < m->nlayers) ae_sparse_penalty_grad(m, i, batch, dy);
@@ -539,6 +553,7 @@ static ae_status check_gradients(ae_model *m, float *scale) {
 static ae_status apply_update(ae_model *m, float scale) {
     ae_optim_settings os;
     ae_settings_to_optim(&m->s, &os);
+    os.threads = ae_pool_resolve(m->threads);
     size_t b = 0;
     if (ae_optim_step_checked(&os, m->params, m->grads, m->state1, m->state2, m->blocks,
                               m->grad_shapes, m->bounds, m->nblocks, scale, &b) == AE_OK) {

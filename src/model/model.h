@@ -53,6 +53,7 @@ struct ae_model {
     ae_errbuf err;
     ae_settings s;
     ae_backend backend; /* resolved at creation (never AUTO), fixed for the model's life */
+    int threads;        /* ae_model_set_threads: 0 (default) OpenMP's count */
 
     ae_layer *layers;
     size_t nlayers, code_layer; /* layers [0, code_layer) form the encoder */

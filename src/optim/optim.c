@@ -1,6 +1,7 @@
 #include <float.h>
 #include <math.h>
 
+#include "core/pool.h"
 #include "optim.h"
 
 /* Sixteen independent partial sums: a plain float reduction would not vectorise. */
@@ -134,17 +135,41 @@ AE_HOT static void adam_block_zero(const adam_consts *cp, float *p, float *m, fl
     for (size_t i = 0; i < n; i++) adam_one(&c, p + i, m + i, v + i, 0.0f);
 }
 
-static void adam_sparse(const adam_consts *c, const ae_param_block *blk, const ae_grad_shape *sh,
-                        float *p, const float *g, float *m, float *v, float gs) {
-    size_t w = sh->row_len, rows = blk->len / w;
-    for (size_t r = 0; r < rows; r++) {
-        size_t o = r * w;
-        if (sh->used[r])
-            adam_block(c, p + o, g + o, m + o, v + o, w, gs);
-        else
-            adam_block_zero(c, p + o, m + o, v + o, w);
+/* A block's update over index range [lo, hi) (rows of the shape for a
+ * row-sparse Adam block), on the step's threads: each value is updated
+ * from its own inputs, so any split gives the same bits. */
+typedef struct update_job {
+    int sgd;
+    sgd_consts sc;
+    adam_consts ac;
+    const ae_param_block *blk;
+    const ae_grad_shape *rows; /* row-sparse Adam: the shape, else NULL */
+    float *p, *m, *v;
+    const float *g;
+    int fresh;
+    float gs;
+} update_job;
+
+static void update_range(void *ctx, size_t lo, size_t hi) {
+    const update_job *j = ctx;
+    if (j->sgd) {
+        sgd_block(&j->sc, j->p + lo, j->g + lo, j->m + lo, hi - lo, j->fresh, j->gs);
+    } else if (j->rows) {
+        size_t w = j->rows->row_len;
+        for (size_t r = lo; r < hi; r++) {
+            size_t o = r * w;
+            if (j->rows->used[r])
+                adam_block(&j->ac, j->p + o, j->g + o, j->m + o, j->v + o, w, j->gs);
+            else
+                adam_block_zero(&j->ac, j->p + o, j->m + o, j->v + o, w);
+        }
+    } else {
+        adam_block(&j->ac, j->p + lo, j->g + lo, j->m + lo, j->v + lo, hi - lo, j->gs);
     }
 }
+
+/* Parameters a thread's share of an update must hold to be worth waking it. */
+#define UPDATE_MIN_EACH 16384
 
 void ae_optim_step_shaped(const ae_optim_settings *s, float *params, const float *grads,
                           float *state1, float *state2, ae_param_block *blocks,
@@ -153,22 +178,25 @@ void ae_optim_step_shaped(const ae_optim_settings *s, float *params, const float
         ae_param_block *blk = &blocks[b];
         if (blk->frozen) continue;
         size_t o = blk->off;
+        update_job j = {.blk = blk, .p = params + o, .g = grads + o, .m = state1 + o,
+                        .v = state2 + o, .gs = grad_scale};
+        size_t n = blk->len, min_each = UPDATE_MIN_EACH;
         if (s->kind == AE_OPT_SGD) {
-            sgd_consts c = sgd_setup(s);
-            sgd_block(&c, params + o, grads + o, state1 + o, blk->len, !blk->momentum_ready,
-                      grad_scale);
-            if (s->momentum != 0.0) blk->momentum_ready = 1;
+            j.sgd = 1;
+            j.sc = sgd_setup(s);
+            j.fresh = !blk->momentum_ready;
         } else {
-            adam_consts c = adam_setup(s, blk->step);
+            j.ac = adam_setup(s, blk->step);
             /* Zero rows are not read; zero columns are (a masked loop is slower
              * than reading them). */
-            if (shapes && shapes[b].used && !shapes[b].used_cols)
-                adam_sparse(&c, blk, &shapes[b], params + o, grads + o, state1 + o, state2 + o,
-                            grad_scale);
-            else
-                adam_block(&c, params + o, grads + o, state1 + o, state2 + o, blk->len,
-                           grad_scale);
+            if (shapes && shapes[b].used && !shapes[b].used_cols) {
+                j.rows = &shapes[b];
+                n = blk->len / shapes[b].row_len;
+                min_each = (UPDATE_MIN_EACH + shapes[b].row_len - 1) / shapes[b].row_len;
+            }
         }
+        ae_pool_for(s->threads, n, 16, min_each, update_range, &j);
+        if (s->kind == AE_OPT_SGD && s->momentum != 0.0) blk->momentum_ready = 1;
         blk->step++;
     }
 }

@@ -30,6 +30,7 @@ typedef struct ae_optim_settings {
     double lr, momentum, dampening, weight_decay, beta1, beta2, eps;
     int nesterov;
     double clip_norm; /* 0: off */
+    int threads;      /* of the update (core/pool.h); 0: the calling thread */
 } ae_optim_settings;
 
 /* Number of state floats per parameter (SGD with momentum 1, Adam 2). The

@@ -1,0 +1,34 @@
+/* The threads of libae's own loops (the element-wise passes, the optimizer
+ * update, the loss), beside the backend's threaded matrix products. With
+ * OpenMP (built with oneDNN, whose runtime it is) the loops run on
+ * OpenMP's team, the threads oneDNN's products already keep warm, so the
+ * two never compete for a core; without it they run on the calling thread.
+ * Every split gives the same bits: a loop handed to ae_pool_for computes
+ * each index from its own inputs only, and the reductions (ae_pool_sum_*)
+ * cut their input into chunks that depend on its length alone. */
+#ifndef AE_CORE_POOL_H
+#define AE_CORE_POOL_H
+
+#include <stddef.h>
+
+/* Called with a contiguous index range [lo, hi). */
+typedef void (*ae_pool_fn)(void *ctx, size_t lo, size_t hi);
+
+/* The most threads a loop can use: 1 without OpenMP. */
+int ae_pool_available_threads(void);
+
+/* The threads `requested` means: 0 is OpenMP's default (OMP_NUM_THREADS,
+ * else the cores); always 1 without OpenMP. */
+int ae_pool_resolve(int requested);
+
+/* fn over [0, n) in at most `threads` ranges whose inner bounds are
+ * multiples of `align` (>= 1), each of at least `min_each` indices; one
+ * call fn(ctx, 0, n) on the calling thread when that leaves one range. */
+void ae_pool_for(int threads, size_t n, size_t align, size_t min_each, ae_pool_fn fn, void *ctx);
+
+/* Chunks of a reduction over n values: at most AE_POOL_CHUNKS, each a
+ * multiple of 16 values long but the last; *len is the chunk length. */
+#define AE_POOL_CHUNKS 64
+size_t ae_pool_chunks(size_t n, size_t *len);
+
+#endif
