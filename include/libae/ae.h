@@ -723,8 +723,10 @@ AE_API ae_backend ae_model_backend(const ae_model *m);
  * How many threads libae's own loops of `m` use (the activations, the
  * loss, the bias sums, the optimizer update: what the backend's threaded
  * matrix products do not cover), from the next call on. 0, the default,
- * is OpenMP's thread count (OMP_NUM_THREADS, else the cores), so one
- * variable sets both oneDNN's threads and these; 1 keeps them on the
+ * is OpenMP's thread count (OMP_NUM_THREADS, else the cores) on the
+ * oneDNN backend, so one variable sets both oneDNN's threads and these,
+ * and 1 on OpenBLAS (whose own threads would share the cores with
+ * OpenMP's spinning ones: measured 2.2x slower steps); 1 keeps them on the
  * calling thread. They are OpenMP's threads, the team oneDNN's products
  * already use, and exist only in a libae built with oneDNN and OpenMP;
  * otherwise every count means the calling thread. Every count gives the

@@ -193,7 +193,15 @@ ae_status ae_model_set_threads(ae_model *m, int threads) {
     return AE_OK;
 }
 
-int ae_model_threads(const ae_model *m) { return m ? ae_pool_resolve(m->threads) : 0; }
+/* The default follows OpenMP's count on oneDNN, whose products run on the
+ * same team; on OpenBLAS, whose own threads would compete with OpenMP's
+ * spinning ones for the cores (measured: the seed-002 model's 2-thread
+ * step 24 -> 58 ms), it is the calling thread. */
+int ae_model_threads(const ae_model *m) {
+    if (!m) return 0;
+    if (m->threads == 0 && m->backend != AE_BACKEND_ONEDNN) return 1;
+    return ae_pool_resolve(m->threads);
+}
 
 /* ---- workspace ---- */
 
@@ -262,7 +270,7 @@ const float *ae_model_forward(ae_model *m, size_t from, size_t to, const float *
                           .scratch = m->scratch[i],
                           .state = m->layers[i].s_count ? m->buffers + m->layers[i].s_off : NULL,
                           .backend = m->backend,
-                          .threads = ae_pool_resolve(m->threads),
+                          .threads = ae_model_threads(m),
                           .plan = ae_model_layer_plan(m, i, batch),
                           .sync = train ? m->sync : NULL};
         /* Not in a training step: it writes the weights after its forward
@@ -385,7 +393,7 @@ static ae_status forward_loss(ae_model *m, const float *x, const float *target, 
     const ae_layer *last = &m->layers[m->nlayers - 1];
     ae_loss_input li = {(ae_loss)m->s.loss, (ae_reduction)m->s.reduction, last->act, last->slope,
                         m->y[m->nlayers - 1], m->pre[m->nlayers - 1], target,
-                        batch * m->out_size, ae_pool_resolve(m->threads)};
+                        batch * m->out_size, ae_model_threads(m)};
     terms[0] = ae_loss_eval(&li, grad ? m->grad_a : NULL);
     ae_sparse_penalties(m, batch, &terms[1], &terms[2]);
     terms[3] = ae_vae_kl_term(m, batch);
@@ -426,7 +434,7 @@ static void backward(ae_model *m, const float *x, size_t batch) {
                           .scratch = m->scratch[i],
                           .state = L->s_count ? m->buffers + L->s_off : NULL,
                           .backend = m->backend,
-                          .threads = ae_pool_resolve(m->threads),
+                          .threads = ae_model_threads(m),
                           .plan = ae_model_layer_plan(m, i, batch),
                           .sync = m->sync};
         if (i + 1 < m->nlayers) ae_sparse_penalty_grad(m, i, batch, dy);
@@ -553,7 +561,7 @@ static ae_status check_gradients(ae_model *m, float *scale) {
 static ae_status apply_update(ae_model *m, float scale) {
     ae_optim_settings os;
     ae_settings_to_optim(&m->s, &os);
-    os.threads = ae_pool_resolve(m->threads);
+    os.threads = ae_model_threads(m);
     size_t b = 0;
     if (ae_optim_step_checked(&os, m->params, m->grads, m->state1, m->state2, m->blocks,
                               m->grad_shapes, m->bounds, m->nblocks, scale, &b) == AE_OK) {

@@ -5,7 +5,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "core/pool.h"
 #include "model.h"
 
 /* The private stream of ae_vae_neg_elbo: AE_P_SEED xor "ELBO". */
@@ -203,7 +202,7 @@ ae_status ae_vae_neg_elbo(ae_model *m, const float *x, size_t batch, double *neg
     const ae_layer *last = &m->layers[m->nlayers - 1];
     ae_loss_input li = {(ae_loss)m->s.loss, AE_REDUCE_SUM, last->act, last->slope,
                         m->y[m->nlayers - 1], m->pre[m->nlayers - 1], x, batch * m->out_size,
-                        ae_pool_resolve(m->threads)};
+                        ae_model_threads(m)};
     double r = ae_loss_eval(&li, NULL) / (double)batch;
     double k = ae_vae_kl(ae_gaussian_mu_logvar(m->scratch[m->vae_layer]), batch, vae_dim(m)) /
                (double)batch;
