@@ -166,6 +166,20 @@ static void test_conv_adamw_bitwise(void **state) {
     same_on_every_count(CONV, AE_OPT_ADAMW, 0.0, 784, 48);
 }
 
+/* Upsampling's planes are split over the threads, each with rows of its own. */
+static const char UPSAMPLE[] = "input 3 16 16\n"
+                               "conv2d 8 3 stride=2 padding=1 activation=relu\n"
+                               "code\n"
+                               "upsample 2 mode=bilinear align_corners=true\n"
+                               "conv2d 8 3 padding=1 activation=relu\n"
+                               "upsample 1\n"
+                               "conv2d 3 3 padding=1 activation=sigmoid\n";
+
+static void test_upsample_bitwise(void **state) {
+    (void)state;
+    same_on_every_count(UPSAMPLE, AE_OPT_ADAM, 0.0, 3 * 16 * 16, 96);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_split_covers_once),
@@ -173,6 +187,7 @@ int main(void) {
         cmocka_unit_test(test_dense_adam_bitwise),
         cmocka_unit_test(test_dense_sgd_momentum_bitwise),
         cmocka_unit_test(test_conv_adamw_bitwise),
+        cmocka_unit_test(test_upsample_bitwise),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,26 +21,56 @@ int ae_pool_resolve(int requested) {
     return ae_pool_available_threads();
 }
 
-void ae_pool_for(int threads, size_t n, size_t align, size_t min_each, ae_pool_fn fn, void *ctx) {
-    if (align == 0) align = 1;
+/* The split of [0, n) in t ranges of whole `align` units; range k. */
+static void range_of(size_t n, size_t align, size_t t, size_t k, size_t *lo, size_t *hi) {
+    size_t units = (n + align - 1) / align;
+    *lo = units * k / t * align;
+    *hi = units * (k + 1) / t * align;
+    if (*hi > n) *hi = n;
+}
+
+/* How many ranges: at most `threads`, each of at least min_each. */
+static size_t ranges(int threads, size_t n, size_t align, size_t min_each) {
     if (min_each < align) min_each = align;
     size_t t = threads > 1 ? (size_t)threads : 1;
     if (t > n / min_each) t = n / min_each;
+    return t ? t : 1;
+}
+
+void ae_pool_for(int threads, size_t n, size_t align, size_t min_each, ae_pool_fn fn, void *ctx) {
+    if (align == 0) align = 1;
+    size_t t = ranges(threads, n, align, min_each);
     if (t <= 1) {
         if (n) fn(ctx, 0, n);
         return;
     }
 #ifdef AE_HAVE_OPENMP
-    size_t units = (n + align - 1) / align;
 #pragma omp parallel num_threads((int)t)
     {
-        size_t k = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
-        size_t lo = units * k / nt * align, hi = units * (k + 1) / nt * align;
-        if (hi > n) hi = n;
+        size_t lo, hi;
+        range_of(n, align, (size_t)omp_get_num_threads(), (size_t)omp_get_thread_num(), &lo, &hi);
         if (lo < hi) fn(ctx, lo, hi);
     }
 #else
     fn(ctx, 0, n);
+#endif
+}
+
+void ae_pool_for_slots(int threads, size_t n, size_t min_each, ae_pool_slot_fn fn, void *ctx) {
+    size_t t = ranges(threads < AE_POOL_SLOTS ? threads : AE_POOL_SLOTS, n, 1, min_each);
+    if (t <= 1) {
+        if (n) fn(ctx, 0, 0, n);
+        return;
+    }
+#ifdef AE_HAVE_OPENMP
+#pragma omp parallel num_threads((int)t)
+    {
+        size_t lo, hi, k = (size_t)omp_get_thread_num();
+        range_of(n, 1, (size_t)omp_get_num_threads(), k, &lo, &hi);
+        if (lo < hi) fn(ctx, k, lo, hi);
+    }
+#else
+    fn(ctx, 0, 0, n);
 #endif
 }
 

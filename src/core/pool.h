@@ -26,6 +26,13 @@ int ae_pool_resolve(int requested);
  * call fn(ctx, 0, n) on the calling thread when that leaves one range. */
 void ae_pool_for(int threads, size_t n, size_t align, size_t min_each, ae_pool_fn fn, void *ctx);
 
+/* As ae_pool_for, with at most AE_POOL_SLOTS ranges and each range's
+ * index k < AE_POOL_SLOTS passed along: for loops that need a scratch
+ * buffer of their own per range (AE_POOL_SLOTS of them). */
+#define AE_POOL_SLOTS 4
+typedef void (*ae_pool_slot_fn)(void *ctx, size_t k, size_t lo, size_t hi);
+void ae_pool_for_slots(int threads, size_t n, size_t min_each, ae_pool_slot_fn fn, void *ctx);
+
 /* Chunks of a reduction over n values: at most AE_POOL_CHUNKS, each a
  * multiple of 16 values long but the last; *len is the chunk length. */
 #define AE_POOL_CHUNKS 64

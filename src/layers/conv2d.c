@@ -130,7 +130,7 @@ static void conv_forward(const ae_layer *L, const float *params, ae_layer_io *io
         return;
     }
     if (is_direct(L)) {
-        ae_conv_direct_forward(&g, B, Co, io->x, W, bias, pre, io->scratch);
+        ae_conv_direct_forward(&g, B, Co, io->x, W, bias, pre, io->scratch, io->threads);
         ae_act_forward_mt(io->threads, L->act, L->slope, pre, io->y, B * Co * P);
         return;
     }
@@ -176,7 +176,8 @@ static void conv_backward(const ae_layer *L, const float *params, float *grads, 
         if (io->plan)
             ae_conv_plan_backward(io->plan, io->scratch, io->x, W, d, dW, accumulate_w, io->dx);
         else
-            ae_conv_direct_backward(&g, B, Co, io->x, d, W, dW, accumulate_w, io->dx, io->scratch);
+            ae_conv_direct_backward(&g, B, Co, io->x, d, W, dW, accumulate_w, io->dx, io->scratch,
+                                    io->threads);
         return;
     }
     float *col = io->scratch, *yb = io->scratch + K * N;

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "conv_direct.h"
+#include "core/pool.h"
 #include "layers.h"
 
 /* At most this many output channels: the GEMM of im2col then has at most
@@ -21,7 +22,16 @@ int ae_conv_direct_fits(const ae_conv_geom *g, size_t Co) {
            !(g->p == 0 && g->k == g->H && g->k == g->W);
 }
 
-size_t ae_conv_direct_floats(const ae_conv_geom *g, size_t Co) {
+/* The scratch of one thread's passes; the padded planes of the other
+ * threads' samples follow it (pad_room each). */
+static size_t pad_room(const ae_conv_geom *g, size_t Co) {
+    size_t q = g->k - 1 - g->p;
+    size_t xp = g->C * (g->H + 2 * g->p) * (g->W + 2 * g->p);
+    size_t dyp = Co * (g->Ho + 2 * q) * (g->Wo + 2 * q);
+    return xp > dyp ? xp : dyp;
+}
+
+static size_t base_floats(const ae_conv_geom *g, size_t Co) {
     size_t q = g->k - 1 - g->p, kk = g->k * g->k;
     size_t xp = g->C * (g->H + 2 * g->p) * (g->W + 2 * g->p);
     size_t dyp = Co * (g->Ho + 2 * q) * (g->Wo + 2 * q);
@@ -31,6 +41,10 @@ size_t ae_conv_direct_floats(const ae_conv_geom *g, size_t Co) {
      * sum; the forward pass: padded input, blocked kernel */
     size_t sums = Co * g->C * kk * (VL + 1), fwt = o4 * g->C * kk;
     return xp + dyp + g->C * Co * kk + c4 * Co * kk + (sums > fwt ? sums : fwt) + VL;
+}
+
+size_t ae_conv_direct_floats(const ae_conv_geom *g, size_t Co) {
+    return base_floats(g, Co) + (AE_POOL_SLOTS - 1) * pad_room(g, Co);
 }
 
 /* dst [C][H+2p][W+2p]: the planes src [C][H][W] inside a zero border p. */
@@ -203,20 +217,44 @@ AE_HOT AE_CONTRACT static void dw_rows(const float *d, const float *xq, size_t H
 #undef DW_K
 }
 
+/* Samples [lo, hi) of a correlation pass on padded-plane buffer k: the
+ * forward pass (src x, dst pre) or the data gradient (src d, dst dx). */
+typedef struct direct_job {
+    const ae_conv_geom *g;
+    size_t Ci, Hs, Ws, pad, Co; /* the source planes, their padding, the outputs */
+    const float *src, *wt, *bias;
+    float *dst, *pad0, *pads; /* buffer 0, then buffers 1.. (pad_room apart) */
+    size_t room;
+} direct_job;
+
+static void correlate_samples(void *ctx, size_t k, size_t lo, size_t hi) {
+    const direct_job *j = ctx;
+    size_t Hp = j->Hs + 2 * j->pad, Wp = j->Ws + 2 * j->pad, k1 = Hp - j->g->k + 1,
+           k2 = Wp - j->g->k + 1;
+    float *buf = k ? j->pads + (k - 1) * j->room : j->pad0;
+    for (size_t b = lo; b < hi; b++) {
+        pad_planes(j->src + b * j->Ci * j->Hs * j->Ws, j->Ci, j->Hs, j->Ws, j->pad, buf);
+        correlate(j->Ci, Hp, Wp, j->g->k, j->Co, buf, j->wt, j->bias, j->dst + b * j->Co * k1 * k2);
+    }
+}
+
+/* Output values a thread's share of samples must hold to be worth waking it. */
+#define DIRECT_MIN_EACH 16384
+
 void ae_conv_direct_forward(const ae_conv_geom *g, size_t B, size_t Co, const float *x,
-                            const float *W, const float *bias, float *pre, float *scratch) {
+                            const float *W, const float *bias, float *pre, float *scratch,
+                            int threads) {
     size_t Hp = g->H + 2 * g->p, Wp = g->W + 2 * g->p, P = g->Ho * g->Wo;
     float *wt = scratch + g->C * Hp * Wp;
     block_weights(W, Co, g->C, g->k * g->k, wt);
-    for (size_t b = 0; b < B; b++) {
-        pad_planes(x + b * g->C * g->H * g->W, g->C, g->H, g->W, g->p, scratch);
-        correlate(g->C, Hp, Wp, g->k, Co, scratch, wt, bias, pre + b * Co * P);
-    }
+    direct_job j = {g, g->C, g->H, g->W, g->p, Co, x, wt, bias, pre, scratch,
+                    scratch + base_floats(g, Co), pad_room(g, Co)};
+    ae_pool_for_slots(threads, B, (DIRECT_MIN_EACH + Co * P - 1) / (Co * P), correlate_samples, &j);
 }
 
 void ae_conv_direct_backward(const ae_conv_geom *g, size_t B, size_t Co, const float *x,
                              const float *d, const float *W, float *dW, int accumulate, float *dx,
-                             float *scratch) {
+                             float *scratch, int threads) {
     size_t C = g->C, H = g->H, Wd = g->W, k = g->k, p = g->p, Ho = g->Ho, Wo = g->Wo;
     size_t q = k - 1 - p, kk = k * k, Hp = H + 2 * p, Wp = Wd + 2 * p;
     size_t Hq = Ho + 2 * q, Wq = Wo + 2 * q, P = Ho * Wo;
@@ -260,9 +298,9 @@ void ae_conv_direct_backward(const ae_conv_geom *g, size_t B, size_t Co, const f
                 for (size_t i = 0; i < kk; i++)
                     wf[(ci * Co + co) * kk + i] = W[(co * C + ci) * kk + kk - 1 - i];
         block_weights(wf, C, Co, kk, wt);
-        for (size_t b = 0; b < B; b++) {
-            pad_planes(d + b * Co * P, Co, Ho, Wo, q, dyp);
-            correlate(Co, Hq, Wq, k, C, dyp, wt, NULL, dx + b * C * H * Wd);
-        }
+        direct_job j = {g, Co, Ho, Wo, q, C, d, wt, NULL, dx, dyp,
+                        scratch + base_floats(g, Co), pad_room(g, Co)};
+        ae_pool_for_slots(threads, B, (DIRECT_MIN_EACH + C * H * Wd - 1) / (C * H * Wd),
+                          correlate_samples, &j);
     }
 }

@@ -19,11 +19,14 @@ int ae_conv_direct_fits(const ae_conv_geom *g, size_t Co);
 size_t ae_conv_direct_floats(const ae_conv_geom *g, size_t Co);
 /* pre [B, Co, Ho, Wo] = conv(x, W) + bias (bias NULL: none). */
 void ae_conv_direct_forward(const ae_conv_geom *g, size_t B, size_t Co, const float *x,
-                            const float *W, const float *bias, float *pre, float *scratch);
+                            const float *W, const float *bias, float *pre, float *scratch,
+                            int threads);
 /* From d = dL/dpre: dW (NULL: not wanted; accumulate: added to what it
- * holds) and dx (NULL: not wanted). */
+ * holds) and dx (NULL: not wanted). Samples are split over `threads`
+ * (core/pool.h) in the forward pass and the data gradient; the weight
+ * gradient sums them in order on the calling thread. */
 void ae_conv_direct_backward(const ae_conv_geom *g, size_t B, size_t Co, const float *x,
                              const float *d, const float *W, float *dW, int accumulate, float *dx,
-                             float *scratch);
+                             float *scratch, int threads);
 
 #endif

@@ -5,9 +5,11 @@
  * computed once per pass), then output rows mix two such rows, a loop that
  * vectorises; the backward pass is the same in reverse. Scratch (bilinear):
  * the column table (source columns and weights, 4 floats an output column)
- * and one plane of width-interpolated rows [H, Wo]. */
+ * and one plane of width-interpolated rows [H, Wo] for each of the pass's
+ * threads (planes are independent: any split gives the same bits). */
 #include <string.h>
 
+#include "core/pool.h"
 #include "layers.h"
 
 enum { I_SCALE = 0, I_MODE = 1 };
@@ -27,7 +29,7 @@ static ae_status up_setup(ae_layer *L, const ae_layer_spec *sp, ae_errbuf *err) 
 static size_t up_scratch(const ae_layer *L, size_t batch) {
     (void)batch;
     if (L->spec.iparam[I_MODE] == AE_UPSAMPLE_NEAREST) return 0;
-    return L->out_shape.w * 4 + L->in_shape.h * L->out_shape.w;
+    return L->out_shape.w * 4 + AE_POOL_SLOTS * L->in_shape.h * L->out_shape.w;
 }
 
 static void up_init(const ae_layer *L, float *params, ae_rng *rng) {
@@ -53,7 +55,8 @@ static float lin_scale(size_t in, size_t out) {
 }
 
 /* The column table of a pass: for output column ow its source columns
- * c0[ow], c1[ow] and weights b0[ow], b1[ow]; and the row buffer after it. */
+ * c0[ow], c1[ow] and weights b0[ow], b1[ow]; and the row buffers after it
+ * (AE_POOL_SLOTS of H x Wo). */
 typedef struct col_table {
     uint32_t *c0, *c1;
     float *b0, *b1, *rows;
@@ -92,17 +95,27 @@ AE_HOT static void spread_rows(float a0, float *r0, float a1, float *r1, const f
     }
 }
 
-static void bilinear_forward(const ae_layer *L, const float *xs, float *ys, size_t planes,
-                             float *scratch) {
+/* A pass over planes [lo, hi) with row buffer k (core/pool.h). */
+typedef struct up_job {
+    const ae_layer *L;
+    col_table t;
+    const float *src;
+    float *dst;
+} up_job;
+
+static void bilinear_forward(void *ctx, size_t k, size_t lo, size_t hi) {
+    const up_job *j = ctx;
+    const ae_layer *L = j->L;
     size_t H = L->in_shape.h, W = L->in_shape.w, Ho = L->out_shape.h, Wo = L->out_shape.w;
-    col_table t = columns(L, scratch);
+    const col_table t = j->t;
+    float *rows = t.rows + k * H * Wo;
     float sh = lin_scale(H, Ho);
-    for (size_t pl = 0; pl < planes; pl++) {
-        const float *x = xs + pl * H * W;
-        float *y = ys + pl * Ho * Wo;
+    for (size_t pl = lo; pl < hi; pl++) {
+        const float *x = j->src + pl * H * W;
+        float *y = j->dst + pl * Ho * Wo;
         for (size_t h = 0; h < H; h++) {
             const float *xr = x + h * W;
-            float *r = t.rows + h * Wo;
+            float *r = rows + h * Wo;
             for (size_t ow = 0; ow < Wo; ow++)
                 r[ow] = t.b0[ow] * xr[t.c0[ow]] + t.b1[ow] * xr[t.c1[ow]];
         }
@@ -110,28 +123,31 @@ static void bilinear_forward(const ae_layer *L, const float *xs, float *ys, size
             size_t h0, h1;
             float a0, a1;
             lin_index(oh, H, sh, &h0, &h1, &a0, &a1);
-            mix_rows(a0, t.rows + h0 * Wo, a1, t.rows + h1 * Wo, y + oh * Wo, Wo);
+            mix_rows(a0, rows + h0 * Wo, a1, rows + h1 * Wo, y + oh * Wo, Wo);
         }
     }
 }
 
-static void bilinear_backward(const ae_layer *L, const float *dys, float *dxs, size_t planes,
-                              float *scratch) {
+static void bilinear_backward(void *ctx, size_t k, size_t lo, size_t hi) {
+    const up_job *j = ctx;
+    const ae_layer *L = j->L;
     size_t H = L->in_shape.h, W = L->in_shape.w, Ho = L->out_shape.h, Wo = L->out_shape.w;
-    col_table t = columns(L, scratch);
+    const col_table t = j->t;
+    float *rows = t.rows + k * H * Wo;
     float sh = lin_scale(H, Ho);
-    for (size_t pl = 0; pl < planes; pl++) {
-        const float *dy = dys + pl * Ho * Wo;
-        float *dx = dxs + pl * H * W;
-        memset(t.rows, 0, H * Wo * sizeof *t.rows);
+    for (size_t pl = lo; pl < hi; pl++) {
+        const float *dy = j->src + pl * Ho * Wo;
+        float *dx = j->dst + pl * H * W;
+        memset(dx, 0, H * W * sizeof *dx);
+        memset(rows, 0, H * Wo * sizeof *rows);
         for (size_t oh = 0; oh < Ho; oh++) {
             size_t h0, h1;
             float a0, a1;
             lin_index(oh, H, sh, &h0, &h1, &a0, &a1);
-            spread_rows(a0, t.rows + h0 * Wo, a1, t.rows + h1 * Wo, dy + oh * Wo, Wo);
+            spread_rows(a0, rows + h0 * Wo, a1, rows + h1 * Wo, dy + oh * Wo, Wo);
         }
         for (size_t h = 0; h < H; h++) {
-            const float *r = t.rows + h * Wo;
+            const float *r = rows + h * Wo;
             float *xr = dx + h * W;
             for (size_t ow = 0; ow < Wo; ow++) {
                 xr[t.c0[ow]] += t.b0[ow] * r[ow];
@@ -141,29 +157,66 @@ static void bilinear_backward(const ae_layer *L, const float *dys, float *dxs, s
     }
 }
 
-static void up_forward(const ae_layer *L, const float *params, ae_layer_io *io) {
-    (void)params;
+static void nearest_forward(void *ctx, size_t k, size_t lo, size_t hi) {
+    (void)k;
+    const up_job *j = ctx;
+    const ae_layer *L = j->L;
     size_t s = (size_t)L->spec.iparam[I_SCALE];
     size_t H = L->in_shape.h, W = L->in_shape.w, Ho = L->out_shape.h, Wo = L->out_shape.w;
-    size_t planes = io->batch * L->in_shape.c;
-    if (L->spec.iparam[I_MODE] == AE_UPSAMPLE_NEAREST) {
-        for (size_t pl = 0; pl < planes; pl++) {
-            const float *x = io->x + pl * H * W;
-            float *y = io->y + pl * Ho * Wo;
-            for (size_t oh = 0; oh < Ho; oh++) {
-                const float *xr = x + (oh / s) * W;
-                float *yr = y + oh * Wo;
-                if (oh % s) {
-                    memcpy(yr, yr - Wo, Wo * sizeof *yr);
-                    continue;
-                }
-                for (size_t iw = 0; iw < W; iw++)
-                    for (size_t j = 0; j < s; j++) yr[iw * s + j] = xr[iw];
+    for (size_t pl = lo; pl < hi; pl++) {
+        const float *x = j->src + pl * H * W;
+        float *y = j->dst + pl * Ho * Wo;
+        for (size_t oh = 0; oh < Ho; oh++) {
+            const float *xr = x + (oh / s) * W;
+            float *yr = y + oh * Wo;
+            if (oh % s) {
+                memcpy(yr, yr - Wo, Wo * sizeof *yr);
+                continue;
             }
+            for (size_t iw = 0; iw < W; iw++)
+                for (size_t q = 0; q < s; q++) yr[iw * s + q] = xr[iw];
         }
-        return;
     }
-    bilinear_forward(L, io->x, io->y, planes, io->scratch);
+}
+
+static void nearest_backward(void *ctx, size_t k, size_t lo, size_t hi) {
+    (void)k;
+    const up_job *j = ctx;
+    const ae_layer *L = j->L;
+    size_t s = (size_t)L->spec.iparam[I_SCALE];
+    size_t H = L->in_shape.h, W = L->in_shape.w, Ho = L->out_shape.h, Wo = L->out_shape.w;
+    for (size_t pl = lo; pl < hi; pl++) {
+        float *dx = j->dst + pl * H * W;
+        const float *dy = j->src + pl * Ho * Wo;
+        memset(dx, 0, H * W * sizeof *dx);
+        for (size_t oh = 0; oh < Ho; oh++) {
+            const float *dr = dy + oh * Wo;
+            float *xr = dx + (oh / s) * W;
+            for (size_t ow = 0; ow < Wo; ow++) xr[ow / s] += dr[ow];
+        }
+    }
+}
+
+/* Output values a thread's share of planes must hold to be worth waking it. */
+#define UP_MIN_EACH 16384
+
+static void run_planes(const ae_layer *L, const ae_layer_io *io, const float *src, float *dst,
+                       int backward) {
+    up_job j = {.L = L, .src = src, .dst = dst};
+    size_t planes = io->batch * L->in_shape.c, Po = L->out_shape.h * L->out_shape.w;
+    ae_pool_slot_fn fn;
+    if (L->spec.iparam[I_MODE] == AE_UPSAMPLE_NEAREST) {
+        fn = backward ? nearest_backward : nearest_forward;
+    } else {
+        j.t = columns(L, io->scratch);
+        fn = backward ? bilinear_backward : bilinear_forward;
+    }
+    ae_pool_for_slots(io->threads, planes, (UP_MIN_EACH + Po - 1) / Po, fn, &j);
+}
+
+static void up_forward(const ae_layer *L, const float *params, ae_layer_io *io) {
+    (void)params;
+    run_planes(L, io, io->x, io->y, 0);
 }
 
 static void up_backward(const ae_layer *L, const float *params, float *grads, ae_layer_io *io,
@@ -171,24 +224,7 @@ static void up_backward(const ae_layer *L, const float *params, float *grads, ae
     (void)params;
     (void)grads;
     (void)accumulate_w;
-    if (!io->dx) return;
-    size_t s = (size_t)L->spec.iparam[I_SCALE];
-    size_t H = L->in_shape.h, W = L->in_shape.w, Ho = L->out_shape.h, Wo = L->out_shape.w;
-    size_t planes = io->batch * L->in_shape.c;
-    memset(io->dx, 0, planes * H * W * sizeof *io->dx);
-    if (L->spec.iparam[I_MODE] != AE_UPSAMPLE_NEAREST) {
-        bilinear_backward(L, io->dy, io->dx, planes, io->scratch);
-        return;
-    }
-    for (size_t pl = 0; pl < planes; pl++) {
-        float *dx = io->dx + pl * H * W;
-        const float *dy = io->dy + pl * Ho * Wo;
-        for (size_t oh = 0; oh < Ho; oh++) {
-            const float *dr = dy + oh * Wo;
-            float *xr = dx + (oh / s) * W;
-            for (size_t ow = 0; ow < Wo; ow++) xr[ow / s] += dr[ow];
-        }
-    }
+    if (io->dx) run_planes(L, io, io->dy, io->dx, 1);
 }
 
 static const char *const up_modes[] = {"nearest", "bilinear", NULL};
