@@ -254,7 +254,7 @@ static void profiled_step(ae_model *m, const float *x, size_t B, double *t) {
 int main(int argc, char **argv) {
     size_t steps = 0, B = 0;
     const char *dir = "/usr/share/datasets/fashion-mnist", *model = "000", *bname = NULL;
-    int profile = 1;
+    int profile = 1, threads = -1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--steps") && i + 1 < argc)
             steps = (size_t)atol(argv[++i]);
@@ -268,10 +268,12 @@ int main(int argc, char **argv) {
             bname = argv[++i];
         else if (!strcmp(argv[i], "--no-profile"))
             profile = 0;
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: conv_bench [--model 000|001|002|003|004|a|b|vae|001d|004d] [--backend "
                             "auto|openblas|onednn] [--steps N] [--batch B] [--data DIR] "
-                            "[--no-profile]\n");
+                            "[--no-profile] [--threads N (ae_model_set_threads)]\n");
             return 2;
         }
     }
@@ -287,6 +289,7 @@ int main(int argc, char **argv) {
     if (!steps) steps = sm->batch == 32 ? 20 : 200;
     if (steps < 5) steps = 5;
     ae_model *m = make_model(sm, backend);
+    if (threads >= 0) CHECK(ae_model_set_threads(m, threads), ae_model_last_error(m));
     size_t d = ae_model_input_size(m), nb;
     ae_dataset *ds = NULL;
     float *noise = NULL;

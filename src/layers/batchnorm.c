@@ -12,6 +12,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/pool.h"
 #include "layers.h"
 
 enum { F_MOMENTUM = 0, F_EPS = 1 };
@@ -131,6 +132,52 @@ static double *count_slot(const ae_layer *L, float *scratch) {
     return (double *)(void *)(scratch + 2 * L->in_shape.c + 2);
 }
 
+/* Channels are independent in the passes without a batch-statistics
+ * hook: they are split over the pass's threads (core/pool.h), each
+ * channel computed as alone (the same bits on any count). */
+typedef struct bn_job {
+    const ae_layer *L;
+    const float *params;
+    float *grads;
+    ae_layer_io *io;
+    double n;
+} bn_job;
+
+/* Values a thread's share of channels must hold to be worth waking it. */
+#define BN_MIN_EACH 16384
+
+static size_t channels_each(const ae_layer *L, size_t batch) {
+    size_t per = batch * L->in_shape.h * L->in_shape.w;
+    return per ? (BN_MIN_EACH + per - 1) / per : 1;
+}
+
+static void train_channels(void *ctx, size_t lo, size_t hi) {
+    const bn_job *j = ctx;
+    for (size_t c = lo; c < hi; c++) {
+        double mu = channel_sum(j->L, j->io, c) / j->n;
+        bn_train_channel(j->L, j->params, j->io, c, mu, channel_sq(j->L, j->io, c, mu), j->n);
+    }
+}
+
+static void infer_channels(void *ctx, size_t lo, size_t hi) {
+    const bn_job *j = ctx;
+    const ae_layer *L = j->L;
+    const ae_layer_io *io = j->io;
+    size_t C = L->in_shape.c, HW = L->in_shape.h * L->in_shape.w, B = io->batch;
+    const float *gamma = j->params + L->w_off, *beta = j->params + L->b_off;
+    const float *rmean = io->state, *rvar = io->state + C;
+    double eps = L->spec.fparam[F_EPS];
+    for (size_t c = lo; c < hi; c++) {
+        float mean = rmean[c], istd = (float)(1.0 / sqrt((double)rvar[c] + eps));
+        float a = gamma[c] * istd, sh = beta[c] - mean * a;
+        for (size_t b = 0; b < B; b++) {
+            const float *x = io->x + (b * C + c) * HW;
+            float *y = io->y + (b * C + c) * HW;
+            for (size_t q = 0; q < HW; q++) y[q] = x[q] * a + sh;
+        }
+    }
+}
+
 /* Synchronised (io->sync): the sums and the count over every process
  * first, then the squared deviations from that mean, as one batch would. */
 static void bn_forward_sync(const ae_layer *L, const float *params, ae_layer_io *io) {
@@ -154,26 +201,10 @@ static void bn_forward(const ae_layer *L, const float *params, ae_layer_io *io) 
         bn_forward_sync(L, params, io);
         return;
     }
-    if (io->train) {
-        memcpy(count_slot(L, io->scratch), &n, sizeof n);
-        for (size_t c = 0; c < C; c++) {
-            double mu = channel_sum(L, io, c) / n;
-            bn_train_channel(L, params, io, c, mu, channel_sq(L, io, c, mu), n);
-        }
-        return;
-    }
-    const float *gamma = params + L->w_off, *beta = params + L->b_off;
-    const float *rmean = io->state, *rvar = io->state + C;
-    double eps = L->spec.fparam[F_EPS];
-    for (size_t c = 0; c < C; c++) {
-        float mean = rmean[c], istd = (float)(1.0 / sqrt((double)rvar[c] + eps));
-        float a = gamma[c] * istd, sh = beta[c] - mean * a;
-        for (size_t b = 0; b < B; b++) {
-            const float *x = io->x + (b * C + c) * HW;
-            float *y = io->y + (b * C + c) * HW;
-            for (size_t j = 0; j < HW; j++) y[j] = x[j] * a + sh;
-        }
-    }
+    bn_job j = {L, params, NULL, io, n};
+    if (io->train) memcpy(count_slot(L, io->scratch), &n, sizeof n);
+    ae_pool_for(io->threads, C, 1, channels_each(L, B), io->train ? train_channels : infer_channels,
+                &j);
 }
 
 /* dx = gamma istd (dy - mdy - xhat mdyx), mdy and mdyx the means of dy
@@ -221,6 +252,21 @@ static void channel_grad_sums(const ae_layer *L, const ae_layer_io *io, size_t c
     *sdyx = lanes_total(lb);
 }
 
+/* The parameter gradients and dx of channels [lo, hi), without a hook. */
+static void grad_channels(void *ctx, size_t lo, size_t hi) {
+    const bn_job *j = ctx;
+    const ae_layer *L = j->L;
+    for (size_t c = lo; c < hi; c++) {
+        double sdy, sdyx;
+        channel_grad_sums(L, j->io, c, &sdy, &sdyx);
+        if (!L->frozen) {
+            j->grads[L->w_off + c] = (float)sdyx;
+            j->grads[L->b_off + c] = (float)sdy;
+        }
+        if (j->io->dx) bn_dx(L, j->params, j->io, c, (float)(sdy / j->n), (float)(sdyx / j->n));
+    }
+}
+
 static void bn_backward(const ae_layer *L, const float *params, float *grads, ae_layer_io *io,
                         int accumulate_w) {
     (void)accumulate_w;
@@ -231,6 +277,11 @@ static void bn_backward(const ae_layer *L, const float *params, float *grads, ae
      * hook combines them. dx needs the sums over every process (io->sync),
      * in this process's scale (ae_batch_sync.grad_scale). */
     double *v = io->sync ? io->sync->buf : NULL;
+    if (!v) {
+        bn_job j = {L, params, grads, io, n};
+        ae_pool_for(io->threads, C, 1, channels_each(L, io->batch), grad_channels, &j);
+        return;
+    }
     for (size_t c = 0; c < C; c++) {
         double sdy, sdyx;
         channel_grad_sums(L, io, c, &sdy, &sdyx);

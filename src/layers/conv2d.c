@@ -140,7 +140,7 @@ static void conv_forward(const ae_layer *L, const float *params, ae_layer_io *io
         return;
     }
     float *col = io->scratch, *yb = io->scratch + K * N;
-    ae_im2col(&g, B, io->x, col);
+    ae_im2col(&g, B, io->x, col, io->threads);
     ae_sgemm(io->backend, AE_NO_TRANS, AE_NO_TRANS, Co, N, K, 1.0f, W, K, col, N, 0.0f, yb, N);
     bias_act_planes(L, bias, yb, P, N, pre, io->y, B, Co, P);
 }
@@ -193,7 +193,7 @@ static void conv_backward(const ae_layer *L, const float *params, float *grads, 
     if (io->dx) {
         ae_sgemm(io->backend, AE_TRANS, AE_NO_TRANS, K, N, Co, 1.0f, W, K, yb, N, 0.0f, col, N);
         memset(io->dx, 0, B * L->in * sizeof *io->dx);
-        ae_col2im(&g, B, col, io->dx);
+        ae_col2im(&g, B, col, io->dx, io->threads);
     }
 }
 

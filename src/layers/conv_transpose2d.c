@@ -96,7 +96,7 @@ static void convt_forward(const ae_layer *L, const float *params, ae_layer_io *i
                 float *pr = pre + (b * Co + c) * Po, bc = bias ? bias[c] : 0.0f;
                 for (size_t j = 0; j < Po; j++) pr[j] = bc;
             }
-        ae_col2im(&g, B, col, pre);
+        ae_col2im(&g, B, col, pre, io->threads);
     }
     for (size_t b = 0; b < B && dense && bias; b++)
         for (size_t c = 0; c < Co; c++) {
@@ -131,7 +131,7 @@ static void convt_backward(const ae_layer *L, const float *params, float *grads,
         return;
     }
     float *xc = io->scratch, *col = io->scratch + Ci * N;
-    ae_im2col(&g, B, d, col);
+    ae_im2col(&g, B, d, col, io->threads);
     if (dW)
         ae_sgemm(io->backend, AE_NO_TRANS, AE_TRANS, Ci, Kc, N, 1.0f, xc, N, col, N, beta, dW, Kc);
     if (io->dx) {

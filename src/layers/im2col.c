@@ -1,5 +1,6 @@
 #include <string.h>
 
+#include "core/pool.h"
 #include "im2col.h"
 #include "layers.h"
 
@@ -16,9 +17,21 @@ static void valid_range(size_t W, size_t Wo, size_t s, size_t p, size_t kj, size
     *hi = h;
 }
 
-void ae_im2col(const ae_conv_geom *g, size_t B, const float *img, float *col) {
+/* One pass's arguments, for its samples [b0, b1) (core/pool.h). */
+typedef struct cols_job {
+    const ae_conv_geom *g;
+    size_t B;
+    const float *src;
+    float *dst;
+} cols_job;
+
+static void im2col_samples(void *ctx, size_t b0, size_t b1) {
+    const cols_job *j = ctx;
+    const ae_conv_geom *g = j->g;
+    const float *img = j->src;
+    float *col = j->dst;
     size_t C = g->C, H = g->H, W = g->W, k = g->k, s = g->s, p = g->p, Ho = g->Ho, Wo = g->Wo;
-    size_t P = Ho * Wo, N = B * P, HW = H * W;
+    size_t P = Ho * Wo, N = j->B * P, HW = H * W;
     for (size_t c = 0; c < C; c++)
         for (size_t ki = 0; ki < k; ki++)
             for (size_t kj = 0; kj < k; kj++) {
@@ -28,10 +41,10 @@ void ae_im2col(const ae_conv_geom *g, size_t B, const float *img, float *col) {
                 /* No column inside (padding wider than the input): the loops
                  * below would form pointers before the row, lo + kj < p. */
                 if (lo == hi) {
-                    memset(row, 0, N * sizeof *row);
+                    memset(row + b0 * P, 0, (b1 - b0) * P * sizeof *row);
                     continue;
                 }
-                for (size_t b = 0; b < B; b++) {
+                for (size_t b = b0; b < b1; b++) {
                     const float *src = img + (b * C + c) * HW;
                     float *d = row + b * P;
                     for (size_t oh = 0; oh < Ho; oh++, d += Wo) {
@@ -57,9 +70,15 @@ void ae_im2col(const ae_conv_geom *g, size_t B, const float *img, float *col) {
             }
 }
 
-void ae_col2im(const ae_conv_geom *g, size_t B, const float *col, float *img) {
+/* Each element of a sample's planes takes its terms in the order (ki, kj,
+ * oh) whatever the split of the samples: the same bits on any count. */
+static void col2im_samples(void *ctx, size_t b0, size_t b1) {
+    const cols_job *j = ctx;
+    const ae_conv_geom *g = j->g;
+    const float *col = j->src;
+    float *img = j->dst;
     size_t C = g->C, H = g->H, W = g->W, k = g->k, s = g->s, p = g->p, Ho = g->Ho, Wo = g->Wo;
-    size_t P = Ho * Wo, N = B * P, HW = H * W;
+    size_t P = Ho * Wo, N = j->B * P, HW = H * W;
     for (size_t c = 0; c < C; c++)
         for (size_t ki = 0; ki < k; ki++)
             for (size_t kj = 0; kj < k; kj++) {
@@ -67,7 +86,7 @@ void ae_col2im(const ae_conv_geom *g, size_t B, const float *col, float *img) {
                 size_t lo, hi;
                 valid_range(W, Wo, s, p, kj, &lo, &hi);
                 if (lo == hi) continue; /* as in ae_im2col: nothing lands inside */
-                for (size_t b = 0; b < B; b++) {
+                for (size_t b = b0; b < b1; b++) {
                     float *dst = img + (b * C + c) * HW;
                     const float *d = row + b * P;
                     for (size_t oh = 0; oh < Ho; oh++, d += Wo) {
@@ -86,6 +105,24 @@ void ae_col2im(const ae_conv_geom *g, size_t B, const float *col, float *img) {
                     }
                 }
             }
+}
+
+/* Column values a thread's share of samples must hold to be worth waking it. */
+#define COLS_MIN_EACH 16384
+
+static size_t samples_each(const ae_conv_geom *g) {
+    size_t per = g->C * g->k * g->k * g->Ho * g->Wo;
+    return per ? (COLS_MIN_EACH + per - 1) / per : 1;
+}
+
+void ae_im2col(const ae_conv_geom *g, size_t B, const float *img, float *col, int threads) {
+    cols_job j = {g, B, img, col};
+    ae_pool_for(threads, B, 1, samples_each(g), im2col_samples, &j);
+}
+
+void ae_col2im(const ae_conv_geom *g, size_t B, const float *col, float *img, int threads) {
+    cols_job j = {g, B, col, img};
+    ae_pool_for(threads, B, 1, samples_each(g), col2im_samples, &j);
 }
 
 void ae_bcp_to_cbp(const float *src, size_t B, size_t C, size_t P, float *dst) {

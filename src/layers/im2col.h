@@ -14,12 +14,13 @@ typedef struct ae_conv_geom {
 } ae_conv_geom;
 
 /* col [C*k*k, B*Ho*Wo] (column b*Ho*Wo + oh*Wo + ow) from the images
- * img [B, C, H, W]; padding reads as zero. */
-void ae_im2col(const ae_conv_geom *g, size_t B, const float *img, float *col);
+ * img [B, C, H, W]; padding reads as zero. Both split the samples over
+ * `threads` (core/pool.h), with the same bits on any count. */
+void ae_im2col(const ae_conv_geom *g, size_t B, const float *img, float *col, int threads);
 
 /* The adjoint of ae_im2col: img [B, C, H, W] += the columns scattered back.
  * The caller zeroes img first when it wants the sum alone. */
-void ae_col2im(const ae_conv_geom *g, size_t B, const float *col, float *img);
+void ae_col2im(const ae_conv_geom *g, size_t B, const float *col, float *img, int threads);
 
 /* The sum of s[0..n), in 16 lanes added in a fixed order (a bias
  * gradient's plane: one chain of n dependent adds was 4 cycles an add). */
