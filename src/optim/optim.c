@@ -142,7 +142,6 @@ typedef struct update_job {
     int sgd;
     sgd_consts sc;
     adam_consts ac;
-    const ae_param_block *blk;
     const ae_grad_shape *rows; /* row-sparse Adam: the shape, else NULL */
     float *p, *m, *v;
     const float *g;
@@ -178,7 +177,7 @@ void ae_optim_step_shaped(const ae_optim_settings *s, float *params, const float
         ae_param_block *blk = &blocks[b];
         if (blk->frozen) continue;
         size_t o = blk->off;
-        update_job j = {.blk = blk, .p = params + o, .g = grads + o, .m = state1 + o,
+        update_job j = {.p = params + o, .g = grads + o, .m = state1 + o,
                         .v = state2 + o, .gs = grad_scale};
         size_t n = blk->len, min_each = UPDATE_MIN_EACH;
         if (s->kind == AE_OPT_SGD) {
