@@ -216,7 +216,8 @@ static void profiled_step(ae_model *m, const float *x, size_t B, double *t) {
         ae_layer_io io = {.batch = B, .train = 1, .x = in, .pre = m->pre[i], .y = m->y[i],
                           .scratch = m->scratch[i],
                           .state = L->s_count ? m->buffers + L->s_off : NULL,
-                          .backend = m->backend, .plan = ae_model_layer_plan(m, i, B)};
+                          .backend = m->backend, .threads = ae_model_threads(m),
+                          .plan = ae_model_layer_plan(m, i, B)};
         double t0 = cpu_now();
         L->ops->forward(L, m->params, &io);
         t[i] += cpu_now() - t0;
@@ -225,7 +226,7 @@ static void profiled_step(ae_model *m, const float *x, size_t B, double *t) {
     double t0 = cpu_now();
     const ae_layer *last = &m->layers[n - 1];
     ae_loss_input li = {AE_LOSS_MSE, AE_REDUCE_MEAN, last->act, last->slope, m->y[n - 1],
-                        m->pre[n - 1], x, B * m->out_size, 1};
+                        m->pre[n - 1], x, B * m->out_size, ae_model_threads(m)};
     ae_loss_eval(&li, m->grad_a);
     t[2 * n] += cpu_now() - t0;
     float *dy = m->grad_a, *dx = m->grad_b;
@@ -235,7 +236,8 @@ static void profiled_step(ae_model *m, const float *x, size_t B, double *t) {
                           .y = m->y[i], .dy = dy, .dx = i ? dx : NULL,
                           .dy_is_dpre = i + 1 == n, .scratch = m->scratch[i],
                           .state = L->s_count ? m->buffers + L->s_off : NULL,
-                          .backend = m->backend, .plan = ae_model_layer_plan(m, i, B)};
+                          .backend = m->backend, .threads = ae_model_threads(m),
+                          .plan = ae_model_layer_plan(m, i, B)};
         t0 = cpu_now();
         L->ops->backward(L, m->params, m->grads, &io, 0);
         t[n + i] += cpu_now() - t0;
@@ -247,6 +249,7 @@ static void profiled_step(ae_model *m, const float *x, size_t B, double *t) {
     ae_optim_grad_sqnorm(m->grads, m->blocks, m->nblocks);
     ae_optim_settings os;
     ae_settings_to_optim(&m->s, &os);
+    os.threads = ae_model_threads(m);
     ae_optim_step(&os, m->params, m->grads, m->state1, m->state2, m->blocks, m->nblocks, 1.0f);
     t[2 * n + 1] += cpu_now() - t0;
 }
