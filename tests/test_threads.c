@@ -166,6 +166,18 @@ static void test_conv_adamw_bitwise(void **state) {
     same_on_every_count(CONV, AE_OPT_ADAMW, 0.0, 784, 48);
 }
 
+/* Gaussian denoising: the draws stay one stream, the transform is split. */
+static const char DENOISE[] = "input 785\n"
+                              "dense 64 activation=relu\n"
+                              "code\n"
+                              "dense 785 activation=sigmoid\n"
+                              "set noise_kind=gaussian noise_level=0.3 noise_clip=true\n";
+
+static void test_gaussian_noise_bitwise(void **state) {
+    (void)state;
+    same_on_every_count(DENOISE, AE_OPT_ADAM, 0.0, 785, 63); /* an odd count of values */
+}
+
 /* Upsampling's planes are split over the threads, each with rows of its own. */
 static const char UPSAMPLE[] = "input 3 16 16\n"
                                "conv2d 8 3 stride=2 padding=1 activation=relu\n"
@@ -188,6 +200,7 @@ int main(void) {
         cmocka_unit_test(test_dense_sgd_momentum_bitwise),
         cmocka_unit_test(test_conv_adamw_bitwise),
         cmocka_unit_test(test_upsample_bitwise),
+        cmocka_unit_test(test_gaussian_noise_bitwise),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,8 +2,10 @@
  * dropout noise, salt and pepper; optional clipping. Every kernel reads
  * in[i] before writing out[i], so in-place use works. */
 #include <math.h>
+#include <string.h>
 
 #include "noise.h"
+#include "pool.h"
 
 ae_status ae_noise_check(const ae_noise_spec *n, ae_errbuf *e, int settings) {
     const char *lv = settings ? "AE_P_NOISE_LEVEL" : "level";
@@ -53,6 +55,18 @@ ae_status ae_noise_check(const ae_noise_spec *n, ae_errbuf *e, int settings) {
     return AE_OK;
 }
 
+/* The Gaussian pair at i, i + 1 from one 64-bit draw v (two 32-bit
+ * uniforms; the second value is dropped past `total`). */
+static void gauss_pair(const ae_noise_spec *n, uint64_t v, const float *in, float *out, size_t i,
+                       size_t total) {
+    double mean = n->mean, sd = n->level; /* a standard deviation: x + sigma * randn */
+    double u1 = ((double)(v >> 32) + 1.0) * 0x1.0p-32; /* (0, 1]: log is finite */
+    double u2 = (double)(v & 0xffffffffu) * 0x1.0p-32;
+    double rad = sd * sqrt(-2.0 * log(u1)), th = 6.283185307179586 * u2;
+    out[i] = (float)(in[i] + mean + rad * cos(th));
+    if (i + 1 < total) out[i + 1] = (float)(in[i + 1] + mean + rad * sin(th));
+}
+
 void ae_noise_apply(const ae_noise_spec *n, ae_rng *r, const float *in, float *out, size_t count,
                     size_t dim) {
     size_t total = count * dim;
@@ -61,15 +75,7 @@ void ae_noise_apply(const ae_noise_spec *n, ae_rng *r, const float *in, float *o
     case AE_NOISE_GAUSSIAN: {
         /* Box-Muller, both values of each pair used: two normals per two
          * uniforms (32 bits each, from one 64-bit draw). */
-        double mean = n->mean, sd = n->level; /* a standard deviation: x + sigma * randn */
-        for (size_t i = 0; i < total; i += 2) {
-            uint64_t v = ae_rng_next(r);
-            double u1 = ((double)(v >> 32) + 1.0) * 0x1.0p-32; /* (0, 1]: log is finite */
-            double u2 = (double)(v & 0xffffffffu) * 0x1.0p-32;
-            double rad = sd * sqrt(-2.0 * log(u1)), th = 6.283185307179586 * u2;
-            out[i] = (float)(in[i] + mean + rad * cos(th));
-            if (i + 1 < total) out[i + 1] = (float)(in[i + 1] + mean + rad * sin(th));
-        }
+        for (size_t i = 0; i < total; i += 2) gauss_pair(n, ae_rng_next(r), in, out, i, total);
         break;
     }
     case AE_NOISE_MASK: {
@@ -111,6 +117,47 @@ void ae_noise_apply(const ae_noise_spec *n, ae_rng *r, const float *in, float *o
             for (size_t i = 0; i < total; i++) out[i] = in[i];
         break;
     }
+    if (n->clip) {
+        float lo = (float)n->lo, hi = (float)n->hi;
+        for (size_t i = 0; i < total; i++) out[i] = out[i] < lo ? lo : out[i] > hi ? hi : out[i];
+    }
+}
+
+/* Gaussian noise on threads: the draws stay one stream, taken in order on
+ * the calling thread and parked in `out` (a pair's two floats hold its
+ * 64-bit draw), then each pair is transformed where it lies, on any
+ * thread: the same values as ae_noise_apply. */
+typedef struct gauss_job {
+    const ae_noise_spec *n;
+    const float *in;
+    float *out;
+    size_t total;
+} gauss_job;
+
+static void gauss_pairs(void *ctx, size_t lo, size_t hi) {
+    const gauss_job *j = ctx;
+    for (size_t p = lo; p < hi; p++) {
+        uint64_t v;
+        memcpy(&v, j->out + 2 * p, sizeof v);
+        gauss_pair(j->n, v, j->in, j->out, 2 * p, j->total);
+    }
+}
+
+void ae_noise_apply_mt(int threads, const ae_noise_spec *n, ae_rng *r, const float *in, float *out,
+                       size_t count, size_t dim) {
+    size_t total = count * dim, pairs = total / 2;
+    if (n->kind != AE_NOISE_GAUSSIAN || threads <= 1 || in == out || pairs < 8192) {
+        ae_noise_apply(n, r, in, out, count, dim);
+        return;
+    }
+    for (size_t p = 0; p < pairs; p++) {
+        uint64_t v = ae_rng_next(r);
+        memcpy(out + 2 * p, &v, sizeof v);
+    }
+    gauss_job j = {n, in, out, total};
+    ae_pool_for(threads, pairs, 16, 4096, gauss_pairs, &j);
+    /* An odd last value takes the next draw, as in the serial loop. */
+    if (total % 2) gauss_pair(n, ae_rng_next(r), in, out, total - 1, total);
     if (n->clip) {
         float lo = (float)n->lo, hi = (float)n->hi;
         for (size_t i = 0; i < total; i++) out[i] = out[i] < lo ? lo : out[i] > hi ? hi : out[i];

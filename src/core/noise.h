@@ -28,5 +28,9 @@ ae_status ae_noise_check(const ae_noise_spec *n, ae_errbuf *e, int settings);
  * r. in == out is allowed; otherwise the arrays must not overlap. */
 void ae_noise_apply(const ae_noise_spec *n, ae_rng *r, const float *in, float *out, size_t count,
                     size_t dim);
+/* The same values, Gaussian noise transformed on up to `threads` threads
+ * (core/pool.h) when in and out differ. */
+void ae_noise_apply_mt(int threads, const ae_noise_spec *n, ae_rng *r, const float *in, float *out,
+                       size_t count, size_t dim);
 
 #endif

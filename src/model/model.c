@@ -468,7 +468,7 @@ static ae_status corrupt_input(ae_model *m, const float *x, size_t batch, const 
     if (!st) st = check_finite(m, x, batch * m->in_size, "the input");
     if (st) return st;
     if ((st = ae_model_reserve_noisy(m, batch)) != AE_OK) return st;
-    ae_noise_apply(ns, &m->rng, x, m->noisy, batch, m->in_size);
+    ae_noise_apply_mt(ae_model_threads(m), ns, &m->rng, x, m->noisy, batch, m->in_size);
     *xin = m->noisy;
     return AE_OK;
 }
