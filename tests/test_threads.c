@@ -178,6 +178,19 @@ static void test_gaussian_noise_bitwise(void **state) {
     same_on_every_count(DENOISE, AE_OPT_ADAM, 0.0, 785, 63); /* an odd count of values */
 }
 
+/* BCE (from the logits) in chunks, and a VAE's sampling around it. */
+static const char VAE[] = "input 784\n"
+                          "dense 400 activation=relu\n"
+                          "gaussian 20\n"
+                          "dense 400 activation=relu\n"
+                          "dense 784 activation=sigmoid\n"
+                          "set loss=bce reduction=sum\n";
+
+static void test_vae_bce_bitwise(void **state) {
+    (void)state;
+    same_on_every_count(VAE, AE_OPT_ADAM, 0.0, 784, 64);
+}
+
 /* Upsampling's planes are split over the threads, each with rows of its own. */
 static const char UPSAMPLE[] = "input 3 16 16\n"
                                "conv2d 8 3 stride=2 padding=1 activation=relu\n"
@@ -201,6 +214,7 @@ int main(void) {
         cmocka_unit_test(test_conv_adamw_bitwise),
         cmocka_unit_test(test_upsample_bitwise),
         cmocka_unit_test(test_gaussian_noise_bitwise),
+        cmocka_unit_test(test_vae_bce_bitwise),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

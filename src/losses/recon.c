@@ -35,67 +35,75 @@ AE_HOT static double mse_range(const ae_loss_input *in, float *dpre, size_t lo, 
     return acc;
 }
 
-typedef struct mse_job {
-    const ae_loss_input *in;
-    float *dpre;
-    size_t chunk;
-    double part[AE_POOL_CHUNKS];
-} mse_job;
-
-static void mse_chunks(void *ctx, size_t lo, size_t hi) {
-    mse_job *j = ctx;
-    for (size_t c = lo; c < hi; c++) {
-        size_t a = c * j->chunk, b = a + j->chunk < j->in->n ? a + j->chunk : j->in->n;
-        j->part[c] = mse_range(j->in, j->dpre, a, b);
-    }
-}
-
-/* In chunks set by the length alone, summed in order: the same bits on
- * any number of threads. */
-static double mse(const ae_loss_input *in, float *dpre) {
-    mse_job j = {.in = in, .dpre = dpre};
-    size_t nc = ae_pool_chunks(in->n, &j.chunk);
-    ae_pool_for(in->threads, nc, 1, 2, mse_chunks, &j);
-    double acc = 0.0;
-    for (size_t c = 0; c < nc; c++) acc += j.part[c];
-    return in->reduction == AE_REDUCE_MEAN ? acc / (double)in->n : acc;
-}
-
-/* BCE from the logits z: max(z,0) - z t + log(1 + e^-|z|); d/dz = σ(z) - t. */
-static double bce_logits(const ae_loss_input *in, float *dpre) {
+/* BCE from the logits z over [lo, hi): max(z,0) - z t + log(1 + e^-|z|);
+ * d/dz = σ(z) - t. */
+static double bce_logits_range(const ae_loss_input *in, float *dpre, size_t lo, size_t hi) {
     double acc = 0.0;
     float scale = in->reduction == AE_REDUCE_MEAN ? 1.0f / (float)in->n : 1.0f;
     const float *z = in->pre, *y = in->y, *t = in->target;
-    for (size_t i = 0; i < in->n; i++) {
+    for (size_t i = lo; i < hi; i++) {
         float zi = z[i];
         acc += (double)(fmaxf(zi, 0.0f) - zi * t[i] + log1pf(expf(-fabsf(zi))));
         if (dpre) dpre[i] = scale * (y[i] - t[i]);
     }
-    return in->reduction == AE_REDUCE_MEAN ? acc / (double)in->n : acc;
+    return acc;
 }
 
-/* BCE on probabilities, log clamped at -100 as PyTorch's BCELoss. */
-static double bce_probs(const ae_loss_input *in, float *dpre) {
+/* BCE on probabilities over [lo, hi), log clamped at -100 as PyTorch's
+ * BCELoss; NaN for an output outside [0, 1]. */
+static double bce_probs_range(const ae_loss_input *in, float *dpre, size_t lo, size_t hi) {
     double acc = 0.0;
     float scale = in->reduction == AE_REDUCE_MEAN ? 1.0f / (float)in->n : 1.0f;
     const float *y = in->y, *t = in->target;
-    for (size_t i = 0; i < in->n; i++) {
+    for (size_t i = lo; i < hi; i++) {
         float yi = y[i];
         if (!(yi >= 0.0f && yi <= 1.0f)) return NAN;
         float ly = fmaxf(logf(yi), -100.0f), l1y = fmaxf(logf(1.0f - yi), -100.0f);
         acc -= (double)(t[i] * ly + (1.0f - t[i]) * l1y);
         if (dpre) dpre[i] = scale * (yi - t[i]) / fmaxf((1.0f - yi) * yi, 1e-12f);
     }
-    if (dpre) ae_act_backward(in->out_act, in->out_slope, in->pre, y, dpre, in->n);
+    if (dpre)
+        ae_act_backward(in->out_act, in->out_slope, in->pre ? in->pre + lo : NULL, y + lo,
+                        dpre + lo, hi - lo);
+    return acc;
+}
+
+typedef double (*loss_range_fn)(const ae_loss_input *in, float *dpre, size_t lo, size_t hi);
+
+typedef struct loss_job {
+    const ae_loss_input *in;
+    float *dpre;
+    loss_range_fn fn;
+    size_t chunk;
+    double part[AE_POOL_CHUNKS];
+} loss_job;
+
+static void loss_chunks(void *ctx, size_t lo, size_t hi) {
+    loss_job *j = ctx;
+    for (size_t c = lo; c < hi; c++) {
+        size_t a = c * j->chunk, b = a + j->chunk < j->in->n ? a + j->chunk : j->in->n;
+        j->part[c] = j->fn(j->in, j->dpre, a, b);
+    }
+}
+
+/* The loss in chunks set by the length alone, summed in order: the same
+ * bits on any number of threads. */
+static double chunked(const ae_loss_input *in, float *dpre, loss_range_fn fn) {
+    loss_job j = {.in = in, .dpre = dpre, .fn = fn};
+    size_t nc = ae_pool_chunks(in->n, &j.chunk);
+    ae_pool_for(in->threads, nc, 1, 2, loss_chunks, &j);
+    double acc = 0.0;
+    for (size_t c = 0; c < nc; c++) acc += j.part[c];
     return in->reduction == AE_REDUCE_MEAN ? acc / (double)in->n : acc;
 }
 
 double ae_loss_eval(const ae_loss_input *in, float *dpre) {
     switch (in->kind) {
-    case AE_LOSS_MSE: return mse(in, dpre);
+    case AE_LOSS_MSE: return chunked(in, dpre, mse_range);
     case AE_LOSS_BCE:
-        return ae_loss_wants_logits(in->kind, in->out_act) && in->pre ? bce_logits(in, dpre)
-                                                                       : bce_probs(in, dpre);
+        return chunked(in, dpre,
+                       ae_loss_wants_logits(in->kind, in->out_act) && in->pre ? bce_logits_range
+                                                                              : bce_probs_range);
     }
     return NAN;
 }
