@@ -67,6 +67,12 @@ static void gauss_pair(const ae_noise_spec *n, uint64_t v, const float *in, floa
     if (i + 1 < total) out[i + 1] = (float)(in[i + 1] + mean + rad * sin(th));
 }
 
+/* The clip of a spec with clip set, over out[0..total). */
+static void clip_values(const ae_noise_spec *n, float *out, size_t total) {
+    float lo = (float)n->lo, hi = (float)n->hi;
+    for (size_t i = 0; i < total; i++) out[i] = out[i] < lo ? lo : out[i] > hi ? hi : out[i];
+}
+
 void ae_noise_apply(const ae_noise_spec *n, ae_rng *r, const float *in, float *out, size_t count,
                     size_t dim) {
     size_t total = count * dim;
@@ -117,10 +123,7 @@ void ae_noise_apply(const ae_noise_spec *n, ae_rng *r, const float *in, float *o
             for (size_t i = 0; i < total; i++) out[i] = in[i];
         break;
     }
-    if (n->clip) {
-        float lo = (float)n->lo, hi = (float)n->hi;
-        for (size_t i = 0; i < total; i++) out[i] = out[i] < lo ? lo : out[i] > hi ? hi : out[i];
-    }
+    if (n->clip) clip_values(n, out, total);
 }
 
 /* Gaussian noise on threads: the draws stay one stream, taken in order on
@@ -145,8 +148,9 @@ static void gauss_pairs(void *ctx, size_t lo, size_t hi) {
 
 void ae_noise_apply_mt(int threads, const ae_noise_spec *n, ae_rng *r, const float *in, float *out,
                        size_t count, size_t dim) {
-    size_t total = count * dim, pairs = total / 2;
-    if (n->kind != AE_NOISE_GAUSSIAN || threads <= 1 || in == out || pairs < 8192) {
+    size_t total = count * dim, pairs = total / 2, min_each = ae_pool_units(AE_POOL_MIN_VALUES / 2, 2);
+    /* One share only: the two passes would cost more than the plain loop. */
+    if (n->kind != AE_NOISE_GAUSSIAN || threads <= 1 || in == out || pairs < 2 * min_each) {
         ae_noise_apply(n, r, in, out, count, dim);
         return;
     }
@@ -155,11 +159,8 @@ void ae_noise_apply_mt(int threads, const ae_noise_spec *n, ae_rng *r, const flo
         memcpy(out + 2 * p, &v, sizeof v);
     }
     gauss_job j = {n, in, out, total};
-    ae_pool_for(threads, pairs, 16, 4096, gauss_pairs, &j);
+    ae_pool_for(threads, pairs, 16, min_each, gauss_pairs, &j);
     /* An odd last value takes the next draw, as in the serial loop. */
     if (total % 2) gauss_pair(n, ae_rng_next(r), in, out, total - 1, total);
-    if (n->clip) {
-        float lo = (float)n->lo, hi = (float)n->hi;
-        for (size_t i = 0; i < total; i++) out[i] = out[i] < lo ? lo : out[i] > hi ? hi : out[i];
-    }
+    if (n->clip) clip_values(n, out, total);
 }

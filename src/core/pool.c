@@ -21,6 +21,15 @@ int ae_pool_resolve(int requested) {
     return ae_pool_available_threads();
 }
 
+/* How many ranges: at most `threads`, each of at least min_each. */
+static size_t ranges(int threads, size_t n, size_t align, size_t min_each) {
+    if (min_each < align) min_each = align;
+    size_t t = threads > 1 ? (size_t)threads : 1;
+    if (t > n / min_each) t = n / min_each;
+    return t ? t : 1;
+}
+
+#ifdef AE_HAVE_OPENMP
 /* The split of [0, n) in t ranges of whole `align` units; range k. */
 static void range_of(size_t n, size_t align, size_t t, size_t k, size_t *lo, size_t *hi) {
     size_t units = (n + align - 1) / align;
@@ -29,12 +38,34 @@ static void range_of(size_t n, size_t align, size_t t, size_t k, size_t *lo, siz
     if (*hi > n) *hi = n;
 }
 
-/* How many ranges: at most `threads`, each of at least min_each. */
-static size_t ranges(int threads, size_t n, size_t align, size_t min_each) {
-    if (min_each < align) min_each = align;
-    size_t t = threads > 1 ? (size_t)threads : 1;
-    if (t > n / min_each) t = n / min_each;
-    return t ? t : 1;
+/* fn over [0, n) in t >= 2 ranges of whole `align` units on t threads
+ * (fewer when OpenMP gives fewer), range k on thread k. */
+static void run(size_t t, size_t n, size_t align, ae_pool_slot_fn fn, void *ctx) {
+#pragma omp parallel num_threads((int)t)
+    {
+        size_t lo, hi, k = (size_t)omp_get_thread_num();
+        range_of(n, align, (size_t)omp_get_num_threads(), k, &lo, &hi);
+        if (lo < hi) fn(ctx, k, lo, hi);
+    }
+}
+#else
+/* Without OpenMP the calling thread takes the whole range. */
+static void run(size_t t, size_t n, size_t align, ae_pool_slot_fn fn, void *ctx) {
+    (void)t;
+    (void)align;
+    fn(ctx, 0, 0, n);
+}
+#endif
+
+typedef struct plain_job {
+    ae_pool_fn fn;
+    void *ctx;
+} plain_job;
+
+static void plain_range(void *ctx, size_t k, size_t lo, size_t hi) {
+    (void)k;
+    const plain_job *j = ctx;
+    j->fn(j->ctx, lo, hi);
 }
 
 void ae_pool_for(int threads, size_t n, size_t align, size_t min_each, ae_pool_fn fn, void *ctx) {
@@ -44,16 +75,8 @@ void ae_pool_for(int threads, size_t n, size_t align, size_t min_each, ae_pool_f
         if (n) fn(ctx, 0, n);
         return;
     }
-#ifdef AE_HAVE_OPENMP
-#pragma omp parallel num_threads((int)t)
-    {
-        size_t lo, hi;
-        range_of(n, align, (size_t)omp_get_num_threads(), (size_t)omp_get_thread_num(), &lo, &hi);
-        if (lo < hi) fn(ctx, lo, hi);
-    }
-#else
-    fn(ctx, 0, n);
-#endif
+    plain_job j = {fn, ctx};
+    run(t, n, align, plain_range, &j);
 }
 
 void ae_pool_for_slots(int threads, size_t n, size_t min_each, ae_pool_slot_fn fn, void *ctx) {
@@ -62,16 +85,7 @@ void ae_pool_for_slots(int threads, size_t n, size_t min_each, ae_pool_slot_fn f
         if (n) fn(ctx, 0, 0, n);
         return;
     }
-#ifdef AE_HAVE_OPENMP
-#pragma omp parallel num_threads((int)t)
-    {
-        size_t lo, hi, k = (size_t)omp_get_thread_num();
-        range_of(n, 1, (size_t)omp_get_num_threads(), k, &lo, &hi);
-        if (lo < hi) fn(ctx, k, lo, hi);
-    }
-#else
-    fn(ctx, 0, 0, n);
-#endif
+    run(t, n, 1, fn, ctx);
 }
 
 size_t ae_pool_chunks(size_t n, size_t *len) {

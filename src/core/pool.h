@@ -4,12 +4,22 @@
  * OpenMP's team, the threads oneDNN's products already keep warm, so the
  * two never compete for a core; without it they run on the calling thread.
  * Every split gives the same bits: a loop handed to ae_pool_for computes
- * each index from its own inputs only, and the reductions (ae_pool_sum_*)
- * cut their input into chunks that depend on its length alone. */
+ * each index from its own inputs only, and the reductions cut their input
+ * into chunks that depend on its length alone (ae_pool_chunks). */
 #ifndef AE_CORE_POOL_H
 #define AE_CORE_POOL_H
 
 #include <stddef.h>
+
+/* Values a thread's share of a loop must hold to be worth waking it for
+ * (the cheapest element-wise passes take half). */
+#define AE_POOL_MIN_VALUES 16384
+
+/* The units (rows, samples, planes, channels) of per_unit values each
+ * that hold min_values: the min_each of a loop over such units. */
+static inline size_t ae_pool_units(size_t min_values, size_t per_unit) {
+    return per_unit ? (min_values + per_unit - 1) / per_unit : 1;
+}
 
 /* Called with a contiguous index range [lo, hi). */
 typedef void (*ae_pool_fn)(void *ctx, size_t lo, size_t hi);

@@ -136,8 +136,8 @@ AE_HOT void ae_act_backward(ae_activation act, float slope, const float *pre, co
 
 /* ---- on the model's threads (core/pool.h) ---- */
 
-/* Below this many values a thread's share costs less than waking it. */
-#define ACT_MIN_EACH 8192
+/* A cheap pass: half the usual share is worth a thread. */
+#define ACT_MIN_EACH (AE_POOL_MIN_VALUES / 2)
 
 typedef struct act_job {
     ae_activation act;

@@ -143,12 +143,8 @@ typedef struct bn_job {
     double n;
 } bn_job;
 
-/* Values a thread's share of channels must hold to be worth waking it. */
-#define BN_MIN_EACH 16384
-
 static size_t channels_each(const ae_layer *L, size_t batch) {
-    size_t per = batch * L->in_shape.h * L->in_shape.w;
-    return per ? (BN_MIN_EACH + per - 1) / per : 1;
+    return ae_pool_units(AE_POOL_MIN_VALUES, batch * L->in_shape.h * L->in_shape.w);
 }
 
 static void train_channels(void *ctx, size_t lo, size_t hi) {

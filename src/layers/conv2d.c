@@ -113,7 +113,7 @@ static void bias_act_planes(const ae_layer *L, const float *bias, const float *s
                             size_t sc, float *pre, float *y, size_t B, size_t C, size_t P,
                             int threads) {
     planes_job j = {L, bias, src, sb, sc, C, P, pre, y};
-    ae_pool_for(threads, B, 1, (16384 + C * P - 1) / (C * P), bias_act_samples, &j);
+    ae_pool_for(threads, B, 1, ae_pool_units(AE_POOL_MIN_VALUES, C * P), bias_act_samples, &j);
 }
 
 /* On the oneDNN backend, oneDNN's convolution primitives where they were

@@ -22,19 +22,26 @@ int ae_conv_direct_fits(const ae_conv_geom *g, size_t Co) {
            !(g->p == 0 && g->k == g->H && g->k == g->W);
 }
 
-/* The scratch of one thread's passes; the padded planes of the other
- * threads' samples follow it (pad_room each). */
-static size_t pad_room(const ae_conv_geom *g, size_t Co) {
+/* The padded input planes (*xp) and padded gradient planes (*dyp) of one sample. */
+static void pad_floats(const ae_conv_geom *g, size_t Co, size_t *xp, size_t *dyp) {
     size_t q = g->k - 1 - g->p;
-    size_t xp = g->C * (g->H + 2 * g->p) * (g->W + 2 * g->p);
-    size_t dyp = Co * (g->Ho + 2 * q) * (g->Wo + 2 * q);
+    *xp = g->C * (g->H + 2 * g->p) * (g->W + 2 * g->p);
+    *dyp = Co * (g->Ho + 2 * q) * (g->Wo + 2 * q);
+}
+
+/* The padded planes of one sample in either pass: the room of each thread
+ * but the first, whose planes are in the scratch of base_floats. */
+static size_t pad_room(const ae_conv_geom *g, size_t Co) {
+    size_t xp, dyp;
+    pad_floats(g, Co, &xp, &dyp);
     return xp > dyp ? xp : dyp;
 }
 
+/* The scratch of one thread's passes; the other threads' padded planes
+ * follow it (pad_room each). */
 static size_t base_floats(const ae_conv_geom *g, size_t Co) {
-    size_t q = g->k - 1 - g->p, kk = g->k * g->k;
-    size_t xp = g->C * (g->H + 2 * g->p) * (g->W + 2 * g->p);
-    size_t dyp = Co * (g->Ho + 2 * q) * (g->Wo + 2 * q);
+    size_t kk = g->k * g->k, xp, dyp;
+    pad_floats(g, Co, &xp, &dyp);
     size_t c4 = (g->C + CO_BLOCK - 1) / CO_BLOCK * CO_BLOCK;
     size_t o4 = (Co + CO_BLOCK - 1) / CO_BLOCK * CO_BLOCK;
     /* padded input, padded gradient, the flipped kernel, it blocked, dW's
@@ -238,9 +245,6 @@ static void correlate_samples(void *ctx, size_t k, size_t lo, size_t hi) {
     }
 }
 
-/* Output values a thread's share of samples must hold to be worth waking it. */
-#define DIRECT_MIN_EACH 16384
-
 void ae_conv_direct_forward(const ae_conv_geom *g, size_t B, size_t Co, const float *x,
                             const float *W, const float *bias, float *pre, float *scratch,
                             int threads) {
@@ -249,7 +253,7 @@ void ae_conv_direct_forward(const ae_conv_geom *g, size_t B, size_t Co, const fl
     block_weights(W, Co, g->C, g->k * g->k, wt);
     direct_job j = {g, g->C, g->H, g->W, g->p, Co, x, wt, bias, pre, scratch,
                     scratch + base_floats(g, Co), pad_room(g, Co)};
-    ae_pool_for_slots(threads, B, (DIRECT_MIN_EACH + Co * P - 1) / (Co * P), correlate_samples, &j);
+    ae_pool_for_slots(threads, B, ae_pool_units(AE_POOL_MIN_VALUES, Co * P), correlate_samples, &j);
 }
 
 void ae_conv_direct_backward(const ae_conv_geom *g, size_t B, size_t Co, const float *x,
@@ -300,7 +304,7 @@ void ae_conv_direct_backward(const ae_conv_geom *g, size_t B, size_t Co, const f
         block_weights(wf, C, Co, kk, wt);
         direct_job j = {g, Co, Ho, Wo, q, C, d, wt, NULL, dx, dyp,
                         scratch + base_floats(g, Co), pad_room(g, Co)};
-        ae_pool_for_slots(threads, B, (DIRECT_MIN_EACH + C * H * Wd - 1) / (C * H * Wd),
+        ae_pool_for_slots(threads, B, ae_pool_units(AE_POOL_MIN_VALUES, C * H * Wd),
                           correlate_samples, &j);
     }
 }

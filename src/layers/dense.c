@@ -42,8 +42,8 @@ AE_HOT static void add_to(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
-/* Values a thread's share of a pass must hold to be worth waking it for. */
-#define DENSE_MIN_EACH 8192
+/* Cheap passes: half the usual share is worth a thread. */
+#define DENSE_MIN_EACH (AE_POOL_MIN_VALUES / 2)
 
 typedef struct bias_act_job {
     const ae_layer *L;
@@ -66,7 +66,7 @@ static void bias_act_rows(void *ctx, size_t lo, size_t hi) {
 static void bias_act(const ae_layer *L, const float *bias, float *pre, float *y, size_t batch,
                      int threads) {
     bias_act_job j = {L, bias, pre, y};
-    ae_pool_for(threads, batch, 1, (DENSE_MIN_EACH + L->out - 1) / L->out, bias_act_rows, &j);
+    ae_pool_for(threads, batch, 1, ae_pool_units(DENSE_MIN_EACH, L->out), bias_act_rows, &j);
 }
 
 typedef struct dpre_job {
@@ -423,7 +423,7 @@ static void dense_backward(const ae_layer *L, const float *params, float *grads,
     float *db = (!L->frozen && L->has_bias) ? grads + L->b_off : NULL;
     if (db) memset(db, 0, n * sizeof *db);
     dpre_job dj = {L, io, db};
-    ae_pool_for(io->threads, n, 16, (DENSE_MIN_EACH + B - 1) / B, dpre_cols, &dj);
+    ae_pool_for(io->threads, n, 16, ae_pool_units(DENSE_MIN_EACH, B), dpre_cols, &dj);
     const float *W = params + L->w_off;
     if (sparse_input(L, io)) {
         sparse_in_backward(L, (L->frozen || L->w_frozen) ? NULL : grads + L->w_off, accumulate_w, d, io);

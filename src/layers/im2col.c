@@ -107,12 +107,8 @@ static void col2im_samples(void *ctx, size_t b0, size_t b1) {
             }
 }
 
-/* Column values a thread's share of samples must hold to be worth waking it. */
-#define COLS_MIN_EACH 16384
-
 static size_t samples_each(const ae_conv_geom *g) {
-    size_t per = g->C * g->k * g->k * g->Ho * g->Wo;
-    return per ? (COLS_MIN_EACH + per - 1) / per : 1;
+    return ae_pool_units(AE_POOL_MIN_VALUES, g->C * g->k * g->k * g->Ho * g->Wo);
 }
 
 void ae_im2col(const ae_conv_geom *g, size_t B, const float *img, float *col, int threads) {

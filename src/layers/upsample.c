@@ -197,9 +197,6 @@ static void nearest_backward(void *ctx, size_t k, size_t lo, size_t hi) {
     }
 }
 
-/* Output values a thread's share of planes must hold to be worth waking it. */
-#define UP_MIN_EACH 16384
-
 static void run_planes(const ae_layer *L, const ae_layer_io *io, const float *src, float *dst,
                        int backward) {
     up_job j = {.L = L, .src = src, .dst = dst};
@@ -211,7 +208,7 @@ static void run_planes(const ae_layer *L, const ae_layer_io *io, const float *sr
         j.t = columns(L, io->scratch);
         fn = backward ? bilinear_backward : bilinear_forward;
     }
-    ae_pool_for_slots(io->threads, planes, (UP_MIN_EACH + Po - 1) / Po, fn, &j);
+    ae_pool_for_slots(io->threads, planes, ae_pool_units(AE_POOL_MIN_VALUES, Po), fn, &j);
 }
 
 static void up_forward(const ae_layer *L, const float *params, ae_layer_io *io) {

@@ -265,12 +265,13 @@ ae_status ae_model_reserve(ae_model *m, size_t batch) {
 const float *ae_model_forward(ae_model *m, size_t from, size_t to, const float *x, size_t batch,
                               int train, ae_rng *rng, const float *eps) {
     ae_vae_before_forward(m, rng, eps);
+    int threads = ae_model_threads(m);
     for (size_t i = from; i < to; i++) {
         ae_layer_io io = {.batch = batch, .train = train, .x = x, .pre = m->pre[i], .y = m->y[i],
                           .scratch = m->scratch[i],
                           .state = m->layers[i].s_count ? m->buffers + m->layers[i].s_off : NULL,
                           .backend = m->backend,
-                          .threads = ae_model_threads(m),
+                          .threads = threads,
                           .plan = ae_model_layer_plan(m, i, batch),
                           .sync = train ? m->sync : NULL};
         /* Not in a training step: it writes the weights after its forward
@@ -421,6 +422,7 @@ static void backward(ae_model *m, const float *x, size_t batch) {
     /* Below the first layer that trains, no gradient is needed. */
     size_t first = ae_model_first_trained(m);
     for (size_t b = 0; b < m->nblocks; b++) m->grad_shapes[b].used = NULL;
+    int threads = ae_model_threads(m);
     for (size_t i = m->nlayers; i-- > first;) {
         ae_layer *L = &m->layers[i];
         ae_layer_io io = {.batch = batch,
@@ -434,7 +436,7 @@ static void backward(ae_model *m, const float *x, size_t batch) {
                           .scratch = m->scratch[i],
                           .state = L->s_count ? m->buffers + L->s_off : NULL,
                           .backend = m->backend,
-                          .threads = ae_model_threads(m),
+                          .threads = threads,
                           .plan = ae_model_layer_plan(m, i, batch),
                           .sync = m->sync};
         if (i + 1 < m->nlayers) ae_sparse_penalty_grad(m, i, batch, dy);

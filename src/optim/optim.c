@@ -167,9 +167,6 @@ static void update_range(void *ctx, size_t lo, size_t hi) {
     }
 }
 
-/* Parameters a thread's share of an update must hold to be worth waking it. */
-#define UPDATE_MIN_EACH 16384
-
 void ae_optim_step_shaped(const ae_optim_settings *s, float *params, const float *grads,
                           float *state1, float *state2, ae_param_block *blocks,
                           const ae_grad_shape *shapes, size_t nblocks, float grad_scale) {
@@ -179,7 +176,7 @@ void ae_optim_step_shaped(const ae_optim_settings *s, float *params, const float
         size_t o = blk->off;
         update_job j = {.p = params + o, .g = grads + o, .m = state1 + o,
                         .v = state2 + o, .gs = grad_scale};
-        size_t n = blk->len, min_each = UPDATE_MIN_EACH;
+        size_t n = blk->len, min_each = AE_POOL_MIN_VALUES;
         if (s->kind == AE_OPT_SGD) {
             j.sgd = 1;
             j.sc = sgd_setup(s);
@@ -191,7 +188,7 @@ void ae_optim_step_shaped(const ae_optim_settings *s, float *params, const float
             if (shapes && shapes[b].used && !shapes[b].used_cols) {
                 j.rows = &shapes[b];
                 n = blk->len / shapes[b].row_len;
-                min_each = (UPDATE_MIN_EACH + shapes[b].row_len - 1) / shapes[b].row_len;
+                min_each = ae_pool_units(AE_POOL_MIN_VALUES, shapes[b].row_len);
             }
         }
         ae_pool_for(s->threads, n, 16, min_each, update_range, &j);
