@@ -84,38 +84,6 @@ static void conv_init(const ae_layer *L, float *params, ae_rng *rng) {
     for (size_t i = 0; i < L->b_count; i++) b[i] = (2.0f * ae_rng_uniform(rng) - 1.0f) * bound;
 }
 
-/* pre[b, co, :] = src(b, co) + bias[co], then y = act(pre) over each sample
- * at once (one call on C*P values, not C calls on P); sb and sc locate the P
- * values of (b, co) in src. */
-typedef struct planes_job {
-    const ae_layer *L;
-    const float *bias, *src;
-    size_t sb, sc, C, P;
-    float *pre, *y;
-} planes_job;
-
-static void bias_act_samples(void *ctx, size_t lo, size_t hi) {
-    const planes_job *j = ctx;
-    size_t C = j->C, P = j->P;
-    for (size_t b = lo; b < hi; b++) {
-        for (size_t c = 0; c < C; c++) {
-            const float *s = j->src + b * j->sb + c * j->sc;
-            float *pr = j->pre + (b * C + c) * P;
-            float bc = j->bias ? j->bias[c] : 0.0f;
-            for (size_t q = 0; q < P; q++) pr[q] = s[q] + bc;
-        }
-        ae_act_forward(j->L->act, j->L->slope, j->pre + b * C * P, j->y + b * C * P, C * P);
-    }
-}
-
-/* Samples split over `threads` (core/pool.h; each sample alone: the same bits). */
-static void bias_act_planes(const ae_layer *L, const float *bias, const float *src, size_t sb,
-                            size_t sc, float *pre, float *y, size_t B, size_t C, size_t P,
-                            int threads) {
-    planes_job j = {L, bias, src, sb, sc, C, P, pre, y};
-    ae_pool_for(threads, B, 1, ae_pool_units(AE_POOL_MIN_VALUES, C * P), bias_act_samples, &j);
-}
-
 /* On the oneDNN backend, oneDNN's convolution primitives where they were
  * measured faster than im2col + GEMM (docs/performance.md): all but the
  * smallest outputs (at most 4x4: 4096 -> 512 channels at 8x8 -> 4x4 ran
@@ -153,13 +121,13 @@ static void conv_forward(const ae_layer *L, const float *params, ae_layer_io *io
     }
     if (is_dense(L)) {
         ae_sgemm(io->backend, AE_NO_TRANS, AE_TRANS, B, Co, K, 1.0f, io->x, K, W, K, 0.0f, pre, Co);
-        bias_act_planes(L, bias, pre, Co, 1, pre, io->y, B, Co, 1, io->threads);
+        ae_bias_act_planes(L->act, L->slope, bias, pre, Co, 1, pre, io->y, B, Co, 1, io->threads);
         return;
     }
     float *col = io->scratch, *yb = io->scratch + K * N;
     ae_im2col(&g, B, io->x, col, io->threads);
     ae_sgemm(io->backend, AE_NO_TRANS, AE_NO_TRANS, Co, N, K, 1.0f, W, K, col, N, 0.0f, yb, N);
-    bias_act_planes(L, bias, yb, P, N, pre, io->y, B, Co, P, io->threads);
+    ae_bias_act_planes(L->act, L->slope, bias, yb, P, N, pre, io->y, B, Co, P, io->threads);
 }
 
 static void conv_backward(const ae_layer *L, const float *params, float *grads, ae_layer_io *io,
@@ -187,9 +155,7 @@ static void conv_backward(const ae_layer *L, const float *params, float *grads, 
         return;
     }
     if (io->plan || is_direct(L)) {
-        if (db)
-            for (size_t b = 0; b < B; b++)
-                for (size_t c = 0; c < Co; c++) db[c] += ae_plane_sum(d + (b * Co + c) * P, P);
+        if (db) ae_bias_grad_planes(d, B, Co, P, db, io->threads);
         if (io->plan)
             ae_conv_plan_backward(io->plan, io->scratch, io->x, W, d, dW, accumulate_w, io->dx);
         else

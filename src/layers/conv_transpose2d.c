@@ -113,11 +113,9 @@ static void convt_backward(const ae_layer *L, const float *params, float *grads,
            N = B * Pi, Po = g.H * g.W;
     float *d = io->dy;
     float *db = (!L->frozen && L->has_bias) ? grads + L->b_off : NULL;
-    if (db) memset(db, 0, Co * sizeof *db);
     if (!io->dy_is_dpre)
         ae_act_backward_mt(io->threads, L->act, L->slope, io->pre, io->y, d, B * Co * Po);
-    for (size_t b = 0; b < B && db; b++)
-        for (size_t c = 0; c < Co; c++) db[c] += ae_plane_sum(d + b * Co * Po + c * Po, Po);
+    if (db) ae_bias_grad_planes(d, B, Co, Po, db, io->threads);
     const float *W = params + L->w_off;
     float *dW = L->frozen ? NULL : grads + L->w_off;
     float beta = accumulate_w ? 1.0f : 0.0f;

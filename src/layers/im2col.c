@@ -143,3 +143,54 @@ AE_HOT float ae_plane_sum(const float *s, size_t n) {
     for (size_t j = 0; j < 4; j++) l[j] += l[j + 4];
     return (l[0] + l[2]) + (l[1] + l[3]);
 }
+
+typedef struct planes_job {
+    ae_activation act;
+    float slope;
+    const float *bias, *src;
+    size_t sb, sc, C, P;
+    float *pre, *y;
+} planes_job;
+
+static void bias_act_samples(void *ctx, size_t lo, size_t hi) {
+    const planes_job *j = ctx;
+    size_t C = j->C, P = j->P;
+    for (size_t b = lo; b < hi; b++) {
+        for (size_t c = 0; c < C; c++) {
+            const float *s = j->src + b * j->sb + c * j->sc;
+            float *pr = j->pre + (b * C + c) * P;
+            float bc = j->bias ? j->bias[c] : 0.0f;
+            for (size_t q = 0; q < P; q++) pr[q] = s[q] + bc;
+        }
+        ae_act_forward(j->act, j->slope, j->pre + b * C * P, j->y + b * C * P, C * P);
+    }
+}
+
+/* Each sample alone, so any split over the threads gives the same bits. */
+void ae_bias_act_planes(ae_activation act, float slope, const float *bias, const float *src,
+                        size_t sb, size_t sc, float *pre, float *y, size_t B, size_t C, size_t P,
+                        int threads) {
+    planes_job j = {act, slope, bias, src, sb, sc, C, P, pre, y};
+    ae_pool_for(threads, B, 1, ae_pool_units(AE_POOL_MIN_VALUES, C * P), bias_act_samples, &j);
+}
+
+typedef struct bias_grad_job {
+    const float *d;
+    size_t B, C, P;
+    float *db;
+} bias_grad_job;
+
+static void bias_grad_channels(void *ctx, size_t lo, size_t hi) {
+    const bias_grad_job *j = ctx;
+    for (size_t c = lo; c < hi; c++) {
+        float s = 0.0f;
+        for (size_t b = 0; b < j->B; b++) s += ae_plane_sum(j->d + (b * j->C + c) * j->P, j->P);
+        j->db[c] = s;
+    }
+}
+
+/* Each channel's samples in order, whatever the split. */
+void ae_bias_grad_planes(const float *d, size_t B, size_t C, size_t P, float *db, int threads) {
+    bias_grad_job j = {d, B, C, P, db};
+    ae_pool_for(threads, C, 1, ae_pool_units(AE_POOL_MIN_VALUES, B * P), bias_grad_channels, &j);
+}

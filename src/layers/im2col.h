@@ -6,6 +6,8 @@
 
 #include <stddef.h>
 
+#include <libae/ae.h>
+
 /* The geometry of a convolution from an image [C, H, W] to [.., Ho, Wo]. */
 typedef struct ae_conv_geom {
     size_t C, H, W;  /* image */
@@ -26,8 +28,20 @@ void ae_col2im(const ae_conv_geom *g, size_t B, const float *col, float *img, in
  * gradient's plane: one chain of n dependent adds was 4 cycles an add). */
 float ae_plane_sum(const float *s, size_t n);
 
+/* db[c] = the sum of d [B, C, P] over samples and pixels: each channel's
+ * planes summed in sample order, the channels split over `threads`. */
+void ae_bias_grad_planes(const float *d, size_t B, size_t C, size_t P, float *db, int threads);
+
 /* dst [C, B*P] from src [B, C, P], and back. */
 void ae_bcp_to_cbp(const float *src, size_t B, size_t C, size_t P, float *dst);
 void ae_cbp_to_bcp(const float *src, size_t B, size_t C, size_t P, float *dst);
+
+/* pre [B, C, P] = src(b, c) + bias[c] (bias NULL: none), then y = act(pre)
+ * over each sample at once (one call on C*P values, not C calls on P); the
+ * P values of (b, c) are at src + b*sb + c*sc, and src may be pre. The
+ * samples split over `threads` (core/pool.h). */
+void ae_bias_act_planes(ae_activation act, float slope, const float *bias, const float *src,
+                        size_t sb, size_t sc, float *pre, float *y, size_t B, size_t C, size_t P,
+                        int threads);
 
 #endif
